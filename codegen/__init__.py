@@ -1,0 +1,3 @@
+"""pccompile.codegen: backends that execute a lowered Program (torch reference; triton kernels)."""
+
+BACKENDS = ("torch",)

@@ -1,0 +1,146 @@
+"""Executes a Program with plain torch ops: the reference backend and the CPU default.
+
+Layout: `mars [num_rows, B]` holds log-values. A sum partition is evaluated as a batched matrix
+product in linear space after subtracting, per group and sample, the max over the group's
+children: out = m + log(W @ exp(c - m)). When that underflows for a node (all its weight sits on
+children far below the group max), the node is recomputed exactly in log space, so no finite
+value becomes -inf. The backward pass produces node flows (the gradient of the output w.r.t.
+each row) and parameter flows (gradient w.r.t. each log-weight) in the same factored form.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pccompile.ir import ONE_ROW, ZERO_ROW, FIRST_ROW, Program
+
+
+def _tiny(dtype: torch.dtype) -> float:
+    return float(torch.finfo(dtype).tiny) * 1e8
+
+
+class TorchExecutor(nn.Module):
+    """Holds the Program's index arrays as (non-persistent) buffers so `.to(device)` moves them."""
+
+    def __init__(self, program: Program):
+        super().__init__()
+        self.program = program
+        self.num_rows = program.num_rows
+        self.root_row = program.root_row
+        self.num_inputs = sum(p.size for p in program.input_partitions)
+        self.layer_specs: list[tuple[str, list[str]]] = []
+        for li, layer in enumerate(program.layers[1:], start=1):
+            names = []
+            for pi, part in enumerate(layer.partitions):
+                key = f"l{li}p{pi}"
+                self.register_buffer(key + "_rows", torch.as_tensor(part.rows.reshape(-1)), persistent=False)
+                self.register_buffer(key + "_child", torch.as_tensor(part.child_rows), persistent=False)
+                if layer.kind == "sum":
+                    self.register_buffer(key + "_pid", torch.as_tensor(part.param_ids), persistent=False)
+                names.append(key)
+            self.layer_specs.append((layer.kind, names))
+
+    def _part(self, key: str):
+        return (getattr(self, key + "_rows"), getattr(self, key + "_child"), getattr(self, key + "_pid", None))
+
+    # -- forward ---------------------------------------------------------------------------
+    def forward_mars(self, input_logp: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
+        """input_logp [R_in, B], logw [P] normalised log-weights -> mars [num_rows, B]."""
+        B = input_logp.shape[1]
+        dtype = input_logp.dtype
+        mars = torch.empty(self.num_rows, B, dtype=dtype, device=input_logp.device)
+        mars[ZERO_ROW] = float("-inf")
+        mars[ONE_ROW] = 0.0
+        mars[FIRST_ROW:FIRST_ROW + self.num_inputs] = input_logp
+        logw_ext = torch.cat([logw.to(dtype), logw.new_full((1,), float("-inf"), dtype=dtype)])
+        for kind, keys in self.layer_specs:
+            for key in keys:
+                rows, child, pid = self._part(key)
+                if kind == "product":
+                    mars[rows] = mars[child].sum(1)
+                else:
+                    mars[rows] = self._sum_forward(mars, child, pid, logw_ext).reshape(rows.shape[0], B)
+        return mars
+
+    def _sum_forward(self, mars, child, pid, logw_ext):
+        c = mars[child]  # [g, K, B]
+        m = c.amax(1, keepdim=True)
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        w = logw_ext[pid].exp()  # [g, G, K]
+        s = torch.bmm(w, (c - m).exp())  # [g, G, B]
+        out = s.log() + m
+        bad = s < _tiny(s.dtype)
+        if bad.any():
+            gi, i, b = bad.nonzero(as_tuple=True)
+            total = logw_ext[pid[gi, i]] + c[gi, :, b]
+            out[gi, i, b] = torch.logsumexp(total, 1)
+        return out
+
+    # -- backward (flows) ------------------------------------------------------------------
+    def backward_flows(self, mars: torch.Tensor, logw: torch.Tensor, grad_root: torch.Tensor):
+        """Top-down pass. grad_root [B] is the flow of the root (1 for plain flows).
+
+        Returns (flows [num_rows, B], param_flows [P]): flows[r, b] = d out_b / d mars[r, b]
+        times grad_root[b]; param_flows[p] = sum_b d out_b / d logw[p] times grad_root[b]."""
+        dtype = mars.dtype
+        flows = torch.zeros_like(mars)
+        flows[self.root_row] = grad_root.to(dtype)
+        logw_ext = torch.cat([logw.to(dtype), logw.new_full((1,), float("-inf"), dtype=dtype)])
+        grad_logw = torch.zeros(logw_ext.shape[0], dtype=dtype, device=mars.device)
+        for kind, keys in reversed(self.layer_specs):
+            for key in reversed(keys):
+                rows, child, pid = self._part(key)
+                if kind == "product":
+                    f = flows[rows]  # [m, B]
+                    F = child.shape[1]
+                    flows.index_add_(0, child.reshape(-1), f.unsqueeze(1).expand(-1, F, -1).reshape(-1, f.shape[1]))
+                else:
+                    self._sum_backward(mars, flows, grad_logw, rows, child, pid, logw_ext)
+        flows[ZERO_ROW] = 0
+        flows[ONE_ROW] = 0
+        return flows, grad_logw[:-1]
+
+    def _sum_backward(self, mars, flows, grad_logw, rows, child, pid, logw_ext):
+        g, G, K = pid.shape
+        B = mars.shape[1]
+        f = flows[rows].reshape(g, G, B)
+        if not bool((f != 0).any()):
+            return
+        c = mars[child]
+        m = c.amax(1, keepdim=True)
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        e = (c - m).exp()
+        w = logw_ext[pid].exp()
+        s = torch.bmm(w, e)
+        n = mars[rows].reshape(g, G, B)
+        small = s < _tiny(s.dtype)
+        a = torch.where(small, torch.zeros_like(s), f / torch.where(small, torch.ones_like(s), s))
+        flows.index_add_(0, child.reshape(-1), (e * torch.bmm(w.transpose(1, 2), a)).reshape(-1, B))
+        grad_logw.index_add_(0, pid.reshape(-1), (w * torch.bmm(a, e.transpose(1, 2))).reshape(-1))
+        bad = small & torch.isfinite(n) & (f != 0)
+        if bad.any():
+            gi, i, b = bad.nonzero(as_tuple=True)
+            total = logw_ext[pid[gi, i]] + c[gi, :, b]  # [nbad, K]
+            ef = f[gi, i, b].unsqueeze(1) * (total - n[gi, i, b].unsqueeze(1)).exp()
+            flows.index_put_((child[gi], b.unsqueeze(1).expand(-1, K)), ef, accumulate=True)
+            grad_logw.index_add_(0, pid[gi, i].reshape(-1), ef.reshape(-1))
+
+
+class CircuitLogLikelihood(torch.autograd.Function):
+    """log p(x) with our own backward: gradients are the circuit flows."""
+
+    @staticmethod
+    def forward(ctx, input_logp, logw, executor: TorchExecutor):
+        mars = executor.forward_mars(input_logp.detach(), logw.detach())
+        ctx.executor = executor
+        ctx.save_for_backward(mars, logw)
+        return mars[executor.root_row].clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        mars, logw = ctx.saved_tensors
+        ex: TorchExecutor = ctx.executor
+        flows, grad_logw = ex.backward_flows(mars, logw.detach(), grad)
+        grad_in = flows[FIRST_ROW:FIRST_ROW + ex.num_inputs]
+        return grad_in, grad_logw.to(logw.dtype), None

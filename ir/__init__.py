@@ -1,0 +1,13 @@
+"""pccompile.ir: circuit IR (node vectors), verification, and the lowered Program."""
+
+from .circuit import Circuit, Variable, same_circuit
+from .distributions import BINARY, REAL, DISTRIBUTIONS, Bernoulli, Categorical, Distribution, Domain, Gaussian
+from .errors import (ArgumentError, CircuitError, CycleError, DataError, DecomposabilityError, DomainError,
+                     DSLSemanticError, DSLSyntaxError, FormatError, ParameterError, PCError, SizeMismatchError,
+                     SmoothnessError, SourceError, StructureError)
+from .nodes import InputNode, Node, ProductNode, SumNode
+from .program import (FIRST_ROW, ONE_ROW, ZERO_ROW, InputParamLayout, InputPartition, Layer, Program,
+                      ProductPartition, SumParamLayout, SumPartition)
+from .verify import verify
+
+__all__ = [name for name in dir() if not name.startswith("_")]

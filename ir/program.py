@@ -1,0 +1,134 @@
+"""The lowered, layered Program: plain numpy index arrays, the only thing a backend reads.
+
+Buffer convention: a backend keeps log-values in `node_mars [num_rows, batch]`. Row ZERO_ROW
+holds log 0 (-inf) and pads sum fan-in; row ONE_ROW holds log 1 (0) and pads product fan-in.
+Sum weights live in one flat vector of `num_sum_params` entries; index `num_sum_params` is a
+virtual padding slot whose log-weight is -inf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ZERO_ROW = 0
+ONE_ROW = 1
+FIRST_ROW = 2
+
+
+@dataclass(frozen=True, eq=False)
+class InputPartition:
+    """Input nodes of one family (and category count): buffer rows `start..start+len(vars)`."""
+
+    dist: str
+    num_cats: int | None
+    start: int
+    vars: np.ndarray  # [m] variable of each row
+
+    @property
+    def size(self) -> int:
+        return int(self.vars.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class ProductPartition:
+    """Row rows[i] = sum over f of node_mars[child_rows[i, f]] (log space); padded with ONE_ROW."""
+
+    rows: np.ndarray  # [m]
+    child_rows: np.ndarray  # [m, F]
+    real_edges: int
+
+
+@dataclass(frozen=True, eq=False)
+class SumPartition:
+    """Groups of G nodes sharing K child rows: rows [g, G], child_rows [g, K] (pad ZERO_ROW),
+    param_ids [g, G, K] into the flat sum parameters (pad = num_sum_params, weight 0)."""
+
+    rows: np.ndarray
+    child_rows: np.ndarray
+    param_ids: np.ndarray
+    real_edges: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        g, gs, k = self.param_ids.shape
+        return g, gs, k
+
+
+@dataclass(frozen=True)
+class Layer:
+    kind: str  # "input" | "product" | "sum"
+    partitions: tuple
+
+
+@dataclass(frozen=True, eq=False)
+class SumParamLayout:
+    """Where a (non-tied) IR sum node's weights sit in the flat vector: its masked entries in
+    row-major order from `offset`; `segment_start` is the normalisation segment of its row 0."""
+
+    node: int
+    offset: int
+    size: int
+    width: int
+    mask: np.ndarray | None
+    segment_start: int
+
+
+@dataclass(frozen=True)
+class InputParamLayout:
+    node: int
+    partition: int  # index into Program.input_partitions
+    start: int  # first row inside the partition
+    size: int
+
+
+@dataclass(frozen=True, eq=False)
+class Program:
+    num_rows: int
+    root_row: int
+    var_cats: np.ndarray  # [V] categories per variable, 0 for real variables
+    var_names: tuple[str, ...]
+    layers: tuple[Layer, ...]
+    num_sum_params: int
+    sum_param_segment: np.ndarray  # [P] normalisation segment (one per sum row) of each weight
+    num_segments: int
+    sum_layout: tuple[SumParamLayout, ...]
+    input_layout: tuple[InputParamLayout, ...]
+    node_rows: dict = field(default_factory=dict)  # IR node id -> (first row, size)
+
+    @property
+    def input_partitions(self) -> tuple[InputPartition, ...]:
+        return self.layers[0].partitions if self.layers and self.layers[0].kind == "input" else ()
+
+    @property
+    def num_vars(self) -> int:
+        return int(self.var_cats.shape[0])
+
+    def __str__(self) -> str:
+        return format_program(self)
+
+
+def _pad_pct(padded: int, real: int) -> str:
+    return f"{100.0 * (padded - real) / max(real, 1):.0f}%"
+
+
+def format_program(p: Program) -> str:
+    lines = [f"program: {p.num_rows} rows, {p.num_vars} variables, {len(p.layers)} layers, "
+             f"{p.num_sum_params} sum weights, root row {p.root_row}"]
+    for li, layer in enumerate(p.layers):
+        if layer.kind == "input":
+            for part in layer.partitions:
+                kind = part.dist + (f"({part.num_cats})" if part.dist == "categorical" else "")
+                lines.append(f"  layer {li:3d} input   {kind}: rows {part.start}..{part.start + part.size - 1}"
+                             f" ({part.size} nodes)")
+        elif layer.kind == "product":
+            parts = ", ".join(f"{q.rows.shape[0]}x{q.child_rows.shape[1]}"
+                              f" (pad {_pad_pct(q.child_rows.size, q.real_edges)})" for q in layer.partitions)
+            lines.append(f"  layer {li:3d} product {len(layer.partitions)} partition(s): nodes x fan-in {parts}")
+        else:
+            parts = ", ".join(f"{g}x{gs}x{k} (pad {_pad_pct(g * gs * k, q.real_edges)})"
+                              for q in layer.partitions for g, gs, k in [q.shape])
+            lines.append(f"  layer {li:3d} sum     {len(layer.partitions)} partition(s): groups x nodes x fan-in "
+                         f"{parts}")
+    return "\n".join(lines)

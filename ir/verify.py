@@ -1,0 +1,171 @@
+"""Verification: every rule a valid circuit obeys, each failure naming the node and the rule."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .circuit import Circuit
+from .errors import (CycleError, DecomposabilityError, DomainError, ParameterError,
+                     SizeMismatchError, SmoothnessError, StructureError)
+from .nodes import InputNode, ProductNode, SumNode
+
+
+def verify(circuit: Circuit, *, require_params: bool = False, atol: float = 1e-4) -> None:
+    """Raise a CircuitError subclass on the first broken rule; return None when valid."""
+    _check_order_and_cycles(circuit)
+    nodes = circuit.nodes
+    names = [n.name for n in nodes.values()]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise StructureError(dup, "two node vectors share this name")
+    root = nodes[circuit.root]
+    if root.size != 1:
+        raise SizeMismatchError(root.name, f"the root must have size 1, it has size {root.size}")
+    scopes = circuit.scopes()
+    for node in nodes.values():
+        if node.size < 1:
+            raise SizeMismatchError(node.name, f"size must be at least 1, got {node.size}")
+        if isinstance(node, InputNode):
+            _check_input(circuit, node)
+        elif isinstance(node, ProductNode):
+            _check_product(circuit, node, scopes)
+        else:
+            _check_sum(circuit, node, scopes)
+        _check_params(circuit, node, require_params, atol)
+    missing = set(range(circuit.num_vars)) - scopes[circuit.root]
+    if missing:
+        v = circuit.variables[min(missing)].name
+        raise StructureError(root.name, f"variable '{v}' is declared but not in the root's scope")
+
+
+def _check_order_and_cycles(circuit: Circuit) -> None:
+    nodes = circuit.nodes
+    if circuit.root not in nodes:
+        raise StructureError(None, f"root id {circuit.root} is not a node")
+    # Colour DFS finds a cycle and names a node on it, whatever the stored order.
+    state: dict[int, int] = {}
+    for start in nodes:
+        if state.get(start):
+            continue
+        stack = [(start, iter(nodes[start].children))]
+        state[start] = 1
+        while stack:
+            nid, it = stack[-1]
+            child = next(it, None)
+            if child is None:
+                state[nid] = 2
+                stack.pop()
+                continue
+            if child not in nodes:
+                raise StructureError(nodes[nid].name, f"child id {child} does not exist")
+            if state.get(child) == 1:
+                raise CycleError(nodes[child].name, f"it is reachable from itself (via '{nodes[nid].name}')")
+            if not state.get(child):
+                state[child] = 1
+                stack.append((child, iter(nodes[child].children)))
+    position = {nid: k for k, nid in enumerate(nodes)}
+    for nid, node in nodes.items():
+        for c in node.children:
+            if position[c] > position[nid]:
+                raise StructureError(node.name, f"child '{nodes[c].name}' comes after it in node order")
+
+
+def _check_input(circuit: Circuit, node: InputNode) -> None:
+    if not 0 <= node.var < circuit.num_vars:
+        raise DomainError(node.name, f"variable index {node.var} is out of range 0..{circuit.num_vars - 1}")
+    var = circuit.variables[node.var]
+    if not node.dist.fits(var.domain):
+        raise DomainError(node.name, f"a {node.dist.name} input with {node.dist.num_cats} categories "
+                                     f"does not fit variable '{var.name}' of domain {var.domain.describe()}")
+
+
+def _check_product(circuit: Circuit, node: ProductNode, scopes) -> None:
+    if not node.children:
+        raise StructureError(node.name, "a product needs at least one child")
+    if node.index is not None and len(node.index) != len(node.children):
+        raise SizeMismatchError(node.name, "one index array per child is required")
+    seen: set[int] = set()
+    for k, c in enumerate(node.children):
+        child = circuit.nodes[c]
+        rows = node.child_rows(k)
+        if rows.shape != (node.size,):
+            raise SizeMismatchError(node.name, f"index for child '{child.name}' has {rows.size} rows, "
+                                               f"expected {node.size}")
+        if node.index is None or node.index[k] is None:
+            if child.size != node.size:
+                raise SizeMismatchError(node.name, f"elementwise product of size {node.size} has child "
+                                                   f"'{child.name}' of size {child.size}")
+        elif rows.size and (rows.min() < 0 or rows.max() >= child.size):
+            raise SizeMismatchError(node.name, f"index for child '{child.name}' leaves 0..{child.size - 1}")
+        overlap = seen & scopes[c]
+        if overlap:
+            v = circuit.variables[min(overlap)].name
+            raise DecomposabilityError(node.name, f"children share variable '{v}' (child '{child.name}')")
+        seen |= scopes[c]
+
+
+def _check_sum(circuit: Circuit, node: SumNode, scopes) -> None:
+    if not node.children:
+        raise StructureError(node.name, "a sum needs at least one child")
+    first = scopes[node.children[0]]
+    for c in node.children[1:]:
+        if scopes[c] != first:
+            diff = first ^ scopes[c]
+            v = circuit.variables[min(diff)].name
+            raise SmoothnessError(node.name, f"children '{circuit.nodes[node.children[0]].name}' and "
+                                             f"'{circuit.nodes[c].name}' differ in scope (variable '{v}')")
+    k = circuit.child_size(node)
+    if node.mask is not None:
+        mask = np.asarray(node.mask)
+        if mask.shape != (node.size, k):
+            raise SizeMismatchError(node.name, f"mask has shape {mask.shape}, expected {(node.size, k)}")
+        empty = np.flatnonzero(~mask.astype(bool).any(1))
+        if empty.size:
+            raise StructureError(node.name, f"row {int(empty[0])} has no edge left in its mask")
+    if node.tie is not None:
+        if node.tie not in circuit.nodes or not isinstance(circuit.nodes[node.tie], SumNode):
+            raise StructureError(node.name, "it is tied to something that is not a sum node")
+        src = circuit.param_source(node)
+        if src.size != node.size or circuit.child_size(src) != k:
+            raise SizeMismatchError(node.name, f"tied to '{src.name}' of shape "
+                                               f"{(src.size, circuit.child_size(src))}, has {(node.size, k)}")
+        if not np.array_equal(circuit.edge_mask(src), circuit.edge_mask(node)):
+            raise StructureError(node.name, f"tied to '{src.name}' but their edge masks differ")
+
+
+def _check_params(circuit: Circuit, node, require: bool, atol: float) -> None:
+    params = circuit.params.get(node.id)
+    if isinstance(node, ProductNode):
+        if params:
+            raise ParameterError(node.name, "product nodes have no parameters")
+        return
+    if isinstance(node, SumNode) and node.tie is not None:
+        if params:
+            raise ParameterError(node.name, "a tied sum stores no parameters of its own")
+        return
+    if params is None:
+        if require:
+            raise ParameterError(node.name, "parameters are missing")
+        return
+    if isinstance(node, InputNode):
+        node.dist.check_params(node.name, params, node.size)
+        return
+    w = params.get("weights")
+    k = circuit.child_size(node)
+    if w is None:
+        raise ParameterError(node.name, "missing parameter 'weights'")
+    w = np.asarray(w)
+    if w.shape != (node.size, k):
+        raise ParameterError(node.name, f"weights have shape {w.shape}, expected {(node.size, k)}")
+    if not np.all(np.isfinite(w)):
+        raise ParameterError(node.name, "weights contain NaN or infinite values")
+    if np.any(w < 0):
+        r, c = np.argwhere(w < 0)[0]
+        raise ParameterError(node.name, f"weight [{r}, {c}] is negative ({float(w[r, c]):.6g})")
+    mask = circuit.edge_mask(node)
+    if np.any(w[~mask] != 0):
+        raise ParameterError(node.name, "weights are non-zero on edges outside the mask")
+    sums = w.sum(1)
+    bad = np.flatnonzero(np.abs(sums - 1) > atol)
+    if bad.size:
+        raise ParameterError(node.name, f"weights of row {int(bad[0])} sum to {float(sums[bad[0]]):.6g}, not 1")

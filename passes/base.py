@@ -1,0 +1,105 @@
+"""Pass protocol, name registry and pipeline parsing (`-p normalize,prune{fraction=0.5}`).
+
+A pass is a frozen dataclass whose fields are its options and whose `run` maps a Circuit to a
+Circuit. The registry maps a pass's `name` to its class so the CLI can build pipelines from text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable
+from typing import ClassVar
+
+from pccompile.ir import ArgumentError, Circuit
+
+
+@dataclasses.dataclass(frozen=True)
+class Pass:
+    name: ClassVar[str] = ""
+
+    def run(self, circuit: Circuit) -> Circuit:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        opts = ",".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self))
+        return f"{self.name}{{{opts}}}" if opts else self.name
+
+
+_REGISTRY: dict[str, type[Pass]] = {}
+
+
+def register(cls: type[Pass]) -> type[Pass]:
+    """Class decorator: make a pass available by its name in pipelines."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registered() -> dict[str, type[Pass]]:
+    return dict(_REGISTRY)
+
+
+_ITEM = re.compile(r"\s*([A-Za-z_][\w-]*)\s*(?:\{([^}]*)\})?\s*(?:,|$)")
+
+
+def _convert(text: str, field: dataclasses.Field, pass_name: str):
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+    try:
+        if "bool" in kind:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if "int" in kind and "float" not in kind:
+            return int(text)
+        if "float" in kind:
+            return float(text)
+        return text
+    except ValueError:
+        raise ArgumentError(f"pass '{pass_name}': option '{field.name}' expects {kind}, got '{text}'") from None
+
+
+def parse_pipeline(text: str) -> list[Pass]:
+    """Parse `a,b{x=1,y=2}` into pass objects; unknown names and options name what was expected."""
+    passes: list[Pass] = []
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        m = _ITEM.match(text, pos)
+        if not m or m.end() == pos:
+            raise ArgumentError(f"pipeline '{text}': cannot read from column {pos + 1}; "
+                                f"expected NAME or NAME{{opt=value,...}}")
+        name, opts = m.group(1), m.group(2)
+        if name not in _REGISTRY:
+            raise ArgumentError(f"unknown pass '{name}'; known passes: {', '.join(sorted(_REGISTRY))}")
+        cls = _REGISTRY[name]
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for item in filter(None, (o.strip() for o in (opts or "").split(","))):
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or key not in fields:
+                raise ArgumentError(f"pass '{name}' has no option '{key}'; options: "
+                                    f"{', '.join(fields) or 'none'}")
+            kwargs[key] = _convert(value.strip(), fields[key], name)
+        passes.append(cls(**kwargs))
+        pos = m.end()
+    return passes
+
+
+class PassManager:
+    """Runs passes in order; `trace(pass, before, after)` sees every step (for `pcc show`)."""
+
+    def __init__(self, passes: Iterable[Pass]):
+        self.passes = list(passes)
+
+    def run(self, circuit: Circuit, trace: Callable[[Pass, Circuit, Circuit], None] | None = None) -> Circuit:
+        for p in self.passes:
+            after = p.run(circuit)
+            if trace is not None:
+                trace(p, circuit, after)
+            circuit = after
+        return circuit

@@ -1,0 +1,189 @@
+"""`pack`: lay a LayerPlan out as a Program of padded partitions (the last lowering step).
+
+Rows: every node vector gets a contiguous block of buffer rows, in execution order.
+Sums become *groups* of G rows that share K child rows: a dense node vector is one group (a
+batched matrix product), a sparse one (mask density under `sparse_threshold`) one group per
+row with only its own children. Groups of equal G are partitioned by fan-in K with the dynamic
+program PyJuice uses: the fewest partitions (at most `max_partitions`) whose padded edge count
+stays within (1 + tolerance) x the real edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pccompile.ir import (FIRST_ROW, ONE_ROW, ZERO_ROW, Circuit, InputNode, InputParamLayout, InputPartition,
+                          Layer, ProductNode, ProductPartition, Program, SumNode, SumParamLayout, SumPartition)
+
+from .layer import LayerPlan, layer
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    tolerance: float = 0.5
+    max_partitions: int = 16
+    sparse_threshold: float = 0.5
+    pow2: bool = False
+
+
+def plan_partitions(fanins: np.ndarray, weights: np.ndarray, tolerance: float, max_partitions: int,
+                    pow2: bool = False) -> list[tuple[int, np.ndarray]]:
+    """Split items by fan-in into few partitions, each padded to its largest fan-in (its cap).
+
+    Returns (cap, item indices) per partition. Minimises the number of partitions such that the
+    padded cost sum(weight * cap) is within (1 + tolerance) of the real cost sum(weight * fanin);
+    falls back to the cheapest split into `max_partitions`."""
+    fanins = np.asarray(fanins, dtype=np.int64)
+    weights = np.asarray(weights, dtype=np.float64)
+    vals, inv = np.unique(fanins, return_inverse=True)
+    caps = vals.astype(np.float64)
+    if pow2:
+        caps = 2.0 ** np.ceil(np.log2(np.maximum(caps, 1)))
+    w = np.bincount(inv, weights=weights, minlength=vals.size)
+    cw = np.concatenate([[0.0], np.cumsum(w)])
+    real = float((fanins * weights).sum())
+    u = vals.size
+    # dp[j]: cheapest cost covering distinct values 0..j with k partitions; back[k][j]: split point.
+    dp = cw[1:] * caps
+    backs = [np.zeros(u, dtype=np.int64)]
+    k = 1
+    while dp[-1] > (1 + tolerance) * real + 1e-9 and k < min(max_partitions, u):
+        new = np.full(u, np.inf)
+        back = np.zeros(u, dtype=np.int64)
+        for j in range(k, u):
+            i = np.arange(k, j + 1)  # the last partition covers distinct values i..j
+            cost = dp[i - 1] + (cw[j + 1] - cw[i]) * caps[j]
+            b = int(np.argmin(cost))
+            new[j], back[j] = cost[b], i[b]
+        dp = new
+        backs.append(back)
+        k += 1
+    bounds = []
+    j = u - 1
+    for kk in range(k - 1, -1, -1):
+        i = int(backs[kk][j]) if kk > 0 else 0
+        bounds.append((i, j))
+        j = i - 1
+    out = []
+    for i, j in reversed(bounds):
+        items = np.flatnonzero((inv >= i) & (inv <= j))
+        out.append((int(caps[j]), items))
+    return out
+
+
+def pack(circuit: Circuit, plan: LayerPlan | None = None, options: PackOptions | None = None) -> Program:
+    plan = plan or layer(circuit)
+    opt = options or PackOptions()
+    nodes = circuit.nodes
+    node_rows: dict[int, tuple[int, int]] = {}
+    next_row = FIRST_ROW
+
+    # -- input layer: one partition per (family, categories) ------------------------------
+    by_kind: dict[tuple, list[int]] = {}
+    for i in plan.inputs:
+        n = nodes[i]
+        by_kind.setdefault((n.dist.name, n.dist.num_cats), []).append(i)
+    in_parts, in_layout = [], []
+    for (dist, k), ids in by_kind.items():
+        start, local = next_row, 0
+        vars_ = []
+        for i in ids:
+            n = nodes[i]
+            node_rows[i] = (next_row, n.size)
+            in_layout.append(InputParamLayout(i, len(in_parts), local, n.size))
+            vars_.append(np.full(n.size, n.var, dtype=np.int64))
+            next_row += n.size
+            local += n.size
+        in_parts.append(InputPartition(dist, k, start, np.concatenate(vars_)))
+    layers = [Layer("input", tuple(in_parts))]
+
+    # -- flat sum parameters ------------------------------------------------------------------
+    reach = set(node_rows) | {i for lv in plan.levels for grp in lv for i in grp}
+    sum_layout, pid_table, segs = [], {}, []
+    offset = seg = 0
+    for i, n in nodes.items():
+        if isinstance(n, SumNode) and n.tie is None and i in reach:
+            mask = circuit.edge_mask(n)
+            nnz = int(mask.sum())
+            sum_layout.append(SumParamLayout(i, offset, n.size, mask.shape[1], n.mask, seg))
+            segs.append(np.repeat(np.arange(seg, seg + n.size), mask.sum(1)))
+            pid_table[i] = (offset, mask)
+            offset += nnz
+            seg += n.size
+    num_params = offset
+
+    def param_ids(n: SumNode) -> np.ndarray:
+        off, mask = pid_table[circuit.param_source(n).id]
+        pid = np.full(mask.shape, num_params, dtype=np.int64)
+        pid[mask] = off + np.arange(int(mask.sum()))
+        return pid
+
+    def child_rows_of(n) -> np.ndarray:
+        return np.concatenate([np.arange(node_rows[c][0], node_rows[c][0] + node_rows[c][1]) for c in n.children])
+
+    # -- inner levels ---------------------------------------------------------------------------
+    for prods, sums in plan.levels:
+        if prods:
+            items = []  # (rows [n], child rows [n, F])
+            for i in prods:
+                n = nodes[i]
+                node_rows[i] = (next_row, n.size)
+                rows = np.arange(next_row, next_row + n.size)
+                next_row += n.size
+                ch = np.stack([node_rows[c][0] + n.child_rows(k) for k, c in enumerate(n.children)], 1)
+                items.append((rows, ch))
+            fan = np.array([it[1].shape[1] for it in items])
+            wts = np.array([it[1].shape[0] for it in items])
+            parts = []
+            for cap, idx in plan_partitions(fan, wts, opt.tolerance, opt.max_partitions, opt.pow2):
+                rows = np.concatenate([items[j][0] for j in idx])
+                ch = np.full((rows.size, cap), ONE_ROW, dtype=np.int64)
+                r = 0
+                for j in idx:
+                    c = items[j][1]
+                    ch[r:r + c.shape[0], :c.shape[1]] = c
+                    r += c.shape[0]
+                parts.append(ProductPartition(rows, ch, int(sum(items[j][1].size for j in idx))))
+            layers.append(Layer("product", tuple(parts)))
+        if sums:
+            groups: dict[int, list[tuple]] = {}  # G -> [(rows [G], child rows [K], pids [G, K])]
+            for i in sums:
+                n = nodes[i]
+                node_rows[i] = (next_row, n.size)
+                rows = np.arange(next_row, next_row + n.size)
+                next_row += n.size
+                crow = child_rows_of(n)
+                pid = param_ids(n)
+                mask = circuit.edge_mask(n)
+                if mask.mean() >= opt.sparse_threshold or n.size == 1:
+                    groups.setdefault(n.size, []).append((rows, crow, pid))
+                else:
+                    for r in range(n.size):
+                        sel = mask[r]
+                        groups.setdefault(1, []).append((rows[r:r + 1], crow[sel], pid[r:r + 1, sel]))
+            parts = []
+            for g_size, items in groups.items():
+                fan = np.array([len(it[1]) for it in items])
+                wts = np.full(len(items), g_size)
+                for cap, idx in plan_partitions(fan, wts, opt.tolerance, opt.max_partitions, opt.pow2):
+                    rows = np.stack([items[j][0] for j in idx])
+                    ch = np.full((idx.size, cap), ZERO_ROW, dtype=np.int64)
+                    pids = np.full((idx.size, g_size, cap), num_params, dtype=np.int64)
+                    real = 0
+                    for r, j in enumerate(idx):
+                        k = len(items[j][1])
+                        ch[r, :k] = items[j][1]
+                        pids[r, :, :k] = items[j][2]
+                        real += int((items[j][2] < num_params).sum())
+                    parts.append(SumPartition(rows, ch, pids, real))
+            layers.append(Layer("sum", tuple(parts)))
+
+    var_cats = np.array([v.domain.num_cats or 0 for v in circuit.variables], dtype=np.int64)
+    return Program(
+        num_rows=next_row, root_row=node_rows[circuit.root][0], var_cats=var_cats,
+        var_names=tuple(v.name for v in circuit.variables), layers=tuple(layers),
+        num_sum_params=num_params,
+        sum_param_segment=np.concatenate(segs) if segs else np.zeros(0, dtype=np.int64),
+        num_segments=seg, sum_layout=tuple(sum_layout), input_layout=tuple(in_layout), node_rows=node_rows)

@@ -1,0 +1,71 @@
+"""Validation and encoding of a data batch for a Program's variables.
+
+Discrete variables take integers 0..K-1 with -1 (or NaN in a float array) for missing; real
+variables take floats with NaN for missing. An explicit boolean `missing` mask adds to that.
+Anything else is a DataError naming the variable, the row and the value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pccompile.ir import DataError
+
+
+def encode_batch(x, var_cats: np.ndarray, var_names: tuple[str, ...], missing=None,
+                 device: torch.device | None = None, dtype: torch.dtype = torch.float32):
+    """-> (x_int [B, V] long with -1 for missing, x_real [B, V] float with NaN for missing, or None
+    when the circuit has no real variables)."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(np.asarray(x))
+    V = int(var_cats.shape[0])
+    if x.dim() == 1 and V == x.shape[0]:
+        x = x.unsqueeze(0)
+    if x.dim() != 2 or x.shape[1] != V:
+        raise DataError(f"data must have shape [batch, {V}] (one column per variable), got {tuple(x.shape)}")
+    if device is not None:
+        x = x.to(device)
+    discrete = torch.as_tensor(var_cats > 0, device=x.device)
+    cats = torch.as_tensor(var_cats, device=x.device)
+    has_real = bool((~discrete).any())
+    if missing is not None:
+        missing = torch.as_tensor(missing, dtype=torch.bool, device=x.device)
+        if missing.dim() == 1:
+            missing = missing.unsqueeze(0).expand(x.shape[0], -1)
+        if missing.shape != x.shape:
+            raise DataError(f"missing mask must have shape {tuple(x.shape)} or [{V}], got {tuple(missing.shape)}")
+    if x.is_floating_point():
+        nan = torch.isnan(x)
+        xd = torch.where(nan, torch.full_like(x, -1), x)
+        frac = discrete & (xd != torch.round(xd))
+        if bool(frac.any()):
+            _raise_bad(frac, x, var_names, "is not an integer category")
+        x_int = xd.round().long()
+    else:
+        if has_real:
+            raise DataError("the circuit has real-valued variables: pass a floating-point array")
+        x_int = x.long()
+    bad = discrete & ((x_int < -1) | (x_int >= cats))
+    if bool(bad.any()):
+        b, v = (int(t) for t in bad.nonzero()[0])
+        raise DataError(f"variable '{var_names[v]}' (column {v}) has value {x[b, v].item()} in row {b}; "
+                        f"expected 0..{int(var_cats[v]) - 1}, or -1 for missing")
+    if missing is not None:
+        x_int = torch.where(missing, torch.full_like(x_int, -1), x_int)
+    x_int = torch.where(discrete, x_int, torch.full_like(x_int, -1))
+    x_real = None
+    if has_real:
+        x_real = x.to(dtype)
+        if missing is not None:
+            x_real = torch.where(missing, torch.full_like(x_real, float("nan")), x_real)
+        if bool(torch.isinf(x_real[:, ~discrete]).any()):
+            _raise_bad(torch.isinf(x_real) & ~discrete, x, var_names, "is infinite")
+    return x_int, x_real
+
+
+def _raise_bad(bad: torch.Tensor, x: torch.Tensor, names, why: str):
+    b, v = (int(t) for t in bad.nonzero()[0])
+    raise DataError(f"variable '{names[v]}' (column {v}) has value {x[b, v].item()} in row {b}, which {why}")

@@ -1,0 +1,87 @@
+"""The driver: any source -> IR -> passes -> Program -> CompiledCircuit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+import torch
+
+from pccompile.ir import ArgumentError, Circuit
+from pccompile.passes import InitParams, Normalize, PackOptions, Pass, PassManager, Vectorize, Verify, lower, \
+    parse_pipeline
+
+from . import builder
+from .dsl import compact_ids, parse, parse_file
+from .nx import from_networkx
+from .runtime import CompiledCircuit
+
+
+def to_circuit(src) -> Circuit:
+    """Front-end dispatch: .pc path, DSL text, networkx.DiGraph, builder Vec, or Circuit."""
+    if isinstance(src, Circuit):
+        return src
+    if isinstance(src, builder.Vec):
+        return builder.build(src)
+    if isinstance(src, nx.DiGraph):
+        return from_networkx(src)
+    if isinstance(src, Path) or (isinstance(src, str) and src.endswith(".pc") and "\n" not in src):
+        path = Path(src)
+        if not path.exists():
+            raise ArgumentError(f"circuit file '{path}' does not exist")
+        return parse_file(path)
+    if isinstance(src, str):
+        return parse(src)
+    raise ArgumentError(f"cannot compile a {type(src).__name__}; pass a .pc path, DSL text, a networkx.DiGraph, "
+                        "a builder node or an ir.Circuit")
+
+
+@dataclass
+class CompileReport:
+    """What happened during compile (shown by `pcc check`)."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+    passes: list[str] = field(default_factory=list)
+
+
+def pipeline(passes: str | list[Pass] | None, seed: int) -> list[Pass]:
+    user = parse_pipeline(passes) if isinstance(passes, str) else list(passes or [])
+    return [Vectorize(), Normalize(), InitParams(seed=seed), *user, Verify(require_params=True)]
+
+
+def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto", seed: int = 0,
+            device=None, dtype=None, pack: PackOptions | None = None, report: CompileReport | None = None,
+            trace: Callable | None = None) -> CompiledCircuit:
+    """Compile a circuit from any front end into a CompiledCircuit (a torch.nn.Module).
+
+    passes: extra passes after initialisation, e.g. "prune{fraction=0.5}"; backend: "auto" picks
+    the fastest available for `device`; seed: parameters not given in the source are drawn from it;
+    dtype: parameter and computation precision (float32 default, float64 for exact checks)."""
+    report = report if report is not None else CompileReport()
+    t0 = time.perf_counter()
+    circuit = to_circuit(src)
+    t1 = time.perf_counter()
+    steps = pipeline(passes, seed)
+    circuit = PassManager(steps).run(circuit, trace)
+    circuit = compact_ids(circuit)
+    t2 = time.perf_counter()
+    program = lower(circuit, pack)
+    t3 = time.perf_counter()
+    chosen = _choose_backend(backend, device)
+    model = CompiledCircuit(circuit, program, backend=chosen, dtype=dtype or torch.float32)
+    if device is not None:
+        model = model.to(device)
+    t4 = time.perf_counter()
+    report.passes = [str(p) for p in steps]
+    report.timings.update({"front end": t1 - t0, "passes": t2 - t1, "lower": t3 - t2, "module": t4 - t3,
+                           "total": t4 - t0})
+    return model
+
+
+def _choose_backend(backend: str, device) -> str:
+    if backend not in ("auto", "torch"):
+        raise ArgumentError(f"unknown backend '{backend}'; expected auto or torch")
+    return "torch"

@@ -1,0 +1,64 @@
+"""Data loading: .npy, .npz, the binary density-estimation CSV (.data / .data.gz) and plain text.
+
+Every loader returns a 2-D numpy array [rows, variables]; images are flattened. `check_data`
+validates an array against a circuit's variables with errors naming variable, row and value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pccompile.ir import ArgumentError, DataError
+
+
+def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
+    path = Path(path)
+    if not path.exists():
+        raise ArgumentError(f"data file '{path}' does not exist")
+    name = path.name.lower()
+    try:
+        if name.endswith(".npy"):
+            arr = np.load(path, allow_pickle=False)
+        elif name.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as z:
+                keys = list(z.keys())
+                k = key or next((c for c in ("x", "X", "data", "images", "train") if c in keys), keys[0])
+                if k not in keys:
+                    raise ArgumentError(f"'{path}' has no array '{k}'; it holds {', '.join(keys)}")
+                arr = z[k]
+        elif name.endswith((".data", ".data.gz", ".csv", ".csv.gz")):
+            arr = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+        elif name.endswith((".txt", ".txt.gz")):
+            arr = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        else:
+            raise ArgumentError(f"unknown data format '{path.name}'; expected .npy, .npz, .data, .csv or .txt")
+    except ValueError as e:
+        raise DataError(f"cannot read '{path}': {e}") from None
+    arr = np.asarray(arr)
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim > 2:
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.dtype.kind == "f" and np.all(np.isnan(arr) | (arr == np.round(arr))):
+        if not np.isnan(arr).any():
+            arr = arr.astype(np.int64)
+    return arr
+
+
+def check_data(x: np.ndarray, var_cats: np.ndarray, var_names, source: str = "data") -> None:
+    """Raise DataError for the first value outside its variable's domain."""
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != len(var_cats):
+        raise DataError(f"{source} has shape {x.shape}; the circuit expects [rows, {len(var_cats)}]")
+    disc = var_cats > 0
+    xd = x[:, disc]
+    if xd.size:
+        xf = xd.astype(np.float64)
+        bad = ~np.isnan(xf) & ((xf < -1) | (xf >= var_cats[disc]) | (xf != np.round(xf)))
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            v = np.flatnonzero(disc)[c]
+            raise DataError(f"{source}: variable '{var_names[v]}' (column {v}) has value {x[r, v]} in row {r}; "
+                            f"expected an integer in 0..{var_cats[v] - 1}, or -1 for missing")

@@ -1,0 +1,85 @@
+"""Conversion between IR parameters (probabilities, per node) and the runtime's unconstrained,
+flat tensors (log-weights per Program layout; logits / log-std per input partition)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pccompile.ir import Circuit, Program
+
+
+def _log(a: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(a.astype(np.float64))
+
+
+def sum_logits_from_circuit(circuit: Circuit, program: Program) -> np.ndarray:
+    flat = np.zeros(program.num_sum_params, dtype=np.float64)
+    for lay in program.sum_layout:
+        w = np.asarray(circuit.params[lay.node]["weights"])
+        mask = np.ones((lay.size, lay.width), bool) if lay.mask is None else np.asarray(lay.mask, bool)
+        flat[lay.offset:lay.offset + int(mask.sum())] = _log(w[mask])
+    return flat
+
+
+def input_params_from_circuit(circuit: Circuit, program: Program) -> list[dict[str, np.ndarray]]:
+    out: list[dict[str, np.ndarray]] = []
+    for part in program.input_partitions:
+        m = part.size
+        if part.dist == "categorical":
+            out.append({"logits": np.zeros((m, part.num_cats))})
+        elif part.dist == "bernoulli":
+            out.append({"logit": np.zeros(m)})
+        else:
+            out.append({"mean": np.zeros(m), "log_std": np.zeros(m)})
+    for lay in program.input_layout:
+        p = circuit.params[lay.node]
+        dst = out[lay.partition]
+        sl = slice(lay.start, lay.start + lay.size)
+        part = program.input_partitions[lay.partition]
+        if part.dist == "categorical":
+            dst["logits"][sl] = _log(np.asarray(p["probs"]))
+        elif part.dist == "bernoulli":
+            q = np.asarray(p["p"], dtype=np.float64)
+            dst["logit"][sl] = _log(q) - _log(1 - q)
+        else:
+            dst["mean"][sl] = np.asarray(p["mean"])
+            dst["log_std"][sl] = _log(np.asarray(p["std"]))
+    return out
+
+
+def segment_log_softmax(logits: torch.Tensor, segment: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """log-softmax of `logits` within each segment (one segment = one sum node's row)."""
+    m = torch.full((num_segments,), float("-inf"), dtype=logits.dtype, device=logits.device)
+    m = m.scatter_reduce(0, segment, logits.detach(), reduce="amax")
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    shifted = logits - m[segment]
+    z = torch.zeros(num_segments, dtype=logits.dtype, device=logits.device).index_add(0, segment, shifted.exp())
+    return shifted - z.log()[segment]
+
+
+def circuit_params_from_runtime(circuit: Circuit, program: Program, logw: np.ndarray,
+                                inputs: list[dict[str, np.ndarray]]) -> dict[int, dict[str, np.ndarray]]:
+    """Normalised runtime parameters back into per-node IR arrays (probabilities)."""
+    params: dict[int, dict[str, np.ndarray]] = {}
+    for lay in program.sum_layout:
+        mask = np.ones((lay.size, lay.width), bool) if lay.mask is None else np.asarray(lay.mask, bool)
+        w = np.zeros((lay.size, lay.width), dtype=np.float64)
+        w[mask] = np.exp(logw[lay.offset:lay.offset + int(mask.sum())])
+        w /= w.sum(1, keepdims=True)
+        params[lay.node] = {"weights": w.astype(np.float32)}
+    for lay in program.input_layout:
+        part = program.input_partitions[lay.partition]
+        src = inputs[lay.partition]
+        sl = slice(lay.start, lay.start + lay.size)
+        if part.dist == "categorical":
+            lg = src["logits"][sl].astype(np.float64)
+            pr = np.exp(lg - lg.max(1, keepdims=True))
+            params[lay.node] = {"probs": (pr / pr.sum(1, keepdims=True)).astype(np.float32)}
+        elif part.dist == "bernoulli":
+            params[lay.node] = {"p": (1 / (1 + np.exp(-src["logit"][sl].astype(np.float64)))).astype(np.float32)}
+        else:
+            params[lay.node] = {"mean": src["mean"][sl].astype(np.float32),
+                                "std": np.exp(src["log_std"][sl]).astype(np.float32)}
+    return params

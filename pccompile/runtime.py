@@ -1,0 +1,89 @@
+"""CompiledCircuit: a compiled probabilistic circuit as an ordinary torch.nn.Module.
+
+Parameters are unconstrained (sum log-weights normalised per node on the fly; input logits and
+log-std), so the module trains with any torch optimiser; EM writes the same tensors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from pccompile.codegen.torch_backend import CircuitLogLikelihood, TorchExecutor, partition_log_probs
+from pccompile.ir import Circuit, Program
+
+from .batch import encode_batch
+from .params import (circuit_params_from_runtime, input_params_from_circuit, segment_log_softmax,
+                     sum_logits_from_circuit)
+
+
+class CompiledCircuit(nn.Module):
+    def __init__(self, circuit: Circuit, program: Program, *, backend: str = "torch",
+                 options: dict | None = None, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.circuit = circuit
+        self.program = program
+        self.backend = backend
+        self.options = dict(options or {})
+        self.executor = TorchExecutor(program)
+        self.sum_logits = nn.Parameter(torch.as_tensor(sum_logits_from_circuit(circuit, program), dtype=dtype))
+        self.register_buffer("sum_segment", torch.as_tensor(program.sum_param_segment), persistent=False)
+        self.inputs = nn.ModuleList()
+        for part, arrays in zip(program.input_partitions, input_params_from_circuit(circuit, program)):
+            holder = nn.Module()
+            for k, v in arrays.items():
+                holder.register_parameter(k, nn.Parameter(torch.as_tensor(v, dtype=dtype)))
+            holder.register_buffer("vars", torch.as_tensor(part.vars), persistent=False)
+            self.inputs.append(holder)
+
+    # -- properties -----------------------------------------------------------------------
+    @property
+    def num_vars(self) -> int:
+        return self.program.num_vars
+
+    @property
+    def device(self) -> torch.device:
+        return self.sum_logits.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.sum_logits.dtype
+
+    # -- evaluation -------------------------------------------------------------------------
+    def encode(self, x, missing=None):
+        return encode_batch(x, self.program.var_cats, self.program.var_names, missing,
+                            device=self.device, dtype=self.dtype)
+
+    def sum_log_weights(self) -> torch.Tensor:
+        """Normalised log-weights [P], one per sum edge, in Program order."""
+        return segment_log_softmax(self.sum_logits, self.sum_segment, self.program.num_segments)
+
+    def input_log_probs(self, x_int: torch.Tensor, x_real: torch.Tensor | None) -> torch.Tensor:
+        """[R_in, B] log-probabilities of every input row."""
+        parts = [partition_log_probs(part, dict(h.named_parameters()), h.vars, x_int, x_real)
+                 for part, h in zip(self.program.input_partitions, self.inputs)]
+        return torch.cat(parts, 0)
+
+    def forward(self, x, missing=None) -> torch.Tensor:
+        """log p(x) per row; missing entries (-1 / NaN / `missing` mask) are marginalised."""
+        x_int, x_real = self.encode(x, missing)
+        return self.log_prob_encoded(x_int, x_real)
+
+    def log_prob_encoded(self, x_int, x_real) -> torch.Tensor:
+        return CircuitLogLikelihood.apply(self.input_log_probs(x_int, x_real), self.sum_log_weights(),
+                                          self.executor)
+
+    # -- export -----------------------------------------------------------------------------
+    def to_circuit(self) -> Circuit:
+        """The IR circuit with this module's current parameters."""
+        with torch.no_grad():
+            logw = self.sum_log_weights().double().cpu().numpy()
+            inputs = [{k: v.detach().double().cpu().numpy() for k, v in h.named_parameters()} for h in self.inputs]
+        params = circuit_params_from_runtime(self.circuit, self.program, logw, inputs)
+        return self.circuit.with_params(params)
+
+    def extra_repr(self) -> str:
+        s = self.circuit.stats()
+        return (f"vars={s['variables']}, nodes={s['nodes']}, sum_edges={s['sum edges']}, "
+                f"params={s['parameters']}, layers={len(self.program.layers)}, backend={self.backend!r}")
