@@ -55,8 +55,8 @@ class Categorical:
         return {"probs": (n, self.num_cats)}
 
     def random_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        p = rng.uniform(0.6, 1.4, size=(n, self.num_cats))
-        return {"probs": (p / p.sum(1, keepdims=True)).astype(np.float32)}
+        p = rng.random((n, self.num_cats), dtype=np.float32) * np.float32(0.8) + np.float32(0.6)
+        return {"probs": p / p.sum(1, keepdims=True)}
 
     def check_params(self, node: str, params: dict[str, np.ndarray], n: int) -> None:
         probs = _require(node, params, "probs", (n, self.num_cats))

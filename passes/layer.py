@@ -22,10 +22,10 @@ def layer(circuit: Circuit) -> LayerPlan:
     reach = circuit.reachable()
     inputs = tuple(i for i in reach if isinstance(circuit.nodes[i], InputNode))
     top = max(depth[i] for i in reach)
-    levels = []
-    for d in range(1, top + 1):
-        at = [i for i in reach if depth[i] == d]
-        prods = tuple(i for i in at if isinstance(circuit.nodes[i], ProductNode))
-        sums = tuple(i for i in at if i not in prods)
-        levels.append((prods, sums))
-    return LayerPlan(inputs, tuple(levels))
+    prods: list[list[int]] = [[] for _ in range(top + 1)]
+    sums: list[list[int]] = [[] for _ in range(top + 1)]
+    for i in reach:
+        if depth[i] > 0:
+            (prods if isinstance(circuit.nodes[i], ProductNode) else sums)[depth[i]].append(i)
+    levels = tuple((tuple(prods[d]), tuple(sums[d])) for d in range(1, top + 1))
+    return LayerPlan(inputs, levels)

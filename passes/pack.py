@@ -108,14 +108,18 @@ def pack(circuit: Circuit, plan: LayerPlan | None = None, options: PackOptions |
             mask = circuit.edge_mask(n)
             nnz = int(mask.sum())
             sum_layout.append(SumParamLayout(i, offset, n.size, mask.shape[1], n.mask, seg))
-            segs.append(np.repeat(np.arange(seg, seg + n.size), mask.sum(1)))
+            degree = mask.shape[1] if n.mask is None else mask.sum(1)
+            segs.append(np.repeat(np.arange(seg, seg + n.size), degree))
             pid_table[i] = (offset, mask)
             offset += nnz
             seg += n.size
     num_params = offset
 
     def param_ids(n: SumNode) -> np.ndarray:
-        off, mask = pid_table[circuit.param_source(n).id]
+        src = circuit.param_source(n)
+        off, mask = pid_table[src.id]
+        if src.mask is None:  # dense: row-major consecutive ids
+            return off + np.arange(mask.size, dtype=np.int64).reshape(mask.shape)
         pid = np.full(mask.shape, num_params, dtype=np.int64)
         pid[mask] = off + np.arange(int(mask.sum()))
         return pid
@@ -156,8 +160,8 @@ def pack(circuit: Circuit, plan: LayerPlan | None = None, options: PackOptions |
                 next_row += n.size
                 crow = child_rows_of(n)
                 pid = param_ids(n)
-                mask = circuit.edge_mask(n)
-                if mask.mean() >= opt.sparse_threshold or n.size == 1:
+                mask = None if n.mask is None else np.asarray(n.mask, bool)
+                if mask is None or n.size == 1 or mask.mean() >= opt.sparse_threshold:
                     groups.setdefault(n.size, []).append((rows, crow, pid))
                 else:
                     for r in range(n.size):

@@ -42,8 +42,17 @@ def _vectorize(circuit: Circuit) -> Circuit:
     params: dict[int, dict[str, np.ndarray]] = {}
     sizes: dict[int, int] = {}
 
+    used: set[str] = set()
+
     def new_id() -> int:
         return len(nodes)
+
+    def unique(name: str) -> str:
+        base, k = name, 1
+        while name in used:
+            name, k = f"{base}_{k}", k + 1
+        used.add(name)
+        return name
 
     for d in sorted(levels):
         groups: dict[tuple, list[int]] = defaultdict(list)
@@ -58,7 +67,7 @@ def _vectorize(circuit: Circuit) -> Circuit:
         for key, members in groups.items():
             vid = new_id()
             first = circuit.nodes[members[0]]
-            name = first.name if len(members) == 1 else f"{key[0]}{vid}"
+            name = unique(first.name if len(members) == 1 else f"{key[0]}{vid}")
             n = len(members)
             if key[0] == "input":
                 nodes[vid] = InputNode(vid, name, first.var, n, first.dist)

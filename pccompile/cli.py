@@ -27,7 +27,7 @@ app = typer.Typer(
   pcc eval examples/mixture.pc --data x.npy    mean log-likelihood and bits/dim
 """)
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _load_model(spec: Path, passes: Optional[str] = None, seed: int = 0, report=None, device=None):

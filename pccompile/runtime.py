@@ -27,10 +27,11 @@ class CompiledCircuit(nn.Module):
         self.backend = backend
         self.options = dict(options or {})
         self.executor = TorchExecutor(program)
-        self.sum_logits = nn.Parameter(torch.as_tensor(sum_logits_from_circuit(circuit, program), dtype=dtype))
+        staging = np.float64 if dtype == torch.float64 else np.float32
+        self.sum_logits = nn.Parameter(torch.as_tensor(sum_logits_from_circuit(circuit, program, staging), dtype=dtype))
         self.register_buffer("sum_segment", torch.as_tensor(program.sum_param_segment), persistent=False)
         self.inputs = nn.ModuleList()
-        for part, arrays in zip(program.input_partitions, input_params_from_circuit(circuit, program)):
+        for part, arrays in zip(program.input_partitions, input_params_from_circuit(circuit, program, staging)):
             holder = nn.Module()
             for k, v in arrays.items():
                 holder.register_parameter(k, nn.Parameter(torch.as_tensor(v, dtype=dtype)))

@@ -60,20 +60,31 @@ def parse(text: str, file: str = "<string>", base_dir: Path | None = None) -> Ci
                              source_line=_line(lines, e.line)) from None
     except lark.UnexpectedToken as e:
         tok = "end of input" if e.token.type == "$END" else repr(str(e.token))
-        line = e.line if e.line and e.line > 0 else max(len(lines), 1)
-        col = e.column if e.column and e.column > 0 else len(_line(lines, line)) + 1
+        if e.token.type == "$END":
+            line, col = _end_position(lines)
+        else:
+            line, col = e.line, e.column
         raise DSLSyntaxError(f"unexpected {tok}" + _expected(e.expected), file=file, line=line, column=col,
                              source_line=_line(lines, line)) from None
     except lark.UnexpectedEOF as e:
-        line = max(len(lines), 1)
+        line, col = _end_position(lines)
         raise DSLSyntaxError("unexpected end of input" + _expected(e.expected), file=file, line=line,
-                             column=len(_line(lines, line)) + 1, source_line=_line(lines, line)) from None
+                             column=col, source_line=_line(lines, line)) from None
     return _Compiler(file, lines, base_dir or Path.cwd()).run(tree)
 
 
 def parse_file(path: str | Path) -> Circuit:
     path = Path(path)
     return parse(path.read_text(), file=str(path), base_dir=path.parent)
+
+
+def _end_position(lines: list[str]) -> tuple[int, int]:
+    """Just past the last character of the last line holding code."""
+    for n in range(len(lines), 0, -1):
+        code = lines[n - 1].split("#", 1)[0].rstrip()
+        if code:
+            return n, len(code) + 1
+    return 1, 1
 
 
 def _line(lines: list[str], n: int) -> str:

@@ -1,0 +1,77 @@
+"""Lowering: partition DP, padding within tolerance, Program invariants."""
+
+import numpy as np
+import pytest
+
+from pccompile.ir import ONE_ROW, ZERO_ROW
+from pccompile.passes import PackOptions, layer, pack, plan_partitions
+
+from helpers import random_circuit
+
+
+def _brute_min_parts(fan, wts, tol):
+    """Smallest number of contiguous (sorted) partitions within tolerance, by trying all splits."""
+    import itertools
+    vals = np.unique(fan)
+    real = (fan * wts).sum()
+    for k in range(1, len(vals) + 1):
+        for cuts in itertools.combinations(range(1, len(vals)), k - 1):
+            bounds = [0, *cuts, len(vals)]
+            cost = sum(wts[(fan >= vals[a]) & (fan <= vals[b - 1])].sum() * vals[b - 1]
+                       for a, b in zip(bounds, bounds[1:]))
+            if cost <= (1 + tol) * real + 1e-9:
+                return k
+    return len(vals)
+
+
+@pytest.mark.parametrize("trial", range(20))
+def test_partition_dp_is_minimal_and_within_tolerance(rng, trial):
+    n = int(rng.integers(1, 40))
+    fan = rng.integers(1, 30, size=n)
+    wts = rng.integers(1, 5, size=n).astype(float)
+    tol = float(rng.choice([0.0, 0.1, 0.5, 1.0]))
+    parts = plan_partitions(fan, wts, tol, max_partitions=64)
+    covered = np.sort(np.concatenate([idx for _, idx in parts]))
+    np.testing.assert_array_equal(covered, np.arange(n))
+    padded = sum(cap * wts[idx].sum() for cap, idx in parts)
+    assert all(cap >= fan[idx].max() for cap, idx in parts)
+    assert padded <= (1 + tol) * (fan * wts).sum() + 1e-9
+    assert len(parts) == _brute_min_parts(fan, wts, tol)
+
+
+def test_partition_cap_and_pow2():
+    fan = np.array([1, 2, 3, 5, 9, 17, 33])
+    parts = plan_partitions(fan, np.ones(7), 0.0, max_partitions=3, pow2=True)
+    assert len(parts) == 3
+    assert all(cap & (cap - 1) == 0 for cap, _ in parts)
+
+
+@pytest.mark.parametrize("trial", range(8))
+def test_program_invariants(rng, trial):
+    c = random_circuit(rng, num_vars=int(rng.integers(2, 7)))
+    prog = pack(c, layer(c), PackOptions(tolerance=float(rng.choice([0.0, 0.5])), sparse_threshold=0.7))
+    written = {ZERO_ROW, ONE_ROW}
+    for part in prog.input_partitions:
+        written |= set(range(part.start, part.start + part.size))
+    for lay in prog.layers[1:]:
+        for part in lay.partitions:
+            assert set(part.child_rows.reshape(-1).tolist()) <= written  # children computed earlier
+            rows = part.rows.reshape(-1).tolist()
+            assert not set(rows) & written  # every row written once
+            written |= set(rows)
+            if lay.kind == "sum":
+                pid = part.param_ids
+                assert pid.shape[0] == part.child_rows.shape[0]
+                # padded child slots never carry a real weight
+                pad = np.broadcast_to((part.child_rows == ZERO_ROW)[:, None, :], pid.shape)
+                assert np.all(pid[pad] == prog.num_sum_params)
+    assert written == set(range(prog.num_rows))
+    assert prog.root_row in written
+    # every real weight is referenced by some partition
+    used = set()
+    for lay in prog.layers[1:]:
+        if lay.kind == "sum":
+            for part in lay.partitions:
+                used |= set(part.param_ids.reshape(-1).tolist())
+    assert used - {prog.num_sum_params} == set(range(prog.num_sum_params))
+    assert "layer" in str(prog)

@@ -1,0 +1,121 @@
+"""Every verification rule, broken on purpose; the error names the node and the rule."""
+
+import numpy as np
+import pytest
+
+import pccompile as pc
+from pccompile.ir import (Bernoulli, Circuit, CycleError, DecomposabilityError, Domain, DomainError, InputNode,
+                          ParameterError, ProductNode, SizeMismatchError, SmoothnessError, StructureError, SumNode,
+                          Variable, verify)
+
+V2 = (Variable("a", Domain(2)), Variable("b", Domain(2)))
+
+
+def _inputs():
+    return {0: InputNode(0, "la", 0, 2, Bernoulli()), 1: InputNode(1, "lb", 1, 2, Bernoulli())}
+
+
+def _params(extra=None):
+    p = {0: {"p": np.array([0.2, 0.7], np.float32)}, 1: {"p": np.array([0.4, 0.9], np.float32)}}
+    p.update(extra or {})
+    return p
+
+
+def _ok():
+    nodes = _inputs()
+    nodes[2] = ProductNode(2, "prod", (0, 1), 2)
+    nodes[3] = SumNode(3, "top", (2,), 1)
+    return Circuit(V2, nodes, 3, _params({3: {"weights": np.array([[0.5, 0.5]], np.float32)}}))
+
+
+def test_valid_circuit_passes():
+    verify(_ok(), require_params=True)
+
+
+def _expect(exc, circuit, node, text):
+    with pytest.raises(exc) as e:
+        verify(circuit, require_params=True)
+    assert e.value.node == node
+    assert f"node '{node}'" in str(e.value) and exc.rule in str(e.value) and text in str(e.value), str(e.value)
+
+
+def test_cycle():
+    c = _ok()
+    nodes = dict(c.nodes)
+    nodes[2] = ProductNode(2, "prod", (0, 1, 3), 2)
+    _expect(CycleError, c.replace(nodes=nodes), "prod", "reachable from itself")
+
+
+def test_non_smooth_sum():
+    nodes = _inputs()
+    nodes[2] = SumNode(2, "top", (0, 1), 1)
+    c = Circuit(V2, nodes, 2, _params({2: {"weights": np.full((1, 4), 0.25, np.float32)}}))
+    _expect(SmoothnessError, c, "top", "differ in scope")
+
+
+def test_non_decomposable_product():
+    nodes = _inputs()
+    nodes[1] = InputNode(1, "lb", 0, 2, Bernoulli())
+    nodes[2] = ProductNode(2, "prod", (0, 1), 2)
+    nodes[3] = SumNode(3, "top", (2,), 1)
+    c = Circuit(V2[:1], nodes, 3, _params({3: {"weights": np.array([[0.5, 0.5]], np.float32)}}))
+    _expect(DecomposabilityError, c, "prod", "share variable 'a'")
+
+
+def test_size_mismatch():
+    c = _ok()
+    nodes = dict(c.nodes)
+    nodes[1] = InputNode(1, "lb", 1, 3, Bernoulli())
+    c = c.replace(nodes=nodes, params=_params({1: {"p": np.full(3, 0.5, np.float32)},
+                                                3: {"weights": np.array([[0.5, 0.5]], np.float32)}}))
+    _expect(SizeMismatchError, c, "prod", "child 'lb' of size 3")
+
+
+@pytest.mark.parametrize("w,text", [
+    ([[0.7, 0.7]], "sum to 1.4"),
+    ([[1.5, -0.5]], "negative"),
+    ([[np.nan, 1.0]], "NaN"),
+])
+def test_bad_weights(w, text):
+    c = _ok()
+    c = c.with_params(_params({3: {"weights": np.array(w, np.float32)}}))
+    _expect(ParameterError, c, "top", text)
+
+
+def test_bad_input_parameters():
+    c = _ok().with_params(_params({0: {"p": np.array([0.2, 1.7], np.float32)},
+                                   3: {"weights": np.array([[0.5, 0.5]], np.float32)}}))
+    _expect(ParameterError, c, "la", "[0, 1]")
+
+
+def test_category_out_of_range():
+    c = _ok()
+    nodes = dict(c.nodes)
+    nodes[0] = InputNode(0, "la", 0, 2, pc.Categorical(5))
+    c = c.replace(nodes=nodes)
+    _expect(DomainError, c, "la", "categorical(5)"[:11])
+
+
+def test_unnamed_variable_out_of_scope_and_root_size():
+    c = _ok()
+    c2 = c.replace(variables=V2 + (Variable("z", Domain(2)),))
+    _expect(StructureError, c2, "top", "'z' is declared but not in the root's scope")
+    nodes = dict(c.nodes)
+    nodes[3] = SumNode(3, "top", (2,), 2)
+    _expect(SizeMismatchError, c.replace(nodes=nodes).with_params(
+        _params({3: {"weights": np.full((2, 2), 0.5, np.float32)}})), "top", "root must have size 1")
+
+
+def test_tie_mismatch():
+    c = _ok()
+    nodes = dict(c.nodes)
+    nodes[3] = SumNode(3, "s1", (2,), 1)
+    nodes[4] = SumNode(4, "s2", (0,), 2, tie=3)
+    nodes[5] = ProductNode(5, "pp", (3,), 1)
+    _expect(SizeMismatchError, c.replace(nodes=nodes, root=5), "s2", "tied to 's1'")
+
+
+def test_missing_parameters_only_when_required():
+    c = _ok().with_params({})
+    verify(c)
+    _expect(ParameterError, c, "la", "missing")
