@@ -14,6 +14,10 @@ from pccompile.ir import ArgumentError, DataError
 
 
 def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
+    """Rows x variables from a file, or from a bundled dataset named `builtin:NAME[:SPLIT]`."""
+    if str(path).startswith("builtin:"):
+        from pccompile.datasets import load_builtin
+        return load_builtin(str(path))
     path = Path(path)
     if not path.exists():
         raise ArgumentError(f"data file '{path}' does not exist")

@@ -19,10 +19,17 @@ FORMAT = "pccompile-model"
 VERSION = 1
 
 
-def save(model, path: str | Path, *, extra: dict | None = None) -> None:
-    """Write `model` (a CompiledCircuit) with its current parameters to `path` (.pcz)."""
+def save(model, path: str | Path, *, extra: dict | None = None,
+         extra_arrays: dict[str, np.ndarray] | None = None) -> None:
+    """Write `model` (a CompiledCircuit) with its current parameters to `path` (.pcz).
+
+    Holds the IR with normalised parameters (readable by any tool) and the module's exact
+    state (`state.*`), so a reloaded model continues bit for bit where it stopped."""
     circuit = model.to_circuit()
     meta, arrays = circuit_to_storage(circuit)
+    for k, v in model.state_dict().items():
+        arrays[f"state.{k}"] = v.detach().cpu().contiguous().numpy()
+    arrays.update(extra_arrays or {})
     record = {"format": FORMAT, "version": VERSION, "circuit": meta, "backend": model.backend,
               "extra": extra or {}}
     path = Path(path)
@@ -55,6 +62,13 @@ def load(path: str | Path, *, device=None, backend: str = "auto"):
     """Read a model written by `save` and compile it again (structure and parameters as saved)."""
     from .compiler import compile as _compile
 
+    import torch
+
     record, arrays = read(path)
     circuit = circuit_from_storage(record["circuit"], arrays)
-    return _compile(circuit, device=device, backend=backend)
+    state = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
+    dtype = torch.float64 if any(v.dtype == np.float64 for v in state.values()) else None
+    model = _compile(circuit, backend=backend, dtype=dtype)
+    if state:
+        model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+    return model.to(device) if device is not None else model

@@ -88,3 +88,26 @@ class CompiledCircuit(nn.Module):
         s = self.circuit.stats()
         return (f"vars={s['variables']}, nodes={s['nodes']}, sum_edges={s['sum edges']}, "
                 f"params={s['parameters']}, layers={len(self.program.layers)}, backend={self.backend!r}")
+
+
+def _attach_queries():
+    """Query methods live in pccompile.queries; bound here so the module stays small."""
+    from . import queries
+
+    def conditional(self, x, query):
+        """log p(x[query] | the observed non-query entries of x); query: bool [V] or [B, V]."""
+        return queries.conditional(self, x, query)
+
+    def mpe(self, x, missing=None):
+        """Observed entries kept, missing (-1 / NaN / mask) filled with the most probable completion."""
+        return queries.mpe(self, x, missing)
+
+    def sample(self, n=None, evidence=None, seed=None):
+        """n unconditional samples, or completions of `evidence` rows (missing entries drawn)."""
+        return queries.sample(self, n, evidence, seed)
+
+    for f in (conditional, mpe, sample):
+        setattr(CompiledCircuit, f.__name__, f)
+
+
+_attach_queries()

@@ -37,3 +37,30 @@ def partition_log_probs(part: InputPartition, params: dict[str, torch.Tensor], v
         logit = params["logit"].unsqueeze(1)
         lp = torch.where(xc == 1, F.logsigmoid(logit), F.logsigmoid(-logit))
     return torch.where(miss, torch.zeros_like(lp), lp)
+
+
+def partition_stats(part: InputPartition, params: dict[str, torch.Tensor]):
+    """Per-row mode value and its log-probability: ([m] mode, [m] log p(mode)). For Gaussians
+    the 'log-probability' is the log-density at the mean."""
+    if part.dist == "gaussian":
+        return params["mean"], -params["log_std"] - 0.5 * math.log(2 * math.pi)
+    if part.dist == "categorical":
+        logp = F.log_softmax(params["logits"], dim=1)
+        best, arg = logp.max(1)
+        return arg, best
+    logit = params["logit"]
+    return (logit > 0).long(), torch.maximum(F.logsigmoid(logit), F.logsigmoid(-logit))
+
+
+def partition_sample(part: InputPartition, params: dict[str, torch.Tensor], rows: torch.Tensor,
+                     gen: torch.Generator | None) -> torch.Tensor:
+    """One draw from each selected row's distribution ([n] rows of this partition)."""
+    if part.dist == "gaussian":
+        noise = torch.randn(rows.shape, generator=gen, device=rows.device, dtype=params["mean"].dtype)
+        return params["mean"][rows] + params["log_std"][rows].exp() * noise
+    if part.dist == "categorical":
+        logp = F.log_softmax(params["logits"][rows], dim=1)
+        u = torch.rand(logp.shape, generator=gen, device=rows.device, dtype=logp.dtype).clamp_min(1e-30)
+        return (logp - (-u.log()).log()).argmax(1)  # Gumbel-max
+    u = torch.rand(rows.shape, generator=gen, device=rows.device, dtype=params["logit"].dtype)
+    return (u < torch.sigmoid(params["logit"][rows])).long()

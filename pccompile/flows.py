@@ -1,0 +1,89 @@
+"""Circuit flows: the E-step statistics, and the analysis the pruning pass reads.
+
+For a batch, one forward and one backward pass (root flow 1 per sample) give
+- `sum_flows [P]`: aggregate edge flows F_{n,c}(batch) for every sum weight (Program order); by the
+  identity F_{n,c}(x) = d log p(x) / d log theta_{c|n} these are gradients w.r.t. log-weights;
+- per input partition, the flow of each row per sample, reduced to sufficient statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pccompile.ir import FIRST_ROW
+
+
+@dataclass
+class FlowStats:
+    """Aggregated flows of a batch (or of a whole dataset when accumulated)."""
+
+    sum_flows: torch.Tensor  # [P]
+    inputs: list[dict[str, torch.Tensor]]  # per partition: counts [m, K] + missing [m] | gaussian moments
+    log_likelihood: float  # sum over the rows
+    rows: int
+
+    def add_(self, other: "FlowStats") -> "FlowStats":
+        self.sum_flows += other.sum_flows
+        for a, b in zip(self.inputs, other.inputs):
+            for k in a:
+                a[k] += b[k]
+        self.log_likelihood += other.log_likelihood
+        self.rows += other.rows
+        return self
+
+
+@torch.no_grad()
+def batch_flows(model, x, missing=None) -> FlowStats:
+    x_int, x_real = model.encode(x, missing)
+    ex = model.executor
+    logw = model.sum_log_weights()
+    mars = ex.forward_mars(model.input_log_probs(x_int, x_real), logw)
+    root = mars[ex.root_row]
+    ok = torch.isfinite(root)  # zero-probability rows carry no flow
+    grad = ok.to(mars.dtype)
+    flows, sum_flows = ex.backward_flows(mars, logw, grad)
+    stats = []
+    for part, h in zip(model.program.input_partitions, model.inputs):
+        f = flows[part.start:part.start + part.size]  # [m, B]
+        if part.dist == "gaussian":
+            xv = x_real[:, h.vars].T
+            miss = torch.isnan(xv)
+            xv0 = torch.where(miss, torch.zeros_like(xv), xv)
+            fo = torch.where(miss, torch.zeros_like(f), f)
+            stats.append({"w": fo.sum(1), "wx": (fo * xv0).sum(1), "wxx": (fo * xv0 * xv0).sum(1),
+                          "missing": (f - fo).sum(1)})
+        else:
+            xv = x_int[:, h.vars].T
+            miss = xv < 0
+            fo = torch.where(miss, torch.zeros_like(f), f)
+            k = part.num_cats if part.dist == "categorical" else 2
+            counts = torch.zeros(part.size, k, dtype=f.dtype, device=f.device)
+            counts.scatter_add_(1, xv.clamp_min(0), fo)
+            stats.append({"counts": counts, "missing": (f - fo).sum(1)})
+    ll = float(root[ok].double().sum())
+    return FlowStats(sum_flows, stats, ll, int(x_int.shape[0]))
+
+
+def dataset_flows(model, data, batch_size: int = 512) -> FlowStats:
+    total = None
+    for i in range(0, len(data), batch_size):
+        s = batch_flows(model, data[i:i + batch_size])
+        total = s if total is None else total.add_(s)
+    return total
+
+
+def edge_flows(model, data, batch_size: int = 512) -> dict[int, np.ndarray]:
+    """Aggregate edge flows F_{n,c}(data) per (non-tied) IR sum node: {node id: [size, K] array},
+    zero off the mask. Tied nodes' flows are added into their source's entry."""
+    stats = dataset_flows(model, data, batch_size)
+    flat = stats.sum_flows.double().cpu().numpy()
+    out = {}
+    for lay in model.program.sum_layout:
+        mask = np.ones((lay.size, lay.width), bool) if lay.mask is None else np.asarray(lay.mask, bool)
+        f = np.zeros(mask.shape)
+        f[mask] = flat[lay.offset:lay.offset + int(mask.sum())]
+        out[lay.node] = f
+    return out

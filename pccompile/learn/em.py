@@ -1,0 +1,79 @@
+"""EM updates from accumulated flows (the M-step), as in Juice / SparsePC:
+
+    theta_{c|n} <- (1 - a) theta + a (F_{n,c} + pc / |ch(n)|) / (F_n + pc)
+    categorical: theta_k <- (1 - a) theta_k + a (F_k + pc / K + F_miss theta_k) / (F + F_miss + pc)
+
+with step size a (1 = plain EM) and pseudocount pc (Laplace smoothing). Gaussians get weighted
+moments with the pseudocount as a prior at the current values and a variance floor.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from pccompile.flows import FlowStats
+
+
+def _mix(old: torch.Tensor, new: torch.Tensor, a: float) -> torch.Tensor:
+    return (1 - a) * old + a * new
+
+
+@torch.no_grad()
+def em_update(model, stats: FlowStats, step_size: float = 1.0, pseudocount: float = 0.1,
+              min_std: float = 1e-3) -> None:
+    a, pc = float(step_size), float(pseudocount)
+    # -- sum weights --------------------------------------------------------------------------
+    F = stats.sum_flows.to(model.dtype)
+    seg = model.sum_segment
+    nseg = model.program.num_segments
+    if F.numel():
+        node = torch.zeros(nseg, dtype=F.dtype, device=F.device).index_add_(0, seg, F)
+        deg = torch.bincount(seg, minlength=nseg).to(F.dtype)
+        old = model.sum_log_weights().exp()
+        denom = node[seg] + pc
+        new = torch.where(denom > 0, (F + pc / deg[seg]) / denom.clamp_min(1e-300), old)
+        theta = _mix(old, new, a)
+        model.sum_logits.copy_(theta.clamp_min(0).log())
+    # -- inputs -------------------------------------------------------------------------------
+    for part, h, s in zip(model.program.input_partitions, model.inputs, stats.inputs):
+        if part.dist == "gaussian":
+            mean, std = h.mean, h.log_std.exp()
+            w = s["w"].to(mean.dtype)
+            denom = w + pc
+            safe = denom > 0
+            m_new = torch.where(safe, (s["wx"] + pc * mean) / denom.clamp_min(1e-300), mean)
+            ex2 = torch.where(safe, (s["wxx"] + pc * (std ** 2 + mean ** 2)) / denom.clamp_min(1e-300),
+                              std ** 2 + mean ** 2)
+            var_new = (ex2 - m_new ** 2).clamp_min(min_std ** 2)
+            h.mean.copy_(_mix(mean, m_new, a))
+            h.log_std.copy_(0.5 * _mix(std ** 2, var_new, a).clamp_min(min_std ** 2).log())
+            continue
+        counts = s["counts"].to(model.dtype)
+        miss = s["missing"].to(model.dtype).unsqueeze(1)
+        K = counts.shape[1]
+        if part.dist == "categorical":
+            old = torch.softmax(h.logits, dim=1)
+        else:
+            p1 = torch.sigmoid(h.logit)
+            old = torch.stack([1 - p1, p1], 1)
+        denom = counts.sum(1, keepdim=True) + miss + pc
+        new = torch.where(denom > 0, (counts + pc / K + miss * old) / denom.clamp_min(1e-300), old)
+        theta = _mix(old, new, a).clamp_min(0)
+        if part.dist == "categorical":
+            h.logits.copy_(theta.log())
+        else:
+            h.logit.copy_(theta[:, 1].log() - theta[:, 0].log())
+
+
+def step_size_at(schedule: str, start: float, end: float, progress: float) -> float:
+    """Step size after `progress` in [0, 1] of training: constant, linear or cosine decay."""
+    progress = min(max(progress, 0.0), 1.0)
+    if schedule == "constant":
+        return start
+    if schedule == "linear":
+        return start + (end - start) * progress
+    if schedule == "cosine":
+        return end + 0.5 * (start - end) * (1 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown schedule '{schedule}'; expected constant, linear or cosine")

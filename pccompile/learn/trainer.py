@@ -1,0 +1,171 @@
+"""Training loop shared by the API and `pcc train`: mini-batch EM, full-batch EM, SGD or Adam,
+with per-epoch checkpoints that resume exactly (same shuffles, same parameters, same optimiser
+state) after an interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pccompile.flows import batch_flows
+from pccompile.ir import ArgumentError
+from pccompile.io import read, save
+
+from .em import em_update, step_size_at
+
+OPTIMIZERS = ("em", "em-full", "sgd", "adam")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 512
+    optimizer: str = "em"
+    step_size: float | None = None  # EM step size (em: 0.1, em-full: 1.0) or learning rate (sgd/adam)
+    step_size_end: float | None = None  # final step size for a decaying schedule
+    schedule: str = "constant"  # constant | linear | cosine
+    pseudocount: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ArgumentError(f"unknown optimizer '{self.optimizer}'; expected {', '.join(OPTIMIZERS)}")
+        if self.schedule not in ("constant", "linear", "cosine"):
+            raise ArgumentError(f"unknown schedule '{self.schedule}'; expected constant, linear or cosine")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ArgumentError("epochs and batch size must be at least 1")
+        if self.step_size is None:
+            self.step_size = {"em": 0.1, "em-full": 1.0, "sgd": 0.05, "adam": 0.01}[self.optimizer]
+        if self.step_size_end is None:
+            self.step_size_end = self.step_size if self.schedule == "constant" else self.step_size * 0.1
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_ll: float
+    valid_ll: float | None
+    test_ll: float | None
+    seconds: float
+    step_size: float
+
+
+@torch.no_grad()
+def mean_log_likelihood(model, x, batch_size: int = 1024) -> float:
+    total = 0.0
+    for i in range(0, len(x), batch_size):
+        total += float(model(x[i:i + batch_size]).double().sum())
+    return total / max(len(x), 1)
+
+
+@dataclass
+class Trainer:
+    model: torch.nn.Module
+    config: TrainConfig
+    train: np.ndarray
+    valid: np.ndarray | None = None
+    test: np.ndarray | None = None
+    checkpoint: Path | None = None
+    on_batch: Callable[[int, int], None] | None = None
+    on_epoch: Callable[[EpochRecord], None] | None = None
+    history: list[EpochRecord] = field(default_factory=list)
+    start_epoch: int = 0
+
+    def __post_init__(self):
+        self.optimizer = None
+        if self.config.optimizer in ("sgd", "adam"):
+            cls = torch.optim.SGD if self.config.optimizer == "sgd" else torch.optim.Adam
+            self.optimizer = cls(self.model.parameters(), lr=self.config.step_size)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        if self.checkpoint is None:
+            return
+        arrays = {}
+        groups = None
+        if self.optimizer is not None:
+            sd = self.optimizer.state_dict()
+            for idx, st in sd["state"].items():
+                for k, v in st.items():
+                    arrays[f"optim.{idx}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous().numpy()
+            groups = sd["param_groups"]
+        state = {"epoch": len(self.history), "config": asdict(self.config),
+                 "history": [asdict(r) for r in self.history], "param_groups": groups}
+        save(self.model, self.checkpoint, extra={"train_state": state}, extra_arrays=arrays)
+
+    def restore(self) -> None:
+        """Continue from `checkpoint`: parameters, optimiser state, history and epoch."""
+        record, arrays = read(self.checkpoint)
+        state = record["extra"]["train_state"]
+        params = {k[len("state."):]: torch.from_numpy(np.array(v)) for k, v in arrays.items()
+                  if k.startswith("state.")}
+        self.model.load_state_dict(params)
+        if self.optimizer is not None and state.get("param_groups") is not None:
+            opt_state: dict[int, dict] = {}
+            for k, v in arrays.items():
+                if k.startswith("optim."):
+                    _, idx, name = k.split(".", 2)
+                    t = torch.from_numpy(np.array(v))
+                    opt_state.setdefault(int(idx), {})[name] = t
+            self.optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+        self.history = [EpochRecord(**r) for r in state["history"]]
+        self.start_epoch = int(state["epoch"])
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> list[EpochRecord]:
+        cfg = self.config
+        n = len(self.train)
+        batches = [(i, min(i + cfg.batch_size, n)) for i in range(0, n, cfg.batch_size)]
+        total_steps = cfg.epochs * len(batches)
+        for epoch in range(self.start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+            ll_sum, full = 0.0, None
+            step = cfg.step_size
+            for bi, (a, b) in enumerate(batches):
+                x = self.train[perm[a:b]]
+                progress = (epoch * len(batches) + bi) / max(total_steps - 1, 1)
+                step = step_size_at(cfg.schedule, cfg.step_size, cfg.step_size_end, progress)
+                if cfg.optimizer == "em":
+                    stats = batch_flows(self.model, x)
+                    em_update(self.model, stats, step, cfg.pseudocount)
+                    ll_sum += stats.log_likelihood
+                elif cfg.optimizer == "em-full":
+                    stats = batch_flows(self.model, x)
+                    full = stats if full is None else full.add_(stats)
+                    ll_sum += stats.log_likelihood
+                else:
+                    for g in self.optimizer.param_groups:
+                        g["lr"] = step
+                    self.optimizer.zero_grad()
+                    lls = self.model(x)
+                    loss = -lls.mean()
+                    loss.backward()
+                    self.optimizer.step()
+                    ll_sum += float(lls.detach().double().sum())
+                if self.on_batch:
+                    self.on_batch(bi + 1, len(batches))
+            if full is not None:
+                em_update(self.model, full, step, cfg.pseudocount)
+            rec = EpochRecord(epoch + 1, ll_sum / n,
+                              None if self.valid is None else mean_log_likelihood(self.model, self.valid),
+                              None if self.test is None else mean_log_likelihood(self.model, self.test),
+                              time.perf_counter() - t0, step)
+            self.history.append(rec)
+            self.save_checkpoint()
+            if self.on_epoch:
+                self.on_epoch(rec)
+            if os.environ.get("PCC_TEST_CRASH_AFTER_EPOCH") == str(epoch + 1):
+                os._exit(75)  # test hook: die like a killed process, right after a checkpoint
+        return self.history
+
+
+def history_json(history: list[EpochRecord]) -> str:
+    return json.dumps([asdict(r) for r in history], indent=1)

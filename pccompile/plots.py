@@ -1,0 +1,53 @@
+"""PNG output: learning curves and sample grids (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def learning_curve(history, path: str | Path, num_vars: int, title: str = "") -> None:
+    plt = _plt()
+    ep = [r.epoch for r in history]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    to_bpd = lambda ll: -ll / (num_vars * np.log(2))
+    ax.plot(ep, [to_bpd(r.train_ll) for r in history], "o-", label="train")
+    if any(r.valid_ll is not None for r in history):
+        ax.plot(ep, [to_bpd(r.valid_ll) for r in history], "s-", label="valid")
+    if any(r.test_ll is not None for r in history):
+        ax.plot(ep, [to_bpd(r.test_ll) for r in history], "^-", label="test")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("bits per dimension (lower is better)")
+    ax.set_title(title or "learning curve")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def sample_grid(samples: np.ndarray, shape, path: str | Path, max_value: float | None = None,
+                title: str = "") -> None:
+    plt = _plt()
+    n = samples.shape[0]
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.2 + 0.4), dpi=120, squeeze=False)
+    vmax = max_value if max_value is not None else float(np.nanmax(samples))
+    for k, ax in enumerate(axes.reshape(-1)):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(samples[k].reshape(shape[-2:]), cmap="gray", vmin=0, vmax=vmax)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

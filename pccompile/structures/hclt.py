@@ -1,0 +1,72 @@
+"""HCLT: hidden Chow-Liu trees (Liu & Van den Broeck), the structure both seed papers train.
+
+Every variable v of the Chow-Liu tree gets a latent Z_v with `latents` states: an input vector
+(p(x_v | Z_v = j)) times, for each tree child c, a sum vector P(subtree_c | Z_v = i) =
+sum_j theta_ij [input_c x messages of c's children](j). The root mixes its latent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pccompile import builder
+from pccompile.ir import ArgumentError, Bernoulli, Categorical, Domain, Variable
+
+from .chow_liu import chow_liu_tree
+
+
+def _leaf(v: int, size: int, k: int, binary_as_bernoulli: bool) -> builder.Vec:
+    if k == 2 and binary_as_bernoulli:
+        return builder.inputs(v, size, Bernoulli())
+    return builder.inputs(v, size, Categorical(k))
+
+
+def hclt_from_tree(parent: np.ndarray, num_cats, latents: int, variables: list[int] | None = None,
+                   binary_as_bernoulli: bool = True) -> builder.Vec:
+    """HCLT over a given rooted tree (`parent[v]` = parent index in 0..V-1, -1 at the root)."""
+    V = len(parent)
+    cats = np.broadcast_to(np.asarray(num_cats), (V,)).astype(int)
+    var_ids = list(range(V)) if variables is None else list(variables)
+    kids: list[list[int]] = [[] for _ in range(V)]
+    roots = [v for v in range(V) if parent[v] < 0]
+    if len(roots) != 1:
+        raise ArgumentError(f"the tree must have exactly one root, found {len(roots)}")
+    for v in range(V):
+        if parent[v] >= 0:
+            kids[parent[v]].append(v)
+    order, stack = [], [roots[0]]
+    while stack:
+        u = stack.pop()
+        order.append(u)
+        stack.extend(kids[u])
+    if len(order) != V:
+        raise ArgumentError("the parent array does not describe a tree over all variables")
+    latent_of: dict[int, builder.Vec] = {}
+    for v in reversed(order):  # children before parents
+        leaf = _leaf(var_ids[v], latents, int(cats[v]), binary_as_bernoulli)
+        msgs = [builder.summate(latent_of[c], size=latents) for c in kids[v]]
+        latent_of[v] = builder.multiply(leaf, *msgs) if msgs else leaf
+    return builder.summate(latent_of[roots[0]], size=1)
+
+
+def hclt(data: np.ndarray, latents: int = 16, num_cats=None, *, pseudocount: float = 0.1,
+         max_rows: int | None = 20000, bins: int | None = None, binary_as_bernoulli: bool = True,
+         variables: list[int] | None = None) -> builder.Vec:
+    """HCLT learned from `data` [N, V] (discrete). `bins` coarsens categories for the MI estimate
+    (e.g. 16 for 256-level pixels, as the released code does with x // 16)."""
+    data = np.asarray(data)
+    if data.ndim != 2:
+        raise ArgumentError(f"hclt data must be [rows, variables], got shape {data.shape}")
+    if num_cats is None:
+        num_cats = int(data.max()) + 1
+    cats = np.broadcast_to(np.asarray(num_cats), (data.shape[1],)).astype(int)
+    x, mi_cats = data, cats
+    if bins is not None:
+        step = np.maximum(1, -(-cats // bins))
+        x, mi_cats = np.where(data >= 0, data // step, -1), -(-cats // step)
+    _, parent = chow_liu_tree(x, mi_cats, pseudocount, max_rows)
+    return hclt_from_tree(parent, cats, latents, variables, binary_as_bernoulli)
+
+
+def hclt_variables(num_vars: int, num_cats: int) -> list[Variable]:
+    return [Variable(f"x{i}", Domain(num_cats)) for i in range(num_vars)]
