@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pccompile.ir import (FIRST_ROW, ONE_ROW, ZERO_ROW, Circuit, InputNode, InputParamLayout, InputPartition,
-                          Layer, ProductNode, ProductPartition, Program, SumNode, SumParamLayout, SumPartition)
+from pccompile.ir import (FIRST_ROW, ONE_ROW, ZERO_ROW, Circuit, InputParamLayout, InputPartition, Layer,
+                          ProductPartition, Program, SumNode, SumParamLayout, SumPartition)
 
 from .layer import LayerPlan, layer
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,11 +55,12 @@ def pipeline(passes: str | list[Pass] | None, seed: int) -> list[Pass]:
 
 def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto", seed: int = 0,
             device=None, dtype=None, pack: PackOptions | None = None, report: CompileReport | None = None,
-            trace: Callable | None = None) -> CompiledCircuit:
+            trace: Callable | None = None, triton: dict | None = None) -> CompiledCircuit:
     """Compile a circuit from any front end into a CompiledCircuit (a torch.nn.Module).
 
     passes: extra passes after initialisation, e.g. "prune{fraction=0.5}"; backend: "auto" picks
-    the fastest available for `device`; seed: parameters not given in the source are drawn from it;
+    triton on CUDA and torch elsewhere ("triton" on the CPU needs TRITON_INTERPRET=1); triton: options
+    for the Triton backend (see codegen.triton.TritonOptions); seed: parameters not given in the source are drawn from it;
     dtype: parameter and computation precision (float32 default, float64 for exact checks)."""
     report = report if report is not None else CompileReport()
     t0 = time.perf_counter()
@@ -71,7 +73,8 @@ def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto
     program = lower(circuit, pack)
     t3 = time.perf_counter()
     chosen = _choose_backend(backend, device)
-    model = CompiledCircuit(circuit, program, backend=chosen, dtype=dtype or torch.float32)
+    options = {"triton": dict(triton or {})}
+    model = CompiledCircuit(circuit, program, backend=chosen, dtype=dtype or torch.float32, options=options)
     if device is not None:
         model = model.to(device)
     t4 = time.perf_counter()
@@ -81,7 +84,22 @@ def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto
     return model
 
 
+def _triton_available() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("triton") is not None
+
+
 def _choose_backend(backend: str, device) -> str:
-    if backend not in ("auto", "torch"):
-        raise ArgumentError(f"unknown backend '{backend}'; expected auto or torch")
-    return "torch"
+    """auto: triton on CUDA devices (when installed), torch otherwise."""
+    if backend not in ("auto", "torch", "triton"):
+        raise ArgumentError(f"unknown backend '{backend}'; expected auto, torch or triton")
+    on_cuda = device is not None and torch.device(device).type == "cuda"
+    if backend == "auto":
+        return "triton" if on_cuda and _triton_available() else "torch"
+    if backend == "triton":
+        if not _triton_available():
+            raise ArgumentError("backend 'triton' needs the triton package (pip install triton)")
+        if not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ArgumentError("backend 'triton' runs on a CUDA device; on the CPU set TRITON_INTERPRET=1 "
+                                "(slow, for testing) or use backend 'torch'")
+    return backend

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pccompile.ir import FIRST_ROW
-
 
 @dataclass
 class FlowStats:

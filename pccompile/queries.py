@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from pccompile.codegen.torch_backend.inputs import partition_sample, partition_stats
-from pccompile.codegen.torch_backend.topdown import decode, forward_max
-from pccompile.ir import ArgumentError, FIRST_ROW
+from pccompile.codegen.torch_backend.inputs import partition_log_probs, partition_sample, partition_stats
+from pccompile.codegen.torch_backend.topdown import decode
+from pccompile.ir import ArgumentError
 
 
 def conditional(model, x, query) -> torch.Tensor:
@@ -63,22 +63,25 @@ def _result(model, out_int, out_real):
     return torch.where(discrete, out_int.to(out_real.dtype), out_real)
 
 
+def _max_input_log_probs(model, x_int, x_real, params):
+    """[R_in, B] input values for max-product: log p(x) where observed, the mode's log p where missing."""
+    out = []
+    for part, h, p in zip(model.program.input_partitions, model.inputs, params):
+        lp = partition_log_probs(part, p, h.vars, x_int, x_real)
+        xv = (x_real if part.dist == "gaussian" else x_int)[:, h.vars].T
+        miss = torch.isnan(xv) if part.dist == "gaussian" else xv < 0
+        out.append(torch.where(miss, partition_stats(part, p)[1].unsqueeze(1).expand_as(lp), lp))
+    return torch.cat(out, 0)
+
+
 @torch.no_grad()
 def mpe(model, x, missing=None) -> torch.Tensor:
     """Most probable completion of each row: observed entries kept, missing ones filled.
     Returns LongTensor [B, V] (float when the circuit has real variables)."""
     x_int, x_real = model.encode(x, missing)
     params = _input_params(model)
-    logps = []
-    for part, h, p in zip(model.program.input_partitions, model.inputs, params):
-        from pccompile.codegen.torch_backend.inputs import partition_log_probs
-        lp = partition_log_probs(part, p, h.vars, x_int, x_real)
-        _, best = partition_stats(part, p)
-        xv = (x_real if part.dist == "gaussian" else x_int)[:, h.vars].T
-        miss = torch.isnan(xv) if part.dist == "gaussian" else xv < 0
-        logps.append(torch.where(miss, best.unsqueeze(1).expand_as(lp), lp))
     logw = model.sum_log_weights()
-    mars = forward_max(model.executor, torch.cat(logps, 0), logw)
+    mars = model.executor.forward_max(_max_input_log_probs(model, x_int, x_real, params), logw)
     active = decode(model.executor, mars, logw)
     modes = [partition_stats(part, p)[0] for part, p in zip(model.program.input_partitions, params)]
     out_int, out_real = _fill(model, active, x_int, x_real, lambda pi, part, r: modes[pi][r])
@@ -89,16 +92,8 @@ def mpe(model, x, missing=None) -> torch.Tensor:
 def max_product_value(model, x, missing=None) -> torch.Tensor:
     """The max-product value at the root (a lower bound on log p of the MPE assignment)."""
     x_int, x_real = model.encode(x, missing)
-    params = _input_params(model)
-    from pccompile.codegen.torch_backend.inputs import partition_log_probs
-    logps = []
-    for part, h, p in zip(model.program.input_partitions, model.inputs, params):
-        lp = partition_log_probs(part, p, h.vars, x_int, x_real)
-        xv = (x_real if part.dist == "gaussian" else x_int)[:, h.vars].T
-        miss = torch.isnan(xv) if part.dist == "gaussian" else xv < 0
-        logps.append(torch.where(miss, partition_stats(part, p)[1].unsqueeze(1).expand_as(lp), lp))
-    mars = forward_max(model.executor, torch.cat(logps, 0), model.sum_log_weights())
-    return mars[model.executor.root_row]
+    inputs = _max_input_log_probs(model, x_int, x_real, _input_params(model))
+    return model.executor.forward_max(inputs, model.sum_log_weights())[model.executor.root_row]
 
 
 @torch.no_grad()
@@ -115,8 +110,7 @@ def sample(model, n: int | None = None, evidence=None, seed: int | None = None) 
     gen = torch.Generator(device=x_int.device)
     gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,))))
     logw = model.sum_log_weights()
-    from pccompile.codegen.torch_backend import CircuitLogLikelihood  # noqa: F401 (forward via executor)
-    mars = model.executor.forward_mars(model.input_log_probs(x_int, x_real), logw)
+    mars = model.executor.forward_mars(model.input_log_probs(x_int, x_real), logw, complete=True)
     active = decode(model.executor, mars, logw, sample=True, gen=gen)
     params = _input_params(model)
     out_int, out_real = _fill(model, active, x_int, x_real,

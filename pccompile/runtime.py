@@ -18,6 +18,14 @@ from .params import (circuit_params_from_runtime, input_params_from_circuit, seg
                      sum_logits_from_circuit)
 
 
+def make_executor(program: Program, backend: str, options: dict):
+    """The backend's executor: torch reference or emitted Triton kernels."""
+    if backend == "triton":
+        from pccompile.codegen.triton import TritonExecutor, TritonOptions
+        return TritonExecutor(program, TritonOptions(**options.get("triton", {})))
+    return TorchExecutor(program)
+
+
 class CompiledCircuit(nn.Module):
     def __init__(self, circuit: Circuit, program: Program, *, backend: str = "torch",
                  options: dict | None = None, dtype: torch.dtype = torch.float32):
@@ -26,7 +34,7 @@ class CompiledCircuit(nn.Module):
         self.program = program
         self.backend = backend
         self.options = dict(options or {})
-        self.executor = TorchExecutor(program)
+        self.executor = make_executor(program, backend, self.options)
         staging = np.float64 if dtype == torch.float64 else np.float32
         self.sum_logits = nn.Parameter(torch.as_tensor(sum_logits_from_circuit(circuit, program, staging), dtype=dtype))
         self.register_buffer("sum_segment", torch.as_tensor(program.sum_param_segment), persistent=False)

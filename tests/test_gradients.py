@@ -98,7 +98,7 @@ def test_deep_chain_stays_finite():
     # 300 variables in a chain: log-likelihoods near -200 and below must not underflow or NaN.
     V = 300
     lines = [f"var x[{V}] : binary"]
-    lines.append(f"l0[4] = bernoulli(x[0])")
+    lines.append("l0[4] = bernoulli(x[0])")
     prev = "l0"
     for v in range(1, V):
         lines.append(f"l{v}[4] = bernoulli(x[{v}])")

@@ -45,8 +45,9 @@ class TorchExecutor(nn.Module):
         return (getattr(self, key + "_rows"), getattr(self, key + "_child"), getattr(self, key + "_pid", None))
 
     # -- forward ---------------------------------------------------------------------------
-    def forward_mars(self, input_logp: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
-        """input_logp [R_in, B], logw [P] normalised log-weights -> mars [num_rows, B]."""
+    def forward_mars(self, input_logp: torch.Tensor, logw: torch.Tensor, complete: bool = True) -> torch.Tensor:
+        """input_logp [R_in, B], logw [P] normalised log-weights -> mars [num_rows, B].
+        (`complete`: every row is written; backends that fuse may skip rows unless asked.)"""
         B = input_logp.shape[1]
         dtype = input_logp.dtype
         mars = torch.empty(self.num_rows, B, dtype=dtype, device=input_logp.device)
@@ -76,6 +77,18 @@ class TorchExecutor(nn.Module):
             total = logw_ext[pid[gi, i]] + c[gi, :, b]
             out[gi, i, b] = torch.logsumexp(total, 1)
         return out
+
+    def forward_max(self, input_logp: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
+        """Max-product values of every row (sums take the max of log w + child)."""
+        from .topdown import forward_max
+        return forward_max(self, input_logp, logw)
+
+    def em_sum_update(self, logits, logw, flows, node_flow, degree, segment, step: float, pseudocount: float):
+        """EM M-step for sum weights, written into `logits` (see pccompile.learn.em)."""
+        old = logw.exp()
+        denom = node_flow[segment] + pseudocount
+        new = torch.where(denom > 0, (flows + pseudocount / degree[segment]) / denom.clamp_min(1e-300), old)
+        logits.copy_(((1 - step) * old + step * new).clamp_min(0).log())
 
     # -- backward (flows) ------------------------------------------------------------------
     def backward_flows(self, mars: torch.Tensor, logw: torch.Tensor, grad_root: torch.Tensor):

@@ -31,11 +31,7 @@ def em_update(model, stats: FlowStats, step_size: float = 1.0, pseudocount: floa
     if F.numel():
         node = torch.zeros(nseg, dtype=F.dtype, device=F.device).index_add_(0, seg, F)
         deg = torch.bincount(seg, minlength=nseg).to(F.dtype)
-        old = model.sum_log_weights().exp()
-        denom = node[seg] + pc
-        new = torch.where(denom > 0, (F + pc / deg[seg]) / denom.clamp_min(1e-300), old)
-        theta = _mix(old, new, a)
-        model.sum_logits.copy_(theta.clamp_min(0).log())
+        model.executor.em_sum_update(model.sum_logits.data, model.sum_log_weights(), F, node, deg, seg, a, pc)
     # -- inputs -------------------------------------------------------------------------------
     for part, h, s in zip(model.program.input_partitions, model.inputs, stats.inputs):
         if part.dist == "gaussian":

@@ -1,0 +1,212 @@
+"""Program -> Triton module source: the kernels it needs plus emitted launchers.
+
+The launchers (`forward`, `forward_max`, `backward`) are straight-line code with one launch per
+partition, its grid and its constexprs written out, so `pcc emit` shows exactly what runs. Index
+arrays are returned alongside; launchers refer to them as idx[k].
+
+Fusion: a product layer whose rows are read only by the sum layer right after it is folded into
+that layer's sum kernels (they read the products' factors, `child [g, K, F]`) and not launched
+at all, unless a caller asks for every row (`complete=True`, used by sampling and MPE decoding).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pccompile.ir import ONE_ROW, ZERO_ROW, Program
+
+from .kernels import HEADER, TEMPLATES
+
+
+@dataclass(frozen=True)
+class TritonOptions:
+    block_b: int = 64  # batch tile
+    max_block_g: int = 64
+    max_block_k: int = 32
+    block_m: int = 32  # product rows per program
+    use_dot: bool = True  # tl.dot on the matrix units where tiles allow (>= 16)
+    precision: str = "tf32"  # tf32 | bf16 (operands of tl.dot; accumulation is fp32)
+    fuse: bool = True
+
+
+class IndentedBuffer:
+    def __init__(self):
+        self.lines: list[str] = []
+        self.level = 0
+
+    def line(self, text: str = "") -> None:
+        self.lines.append("    " * self.level + text if text else "")
+
+    def indent(self):
+        buf = self
+
+        class _Ctx:
+            def __enter__(self):
+                buf.level += 1
+
+            def __exit__(self, *exc):
+                buf.level -= 1
+        return _Ctx()
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+@dataclass
+class Launch:
+    kind: str  # "prod" | "sum"
+    layer: int
+    idx: tuple[int, ...]  # positions in the index list
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class Emitted:
+    source: str
+    index_arrays: list[np.ndarray]
+    launches: list[Launch]
+    digest: str
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
+    opt = opt or TritonOptions()
+    layers = program.layers
+    arrays: list[np.ndarray] = []
+
+    def add(a: np.ndarray) -> int:
+        arrays.append(np.ascontiguousarray(a, dtype=np.int64))
+        return len(arrays) - 1
+
+    # who reads each row: (layer index, partition index)
+    readers: dict[int, set[tuple[int, int]]] = {}
+    for li, layer in enumerate(layers[1:], start=1):
+        for pi, part in enumerate(layer.partitions):
+            for r in np.unique(part.child_rows):
+                readers.setdefault(int(r), set()).add((li, pi))
+
+    launches: list[Launch] = []
+    skip_product = set()
+    fused_children: dict[tuple[int, int], np.ndarray] = {}
+    for li, layer in enumerate(layers[1:], start=1):
+        if layer.kind != "product" or not opt.fuse or li + 1 >= len(layers) or layers[li + 1].kind != "sum":
+            continue
+        rows = np.concatenate([p.rows for p in layer.partitions])
+        F = max(p.child_rows.shape[1] for p in layer.partitions)
+        factors = np.full((program.num_rows, F), ONE_ROW, dtype=np.int64)  # row -> its factor rows
+        for p in layer.partitions:
+            factors[p.rows, :p.child_rows.shape[1]] = p.child_rows
+        is_prod = np.zeros(program.num_rows, bool)
+        is_prod[rows] = True
+        fusable = set()
+        for pi, sp in enumerate(layers[li + 1].partitions):
+            ch = sp.child_rows
+            if np.all(is_prod[ch] | (ch == ZERO_ROW)):
+                fusable.add(pi)
+                comp = factors[ch]  # [g, K, F]
+                comp[ch == ZERO_ROW] = ONE_ROW
+                comp[ch == ZERO_ROW, 0] = ZERO_ROW  # a padded child is -inf
+                fused_children[(li + 1, pi)] = comp
+        only_fused = all(readers.get(int(r), set()) <= {(li + 1, pi) for pi in fusable} for r in rows)
+        if only_fused and program.root_row not in set(rows.tolist()):
+            skip_product.add(li)
+
+    for li, layer in enumerate(layers[1:], start=1):
+        for pi, part in enumerate(layer.partitions):
+            if layer.kind == "product":
+                F = part.child_rows.shape[1]
+                launches.append(Launch("prod", li, (add(part.rows), add(part.child_rows)),
+                                       {"M": int(part.rows.shape[0]), "F": F, "fused_away": li in skip_product}))
+                continue
+            g, G, K = part.param_ids.shape
+            comp = fused_children.get((li, pi))
+            fused = comp is not None
+            child = add(comp if fused else part.child_rows)
+            F = int(comp.shape[2]) if fused else 1
+            bg = min(_pow2(G), opt.max_block_g)
+            use_dot = opt.use_dot and bg >= 16 and opt.block_b >= 16
+            bk = min(_pow2(K), opt.max_block_k)
+            if use_dot:
+                bk = max(bk, 16)
+            launches.append(Launch("sum", li, (child, add(part.param_ids), add(part.rows)),
+                                   {"g": g, "G": G, "K": K, "F": F, "BG": bg, "BK": bk, "NGB": -(-G // bg),
+                                    "dot": use_dot, "fused": fused}))
+
+    src = IndentedBuffer()
+    for line in HEADER.splitlines():
+        src.line(line)
+    kinds = {launch.kind for launch in launches}
+    used = ["em_sum_update"]
+    if "prod" in kinds:
+        used += ["prod_fwd", "prod_bwd"]
+    if "sum" in kinds:
+        used += ["sum_child_values", "sum_fwd", "sum_max", "sum_bwd"]
+    for name in used:
+        for line in TEMPLATES[name].splitlines():
+            src.line(line)
+    np_ = program.num_sum_params
+    bb, bm = opt.block_b, opt.block_m
+    bf16 = opt.precision == "bf16"
+
+    def sum_args(L, extra=""):
+        m = L.meta
+        c, p, r = L.idx
+        return (f"idx[{c}], idx[{p}], idx[{r}], B, {m['NGB']}, G={m['G']}, K={m['K']}, F={m['F']}, NP={np_}, "
+                f"BLOCK_G={m['BG']}, BLOCK_K={m['BK']}, BLOCK_B={bb}{extra}, FUSED={m['fused']}")
+
+    def grid_sum(L):
+        return f"({L.meta['g'] * L.meta['NGB']}, triton.cdiv(B, {bb}))"
+
+    def prod_launch(L, fn, buf):
+        r, c = L.idx
+        return (f"{fn}[(triton.cdiv({L.meta['M']}, {bm}), triton.cdiv(B, {bb}))]({buf}, idx[{r}], idx[{c}], B, "
+                f"{L.meta['M']}, F={L.meta['F']}, BLOCK_M={bm}, BLOCK_B={bb})")
+
+    src.line("")
+    src.line("")
+    src.line("def forward(mars, logw, idx, B, complete=False):")
+    with src.indent():
+        src.line('"""Log-likelihood pass; `complete` also writes product rows that fusion skips."""')
+        for L in launches:
+            src.line(f"# layer {L.layer}: {L.kind} {L.meta}")
+            if L.kind == "prod":
+                if L.meta["fused_away"]:
+                    src.line("if complete:")
+                    with src.indent():
+                        src.line(prod_launch(L, "prod_fwd", "mars"))
+                else:
+                    src.line(prod_launch(L, "prod_fwd", "mars"))
+            else:
+                dot = L.meta["dot"]
+                src.line(f"sum_fwd[{grid_sum(L)}](mars, logw, {sum_args(L, f', USE_DOT={dot}')}, BF16={bf16})")
+    src.line("")
+    src.line("")
+    src.line("def forward_max(mars, logw, idx, B):")
+    with src.indent():
+        src.line('"""Max-product pass (every row written, for MPE decoding)."""')
+        for L in launches:
+            if L.kind == "prod":
+                src.line(prod_launch(L, "prod_fwd", "mars"))
+            else:
+                src.line(f"sum_max[{grid_sum(L)}](mars, logw, {sum_args(L)})")
+    src.line("")
+    src.line("")
+    src.line("def backward(mars, flows, logw, grad_logw, idx, B):")
+    with src.indent():
+        src.line('"""Top-down flows: node flows into `flows`, parameter flows into `grad_logw`."""')
+        for L in reversed(launches):
+            if L.kind == "prod":
+                if not L.meta["fused_away"]:
+                    src.line(prod_launch(L, "prod_bwd", "flows"))
+            else:
+                dot = L.meta["dot"]
+                src.line(f"sum_bwd[{grid_sum(L)}](mars, flows, logw, grad_logw, {sum_args(L, f', USE_DOT={dot}')})")
+    source = src.text()
+    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+    return Emitted(source, arrays, launches, digest)

@@ -1,0 +1,111 @@
+"""TritonExecutor: runs a Program through its emitted Triton module.
+
+Same interface as TorchExecutor (which it extends), so autograd, flows, EM and the queries work
+unchanged on either backend. Kernels compute in float32; a float64 model falls back to torch.
+The emitted module is written to a disk cache keyed by a hash of its source (which is a function
+of the Program and the options) and imported from there, because Triton compiles from files.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from pccompile.codegen.torch_backend.executor import TorchExecutor
+from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW, Program
+
+from .emitter import Emitted, TritonOptions, emit
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PCCOMPILE_CACHE", Path.home() / ".cache" / "pccompile")) / "triton"
+
+
+def load_module(em: Emitted):
+    """Import the emitted source from the cache (writing it first if absent)."""
+    name = f"pcc_kernels_{em.digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    d = cache_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{name}.py"
+    if not path.exists() or path.read_text() != em.source:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(em.source)
+        tmp.replace(path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class TritonExecutor(TorchExecutor):
+    def __init__(self, program: Program, options: TritonOptions | None = None):
+        super().__init__(program)
+        self.poison = False  # tests: fill buffers with NaN first, so any row read before written shows
+        self.options = options or TritonOptions()
+        self.emitted = emit(program, self.options)
+        self.kernels = load_module(self.emitted)
+        self.num_index = len(self.emitted.index_arrays)
+        for k, a in enumerate(self.emitted.index_arrays):
+            self.register_buffer(f"tx{k}", torch.as_tensor(a), persistent=False)
+
+    @property
+    def index(self) -> list[torch.Tensor]:
+        return [getattr(self, f"tx{k}") for k in range(self.num_index)]
+
+    def _use_torch(self, t: torch.Tensor) -> bool:
+        return t.dtype != torch.float32
+
+    def _start(self, input_logp: torch.Tensor) -> torch.Tensor:
+        B = input_logp.shape[1]
+        mars = torch.empty(self.num_rows, B, dtype=torch.float32, device=input_logp.device)
+        if self.poison:
+            mars.fill_(float("nan"))
+        mars[ZERO_ROW] = float("-inf")
+        mars[ONE_ROW] = 0.0
+        mars[FIRST_ROW:FIRST_ROW + self.num_inputs] = input_logp
+        return mars
+
+    @staticmethod
+    def _ext(logw: torch.Tensor) -> torch.Tensor:
+        return torch.cat([logw.float(), logw.new_full((1,), float("-inf"), dtype=torch.float32)]).contiguous()
+
+    def forward_mars(self, input_logp, logw, complete: bool = False):
+        if self._use_torch(input_logp):
+            return super().forward_mars(input_logp, logw)
+        mars = self._start(input_logp)
+        self.kernels.forward(mars, self._ext(logw), self.index, mars.shape[1], complete)
+        return mars
+
+    def forward_max(self, input_logp, logw):
+        if self._use_torch(input_logp):
+            return super().forward_max(input_logp, logw)
+        mars = self._start(input_logp)
+        self.kernels.forward_max(mars, self._ext(logw), self.index, mars.shape[1])
+        return mars
+
+    def backward_flows(self, mars, logw, grad_root):
+        if self._use_torch(mars):
+            return super().backward_flows(mars, logw, grad_root)
+        flows = torch.zeros_like(mars)
+        flows[self.root_row] = grad_root.float()
+        grad = torch.zeros(logw.shape[0] + 1, dtype=torch.float32, device=mars.device)
+        self.kernels.backward(mars, flows, self._ext(logw), grad, self.index, mars.shape[1])
+        flows[ZERO_ROW] = 0
+        flows[ONE_ROW] = 0
+        return flows, grad[:-1]
+
+    def em_sum_update(self, logits, logw, flows, node_flow, degree, segment, step, pseudocount):
+        if self._use_torch(logits):
+            return super().em_sum_update(logits, logw, flows, node_flow, degree, segment, step, pseudocount)
+        P = logits.shape[0]
+        block = 1024
+        self.kernels.em_sum_update[(-(-P // block),)](logits, logw.contiguous(), flows.contiguous(), node_flow,
+                                                      degree, segment, P, float(step), float(pseudocount),
+                                                      BLOCK=block)

@@ -1,0 +1,60 @@
+"""Shared pieces of the `pcc` command line: the Typer app, consoles, option types, loading."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from pccompile.ir import PCError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+    help="""pccompile: compile probabilistic circuits to fused kernels, train and query them.
+
+[b]Examples[/b]
+
+  pcc demo                                 train an HCLT on the bundled digits (the main job)
+  pcc check examples/mixture.pc            parse, verify, summarise
+  pcc show examples/hmm.pc --program       the lowered, layered Program
+  pcc emit examples/mixture.pc             the generated Triton source
+  pcc train examples/digits.pc --data builtin:digits --valid builtin:digits:valid
+  pcc sample runs/model.pcz -n 16 --png samples.png
+""")
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+Spec = Annotated[Path, typer.Argument(help="a .pc circuit file (or a .pcz saved model)", show_default=False)]
+Passes = Annotated[Optional[str], typer.Option("--passes", "-p", help="extra passes, e.g. 'normalize,verify'")]
+Backend = Annotated[str, typer.Option("--backend", help="auto (triton on CUDA, else torch), torch or triton")]
+Device = Annotated[str, typer.Option("--device", help="cpu or cuda")]
+
+
+def load_model(spec: Path, passes: Optional[str] = None, seed: int = 0, report=None, device: Optional[str] = None,
+               backend: str = "auto"):
+    """A CompiledCircuit from a .pc file or a saved .pcz model."""
+    import pccompile
+    dev = None if device in (None, "cpu") else device
+    if spec.suffix == ".pcz":
+        return pccompile.load(spec, device=dev, backend=backend)
+    return pccompile.compile(spec, passes=passes, seed=seed, report=report, device=dev, backend=backend)
+
+
+def run(fn):
+    """Turn PCErrors into a clean message and exit code 2 instead of a traceback."""
+    try:
+        return fn()
+    except PCError as e:
+        err.print(f"error: {e}", style="red", highlight=False, markup=False)
+        raise typer.Exit(2) from None
+
+
+def bpd(ll: float | None, num_vars: int) -> str:
+    return "" if ll is None else f"{-ll / (num_vars * math.log(2)):.4f}"
+
+
+def fmt(v: float | None) -> str:
+    return "" if v is None else f"{v:.4f}"

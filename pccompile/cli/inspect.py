@@ -1,0 +1,133 @@
+"""Inspection commands: check, show, emit, eval."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+from rich.table import Table
+
+from .common import Backend, Passes, Spec, app, console, load_model, run
+
+@app.command()
+def check(spec: Spec, passes: Passes = None, seed: int = typer.Option(0, help="seed for parameters not given"),
+          backend: Backend = "auto"):
+    """Parse and verify a circuit; print a summary table.
+
+    Example: [b]pcc check examples/mixture.pc[/b]"""
+    import pccompile
+
+    def go():
+        report = pccompile.CompileReport()
+        model = load_model(spec, passes, seed, report, backend=backend)
+        stats = model.circuit.stats()
+        prog = model.program
+        table = Table(title=f"{spec}", show_header=True, header_style="bold")
+        table.add_column("property")
+        table.add_column("value", justify="right")
+        for k, v in stats.items():
+            table.add_row(k, f"{v:,}")
+        n_parts = sum(len(layer.partitions) for layer in prog.layers)
+        table.add_row("layers", f"{len(prog.layers):,}")
+        table.add_row("partitions", f"{n_parts:,}")
+        table.add_row("compile time", f"{report.timings.get('total', 0) * 1000:.1f} ms")
+        console.print(table)
+        console.print("[green]ok[/]: the circuit is valid (acyclic, smooth, decomposable, normalised)")
+    run(go)
+
+
+@app.command()
+def show(spec: Spec,
+         ir: bool = typer.Option(False, "--ir", help="the circuit IR, one line per node vector"),
+         program: bool = typer.Option(False, "--program", help="the lowered Program (layers, partitions)"),
+         dsl: bool = typer.Option(False, "--dsl", help="the circuit printed back as DSL text"),
+         no_params: bool = typer.Option(False, "--no-params", help="with --dsl: structure only"),
+         passes: Passes = None, backend: Backend = "auto"):
+    """Print a circuit at one stage of compilation (default: --ir).
+
+    Example: [b]pcc show examples/mixture.pc --program[/b]"""
+    import pccompile
+
+    def go():
+        model = load_model(spec, passes, backend=backend)
+        if dsl:
+            sys.stdout.write(pccompile.print_circuit(model.to_circuit(), params=not no_params))
+        elif program:
+            print(model.program)
+        else:
+            print(format_ir(model.circuit))
+    run(go)
+
+
+@app.command()
+def emit(spec: Spec, passes: Passes = None,
+         block_b: int = typer.Option(64, "--block-b", help="batch tile of every kernel"),
+         no_fuse: bool = typer.Option(False, "--no-fuse", help="keep product layers as separate kernels"),
+         precision: str = typer.Option("tf32", help="tl.dot operands: tf32 or bf16 (fp32 accumulation)")):
+    """Print the Triton source generated for a circuit: kernels plus one launch line per partition.
+
+    Example: [b]pcc emit examples/mixture.pc[/b]"""
+    def go():
+        from pccompile.codegen.triton import TritonOptions
+        from pccompile.codegen.triton import emit as emit_source
+        model = load_model(spec, passes, backend="torch")
+        sys.stdout.write(emit_source(model.program, TritonOptions(block_b=block_b, fuse=not no_fuse,
+                                                                  precision=precision)).source)
+    run(go)
+
+
+def format_ir(circuit) -> str:
+    from pccompile.ir import InputNode, ProductNode
+    lines = [repr(circuit)]
+    for nid, n in circuit.nodes.items():
+        if isinstance(n, InputNode):
+            desc = f"input   {n.dist.name}({circuit.variables[n.var].name})"
+        elif isinstance(n, ProductNode):
+            desc = "product " + ", ".join(circuit.nodes[c].name for c in n.children)
+        else:
+            desc = "sum     " + ", ".join(circuit.nodes[c].name for c in n.children)
+            if n.mask is not None:
+                desc += f"  [mask {int(n.mask.sum())}/{n.mask.size} edges]"
+            if n.tie is not None:
+                desc += f"  [tied to {circuit.nodes[n.tie].name}]"
+        root = "  <- root" if nid == circuit.root else ""
+        lines.append(f"  %{nid:<4d} {n.name:>12s}[{n.size}] = {desc}{root}")
+    return "\n".join(lines)
+
+
+@app.command("eval")
+def eval_(spec: Spec,
+          data: Annotated[Path, typer.Option("--data", "-d", help=".npy/.npz/.data/.txt file, one row per sample")],
+          batch_size: int = typer.Option(1024, help="rows per batch"),
+          passes: Passes = None, backend: Backend = "auto", device: str = typer.Option("cpu", help="cpu or cuda")):
+    """Mean log-likelihood and bits per dimension of a circuit on data.
+
+    Missing values (-1, or NaN for real variables) are marginalised.
+    Example: [b]pcc eval runs/demo/model.pcz --data builtin:digits:test[/b]"""
+    from pccompile.data import check_data, load_array
+
+    def go():
+        model = load_model(spec, passes, device=device, backend=backend)
+        x = load_array(data)
+        check_data(x, model.program.var_cats, model.program.var_names, str(data))
+        t0 = time.perf_counter()
+        total, n = 0.0, 0
+        with torch.no_grad():
+            for i in range(0, x.shape[0], batch_size):
+                ll = model(x[i:i + batch_size])
+                total += float(ll.double().sum())
+                n += ll.shape[0]
+        mean = total / max(n, 1)
+        table = Table(show_header=True, header_style="bold")
+        for col in ("rows", "mean log-likelihood", "bits per dimension", "seconds"):
+            table.add_column(col, justify="right")
+        table.add_row(f"{n:,}", f"{mean:.4f}", f"{-mean / (model.num_vars * math.log(2)):.4f}",
+                      f"{time.perf_counter() - t0:.2f}")
+        console.print(table)
+    run(go)
+
