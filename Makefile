@@ -12,7 +12,6 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)" || $(BIN)/pip install -q "torch>=2.1"
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@

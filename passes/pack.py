@@ -2,8 +2,9 @@
 
 Rows: every node vector gets a contiguous block of buffer rows, in execution order.
 Sums become *groups* of G rows that share K child rows: a dense node vector is one group (a
-batched matrix product), a sparse one (mask density under `sparse_threshold`) one group per
-row with only its own children. Groups of equal G are partitioned by fan-in K with the dynamic
+batched matrix product); a sparse one (mask density under `sparse_threshold`) one group per
+distinct mask row, over just that row's children, so block-sparse masks keep matrix-unit groups
+and per-edge-sparse ones cost what their kept edges cost. Groups of equal G are partitioned by fan-in K with the dynamic
 program PyJuice uses: the fewest partitions (at most `max_partitions`) whose padded edge count
 stays within (1 + tolerance) x the real edges.
 """
@@ -163,10 +164,11 @@ def pack(circuit: Circuit, plan: LayerPlan | None = None, options: PackOptions |
                 mask = None if n.mask is None else np.asarray(n.mask, bool)
                 if mask is None or n.size == 1 or mask.mean() >= opt.sparse_threshold:
                     groups.setdefault(n.size, []).append((rows, crow, pid))
-                else:
-                    for r in range(n.size):
-                        sel = mask[r]
-                        groups.setdefault(1, []).append((rows[r:r + 1], crow[sel], pid[r:r + 1, sel]))
+                else:  # sparse: rows with one mask pattern share a group over just their children
+                    patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+                    for k, sel in enumerate(patterns):
+                        members = np.flatnonzero(inverse.reshape(-1) == k)
+                        groups.setdefault(members.size, []).append((rows[members], crow[sel], pid[members][:, sel]))
             parts = []
             for g_size, items in groups.items():
                 fan = np.array([len(it[1]) for it in items])

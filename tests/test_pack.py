@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pccompile.ir import ONE_ROW, ZERO_ROW
-from pccompile.passes import PackOptions, layer, pack, plan_partitions
+from pccompile.passes import InitParams, PackOptions, layer, pack, plan_partitions
 
 from helpers import random_circuit
 
@@ -75,3 +75,28 @@ def test_program_invariants(rng, trial):
                 used |= set(part.param_ids.reshape(-1).tolist())
     assert used - {prog.num_sum_params} == set(range(prog.num_sum_params))
     assert "layer" in str(prog)
+
+
+@pytest.mark.parametrize("block", [1, 4])
+def test_sparse_sums_cost_falls_with_kept_edges(rng, block):
+    """Per-edge (block=1) and block-sparse (block=4) masks: padded slots stay within the packing
+    tolerance of the kept edges, and block patterns become multi-row groups."""
+    import pccompile as pc
+    from pccompile.passes import lower
+    kids = [pc.inputs(v, 32, pc.Bernoulli()) for v in range(2)]
+    prod = pc.multiply(*kids)
+    n = 64
+    for density in (0.4, 0.2, 0.05):
+        pattern = rng.random((n // block, 32)) < density
+        pattern[np.arange(n // block), rng.integers(0, 32, n // block)] = True
+        mask = np.repeat(pattern, block, axis=0)
+        s = pc.summate(prod, size=n, mask=mask)
+        circuit = InitParams(seed=0).run(pc.build(pc.summate(s, size=1)))
+        prog = lower(circuit, PackOptions(tolerance=0.5))
+        sum_layer = [l for l in prog.layers if l.kind == "sum"][0]
+        slots = sum(int(np.prod(p.param_ids.shape)) for p in sum_layer.partitions)
+        kept = int(mask.sum())
+        assert slots <= 1.5 * kept + 1e-9, (density, slots, kept)
+        if block > 1:
+            assert min(p.param_ids.shape[1] for p in sum_layer.partitions) >= block
+

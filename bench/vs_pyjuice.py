@@ -1,0 +1,193 @@
+"""pccompile vs PyJuice 2.6.3, side by side on one GPU, in one run.
+
+HCLT over 784 categorical(256) variables, batch 512, latents 32/128/256/512, on (a) MNIST
+(real images; the Chow-Liu tree is learned from them) and (b) a chain-like tree (synthetic smoothed
+random walks, whose Chow-Liu tree is a chain: the deepest case). Per row: forward ms, train step
+ms (forward + backward + mini-batch EM), compile s, peak GPU memory; medians of --steps timed
+steps after warm-up, CUDA events. Also the roofline floor from the measured bf16 matmul rate and
+device copy rate.
+
+On the GPU machine (PyJuice's wheel carried in .whl, MNIST copied into bench/data):
+    python3 -m pip install -q --no-deps --target /tmp/site .whl/pyjuice-2.6.3-*.whl
+    PYTHONPATH=/tmp/site:. python3 bench/vs_pyjuice.py --mnist bench/data/train-images-idx3-ubyte.gz --out $OUT
+A CPU smoke run of our side only: python bench/vs_pyjuice.py --device cpu --vars 16 --cats 4 --latents 4 --batch 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def chain_data(n: int, V: int, K: int, seed: int = 0) -> np.ndarray:
+    """Smoothed random walks: neighbouring pixels close, so the Chow-Liu tree is a chain."""
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(0, K / 16, size=(n, V))
+    walk = np.cumsum(steps, axis=1) + rng.uniform(0, K, size=(n, 1))
+    return np.mod(np.round(walk), K).astype(np.int64)
+
+
+def mnist(path: str, n: int) -> np.ndarray:
+    raw = gzip.open(path).read()
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 784)[:n].astype(np.int64)
+
+
+def timed(fn, steps: int, device) -> float:
+    """Median milliseconds of `fn` over `steps` runs (CUDA events; host clock on CPU)."""
+    times = []
+    for _ in range(steps):
+        if device.type == "cuda":
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            torch.cuda.synchronize()
+            times.append(a.elapsed_time(b))
+        else:
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def floors(device) -> dict:
+    if device.type != "cuda":
+        return {}
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    ms = timed(lambda: a @ b, 10, device)
+    x = torch.randn(1 << 28, device=device)
+    y = torch.empty_like(x)
+    cms = timed(lambda: y.copy_(x), 10, device)
+    return {"matmul_tflops": 2 * 8192 ** 3 / ms / 1e9, "copy_tbps": 2 * x.numel() * 4 / cms / 1e9}
+
+
+def ours(x: np.ndarray, parent, latents: int, K: int, batch: int, steps: int, device, backend: str) -> dict:
+    import pccompile as pc
+    from pccompile.flows import batch_flows
+    from pccompile.learn import em_update
+    from pccompile.structures import hclt_from_tree
+
+    torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else None
+    t0 = time.perf_counter()
+    model = pc.compile(pc.build(hclt_from_tree(parent, K, latents)), device=device, backend=backend)
+    xb = torch.as_tensor(x[:batch], device=device)
+    model(xb)  # first call: kernel compilation (counted in compile time)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    compile_s = time.perf_counter() - t0
+    x_int, x_real = model.encode(xb)
+
+    def fwd():
+        with torch.no_grad():
+            model.log_prob_encoded(x_int, x_real)
+
+    def step():
+        em_update(model, batch_flows(model, xb), step_size=0.1, pseudocount=0.1)
+
+    for _ in range(3):
+        fwd()
+        step()
+    return {"system": "pccompile", "backend": model.backend, "fwd_ms": timed(fwd, steps, device),
+            "step_ms": timed(step, steps, device), "compile_s": compile_s,
+            "sum_params": int(model.program.num_sum_params),
+            "peak_gb": torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None}
+
+
+def pyjuice(x: np.ndarray, latents: int, K: int, batch: int, steps: int, device) -> dict:
+    import pyjuice as juice
+
+    torch.cuda.reset_peak_memory_stats()
+    xt = torch.as_tensor(x, device=device)
+    t0 = time.perf_counter()
+    pc = juice.compile(juice.structures.HCLT(xt.float(), num_latents=latents, input_node_params={"num_cats": K}))
+    pc.to(device)
+    opt = juice.optim.MiniBatchEM(pc, step_size=0.1, pseudocount=0.1)
+    xb = xt[:batch]
+    pc(xb, record_cudagraph=True, apply_cudagraph=True)
+    torch.cuda.synchronize()
+    compile_s = time.perf_counter() - t0
+
+    def fwd():
+        with torch.no_grad():
+            pc(xb, record_cudagraph=True, apply_cudagraph=True)
+
+    def step():
+        lls = pc(xb, record_cudagraph=True, apply_cudagraph=True)
+        lls.mean().backward()
+        opt.step()
+
+    for _ in range(3):
+        fwd()
+        step()
+    return {"system": "pyjuice", "backend": "pyjuice 2.6.3", "fwd_ms": timed(fwd, steps, device),
+            "step_ms": timed(step, steps, device), "compile_s": compile_s, "sum_params": None,
+            "peak_gb": torch.cuda.max_memory_allocated() / 1e9}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mnist", help="train-images-idx3-ubyte.gz (structure (a)); omitted: chain only")
+    ap.add_argument("--latents", type=int, nargs="+", default=[32, 128, 256, 512])
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--vars", type=int, default=784)
+    ap.add_argument("--cats", type=int, default=256)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--no-pyjuice", action="store_true")
+    ap.add_argument("--out", default=".")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    from pccompile.structures import chow_liu_tree
+
+    datasets = {"chain": chain_data(max(args.batch, 2000), args.vars, args.cats)}
+    if args.mnist:
+        datasets["mnist"] = mnist(args.mnist, 10000)
+    rows = []
+    fl = floors(device)
+    print(json.dumps({"floors": fl}), flush=True)
+    for name, x in datasets.items():
+        K = args.cats
+        xs = x // max(1, K // 16)
+        _, parent = chow_liu_tree(xs, -(-K // max(1, K // 16)), max_rows=5000)
+        for L in args.latents:
+            systems = [lambda: ours(x, parent, L, K, args.batch, args.steps, device, args.backend)]
+            if not args.no_pyjuice and device.type == "cuda":
+                systems.append(lambda: pyjuice(x, L, K, args.batch, args.steps, device))
+            for run in systems:
+                try:
+                    r = run()
+                except Exception as e:  # a failing system is reported, the table goes on
+                    r = {"system": "?", "error": repr(e)[:300]}
+                r.update(structure=name, latents=L)
+                if fl and r.get("sum_params"):
+                    flops = 2.0 * r["sum_params"] * args.batch
+                    r["floor_fwd_ms"] = flops / (fl["matmul_tflops"] * 1e12) * 1e3
+                rows.append(r)
+                print(json.dumps(r), flush=True)
+                torch.cuda.empty_cache() if device.type == "cuda" else None
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "vs_pyjuice.json").write_text(json.dumps({"floors": fl, "rows": rows}, indent=1))
+    print("\n| structure | latents | system | fwd ms | step ms | compile s | peak GB | floor fwd ms |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['structure']} | {r['latents']} | {r['system']} | error: {r['error'][:60]} | | | | |")
+            continue
+        pk = "" if r["peak_gb"] is None else f"{r['peak_gb']:.2f}"
+        fl_ms = f"{r['floor_fwd_ms']:.3f}" if "floor_fwd_ms" in r else ""
+        print(f"| {r['structure']} | {r['latents']} | {r['system']} ({r['backend']}) | {r['fwd_ms']:.2f} | "
+              f"{r['step_ms']:.2f} | {r['compile_s']:.2f} | {pk} | {fl_ms} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
