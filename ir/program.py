@@ -42,18 +42,37 @@ class ProductPartition:
 
 @dataclass(frozen=True, eq=False)
 class SumPartition:
-    """Groups of G nodes sharing K child rows: rows [g, G], child_rows [g, K] (pad ZERO_ROW),
-    param_ids [g, G, K] into the flat sum parameters (pad = num_sum_params, weight 0)."""
+    """Groups of G nodes sharing K child rows: rows [g, G], child_rows [g, K] (pad ZERO_ROW).
+
+    Weights are addressed in one of two ways. Dense groups (`param_start`, `fanin` [g]): node i of
+    group g uses ids start + i * fanin + k for k < fanin (its row of a row-major block), so no
+    per-weight index is stored. Otherwise `param_ids` [g, G, K] lists every id. Padding and
+    missing edges use id `num_sum_params`, whose weight is 0."""
 
     rows: np.ndarray
     child_rows: np.ndarray
-    param_ids: np.ndarray
     real_edges: int
+    param_ids: np.ndarray | None = None
+    param_start: np.ndarray | None = None
+    fanin: np.ndarray | None = None
+
+    @property
+    def dense(self) -> bool:
+        return self.param_ids is None
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        g, gs, k = self.param_ids.shape
-        return g, gs, k
+        return int(self.rows.shape[0]), int(self.rows.shape[1]), int(self.child_rows.shape[1])
+
+    def param_id_table(self, num_params: int) -> np.ndarray:
+        """[g, G, K] ids, materialised (dense partitions compute them from start and fan-in)."""
+        if self.param_ids is not None:
+            return self.param_ids
+        _, G, K = self.shape
+        k = np.arange(K)[None, None, :]
+        fan = self.fanin[:, None, None]
+        ids = self.param_start[:, None, None] + np.arange(G)[None, :, None] * fan + k
+        return np.where(k < fan, ids, num_params)
 
 
 @dataclass(frozen=True)
@@ -127,7 +146,7 @@ def format_program(p: Program) -> str:
                               f" (pad {_pad_pct(q.child_rows.size, q.real_edges)})" for q in layer.partitions)
             lines.append(f"  layer {li:3d} product {len(layer.partitions)} partition(s): nodes x fan-in {parts}")
         else:
-            parts = ", ".join(f"{g}x{gs}x{k} (pad {_pad_pct(g * gs * k, q.real_edges)})"
+            parts = ", ".join(f"{g}x{gs}x{k}{' dense' if q.dense else ''} (pad {_pad_pct(g * gs * k, q.real_edges)})"
                               for q in layer.partitions for g, gs, k in [q.shape])
             lines.append(f"  layer {li:3d} sum     {len(layer.partitions)} partition(s): groups x nodes x fan-in "
                          f"{parts}")

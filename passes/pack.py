@@ -117,10 +117,7 @@ def pack(circuit: Circuit, plan: LayerPlan | None = None, options: PackOptions |
     num_params = offset
 
     def param_ids(n: SumNode) -> np.ndarray:
-        src = circuit.param_source(n)
-        off, mask = pid_table[src.id]
-        if src.mask is None:  # dense: row-major consecutive ids
-            return off + np.arange(mask.size, dtype=np.int64).reshape(mask.shape)
+        off, mask = pid_table[circuit.param_source(n).id]
         pid = np.full(mask.shape, num_params, dtype=np.int64)
         pid[mask] = off + np.arange(int(mask.sum()))
         return pid
@@ -153,37 +150,47 @@ def pack(circuit: Circuit, plan: LayerPlan | None = None, options: PackOptions |
                 parts.append(ProductPartition(rows, ch, int(sum(items[j][1].size for j in idx))))
             layers.append(Layer("product", tuple(parts)))
         if sums:
-            groups: dict[int, list[tuple]] = {}  # G -> [(rows [G], child rows [K], pids [G, K])]
+            # groups by (G, addressing): dense items carry (start, fan-in), others explicit ids
+            groups: dict[tuple[int, bool], list[tuple]] = {}
             for i in sums:
                 n = nodes[i]
                 node_rows[i] = (next_row, n.size)
                 rows = np.arange(next_row, next_row + n.size)
                 next_row += n.size
                 crow = child_rows_of(n)
-                pid = param_ids(n)
+                src = circuit.param_source(n)
                 mask = None if n.mask is None else np.asarray(n.mask, bool)
-                if mask is None or n.size == 1 or mask.mean() >= opt.sparse_threshold:
-                    groups.setdefault(n.size, []).append((rows, crow, pid))
+                if mask is None:
+                    groups.setdefault((n.size, True), []).append((rows, crow, pid_table[src.id][0]))
+                elif n.size == 1 or mask.mean() >= opt.sparse_threshold:
+                    groups.setdefault((n.size, False), []).append((rows, crow, param_ids(n)))
                 else:  # sparse: rows with one mask pattern share a group over just their children
+                    pid = param_ids(n)
                     patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
                     for k, sel in enumerate(patterns):
                         members = np.flatnonzero(inverse.reshape(-1) == k)
-                        groups.setdefault(members.size, []).append((rows[members], crow[sel], pid[members][:, sel]))
+                        groups.setdefault((members.size, False), []).append(
+                            (rows[members], crow[sel], pid[members][:, sel]))
             parts = []
-            for g_size, items in groups.items():
+            for (g_size, dense), items in groups.items():
                 fan = np.array([len(it[1]) for it in items])
                 wts = np.full(len(items), g_size)
                 for cap, idx in plan_partitions(fan, wts, opt.tolerance, opt.max_partitions, opt.pow2):
                     rows = np.stack([items[j][0] for j in idx])
                     ch = np.full((idx.size, cap), ZERO_ROW, dtype=np.int64)
+                    for r, j in enumerate(idx):
+                        ch[r, :len(items[j][1])] = items[j][1]
+                    if dense:
+                        parts.append(SumPartition(rows, ch, int(fan[idx].sum()) * g_size,
+                                                  param_start=np.array([items[j][2] for j in idx], dtype=np.int64),
+                                                  fanin=fan[idx].astype(np.int64)))
+                        continue
                     pids = np.full((idx.size, g_size, cap), num_params, dtype=np.int64)
                     real = 0
                     for r, j in enumerate(idx):
-                        k = len(items[j][1])
-                        ch[r, :k] = items[j][1]
-                        pids[r, :, :k] = items[j][2]
+                        pids[r, :, :len(items[j][1])] = items[j][2]
                         real += int((items[j][2] < num_params).sum())
-                    parts.append(SumPartition(rows, ch, pids, real))
+                    parts.append(SumPartition(rows, ch, real, param_ids=pids))
             layers.append(Layer("sum", tuple(parts)))
 
     var_cats = np.array([v.domain.num_cats or 0 for v in circuit.variables], dtype=np.int64)

@@ -60,7 +60,7 @@ def test_program_invariants(rng, trial):
             assert not set(rows) & written  # every row written once
             written |= set(rows)
             if lay.kind == "sum":
-                pid = part.param_ids
+                pid = part.param_id_table(prog.num_sum_params)
                 assert pid.shape[0] == part.child_rows.shape[0]
                 # padded child slots never carry a real weight
                 pad = np.broadcast_to((part.child_rows == ZERO_ROW)[:, None, :], pid.shape)
@@ -72,7 +72,7 @@ def test_program_invariants(rng, trial):
     for lay in prog.layers[1:]:
         if lay.kind == "sum":
             for part in lay.partitions:
-                used |= set(part.param_ids.reshape(-1).tolist())
+                used |= set(part.param_id_table(prog.num_sum_params).reshape(-1).tolist())
     assert used - {prog.num_sum_params} == set(range(prog.num_sum_params))
     assert "layer" in str(prog)
 
@@ -94,9 +94,9 @@ def test_sparse_sums_cost_falls_with_kept_edges(rng, block):
         circuit = InitParams(seed=0).run(pc.build(pc.summate(s, size=1)))
         prog = lower(circuit, PackOptions(tolerance=0.5))
         sum_layer = [l for l in prog.layers if l.kind == "sum"][0]
-        slots = sum(int(np.prod(p.param_ids.shape)) for p in sum_layer.partitions)
+        slots = sum(int(np.prod(p.shape)) for p in sum_layer.partitions)
         kept = int(mask.sum())
         assert slots <= 1.5 * kept + 1e-9, (density, slots, kept)
         if block > 1:
-            assert min(p.param_ids.shape[1] for p in sum_layer.partitions) >= block
+            assert min(p.shape[1] for p in sum_layer.partitions) >= block
 

@@ -64,7 +64,11 @@ def test_random_circuits_match_torch(rng, kind):
     if kind == "deep":
         opts.update(num_vars=7)
     circuit = random_circuit(rng, **opts)
+    while kind == "sparse" and not any(getattr(n, "mask", None) is not None for n in circuit.nodes.values()):
+        circuit = random_circuit(rng, **opts)
     ref, tri = _pair(circuit)
+    if kind == "sparse":  # masked sums use explicit weight-id tables
+        assert any(L.kind == "sum" and not L.meta["dense"] for L in tri.executor.emitted.launches)
     _compare(ref, tri, _data(circuit, rng, 20))
 
 
@@ -75,7 +79,7 @@ def test_dot_path_and_fusion_match_torch(rng, fuse):
     circuit = pc.to_circuit(root)
     ref, tri = _pair(circuit, fuse=fuse)
     launches = tri.executor.emitted.launches
-    assert any(L.kind == "sum" and L.meta["dot"] for L in launches)
+    assert any(L.kind == "sum" and L.meta["dot"] and L.meta["dense"] for L in launches)
     assert any(L.kind == "sum" and L.meta["fused"] for L in launches) == fuse
     _compare(ref, tri, _data(circuit, rng, 24))
 

@@ -29,6 +29,7 @@ class TorchExecutor(nn.Module):
         self.num_rows = program.num_rows
         self.root_row = program.root_row
         self.num_inputs = sum(p.size for p in program.input_partitions)
+        self.num_params = program.num_sum_params
         self.layer_specs: list[tuple[str, list[str]]] = []
         for li, layer in enumerate(program.layers[1:], start=1):
             names = []
@@ -36,13 +37,26 @@ class TorchExecutor(nn.Module):
                 key = f"l{li}p{pi}"
                 self.register_buffer(key + "_rows", torch.as_tensor(part.rows.reshape(-1)), persistent=False)
                 self.register_buffer(key + "_child", torch.as_tensor(part.child_rows), persistent=False)
-                if layer.kind == "sum":
+                if layer.kind == "sum" and part.dense:
+                    self.register_buffer(key + "_pstart", torch.as_tensor(part.param_start), persistent=False)
+                    self.register_buffer(key + "_fanin", torch.as_tensor(part.fanin), persistent=False)
+                elif layer.kind == "sum":
                     self.register_buffer(key + "_pid", torch.as_tensor(part.param_ids), persistent=False)
                 names.append(key)
             self.layer_specs.append((layer.kind, names))
 
     def _part(self, key: str):
-        return (getattr(self, key + "_rows"), getattr(self, key + "_child"), getattr(self, key + "_pid", None))
+        """(rows, child rows, parameter ids or None for products) of one partition."""
+        rows, child = getattr(self, key + "_rows"), getattr(self, key + "_child")
+        if hasattr(self, key + "_pid"):
+            return rows, child, getattr(self, key + "_pid")
+        if not hasattr(self, key + "_pstart"):
+            return rows, child, None
+        start, fan = getattr(self, key + "_pstart"), getattr(self, key + "_fanin")
+        G = rows.shape[0] // start.shape[0]
+        k = torch.arange(child.shape[1], device=rows.device)
+        ids = start[:, None, None] + torch.arange(G, device=rows.device)[None, :, None] * fan[:, None, None] + k
+        return rows, child, torch.where(k < fan[:, None, None], ids, self.num_params)
 
     # -- forward ---------------------------------------------------------------------------
     def forward_mars(self, input_logp: torch.Tensor, logw: torch.Tensor, complete: bool = True) -> torch.Tensor:

@@ -124,7 +124,7 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
                 launches.append(Launch("prod", li, (add(part.rows), add(part.child_rows)),
                                        {"M": int(part.rows.shape[0]), "F": F, "fused_away": li in skip_product}))
                 continue
-            g, G, K = part.param_ids.shape
+            g, G, K = part.shape
             comp = fused_children.get((li, pi))
             fused = comp is not None
             child = add(comp if fused else part.child_rows)
@@ -134,9 +134,15 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
             bk = min(_pow2(K), opt.max_block_k)
             if use_dot:
                 bk = max(bk, 16)
-            launches.append(Launch("sum", li, (child, add(part.param_ids), add(part.rows)),
+            if part.dense:  # ids from start and fan-in: (table slot unused, start, fan-in)
+                start = add(part.param_start)
+                params = (start, start, add(part.fanin))
+            else:
+                table = add(part.param_ids)
+                params = (table, table, table)
+            launches.append(Launch("sum", li, (child, *params, add(part.rows)),
                                    {"g": g, "G": G, "K": K, "F": F, "BG": bg, "BK": bk, "NGB": -(-G // bg),
-                                    "dot": use_dot, "fused": fused}))
+                                    "dot": use_dot, "fused": fused, "dense": part.dense}))
 
     src = IndentedBuffer()
     for line in HEADER.splitlines():
@@ -146,7 +152,7 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
     if "prod" in kinds:
         used += ["prod_fwd", "prod_bwd"]
     if "sum" in kinds:
-        used += ["sum_child_values", "sum_fwd", "sum_max", "sum_bwd"]
+        used += ["sum_child_values", "sum_param_ids", "sum_fwd", "sum_max", "sum_bwd"]
     for name in used:
         for line in TEMPLATES[name].splitlines():
             src.line(line)
@@ -156,9 +162,10 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
 
     def sum_args(L, extra=""):
         m = L.meta
-        c, p, r = L.idx
-        return (f"idx[{c}], idx[{p}], idx[{r}], B, {m['NGB']}, G={m['G']}, K={m['K']}, F={m['F']}, NP={np_}, "
-                f"BLOCK_G={m['BG']}, BLOCK_K={m['BK']}, BLOCK_B={bb}{extra}, FUSED={m['fused']}")
+        c, p, ps, fa, r = L.idx
+        return (f"idx[{c}], idx[{p}], idx[{ps}], idx[{fa}], idx[{r}], B, {m['NGB']}, G={m['G']}, K={m['K']}, "
+                f"F={m['F']}, NP={np_}, BLOCK_G={m['BG']}, BLOCK_K={m['BK']}, BLOCK_B={bb}{extra}, "
+                f"FUSED={m['fused']}, DENSE={m['dense']}")
 
     def grid_sum(L):
         return f"({L.meta['g'] * L.meta['NGB']}, triton.cdiv(B, {bb}))"

@@ -67,11 +67,27 @@ def sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K: tl.co
                      BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, FUSED: tl.constexpr):''' + _CHILD_VALUES + '''    return c
 '''
 
+SUM_PIDS = '''
+@triton.jit
+def sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G: tl.constexpr, K: tl.constexpr,
+                  NP: tl.constexpr, DENSE: tl.constexpr):
+    """[BLOCK_G, BLOCK_K] weight ids; dense groups: start + i * fanin + k (k < fanin), else a table."""
+    if DENSE:
+        start = tl.load(pstart + g)
+        fan = tl.load(fanin + g)
+        ok = mask_g[:, None] & (offs_k[None, :] < fan)
+        p = tl.where(ok, start + offs_g[:, None] * fan + offs_k[None, :], NP)
+    else:
+        p = tl.load(pid + (g * G + offs_g[:, None]) * K + offs_k[None, :],
+                    mask=mask_g[:, None] & mask_k[None, :], other=NP)
+    return p
+'''
+
 SUM_FWD = '''
 @triton.jit
-def sum_fwd(mars, logw, child, pid, rows, B, NGB, G: tl.constexpr, K: tl.constexpr, F: tl.constexpr,
+def sum_fwd(mars, logw, child, pid, pstart, fanin, rows, B, NGB, G: tl.constexpr, K: tl.constexpr, F: tl.constexpr,
             NP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr,
-            USE_DOT: tl.constexpr, FUSED: tl.constexpr, BF16: tl.constexpr):
+            USE_DOT: tl.constexpr, FUSED: tl.constexpr, BF16: tl.constexpr, DENSE: tl.constexpr):
     """Groups of G nodes over K shared children: online log-sum-exp over K tiles, the inner
     product on the matrix units when USE_DOT (fp32 accumulation)."""
     g = tl.program_id(0) // NGB
@@ -89,8 +105,7 @@ def sum_fwd(mars, logw, child, pid, rows, B, NGB, G: tl.constexpr, K: tl.constex
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         scale = tl.exp(m_run - m_safe)
         e = tl.exp(c - m_safe[None, :])
-        p = tl.load(pid + (g * G + offs_g[:, None]) * K + offs_k[None, :],
-                    mask=mask_g[:, None] & mask_k[None, :], other=NP)
+        p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
         w = tl.exp(tl.load(logw + p))
         if USE_DOT:
             if BF16:
@@ -109,9 +124,9 @@ def sum_fwd(mars, logw, child, pid, rows, B, NGB, G: tl.constexpr, K: tl.constex
 
 SUM_MAX = '''
 @triton.jit
-def sum_max(mars, logw, child, pid, rows, B, NGB, G: tl.constexpr, K: tl.constexpr, F: tl.constexpr,
+def sum_max(mars, logw, child, pid, pstart, fanin, rows, B, NGB, G: tl.constexpr, K: tl.constexpr, F: tl.constexpr,
             NP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr,
-            FUSED: tl.constexpr):
+            FUSED: tl.constexpr, DENSE: tl.constexpr):
     """Max-product: mars[node] = max_k (log w + child value)."""
     g = tl.program_id(0) // NGB
     offs_g = (tl.program_id(0) % NGB) * BLOCK_G + tl.arange(0, BLOCK_G)
@@ -123,8 +138,7 @@ def sum_max(mars, logw, child, pid, rows, B, NGB, G: tl.constexpr, K: tl.constex
         offs_k = k0 + tl.arange(0, BLOCK_K)
         mask_k = offs_k < K
         c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
-        p = tl.load(pid + (g * G + offs_g[:, None]) * K + offs_k[None, :],
-                    mask=mask_g[:, None] & mask_k[None, :], other=NP)
+        p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
         lw = tl.load(logw + p)
         best = tl.maximum(best, tl.max(lw[:, :, None] + c[None, :, :], axis=1))
     r = tl.load(rows + g * G + offs_g, mask=mask_g, other=0)
@@ -133,9 +147,9 @@ def sum_max(mars, logw, child, pid, rows, B, NGB, G: tl.constexpr, K: tl.constex
 
 SUM_BWD = '''
 @triton.jit
-def sum_bwd(mars, flows, logw, grad_logw, child, pid, rows, B, NGB, G: tl.constexpr, K: tl.constexpr,
+def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NGB, G: tl.constexpr, K: tl.constexpr,
             F: tl.constexpr, NP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr,
-            BLOCK_B: tl.constexpr, USE_DOT: tl.constexpr, FUSED: tl.constexpr):
+            BLOCK_B: tl.constexpr, USE_DOT: tl.constexpr, FUSED: tl.constexpr, DENSE: tl.constexpr):
     """Flows into children (and through fused products into their factors) and parameter flows.
 
     With m the group max over children: A_i = f_i exp(m - n_i), child flow e_k * (W^T A)_k,
@@ -163,8 +177,7 @@ def sum_bwd(mars, flows, logw, grad_logw, child, pid, rows, B, NGB, G: tl.conste
         mask_k = offs_k < K
         c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
         e = tl.exp(c - m[None, :])
-        p = tl.load(pid + (g * G + offs_g[:, None]) * K + offs_k[None, :],
-                    mask=mask_g[:, None] & mask_k[None, :], other=NP)
+        p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
         w = tl.exp(tl.load(logw + p))
         if USE_DOT:
             cf = e * tl.dot(tl.trans(w), a)
@@ -200,5 +213,6 @@ def em_sum_update(logits, logw, flows, node_flow, degree, segment, P, step, pseu
     tl.store(logits + offs, tl.log(theta), mask=mask)
 '''
 
-TEMPLATES = {"prod_fwd": PROD_FWD, "prod_bwd": PROD_BWD, "sum_child_values": SUM_CHILD, "sum_fwd": SUM_FWD,
+TEMPLATES = {"prod_fwd": PROD_FWD, "prod_bwd": PROD_BWD, "sum_child_values": SUM_CHILD, "sum_param_ids": SUM_PIDS,
+             "sum_fwd": SUM_FWD,
              "sum_max": SUM_MAX, "sum_bwd": SUM_BWD, "em_sum_update": EM_SUM}
