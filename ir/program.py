@@ -83,15 +83,14 @@ class Layer:
 
 @dataclass(frozen=True, eq=False)
 class SumParamLayout:
-    """Where a (non-tied) IR sum node's weights sit in the flat vector: its masked entries in
-    row-major order from `offset`; `segment_start` is the normalisation segment of its row 0."""
+    """Where a (non-tied) IR sum node's weights sit in the flat vector: its (masked) entries in
+    row-major order from `offset`."""
 
     node: int
     offset: int
     size: int
     width: int
     mask: np.ndarray | None
-    segment_start: int
 
 
 @dataclass(frozen=True)
@@ -110,8 +109,13 @@ class Program:
     var_names: tuple[str, ...]
     layers: tuple[Layer, ...]
     num_sum_params: int
-    sum_param_segment: np.ndarray  # [P] normalisation segment (one per sum row) of each weight
-    num_segments: int
+    # Normalisation rows of the flat weights: dense nodes come first, as blocks (start, stop, width)
+    # of rows of equal width; the masked nodes follow from `tail_start`, each weight tagged with its
+    # row (`tail_segment`, 0..tail_rows-1).
+    dense_blocks: tuple[tuple[int, int, int], ...]
+    tail_start: int
+    tail_segment: np.ndarray
+    tail_rows: int
     sum_layout: tuple[SumParamLayout, ...]
     input_layout: tuple[InputParamLayout, ...]
     node_rows: dict = field(default_factory=dict)  # IR node id -> (first row, size)

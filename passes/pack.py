@@ -100,24 +100,38 @@ def pack(circuit: Circuit, plan: LayerPlan | None = None, options: PackOptions |
         in_parts.append(InputPartition(dist, k, start, np.concatenate(vars_)))
     layers = [Layer("input", tuple(in_parts))]
 
-    # -- flat sum parameters ------------------------------------------------------------------
+    # -- flat sum parameters: dense nodes first, grouped by width, then masked ones -----------
     reach = set(node_rows) | {i for lv in plan.levels for grp in lv for i in grp}
-    sum_layout, pid_table, segs = [], {}, []
-    offset = seg = 0
-    for i, n in nodes.items():
-        if isinstance(n, SumNode) and n.tie is None and i in reach:
-            mask = circuit.edge_mask(n)
-            nnz = int(mask.sum())
-            sum_layout.append(SumParamLayout(i, offset, n.size, mask.shape[1], n.mask, seg))
-            degree = mask.shape[1] if n.mask is None else mask.sum(1)
-            segs.append(np.repeat(np.arange(seg, seg + n.size), degree))
-            pid_table[i] = (offset, mask)
-            offset += nnz
-            seg += n.size
+    owners = [i for i, n in nodes.items() if isinstance(n, SumNode) and n.tie is None and i in reach]
+    dense = sorted((i for i in owners if nodes[i].mask is None), key=lambda i: circuit.child_size(nodes[i]))
+    masked = [i for i in owners if nodes[i].mask is not None]
+    sum_layout, pid_table, blocks, tail_segs = [], {}, [], []
+    offset = rows_in_tail = 0
+    for i in dense:
+        n = nodes[i]
+        width = circuit.child_size(n)
+        sum_layout.append(SumParamLayout(i, offset, n.size, width, None))
+        pid_table[i] = (offset, None)
+        if blocks and blocks[-1][2] == width and blocks[-1][1] == offset:
+            blocks[-1] = (blocks[-1][0], offset + n.size * width, width)
+        else:
+            blocks.append((offset, offset + n.size * width, width))
+        offset += n.size * width
+    tail_start = offset
+    for i in masked:
+        n = nodes[i]
+        mask = np.asarray(n.mask, bool)
+        sum_layout.append(SumParamLayout(i, offset, n.size, mask.shape[1], mask))
+        pid_table[i] = (offset, mask)
+        tail_segs.append(np.repeat(np.arange(rows_in_tail, rows_in_tail + n.size), mask.sum(1)))
+        offset += int(mask.sum())
+        rows_in_tail += n.size
     num_params = offset
 
     def param_ids(n: SumNode) -> np.ndarray:
         off, mask = pid_table[circuit.param_source(n).id]
+        if mask is None:  # a node with an all-true mask tied to a dense source
+            mask = circuit.edge_mask(n)
         pid = np.full(mask.shape, num_params, dtype=np.int64)
         pid[mask] = off + np.arange(int(mask.sum()))
         return pid
@@ -197,6 +211,6 @@ def pack(circuit: Circuit, plan: LayerPlan | None = None, options: PackOptions |
     return Program(
         num_rows=next_row, root_row=node_rows[circuit.root][0], var_cats=var_cats,
         var_names=tuple(v.name for v in circuit.variables), layers=tuple(layers),
-        num_sum_params=num_params,
-        sum_param_segment=np.concatenate(segs) if segs else np.zeros(0, dtype=np.int64),
-        num_segments=seg, sum_layout=tuple(sum_layout), input_layout=tuple(in_layout), node_rows=node_rows)
+        num_sum_params=num_params, dense_blocks=tuple(blocks), tail_start=tail_start,
+        tail_segment=np.concatenate(tail_segs) if tail_segs else np.zeros(0, dtype=np.int64),
+        tail_rows=rows_in_tail, sum_layout=tuple(sum_layout), input_layout=tuple(in_layout), node_rows=node_rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
 from pccompile.ir import Circuit, Program
 
@@ -59,6 +60,52 @@ def segment_log_softmax(logits: torch.Tensor, segment: torch.Tensor, num_segment
     shifted = logits - m[segment]
     z = torch.zeros(num_segments, dtype=logits.dtype, device=logits.device).index_add(0, segment, shifted.exp())
     return shifted - z.log()[segment]
+
+
+class SumRows(nn.Module):
+    """The normalisation rows of the flat sum weights (see Program.dense_blocks): dense blocks are
+    reshaped to [rows, width], so they need no index arrays; the masked tail uses segment ids."""
+
+    def __init__(self, program: Program):
+        super().__init__()
+        self.blocks = list(program.dense_blocks)
+        self.tail_start = program.tail_start
+        self.tail_rows = program.tail_rows
+        self.register_buffer("tail_segment", torch.as_tensor(program.tail_segment), persistent=False)
+
+    def log_softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        parts = [logits[a:b].view(-1, k).log_softmax(-1).reshape(-1) for a, b, k in self.blocks]
+        if self.tail_rows:
+            parts.append(segment_log_softmax(logits[self.tail_start:], self.tail_segment, self.tail_rows))
+        return torch.cat(parts) if parts else logits
+
+    def row_totals(self, values: torch.Tensor) -> torch.Tensor:
+        """Sum of `values` [P] over each row: [rows] (dense blocks first, then the tail)."""
+        parts = [values[a:b].view(-1, k).sum(-1) for a, b, k in self.blocks]
+        if self.tail_rows:
+            parts.append(torch.zeros(self.tail_rows, dtype=values.dtype, device=values.device)
+                         .index_add_(0, self.tail_segment, values[self.tail_start:]))
+        return torch.cat(parts) if parts else values[:0]
+
+    def em_update(self, logits, logw, flows, step: float, pseudocount: float, blocks: bool = True) -> None:
+        """theta <- (1 - a) theta + a (F + pc/deg) / (F_row + pc), written into `logits` as logs.
+        `blocks=False` leaves the dense blocks to a fused kernel and updates only the tail."""
+        def upd(old, f, row, deg):
+            denom = row + pseudocount
+            new = torch.where(denom > 0, (f + pseudocount / deg) / denom.clamp_min(1e-300), old)
+            return ((1 - step) * old + step * new).clamp_min(0).log()
+
+        if blocks:
+            for a, b, k in self.blocks:
+                f = flows[a:b].view(-1, k)
+                logits[a:b] = upd(logw[a:b].view(-1, k).exp(), f, f.sum(-1, keepdim=True), k).reshape(-1)
+        if self.tail_rows:
+            t = self.tail_start
+            seg = self.tail_segment
+            f = flows[t:]
+            row = torch.zeros(self.tail_rows, dtype=f.dtype, device=f.device).index_add_(0, seg, f)
+            deg = torch.bincount(seg, minlength=self.tail_rows).to(f.dtype)
+            logits[t:] = upd(logw[t:].exp(), f, row[seg], deg[seg])
 
 
 def circuit_params_from_runtime(circuit: Circuit, program: Program, logw: np.ndarray,

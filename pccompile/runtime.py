@@ -14,8 +14,7 @@ from pccompile.codegen.torch_backend import CircuitLogLikelihood, TorchExecutor,
 from pccompile.ir import Circuit, Program
 
 from .batch import encode_batch
-from .params import (circuit_params_from_runtime, input_params_from_circuit, segment_log_softmax,
-                     sum_logits_from_circuit)
+from .params import SumRows, circuit_params_from_runtime, input_params_from_circuit, sum_logits_from_circuit
 
 
 def make_executor(program: Program, backend: str, options: dict):
@@ -37,7 +36,7 @@ class CompiledCircuit(nn.Module):
         self.executor = make_executor(program, backend, self.options)
         staging = np.float64 if dtype == torch.float64 else np.float32
         self.sum_logits = nn.Parameter(torch.as_tensor(sum_logits_from_circuit(circuit, program, staging), dtype=dtype))
-        self.register_buffer("sum_segment", torch.as_tensor(program.sum_param_segment), persistent=False)
+        self.sum_rows = SumRows(program)
         self.inputs = nn.ModuleList()
         for part, arrays in zip(program.input_partitions, input_params_from_circuit(circuit, program, staging)):
             holder = nn.Module()
@@ -66,7 +65,7 @@ class CompiledCircuit(nn.Module):
 
     def sum_log_weights(self) -> torch.Tensor:
         """Normalised log-weights [P], one per sum edge, in Program order."""
-        return segment_log_softmax(self.sum_logits, self.sum_segment, self.program.num_segments)
+        return self.sum_rows.log_softmax(self.sum_logits)
 
     def input_log_probs(self, x_int: torch.Tensor, x_real: torch.Tensor | None) -> torch.Tensor:
         """[R_in, B] log-probabilities of every input row."""

@@ -97,12 +97,9 @@ class TorchExecutor(nn.Module):
         from .topdown import forward_max
         return forward_max(self, input_logp, logw)
 
-    def em_sum_update(self, logits, logw, flows, node_flow, degree, segment, step: float, pseudocount: float):
-        """EM M-step for sum weights, written into `logits` (see pccompile.learn.em)."""
-        old = logw.exp()
-        denom = node_flow[segment] + pseudocount
-        new = torch.where(denom > 0, (flows + pseudocount / degree[segment]) / denom.clamp_min(1e-300), old)
-        logits.copy_(((1 - step) * old + step * new).clamp_min(0).log())
+    def em_sum_update(self, logits, logw, flows, rows, step: float, pseudocount: float):
+        """EM M-step for the sum weights, written into `logits` (rows: the runtime's SumRows)."""
+        rows.em_update(logits, logw, flows, step, pseudocount)
 
     # -- backward (flows) ------------------------------------------------------------------
     def backward_flows(self, mars: torch.Tensor, logw: torch.Tensor, grad_root: torch.Tensor):

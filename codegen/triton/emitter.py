@@ -148,7 +148,7 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
     for line in HEADER.splitlines():
         src.line(line)
     kinds = {launch.kind for launch in launches}
-    used = ["em_sum_update"]
+    used = ["em_dense"]
     if "prod" in kinds:
         used += ["prod_fwd", "prod_bwd"]
     if "sum" in kinds:
@@ -214,6 +214,19 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
             else:
                 dot = L.meta["dot"]
                 src.line(f"sum_bwd[{grid_sum(L)}](mars, flows, logw, grad_logw, {sum_args(L, f', USE_DOT={dot}')})")
+    src.line("")
+    src.line("")
+    src.line("def em_update(logits, logw, flows, step, pseudocount):")
+    with src.indent():
+        src.line('"""EM M-step for the dense weight blocks (rows of equal width); the masked tail is done in torch."""')
+        if not program.dense_blocks:
+            src.line("return")
+        for a, b, k in program.dense_blocks:
+            bk = _pow2(k)
+            br = max(1, min(64, 4096 // bk))
+            rows = (b - a) // k
+            src.line(f"em_dense[(triton.cdiv({rows}, {br}),)](logits, logw, flows, {a}, {rows}, step, pseudocount, "
+                     f"K={k}, BLOCK_R={br}, BLOCK_K={bk})")
     source = src.text()
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
     return Emitted(source, arrays, launches, digest)

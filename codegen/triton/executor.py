@@ -101,11 +101,8 @@ class TritonExecutor(TorchExecutor):
         flows[ONE_ROW] = 0
         return flows, grad[:-1]
 
-    def em_sum_update(self, logits, logw, flows, node_flow, degree, segment, step, pseudocount):
+    def em_sum_update(self, logits, logw, flows, rows, step, pseudocount):
         if self._use_torch(logits):
-            return super().em_sum_update(logits, logw, flows, node_flow, degree, segment, step, pseudocount)
-        P = logits.shape[0]
-        block = 1024
-        self.kernels.em_sum_update[(-(-P // block),)](logits, logw.contiguous(), flows.contiguous(), node_flow,
-                                                      degree, segment, P, float(step), float(pseudocount),
-                                                      BLOCK=block)
+            return super().em_sum_update(logits, logw, flows, rows, step, pseudocount)
+        self.kernels.em_update(logits, logw.contiguous(), flows.contiguous(), float(step), float(pseudocount))
+        rows.em_update(logits, logw, flows, step, pseudocount, blocks=False)

@@ -196,23 +196,23 @@ def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NG
         tl.atomic_add(grad_logw + p, pf, mask=mask_g[:, None] & mask_k[None, :] & (p < NP))
 '''
 
-EM_SUM = '''
+EM_DENSE = '''
 @triton.jit
-def em_sum_update(logits, logw, flows, node_flow, degree, segment, P, step, pseudocount, BLOCK: tl.constexpr):
-    """theta <- (1 - a) theta + a (F + pc / deg) / (F_node + pc), written back as log-weights."""
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < P
-    s = tl.load(segment + offs, mask=mask, other=0)
-    old = tl.exp(tl.load(logw + offs, mask=mask, other=0.0))
-    fl = tl.load(flows + offs, mask=mask, other=0.0)
-    nf = tl.load(node_flow + s, mask=mask, other=0.0)
-    dg = tl.load(degree + s, mask=mask, other=1.0)
-    denom = nf + pseudocount
-    new = tl.where(denom > 0, (fl + pseudocount / dg) / tl.where(denom > 0, denom, 1.0), old)
-    theta = (1 - step) * old + step * new
-    tl.store(logits + offs, tl.log(theta), mask=mask)
+def em_dense(logits, logw, flows, start, ROWS, step, pseudocount, K: tl.constexpr, BLOCK_R: tl.constexpr,
+             BLOCK_K: tl.constexpr):
+    """One pass over a block of rows of width K: theta <- (1 - a) theta + a (F + pc/K) / (F_row + pc)."""
+    offs_r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask = (offs_r < ROWS)[:, None] & (offs_k < K)[None, :]
+    ptr = start + offs_r[:, None] * K + offs_k[None, :]
+    f = tl.load(flows + ptr, mask=mask, other=0.0)
+    old = tl.exp(tl.load(logw + ptr, mask=mask, other=float("-inf")))
+    denom = tl.sum(f, axis=1) + pseudocount
+    ok = denom > 0
+    new = tl.where(ok[:, None], (f + pseudocount / K) / tl.where(ok, denom, 1.0)[:, None], old)
+    tl.store(logits + ptr, tl.log((1 - step) * old + step * new), mask=mask)
 '''
 
-TEMPLATES = {"prod_fwd": PROD_FWD, "prod_bwd": PROD_BWD, "sum_child_values": SUM_CHILD, "sum_param_ids": SUM_PIDS,
+TEMPLATES = {"em_dense": EM_DENSE, "prod_fwd": PROD_FWD, "prod_bwd": PROD_BWD, "sum_child_values": SUM_CHILD, "sum_param_ids": SUM_PIDS,
              "sum_fwd": SUM_FWD,
-             "sum_max": SUM_MAX, "sum_bwd": SUM_BWD, "em_sum_update": EM_SUM}
+             "sum_max": SUM_MAX, "sum_bwd": SUM_BWD}

@@ -26,12 +26,8 @@ def em_update(model, stats: FlowStats, step_size: float = 1.0, pseudocount: floa
     a, pc = float(step_size), float(pseudocount)
     # -- sum weights --------------------------------------------------------------------------
     F = stats.sum_flows.to(model.dtype)
-    seg = model.sum_segment
-    nseg = model.program.num_segments
     if F.numel():
-        node = torch.zeros(nseg, dtype=F.dtype, device=F.device).index_add_(0, seg, F)
-        deg = torch.bincount(seg, minlength=nseg).to(F.dtype)
-        model.executor.em_sum_update(model.sum_logits.data, model.sum_log_weights(), F, node, deg, seg, a, pc)
+        model.executor.em_sum_update(model.sum_logits.data, model.sum_log_weights(), F, model.sum_rows, a, pc)
     # -- inputs -------------------------------------------------------------------------------
     for part, h, s in zip(model.program.input_partitions, model.inputs, stats.inputs):
         if part.dist == "gaussian":
