@@ -58,17 +58,27 @@ class TorchExecutor(nn.Module):
         ids = start[:, None, None] + torch.arange(G, device=rows.device)[None, :, None] * fan[:, None, None] + k
         return rows, child, torch.where(k < fan[:, None, None], ids, self.num_params)
 
+    # -- buffers ---------------------------------------------------------------------------
+    def start_mars(self, input_logp: torch.Tensor) -> torch.Tensor:
+        """A fresh [num_rows, B] buffer with the padding rows and the input rows filled in."""
+        mars = torch.empty(self.num_rows, input_logp.shape[1], dtype=input_logp.dtype, device=input_logp.device)
+        mars[ZERO_ROW] = float("-inf")
+        mars[ONE_ROW] = 0.0
+        mars[FIRST_ROW:FIRST_ROW + self.num_inputs] = input_logp
+        return mars
+
+    @staticmethod
+    def extend_logw(logw: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """log-weights plus the padding slot (index P, weight 0)."""
+        return torch.cat([logw.to(dtype), logw.new_full((1,), float("-inf"), dtype=dtype)]).contiguous()
+
     # -- forward ---------------------------------------------------------------------------
     def forward_mars(self, input_logp: torch.Tensor, logw: torch.Tensor, complete: bool = True) -> torch.Tensor:
         """input_logp [R_in, B], logw [P] normalised log-weights -> mars [num_rows, B].
         (`complete`: every row is written; backends that fuse may skip rows unless asked.)"""
         B = input_logp.shape[1]
-        dtype = input_logp.dtype
-        mars = torch.empty(self.num_rows, B, dtype=dtype, device=input_logp.device)
-        mars[ZERO_ROW] = float("-inf")
-        mars[ONE_ROW] = 0.0
-        mars[FIRST_ROW:FIRST_ROW + self.num_inputs] = input_logp
-        logw_ext = torch.cat([logw.to(dtype), logw.new_full((1,), float("-inf"), dtype=dtype)])
+        mars = self.start_mars(input_logp)
+        logw_ext = self.extend_logw(logw, mars.dtype)
         for kind, keys in self.layer_specs:
             for key in keys:
                 rows, child, pid = self._part(key)
@@ -107,11 +117,10 @@ class TorchExecutor(nn.Module):
 
         Returns (flows [num_rows, B], param_flows [P]): flows[r, b] = d out_b / d mars[r, b]
         times grad_root[b]; param_flows[p] = sum_b d out_b / d logw[p] times grad_root[b]."""
-        dtype = mars.dtype
         flows = torch.zeros_like(mars)
-        flows[self.root_row] = grad_root.to(dtype)
-        logw_ext = torch.cat([logw.to(dtype), logw.new_full((1,), float("-inf"), dtype=dtype)])
-        grad_logw = torch.zeros(logw_ext.shape[0], dtype=dtype, device=mars.device)
+        flows[self.root_row] = grad_root.to(mars.dtype)
+        logw_ext = self.extend_logw(logw, mars.dtype)
+        grad_logw = torch.zeros(logw_ext.shape[0], dtype=mars.dtype, device=mars.device)
         for kind, keys in reversed(self.layer_specs):
             for key in reversed(keys):
                 rows, child, pid = self._part(key)

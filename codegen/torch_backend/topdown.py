@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW
+from pccompile.ir import ONE_ROW, ZERO_ROW
 
 from .executor import TorchExecutor
 
@@ -27,11 +27,8 @@ def forward_max(ex: TorchExecutor, input_logp: torch.Tensor, logw: torch.Tensor)
     """Max-product values: like forward_mars with max in place of sum at sum nodes."""
     B = input_logp.shape[1]
     dtype = input_logp.dtype
-    mars = torch.empty(ex.num_rows, B, dtype=dtype, device=input_logp.device)
-    mars[ZERO_ROW] = float("-inf")
-    mars[ONE_ROW] = 0.0
-    mars[FIRST_ROW:FIRST_ROW + ex.num_inputs] = input_logp
-    logw_ext = torch.cat([logw.to(dtype), logw.new_full((1,), float("-inf"), dtype=dtype)])
+    mars = ex.start_mars(input_logp)
+    logw_ext = ex.extend_logw(logw, dtype)
     for kind, keys in ex.layer_specs:
         for key in keys:
             rows, child, pid = ex._part(key)
@@ -54,7 +51,7 @@ def decode(ex: TorchExecutor, mars: torch.Tensor, logw: torch.Tensor, *, sample:
     dtype = mars.dtype
     active = torch.zeros(ex.num_rows, B, dtype=torch.int32, device=mars.device)
     active[ex.root_row] = 1
-    logw_ext = torch.cat([logw.to(dtype), logw.new_full((1,), float("-inf"), dtype=dtype)])
+    logw_ext = ex.extend_logw(logw, dtype)
     for kind, keys in reversed(ex.layer_specs):
         for key in reversed(keys):
             rows, child, pid = ex._part(key)

@@ -63,18 +63,13 @@ class TritonExecutor(TorchExecutor):
         return t.dtype != torch.float32
 
     def _start(self, input_logp: torch.Tensor) -> torch.Tensor:
-        B = input_logp.shape[1]
-        mars = torch.empty(self.num_rows, B, dtype=torch.float32, device=input_logp.device)
-        if self.poison:
-            mars.fill_(float("nan"))
-        mars[ZERO_ROW] = float("-inf")
-        mars[ONE_ROW] = 0.0
-        mars[FIRST_ROW:FIRST_ROW + self.num_inputs] = input_logp
+        mars = self.start_mars(input_logp)
+        if self.poison:  # every row the kernels should write becomes NaN first
+            mars[FIRST_ROW + self.num_inputs:] = float("nan")
         return mars
 
-    @staticmethod
-    def _ext(logw: torch.Tensor) -> torch.Tensor:
-        return torch.cat([logw.float(), logw.new_full((1,), float("-inf"), dtype=torch.float32)]).contiguous()
+    def _ext(self, logw: torch.Tensor) -> torch.Tensor:
+        return self.extend_logw(logw, torch.float32)
 
     def forward_mars(self, input_logp, logw, complete: bool = False):
         if self._use_torch(input_logp):
