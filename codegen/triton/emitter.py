@@ -11,6 +11,7 @@ at all, unless a caller asks for every row (`complete=True`, used by sampling an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 
@@ -50,6 +51,17 @@ class IndentedBuffer:
             def __exit__(self, *exc):
                 buf.level -= 1
         return _Ctx()
+
+    @contextlib.contextmanager
+    def function(self, signature: str, doc: str):
+        """A top-level function: two blank lines, `def signature:`, its docstring, then the body
+        written inside the `with` block, indented."""
+        self.line("")
+        self.line("")
+        self.line(f"def {signature}:")
+        with self.indent():
+            self.line(f'"""{doc}"""')
+            yield
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -175,11 +187,8 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
         return (f"{fn}[(triton.cdiv({L.meta['M']}, {bm}), triton.cdiv(B, {bb}))]({buf}, idx[{r}], idx[{c}], B, "
                 f"{L.meta['M']}, F={L.meta['F']}, BLOCK_M={bm}, BLOCK_B={bb})")
 
-    src.line("")
-    src.line("")
-    src.line("def forward(mars, logw, idx, B, complete=False):")
-    with src.indent():
-        src.line('"""Log-likelihood pass; `complete` also writes product rows that fusion skips."""')
+    with src.function("forward(mars, logw, idx, B, complete=False)",
+                      "Log-likelihood pass; `complete` also writes product rows that fusion skips."):
         for L in launches:
             src.line(f"# layer {L.layer}: {L.kind} {L.meta}")
             if L.kind == "prod":
@@ -192,21 +201,15 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
             else:
                 dot = L.meta["dot"]
                 src.line(f"sum_fwd[{grid_sum(L)}](mars, logw, {sum_args(L, f', USE_DOT={dot}')}, BF16={bf16})")
-    src.line("")
-    src.line("")
-    src.line("def forward_max(mars, logw, idx, B):")
-    with src.indent():
-        src.line('"""Max-product pass (every row written, for MPE decoding)."""')
+    with src.function("forward_max(mars, logw, idx, B)",
+                      "Max-product pass (every row written, for MPE decoding)."):
         for L in launches:
             if L.kind == "prod":
                 src.line(prod_launch(L, "prod_fwd", "mars"))
             else:
                 src.line(f"sum_max[{grid_sum(L)}](mars, logw, {sum_args(L)})")
-    src.line("")
-    src.line("")
-    src.line("def backward(mars, flows, logw, grad_logw, idx, B):")
-    with src.indent():
-        src.line('"""Top-down flows: node flows into `flows`, parameter flows into `grad_logw`."""')
+    with src.function("backward(mars, flows, logw, grad_logw, idx, B)",
+                      "Top-down flows: node flows into `flows`, parameter flows into `grad_logw`."):
         for L in reversed(launches):
             if L.kind == "prod":
                 if not L.meta["fused_away"]:
@@ -214,11 +217,8 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
             else:
                 dot = L.meta["dot"]
                 src.line(f"sum_bwd[{grid_sum(L)}](mars, flows, logw, grad_logw, {sum_args(L, f', USE_DOT={dot}')})")
-    src.line("")
-    src.line("")
-    src.line("def em_update(logits, logw, flows, step, pseudocount):")
-    with src.indent():
-        src.line('"""EM M-step for the dense weight blocks (rows of equal width); the masked tail is done in torch."""')
+    with src.function("em_update(logits, logw, flows, step, pseudocount)",
+                      "EM M-step for the dense weight blocks (rows of equal width); the masked tail is done in torch."):
         if not program.dense_blocks:
             src.line("return")
         for a, b, k in program.dense_blocks:
