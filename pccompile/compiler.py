@@ -58,10 +58,12 @@ def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto
             trace: Callable | None = None, triton: dict | None = None) -> CompiledCircuit:
     """Compile a circuit from any front end into a CompiledCircuit (a torch.nn.Module).
 
-    passes: extra passes after initialisation, e.g. "prune{fraction=0.5}"; backend: "auto" picks
-    triton on CUDA and torch elsewhere ("triton" on the CPU needs TRITON_INTERPRET=1); triton: options
-    for the Triton backend (see codegen.triton.TritonOptions); seed: parameters not given in the source are drawn from it;
-    dtype: parameter and computation precision (float32 default, float64 for exact checks)."""
+    passes: extra passes run after initialisation, as text ("normalize,verify") or Pass objects;
+    the full pipeline is vectorize, normalize, init{seed}, <passes>, verify (see `pcc check`).
+    backend: "auto" picks triton on CUDA and torch elsewhere ("triton" on the CPU needs
+    TRITON_INTERPRET=1). triton: options for the Triton backend (codegen.triton.TritonOptions).
+    seed: parameters not given in the source are drawn from it. dtype: parameter and computation
+    precision (float32 default, float64 for exact checks)."""
     report = report if report is not None else CompileReport()
     t0 = time.perf_counter()
     circuit = to_circuit(src)

@@ -82,6 +82,23 @@ class CompiledCircuit(nn.Module):
         return CircuitLogLikelihood.apply(self.input_log_probs(x_int, x_real), self.sum_log_weights(),
                                           self.executor)
 
+    # -- queries (implemented in pccompile.queries) -------------------------------------------
+    def conditional(self, x, query) -> torch.Tensor:
+        """log p(x[query] | the observed non-query entries of x); query: bool [V] or [B, V]."""
+        from . import queries
+        return queries.conditional(self, x, query)
+
+    def mpe(self, x, missing=None) -> torch.Tensor:
+        """Observed entries kept, missing ones (-1 / NaN / mask) filled with the most probable
+        completion (max-product decoding: exact on deterministic circuits)."""
+        from . import queries
+        return queries.mpe(self, x, missing)
+
+    def sample(self, n: int | None = None, evidence=None, seed: int | None = None) -> torch.Tensor:
+        """n unconditional samples [n, V], or completions of `evidence` rows (missing entries drawn)."""
+        from . import queries
+        return queries.sample(self, n, evidence, seed)
+
     # -- export -----------------------------------------------------------------------------
     def to_circuit(self) -> Circuit:
         """The IR circuit with this module's current parameters."""
@@ -96,25 +113,3 @@ class CompiledCircuit(nn.Module):
         return (f"vars={s['variables']}, nodes={s['nodes']}, sum_edges={s['sum edges']}, "
                 f"params={s['parameters']}, layers={len(self.program.layers)}, backend={self.backend!r}")
 
-
-def _attach_queries():
-    """Query methods live in pccompile.queries; bound here so the module stays small."""
-    from . import queries
-
-    def conditional(self, x, query):
-        """log p(x[query] | the observed non-query entries of x); query: bool [V] or [B, V]."""
-        return queries.conditional(self, x, query)
-
-    def mpe(self, x, missing=None):
-        """Observed entries kept, missing (-1 / NaN / mask) filled with the most probable completion."""
-        return queries.mpe(self, x, missing)
-
-    def sample(self, n=None, evidence=None, seed=None):
-        """n unconditional samples, or completions of `evidence` rows (missing entries drawn)."""
-        return queries.sample(self, n, evidence, seed)
-
-    for f in (conditional, mpe, sample):
-        setattr(CompiledCircuit, f.__name__, f)
-
-
-_attach_queries()

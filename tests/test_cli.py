@@ -13,7 +13,7 @@ EX = "examples/mixture.pc"
 def test_check_prints_summary():
     r = runner.invoke(app, ["check", EX])
     assert r.exit_code == 0, r.output
-    for word in ("variables", "sum edges", "parameters", "depth", "partitions", "ok"):
+    for word in ("variables", "sum edges", "parameters", "depth", "partitions", "passes: vectorize", "ok"):
         assert word in r.output
 
 

@@ -37,6 +37,8 @@ def check(spec: Spec, passes: Passes = None, seed: int = typer.Option(0, help="s
         table.add_row("partitions", f"{n_parts:,}")
         table.add_row("compile time", f"{report.timings.get('total', 0) * 1000:.1f} ms")
         console.print(table)
+        if report.passes:
+            console.print("passes: " + " -> ".join(report.passes), highlight=False)
         console.print("[green]ok[/]: the circuit is valid (acyclic, smooth, decomposable, normalised)")
     run(go)
 

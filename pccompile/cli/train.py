@@ -10,6 +10,7 @@ from rich.table import Table
 
 from .common import Backend, Passes, Spec, app, bpd, console, fmt, load_model, run
 
+
 def run_training(spec: Path, data: str, valid: Optional[str], test: Optional[str], *, epochs: int,
                  batch_size: int, optimizer: str, step_size: Optional[float], step_size_end: Optional[float],
                  schedule: str, pseudocount: float, device: str, seed: int, out: Path, resume: bool,
@@ -55,19 +56,20 @@ def run_training(spec: Path, data: str, valid: Optional[str], test: Optional[str
     def on_batch(i, n):
         progress.update(task, completed=i, total=n)
 
+    def print_row(r, note=""):
+        console.print(f"{r.epoch:>5}  {fmt(r.train_ll):>10}  {fmt(r.valid_ll):>10}  {fmt(r.test_ll):>10}  "
+                      f"{bpd(r.valid_ll, V):>9}  {r.step_size:>7.4f}  {r.seconds:>6.2f}{note}")
+
     def on_epoch(r):
         progress.update(task, epoch=r.epoch + 1, completed=0)
-        console.print(f"{r.epoch:>5}  {fmt(r.train_ll):>10}  {fmt(r.valid_ll):>10}  {fmt(r.test_ll):>10}  "
-                      f"{bpd(r.valid_ll, V):>9}  {r.step_size:>7.4f}  {r.seconds:>6.2f}")
+        print_row(r)
 
     trainer = Trainer(model, cfg, sets["train"], sets.get("valid"), sets.get("test"), checkpoint=ckpt,
                       on_batch=on_batch, on_epoch=on_epoch)
     if resume and ckpt.exists():
         trainer.restore()
         for r in trainer.history:
-            console.print(
-                f"{r.epoch:>5}  {fmt(r.train_ll):>10}  {fmt(r.valid_ll):>10}  {fmt(r.test_ll):>10}  "
-                f"{bpd(r.valid_ll, V):>9}  {r.step_size:>7.4f}  {r.seconds:>6.2f}  (checkpoint)")
+            print_row(r, "  (checkpoint)")
     with progress:
         task = progress.add_task("train", total=1, epoch=trainer.start_epoch + 1)
         history = trainer.run()
