@@ -49,8 +49,13 @@ class CompileReport:
 
 
 def pipeline(passes: str | list[Pass] | None, seed: int) -> list[Pass]:
+    """vectorize, normalize, [init, user passes,] verify. Without user passes, parameters the source
+    leaves out are drawn by the runtime module directly into its tensors (fast, in log space);
+    with user passes, `init` runs first so that those passes see every parameter."""
     user = parse_pipeline(passes) if isinstance(passes, str) else list(passes or [])
-    return [Vectorize(), Normalize(), InitParams(seed=seed), *user, Verify(require_params=True)]
+    if user:
+        return [Vectorize(), Normalize(), InitParams(seed=seed), *user, Verify(require_params=True)]
+    return [Vectorize(), Normalize(), Verify()]
 
 
 def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto", seed: int = 0,
@@ -59,7 +64,8 @@ def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto
     """Compile a circuit from any front end into a CompiledCircuit (a torch.nn.Module).
 
     passes: extra passes run after initialisation, as text ("normalize,verify") or Pass objects;
-    the full pipeline is vectorize, normalize, init{seed}, <passes>, verify (see `pcc check`).
+    the pipeline is vectorize, normalize, init{seed}, <passes>, verify (see `pcc check`); without
+    extra passes, missing parameters are drawn by the runtime module instead of the init pass.
     backend: "auto" picks triton on CUDA and torch elsewhere ("triton" on the CPU needs
     TRITON_INTERPRET=1). triton: options for the Triton backend (codegen.triton.TritonOptions).
     seed: parameters not given in the source are drawn from it. dtype: parameter and computation
@@ -76,9 +82,11 @@ def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto
     t3 = time.perf_counter()
     chosen = _choose_backend(backend, device)
     options = {"triton": dict(triton or {})}
-    model = CompiledCircuit(circuit, program, backend=chosen, dtype=dtype or torch.float32, options=options)
+    model = CompiledCircuit(circuit, program, backend=chosen, dtype=dtype or torch.float32, options=options,
+                            init=False)
     if device is not None:
         model = model.to(device)
+    model.init_missing(seed)
     t4 = time.perf_counter()
     report.passes = [str(p) for p in steps]
     report.timings.update({"front end": t1 - t0, "passes": t2 - t1, "lower": t3 - t2, "module": t4 - t3,

@@ -15,19 +15,27 @@ def _log(a: np.ndarray, dtype=np.float64) -> np.ndarray:
         return np.log(np.asarray(a, dtype=dtype))
 
 
-def sum_logits_from_circuit(circuit: Circuit, program: Program, dtype=np.float64) -> np.ndarray:
-    """Flat log-weights in Program order (`dtype` float32 halves staging memory and time)."""
+def sum_logits_from_circuit(circuit: Circuit, program: Program, dtype=np.float64):
+    """Flat log-weights in Program order (`dtype` float32 halves staging memory and time), and the
+    (offset, count) ranges of nodes without parameters, left for the runtime to draw."""
     flat = np.zeros(program.num_sum_params, dtype=dtype)
+    missing = []
     for lay in program.sum_layout:
-        w = np.asarray(circuit.params[lay.node]["weights"])
         nnz = lay.size * lay.width if lay.mask is None else int(np.count_nonzero(lay.mask))
+        if lay.node not in circuit.params:
+            missing.append((lay.offset, nnz))
+            continue
+        w = np.asarray(circuit.params[lay.node]["weights"])
         vals = w.reshape(-1) if lay.mask is None else w[np.asarray(lay.mask, bool)]
         flat[lay.offset:lay.offset + nnz] = _log(vals, dtype)
-    return flat
+    return flat, missing
 
 
-def input_params_from_circuit(circuit: Circuit, program: Program, dtype=np.float64) -> list[dict[str, np.ndarray]]:
+def input_params_from_circuit(circuit: Circuit, program: Program, dtype=np.float64):
+    """Per input partition, its parameter arrays; and the (partition, first row, rows) ranges of
+    input nodes without parameters, left for the runtime to draw."""
     out: list[dict[str, np.ndarray]] = []
+    missing = []
     for part in program.input_partitions:
         m = part.size
         if part.dist == "categorical":
@@ -37,6 +45,9 @@ def input_params_from_circuit(circuit: Circuit, program: Program, dtype=np.float
         else:
             out.append({"mean": np.zeros(m, dtype=dtype), "log_std": np.zeros(m, dtype=dtype)})
     for lay in program.input_layout:
+        if lay.node not in circuit.params:
+            missing.append((lay.partition, lay.start, lay.size))
+            continue
         p = circuit.params[lay.node]
         dst = out[lay.partition]
         sl = slice(lay.start, lay.start + lay.size)
@@ -49,7 +60,42 @@ def input_params_from_circuit(circuit: Circuit, program: Program, dtype=np.float
         else:
             dst["mean"][sl] = np.asarray(p["mean"])
             dst["log_std"][sl] = _log(np.asarray(p["std"]))
+    return out, missing
+
+
+def _merge(ranges):
+    """Coalesce adjacent (key..., start, count) ranges so large draws happen in one call."""
+    out = []
+    for r in sorted(ranges):
+        *key, start, n = r
+        if out and out[-1][:-2] == tuple(key) and out[-1][-2] + out[-1][-1] == start:
+            out[-1] = (*key, out[-1][-2], out[-1][-1] + n)
+        else:
+            out.append((*key, start, n))
     return out
+
+
+@torch.no_grad()
+def draw_missing(sum_logits: torch.Tensor, inputs, partitions, sum_missing, input_missing, seed: int) -> None:
+    """Initial parameters for nodes the source left without, drawn in place, in log space, on the
+    tensors' own device with a seeded generator there (so a GPU draws its own; values depend on
+    seed and device). Same distributions as the `init` pass: weights and categorical
+    probabilities proportional to U(0.6, 1.4), Bernoulli p ~ U(0.2, 0.8), Gaussian means N(0, 1)
+    with unit std. Unnormalised log-weights are fine: the runtime normalises per node."""
+    gen = torch.Generator(device=sum_logits.device).manual_seed(int(seed))
+    for off, n in _merge(sum_missing):
+        sum_logits[off:off + n].uniform_(0.6, 1.4, generator=gen).log_()
+    for pi, start, n in _merge(input_missing):
+        h, part = inputs[pi], partitions[pi]
+        sl = slice(start, start + n)
+        if part.dist == "categorical":
+            h.logits[sl].uniform_(0.6, 1.4, generator=gen).log_()
+        elif part.dist == "bernoulli":
+            q = h.logit[sl].uniform_(0.2, 0.8, generator=gen)
+            q.copy_(q.log() - (1 - q).log())
+        else:
+            h.mean[sl].normal_(generator=gen)
+            h.log_std[sl] = 0.0
 
 
 def segment_log_softmax(logits: torch.Tensor, segment: torch.Tensor, num_segments: int) -> torch.Tensor:

@@ -14,7 +14,8 @@ from pccompile.codegen.torch_backend import CircuitLogLikelihood, TorchExecutor,
 from pccompile.ir import Circuit, Program
 
 from .batch import encode_batch
-from .params import SumRows, circuit_params_from_runtime, input_params_from_circuit, sum_logits_from_circuit
+from .params import (SumRows, circuit_params_from_runtime, draw_missing, input_params_from_circuit,
+                     sum_logits_from_circuit)
 
 
 def make_executor(program: Program, backend: str, options: dict):
@@ -27,7 +28,8 @@ def make_executor(program: Program, backend: str, options: dict):
 
 class CompiledCircuit(nn.Module):
     def __init__(self, circuit: Circuit, program: Program, *, backend: str = "torch",
-                 options: dict | None = None, dtype: torch.dtype = torch.float32):
+                 options: dict | None = None, dtype: torch.dtype = torch.float32, seed: int = 0,
+                 init: bool = True):
         super().__init__()
         self.circuit = circuit
         self.program = program
@@ -35,15 +37,28 @@ class CompiledCircuit(nn.Module):
         self.options = dict(options or {})
         self.executor = make_executor(program, backend, self.options)
         staging = np.float64 if dtype == torch.float64 else np.float32
-        self.sum_logits = nn.Parameter(torch.as_tensor(sum_logits_from_circuit(circuit, program, staging), dtype=dtype))
+        flat, sum_missing = sum_logits_from_circuit(circuit, program, staging)
+        self.sum_logits = nn.Parameter(torch.as_tensor(flat, dtype=dtype))
         self.sum_rows = SumRows(program)
         self.inputs = nn.ModuleList()
-        for part, arrays in zip(program.input_partitions, input_params_from_circuit(circuit, program, staging)):
+        input_arrays, input_missing = input_params_from_circuit(circuit, program, staging)
+        for part, arrays in zip(program.input_partitions, input_arrays):
             holder = nn.Module()
             for k, v in arrays.items():
                 holder.register_parameter(k, nn.Parameter(torch.as_tensor(v, dtype=dtype)))
             holder.register_buffer("vars", torch.as_tensor(part.vars), persistent=False)
             self.inputs.append(holder)
+        self._missing = (sum_missing, input_missing)
+        if init:
+            self.init_missing(seed)
+
+    def init_missing(self, seed: int) -> None:
+        """Draw the parameters the circuit left out, on the module's current device (compile()
+        moves the module to its device first, so a GPU draws them itself)."""
+        sum_missing, input_missing = self._missing
+        draw_missing(self.sum_logits.data, self.inputs, self.program.input_partitions, sum_missing,
+                     input_missing, seed)
+        self._missing = ([], [])
 
     # -- properties -----------------------------------------------------------------------
     @property
