@@ -70,3 +70,22 @@ def test_adam_inside_an_ordinary_torch_loop_with_a_neural_net():
         opt.step()
         first = first if first is not None else float(loss)
     assert float(loss) < first - 0.1
+
+
+def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
+    import signal
+    import time
+    (tmp_path / "s.pc").write_text(SPEC)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 3, size=(20000, 6)))
+    cmd = _train_cmd(tmp_path, tmp_path / "m.pcz", ["--epochs", "200"])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = tmp_path / "m.ckpt.pcz"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert ckpt.exists(), "no checkpoint was written"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and str(ckpt) in err and "Traceback" not in err
+    read(ckpt)  # the checkpoint is intact

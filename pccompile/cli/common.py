@@ -43,13 +43,17 @@ def load_model(spec: Path, passes: Optional[str] = None, seed: int = 0, report=N
     return pccompile.compile(spec, passes=passes, seed=seed, report=report, device=dev, backend=backend)
 
 
-def run(fn):
-    """Turn PCErrors into a clean message and exit code 2 instead of a traceback."""
+def run(fn, interrupted: str = "interrupted"):
+    """Turn PCErrors into a clean message and exit code 2, and Ctrl-C into `interrupted` and exit
+    code 130, instead of a traceback."""
     try:
         return fn()
     except PCError as e:
         err.print(f"error: {e}", style="red", highlight=False, markup=False)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print(interrupted, style="yellow", highlight=False, markup=False)
+        raise typer.Exit(130) from None
 
 
 def bpd(ll: float | None, num_vars: int) -> str:

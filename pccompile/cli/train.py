@@ -122,10 +122,13 @@ def train(spec: Spec, data: TrainData,
 
     Interrupted? Run the same command with [b]--resume[/b]: training continues exactly where the last
     checkpoint ([i]OUT[/i].ckpt.pcz) left it."""
+    ckpt = out.with_name(out.stem + ".ckpt.pcz")
     run(lambda: run_training(spec, data, valid, test, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                               step_size=step_size, step_size_end=step_size_end, schedule=schedule,
                               pseudocount=pseudocount, device=device, seed=seed, out=out, resume=resume,
-                              passes=passes, samples=samples, backend=backend))
+                              passes=passes, samples=samples, backend=backend),
+        interrupted=f"interrupted: the last finished epoch is saved in {ckpt}; "
+                    "run the same command with --resume to continue")
 
 DEMO_SPEC = """# HCLT over the bundled 8x8 digits (64 pixels, 17 gray levels)
 var px[64] : categorical(17)
