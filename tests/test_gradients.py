@@ -79,19 +79,21 @@ def test_zero_probability_evidence_gives_minus_inf_and_no_nan():
 
 
 def test_underflowing_sums_are_recomputed_exactly():
-    # Node 0 puts all its weight on a child whose log-value is ~-500 below its sibling's: the
-    # factored matmul underflows; the exact fallback must return the true, finite value.
-    src = """var a : categorical(2)
-    la[2] = categorical(a, probs=[[1e-30, 1], [1, 1e-30]])
-    s[2] = sum(la, mask=[[1, 0], [0, 1]], weights=[[1, 0], [0, 1]])
+    # Node 0 puts all its weight on a child 5000 nats below its sibling (the group max): the
+    # factored matmul underflows to -inf; the exact fallback must return the true, finite value,
+    # and the root reads only that node.
+    src = """var h : real
+    lh[2] = gaussian(h, mean=[0, 100], std=[1, 1])
+    s[2] = sum(lh, mask=[[1, 1], [1, 1]], weights=[[1, 0], [0, 1]])
     p[2] = product(s)
-    root = sum(p, weights=[[0.5, 0.5]])
+    root = sum(p, weights=[[1, 0]])
     """
     model = pc.compile(src)
-    la = model(torch.tensor([[0], [1]]))
-    np.testing.assert_allclose(la.detach().numpy(), np.log(0.5), rtol=1e-5)
-    la.sum().backward()
-    assert all(not torch.isnan(p.grad).any() for p in model.parameters())
+    out = model(torch.tensor([[100.0]]))
+    np.testing.assert_allclose(out.detach().numpy(), -0.5 * 100.0 ** 2 - 0.5 * np.log(2 * np.pi), rtol=1e-6)
+    out.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    assert float(model.inputs[0].mean.grad[0]) == pytest.approx(100.0, rel=1e-4)  # d/dmean of -(x-mean)^2/2
 
 
 def test_deep_chain_stays_finite():

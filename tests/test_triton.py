@@ -137,3 +137,21 @@ def test_emitted_source_is_stable():
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(text)
     assert text == golden.read_text()
+
+
+def test_underflowing_sums_are_recomputed_exactly_in_the_kernels():
+    """Node 0 puts all its weight on a child 5000 nats below its sibling (the group max): the
+    factored sum underflows to -inf; the kernels must return the true value, and the root reads
+    only that node."""
+    src = """var h : real
+    lh[2] = gaussian(h, mean=[0, 100], std=[1, 1])
+    s[2] = sum(lh, mask=[[1, 1], [1, 1]], weights=[[1, 0], [0, 1]])
+    p[2] = product(s)
+    root = sum(p, weights=[[1, 0]])
+    """
+    ref, tri = _pair(src)
+    x = torch.tensor([[100.0]])
+    expect = -0.5 * 100.0 ** 2 - 0.5 * np.log(2 * np.pi)
+    out = tri(x)
+    torch.testing.assert_close(out, torch.tensor([expect], dtype=torch.float32), rtol=1e-5, atol=1e-3)
+    _compare(ref, tri, x)

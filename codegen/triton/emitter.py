@@ -164,7 +164,7 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
     if "prod" in kinds:
         used += ["prod_fwd", "prod_bwd"]
     if "sum" in kinds:
-        used += ["sum_child_values", "sum_param_ids", "sum_fwd", "sum_max", "sum_bwd"]
+        used += ["sum_child_values", "sum_param_ids", "add_child_flows", "sum_fwd", "sum_max", "sum_bwd"]
     for name in used:
         for line in TEMPLATES[name].splitlines():
             src.line(line)

@@ -13,6 +13,9 @@ HEADER = '''\
 import torch
 import triton
 import triton.language as tl
+
+TINY = tl.constexpr(1e-30)  # below this a factored sum is recomputed exactly (as the torch backend does)
+LOG_TINY = tl.constexpr(-69.0)  # log(1e-30)
 '''
 
 PROD_FWD = '''
@@ -118,6 +121,26 @@ def sum_fwd(mars, logw, child, pid, pstart, fanin, rows, B, NGB, G: tl.constexpr
         m_run = m_new
     m_safe = tl.where(m_run == float("-inf"), 0.0, m_run)
     out = tl.log(acc) + m_safe[None, :]
+    # Rare: a node whose weight sits on children far below the group max underflows in the factored
+    # sum. Recompute those entries with a per-node max (a second pass, only when needed).
+    bad = (acc < TINY) & mask_g[:, None] & mask_b[None, :]
+    if tl.max(bad.to(tl.int32)) > 0:
+        mx = tl.full((BLOCK_G, BLOCK_B), float("-inf"), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)
+            mask_k = offs_k < K
+            c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
+            lw = tl.load(logw + sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE))
+            mx = tl.maximum(mx, tl.max(lw[:, :, None] + c[None, :, :], axis=1))
+        mxs = tl.where(mx == float("-inf"), 0.0, mx)
+        s = tl.zeros((BLOCK_G, BLOCK_B), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)
+            mask_k = offs_k < K
+            c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
+            lw = tl.load(logw + sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE))
+            s += tl.sum(tl.exp(lw[:, :, None] + c[None, :, :] - mxs[:, None, :]), axis=1)
+        out = tl.where(bad, tl.log(s) + mxs, out)
     r = tl.load(rows + g * G + offs_g, mask=mask_g, other=0)
     tl.store(mars + r[:, None] * B + offs_b[None, :], out, mask=mask_g[:, None] & mask_b[None, :])
 '''
@@ -171,7 +194,10 @@ def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NG
         m = tl.maximum(m, tl.max(c, axis=0))
     m = tl.where(m == float("-inf"), 0.0, m)
     dead = (n == float("-inf")) | (f == 0.0)
-    a = tl.where(dead, 0.0, f * tl.exp(m[None, :] - tl.where(dead, m[None, :], n)))
+    # entries the forward pass recomputed exactly (n far below the group max) take the exact path
+    exact = ~dead & (n - m[None, :] < LOG_TINY)
+    skip = dead | exact
+    a = tl.where(skip, 0.0, f * tl.exp(m[None, :] - tl.where(skip, m[None, :], n)))
     for k0 in range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         mask_k = offs_k < K
@@ -185,15 +211,35 @@ def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NG
         else:
             cf = e * tl.sum(w[:, :, None] * a[:, None, :], axis=0)
             pf = w * tl.sum(a[:, None, :] * e[None, :, :], axis=2)
-        mask_kb = mask_k[:, None] & mask_b[None, :]
-        if FUSED:
-            for ff in tl.static_range(F):
-                idx = tl.load(child + (g * K + offs_k) * F + ff, mask=mask_k, other=0)
-                tl.atomic_add(flows + idx[:, None] * B + offs_b[None, :], cf, mask=mask_kb)
-        else:
-            idx = tl.load(child + g * K + offs_k, mask=mask_k, other=0)
-            tl.atomic_add(flows + idx[:, None] * B + offs_b[None, :], cf, mask=mask_kb)
+        add_child_flows(flows, child, g, offs_k, mask_k, offs_b, mask_b, cf, B, K, F, FUSED)
         tl.atomic_add(grad_logw + p, pf, mask=mask_g[:, None] & mask_k[None, :] & (p < NP))
+    if tl.max(exact.to(tl.int32)) > 0:  # rare: per-edge flows f * w * p_child / p_node, in log space
+        ne = tl.where(exact, n, 0.0)
+        for k0 in range(0, K, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)
+            mask_k = offs_k < K
+            c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
+            p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
+            lw = tl.load(logw + p)
+            ef = tl.where(exact[:, None, :], f[:, None, :] * tl.exp(lw[:, :, None] + c[None, :, :] - ne[:, None, :]), 0.0)
+            add_child_flows(flows, child, g, offs_k, mask_k, offs_b, mask_b, tl.sum(ef, axis=0), B, K, F, FUSED)
+            tl.atomic_add(grad_logw + p, tl.sum(ef, axis=2), mask=mask_g[:, None] & mask_k[None, :] & (p < NP))
+'''
+
+
+ADD_FLOWS = '''
+@triton.jit
+def add_child_flows(flows, child, g, offs_k, mask_k, offs_b, mask_b, cf, B, K: tl.constexpr, F: tl.constexpr,
+                    FUSED: tl.constexpr):
+    """flows[child k] += cf[k] (through a fused product: into each of its F factor rows)."""
+    mask_kb = mask_k[:, None] & mask_b[None, :]
+    if FUSED:
+        for ff in tl.static_range(F):
+            idx = tl.load(child + (g * K + offs_k) * F + ff, mask=mask_k, other=0)
+            tl.atomic_add(flows + idx[:, None] * B + offs_b[None, :], cf, mask=mask_kb)
+    else:
+        idx = tl.load(child + g * K + offs_k, mask=mask_k, other=0)
+        tl.atomic_add(flows + idx[:, None] * B + offs_b[None, :], cf, mask=mask_kb)
 '''
 
 EM_DENSE = '''
@@ -213,6 +259,6 @@ def em_dense(logits, logw, flows, start, ROWS, step, pseudocount, K: tl.constexp
     tl.store(logits + ptr, tl.log((1 - step) * old + step * new), mask=mask)
 '''
 
-TEMPLATES = {"em_dense": EM_DENSE, "prod_fwd": PROD_FWD, "prod_bwd": PROD_BWD, "sum_child_values": SUM_CHILD, "sum_param_ids": SUM_PIDS,
+TEMPLATES = {"em_dense": EM_DENSE, "prod_fwd": PROD_FWD, "prod_bwd": PROD_BWD, "sum_child_values": SUM_CHILD, "sum_param_ids": SUM_PIDS, "add_child_flows": ADD_FLOWS,
              "sum_fwd": SUM_FWD,
              "sum_max": SUM_MAX, "sum_bwd": SUM_BWD}
