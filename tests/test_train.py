@@ -68,8 +68,8 @@ def test_adam_inside_an_ordinary_torch_loop_with_a_neural_net():
         loss.backward()
         assert net.weight.grad is not None and model.sum_logits.grad is not None
         opt.step()
-        first = first if first is not None else float(loss)
-    assert float(loss) < first - 0.1
+        first = first if first is not None else loss.item()
+    assert loss.item() < first - 0.1
 
 
 def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
