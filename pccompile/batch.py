@@ -44,9 +44,7 @@ def encode_batch(x, var_cats: np.ndarray, var_names: tuple[str, ...], missing=No
         if bool(frac.any()):
             _raise_bad(frac, x, var_names, "is not an integer category")
         x_int = xd.round().long()
-    else:
-        if has_real:
-            raise DataError("the circuit has real-valued variables: pass a floating-point array")
+    else:  # integers are valid values for real variables too (they are converted below)
         x_int = x.long()
     bad = discrete & ((x_int < -1) | (x_int >= cats))
     if bool(bad.any()):

@@ -66,6 +66,14 @@ def test_wrong_shape_and_fractional_values():
     assert torch.isfinite(model(np.array([[np.nan, 1.0]]))).all()
 
 
+def test_integer_arrays_are_valid_for_real_variables():
+    """Real-valued data that happens to be integral (load_array returns it as int64) evaluates
+    exactly like the same values as floats."""
+    model = pc.compile("examples/mixture.pc")
+    x = np.array([[0, 2, 1], [1, 0, -2]])
+    torch.testing.assert_close(model(x), model(x.astype(np.float32)))
+
+
 def test_data_loaders(tmp_path):
     x = np.array([[0, 1, 1], [1, 0, 1]])
     np.save(tmp_path / "a.npy", x)
