@@ -1,3 +1,1 @@
 """pccompile.codegen: backends that execute a lowered Program (torch reference; triton kernels)."""
-
-BACKENDS = ("torch",)

@@ -14,9 +14,9 @@ from pccompile.ir import DataError
 
 
 def encode_batch(x, var_cats: np.ndarray, var_names: tuple[str, ...], missing=None,
-                 device: torch.device | None = None, dtype: torch.dtype = torch.float32):
+                 device: torch.device | None = None, dtype: torch.dtype = torch.float32, row_offset: int = 0):
     """-> (x_int [B, V] long with -1 for missing, x_real [B, V] float with NaN for missing, or None
-    when the circuit has no real variables)."""
+    when the circuit has no real variables). `row_offset` is added to row numbers in errors."""
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
@@ -42,14 +42,14 @@ def encode_batch(x, var_cats: np.ndarray, var_names: tuple[str, ...], missing=No
         xd = torch.where(nan, torch.full_like(x, -1), x)
         frac = discrete & (xd != torch.round(xd))
         if bool(frac.any()):
-            _raise_bad(frac, x, var_names, "is not an integer category")
+            _raise_bad(frac, x, var_names, "is not an integer category", row_offset)
         x_int = xd.round().long()
     else:  # integers are valid values for real variables too (they are converted below)
         x_int = x.long()
     bad = discrete & ((x_int < -1) | (x_int >= cats))
     if bool(bad.any()):
         b, v = (int(t) for t in bad.nonzero()[0])
-        raise DataError(f"variable '{var_names[v]}' (column {v}) has value {x[b, v].item()} in row {b}; "
+        raise DataError(f"variable '{var_names[v]}' (column {v}) has value {x[b, v].item()} in row {b + row_offset}; "
                         f"expected 0..{int(var_cats[v]) - 1}, or -1 for missing")
     if missing is not None:
         x_int = torch.where(missing, torch.full_like(x_int, -1), x_int)
@@ -60,10 +60,11 @@ def encode_batch(x, var_cats: np.ndarray, var_names: tuple[str, ...], missing=No
         if missing is not None:
             x_real = torch.where(missing, torch.full_like(x_real, float("nan")), x_real)
         if bool(torch.isinf(x_real[:, ~discrete]).any()):
-            _raise_bad(torch.isinf(x_real) & ~discrete, x, var_names, "is infinite")
+            _raise_bad(torch.isinf(x_real) & ~discrete, x, var_names, "is infinite", row_offset)
     return x_int, x_real
 
 
-def _raise_bad(bad: torch.Tensor, x: torch.Tensor, names, why: str):
+def _raise_bad(bad: torch.Tensor, x: torch.Tensor, names, why: str, row_offset: int = 0):
     b, v = (int(t) for t in bad.nonzero()[0])
-    raise DataError(f"variable '{names[v]}' (column {v}) has value {x[b, v].item()} in row {b}, which {why}")
+    raise DataError(f"variable '{names[v]}' (column {v}) has value {x[b, v].item()} in row {b + row_offset}, "
+                    f"which {why}")

@@ -12,6 +12,8 @@ import numpy as np
 
 from pccompile.ir import ArgumentError, DataError
 
+from .batch import encode_batch
+
 
 def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
     """Rows x variables from a file, or from a bundled dataset named `builtin:NAME[:SPLIT]`."""
@@ -51,18 +53,14 @@ def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
     return arr
 
 
-def check_data(x: np.ndarray, var_cats: np.ndarray, var_names, source: str = "data") -> None:
-    """Raise DataError for the first value outside its variable's domain."""
+def check_data(x: np.ndarray, var_cats: np.ndarray, var_names, source: str = "data", chunk: int = 65536) -> None:
+    """Raise DataError for the first value outside its variable's domain, checked with the same
+    rule the model applies to every batch (pccompile.batch.encode_batch), chunk by chunk."""
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[1] != len(var_cats):
         raise DataError(f"{source} has shape {x.shape}; the circuit expects [rows, {len(var_cats)}]")
-    disc = var_cats > 0
-    xd = x[:, disc]
-    if xd.size:
-        xf = xd.astype(np.float64)
-        bad = ~np.isnan(xf) & ((xf < -1) | (xf >= var_cats[disc]) | (xf != np.round(xf)))
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
-            v = np.flatnonzero(disc)[c]
-            raise DataError(f"{source}: variable '{var_names[v]}' (column {v}) has value {x[r, v]} in row {r}; "
-                            f"expected an integer in 0..{var_cats[v] - 1}, or -1 for missing")
+    for start in range(0, x.shape[0], chunk):
+        try:
+            encode_batch(x[start:start + chunk], var_cats, tuple(var_names), row_offset=start)
+        except DataError as e:
+            raise DataError(f"{source}: {e}") from None

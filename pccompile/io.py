@@ -58,6 +58,13 @@ def read(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     return record, arrays
 
 
+def module_state(arrays: dict[str, np.ndarray]):
+    """The exact module state (`state.*` arrays) of a file read with `read`, as torch tensors."""
+    import torch
+
+    return {k[len("state."):]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("state.")}
+
+
 def load(path: str | Path, *, device=None, backend: str = "auto"):
     """Read a model written by `save` and compile it again (structure and parameters as saved)."""
     from .compiler import compile as _compile
@@ -66,9 +73,9 @@ def load(path: str | Path, *, device=None, backend: str = "auto"):
 
     record, arrays = read(path)
     circuit = circuit_from_storage(record["circuit"], arrays)
-    state = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
-    dtype = torch.float64 if any(v.dtype == np.float64 for v in state.values()) else None
+    state = module_state(arrays)
+    dtype = torch.float64 if any(v.dtype == torch.float64 for v in state.values()) else None
     model = _compile(circuit, backend=backend, dtype=dtype)
     if state:
-        model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+        model.load_state_dict(state)
     return model.to(device) if device is not None else model

@@ -55,6 +55,15 @@ def test_out_of_range_data_names_variable_row_value(value, row, col):
         check_data(x, model.program.var_cats, model.program.var_names)
 
 
+def test_check_data_names_the_true_row_across_chunks():
+    model = pc.compile("var a, b : binary\nla[2] = bernoulli(a)\nlb[2] = bernoulli(b)\np = product(la, lb)\n"
+                       "root = sum(p)\n")
+    x = np.zeros((9, 2), dtype=np.int64)
+    x[7, 1] = 3
+    with pytest.raises(DataError, match=r"^train: variable 'b' \(column 1\) has value 3 in row 7;"):
+        check_data(x, model.program.var_cats, model.program.var_names, "train", chunk=2)
+
+
 def test_wrong_shape_and_fractional_values():
     model = pc.compile("var a, b : binary\nla[2] = bernoulli(a)\nlb[2] = bernoulli(b)\np = product(la, lb)\n"
                        "root = sum(p)\n")

@@ -88,12 +88,18 @@ class TorchExecutor(nn.Module):
                     mars[rows] = self._sum_forward(mars, child, pid, logw_ext).reshape(rows.shape[0], B)
         return mars
 
-    def _sum_forward(self, mars, child, pid, logw_ext):
-        c = mars[child]  # [g, K, B]
+    @staticmethod
+    def _group_terms(mars, child, pid, logw_ext):
+        """Child values c [g, K, B], their group max m [g, 1, B] (0 where all are -inf), the
+        shifted exponentials e = exp(c - m) and the weights w [g, G, K]."""
+        c = mars[child]
         m = c.amax(1, keepdim=True)
         m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-        w = logw_ext[pid].exp()  # [g, G, K]
-        s = torch.bmm(w, (c - m).exp())  # [g, G, B]
+        return c, m, (c - m).exp(), logw_ext[pid].exp()
+
+    def _sum_forward(self, mars, child, pid, logw_ext):
+        c, m, e, w = self._group_terms(mars, child, pid, logw_ext)
+        s = torch.bmm(w, e)  # [g, G, B]
         out = s.log() + m
         bad = s < _tiny(s.dtype)
         if bad.any():
@@ -140,11 +146,7 @@ class TorchExecutor(nn.Module):
         f = flows[rows].reshape(g, G, B)
         if not bool((f != 0).any()):
             return
-        c = mars[child]
-        m = c.amax(1, keepdim=True)
-        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-        e = (c - m).exp()
-        w = logw_ext[pid].exp()
+        c, m, e, w = self._group_terms(mars, child, pid, logw_ext)
         s = torch.bmm(w, e)
         n = mars[rows].reshape(g, G, B)
         small = s < _tiny(s.dtype)

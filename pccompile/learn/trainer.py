@@ -4,7 +4,6 @@ state) after an interruption."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ import torch
 
 from pccompile.flows import batch_flows
 from pccompile.ir import ArgumentError
-from pccompile.io import read, save
+from pccompile.io import module_state, read, save
 
 from .em import em_update, step_size_at
 
@@ -104,9 +103,7 @@ class Trainer:
         """Continue from `checkpoint`: parameters, optimiser state, history and epoch."""
         record, arrays = read(self.checkpoint)
         state = record["extra"]["train_state"]
-        params = {k[len("state."):]: torch.from_numpy(np.array(v)) for k, v in arrays.items()
-                  if k.startswith("state.")}
-        self.model.load_state_dict(params)
+        self.model.load_state_dict(module_state(arrays))
         if self.optimizer is not None and state.get("param_groups") is not None:
             opt_state: dict[int, dict] = {}
             for k, v in arrays.items():
@@ -166,6 +163,3 @@ class Trainer:
                 os._exit(75)  # test hook: die like a killed process, right after a checkpoint
         return self.history
 
-
-def history_json(history: list[EpochRecord]) -> str:
-    return json.dumps([asdict(r) for r in history], indent=1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from pccompile import builder
-from pccompile.ir import ArgumentError, Bernoulli, Categorical, Domain, Variable
+from pccompile.ir import ArgumentError, Bernoulli, Categorical
 
 from .chow_liu import chow_liu_tree
 
@@ -67,6 +67,3 @@ def hclt(data: np.ndarray, latents: int = 16, num_cats=None, *, pseudocount: flo
     _, parent = chow_liu_tree(x, mi_cats, pseudocount, max_rows)
     return hclt_from_tree(parent, cats, latents, variables, binary_as_bernoulli)
 
-
-def hclt_variables(num_vars: int, num_cats: int) -> list[Variable]:
-    return [Variable(f"x{i}", Domain(num_cats)) for i in range(num_vars)]
