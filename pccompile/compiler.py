@@ -60,7 +60,7 @@ def pipeline(passes: str | list[Pass] | None, seed: int) -> list[Pass]:
 
 def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto", seed: int = 0,
             device=None, dtype=None, pack: PackOptions | None = None, report: CompileReport | None = None,
-            trace: Callable | None = None, triton: dict | None = None) -> CompiledCircuit:
+            trace: Callable | None = None, triton: dict | None = None, cuda_graphs: bool = True) -> CompiledCircuit:
     """Compile a circuit from any front end into a CompiledCircuit (a torch.nn.Module).
 
     passes: extra passes run after initialisation, as text ("normalize,verify") or Pass objects;
@@ -69,7 +69,8 @@ def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto
     backend: "auto" picks triton on CUDA and torch elsewhere ("triton" on the CPU needs
     TRITON_INTERPRET=1). triton: options for the Triton backend (codegen.triton.TritonOptions).
     seed: parameters not given in the source are drawn from it. dtype: parameter and computation
-    precision (float32 default, float64 for exact checks)."""
+    precision (float32 default, float64 for exact checks). cuda_graphs: on the triton backend on
+    CUDA, capture inference and EM steps as CUDA graphs per batch shape (pccompile.graphs)."""
     report = report if report is not None else CompileReport()
     t0 = time.perf_counter()
     circuit = to_circuit(src)
@@ -81,7 +82,7 @@ def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto
     program = lower(circuit, pack)
     t3 = time.perf_counter()
     chosen = _choose_backend(backend, device)
-    options = {"triton": dict(triton or {})}
+    options = {"triton": dict(triton or {}), "cuda_graphs": bool(cuda_graphs)}
     model = CompiledCircuit(circuit, program, backend=chosen, dtype=dtype or torch.float32, options=options,
                             init=False)
     if device is not None:

@@ -20,7 +20,7 @@ class FlowStats:
 
     sum_flows: torch.Tensor  # [P]
     inputs: list[dict[str, torch.Tensor]]  # per partition: counts [m, K] + missing [m] | gaussian moments
-    log_likelihood: float  # sum over the rows
+    log_likelihood: torch.Tensor  # 0-d float64 on the model's device: the sum over the rows
     rows: int
 
     def add_(self, other: "FlowStats") -> "FlowStats":
@@ -35,7 +35,13 @@ class FlowStats:
 
 @torch.no_grad()
 def batch_flows(model, x, missing=None) -> FlowStats:
-    x_int, x_real = model.encode(x, missing)
+    return encoded_flows(model, *model.encode(x, missing))
+
+
+@torch.no_grad()
+def encoded_flows(model, x_int, x_real) -> FlowStats:
+    """Flows of an encoded batch. Nothing here waits for the device (no .item(), no boolean
+    indexing, no data-dependent shapes), so a training step can be captured as a CUDA graph."""
     ex = model.executor
     logw = model.sum_log_weights()
     mars = ex.forward_mars(model.input_log_probs(x_int, x_real), logw)
@@ -61,7 +67,7 @@ def batch_flows(model, x, missing=None) -> FlowStats:
             counts = torch.zeros(part.size, k, dtype=f.dtype, device=f.device)
             counts.scatter_add_(1, xv.clamp_min(0), fo)
             stats.append({"counts": counts, "missing": (f - fo).sum(1)})
-    ll = float(root[ok].double().sum())
+    ll = torch.where(ok, root, torch.zeros_like(root)).double().sum()
     return FlowStats(sum_flows, stats, ll, int(x_int.shape[0]))
 
 

@@ -118,6 +118,9 @@ class SumRows(nn.Module):
         self.tail_start = program.tail_start
         self.tail_rows = program.tail_rows
         self.register_buffer("tail_segment", torch.as_tensor(program.tail_segment), persistent=False)
+        deg = np.bincount(program.tail_segment, minlength=self.tail_rows) if self.tail_rows else np.zeros(0)
+        self.register_buffer("tail_degree", torch.as_tensor(deg[program.tail_segment], dtype=torch.float32),
+                             persistent=False)  # fan-in of each tail weight's row
 
     def log_softmax(self, logits: torch.Tensor) -> torch.Tensor:
         parts = [logits[a:b].view(-1, k).log_softmax(-1).reshape(-1) for a, b, k in self.blocks]
@@ -133,9 +136,10 @@ class SumRows(nn.Module):
                          .index_add_(0, self.tail_segment, values[self.tail_start:]))
         return torch.cat(parts) if parts else values[:0]
 
-    def em_update(self, logits, logw, flows, step: float, pseudocount: float, blocks: bool = True) -> None:
+    def em_update(self, logits, logw, flows, step, pseudocount: float, blocks: bool = True) -> None:
         """theta <- (1 - a) theta + a (F + pc/deg) / (F_row + pc), written into `logits` as logs.
-        `blocks=False` leaves the dense blocks to a fused kernel and updates only the tail."""
+        `step` is a float or a device scalar tensor. `blocks=False` leaves the dense blocks to a
+        fused kernel and updates only the tail."""
         def upd(old, f, row, deg):
             denom = row + pseudocount
             new = torch.where(denom > 0, (f + pseudocount / deg) / denom.clamp_min(1e-300), old)
@@ -150,8 +154,7 @@ class SumRows(nn.Module):
             seg = self.tail_segment
             f = flows[t:]
             row = torch.zeros(self.tail_rows, dtype=f.dtype, device=f.device).index_add_(0, seg, f)
-            deg = torch.bincount(seg, minlength=self.tail_rows).to(f.dtype)
-            logits[t:] = upd(logw[t:].exp(), f, row[seg], deg[seg])
+            logits[t:] = upd(logw[t:].exp(), f, row[seg], self.tail_degree.to(f.dtype))
 
 
 def circuit_params_from_runtime(circuit: Circuit, program: Program, logw: np.ndarray,

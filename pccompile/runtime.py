@@ -14,6 +14,7 @@ from pccompile.codegen.torch_backend import CircuitLogLikelihood, TorchExecutor,
 from pccompile.ir import Circuit, Program
 
 from .batch import encode_batch
+from .graphs import GraphCache
 from .params import (SumRows, circuit_params_from_runtime, draw_missing, input_params_from_circuit,
                      sum_logits_from_circuit)
 
@@ -49,6 +50,7 @@ class CompiledCircuit(nn.Module):
             holder.register_buffer("vars", torch.as_tensor(part.vars), persistent=False)
             self.inputs.append(holder)
         self._missing = (sum_missing, input_missing)
+        self._graph_caches: dict = {}
         if init:
             self.init_missing(seed)
 
@@ -59,6 +61,30 @@ class CompiledCircuit(nn.Module):
         draw_missing(self.sum_logits.data, self.inputs, self.program.input_partitions, sum_missing,
                      input_missing, seed)
         self._missing = ([], [])
+
+    # -- CUDA graphs ------------------------------------------------------------------------
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether steps on CUDA tensors are captured and replayed as CUDA graphs: the triton
+        backend in float32 (the torch path waits on the device to repair underflow, so it cannot
+        be captured), unless compiled with cuda_graphs=False or switched off by assignment."""
+        return (self.backend == "triton" and self.dtype == torch.float32
+                and bool(self.options.get("cuda_graphs", True)))
+
+    @cuda_graphs.setter
+    def cuda_graphs(self, on: bool) -> None:
+        self.options["cuda_graphs"] = bool(on)
+
+    def graph_cache(self, key, fn) -> GraphCache:
+        """The GraphCache for `key`, created around `fn` on first use (see pccompile.graphs)."""
+        cache = self._graph_caches.get(key)
+        if cache is None:
+            cache = self._graph_caches[key] = GraphCache(fn)
+        return cache
+
+    def _apply(self, fn, *args, **kwargs):
+        self._graph_caches.clear()  # moved or cast: captured graphs point at the old tensors
+        return super()._apply(fn, *args, **kwargs)
 
     # -- properties -----------------------------------------------------------------------
     @property
@@ -94,6 +120,11 @@ class CompiledCircuit(nn.Module):
         return self.log_prob_encoded(x_int, x_real)
 
     def log_prob_encoded(self, x_int, x_real) -> torch.Tensor:
+        if not torch.is_grad_enabled() and self.cuda_graphs and x_int.is_cuda:
+            return self.graph_cache("log_prob", self._log_prob)(x_int, x_real).clone()
+        return self._log_prob(x_int, x_real)
+
+    def _log_prob(self, x_int, x_real) -> torch.Tensor:
         return CircuitLogLikelihood.apply(self.input_log_probs(x_int, x_real), self.sum_log_weights(),
                                           self.executor)
 

@@ -218,7 +218,8 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
                 dot = L.meta["dot"]
                 src.line(f"sum_bwd[{grid_sum(L)}](mars, flows, logw, grad_logw, {sum_args(L, f', USE_DOT={dot}')})")
     with src.function("em_update(logits, logw, flows, step, pseudocount)",
-                      "EM M-step for the dense weight blocks (rows of equal width); the masked tail is done in torch."):
+                      "EM M-step for the dense weight blocks (rows of equal width; `step` a one-element tensor); "
+                      "the masked tail is done in torch."):
         if not program.dense_blocks:
             src.line("return")
         for a, b, k in program.dense_blocks:

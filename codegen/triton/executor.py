@@ -99,5 +99,8 @@ class TritonExecutor(TorchExecutor):
     def em_sum_update(self, logits, logw, flows, rows, step, pseudocount):
         if self._use_torch(logits):
             return super().em_sum_update(logits, logw, flows, rows, step, pseudocount)
-        self.kernels.em_update(logits, logw.contiguous(), flows.contiguous(), float(step), float(pseudocount))
+        if not isinstance(step, torch.Tensor):
+            step = torch.full((1,), float(step), dtype=torch.float32, device=logits.device)
+        self.kernels.em_update(logits, logw.contiguous(), flows.contiguous(), step.float().reshape(1),
+                               float(pseudocount))
         rows.em_update(logits, logw, flows, step, pseudocount, blocks=False)

@@ -244,9 +244,11 @@ def add_child_flows(flows, child, g, offs_k, mask_k, offs_b, mask_b, cf, B, K: t
 
 EM_DENSE = '''
 @triton.jit
-def em_dense(logits, logw, flows, start, ROWS, step, pseudocount, K: tl.constexpr, BLOCK_R: tl.constexpr,
+def em_dense(logits, logw, flows, start, ROWS, step_ptr, pseudocount, K: tl.constexpr, BLOCK_R: tl.constexpr,
              BLOCK_K: tl.constexpr):
-    """One pass over a block of rows of width K: theta <- (1 - a) theta + a (F + pc/K) / (F_row + pc)."""
+    """One pass over a block of rows of width K: theta <- (1 - a) theta + a (F + pc/K) / (F_row + pc).
+    The step size a is read from memory, so a captured graph can change it between replays."""
+    step = tl.load(step_ptr)
     offs_r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     offs_k = tl.arange(0, BLOCK_K)
     mask = (offs_r < ROWS)[:, None] & (offs_k < K)[None, :]

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from pccompile.flows import FlowStats
+from pccompile.flows import FlowStats, encoded_flows
 
 
 def _mix(old: torch.Tensor, new: torch.Tensor, a: float) -> torch.Tensor:
@@ -21,9 +21,12 @@ def _mix(old: torch.Tensor, new: torch.Tensor, a: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def em_update(model, stats: FlowStats, step_size: float = 1.0, pseudocount: float = 0.1,
+def em_update(model, stats: FlowStats, step_size: float | torch.Tensor = 1.0, pseudocount: float = 0.1,
               min_std: float = 1e-3) -> None:
-    a, pc = float(step_size), float(pseudocount)
+    """The M-step. `step_size` may be a device scalar tensor: then nothing here waits for the
+    device, and a captured training step can change it between replays."""
+    pc = float(pseudocount)
+    a = step_size.to(model.dtype) if isinstance(step_size, torch.Tensor) else float(step_size)
     # -- sum weights --------------------------------------------------------------------------
     F = stats.sum_flows.to(model.dtype)
     if F.numel():
@@ -57,6 +60,25 @@ def em_update(model, stats: FlowStats, step_size: float = 1.0, pseudocount: floa
             h.logits.copy_(theta.log())
         else:
             h.logit.copy_(theta[:, 1].log() - theta[:, 0].log())
+
+
+def em_step(model, x_int: torch.Tensor, x_real: torch.Tensor | None, step_size: float,
+            pseudocount: float = 0.1) -> torch.Tensor:
+    """One mini-batch EM step on an encoded batch (model.encode): flows, then the M-step.
+    Returns the batch's summed log-likelihood as a 0-d device tensor, without waiting for the
+    device. On the triton backend on CUDA the step is captured as a CUDA graph per batch shape
+    and replayed (pccompile.graphs); the step size is an input of the graph, not baked in."""
+    pc = float(pseudocount)
+
+    def step_fn(xi, xr, a):
+        stats = encoded_flows(model, xi, xr)
+        em_update(model, stats, a, pc)
+        return stats.log_likelihood
+
+    step = torch.full((), float(step_size), dtype=torch.float32, device=x_int.device)
+    if model.cuda_graphs and x_int.is_cuda:
+        return model.graph_cache(("em", pc), step_fn)(x_int, x_real, step)
+    return step_fn(x_int, x_real, step)
 
 
 def step_size_at(schedule: str, start: float, end: float, progress: float) -> float:

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pccompile.flows import batch_flows
+from pccompile.flows import encoded_flows
 from pccompile.ir import ArgumentError
 from pccompile.io import module_state, read, save
 
-from .em import em_update, step_size_at
+from .em import em_step, em_update, step_size_at
 
 OPTIMIZERS = ("em", "em-full", "sgd", "adam")
 
@@ -116,42 +116,52 @@ class Trainer:
         self.start_epoch = int(state["epoch"])
 
     # -- the loop -------------------------------------------------------------------------------
+    def _encode_train(self):
+        """The training set encoded once, on the model's device (validated chunk by chunk), so
+        a step only gathers its rows: no per-batch host-to-device copy or validation."""
+        chunk = 65536
+        parts = [self.model.encode(self.train[i:i + chunk]) for i in range(0, len(self.train), chunk)]
+        x_int = torch.cat([p[0] for p in parts])
+        x_real = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
+        return x_int, x_real
+
     def run(self) -> list[EpochRecord]:
         cfg = self.config
         n = len(self.train)
         batches = [(i, min(i + cfg.batch_size, n)) for i in range(0, n, cfg.batch_size)]
         total_steps = cfg.epochs * len(batches)
+        x_int, x_real = self._encode_train()
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-            ll_sum, full = 0.0, None
+            perm_t = torch.as_tensor(perm, device=x_int.device)
+            ll_sum, full = torch.zeros((), dtype=torch.float64, device=x_int.device), None
             step = cfg.step_size
             for bi, (a, b) in enumerate(batches):
-                x = self.train[perm[a:b]]
+                idx = perm_t[a:b]
+                xi, xr = x_int[idx], None if x_real is None else x_real[idx]
                 progress = (epoch * len(batches) + bi) / max(total_steps - 1, 1)
                 step = step_size_at(cfg.schedule, cfg.step_size, cfg.step_size_end, progress)
                 if cfg.optimizer == "em":
-                    stats = batch_flows(self.model, x)
-                    em_update(self.model, stats, step, cfg.pseudocount)
-                    ll_sum += stats.log_likelihood
+                    ll_sum = ll_sum + em_step(self.model, xi, xr, step, cfg.pseudocount)
                 elif cfg.optimizer == "em-full":
-                    stats = batch_flows(self.model, x)
+                    stats = encoded_flows(self.model, xi, xr)
                     full = stats if full is None else full.add_(stats)
-                    ll_sum += stats.log_likelihood
+                    ll_sum = ll_sum + stats.log_likelihood
                 else:
                     for g in self.optimizer.param_groups:
                         g["lr"] = step
                     self.optimizer.zero_grad()
-                    lls = self.model(x)
+                    lls = self.model.log_prob_encoded(xi, xr)
                     loss = -lls.mean()
                     loss.backward()
                     self.optimizer.step()
-                    ll_sum += float(lls.detach().double().sum())
+                    ll_sum = ll_sum + lls.detach().double().sum()
                 if self.on_batch:
                     self.on_batch(bi + 1, len(batches))
             if full is not None:
                 em_update(self.model, full, step, cfg.pseudocount)
-            rec = EpochRecord(epoch + 1, ll_sum / n,
+            rec = EpochRecord(epoch + 1, float(ll_sum) / n,
                               None if self.valid is None else mean_log_likelihood(self.model, self.valid),
                               None if self.test is None else mean_log_likelihood(self.model, self.test),
                               time.perf_counter() - t0, step)
