@@ -31,6 +31,7 @@ class TritonOptions:
     use_dot: bool = True  # tl.dot on the matrix units where tiles allow (>= 16)
     precision: str = "tf32"  # tf32 | bf16 (operands of tl.dot; accumulation is fp32)
     fuse: bool = True
+    num_warps: int = 0  # per sum launch; 0: 8 for tiles of >= 2048 entries (4 spills there on sm_90), else 4
 
 
 class IndentedBuffer:
@@ -81,6 +82,7 @@ class Emitted:
     index_arrays: list[np.ndarray]
     launches: list[Launch]
     digest: str
+    num_max_rows: int = 0  # rows after the Program's where the forward pass saves each group's max
 
 
 def _pow2(n: int) -> int:
@@ -104,6 +106,7 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
                 readers.setdefault(int(r), set()).add((li, pi))
 
     launches: list[Launch] = []
+    max_row = program.num_rows  # each sum group's max over its children is saved in its own row
     skip_product = set()
     fused_children: dict[tuple[int, int], np.ndarray] = {}
     for li, layer in enumerate(layers[1:], start=1):
@@ -146,15 +149,20 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
             bk = min(_pow2(K), opt.max_block_k)
             if use_dot:
                 bk = max(bk, 16)
+            else:  # the multiply-reduce holds a [BLOCK_G, BLOCK_K, BLOCK_B] temporary: keep it in registers
+                bk = min(bk, max(1, 2048 // (bg * opt.block_b)))
             if part.dense:  # ids from start and fan-in: (table slot unused, start, fan-in)
                 start = add(part.param_start)
                 params = (start, start, add(part.fanin))
             else:
                 table = add(part.param_ids)
                 params = (table, table, table)
+            warps = opt.num_warps or (8 if bg * opt.block_b >= 2048 else 4)
             launches.append(Launch("sum", li, (child, *params, add(part.rows)),
                                    {"g": g, "G": G, "K": K, "F": F, "BG": bg, "BK": bk, "NGB": -(-G // bg),
-                                    "dot": use_dot, "fused": fused, "dense": part.dense}))
+                                    "MROW": max_row, "dot": use_dot, "fused": fused, "dense": part.dense,
+                                    "warps": warps}))
+            max_row += g
 
     src = IndentedBuffer()
     for line in HEADER.splitlines():
@@ -164,7 +172,8 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
     if "prod" in kinds:
         used += ["prod_fwd", "prod_bwd"]
     if "sum" in kinds:
-        used += ["sum_child_values", "sum_param_ids", "add_child_flows", "sum_fwd", "sum_max", "sum_bwd"]
+        used += ["sum_child_values", "sum_param_ids", "add_child_flows", "sum_child_row", "sum_param_col",
+                 "add_child_row_flows", "sum_bwd_scale", "sum_fwd", "sum_max", "sum_bwd", "sum_bwd_params"]
     for name in used:
         for line in TEMPLATES[name].splitlines():
             src.line(line)
@@ -172,12 +181,12 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
     bb, bm = opt.block_b, opt.block_m
     bf16 = opt.precision == "bf16"
 
-    def sum_args(L, extra=""):
+    def sum_args(L, extra="", block_b=bb):
         m = L.meta
         c, p, ps, fa, r = L.idx
-        return (f"idx[{c}], idx[{p}], idx[{ps}], idx[{fa}], idx[{r}], B, {m['NGB']}, G={m['G']}, K={m['K']}, "
-                f"F={m['F']}, NP={np_}, BLOCK_G={m['BG']}, BLOCK_K={m['BK']}, BLOCK_B={bb}{extra}, "
-                f"FUSED={m['fused']}, DENSE={m['dense']}")
+        return (f"idx[{c}], idx[{p}], idx[{ps}], idx[{fa}], idx[{r}], B, {m['NGB']}, {m['MROW']}, G={m['G']}, K={m['K']}, "
+                f"F={m['F']}, NP={np_}, BLOCK_G={m['BG']}, BLOCK_K={m['BK']}, BLOCK_B={block_b}{extra}, "
+                f"FUSED={m['fused']}, DENSE={m['dense']}, num_warps={m['warps']}")
 
     def grid_sum(L):
         return f"({L.meta['g'] * L.meta['NGB']}, triton.cdiv(B, {bb}))"
@@ -216,7 +225,12 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
                     src.line(prod_launch(L, "prod_bwd", "flows"))
             else:
                 dot = L.meta["dot"]
-                src.line(f"sum_bwd[{grid_sum(L)}](mars, flows, logw, grad_logw, {sum_args(L, f', USE_DOT={dot}')})")
+                head = "mars, flows, logw, grad_logw"
+                src.line(f"sum_bwd[{grid_sum(L)}]({head}, {sum_args(L, f', USE_DOT={dot}')})")
+                # the batch loop inside sum_bwd_params walks half tiles: its [G, K] accumulator needs the registers
+                grid_params = f"({L.meta['g'] * L.meta['NGB']}, {-(-L.meta['K'] // L.meta['BK'])})"
+                pb = max(16, bb // 2)
+                src.line(f"sum_bwd_params[{grid_params}]({head}, {sum_args(L, f', USE_DOT={dot}', pb)})")
     with src.function("em_update(logits, logw, flows, step, pseudocount)",
                       "EM M-step for the dense weight blocks (rows of equal width; `step` a one-element tensor); "
                       "the masked tail is done in torch."):
@@ -230,4 +244,4 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
                      f"K={k}, BLOCK_R={br}, BLOCK_K={bk})")
     source = src.text()
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
-    return Emitted(source, arrays, launches, digest)
+    return Emitted(source, arrays, launches, digest, max_row - program.num_rows)

@@ -62,6 +62,16 @@ class TritonExecutor(TorchExecutor):
     def _use_torch(self, t: torch.Tensor) -> bool:
         return t.dtype != torch.float32
 
+    def start_mars(self, input_logp: torch.Tensor) -> torch.Tensor:
+        """As the torch backend's, plus one row per sum group for the group max the forward
+        kernels save for the backward ones."""
+        mars = torch.empty(self.num_rows + self.emitted.num_max_rows, input_logp.shape[1], dtype=input_logp.dtype,
+                           device=input_logp.device)
+        mars[ZERO_ROW] = float("-inf")
+        mars[ONE_ROW] = 0.0
+        mars[FIRST_ROW:FIRST_ROW + self.num_inputs] = input_logp
+        return mars
+
     def _start(self, input_logp: torch.Tensor) -> torch.Tensor:
         mars = self.start_mars(input_logp)
         if self.poison:  # every row the kernels should write becomes NaN first

@@ -70,6 +70,51 @@ def sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K: tl.co
                      BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, FUSED: tl.constexpr):''' + _CHILD_VALUES + '''    return c
 '''
 
+SUM_ROW = '''
+@triton.jit
+def sum_child_row(mars, child, g, k, offs_b, mask_b, B, K: tl.constexpr, F: tl.constexpr, BLOCK_B: tl.constexpr,
+                  FUSED: tl.constexpr):
+    """Values [BLOCK_B] of child k of group g (a fused product child: the sum of its factor rows).
+    The one-child-at-a-time loops below keep every temporary 2-D, so nothing spills."""
+    if FUSED:
+        v = tl.zeros((BLOCK_B,), dtype=tl.float32)
+        for f in tl.static_range(F):
+            r = tl.load(child + (g * K + k) * F + f)
+            v += tl.load(mars + r * B + offs_b, mask=mask_b, other=float("-inf"))
+    else:
+        r = tl.load(child + g * K + k)
+        v = tl.load(mars + r * B + offs_b, mask=mask_b, other=float("-inf"))
+    return v
+'''
+
+SUM_COL = '''
+@triton.jit
+def sum_param_col(pid, pstart, fanin, g, offs_g, k, mask_g, G: tl.constexpr, K: tl.constexpr, NP: tl.constexpr,
+                  DENSE: tl.constexpr):
+    """[BLOCK_G] weight ids of child k for the group's nodes (NP: padding, weight 0)."""
+    if DENSE:
+        start = tl.load(pstart + g)
+        fan = tl.load(fanin + g)
+        p = tl.where(mask_g & (k < fan), start + offs_g * fan + k, NP)
+    else:
+        p = tl.load(pid + (g * G + offs_g) * K + k, mask=mask_g, other=NP)
+    return p
+'''
+
+ADD_ROW = '''
+@triton.jit
+def add_child_row_flows(flows, child, g, k, offs_b, mask_b, cf, B, K: tl.constexpr, F: tl.constexpr,
+                        FUSED: tl.constexpr):
+    """flows[child k] += cf [BLOCK_B] (through a fused product: into each of its factor rows)."""
+    if FUSED:
+        for ff in tl.static_range(F):
+            r = tl.load(child + (g * K + k) * F + ff)
+            tl.atomic_add(flows + r * B + offs_b, cf, mask=mask_b)
+    else:
+        r = tl.load(child + g * K + k)
+        tl.atomic_add(flows + r * B + offs_b, cf, mask=mask_b)
+'''
+
 SUM_PIDS = '''
 @triton.jit
 def sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G: tl.constexpr, K: tl.constexpr,
@@ -88,11 +133,12 @@ def sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G: tl.c
 
 SUM_FWD = '''
 @triton.jit
-def sum_fwd(mars, logw, child, pid, pstart, fanin, rows, B, NGB, G: tl.constexpr, K: tl.constexpr, F: tl.constexpr,
+def sum_fwd(mars, logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr, K: tl.constexpr, F: tl.constexpr,
             NP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr,
             USE_DOT: tl.constexpr, FUSED: tl.constexpr, BF16: tl.constexpr, DENSE: tl.constexpr):
     """Groups of G nodes over K shared children: online log-sum-exp over K tiles, the inner
-    product on the matrix units when USE_DOT (fp32 accumulation)."""
+    product on the matrix units when USE_DOT (fp32 accumulation). The group max over the
+    children goes to row MROW + g, so the backward pass need not recompute it."""
     g = tl.program_id(0) // NGB
     offs_g = (tl.program_id(0) % NGB) * BLOCK_G + tl.arange(0, BLOCK_G)
     offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -120,84 +166,69 @@ def sum_fwd(mars, logw, child, pid, pstart, fanin, rows, B, NGB, G: tl.constexpr
         acc = acc * scale[None, :] + part
         m_run = m_new
     m_safe = tl.where(m_run == float("-inf"), 0.0, m_run)
-    out = tl.log(acc) + m_safe[None, :]
+    if tl.program_id(0) % NGB == 0:  # every G tile computes the same max; one writes it
+        tl.store(mars + (MROW + g) * B + offs_b, m_safe, mask=mask_b)
+    r = tl.load(rows + g * G + offs_g, mask=mask_g, other=0)
+    out_ptr = mars + r[:, None] * B + offs_b[None, :]
+    tl.store(out_ptr, tl.log(acc) + m_safe[None, :], mask=mask_g[:, None] & mask_b[None, :])
     # Rare: a node whose weight sits on children far below the group max underflows in the factored
-    # sum. Recompute those entries with a per-node max (a second pass, only when needed).
+    # sum. Recompute those entries with a per-node max (a second pass, only when needed), and
+    # overwrite just them, so nothing but the `bad` mask stays live past the main loop.
     bad = (acc < TINY) & mask_g[:, None] & mask_b[None, :]
     if tl.max(bad.to(tl.int32)) > 0:
         mx = tl.full((BLOCK_G, BLOCK_B), float("-inf"), dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            offs_k = k0 + tl.arange(0, BLOCK_K)
-            mask_k = offs_k < K
-            c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
-            lw = tl.load(logw + sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE))
-            mx = tl.maximum(mx, tl.max(lw[:, :, None] + c[None, :, :], axis=1))
+        for k in range(0, K):
+            c = sum_child_row(mars, child, g, k, offs_b, mask_b, B, K, F, BLOCK_B, FUSED)
+            lw = tl.load(logw + sum_param_col(pid, pstart, fanin, g, offs_g, k, mask_g, G, K, NP, DENSE))
+            mx = tl.maximum(mx, lw[:, None] + c[None, :])
         mxs = tl.where(mx == float("-inf"), 0.0, mx)
         s = tl.zeros((BLOCK_G, BLOCK_B), dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            offs_k = k0 + tl.arange(0, BLOCK_K)
-            mask_k = offs_k < K
-            c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
-            lw = tl.load(logw + sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE))
-            s += tl.sum(tl.exp(lw[:, :, None] + c[None, :, :] - mxs[:, None, :]), axis=1)
-        out = tl.where(bad, tl.log(s) + mxs, out)
-    r = tl.load(rows + g * G + offs_g, mask=mask_g, other=0)
-    tl.store(mars + r[:, None] * B + offs_b[None, :], out, mask=mask_g[:, None] & mask_b[None, :])
+        for k in range(0, K):
+            c = sum_child_row(mars, child, g, k, offs_b, mask_b, B, K, F, BLOCK_B, FUSED)
+            lw = tl.load(logw + sum_param_col(pid, pstart, fanin, g, offs_g, k, mask_g, G, K, NP, DENSE))
+            s += tl.exp(lw[:, None] + c[None, :] - mxs)
+        tl.store(out_ptr, tl.log(s) + mxs, mask=bad)
 '''
 
 SUM_MAX = '''
 @triton.jit
-def sum_max(mars, logw, child, pid, pstart, fanin, rows, B, NGB, G: tl.constexpr, K: tl.constexpr, F: tl.constexpr,
+def sum_max(mars, logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr, K: tl.constexpr, F: tl.constexpr,
             NP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr,
             FUSED: tl.constexpr, DENSE: tl.constexpr):
-    """Max-product: mars[node] = max_k (log w + child value)."""
+    """Max-product: mars[node] = max_k (log w + child value), one child at a time."""
     g = tl.program_id(0) // NGB
     offs_g = (tl.program_id(0) % NGB) * BLOCK_G + tl.arange(0, BLOCK_G)
     offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     mask_g = offs_g < G
     mask_b = offs_b < B
     best = tl.full((BLOCK_G, BLOCK_B), float("-inf"), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        offs_k = k0 + tl.arange(0, BLOCK_K)
-        mask_k = offs_k < K
-        c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
-        p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
-        lw = tl.load(logw + p)
-        best = tl.maximum(best, tl.max(lw[:, :, None] + c[None, :, :], axis=1))
+    for k in range(0, K):
+        c = sum_child_row(mars, child, g, k, offs_b, mask_b, B, K, F, BLOCK_B, FUSED)
+        lw = tl.load(logw + sum_param_col(pid, pstart, fanin, g, offs_g, k, mask_g, G, K, NP, DENSE))
+        best = tl.maximum(best, lw[:, None] + c[None, :])
     r = tl.load(rows + g * G + offs_g, mask=mask_g, other=0)
     tl.store(mars + r[:, None] * B + offs_b[None, :], best, mask=mask_g[:, None] & mask_b[None, :])
 '''
 
 SUM_BWD = '''
 @triton.jit
-def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NGB, G: tl.constexpr, K: tl.constexpr,
-            F: tl.constexpr, NP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr,
+def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr,
+            K: tl.constexpr, F: tl.constexpr, NP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr,
             BLOCK_B: tl.constexpr, USE_DOT: tl.constexpr, FUSED: tl.constexpr, DENSE: tl.constexpr):
-    """Flows into children (and through fused products into their factors) and parameter flows.
+    """Flows into the children (and through fused products into their factors).
 
-    With m the group max over children: A_i = f_i exp(m - n_i), child flow e_k * (W^T A)_k,
-    parameter flow w_ik * (A e^T)_ik summed over the batch tile (atomics across tiles)."""
+    With m the group max saved by the forward pass: A_i = f_i exp(m - n_i) and the child flow is
+    e_k (W^T A)_k with e = exp(c - m). Parameter flows are sum_bwd_params' job, except on entries
+    the forward pass recomputed exactly (n far below m), whose per-edge flows are done here."""
     g = tl.program_id(0) // NGB
     offs_g = (tl.program_id(0) % NGB) * BLOCK_G + tl.arange(0, BLOCK_G)
     offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     mask_g = offs_g < G
     mask_b = offs_b < B
-    mask_gb = mask_g[:, None] & mask_b[None, :]
     r = tl.load(rows + g * G + offs_g, mask=mask_g, other=0)
-    f = tl.load(flows + r[:, None] * B + offs_b[None, :], mask=mask_gb, other=0.0)
-    n = tl.load(mars + r[:, None] * B + offs_b[None, :], mask=mask_gb, other=float("-inf"))
-    m = tl.full((BLOCK_B,), float("-inf"), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):  # first pass: the group max, as in the forward pass
-        offs_k = k0 + tl.arange(0, BLOCK_K)
-        mask_k = offs_k < K
-        c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
-        m = tl.maximum(m, tl.max(c, axis=0))
-    m = tl.where(m == float("-inf"), 0.0, m)
-    dead = (n == float("-inf")) | (f == 0.0)
-    # entries the forward pass recomputed exactly (n far below the group max) take the exact path
-    exact = ~dead & (n - m[None, :] < LOG_TINY)
-    skip = dead | exact
-    a = tl.where(skip, 0.0, f * tl.exp(m[None, :] - tl.where(skip, m[None, :], n)))
+    m = tl.load(mars + (MROW + g) * B + offs_b, mask=mask_b, other=0.0)
+    a, exact = sum_bwd_scale(mars, flows, r, m, offs_b, mask_g, mask_b, B)
+    any_exact = tl.max(exact.to(tl.int32))
     for k0 in range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         mask_k = offs_k < K
@@ -207,23 +238,69 @@ def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NG
         w = tl.exp(tl.load(logw + p))
         if USE_DOT:
             cf = e * tl.dot(tl.trans(w), a)
-            pf = w * tl.dot(a, tl.trans(e))
         else:
             cf = e * tl.sum(w[:, :, None] * a[:, None, :], axis=0)
-            pf = w * tl.sum(a[:, None, :] * e[None, :, :], axis=2)
         add_child_flows(flows, child, g, offs_k, mask_k, offs_b, mask_b, cf, B, K, F, FUSED)
-        tl.atomic_add(grad_logw + p, pf, mask=mask_g[:, None] & mask_k[None, :] & (p < NP))
-    if tl.max(exact.to(tl.int32)) > 0:  # rare: per-edge flows f * w * p_child / p_node, in log space
+    if any_exact > 0:  # rare: per-edge flows f * w * p_child / p_node, in log space
+        mask_gb = mask_g[:, None] & mask_b[None, :]
+        f = tl.load(flows + r[:, None] * B + offs_b[None, :], mask=mask_gb, other=0.0)
+        n = tl.load(mars + r[:, None] * B + offs_b[None, :], mask=mask_gb, other=float("-inf"))
+        exact = (n != float("-inf")) & (f != 0.0) & (n - m[None, :] < LOG_TINY)
         ne = tl.where(exact, n, 0.0)
-        for k0 in range(0, K, BLOCK_K):
-            offs_k = k0 + tl.arange(0, BLOCK_K)
-            mask_k = offs_k < K
-            c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
-            p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
+        for k in range(0, K):
+            c = sum_child_row(mars, child, g, k, offs_b, mask_b, B, K, F, BLOCK_B, FUSED)
+            p = sum_param_col(pid, pstart, fanin, g, offs_g, k, mask_g, G, K, NP, DENSE)
             lw = tl.load(logw + p)
-            ef = tl.where(exact[:, None, :], f[:, None, :] * tl.exp(lw[:, :, None] + c[None, :, :] - ne[:, None, :]), 0.0)
-            add_child_flows(flows, child, g, offs_k, mask_k, offs_b, mask_b, tl.sum(ef, axis=0), B, K, F, FUSED)
-            tl.atomic_add(grad_logw + p, tl.sum(ef, axis=2), mask=mask_g[:, None] & mask_k[None, :] & (p < NP))
+            ef = tl.where(exact, f * tl.exp(lw[:, None] + c[None, :] - ne), 0.0)
+            add_child_row_flows(flows, child, g, k, offs_b, mask_b, tl.sum(ef, axis=0), B, K, F, FUSED)
+            tl.atomic_add(grad_logw + p, tl.sum(ef, axis=1), mask=mask_g & (p < NP))
+'''
+
+SUM_BWD_SCALE = '''
+@triton.jit
+def sum_bwd_scale(mars, flows, r, m, offs_b, mask_g, mask_b, B):
+    """A = f exp(m - n) [BLOCK_G, BLOCK_B] for the rows r of a group, 0 where the node is dead
+    (n = -inf or no flow) or was recomputed exactly (n - m < log 1e-30); and that `exact` mask."""
+    mask_gb = mask_g[:, None] & mask_b[None, :]
+    f = tl.load(flows + r[:, None] * B + offs_b[None, :], mask=mask_gb, other=0.0)
+    n = tl.load(mars + r[:, None] * B + offs_b[None, :], mask=mask_gb, other=float("-inf"))
+    dead = (n == float("-inf")) | (f == 0.0)
+    exact = ~dead & (n - m[None, :] < LOG_TINY)
+    skip = dead | exact
+    a = tl.where(skip, 0.0, f * tl.exp(m[None, :] - tl.where(skip, m[None, :], n)))
+    return a, exact
+'''
+
+SUM_BWD_PARAMS = '''
+@triton.jit
+def sum_bwd_params(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr,
+                   K: tl.constexpr, F: tl.constexpr, NP: tl.constexpr, BLOCK_G: tl.constexpr,
+                   BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, USE_DOT: tl.constexpr, FUSED: tl.constexpr,
+                   DENSE: tl.constexpr):
+    """Parameter flows w_ik (A e^T)_ik of one [BLOCK_G, BLOCK_K] weight tile: the batch is
+    contracted inside the program, so each weight gets one atomic add (tied weights share one
+    accumulator) instead of one per batch tile."""
+    g = tl.program_id(0) // NGB
+    offs_g = (tl.program_id(0) % NGB) * BLOCK_G + tl.arange(0, BLOCK_G)
+    offs_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    mask_g = offs_g < G
+    mask_k = offs_k < K
+    r = tl.load(rows + g * G + offs_g, mask=mask_g, other=0)
+    acc = tl.zeros((BLOCK_G, BLOCK_K), dtype=tl.float32)
+    for b0 in range(0, B, BLOCK_B):
+        offs_b = b0 + tl.arange(0, BLOCK_B)
+        mask_b = offs_b < B
+        m = tl.load(mars + (MROW + g) * B + offs_b, mask=mask_b, other=0.0)
+        a, exact = sum_bwd_scale(mars, flows, r, m, offs_b, mask_g, mask_b, B)
+        c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
+        e = tl.exp(c - m[None, :])
+        if USE_DOT:
+            acc += tl.dot(a, tl.trans(e))
+        else:
+            acc += tl.sum(a[:, None, :] * e[None, :, :], axis=2)
+    p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
+    w = tl.exp(tl.load(logw + p))
+    tl.atomic_add(grad_logw + p, w * acc, mask=mask_g[:, None] & mask_k[None, :] & (p < NP))
 '''
 
 
@@ -261,6 +338,7 @@ def em_dense(logits, logw, flows, start, ROWS, step_ptr, pseudocount, K: tl.cons
     tl.store(logits + ptr, tl.log((1 - step) * old + step * new), mask=mask)
 '''
 
-TEMPLATES = {"em_dense": EM_DENSE, "prod_fwd": PROD_FWD, "prod_bwd": PROD_BWD, "sum_child_values": SUM_CHILD, "sum_param_ids": SUM_PIDS, "add_child_flows": ADD_FLOWS,
-             "sum_fwd": SUM_FWD,
-             "sum_max": SUM_MAX, "sum_bwd": SUM_BWD}
+TEMPLATES = {"em_dense": EM_DENSE, "prod_fwd": PROD_FWD, "prod_bwd": PROD_BWD, "sum_child_values": SUM_CHILD,
+             "sum_param_ids": SUM_PIDS, "add_child_flows": ADD_FLOWS, "sum_child_row": SUM_ROW,
+             "sum_param_col": SUM_COL, "add_child_row_flows": ADD_ROW, "sum_fwd": SUM_FWD, "sum_max": SUM_MAX,
+             "sum_bwd_scale": SUM_BWD_SCALE, "sum_bwd": SUM_BWD, "sum_bwd_params": SUM_BWD_PARAMS}

@@ -70,17 +70,53 @@ def show(spec: Spec,
 def emit(spec: Spec, passes: Passes = None,
          block_b: int = typer.Option(64, "--block-b", help="batch tile of every kernel"),
          no_fuse: bool = typer.Option(False, "--no-fuse", help="keep product layers as separate kernels"),
-         precision: str = typer.Option("tf32", help="tl.dot operands: tf32 or bf16 (fp32 accumulation)")):
+         precision: str = typer.Option("tf32", help="tl.dot operands: tf32 or bf16 (fp32 accumulation)"),
+         compile_for: str = typer.Option(None, "--compile-for", metavar="sm_NN",
+                                         help="instead of printing the source, compile every kernel variant for "
+                                              "this GPU architecture (e.g. sm_90 for an H100; no GPU needed) and "
+                                              "print registers, spills and shared memory per variant")):
     """Print the Triton source generated for a circuit: kernels plus one launch line per partition.
 
-    Example: [b]pcc emit examples/mixture.pc[/b]"""
+    Examples: [b]pcc emit examples/mixture.pc[/b] (the source);
+    [b]pcc emit examples/digits.pc --compile-for sm_90[/b] (does every kernel compile for an H100, and
+    does any spill registers?)"""
     def go():
         from pccompile.codegen.triton import TritonOptions
         from pccompile.codegen.triton import emit as emit_source
         model = load_model(spec, passes, backend="torch")
-        sys.stdout.write(emit_source(model.program, TritonOptions(block_b=block_b, fuse=not no_fuse,
-                                                                  precision=precision)).source)
+        emitted = emit_source(model.program, TritonOptions(block_b=block_b, fuse=not no_fuse, precision=precision))
+        if compile_for is None:
+            sys.stdout.write(emitted.source)
+            return
+        _compile_report(emitted, model.program, compile_for)
     run(go)
+
+
+def _compile_report(emitted, program, arch: str) -> None:
+    from pccompile.codegen.triton.aot import compile_variants, kernel_variants
+    from pccompile.ir import ArgumentError
+
+    digits = arch.lower().removeprefix("sm_").removeprefix("sm")
+    if not digits.isdigit():
+        raise ArgumentError(f"--compile-for expects an architecture like sm_90, got '{arch}'")
+    variants = kernel_variants(emitted, program)
+    table = Table(title=f"{len(variants)} kernel variants compiled for sm_{digits}", header_style="bold")
+    for col in ("kernel", "launches", "registers", "spill bytes", "shared bytes", "compile s", "variant"):
+        table.add_column(col, justify="left" if col in ("kernel", "variant") else "right", no_wrap=col == "kernel")
+    with console.status("compiling") as status:
+        def progress(v):
+            status.update(f"compiled {v.kernel} ({v.compile_s:.1f} s)")
+        compile_variants(variants, emitted, arch=int(digits), progress=progress)
+    for v in variants:
+        u = v.usage
+        spill = "" if v.error else str(u.get("STACK", "?"))
+        table.add_row(v.kernel, str(v.launches), "" if v.error else str(u.get("REG", "?")),
+                      f"[red]{spill}[/red]" if spill not in ("", "0") else spill,
+                      "" if v.error else str(u.get("SHARED", "?")), f"{v.compile_s:.1f}",
+                      f"[red]{v.error}[/red]" if v.error else v.describe())
+    console.print(table)
+    if any(v.error for v in variants):
+        raise typer.Exit(1)
 
 
 def format_ir(circuit) -> str:
