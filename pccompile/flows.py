@@ -22,6 +22,7 @@ class FlowStats:
     inputs: list[dict[str, torch.Tensor]]  # per partition: counts [m, K] + missing [m] | gaussian moments
     log_likelihood: torch.Tensor  # 0-d float64 on the model's device: the sum over the rows
     rows: int
+    log_weights: torch.Tensor | None = None  # [P + 1] the weights the flows were computed with
 
     def add_(self, other: "FlowStats") -> "FlowStats":
         self.sum_flows += other.sum_flows
@@ -30,6 +31,7 @@ class FlowStats:
                 a[k] += b[k]
         self.log_likelihood += other.log_likelihood
         self.rows += other.rows
+        self.log_weights = None  # a sum over batches is not tied to one set of weights
         return self
 
 
@@ -43,7 +45,7 @@ def encoded_flows(model, x_int, x_real) -> FlowStats:
     """Flows of an encoded batch. Nothing here waits for the device (no .item(), no boolean
     indexing, no data-dependent shapes), so a training step can be captured as a CUDA graph."""
     ex = model.executor
-    logw = model.sum_log_weights()
+    logw = model.sum_log_weights(padded=True)
     mars = ex.forward_mars(model.input_log_probs(x_int, x_real), logw)
     root = mars[ex.root_row]
     ok = torch.isfinite(root)  # zero-probability rows carry no flow
@@ -68,7 +70,7 @@ def encoded_flows(model, x_int, x_real) -> FlowStats:
             counts.scatter_add_(1, xv.clamp_min(0), fo)
             stats.append({"counts": counts, "missing": (f - fo).sum(1)})
     ll = torch.where(ok, root, torch.zeros_like(root)).double().sum()
-    return FlowStats(sum_flows, stats, ll, int(x_int.shape[0]))
+    return FlowStats(sum_flows, stats, ll, int(x_int.shape[0]), logw)
 
 
 def dataset_flows(model, data, batch_size: int = 512) -> FlowStats:

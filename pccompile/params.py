@@ -122,11 +122,26 @@ class SumRows(nn.Module):
         self.register_buffer("tail_degree", torch.as_tensor(deg[program.tail_segment], dtype=torch.float32),
                              persistent=False)  # fan-in of each tail weight's row
 
-    def log_softmax(self, logits: torch.Tensor) -> torch.Tensor:
-        parts = [logits[a:b].view(-1, k).log_softmax(-1).reshape(-1) for a, b, k in self.blocks]
+    def log_softmax(self, logits: torch.Tensor, padded: bool = False) -> torch.Tensor:
+        """Per-row normalised log-weights [P]; `padded` appends the kernels' padding slot (-inf)
+        so executors need not copy them again. Without autograd, each dense block is written in
+        place into one buffer (one read and one write of the weights in all)."""
+        P = logits.shape[0]
+        if logits.requires_grad and torch.is_grad_enabled():
+            parts = [logits[a:b].view(-1, k).log_softmax(-1).reshape(-1) for a, b, k in self.blocks]
+            if self.tail_rows:
+                parts.append(segment_log_softmax(logits[self.tail_start:], self.tail_segment, self.tail_rows))
+            if padded:
+                parts.append(logits.new_full((1,), float("-inf")))
+            return torch.cat(parts) if len(parts) > 1 else (parts[0] if parts else logits)
+        out = torch.empty(P + int(padded), dtype=logits.dtype, device=logits.device)
+        for a, b, k in self.blocks:
+            torch.log_softmax(logits[a:b].view(-1, k), -1, out=out[a:b].view(-1, k))
         if self.tail_rows:
-            parts.append(segment_log_softmax(logits[self.tail_start:], self.tail_segment, self.tail_rows))
-        return torch.cat(parts) if parts else logits
+            out[self.tail_start:P] = segment_log_softmax(logits[self.tail_start:], self.tail_segment, self.tail_rows)
+        if padded:
+            out[P] = float("-inf")
+        return out
 
     def row_totals(self, values: torch.Tensor) -> torch.Tensor:
         """Sum of `values` [P] over each row: [rows] (dense blocks first, then the tail)."""

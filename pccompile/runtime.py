@@ -104,9 +104,10 @@ class CompiledCircuit(nn.Module):
         return encode_batch(x, self.program.var_cats, self.program.var_names, missing,
                             device=self.device, dtype=self.dtype)
 
-    def sum_log_weights(self) -> torch.Tensor:
-        """Normalised log-weights [P], one per sum edge, in Program order."""
-        return self.sum_rows.log_softmax(self.sum_logits)
+    def sum_log_weights(self, padded: bool = False) -> torch.Tensor:
+        """Normalised log-weights [P], one per sum edge, in Program order (`padded`: [P + 1], with
+        the executors' padding slot, log 0, at the end, which saves them a copy)."""
+        return self.sum_rows.log_softmax(self.sum_logits, padded)
 
     def input_log_probs(self, x_int: torch.Tensor, x_real: torch.Tensor | None) -> torch.Tensor:
         """[R_in, B] log-probabilities of every input row."""
@@ -125,7 +126,7 @@ class CompiledCircuit(nn.Module):
         return self._log_prob(x_int, x_real)
 
     def _log_prob(self, x_int, x_real) -> torch.Tensor:
-        return CircuitLogLikelihood.apply(self.input_log_probs(x_int, x_real), self.sum_log_weights(),
+        return CircuitLogLikelihood.apply(self.input_log_probs(x_int, x_real), self.sum_log_weights(padded=True),
                                           self.executor)
 
     # -- queries (implemented in pccompile.queries) -------------------------------------------

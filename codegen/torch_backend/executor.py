@@ -67,9 +67,11 @@ class TorchExecutor(nn.Module):
         mars[FIRST_ROW:FIRST_ROW + self.num_inputs] = input_logp
         return mars
 
-    @staticmethod
-    def extend_logw(logw: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """log-weights plus the padding slot (index P, weight 0)."""
+    def extend_logw(self, logw: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """log-weights plus the padding slot (index P, weight 0); already there when the runtime
+        passes them padded ([P + 1], see CompiledCircuit.sum_log_weights)."""
+        if logw.shape[0] == self.num_params + 1:
+            return logw.to(dtype).contiguous()
         return torch.cat([logw.to(dtype), logw.new_full((1,), float("-inf"), dtype=dtype)]).contiguous()
 
     # -- forward ---------------------------------------------------------------------------
@@ -178,4 +180,6 @@ class CircuitLogLikelihood(torch.autograd.Function):
         ex: TorchExecutor = ctx.executor
         flows, grad_logw = ex.backward_flows(mars, logw.detach(), grad)
         grad_in = flows[FIRST_ROW:FIRST_ROW + ex.num_inputs]
+        if logw.shape[0] == grad_logw.shape[0] + 1:  # padded log-weights: the slot gets no gradient
+            grad_logw = torch.cat([grad_logw, grad_logw.new_zeros(1)])
         return grad_in, grad_logw.to(logw.dtype), None

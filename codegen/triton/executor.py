@@ -100,7 +100,7 @@ class TritonExecutor(TorchExecutor):
             return super().backward_flows(mars, logw, grad_root)
         flows = torch.zeros_like(mars)
         flows[self.root_row] = grad_root.float()
-        grad = torch.zeros(logw.shape[0] + 1, dtype=torch.float32, device=mars.device)
+        grad = torch.zeros(self.num_params + 1, dtype=torch.float32, device=mars.device)
         self.kernels.backward(mars, flows, self._ext(logw), grad, self.index, mars.shape[1])
         flows[ZERO_ROW] = 0
         flows[ONE_ROW] = 0

@@ -30,7 +30,8 @@ def em_update(model, stats: FlowStats, step_size: float | torch.Tensor = 1.0, ps
     # -- sum weights --------------------------------------------------------------------------
     F = stats.sum_flows.to(model.dtype)
     if F.numel():
-        model.executor.em_sum_update(model.sum_logits.data, model.sum_log_weights(), F, model.sum_rows, a, pc)
+        logw = stats.log_weights if stats.log_weights is not None else model.sum_log_weights(padded=True)
+        model.executor.em_sum_update(model.sum_logits.data, logw[:F.numel()], F, model.sum_rows, a, pc)
     # -- inputs -------------------------------------------------------------------------------
     for part, h, s in zip(model.program.input_partitions, model.inputs, stats.inputs):
         if part.dist == "gaussian":
