@@ -2,9 +2,14 @@
 
 Rows: every node vector gets a contiguous block of buffer rows, in execution order.
 Sums become *groups* of G rows that share K child rows: a dense node vector is one group (a
-batched matrix product); a sparse one (mask density under `sparse_threshold`) one group per
-distinct mask row, over just that row's children, so block-sparse masks keep matrix-unit groups
-and per-edge-sparse ones cost what their kept edges cost. Groups of equal G are partitioned by fan-in K with the dynamic
+batched matrix product). A masked one is either one group over all its children (masked edges
+get the padding weight 0) or one group per distinct mask row over just that row's children,
+whichever the cost model prices lower. A group of G rows over K children costs, per sample,
+K reads of a child value (`read_cost` each, in matrix-unit multiply-adds) plus G*K
+multiply-adds, each costing `scalar_mac_cost` in groups under `min_group` rows (no tl.dot tile).
+So block-sparse masks become matrix-unit groups over their kept edges once sparse enough, and
+per-edge-sparse ones pay for just their kept edges once very sparse. The constants are
+estimates for an H100 (about 3 TB/s against about 400 TFLOP/s tf32) until measured. Groups of equal G are partitioned by fan-in K with the dynamic
 program PyJuice uses: the fewest partitions (at most `max_partitions`) whose padded edge count
 stays within (1 + tolerance) x the real edges.
 """
@@ -25,7 +30,13 @@ from .layer import LayerPlan, layer
 class PackOptions:
     tolerance: float = 0.5
     max_partitions: int = 16
-    sparse_threshold: float = 0.5
+    min_group: int = 16  # rows a group needs for the matrix units (tl.dot tiles)
+    read_cost: float = 64.0  # reading one child value, in matrix-unit multiply-adds
+    scalar_mac_cost: float = 8.0  # a multiply-add in a group too small for the matrix units
+
+    def group_cost(self, rows: int, children: int) -> float:
+        mac = 1.0 if rows >= self.min_group else self.scalar_mac_cost
+        return children * (rows * mac + self.read_cost)
     pow2: bool = False
 
 
@@ -176,13 +187,17 @@ def pack(circuit: Circuit, plan: LayerPlan | None = None, options: PackOptions |
                 mask = None if n.mask is None else np.asarray(n.mask, bool)
                 if mask is None:
                     groups.setdefault((n.size, True), []).append((rows, crow, pid_table[src.id][0]))
-                elif n.size == 1 or mask.mean() >= opt.sparse_threshold:
-                    groups.setdefault((n.size, False), []).append((rows, crow, param_ids(n)))
-                else:  # sparse: rows with one mask pattern share a group over just their children
+                else:
                     pid = param_ids(n)
                     patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
-                    for k, sel in enumerate(patterns):
-                        members = np.flatnonzero(inverse.reshape(-1) == k)
+                    inverse = inverse.reshape(-1)
+                    sizes = np.bincount(inverse, minlength=len(patterns))
+                    split = sum(opt.group_cost(int(g), int(p.sum())) for g, p in zip(sizes, patterns))
+                    if split >= opt.group_cost(n.size, mask.shape[1]):  # one group, masked edges weigh 0
+                        groups.setdefault((n.size, False), []).append((rows, crow, pid))
+                        continue
+                    for k, sel in enumerate(patterns):  # rows with one mask pattern share a group
+                        members = np.flatnonzero(inverse == k)
                         groups.setdefault((members.size, False), []).append(
                             (rows[members], crow[sel], pid[members][:, sel]))
             parts = []

@@ -49,7 +49,8 @@ def test_partition_cap_and_pow2():
 @pytest.mark.parametrize("trial", range(8))
 def test_program_invariants(rng, trial):
     c = random_circuit(rng, num_vars=int(rng.integers(2, 7)))
-    prog = pack(c, layer(c), PackOptions(tolerance=float(rng.choice([0.0, 0.5])), sparse_threshold=0.7))
+    prog = pack(c, layer(c), PackOptions(tolerance=float(rng.choice([0.0, 0.5])),
+                                          read_cost=float(rng.choice([0.0, 64.0]))))
     written = {ZERO_ROW, ONE_ROW}
     for part in prog.input_partitions:
         written |= set(range(part.start, part.start + part.size))
@@ -77,26 +78,46 @@ def test_program_invariants(rng, trial):
     assert "layer" in str(prog)
 
 
-@pytest.mark.parametrize("block", [1, 4])
-def test_sparse_sums_cost_falls_with_kept_edges(rng, block):
-    """Per-edge (block=1) and block-sparse (block=4) masks: padded slots stay within the packing
-    tolerance of the kept edges, and block patterns become multi-row groups."""
+def _packed_sum(rng, density, block, **options):
+    """A 256-node sum over 128 children with a random mask in block x block blocks (every row keeps
+    one edge at least): (padded slots the kernels process, kept edges, the sum layer)."""
     import pccompile as pc
     from pccompile.passes import lower
-    kids = [pc.inputs(v, 32, pc.Bernoulli()) for v in range(2)]
-    prod = pc.multiply(*kids)
-    n = 64
-    for density in (0.4, 0.2, 0.05):
-        pattern = rng.random((n // block, 32)) < density
-        pattern[np.arange(n // block), rng.integers(0, 32, n // block)] = True
-        mask = np.repeat(pattern, block, axis=0)
-        s = pc.summate(prod, size=n, mask=mask)
-        circuit = InitParams(seed=0).run(pc.build(pc.summate(s, size=1)))
-        prog = lower(circuit, PackOptions(tolerance=0.5))
-        sum_layer = [l for l in prog.layers if l.kind == "sum"][0]
-        slots = sum(int(np.prod(p.shape)) for p in sum_layer.partitions)
-        kept = int(mask.sum())
-        assert slots <= 1.5 * kept + 1e-9, (density, slots, kept)
-        if block > 1:
-            assert min(p.shape[1] for p in sum_layer.partitions) >= block
+    kids = [pc.inputs(v, 128, pc.Bernoulli()) for v in range(2)]
+    n, K = 256, 128
+    pattern = rng.random((n // block, K // block)) < density
+    pattern[np.arange(n // block), rng.integers(0, K // block, n // block)] = True
+    mask = np.kron(pattern, np.ones((block, block), bool))
+    s = pc.summate(pc.multiply(*kids), size=n, mask=mask)
+    circuit = InitParams(seed=0).run(pc.build(pc.summate(s, size=1)))
+    prog = lower(circuit, PackOptions(tolerance=0.5, **options))
+    sum_layer = [lay for lay in prog.layers if lay.kind == "sum"][0]
+    return sum(int(np.prod(p.shape)) for p in sum_layer.partitions), int(mask.sum()), sum_layer
+
+
+@pytest.mark.parametrize("density", [0.1, 0.05, 0.0])
+def test_block_sparse_sums_cost_their_kept_edges_in_matrix_groups(rng, density):
+    slots, kept, layer_ = _packed_sum(rng, density, block=16)
+    assert slots <= 1.5 * kept + 1e-9, (density, slots, kept)
+    assert min(p.shape[1] for p in layer_.partitions) >= 16  # groups of >= 16 rows: tl.dot tiles
+
+
+@pytest.mark.parametrize("density", [0.4, 0.2, 0.05])
+def test_per_edge_sparse_sums_cost_their_kept_edges_when_rows_are_cheap(rng, density):
+    # no read cost and no penalty for small groups: splitting into rows always wins
+    slots, kept, _ = _packed_sum(rng, density, block=1, read_cost=0.0, scalar_mac_cost=1.0)
+    assert slots <= 1.5 * kept + 1e-9, (density, slots, kept)
+
+
+def test_sparse_sums_choose_by_the_cost_model(rng):
+    # default costs: a 40% per-edge mask, or 40% of 16x16 blocks, stays one matrix-unit group over
+    # all children; a mask with one edge per row (0.8%) splits into per-pattern groups
+    for block in (1, 16):
+        slots, kept, layer_ = _packed_sum(rng, 0.4, block=block)
+        assert slots == 256 * 128 and [p.shape for p in layer_.partitions] == [(1, 256, 128)]
+    slots, kept, _ = _packed_sum(rng, 0.0, block=1)
+    assert kept == 256 and slots <= 1.5 * kept
+    # and the choice follows the prices: with free reads, the 40% block mask splits
+    slots, kept, _ = _packed_sum(rng, 0.4, block=16, read_cost=0.0)
+    assert slots <= 1.5 * kept
 
