@@ -3,41 +3,52 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def mutual_information(x: np.ndarray, num_cats: np.ndarray | int, pseudocount: float = 0.1,
-                       max_rows: int | None = 20000, seed: int = 0) -> np.ndarray:
-    """MI [V, V] of discrete data x [N, V] (values 0..K-1; -1 missing rows are dropped per pair
-    by treating missing as absent from the counts)."""
+                       max_rows: int | None = 20000, seed: int = 0, device=None) -> np.ndarray:
+    """MI [V, V] of discrete data x [N, V] (values 0..K-1; a row missing (-1) in either variable
+    of a pair is left out of that pair's counts). Each pair's joint distribution is smoothed with
+    `pseudocount` spread over its K_i * K_j cells.
+
+    The joint counts are co-occurrence products of one-hot codes (exact in float32), computed
+    block by block over the upper triangle only, on `device` (default: CUDA when available).
+    784 MNIST pixels in 16 bins from 5000 rows: 21 s with one full product in numpy, 12 s with
+    bincounts of pair codes, about 4 s like this on the 2-core CPU (bench/README.md)."""
     x = np.asarray(x)
     if max_rows is not None and x.shape[0] > max_rows:
         x = x[np.random.default_rng(seed).choice(x.shape[0], max_rows, replace=False)]
     N, V = x.shape
     cats = np.broadcast_to(np.asarray(num_cats), (V,)).astype(np.int64)
-    offsets = np.concatenate([[0], np.cumsum(cats)])
-    onehot = np.zeros((N, int(offsets[-1])), dtype=np.float32)
-    rows = np.repeat(np.arange(N), V)
-    cols = (offsets[:-1] + np.clip(x, 0, None)).reshape(-1)
-    ok = (x >= 0).reshape(-1)
-    onehot[rows[ok], cols[ok]] = 1.0
-    joint = onehot.T @ onehot  # [sumK, sumK] co-occurrence counts
-    if np.all(cats == cats[0]):  # one vectorised pass for the common case
-        K = int(cats[0])
-        J = joint.reshape(V, K, V, K).transpose(0, 2, 1, 3).astype(np.float64) + pseudocount / (K * K)
-        P = J / J.sum((2, 3), keepdims=True)
-        mi = (P * (np.log(P) - np.log(P.sum(3, keepdims=True)) - np.log(P.sum(2, keepdims=True)))).sum((2, 3))
-        np.fill_diagonal(mi, 0.0)
-        return mi
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    K = int(cats.max()) if V else 1
+    xt = torch.as_tensor(x.astype(np.int64), device=device)
+    onehot = torch.zeros(N, V, K, device=device)
+    onehot.scatter_(2, xt.clamp_min(0).unsqueeze(2), (xt >= 0).unsqueeze(2).float())
+    flat = onehot.reshape(N, V * K)
+    ar = np.arange(K)
     mi = np.zeros((V, V))
-    for i in range(V):
-        a = slice(offsets[i], offsets[i + 1])
-        for j in range(i + 1, V):
-            b = slice(offsets[j], offsets[j + 1])
-            pij = joint[a, b].astype(np.float64) + pseudocount / (cats[i] * cats[j])
-            pij = pij / pij.sum()
-            pi, pj = pij.sum(1, keepdims=True), pij.sum(0, keepdims=True)
-            mi[i, j] = mi[j, i] = float((pij * (np.log(pij) - np.log(pi) - np.log(pj))).sum())
+    block = max(1, min(V, (1 << 24) // max(1, V * K * K)))  # keeps each product's output near 64 MB
+    for i0 in range(0, V - 1, block):
+        i1 = min(V, i0 + block)
+        co = (flat[:, i0 * K:i1 * K].T @ flat[:, i0 * K:]).reshape(i1 - i0, K, V - i0, K)
+        co = co.permute(0, 2, 1, 3).double().cpu().numpy()  # [i, j, a, b]
+        for i in range(i0, min(i1, V - 1)):
+            js = np.arange(i + 1, V)
+            counts = co[i - i0, i + 1 - i0:]
+            valid = (ar[None, :, None] < cats[i]) & (ar[None, None, :] < cats[js][:, None, None])
+            pij = counts + valid * (pseudocount / (cats[i] * cats[js]))[:, None, None]
+            pij /= pij.sum((1, 2), keepdims=True)
+            mi[i, js] = mi[js, i] = _entropy(pij.sum(2)) + _entropy(pij.sum(1)) - _entropy(pij)
     return mi
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """-sum p log p over all axes but the first (0 log 0 = 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(p > 0, p * np.log(p), 0.0).reshape(p.shape[0], -1).sum(1)
 
 
 def maximum_spanning_tree(weights: np.ndarray) -> list[tuple[int, int]]:
