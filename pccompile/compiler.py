@@ -84,7 +84,7 @@ def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto
     chosen = _choose_backend(backend, device)
     options = {"triton": dict(triton or {}), "cuda_graphs": bool(cuda_graphs)}
     model = CompiledCircuit(circuit, program, backend=chosen, dtype=dtype or torch.float32, options=options,
-                            init=False)
+                            init=False, device=device)
     if device is not None:
         model = model.to(device)
     model.init_missing(seed)

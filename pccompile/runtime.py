@@ -30,7 +30,7 @@ def make_executor(program: Program, backend: str, options: dict):
 class CompiledCircuit(nn.Module):
     def __init__(self, circuit: Circuit, program: Program, *, backend: str = "torch",
                  options: dict | None = None, dtype: torch.dtype = torch.float32, seed: int = 0,
-                 init: bool = True):
+                 init: bool = True, device=None):
         super().__init__()
         self.circuit = circuit
         self.program = program
@@ -38,8 +38,15 @@ class CompiledCircuit(nn.Module):
         self.options = dict(options or {})
         self.executor = make_executor(program, backend, self.options)
         staging = np.float64 if dtype == torch.float64 else np.float32
-        flat, sum_missing = sum_logits_from_circuit(circuit, program, staging)
-        self.sum_logits = nn.Parameter(torch.as_tensor(flat, dtype=dtype))
+        if not any(lay.node in circuit.params for lay in program.sum_layout):
+            # nothing to copy: allocate on the target device (GPU compile: no host staging of
+            # hundreds of millions of weights) and let init_missing draw them all there
+            n = program.num_sum_params
+            self.sum_logits = nn.Parameter(torch.zeros(n, dtype=dtype, device=device))
+            sum_missing = [(0, n)] if n else []
+        else:
+            flat, sum_missing = sum_logits_from_circuit(circuit, program, staging)
+            self.sum_logits = nn.Parameter(torch.as_tensor(flat, dtype=dtype))
         self.sum_rows = SumRows(program)
         self.inputs = nn.ModuleList()
         input_arrays, input_missing = input_params_from_circuit(circuit, program, staging)
