@@ -1,10 +1,15 @@
 """The Triton backend under TRITON_INTERPRET=1 against the torch backend (small circuits: the
 interpreter is slow). Buffers are poisoned with NaN before each run, so a row read before it is
-written, or never written, shows up."""
+written, or never written, shows up.
+
+On a GPU machine, `PCC_TEST_DEVICE=cuda pytest tests/test_triton.py` runs the same comparisons
+with the compiled kernels on the GPU (the torch reference stays on the CPU)."""
 
 import os
 
-os.environ["TRITON_INTERPRET"] = "1"
+DEVICE = os.environ.get("PCC_TEST_DEVICE", "cpu")
+if DEVICE == "cpu":
+    os.environ["TRITON_INTERPRET"] = "1"
 
 import warnings
 from pathlib import Path
@@ -33,7 +38,7 @@ def _cache(tmp_path_factory, monkeypatch):
 
 def _pair(circuit, **triton):
     ref = pc.compile(circuit)
-    tri = pc.compile(circuit, backend="triton", triton={"block_b": 16, **triton})
+    tri = pc.compile(circuit, backend="triton", triton={"block_b": 16, **triton}, device=DEVICE)
     tri.executor.poison = True
     return ref, tri
 
@@ -49,13 +54,13 @@ def _data(circuit, rng, n):
 def _compare(ref, tri, x):
     a, b = ref(x), tri(x)
     assert not torch.isnan(b).any()
-    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-4)
     g = torch.randn(x.shape[0])
     (a * g).sum().backward()
-    (b * g).sum().backward()
+    (b * g.to(b.device)).sum().backward()
     for p, q in zip(ref.parameters(), tri.parameters()):
         assert not torch.isnan(q.grad).any()
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.parametrize("kind", ["dense", "sparse", "tied", "gaussian", "deep"])
@@ -85,7 +90,7 @@ def test_dot_path_and_fusion_match_torch(rng, fuse):
     _compare(ref, tri, x)
     em_update(ref, batch_flows(ref, x), 0.3, 0.1)  # dense blocks: the fused em_dense kernel
     em_update(tri, batch_flows(tri, x), 0.3, 0.1)
-    torch.testing.assert_close(tri.sum_logits, ref.sum_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(tri.sum_logits.cpu(), ref.sum_logits, rtol=1e-4, atol=1e-4)
 
 
 def test_several_node_and_child_tiles_per_group_match_torch(rng):
@@ -99,7 +104,7 @@ def test_several_node_and_child_tiles_per_group_match_torch(rng):
     x = _data(circuit, rng, 40)  # three batch tiles of 16, the last one partial
     _compare(ref, tri, x)
     fr, ft = batch_flows(ref, x), batch_flows(tri, x)
-    torch.testing.assert_close(ft.sum_flows, fr.sum_flows, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(ft.sum_flows.cpu(), fr.sum_flows, rtol=1e-3, atol=1e-4)
 
 
 def test_tied_hmm_and_batch_sizes_without_recompiling(rng):
@@ -118,7 +123,7 @@ def test_zero_probability_evidence_is_minus_inf_without_nan():
            "p = product(la, lb)\nroot = sum(p)\n")
     ref, tri = _pair(src)
     x = torch.tensor([[1, 0], [0, 1], [1, 1]])
-    out = tri(x)
+    out = tri(x).cpu()
     assert out[0] == float("-inf") and out[2] == float("-inf") and torch.isfinite(out[1])
     torch.testing.assert_close(out, ref(x))
     s = batch_flows(tri, x)
@@ -130,12 +135,12 @@ def test_flows_em_mpe_and_sampling_through_kernels(rng):
     ref, tri = _pair(circuit)
     x = _data(circuit, rng, 16)
     fr, ft = batch_flows(ref, x), batch_flows(tri, x)
-    torch.testing.assert_close(ft.sum_flows, fr.sum_flows, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(ft.sum_flows.cpu(), fr.sum_flows, rtol=1e-3, atol=1e-4)
     em_update(ref, fr, 0.5, 0.1)
     em_update(tri, ft, 0.5, 0.1)
-    torch.testing.assert_close(tri.sum_logits, ref.sum_logits, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(tri.sum_logits.cpu(), ref.sum_logits, rtol=1e-3, atol=1e-4)
     q = torch.tensor([[v if rng.random() < 0.4 else -1 for v in a] for a in all_assignments(circuit)[:8]])
-    torch.testing.assert_close(tri.mpe(q), ref.mpe(q))
+    torch.testing.assert_close(tri.mpe(q).cpu(), ref.mpe(q))
     s = tri.sample(8, seed=1)
     assert s.shape == (8, 4) and (s >= 0).all()
 
@@ -166,7 +171,7 @@ def test_underflowing_sums_are_recomputed_exactly_in_the_kernels():
     ref, tri = _pair(src)
     x = torch.tensor([[100.0]])
     expect = -0.5 * 100.0 ** 2 - 0.5 * np.log(2 * np.pi)
-    out = tri(x)
+    out = tri(x).cpu()
     torch.testing.assert_close(out, torch.tensor([expect], dtype=torch.float32), rtol=1e-5, atol=1e-3)
     _compare(ref, tri, x)
 

@@ -100,9 +100,10 @@ def tree_center(V: int, edges: list[tuple[int, int]]) -> int:
     return path[len(path) // 2]
 
 
-def chow_liu_tree(x: np.ndarray, num_cats, pseudocount: float = 0.1, max_rows: int | None = 20000):
-    """(root, parent array with -1 at the root) of the Chow-Liu tree of x, rooted at its center."""
-    mi = mutual_information(x, num_cats, pseudocount, max_rows)
+def chow_liu_tree(x: np.ndarray, num_cats, pseudocount: float = 0.1, max_rows: int | None = 20000, device=None):
+    """(root, parent array with -1 at the root) of the Chow-Liu tree of x, rooted at its center.
+    `device`: where the mutual information is counted (default: CUDA when available)."""
+    mi = mutual_information(x, num_cats, pseudocount, max_rows, device=device)
     V = mi.shape[0]
     edges = maximum_spanning_tree(mi)
     root = tree_center(V, edges)
