@@ -110,13 +110,19 @@ def ours(x: np.ndarray, parent, latents: int, K: int, batch: int, steps: int, de
            "sum_params": int(model.program.num_sum_params), "rows": rows_written(model)}
     for graphs in ([True, False] if model.cuda_graphs and device.type == "cuda" else [False]):
         model.cuda_graphs = graphs
-        for _ in range(3):
-            fwd()
-            step()
         tag = "" if graphs else "_eager"
-        out["fwd_ms" + tag] = timed(fwd, steps, device)
-        out["step_ms" + tag] = timed(step, steps, device)
+        try:
+            for _ in range(3):
+                fwd()
+                step()
+            out["fwd_ms" + tag] = timed(fwd, steps, device)
+            out["step_ms" + tag] = timed(step, steps, device)
+        except Exception as e:  # a failed capture must not lose the eager figures
+            out["error" + tag] = repr(e)[:300]
+            print(json.dumps({"graphs": graphs, "error": repr(e)[:300]}), flush=True)
     if "fwd_ms" not in out:
+        if "fwd_ms_eager" not in out:
+            raise RuntimeError(out.get("error_eager") or out.get("error") or "no timing")
         out["fwd_ms"], out["step_ms"] = out["fwd_ms_eager"], out["step_ms_eager"]
     out["peak_gb"] = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None
     return out

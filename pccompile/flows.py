@@ -46,7 +46,7 @@ def encoded_flows(model, x_int, x_real) -> FlowStats:
     indexing, no data-dependent shapes), so a training step can be captured as a CUDA graph."""
     ex = model.executor
     logw = model.sum_log_weights(padded=True)
-    mars = ex.forward_mars(model.input_log_probs(x_int, x_real), logw)
+    mars = model.node_values(x_int, x_real, logw)
     root = mars[ex.root_row]
     ok = torch.isfinite(root)  # zero-probability rows carry no flow
     grad = ok.to(mars.dtype)

@@ -122,6 +122,17 @@ class CompiledCircuit(nn.Module):
                  for part, h in zip(self.program.input_partitions, self.inputs)]
         return torch.cat(parts, 0)
 
+    def node_values(self, x_int, x_real, logw: torch.Tensor | None = None, complete: bool = False):
+        """mars [rows, B]: every node's log-value for an encoded batch, without autograd (for
+        inference, flows and EM). The triton executor writes the input rows in place."""
+        logw = self.sum_log_weights(padded=True) if logw is None else logw
+        direct = getattr(self.executor, "forward_from_data", None)
+        if direct is not None:
+            mars = direct(x_int, x_real, self.inputs, logw, complete)
+            if mars is not None:
+                return mars
+        return self.executor.forward_mars(self.input_log_probs(x_int, x_real), logw, complete=complete)
+
     def forward(self, x, missing=None) -> torch.Tensor:
         """log p(x) per row; missing entries (-1 / NaN / `missing` mask) are marginalised."""
         x_int, x_real = self.encode(x, missing)
@@ -133,6 +144,8 @@ class CompiledCircuit(nn.Module):
         return self._log_prob(x_int, x_real)
 
     def _log_prob(self, x_int, x_real) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            return self.node_values(x_int, x_real)[self.executor.root_row].clone()
         return CircuitLogLikelihood.apply(self.input_log_probs(x_int, x_real), self.sum_log_weights(padded=True),
                                           self.executor)
 

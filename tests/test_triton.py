@@ -61,6 +61,10 @@ def _compare(ref, tri, x):
     for p, q in zip(ref.parameters(), tri.parameters()):
         assert not torch.isnan(q.grad).any()
         torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-3, atol=1e-4)
+    with torch.no_grad():  # without autograd the input kernels write the input rows in place
+        c = tri(x)
+    assert not torch.isnan(c).any()
+    torch.testing.assert_close(c.cpu(), a.detach(), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("kind", ["dense", "sparse", "tied", "gaussian", "deep"])
@@ -176,7 +180,7 @@ def test_underflowing_sums_are_recomputed_exactly_in_the_kernels():
     _compare(ref, tri, x)
 
 
-def test_every_kernel_compiles_for_an_h100_without_spilling(tmp_path, monkeypatch):
+def test_every_kernel_compiles_for_an_h100_without_spilling(tmp_path, monkeypatch, rng):
     """Compiled for sm_90 with the ptxas in Triton's wheel (no GPU needed): the interpreter does not
     catch kernels that fail to compile for a real target, nor register spills (the first version
     of the sum kernels spilled 7-10 KB per thread at 64-wide tiles)."""
@@ -186,9 +190,14 @@ def test_every_kernel_compiles_for_an_h100_without_spilling(tmp_path, monkeypatc
     model = pc.compile(pc.build(hclt_from_tree(np.array([-1, 0, 0]), 256, latents=64)))
     emitted = emit(model.program, TritonOptions())
     variants = kernel_variants(emitted, model.program)
-    assert {"sum_fwd", "sum_max", "sum_bwd", "sum_bwd_params", "em_dense"} <= {v.kernel for v in variants}
+    mixed = pc.compile(random_circuit(rng, num_vars=6, gaussian=True))  # every input distribution
+    emitted_mixed = emit(mixed.program, TritonOptions())
+    inputs = [v for v in kernel_variants(emitted_mixed, mixed.program) if v.kernel == "input_fwd"]
+    assert {v.constexprs["DIST"] for v in inputs} == {0, 1, 2}
+    compile_variants(inputs, emitted_mixed, arch=90)
+    assert {"input_fwd", "sum_fwd", "sum_max", "sum_bwd", "sum_bwd_params", "em_dense"} <= {v.kernel for v in variants}
     assert any(v.constexprs.get("USE_DOT") for v in variants) and any(v.constexprs.get("FUSED") for v in variants)
     compile_variants(variants, emitted, arch=90)
-    for v in variants:
+    for v in variants + inputs:
         assert v.error is None, (v.kernel, v.describe(), v.error)
         assert v.usage["STACK"] <= 64, (v.kernel, v.describe(), v.usage)

@@ -30,7 +30,7 @@ from pccompile.ir import Program
 from .emitter import Emitted
 from .executor import cache_dir, load_module
 
-LAUNCHED = ("prod_fwd", "prod_bwd", "sum_fwd", "sum_max", "sum_bwd", "sum_bwd_params", "em_dense")
+LAUNCHED = ("input_fwd", "prod_fwd", "prod_bwd", "sum_fwd", "sum_max", "sum_bwd", "sum_bwd_params", "em_dense")
 
 
 @dataclass
@@ -110,6 +110,9 @@ def kernel_variants(emitted: Emitted, program: Program, batch: int = 512) -> lis
     mars = torch.empty(R, 1)  # stand-ins: launchers only pass them on
     logw, grad = torch.empty(P + 1), torch.empty(P + 1)
     idx = [torch.as_tensor(a) for a in emitted.index_arrays]
+    x_int, x_real = torch.empty(1, len(program.var_names), dtype=torch.int64), torch.empty(1, len(program.var_names))
+    params = [(torch.empty(1), torch.empty(1)) for _ in program.input_partitions]
+    rebind(module.inputs)(mars, x_int, x_real, params, idx, batch)
     rebind(module.forward)(mars, logw, idx, batch, True)
     rebind(module.forward_max)(mars, logw, idx, batch)
     rebind(module.backward)(mars, mars, logw, grad, idx, batch)

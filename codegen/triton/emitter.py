@@ -168,7 +168,7 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
     for line in HEADER.splitlines():
         src.line(line)
     kinds = {launch.kind for launch in launches}
-    used = ["em_dense"]
+    used = ["input_fwd", "em_dense"]
     if "prod" in kinds:
         used += ["prod_fwd", "prod_bwd"]
     if "sum" in kinds:
@@ -210,6 +210,18 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
             else:
                 dot = L.meta["dot"]
                 src.line(f"sum_fwd[{grid_sum(L)}](mars, logw, {sum_args(L, f', USE_DOT={dot}')}, BF16={bf16})")
+    dist_code = {"categorical": 0, "bernoulli": 1, "gaussian": 2}
+    with src.function("inputs(mars, x_int, x_real, params, idx, B)",
+                      "Input rows written in place; params[i]: the tensors of input partition i (see input_fwd)."):
+        if not program.input_partitions:
+            src.line("return")
+        V = len(program.var_names)
+        for i, part in enumerate(program.input_partitions):
+            M = part.size
+            vi = add(part.vars)
+            src.line(f"input_fwd[(triton.cdiv({M}, {bm}), triton.cdiv(B, {bb}))](mars, x_int, x_real, *params[{i}], "
+                     f"idx[{vi}], {part.start}, {M}, {V}, B, K={part.num_cats or 1}, DIST={dist_code[part.dist]}, "
+                     f"BLOCK_M={bm}, BLOCK_B={bb})")
     with src.function("forward_max(mars, logw, idx, B)",
                       "Max-product pass (every row written, for MPE decoding)."):
         for L in launches:

@@ -88,6 +88,35 @@ class TritonExecutor(TorchExecutor):
         self.kernels.forward(mars, self._ext(logw), self.index, mars.shape[1], complete)
         return mars
 
+    def forward_from_data(self, x_int, x_real, inputs, logw, complete: bool = False):
+        """mars from the encoded batch directly: the input kernels write the input rows in place
+        (no [rows, B] index, value or copy temporaries, which cost more memory traffic than the
+        sum layers at large latents). No autograd: for inference, flows and EM."""
+        if self.dtype_fallback(logw):
+            return None
+        B = x_int.shape[0]
+        mars = torch.empty(self.num_rows + self.emitted.num_max_rows, B, dtype=torch.float32, device=x_int.device)
+        mars[ZERO_ROW] = float("-inf")
+        mars[ONE_ROW] = 0.0
+        if self.poison:
+            mars[FIRST_ROW:] = float("nan")
+        params = []
+        for part, h in zip(self.program.input_partitions, inputs):
+            if part.dist == "categorical":
+                params.append((h.logits, torch.logsumexp(h.logits, 1)))
+            elif part.dist == "bernoulli":
+                params.append((h.logit, h.logit))
+            else:
+                params.append((h.mean, h.log_std))
+        x_int = x_int.contiguous()
+        x_real = x_int if x_real is None else x_real.contiguous()
+        self.kernels.inputs(mars, x_int, x_real, params, self.index, B)
+        self.kernels.forward(mars, self._ext(logw), self.index, B, complete)
+        return mars
+
+    def dtype_fallback(self, t: torch.Tensor) -> bool:
+        return self._use_torch(t)
+
     def forward_max(self, input_logp, logw):
         if self._use_torch(input_logp):
             return super().forward_max(input_logp, logw)

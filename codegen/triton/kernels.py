@@ -338,7 +338,41 @@ def em_dense(logits, logw, flows, start, ROWS, step_ptr, pseudocount, K: tl.cons
     tl.store(logits + ptr, tl.log((1 - step) * old + step * new), mask=mask)
 '''
 
-TEMPLATES = {"em_dense": EM_DENSE, "prod_fwd": PROD_FWD, "prod_bwd": PROD_BWD, "sum_child_values": SUM_CHILD,
+INPUT_FWD = '''
+@triton.jit
+def input_fwd(mars, x_int, x_real, p0, p1, vars, START, M, V, B, K: tl.constexpr, DIST: tl.constexpr,
+              BLOCK_M: tl.constexpr, BLOCK_B: tl.constexpr):
+    """mars[START + i] = log p(x[:, vars[i]]) for the M input nodes of one partition, written in
+    place (no [M, B] index or value temporaries); 0 where the value is missing (marginalised).
+    DIST 0, categorical: p0 = logits [M, K], p1 = their log-sum-exp per row; 1, Bernoulli:
+    p0 = logit [M]; 2, Gaussian: p0 = mean [M], p1 = log std [M]. x is [B, V], row-major."""
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    mask_m = offs_m < M
+    mask = mask_m[:, None] & (offs_b[None, :] < B)
+    v = tl.load(vars + offs_m, mask=mask_m, other=0)
+    if DIST == 2:
+        xv = tl.load(x_real + offs_b[None, :] * V + v[:, None], mask=mask, other=0.0)
+        miss = xv != xv
+        mean = tl.load(p0 + offs_m, mask=mask_m, other=0.0)
+        log_std = tl.load(p1 + offs_m, mask=mask_m, other=0.0)
+        z = (xv - mean[:, None]) * tl.exp(-log_std)[:, None]
+        lp = -0.5 * z * z - log_std[:, None] - 0.9189385332046727  # log sqrt(2 pi)
+    else:
+        xv = tl.load(x_int + offs_b[None, :] * V + v[:, None], mask=mask, other=0)
+        miss = xv < 0
+        xc = tl.maximum(xv, 0)
+        if DIST == 0:
+            lse = tl.load(p1 + offs_m, mask=mask_m, other=0.0)
+            lp = tl.load(p0 + offs_m[:, None] * K + xc, mask=mask, other=0.0) - lse[:, None]
+        else:
+            logit = tl.load(p0 + offs_m, mask=mask_m, other=0.0)
+            s = tl.where(xc == 1, logit[:, None], -logit[:, None])
+            lp = tl.minimum(s, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(s)))  # log sigmoid(s)
+    tl.store(mars + (START + offs_m)[:, None] * B + offs_b[None, :], tl.where(miss, 0.0, lp), mask=mask)
+'''
+
+TEMPLATES = {"input_fwd": INPUT_FWD, "em_dense": EM_DENSE, "prod_fwd": PROD_FWD, "prod_bwd": PROD_BWD, "sum_child_values": SUM_CHILD,
              "sum_param_ids": SUM_PIDS, "add_child_flows": ADD_FLOWS, "sum_child_row": SUM_ROW,
              "sum_param_col": SUM_COL, "add_child_row_flows": ADD_ROW, "sum_fwd": SUM_FWD, "sum_max": SUM_MAX,
              "sum_bwd_scale": SUM_BWD_SCALE, "sum_bwd": SUM_BWD, "sum_bwd_params": SUM_BWD_PARAMS}
