@@ -97,14 +97,17 @@ def test_dot_path_and_fusion_match_torch(rng, fuse):
     torch.testing.assert_close(tri.sum_logits.cpu(), ref.sum_logits, rtol=1e-4, atol=1e-4)
 
 
-def test_several_node_and_child_tiles_per_group_match_torch(rng):
+@pytest.mark.parametrize("combined", [True, False])
+def test_several_node_and_child_tiles_per_group_match_torch(rng, combined):
     # latents 32 with 16-wide tiles: each group spans two G tiles (only one saves the group max)
-    # and two K tiles (the parameter-flow kernel gets one program per weight tile)
+    # and two K tiles; parameter flows in the child-flow launch (small tiles) or in their own
+    # kernel, one program per weight tile
     root = hclt_from_tree(np.array([-1, 0, 1]), [3, 2, 3], latents=32)
     circuit = pc.to_circuit(root)
-    ref, tri = _pair(circuit, max_block_g=16, max_block_k=16)
+    ref, tri = _pair(circuit, max_block_g=16, max_block_k=16, combined_backward_tile=1024 if combined else 0)
     assert any(L.kind == "sum" and L.meta["NGB"] == 2 and L.meta["K"] == 32 and L.meta["dot"]
                for L in tri.executor.emitted.launches)
+    assert ("sum_bwd_params[" in tri.executor.emitted.source) != combined
     x = _data(circuit, rng, 40)  # three batch tiles of 16, the last one partial
     _compare(ref, tri, x)
     fr, ft = batch_flows(ref, x), batch_flows(tri, x)

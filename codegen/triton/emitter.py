@@ -32,6 +32,7 @@ class TritonOptions:
     precision: str = "tf32"  # tf32 | bf16 (operands of tl.dot; accumulation is fp32)
     fuse: bool = True
     num_warps: int = 0  # per sum launch; 0: 8 for tiles of >= 2048 entries (4 spills there on sm_90), else 4
+    combined_backward_tile: int = 1024  # node x child tiles up to this size get one backward launch, not two
 
 
 class IndentedBuffer:
@@ -238,10 +239,17 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
             else:
                 dot = L.meta["dot"]
                 head = "mars, flows, logw, grad_logw"
-                src.line(f"sum_bwd[{grid_sum(L)}]({head}, {sum_args(L, f', USE_DOT={dot}')})")
-                # the batch loop inside sum_bwd_params walks half tiles: its [G, K] accumulator needs the registers
-                grid_params = f"({L.meta['g'] * L.meta['NGB']}, {-(-L.meta['K'] // L.meta['BK'])})"
+                # small tiles: parameter flows in the same launch (launches, not registers, are the cost)
+                # Small tiles: parameter flows in the same launch (launches, not registers, are the
+                # cost there), on half batch tiles so both products fit in registers (sm_90: no spill).
+                # Larger ones: sum_bwd_params, whose batch loop also walks half tiles.
                 pb = max(16, bb // 2)
+                if L.meta["BG"] * L.meta["BK"] <= opt.combined_backward_tile:
+                    grid = f"({L.meta['g'] * L.meta['NGB']}, triton.cdiv(B, {pb}))"
+                    src.line(f"sum_bwd[{grid}]({head}, {sum_args(L, f', USE_DOT={dot}, PARAMS=True', pb)})")
+                    continue
+                src.line(f"sum_bwd[{grid_sum(L)}]({head}, {sum_args(L, f', USE_DOT={dot}, PARAMS=False')})")
+                grid_params = f"({L.meta['g'] * L.meta['NGB']}, {-(-L.meta['K'] // L.meta['BK'])})"
                 src.line(f"sum_bwd_params[{grid_params}]({head}, {sum_args(L, f', USE_DOT={dot}', pb)})")
     with src.function("em_update(logits, logw, flows, step, pseudocount)",
                       "EM M-step for the dense weight blocks (rows of equal width; `step` a one-element tensor); "

@@ -214,12 +214,15 @@ SUM_BWD = '''
 @triton.jit
 def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr,
             K: tl.constexpr, F: tl.constexpr, NP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr,
-            BLOCK_B: tl.constexpr, USE_DOT: tl.constexpr, FUSED: tl.constexpr, DENSE: tl.constexpr):
+            BLOCK_B: tl.constexpr, USE_DOT: tl.constexpr, FUSED: tl.constexpr, DENSE: tl.constexpr,
+            PARAMS: tl.constexpr):
     """Flows into the children (and through fused products into their factors).
 
     With m the group max saved by the forward pass: A_i = f_i exp(m - n_i) and the child flow is
-    e_k (W^T A)_k with e = exp(c - m). Parameter flows are sum_bwd_params' job, except on entries
-    the forward pass recomputed exactly (n far below m), whose per-edge flows are done here."""
+    e_k (W^T A)_k with e = exp(c - m). Parameter flows w_ik (A e^T)_ik are sum_bwd_params' job
+    for large tiles; with PARAMS (small tiles, where launches cost more than registers) they are
+    added here too, one atomic add per weight and batch tile. Entries the forward pass recomputed
+    exactly (n far below m) get their per-edge flows here in any case."""
     g = tl.program_id(0) // NGB
     offs_g = (tl.program_id(0) % NGB) * BLOCK_G + tl.arange(0, BLOCK_G)
     offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -241,6 +244,19 @@ def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NG
         else:
             cf = e * tl.sum(w[:, :, None] * a[:, None, :], axis=0)
         add_child_flows(flows, child, g, offs_k, mask_k, offs_b, mask_b, cf, B, K, F, FUSED)
+    if PARAMS:  # a second loop, not a second product in the first: the two would not fit in registers
+        for k0 in range(0, K, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)
+            mask_k = offs_k < K
+            c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
+            e = tl.exp(c - m[None, :])
+            p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
+            w = tl.exp(tl.load(logw + p))
+            if USE_DOT:
+                pf = w * tl.dot(a, tl.trans(e))
+            else:
+                pf = w * tl.sum(a[:, None, :] * e[None, :, :], axis=2)
+            tl.atomic_add(grad_logw + p, pf, mask=mask_g[:, None] & mask_k[None, :] & (p < NP))
     if any_exact > 0:  # rare: per-edge flows f * w * p_child / p_node, in log space
         mask_gb = mask_g[:, None] & mask_b[None, :]
         f = tl.load(flows + r[:, None] * B + offs_b[None, :], mask=mask_gb, other=0.0)
