@@ -62,15 +62,46 @@ def encoded_flows(model, x_int, x_real) -> FlowStats:
             stats.append({"w": fo.sum(1), "wx": (fo * xv0).sum(1), "wxx": (fo * xv0 * xv0).sum(1),
                           "missing": (f - fo).sum(1)})
         else:
-            xv = x_int[:, h.vars].T
-            miss = xv < 0
-            fo = torch.where(miss, torch.zeros_like(f), f)
             k = part.num_cats if part.dist == "categorical" else 2
-            counts = torch.zeros(part.size, k, dtype=f.dtype, device=f.device)
-            counts.scatter_add_(1, xv.clamp_min(0), fo)
-            stats.append({"counts": counts, "missing": (f - fo).sum(1)})
+            stats.append(_discrete_counts(part, h.vars, f, x_int, k))
     ll = torch.where(ok, root, torch.zeros_like(root)).double().sum()
     return FlowStats(sum_flows, stats, ll, int(x_int.shape[0]), logw)
+
+
+def _runs(vars_: np.ndarray) -> int | None:
+    """L when the rows are runs of L rows per variable (var0 x L, var1 x L, ...), else None."""
+    n = len(vars_)
+    if n == 0:
+        return None
+    L = int(np.argmax(vars_ != vars_[0])) or n
+    if n % L or not np.all(vars_.reshape(-1, L) == vars_[::L, None]):
+        return None
+    return L
+
+
+def _discrete_counts(part, vars_t: torch.Tensor, f: torch.Tensor, x_int: torch.Tensor, k: int) -> dict:
+    """Sufficient statistics of a categorical/Bernoulli partition: flow per (row, category) and
+    the flow of rows whose value is missing.
+
+    When the rows come in runs of L per variable (HCLT, and any node vector per variable), this
+    is one batched product per variable: flows [L, B] times the batch's one-hot codes [B, k + 1]
+    (column k: missing), which reads each flow once, instead of building [rows, B] index and mask
+    tensors for a scatter (several passes over rows x batch)."""
+    L = _runs(part.vars)
+    if L is not None:
+        nv, B = part.size // L, f.shape[1]
+        xs = x_int[:, vars_t[::L]]  # [B, nv]
+        code = torch.where(xs < 0, torch.full_like(xs, k), xs).T  # [nv, B]
+        onehot = torch.zeros(nv, B, k + 1, dtype=f.dtype, device=f.device)
+        onehot.scatter_(2, code.unsqueeze(2), 1.0)
+        res = torch.bmm(f.reshape(nv, L, B), onehot).reshape(part.size, k + 1)
+        return {"counts": res[:, :k], "missing": res[:, k]}
+    xv = x_int[:, vars_t].T
+    miss = xv < 0
+    fo = torch.where(miss, torch.zeros_like(f), f)
+    counts = torch.zeros(part.size, k, dtype=f.dtype, device=f.device)
+    counts.scatter_add_(1, xv.clamp_min(0), fo)
+    return {"counts": counts, "missing": (f - fo).sum(1)}
 
 
 def dataset_flows(model, data, batch_size: int = 512) -> FlowStats:
