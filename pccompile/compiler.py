@@ -81,7 +81,7 @@ def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto
     t2 = time.perf_counter()
     program = lower(circuit, pack)
     t3 = time.perf_counter()
-    chosen = _choose_backend(backend, device)
+    chosen = _choose_backend(backend, device, dtype)
     options = {"triton": dict(triton or {}), "cuda_graphs": bool(cuda_graphs)}
     model = CompiledCircuit(circuit, program, backend=chosen, dtype=dtype or torch.float32, options=options,
                             init=False, device=device)
@@ -100,13 +100,14 @@ def _triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def _choose_backend(backend: str, device) -> str:
-    """auto: triton on CUDA devices (when installed), torch otherwise."""
+def _choose_backend(backend: str, device, dtype=None) -> str:
+    """auto: triton on CUDA devices (when installed) in float32, torch otherwise."""
     if backend not in ("auto", "torch", "triton"):
         raise ArgumentError(f"unknown backend '{backend}'; expected auto, torch or triton")
     on_cuda = device is not None and torch.device(device).type == "cuda"
     if backend == "auto":
-        return "triton" if on_cuda and _triton_available() else "torch"
+        exact = dtype is not None and dtype != torch.float32
+        return "triton" if on_cuda and _triton_available() and not exact else "torch"
     if backend == "triton":
         if not _triton_available():
             raise ArgumentError("backend 'triton' needs the triton package (pip install triton)")

@@ -47,7 +47,7 @@ def encoded_flows(model, x_int, x_real) -> FlowStats:
     ex = model.executor
     logw = model.sum_log_weights(padded=True)
     mars = model.node_values(x_int, x_real, logw)
-    root = mars[ex.root_row]
+    root = mars[ex.out_row]
     ok = torch.isfinite(root)  # zero-probability rows carry no flow
     grad = ok.to(mars.dtype)
     flows, sum_flows = ex.backward_flows(mars, logw, grad)

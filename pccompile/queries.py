@@ -93,7 +93,7 @@ def max_product_value(model, x, missing=None) -> torch.Tensor:
     """The max-product value at the root (a lower bound on log p of the MPE assignment)."""
     x_int, x_real = model.encode(x, missing)
     inputs = _max_input_log_probs(model, x_int, x_real, _input_params(model))
-    return model.executor.forward_max(inputs, model.sum_log_weights())[model.executor.root_row]
+    return model.executor.forward_max(inputs, model.sum_log_weights())[model.program.root_row]
 
 
 @torch.no_grad()

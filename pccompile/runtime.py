@@ -19,9 +19,12 @@ from .params import (SumRows, circuit_params_from_runtime, draw_missing, input_p
                      sum_logits_from_circuit)
 
 
-def make_executor(program: Program, backend: str, options: dict):
-    """The backend's executor: torch reference or emitted Triton kernels."""
+def make_executor(program: Program, backend: str, options: dict, dtype: torch.dtype = torch.float32):
+    """The backend's executor: torch reference or emitted Triton kernels (float32 only)."""
     if backend == "triton":
+        if dtype != torch.float32:
+            from pccompile.ir import ArgumentError
+            raise ArgumentError(f"the triton backend computes in float32, not {dtype}; use backend='torch'")
         from pccompile.codegen.triton import TritonExecutor, TritonOptions
         return TritonExecutor(program, TritonOptions(**options.get("triton", {})))
     return TorchExecutor(program)
@@ -36,7 +39,7 @@ class CompiledCircuit(nn.Module):
         self.program = program
         self.backend = backend
         self.options = dict(options or {})
-        self.executor = make_executor(program, backend, self.options)
+        self.executor = make_executor(program, backend, self.options, dtype)
         staging = np.float64 if dtype == torch.float64 else np.float32
         if not any(lay.node in circuit.params for lay in program.sum_layout):
             # nothing to copy: allocate on the target device (GPU compile: no host staging of
@@ -73,10 +76,9 @@ class CompiledCircuit(nn.Module):
     @property
     def cuda_graphs(self) -> bool:
         """Whether steps on CUDA tensors are captured and replayed as CUDA graphs: the triton
-        backend in float32 (the torch path waits on the device to repair underflow, so it cannot
-        be captured), unless compiled with cuda_graphs=False or switched off by assignment."""
-        return (self.backend == "triton" and self.dtype == torch.float32
-                and bool(self.options.get("cuda_graphs", True)))
+        backend (the torch path waits on the device to repair underflow, so it cannot be
+        captured), unless compiled with cuda_graphs=False or switched off by assignment."""
+        return self.backend == "triton" and bool(self.options.get("cuda_graphs", True))
 
     @cuda_graphs.setter
     def cuda_graphs(self, on: bool) -> None:
@@ -128,9 +130,7 @@ class CompiledCircuit(nn.Module):
         logw = self.sum_log_weights(padded=True) if logw is None else logw
         direct = getattr(self.executor, "forward_from_data", None)
         if direct is not None:
-            mars = direct(x_int, x_real, self.inputs, logw, complete)
-            if mars is not None:
-                return mars
+            return direct(x_int, x_real, self.inputs, logw, complete)
         return self.executor.forward_mars(self.input_log_probs(x_int, x_real), logw, complete=complete)
 
     def forward(self, x, missing=None) -> torch.Tensor:
@@ -145,7 +145,7 @@ class CompiledCircuit(nn.Module):
 
     def _log_prob(self, x_int, x_real) -> torch.Tensor:
         if not torch.is_grad_enabled():
-            return self.node_values(x_int, x_real)[self.executor.root_row].clone()
+            return self.node_values(x_int, x_real)[self.executor.out_row].clone()
         return CircuitLogLikelihood.apply(self.input_log_probs(x_int, x_real), self.sum_log_weights(padded=True),
                                           self.executor)
 

@@ -122,7 +122,8 @@ def test_graphs_are_off_where_they_cannot_run(rng):
     ref, tri = _models(circuit)
     assert not ref.cuda_graphs  # the torch path repairs underflow with a data-dependent branch
     assert tri.cuda_graphs
-    assert not pc.compile(circuit, backend="triton", dtype=torch.float64).cuda_graphs
+    with pytest.raises(pc.ArgumentError, match="float32"):
+        pc.compile(circuit, backend="triton", dtype=torch.float64)
     assert not pc.compile(circuit, backend="triton", cuda_graphs=False).cuda_graphs
 
 

@@ -95,6 +95,17 @@ def test_dot_path_and_fusion_match_torch(rng, fuse):
     em_update(ref, batch_flows(ref, x), 0.3, 0.1)  # dense blocks: the fused em_dense kernel
     em_update(tri, batch_flows(tri, x), 0.3, 0.1)
     torch.testing.assert_close(tri.sum_logits.cpu(), ref.sum_logits, rtol=1e-4, atol=1e-4)
+    # rows of fused-away products are not allocated in a normal pass, only in a complete one
+    em = tri.executor.emitted
+    products = sum(p.rows.size for lay in tri.program.layers if lay.kind == "product" for p in lay.partitions)
+    groups = em.num_rows - (tri.program.num_rows - (products if fuse else 0))
+    assert groups == sum(L.meta["g"] for L in em.launches if L.kind == "sum")
+    assert em.num_rows_complete == tri.program.num_rows + groups
+    with torch.no_grad():
+        assert tri.node_values(*tri.encode(x)).shape[0] == em.num_rows
+    q = x.clone()
+    q[:, ::2] = float("nan")
+    torch.testing.assert_close(tri.mpe(q).cpu(), ref.mpe(q))  # decoding reads the complete pass
 
 
 @pytest.mark.parametrize("combined", [True, False])

@@ -27,7 +27,8 @@ class TorchExecutor(nn.Module):
         super().__init__()
         self.program = program
         self.num_rows = program.num_rows
-        self.root_row = program.root_row
+        self.root_row = program.root_row  # in Program order (decoding, complete passes)
+        self.out_row = program.root_row  # the root's row in buffers from forward_mars / backward_flows
         self.num_inputs = sum(p.size for p in program.input_partitions)
         self.num_params = program.num_sum_params
         self.layer_specs: list[tuple[str, list[str]]] = []
@@ -172,7 +173,7 @@ class CircuitLogLikelihood(torch.autograd.Function):
         mars = executor.forward_mars(input_logp.detach(), logw.detach())
         ctx.executor = executor
         ctx.save_for_backward(mars, logw)
-        return mars[executor.root_row].clone()
+        return mars[executor.out_row].clone()
 
     @staticmethod
     def backward(ctx, grad):

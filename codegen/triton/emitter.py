@@ -79,11 +79,18 @@ class Launch:
 
 @dataclass
 class Emitted:
+    """The module source plus what the executor needs to run it. Buffer rows are renumbered:
+    rows of products that fusion skips go last, so a normal pass allocates only
+    `num_rows` (the Program's other rows, then one row per sum group for its saved max), and a
+    `complete` pass (sampling, MPE) `num_rows_complete`. `perm[r]` is Program row r's new row."""
+
     source: str
     index_arrays: list[np.ndarray]
     launches: list[Launch]
     digest: str
-    num_max_rows: int = 0  # rows after the Program's where the forward pass saves each group's max
+    num_rows: int
+    num_rows_complete: int
+    perm: np.ndarray
 
 
 def _pow2(n: int) -> int:
@@ -107,7 +114,6 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
                 readers.setdefault(int(r), set()).add((li, pi))
 
     launches: list[Launch] = []
-    max_row = program.num_rows  # each sum group's max over its children is saved in its own row
     skip_product = set()
     fused_children: dict[tuple[int, int], np.ndarray] = {}
     for li, layer in enumerate(layers[1:], start=1):
@@ -133,17 +139,19 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
         if only_fused and program.root_row not in set(rows.tolist()):
             skip_product.add(li)
 
+    perm, compact, complete_rows = _renumber(program, skip_product)
+    max_row = compact  # each sum group's max over its children is saved in its own row
     for li, layer in enumerate(layers[1:], start=1):
         for pi, part in enumerate(layer.partitions):
             if layer.kind == "product":
                 F = part.child_rows.shape[1]
-                launches.append(Launch("prod", li, (add(part.rows), add(part.child_rows)),
+                launches.append(Launch("prod", li, (add(perm[part.rows]), add(perm[part.child_rows])),
                                        {"M": int(part.rows.shape[0]), "F": F, "fused_away": li in skip_product}))
                 continue
             g, G, K = part.shape
             comp = fused_children.get((li, pi))
             fused = comp is not None
-            child = add(comp if fused else part.child_rows)
+            child = add(perm[comp if fused else part.child_rows])
             F = int(comp.shape[2]) if fused else 1
             bg = min(_pow2(G), opt.max_block_g)
             use_dot = opt.use_dot and bg >= 16 and opt.block_b >= 16
@@ -159,7 +167,7 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
                 table = add(part.param_ids)
                 params = (table, table, table)
             warps = opt.num_warps or (8 if bg * opt.block_b >= 2048 else 4)
-            launches.append(Launch("sum", li, (child, *params, add(part.rows)),
+            launches.append(Launch("sum", li, (child, *params, add(perm[part.rows])),
                                    {"g": g, "G": G, "K": K, "F": F, "BG": bg, "BK": bk, "NGB": -(-G // bg),
                                     "MROW": max_row, "dot": use_dot, "fused": fused, "dense": part.dense,
                                     "warps": warps}))
@@ -221,7 +229,7 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
             M = part.size
             vi = add(part.vars)
             src.line(f"input_fwd[(triton.cdiv({M}, {bm}), triton.cdiv(B, {bb}))](mars, x_int, x_real, *params[{i}], "
-                     f"idx[{vi}], {part.start}, {M}, {V}, B, K={part.num_cats or 1}, DIST={dist_code[part.dist]}, "
+                     f"idx[{vi}], {int(perm[part.start])}, {M}, {V}, B, K={part.num_cats or 1}, DIST={dist_code[part.dist]}, "
                      f"BLOCK_M={bm}, BLOCK_B={bb})")
     with src.function("forward_max(mars, logw, idx, B)",
                       "Max-product pass (every row written, for MPE decoding)."):
@@ -264,4 +272,20 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
                      f"K={k}, BLOCK_R={br}, BLOCK_K={bk})")
     source = src.text()
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
-    return Emitted(source, arrays, launches, digest, max_row - program.num_rows)
+    assert max_row == compact + sum(p.shape[0] for lay in layers if lay.kind == "sum" for p in lay.partitions)
+    return Emitted(source, arrays, launches, digest, max_row, max_row + complete_rows, perm)
+
+
+def _renumber(program: Program, skip_product: set[int]) -> tuple[np.ndarray, int, int]:
+    """(perm, rows kept, rows skipped): rows of skipped product layers move behind all others and
+    behind the sum groups' max rows, keeping relative order (input rows stay where they are)."""
+    skipped = np.zeros(program.num_rows, bool)
+    for li in skip_product:
+        for p in program.layers[li].partitions:
+            skipped[p.rows] = True
+    kept = int((~skipped).sum())
+    n_max = sum(p.shape[0] for lay in program.layers if lay.kind == "sum" for p in lay.partitions)
+    perm = np.empty(program.num_rows, dtype=np.int64)
+    perm[~skipped] = np.arange(kept)
+    perm[skipped] = kept + n_max + np.arange(int(skipped.sum()))
+    return perm, kept, int(skipped.sum())

@@ -1,7 +1,7 @@
 """TritonExecutor: runs a Program through its emitted Triton module.
 
 Same interface as TorchExecutor (which it extends), so autograd, flows, EM and the queries work
-unchanged on either backend. Kernels compute in float32; a float64 model falls back to torch.
+unchanged on either backend. Kernels compute in float32 (compile() refuses triton with float64).
 The emitted module is written to a disk cache keyed by a hash of its source (which is a function
 of the Program and the options) and imported from there, because Triton compiles from files.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from pccompile.codegen.torch_backend.executor import TorchExecutor
-from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW, Program
+from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW, ArgumentError, Program
 
 from .emitter import Emitted, TritonOptions, emit
 
@@ -45,6 +45,11 @@ def load_module(em: Emitted):
 
 
 class TritonExecutor(TorchExecutor):
+    """Runs the emitted kernels on float32 buffers laid out as the emitter renumbered them
+    (Emitted.perm): `out_row` is the renumbered root; `complete` passes and max-product values,
+    which the torch decoder reads (sampling, MPE), are put back in Program order. The torch executor it extends supplies that
+    decoder and the per-partition buffers it reads."""
+
     def __init__(self, program: Program, options: TritonOptions | None = None):
         super().__init__(program)
         self.poison = False  # tests: fill buffers with NaN first, so any row read before written shows
@@ -54,52 +59,49 @@ class TritonExecutor(TorchExecutor):
         self.num_index = len(self.emitted.index_arrays)
         for k, a in enumerate(self.emitted.index_arrays):
             self.register_buffer(f"tx{k}", torch.as_tensor(a), persistent=False)
+        self.register_buffer("perm", torch.as_tensor(self.emitted.perm), persistent=False)
+        self.out_row = int(self.emitted.perm[program.root_row])
 
     @property
     def index(self) -> list[torch.Tensor]:
         return [getattr(self, f"tx{k}") for k in range(self.num_index)]
 
-    def _use_torch(self, t: torch.Tensor) -> bool:
-        return t.dtype != torch.float32
+    @staticmethod
+    def _check(t: torch.Tensor) -> None:
+        if t.dtype != torch.float32:
+            raise ArgumentError(f"the triton backend computes in float32, got {t.dtype}; "
+                                "use backend='torch' for float64")
 
-    def start_mars(self, input_logp: torch.Tensor) -> torch.Tensor:
-        """As the torch backend's, plus one row per sum group for the group max the forward
-        kernels save for the backward ones."""
-        mars = torch.empty(self.num_rows + self.emitted.num_max_rows, input_logp.shape[1], dtype=input_logp.dtype,
-                           device=input_logp.device)
+    def _buffer(self, B: int, device, complete: bool) -> torch.Tensor:
+        """Fresh mars: padding rows set; every other row NaN when poisoned (tests)."""
+        rows = self.emitted.num_rows_complete if complete else self.emitted.num_rows
+        mars = torch.empty(rows, B, dtype=torch.float32, device=device)
         mars[ZERO_ROW] = float("-inf")
         mars[ONE_ROW] = 0.0
-        mars[FIRST_ROW:FIRST_ROW + self.num_inputs] = input_logp
+        if self.poison:
+            mars[FIRST_ROW:] = float("nan")
         return mars
 
-    def _start(self, input_logp: torch.Tensor) -> torch.Tensor:
-        mars = self.start_mars(input_logp)
-        if self.poison:  # every row the kernels should write becomes NaN first
-            mars[FIRST_ROW + self.num_inputs:] = float("nan")
-        return mars
+    def _in_program_order(self, mars: torch.Tensor) -> torch.Tensor:
+        return mars.index_select(0, self.perm)
 
     def _ext(self, logw: torch.Tensor) -> torch.Tensor:
         return self.extend_logw(logw, torch.float32)
 
     def forward_mars(self, input_logp, logw, complete: bool = False):
-        if self._use_torch(input_logp):
-            return super().forward_mars(input_logp, logw)
-        mars = self._start(input_logp)
+        self._check(input_logp)
+        mars = self._buffer(input_logp.shape[1], input_logp.device, complete)
+        mars[FIRST_ROW:FIRST_ROW + self.num_inputs] = input_logp
         self.kernels.forward(mars, self._ext(logw), self.index, mars.shape[1], complete)
-        return mars
+        return self._in_program_order(mars) if complete else mars
 
     def forward_from_data(self, x_int, x_real, inputs, logw, complete: bool = False):
         """mars from the encoded batch directly: the input kernels write the input rows in place
         (no [rows, B] index, value or copy temporaries, which cost more memory traffic than the
         sum layers at large latents). No autograd: for inference, flows and EM."""
-        if self.dtype_fallback(logw):
-            return None
+        self._check(logw)
         B = x_int.shape[0]
-        mars = torch.empty(self.num_rows + self.emitted.num_max_rows, B, dtype=torch.float32, device=x_int.device)
-        mars[ZERO_ROW] = float("-inf")
-        mars[ONE_ROW] = 0.0
-        if self.poison:
-            mars[FIRST_ROW:] = float("nan")
+        mars = self._buffer(B, x_int.device, complete)
         params = []
         for part, h in zip(self.program.input_partitions, inputs):
             if part.dist == "categorical":
@@ -112,23 +114,20 @@ class TritonExecutor(TorchExecutor):
         x_real = x_int if x_real is None else x_real.contiguous()
         self.kernels.inputs(mars, x_int, x_real, params, self.index, B)
         self.kernels.forward(mars, self._ext(logw), self.index, B, complete)
-        return mars
-
-    def dtype_fallback(self, t: torch.Tensor) -> bool:
-        return self._use_torch(t)
+        return self._in_program_order(mars) if complete else mars
 
     def forward_max(self, input_logp, logw):
-        if self._use_torch(input_logp):
-            return super().forward_max(input_logp, logw)
-        mars = self._start(input_logp)
+        self._check(input_logp)
+        mars = self._buffer(input_logp.shape[1], input_logp.device, True)
+        mars[FIRST_ROW:FIRST_ROW + self.num_inputs] = input_logp
         self.kernels.forward_max(mars, self._ext(logw), self.index, mars.shape[1])
-        return mars
+        return self._in_program_order(mars)
 
     def backward_flows(self, mars, logw, grad_root):
-        if self._use_torch(mars):
-            return super().backward_flows(mars, logw, grad_root)
+        """Flows in the kernels' row order (input rows, which the callers read, are unmoved)."""
+        self._check(mars)
         flows = torch.zeros_like(mars)
-        flows[self.root_row] = grad_root.float()
+        flows[self.out_row] = grad_root.float()
         grad = torch.zeros(self.num_params + 1, dtype=torch.float32, device=mars.device)
         self.kernels.backward(mars, flows, self._ext(logw), grad, self.index, mars.shape[1])
         flows[ZERO_ROW] = 0
@@ -136,8 +135,7 @@ class TritonExecutor(TorchExecutor):
         return flows, grad[:-1]
 
     def em_sum_update(self, logits, logw, flows, rows, step, pseudocount):
-        if self._use_torch(logits):
-            return super().em_sum_update(logits, logw, flows, rows, step, pseudocount)
+        self._check(logits)
         if not isinstance(step, torch.Tensor):
             step = torch.full((1,), float(step), dtype=torch.float32, device=logits.device)
         self.kernels.em_update(logits, logw.contiguous(), flows.contiguous(), step.float().reshape(1),
