@@ -79,14 +79,16 @@ def rows_written(model) -> int:
     return n
 
 
-def ours(x: np.ndarray, parent, latents: int, K: int, batch: int, steps: int, device, backend: str) -> dict:
+def ours(x: np.ndarray, parent, latents: int, K: int, batch: int, steps: int, device, backend: str,
+         triton: dict | None = None) -> dict:
     import pccompile as pc
     from pccompile.learn import em_step
     from pccompile.structures import hclt_from_tree
 
     torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else None
     t0 = time.perf_counter()
-    model = pc.compile(pc.build(hclt_from_tree(parent, K, latents)), device=device, backend=backend)
+    model = pc.compile(pc.build(hclt_from_tree(parent, K, latents)), device=device, backend=backend,
+                       triton=triton)
     if device.type == "cuda":
         torch.cuda.synchronize()
     compile_s = time.perf_counter() - t0
@@ -106,7 +108,7 @@ def ours(x: np.ndarray, parent, latents: int, K: int, batch: int, steps: int, de
     def step():
         em_step(model, x_int, x_real, 0.1, 0.1)
 
-    out = {"system": "pccompile", "backend": model.backend, "compile_s": compile_s, "first_call_s": first_s,
+    out = {"system": "pccompile", "backend": model.backend + (f" {triton}" if triton else ""), "compile_s": compile_s, "first_call_s": first_s,
            "sum_params": int(model.program.num_sum_params), "rows": rows_written(model)}
     for graphs in ([True, False] if model.cuda_graphs and device.type == "cuda" else [False]):
         model.cuda_graphs = graphs
@@ -173,14 +175,19 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--no-pyjuice", action="store_true")
+    ap.add_argument("--triton", type=json.loads, action="append", default=None, metavar="JSON",
+                    help='Triton options for our side, e.g. \'{"block_b": 32}\' (repeat to compare several)')
+    ap.add_argument("--structures", nargs="+", default=["mnist", "chain"], help="which of mnist, chain")
     ap.add_argument("--out", default=".")
     args = ap.parse_args()
     device = torch.device(args.device)
     from pccompile.structures import chow_liu_tree
 
-    datasets = {"chain": chain_data(max(args.batch, 2000), args.vars, args.cats)}
-    if args.mnist:
+    datasets = {}
+    if args.mnist and "mnist" in args.structures:
         datasets["mnist"] = mnist(args.mnist, 10000)
+    if "chain" in args.structures:
+        datasets["chain"] = chain_data(max(args.batch, 2000), args.vars, args.cats)
     rows = []
     fl = floors(device)
     print(json.dumps({"floors": fl}), flush=True)
@@ -191,7 +198,8 @@ def main():
         _, parent = chow_liu_tree(xs, -(-K // max(1, K // 16)), max_rows=5000)
         structure_s = time.perf_counter() - t0
         for L in args.latents:
-            systems = [lambda: ours(x, parent, L, K, args.batch, args.steps, device, args.backend)]
+            systems = [lambda t=t: ours(x, parent, L, K, args.batch, args.steps, device, args.backend, t)
+                       for t in (args.triton or [None])]
             if not args.no_pyjuice and device.type == "cuda":
                 systems.append(lambda: pyjuice(x, L, K, args.batch, args.steps, device))
             for run in systems:
