@@ -1,9 +1,9 @@
 """Sparse sums: does the cost fall with the number of kept edges?
 
 An HCLT over the bundled 8x8 digits (64 variables, latents --latents) has a mask put on every
-inner sum node, keeping a fraction of its edges, either per edge (each edge kept at random) or
-in blocks (16x16 blocks of the weight matrix kept at random: what pruning at block granularity
-leaves). Every row keeps at least one edge. For each fraction we report the edges kept, the
+inner sum node, keeping a fraction of its edges: per edge (each edge kept at random), in blocks
+(16x16 blocks of the weight matrix kept at random: what pruning at block granularity leaves),
+or whole children (a child's column kept or pruned for every row). Every row keeps at least one edge. For each fraction we report the edges kept, the
 edges the packed Program processes (kept plus padding; the kernels' work), how the sums were
 grouped (a group of >= 16 nodes runs on the matrix units), and the forward time of the torch
 backend on this machine relative to the dense circuit.
@@ -34,10 +34,15 @@ def masked(circuit, fraction: float, block: int, rng) -> pc.Circuit:
         if not isinstance(n, SumNode) or n.size == 1 or nid == circuit.root:
             continue
         K = sum(circuit.nodes[c].size for c in n.children)
-        rows, cols = -(-n.size // block), -(-K // block)
-        keep = rng.random((rows, cols)) < fraction
-        keep[np.arange(rows), rng.integers(cols, size=rows)] = True  # no empty row
-        mask = np.kron(keep, np.ones((block, block), bool))[:n.size, :K]
+        if block == 0:  # whole children pruned, for every row
+            keep = rng.random(K) < fraction
+            keep[rng.integers(K)] = True
+            mask = np.broadcast_to(keep, (n.size, K)).copy()
+        else:
+            rows, cols = -(-n.size // block), -(-K // block)
+            keep = rng.random((rows, cols)) < fraction
+            keep[np.arange(rows), rng.integers(cols, size=rows)] = True  # no empty row
+            mask = np.kron(keep, np.ones((block, block), bool))[:n.size, :K]
         nodes[nid] = SumNode(n.id, n.name, n.children, n.size, mask, n.tie)
     params = {k: v for k, v in circuit.params.items() if not isinstance(nodes[k], SumNode)}
     return circuit.replace(nodes=nodes, params=params)
@@ -69,7 +74,7 @@ def main():
           "nodes in groups of >= 16 | forward ms (torch, CPU) | vs dense |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     dense_ms = None
-    for kind, block in (("per edge", 1), ("16x16 blocks", 16)):
+    for kind, block in (("per edge", 1), ("16x16 blocks", 16), ("whole children", 0)):
         for f in args.fractions:
             if f >= 1 and kind != "per edge":
                 continue

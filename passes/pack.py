@@ -85,6 +85,28 @@ def plan_partitions(fanins: np.ndarray, weights: np.ndarray, tolerance: float, m
     return out
 
 
+def masked_groups(rows: np.ndarray, crow: np.ndarray, pid: np.ndarray, mask: np.ndarray, opt: PackOptions):
+    """Groups for one masked sum node: ((G, False), (rows, child rows, weight ids)) items, by the
+    cheapest of three layouts under `opt.group_cost`, each over only the children its rows use:
+    one group of all rows (columns no row uses are dropped: column-pruned masks shrink K);
+    blocks of `opt.min_group` consecutive rows (row-block structure); one group per distinct
+    mask row (block-sparse masks in any row order, or very sparse ones)."""
+    def over(sel_rows: np.ndarray, cols: np.ndarray):
+        return (sel_rows.size, False), (rows[sel_rows], crow[cols], pid[sel_rows][:, cols])
+
+    S = mask.shape[0]
+    every = np.arange(S)
+    layouts = [[(every, mask.any(0))]]
+    if S > opt.min_group:
+        blocks = [every[a:a + opt.min_group] for a in range(0, S, opt.min_group)]
+        layouts.append([(b, mask[b].any(0)) for b in blocks])
+    patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    layouts.append([(np.flatnonzero(inverse == k), sel) for k, sel in enumerate(patterns)])
+    cost = [sum(opt.group_cost(int(r.size), int(c.sum())) for r, c in lay) for lay in layouts]
+    return [over(r, c) for r, c in layouts[int(np.argmin(cost))]]
+
+
 def pack(circuit: Circuit, plan: LayerPlan | None = None, options: PackOptions | None = None) -> Program:
     plan = plan or layer(circuit)
     opt = options or PackOptions()
@@ -188,18 +210,8 @@ def pack(circuit: Circuit, plan: LayerPlan | None = None, options: PackOptions |
                 if mask is None:
                     groups.setdefault((n.size, True), []).append((rows, crow, pid_table[src.id][0]))
                 else:
-                    pid = param_ids(n)
-                    patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
-                    inverse = inverse.reshape(-1)
-                    sizes = np.bincount(inverse, minlength=len(patterns))
-                    split = sum(opt.group_cost(int(g), int(p.sum())) for g, p in zip(sizes, patterns))
-                    if split >= opt.group_cost(n.size, mask.shape[1]):  # one group, masked edges weigh 0
-                        groups.setdefault((n.size, False), []).append((rows, crow, pid))
-                        continue
-                    for k, sel in enumerate(patterns):  # rows with one mask pattern share a group
-                        members = np.flatnonzero(inverse == k)
-                        groups.setdefault((members.size, False), []).append(
-                            (rows[members], crow[sel], pid[members][:, sel]))
+                    for key, item in masked_groups(rows, crow, param_ids(n), mask, opt):
+                        groups.setdefault(key, []).append(item)
             parts = []
             for (g_size, dense), items in groups.items():
                 fan = np.array([len(it[1]) for it in items])

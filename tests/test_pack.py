@@ -78,16 +78,17 @@ def test_program_invariants(rng, trial):
     assert "layer" in str(prog)
 
 
-def _packed_sum(rng, density, block, **options):
+def _packed_sum(rng, density, block, mask=None, **options):
     """A 256-node sum over 128 children with a random mask in block x block blocks (every row keeps
     one edge at least): (padded slots the kernels process, kept edges, the sum layer)."""
     import pccompile as pc
     from pccompile.passes import lower
     kids = [pc.inputs(v, 128, pc.Bernoulli()) for v in range(2)]
     n, K = 256, 128
-    pattern = rng.random((n // block, K // block)) < density
-    pattern[np.arange(n // block), rng.integers(0, K // block, n // block)] = True
-    mask = np.kron(pattern, np.ones((block, block), bool))
+    if mask is None:
+        pattern = rng.random((n // block, K // block)) < density
+        pattern[np.arange(n // block), rng.integers(0, K // block, n // block)] = True
+        mask = np.kron(pattern, np.ones((block, block), bool))
     s = pc.summate(pc.multiply(*kids), size=n, mask=mask)
     circuit = InitParams(seed=0).run(pc.build(pc.summate(s, size=1)))
     prog = lower(circuit, PackOptions(tolerance=0.5, **options))
@@ -107,6 +108,19 @@ def test_per_edge_sparse_sums_cost_their_kept_edges_when_rows_are_cheap(rng, den
     # no read cost and no penalty for small groups: splitting into rows always wins
     slots, kept, _ = _packed_sum(rng, density, block=1, read_cost=0.0, scalar_mac_cost=1.0)
     assert slots <= 1.5 * kept + 1e-9, (density, slots, kept)
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.25, 0.1])
+def test_column_pruned_sums_cost_falls_with_their_kept_children(rng, fraction):
+    # children pruned for every row (plus random per-edge holes): one matrix-unit group over the
+    # children still in use, so the edges processed fall with the children kept
+    cols = rng.random(128) < fraction
+    cols[rng.integers(128)] = True
+    mask = cols[None, :] & (rng.random((256, 128)) < 0.9)
+    mask[np.arange(256), rng.choice(np.flatnonzero(cols), 256)] = True
+    slots, kept, layer_ = _packed_sum(rng, 0, 1, mask=mask)
+    assert [p.shape for p in layer_.partitions] == [(1, 256, int(cols.sum()))]
+    assert slots <= kept / 0.85
 
 
 def test_sparse_sums_choose_by_the_cost_model(rng):
