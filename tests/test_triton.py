@@ -38,7 +38,9 @@ def _cache(tmp_path_factory, monkeypatch):
 
 def _pair(circuit, **triton):
     ref = pc.compile(circuit)
-    tri = pc.compile(circuit, backend="triton", triton={"block_b": 16, **triton}, device=DEVICE)
+    # on a GPU the matrix units would read fp32 operands as tf32 (about 1e-3 relative): compare exactly
+    precision = {"precision": "ieee"} if DEVICE != "cpu" else {}
+    tri = pc.compile(circuit, backend="triton", triton={"block_b": 16, **precision, **triton}, device=DEVICE)
     tri.executor.poison = True
     return ref, tri
 
@@ -209,6 +211,11 @@ def test_every_kernel_compiles_for_an_h100_without_spilling(tmp_path, monkeypatc
     inputs = [v for v in kernel_variants(emitted_mixed, mixed.program) if v.kernel == "input_fwd"]
     assert {v.constexprs["DIST"] for v in inputs} == {0, 1, 2}
     compile_variants(inputs, emitted_mixed, arch=90)
+    for precision in ("bf16", "ieee"):  # the other operand precisions of the matrix-unit kernels
+        other = emit(model.program, TritonOptions(precision=precision))
+        dots = [v for v in kernel_variants(other, model.program) if v.constexprs.get("USE_DOT")]
+        assert {v.constexprs["PRECISION"] for v in dots} == {precision}
+        inputs += compile_variants(dots, other, arch=90)
     assert {"input_fwd", "sum_fwd", "sum_max", "sum_bwd", "sum_bwd_params", "em_dense"} <= {v.kernel for v in variants}
     assert any(v.constexprs.get("USE_DOT") for v in variants) and any(v.constexprs.get("FUSED") for v in variants)
     compile_variants(variants, emitted, arch=90)

@@ -29,7 +29,12 @@ class TritonOptions:
     max_block_k: int = 32
     block_m: int = 32  # product rows per program
     use_dot: bool = True  # tl.dot on the matrix units where tiles allow (>= 16)
-    precision: str = "tf32"  # tf32 | bf16 (operands of tl.dot; accumulation is fp32)
+    precision: str = "tf32"  # tl.dot operands: tf32 | bf16 | ieee (exact fp32); accumulation is fp32
+
+    def __post_init__(self):
+        if self.precision not in ("tf32", "bf16", "ieee"):
+            from pccompile.ir import ArgumentError
+            raise ArgumentError(f"unknown precision '{self.precision}'; expected tf32, bf16 or ieee")
     fuse: bool = True
     num_warps: int = 0  # per sum launch; 0: 8 for tiles of >= 2048 entries (4 spills there on sm_90), else 4
     combined_backward_tile: int = 1024  # node x child tiles up to this size get one backward launch, not two
@@ -177,7 +182,7 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
     for line in HEADER.splitlines():
         src.line(line)
     kinds = {launch.kind for launch in launches}
-    used = ["input_fwd", "em_dense"]
+    used = ["mm", "input_fwd", "em_dense"]
     if "prod" in kinds:
         used += ["prod_fwd", "prod_bwd"]
     if "sum" in kinds:
@@ -188,7 +193,7 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
             src.line(line)
     np_ = program.num_sum_params
     bb, bm = opt.block_b, opt.block_m
-    bf16 = opt.precision == "bf16"
+    prec = f'PRECISION="{opt.precision}"'
 
     def sum_args(L, extra="", block_b=bb):
         m = L.meta
@@ -218,7 +223,7 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
                     src.line(prod_launch(L, "prod_fwd", "mars"))
             else:
                 dot = L.meta["dot"]
-                src.line(f"sum_fwd[{grid_sum(L)}](mars, logw, {sum_args(L, f', USE_DOT={dot}')}, BF16={bf16})")
+                src.line(f"sum_fwd[{grid_sum(L)}](mars, logw, {sum_args(L, f', USE_DOT={dot}')}, {prec})")
     dist_code = {"categorical": 0, "bernoulli": 1, "gaussian": 2}
     with src.function("inputs(mars, x_int, x_real, params, idx, B)",
                       "Input rows written in place; params[i]: the tensors of input partition i (see input_fwd)."):
@@ -254,11 +259,11 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
                 pb = max(16, bb // 2)
                 if L.meta["BG"] * L.meta["BK"] <= opt.combined_backward_tile:
                     grid = f"({L.meta['g'] * L.meta['NGB']}, triton.cdiv(B, {pb}))"
-                    src.line(f"sum_bwd[{grid}]({head}, {sum_args(L, f', USE_DOT={dot}, PARAMS=True', pb)})")
+                    src.line(f"sum_bwd[{grid}]({head}, {sum_args(L, f', USE_DOT={dot}, PARAMS=True', pb)}, {prec})")
                     continue
-                src.line(f"sum_bwd[{grid_sum(L)}]({head}, {sum_args(L, f', USE_DOT={dot}, PARAMS=False')})")
+                src.line(f"sum_bwd[{grid_sum(L)}]({head}, {sum_args(L, f', USE_DOT={dot}, PARAMS=False')}, {prec})")
                 grid_params = f"({L.meta['g'] * L.meta['NGB']}, {-(-L.meta['K'] // L.meta['BK'])})"
-                src.line(f"sum_bwd_params[{grid_params}]({head}, {sum_args(L, f', USE_DOT={dot}', pb)})")
+                src.line(f"sum_bwd_params[{grid_params}]({head}, {sum_args(L, f', USE_DOT={dot}', pb)}, {prec})")
     with src.function("em_update(logits, logw, flows, step, pseudocount)",
                       "EM M-step for the dense weight blocks (rows of equal width; `step` a one-element tensor); "
                       "the masked tail is done in torch."):

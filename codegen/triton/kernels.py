@@ -70,6 +70,17 @@ def sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K: tl.co
                      BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, FUSED: tl.constexpr):''' + _CHILD_VALUES + '''    return c
 '''
 
+MM = '''
+@triton.jit
+def mm(a, b, PRECISION: tl.constexpr):
+    """a @ b on the matrix units with fp32 accumulation: bf16 operands, or fp32 operands read as
+    tf32 or exactly ("ieee", slower; what the tests on a GPU use)."""
+    if PRECISION == "bf16":
+        return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    else:
+        return tl.dot(a, b, input_precision=PRECISION)
+'''
+
 SUM_ROW = '''
 @triton.jit
 def sum_child_row(mars, child, g, k, offs_b, mask_b, B, K: tl.constexpr, F: tl.constexpr, BLOCK_B: tl.constexpr,
@@ -135,7 +146,7 @@ SUM_FWD = '''
 @triton.jit
 def sum_fwd(mars, logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr, K: tl.constexpr, F: tl.constexpr,
             NP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr,
-            USE_DOT: tl.constexpr, FUSED: tl.constexpr, BF16: tl.constexpr, DENSE: tl.constexpr):
+            USE_DOT: tl.constexpr, FUSED: tl.constexpr, PRECISION: tl.constexpr, DENSE: tl.constexpr):
     """Groups of G nodes over K shared children: online log-sum-exp over K tiles, the inner
     product on the matrix units when USE_DOT (fp32 accumulation). The group max over the
     children goes to row MROW + g, so the backward pass need not recompute it."""
@@ -157,10 +168,7 @@ def sum_fwd(mars, logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.con
         p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
         w = tl.exp(tl.load(logw + p))
         if USE_DOT:
-            if BF16:
-                part = tl.dot(w.to(tl.bfloat16), e.to(tl.bfloat16))
-            else:
-                part = tl.dot(w, e)
+            part = mm(w, e, PRECISION)
         else:
             part = tl.sum(w[:, :, None] * e[None, :, :], axis=1)
         acc = acc * scale[None, :] + part
@@ -215,7 +223,7 @@ SUM_BWD = '''
 def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr,
             K: tl.constexpr, F: tl.constexpr, NP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr,
             BLOCK_B: tl.constexpr, USE_DOT: tl.constexpr, FUSED: tl.constexpr, DENSE: tl.constexpr,
-            PARAMS: tl.constexpr):
+            PARAMS: tl.constexpr, PRECISION: tl.constexpr):
     """Flows into the children (and through fused products into their factors).
 
     With m the group max saved by the forward pass: A_i = f_i exp(m - n_i) and the child flow is
@@ -240,7 +248,7 @@ def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NG
         p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
         w = tl.exp(tl.load(logw + p))
         if USE_DOT:
-            cf = e * tl.dot(tl.trans(w), a)
+            cf = e * mm(tl.trans(w), a, PRECISION)
         else:
             cf = e * tl.sum(w[:, :, None] * a[:, None, :], axis=0)
         add_child_flows(flows, child, g, offs_k, mask_k, offs_b, mask_b, cf, B, K, F, FUSED)
@@ -253,7 +261,7 @@ def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NG
             p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
             w = tl.exp(tl.load(logw + p))
             if USE_DOT:
-                pf = w * tl.dot(a, tl.trans(e))
+                pf = w * mm(a, tl.trans(e), PRECISION)
             else:
                 pf = w * tl.sum(a[:, None, :] * e[None, :, :], axis=2)
             tl.atomic_add(grad_logw + p, pf, mask=mask_g[:, None] & mask_k[None, :] & (p < NP))
@@ -292,7 +300,7 @@ SUM_BWD_PARAMS = '''
 def sum_bwd_params(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr,
                    K: tl.constexpr, F: tl.constexpr, NP: tl.constexpr, BLOCK_G: tl.constexpr,
                    BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, USE_DOT: tl.constexpr, FUSED: tl.constexpr,
-                   DENSE: tl.constexpr):
+                   DENSE: tl.constexpr, PRECISION: tl.constexpr):
     """Parameter flows w_ik (A e^T)_ik of one [BLOCK_G, BLOCK_K] weight tile: the batch is
     contracted inside the program, so each weight gets one atomic add (tied weights share one
     accumulator) instead of one per batch tile."""
@@ -311,7 +319,7 @@ def sum_bwd_params(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows
         c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
         e = tl.exp(c - m[None, :])
         if USE_DOT:
-            acc += tl.dot(a, tl.trans(e))
+            acc += mm(a, tl.trans(e), PRECISION)
         else:
             acc += tl.sum(a[:, None, :] * e[None, :, :], axis=2)
     p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
@@ -388,7 +396,7 @@ def input_fwd(mars, x_int, x_real, p0, p1, vars, START, M, V, B, K: tl.constexpr
     tl.store(mars + (START + offs_m)[:, None] * B + offs_b[None, :], tl.where(miss, 0.0, lp), mask=mask)
 '''
 
-TEMPLATES = {"input_fwd": INPUT_FWD, "em_dense": EM_DENSE, "prod_fwd": PROD_FWD, "prod_bwd": PROD_BWD, "sum_child_values": SUM_CHILD,
+TEMPLATES = {"mm": MM, "input_fwd": INPUT_FWD, "em_dense": EM_DENSE, "prod_fwd": PROD_FWD, "prod_bwd": PROD_BWD, "sum_child_values": SUM_CHILD,
              "sum_param_ids": SUM_PIDS, "add_child_flows": ADD_FLOWS, "sum_child_row": SUM_ROW,
              "sum_param_col": SUM_COL, "add_child_row_flows": ADD_ROW, "sum_fwd": SUM_FWD, "sum_max": SUM_MAX,
              "sum_bwd_scale": SUM_BWD_SCALE, "sum_bwd": SUM_BWD, "sum_bwd_params": SUM_BWD_PARAMS}

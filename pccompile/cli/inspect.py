@@ -70,7 +70,7 @@ def show(spec: Spec,
 def emit(spec: Spec, passes: Passes = None,
          block_b: int = typer.Option(64, "--block-b", help="batch tile of every kernel"),
          no_fuse: bool = typer.Option(False, "--no-fuse", help="keep product layers as separate kernels"),
-         precision: str = typer.Option("tf32", help="tl.dot operands: tf32 or bf16 (fp32 accumulation)"),
+         precision: str = typer.Option("tf32", help="tl.dot operands: tf32, bf16 or ieee (exact fp32); fp32 accumulation"),
          compile_for: str = typer.Option(None, "--compile-for", metavar="sm_NN",
                                          help="instead of printing the source, compile every kernel variant for "
                                               "this GPU architecture (e.g. sm_90 for an H100; no GPU needed) and "
