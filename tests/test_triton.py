@@ -222,3 +222,25 @@ def test_every_kernel_compiles_for_an_h100_without_spilling(tmp_path, monkeypatc
     for v in variants + inputs:
         assert v.error is None, (v.kernel, v.describe(), v.error)
         assert v.usage["STACK"] <= 64, (v.kernel, v.describe(), v.usage)
+
+
+def test_precompile_warms_each_specialisation_once_per_batch_class():
+    """The parallel warm-up (run for real on a GPU) sees every launch of a normal pass once per
+    distinct specialisation, and again only for a new class of batch size (1, multiple of 16, other)."""
+    import threading
+    model = pc.compile(pc.build(hclt_from_tree(np.array([-1, 0, 0, 1]), 8, latents=16)), backend="triton",
+                       triton={"block_b": 16})
+    ex = model.executor
+    seen, lock = [], threading.Lock()
+
+    def warm(c):
+        with lock:
+            seen.append((c.kernel, tuple(sorted(c.kwargs.items()))))
+
+    n = ex.precompile(512, "cpu", warm=warm)
+    kernels = {k for k, _ in seen}
+    assert n == len(seen) == len(set(seen)) and {"input_fwd", "sum_fwd", "sum_bwd", "em_dense"} <= kernels
+    assert "sum_max" not in kernels  # max-product is not part of a normal pass
+    assert ex.precompile(256, "cpu", warm=warm) == 0  # same class: nothing new
+    assert ex.precompile(100, "cpu", warm=warm) == n  # B not a multiple of 16: new specialisations
+    assert ex.precompile(512, "cpu") == 0

@@ -72,51 +72,72 @@ def _type_of(value) -> str:
     raise TypeError(f"cannot type launch argument {value!r}")
 
 
-class _Recorder:
-    def __init__(self, name, fn, found: dict):
-        self.name, self.fn, self.found = name, fn, found
+@dataclass
+class Launch:
+    """One kernel launch as the emitted launchers would make it."""
+    kernel: str
+    fn: object  # the JITFunction (or the interpreter's function)
+    grid: tuple
+    args: tuple
+    kwargs: dict
+
+
+class _Collector:
+    def __init__(self, name, fn, calls: list):
+        self.name, self.fn, self.calls = name, fn, calls
 
     def __getitem__(self, grid):
         def launch(*args, **kwargs):
-            warps = kwargs.pop("num_warps", 4)
-            params = inspect.signature(self.fn.fn).parameters  # the Python function under the decorator
-            values = dict(zip(params, args))
-            values.update(kwargs)
-            sig, const = {}, {}
-            for name, p in params.items():
-                if "constexpr" in str(p.annotation):
-                    sig[name] = "constexpr"
-                    const[name] = values[name]
-                else:
-                    sig[name] = _type_of(values[name])
-            v = Variant(self.name, sig, const, warps)
-            self.found.setdefault(v.key, v).launches += 1
+            self.calls.append(Launch(self.name, self.fn, grid, args, kwargs))
         return launch
 
 
-def kernel_variants(emitted: Emitted, program: Program, batch: int = 512) -> list[Variant]:
-    """Every distinct kernel specialisation the launchers of `emitted` would compile."""
-    module = load_module(emitted)
-    found: dict[tuple, Variant] = {}
+def collect_launches(emitted: Emitted, program: Program, batch: int, device="cpu",
+                     complete: bool = True, module=None) -> list[Launch]:
+    """The launches the emitted launchers make for a batch of `batch` rows (inputs, forward,
+    max-product with `complete`, backward, EM), recorded instead of run. Tensors are one-element
+    stand-ins on `device`: a launch's specialisation depends on their dtypes and alignment only."""
+    module = module or load_module(emitted)
+    calls: list[Launch] = []
     env = dict(vars(module))
     for name in LAUNCHED:
         if name in env:
-            env[name] = _Recorder(name, getattr(module, name), found)
+            env[name] = _Collector(name, getattr(module, name), calls)
 
     def rebind(fn):
         return types.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__)
 
-    R, P = program.num_rows, program.num_sum_params
-    mars = torch.empty(R, 1)  # stand-ins: launchers only pass them on
-    logw, grad = torch.empty(P + 1), torch.empty(P + 1)
-    idx = [torch.as_tensor(a) for a in emitted.index_arrays]
-    x_int, x_real = torch.empty(1, len(program.var_names), dtype=torch.int64), torch.empty(1, len(program.var_names))
-    params = [(torch.empty(1), torch.empty(1)) for _ in program.input_partitions]
-    rebind(module.inputs)(mars, x_int, x_real, params, idx, batch)
-    rebind(module.forward)(mars, logw, idx, batch, True)
-    rebind(module.forward_max)(mars, logw, idx, batch)
-    rebind(module.backward)(mars, mars, logw, grad, idx, batch)
-    rebind(module.em_update)(logw, logw, grad, torch.empty(1), 0.1)
+    f32 = torch.empty(1, device=device)  # stand-ins: launchers only pass them on
+    x_int = torch.empty(1, dtype=torch.int64, device=device)
+    idx = [torch.empty(1, dtype=torch.int64, device=device) for _ in emitted.index_arrays]
+    params = [(f32, f32) for _ in program.input_partitions]
+    rebind(module.inputs)(f32, x_int, f32, params, idx, batch)
+    rebind(module.forward)(f32, f32, idx, batch, complete)
+    if complete:
+        rebind(module.forward_max)(f32, f32, idx, batch)
+    rebind(module.backward)(f32, f32, f32, f32, idx, batch)
+    rebind(module.em_update)(f32, f32, f32, f32, 0.1)
+    return calls
+
+
+def kernel_variants(emitted: Emitted, program: Program, batch: int = 512) -> list[Variant]:
+    """Every distinct kernel specialisation the launchers of `emitted` would compile."""
+    found: dict[tuple, Variant] = {}
+    for call in collect_launches(emitted, program, batch):
+        kwargs = dict(call.kwargs)
+        warps = kwargs.pop("num_warps", 4)
+        params = inspect.signature(call.fn.fn).parameters  # the Python function under the decorator
+        values = dict(zip(params, call.args))
+        values.update(kwargs)
+        sig, const = {}, {}
+        for name, p in params.items():
+            if "constexpr" in str(p.annotation):
+                sig[name] = "constexpr"
+                const[name] = values[name]
+            else:
+                sig[name] = _type_of(values[name])
+        v = Variant(call.kernel, sig, const, warps)
+        found.setdefault(v.key, v).launches += 1
     return list(found.values())
 
 
