@@ -46,9 +46,9 @@ def load_module(em: Emitted):
 
 class TritonExecutor(TorchExecutor):
     """Runs the emitted kernels on float32 buffers laid out as the emitter renumbered them
-    (Emitted.perm): `out_row` is the renumbered root; `complete` passes and max-product values,
-    which the torch decoder reads (sampling, MPE), are put back in Program order. The torch executor it extends supplies that
-    decoder and the per-partition buffers it reads."""
+    (Emitted.perm): `out_row` is the renumbered root. `complete` passes and max-product values,
+    which the torch decoder reads (sampling, MPE), are put back in Program order; the torch
+    executor this class extends supplies that decoder and the per-partition buffers it reads."""
 
     def __init__(self, program: Program, options: TritonOptions | None = None):
         super().__init__(program)
