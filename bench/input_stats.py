@@ -33,9 +33,9 @@ def main():
     f = torch.rand(part.size, args.batch)
 
     def median_ms(general: bool) -> float:
-        runs = flows._runs
+        runs = flows._runs_of
         if general:
-            flows._runs = lambda v: None
+            flows._runs_of = lambda p: None
         try:
             times = []
             for _ in range(7):
@@ -43,7 +43,7 @@ def main():
                 flows._discrete_counts(part, h.vars, f, x_int, args.cats)
                 times.append((time.perf_counter() - t) * 1000)
         finally:
-            flows._runs = runs
+            flows._runs_of = runs
         return statistics.median(times)
 
     print(f"{part.size} input rows x batch {args.batch}, {args.cats} categories: "

@@ -90,12 +90,10 @@ def test_em_recovers_a_mixture_and_respects_pseudocount():
 def test_input_counts_by_batched_product_match_the_scatter(rng, monkeypatch):
     """The per-variable batched product (rows in runs of L per variable) and the general scatter
     give the same statistics, equal to a direct count; -1 values count as missing."""
-    import types
-
     from pccompile import flows as fl
     L, nv, B, k = 3, 4, 50, 5
     vars_ = np.repeat(rng.permutation(6)[:nv], L)
-    part = types.SimpleNamespace(vars=vars_, size=nv * L)
+    part = type("Partition", (), {"vars": vars_, "size": nv * L})()
     x = torch.as_tensor(rng.integers(-1, k, (B, 6)))
     f = torch.rand(nv * L, B, dtype=torch.float64)
     assert fl._runs(vars_) == L  # the batched-product path
@@ -112,7 +110,7 @@ def test_input_counts_by_batched_product_match_the_scatter(rng, monkeypatch):
                 expect[r, v] += f[r, b].item()
     np.testing.assert_allclose(fast["counts"].numpy(), expect, rtol=1e-12)
     np.testing.assert_allclose(fast["missing"].numpy(), miss, rtol=1e-12)
-    monkeypatch.setattr(fl, "_runs", lambda v: None)
+    monkeypatch.setattr(fl, "_runs_of", lambda p: None)
     slow = fl._discrete_counts(part, torch.as_tensor(vars_), f, x, k)
     np.testing.assert_allclose(slow["counts"].numpy(), expect, rtol=1e-12)
     np.testing.assert_allclose(slow["missing"].numpy(), miss, rtol=1e-12)
