@@ -35,10 +35,6 @@ class GraphCache:
         self.graphs: dict[tuple, tuple] = {}  # signature -> (graph, captured inputs, captured outputs)
         self.pool = None
 
-    def clear(self) -> None:
-        self.graphs.clear()
-        self.pool = None
-
     def __call__(self, *args):
         if not any(a is not None and a.is_cuda for a in args):
             return self.fn(*args)
