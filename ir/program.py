@@ -9,6 +9,7 @@ virtual padding slot whose log-weight is -inf.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -29,6 +30,20 @@ class InputPartition:
     @property
     def size(self) -> int:
         return int(self.vars.shape[0])
+
+    @cached_property
+    def run_length(self) -> int | None:
+        """L when the rows come in runs of L per variable (var0 x L, var1 x L, ...; one node
+        vector per variable, as in an HCLT), else None. Lets per-variable work be one batched
+        product (the EM statistics in pccompile.flows)."""
+        n = self.size
+        if n == 0:
+            return None
+        v = self.vars
+        L = int(np.argmax(v != v[0])) or n
+        if n % L or not np.all(v.reshape(-1, L) == v[::L, None]):
+            return None
+        return L
 
 
 @dataclass(frozen=True, eq=False)

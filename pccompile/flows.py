@@ -8,7 +8,6 @@ For a batch, one forward and one backward pass (root flow 1 per sample) give
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,27 +68,6 @@ def encoded_flows(model, x_int, x_real) -> FlowStats:
     return FlowStats(sum_flows, stats, ll, int(x_int.shape[0]), logw)
 
 
-_RUNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # partition -> its run length
-
-
-def _runs_of(part) -> int | None:
-    """_runs(part.vars), computed once per input partition (it is on every EM step's path)."""
-    if part not in _RUNS:
-        _RUNS[part] = _runs(part.vars)
-    return _RUNS[part]
-
-
-def _runs(vars_: np.ndarray) -> int | None:
-    """L when the rows are runs of L rows per variable (var0 x L, var1 x L, ...), else None."""
-    n = len(vars_)
-    if n == 0:
-        return None
-    L = int(np.argmax(vars_ != vars_[0])) or n
-    if n % L or not np.all(vars_.reshape(-1, L) == vars_[::L, None]):
-        return None
-    return L
-
-
 def _discrete_counts(part, vars_t: torch.Tensor, f: torch.Tensor, x_int: torch.Tensor, k: int) -> dict:
     """Sufficient statistics of a categorical/Bernoulli partition: flow per (row, category) and
     the flow of rows whose value is missing.
@@ -98,7 +76,7 @@ def _discrete_counts(part, vars_t: torch.Tensor, f: torch.Tensor, x_int: torch.T
     is one batched product per variable: flows [L, B] times the batch's one-hot codes [B, k + 1]
     (column k: missing), which reads each flow once, instead of building [rows, B] index and mask
     tensors for a scatter (several passes over rows x batch)."""
-    L = _runs_of(part)
+    L = part.run_length
     if L is not None:
         nv, B = part.size // L, f.shape[1]
         xs = x_int[:, vars_t[::L]]  # [B, nv]

@@ -87,17 +87,19 @@ def test_em_recovers_a_mixture_and_respects_pseudocount():
     torch.testing.assert_close(model(grid).exp(), torch.full((4,), 0.25, dtype=torch.float64), atol=1e-6, rtol=0)
 
 
-def test_input_counts_by_batched_product_match_the_scatter(rng, monkeypatch):
+def test_input_counts_by_batched_product_match_the_scatter(rng):
     """The per-variable batched product (rows in runs of L per variable) and the general scatter
     give the same statistics, equal to a direct count; -1 values count as missing."""
     from pccompile import flows as fl
     L, nv, B, k = 3, 4, 50, 5
+    from pccompile.ir import InputPartition
     vars_ = np.repeat(rng.permutation(6)[:nv], L)
-    part = type("Partition", (), {"vars": vars_, "size": nv * L})()
+    part = InputPartition("categorical", k, 2, vars_)
     x = torch.as_tensor(rng.integers(-1, k, (B, 6)))
     f = torch.rand(nv * L, B, dtype=torch.float64)
-    assert fl._runs(vars_) == L  # the batched-product path
-    assert fl._runs(np.array([0, 0, 1, 1, 1])) is None and fl._runs(np.array([2, 2, 5, 5])) == 2
+    assert part.run_length == L  # the batched-product path
+    assert InputPartition("categorical", k, 2, np.array([0, 0, 1, 1, 1])).run_length is None
+    assert InputPartition("categorical", k, 2, np.array([2, 2, 5, 5])).run_length == 2
     fast = fl._discrete_counts(part, torch.as_tensor(vars_), f, x, k)
     expect = np.zeros((nv * L, k))
     miss = np.zeros(nv * L)
@@ -110,7 +112,8 @@ def test_input_counts_by_batched_product_match_the_scatter(rng, monkeypatch):
                 expect[r, v] += f[r, b].item()
     np.testing.assert_allclose(fast["counts"].numpy(), expect, rtol=1e-12)
     np.testing.assert_allclose(fast["missing"].numpy(), miss, rtol=1e-12)
-    monkeypatch.setattr(fl, "_runs_of", lambda p: None)
-    slow = fl._discrete_counts(part, torch.as_tensor(vars_), f, x, k)
+    general = InputPartition("categorical", k, 2, vars_)
+    general.__dict__["run_length"] = None  # as if the rows were in any order: the scatter
+    slow = fl._discrete_counts(general, torch.as_tensor(vars_), f, x, k)
     np.testing.assert_allclose(slow["counts"].numpy(), expect, rtol=1e-12)
     np.testing.assert_allclose(slow["missing"].numpy(), miss, rtol=1e-12)
