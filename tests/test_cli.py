@@ -54,3 +54,24 @@ def test_help_teaches():
     assert r.exit_code == 0 and "Examples" in r.output
     r = runner.invoke(app, ["eval", "--help"])
     assert "Example" in r.output
+
+
+def test_emit_prints_the_kernels_and_their_launches():
+    r = runner.invoke(app, ["emit", EX])
+    assert r.exit_code == 0, r.output
+    assert "def forward(mars, logw, idx, B, complete=False):" in r.output and "sum_fwd[(" in r.output
+
+
+def test_emit_compiles_for_a_gpu_without_one(tmp_path, monkeypatch):
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    r = runner.invoke(app, ["emit", EX, "--compile-for", "sm_90"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "compiled for sm_90" in r.output and "sum_bwd" in r.output and "spill bytes" in r.output
+
+
+@pytest.mark.parametrize("args,message", [(["--compile-for", "90x"], "expects an architecture like sm_90"),
+                                          (["--precision", "fp64"], "unknown precision 'fp64'")])
+def test_emit_option_errors_are_messages(args, message):
+    r = runner.invoke(app, ["emit", EX, *args])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
