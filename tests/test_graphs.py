@@ -124,6 +124,10 @@ def test_graphs_are_off_where_they_cannot_run(rng):
     assert tri.cuda_graphs
     with pytest.raises(pc.ArgumentError, match="float32"):
         pc.compile(circuit, backend="triton", dtype=torch.float64)
+    assert pc.compile(circuit, dtype=torch.float64).backend == "torch"  # auto picks the exact path
+    tri.double()  # cast after compiling: refused at the first run, with the same message
+    with pytest.raises(pc.ArgumentError, match="computes in float32"):
+        tri(torch.zeros(2, len(circuit.variables)))
     assert not pc.compile(circuit, backend="triton", cuda_graphs=False).cuda_graphs
 
 
