@@ -182,7 +182,7 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
     for line in HEADER.splitlines():
         src.line(line)
     kinds = {launch.kind for launch in launches}
-    used = ["mm", "input_fwd", "em_dense"]
+    used = ["tiles", "mm", "input_fwd", "em_dense"]
     if "prod" in kinds:
         used += ["prod_fwd", "prod_bwd"]
     if "sum" in kinds:

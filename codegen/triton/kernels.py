@@ -18,14 +18,31 @@ TINY = tl.constexpr(1e-30)  # below this a factored sum is recomputed exactly (a
 LOG_TINY = tl.constexpr(-69.0)  # log(1e-30)
 '''
 
+TILES = '''
+@triton.jit
+def row_tile(M, B, BLOCK_M: tl.constexpr, BLOCK_B: tl.constexpr):
+    """This program's [BLOCK_M rows, BLOCK_B samples] tile: offsets and masks."""
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    mask_m = offs_m < M
+    return offs_m, offs_b, mask_m, mask_m[:, None] & (offs_b[None, :] < B)
+
+
+@triton.jit
+def group_tile(NGB, G, N, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr):
+    """This program's group g, its node tile (axis 0 walks the NGB node tiles of each group)
+    and its tile of the second axis (samples, or children): offsets and masks."""
+    g = tl.program_id(0) // NGB
+    offs_g = (tl.program_id(0) % NGB) * BLOCK_G + tl.arange(0, BLOCK_G)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    return g, offs_g, offs_g < G, offs_n, offs_n < N
+'''
+
 PROD_FWD = '''
 @triton.jit
 def prod_fwd(mars, rows, child, B, M, F: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_B: tl.constexpr):
     """mars[rows[i]] = sum_f mars[child[i, f]] (log space)."""
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
-    mask_m = offs_m < M
-    mask = mask_m[:, None] & (offs_b[None, :] < B)
+    offs_m, offs_b, mask_m, mask = row_tile(M, B, BLOCK_M, BLOCK_B)
     acc = tl.zeros((BLOCK_M, BLOCK_B), dtype=tl.float32)
     for f in tl.static_range(F):
         c = tl.load(child + offs_m * F + f, mask=mask_m, other=1)
@@ -38,10 +55,7 @@ PROD_BWD = '''
 @triton.jit
 def prod_bwd(flows, rows, child, B, M, F: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_B: tl.constexpr):
     """flows[child[i, f]] += flows[rows[i]] for every factor f."""
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
-    mask_m = offs_m < M
-    mask = mask_m[:, None] & (offs_b[None, :] < B)
+    offs_m, offs_b, mask_m, mask = row_tile(M, B, BLOCK_M, BLOCK_B)
     r = tl.load(rows + offs_m, mask=mask_m, other=0)
     fl = tl.load(flows + r[:, None] * B + offs_b[None, :], mask=mask, other=0.0)
     for f in tl.static_range(F):
@@ -150,11 +164,7 @@ def sum_fwd(mars, logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.con
     """Groups of G nodes over K shared children: online log-sum-exp over K tiles, the inner
     product on the matrix units when USE_DOT (fp32 accumulation). The group max over the
     children goes to row MROW + g, so the backward pass need not recompute it."""
-    g = tl.program_id(0) // NGB
-    offs_g = (tl.program_id(0) % NGB) * BLOCK_G + tl.arange(0, BLOCK_G)
-    offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
-    mask_g = offs_g < G
-    mask_b = offs_b < B
+    g, offs_g, mask_g, offs_b, mask_b = group_tile(NGB, G, B, BLOCK_G, BLOCK_B)
     acc = tl.zeros((BLOCK_G, BLOCK_B), dtype=tl.float32)
     m_run = tl.full((BLOCK_B,), float("-inf"), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
@@ -204,11 +214,7 @@ def sum_max(mars, logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.con
             NP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr,
             FUSED: tl.constexpr, DENSE: tl.constexpr):
     """Max-product: mars[node] = max_k (log w + child value), one child at a time."""
-    g = tl.program_id(0) // NGB
-    offs_g = (tl.program_id(0) % NGB) * BLOCK_G + tl.arange(0, BLOCK_G)
-    offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
-    mask_g = offs_g < G
-    mask_b = offs_b < B
+    g, offs_g, mask_g, offs_b, mask_b = group_tile(NGB, G, B, BLOCK_G, BLOCK_B)
     best = tl.full((BLOCK_G, BLOCK_B), float("-inf"), dtype=tl.float32)
     for k in range(0, K):
         c = sum_child_row(mars, child, g, k, offs_b, mask_b, B, K, F, BLOCK_B, FUSED)
@@ -231,11 +237,7 @@ def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NG
     for large tiles; with PARAMS (small tiles, where launches cost more than registers) they are
     added here too, one atomic add per weight and batch tile. Entries the forward pass recomputed
     exactly (n far below m) get their per-edge flows here in any case."""
-    g = tl.program_id(0) // NGB
-    offs_g = (tl.program_id(0) % NGB) * BLOCK_G + tl.arange(0, BLOCK_G)
-    offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
-    mask_g = offs_g < G
-    mask_b = offs_b < B
+    g, offs_g, mask_g, offs_b, mask_b = group_tile(NGB, G, B, BLOCK_G, BLOCK_B)
     r = tl.load(rows + g * G + offs_g, mask=mask_g, other=0)
     m = tl.load(mars + (MROW + g) * B + offs_b, mask=mask_b, other=0.0)
     a, exact = sum_bwd_scale(mars, flows, r, m, offs_b, mask_g, mask_b, B)
@@ -304,11 +306,7 @@ def sum_bwd_params(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows
     """Parameter flows w_ik (A e^T)_ik of one [BLOCK_G, BLOCK_K] weight tile: the batch is
     contracted inside the program, so each weight gets one atomic add (tied weights share one
     accumulator) instead of one per batch tile."""
-    g = tl.program_id(0) // NGB
-    offs_g = (tl.program_id(0) % NGB) * BLOCK_G + tl.arange(0, BLOCK_G)
-    offs_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
-    mask_g = offs_g < G
-    mask_k = offs_k < K
+    g, offs_g, mask_g, offs_k, mask_k = group_tile(NGB, G, K, BLOCK_G, BLOCK_K)
     r = tl.load(rows + g * G + offs_g, mask=mask_g, other=0)
     acc = tl.zeros((BLOCK_G, BLOCK_K), dtype=tl.float32)
     for b0 in range(0, B, BLOCK_B):
@@ -370,10 +368,7 @@ def input_fwd(mars, x_int, x_real, p0, p1, vars, START, M, V, B, K: tl.constexpr
     place (no [M, B] index or value temporaries); 0 where the value is missing (marginalised).
     DIST 0, categorical: p0 = logits [M, K], p1 = their log-sum-exp per row; 1, Bernoulli:
     p0 = logit [M]; 2, Gaussian: p0 = mean [M], p1 = log std [M]. x is [B, V], row-major."""
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
-    mask_m = offs_m < M
-    mask = mask_m[:, None] & (offs_b[None, :] < B)
+    offs_m, offs_b, mask_m, mask = row_tile(M, B, BLOCK_M, BLOCK_B)
     v = tl.load(vars + offs_m, mask=mask_m, other=0)
     if DIST == 2:
         xv = tl.load(x_real + offs_b[None, :] * V + v[:, None], mask=mask, other=0.0)
@@ -396,7 +391,7 @@ def input_fwd(mars, x_int, x_real, p0, p1, vars, START, M, V, B, K: tl.constexpr
     tl.store(mars + (START + offs_m)[:, None] * B + offs_b[None, :], tl.where(miss, 0.0, lp), mask=mask)
 '''
 
-TEMPLATES = {"mm": MM, "input_fwd": INPUT_FWD, "em_dense": EM_DENSE, "prod_fwd": PROD_FWD, "prod_bwd": PROD_BWD, "sum_child_values": SUM_CHILD,
+TEMPLATES = {"tiles": TILES, "mm": MM, "input_fwd": INPUT_FWD, "em_dense": EM_DENSE, "prod_fwd": PROD_FWD, "prod_bwd": PROD_BWD, "sum_child_values": SUM_CHILD,
              "sum_param_ids": SUM_PIDS, "add_child_flows": ADD_FLOWS, "sum_child_row": SUM_ROW,
              "sum_param_col": SUM_COL, "add_child_row_flows": ADD_ROW, "sum_fwd": SUM_FWD, "sum_max": SUM_MAX,
              "sum_bwd_scale": SUM_BWD_SCALE, "sum_bwd": SUM_BWD, "sum_bwd_params": SUM_BWD_PARAMS}
