@@ -187,7 +187,7 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
         used += ["prod_fwd", "prod_bwd"]
     if "sum" in kinds:
         used += ["sum_child_values", "sum_param_ids", "add_child_flows", "sum_child_row", "sum_param_col",
-                 "add_child_row_flows", "sum_bwd_scale", "sum_fwd", "sum_max", "sum_bwd", "sum_bwd_params"]
+                 "add_child_row_flows", "sum_bwd_scale", "sum_bwd_terms", "sum_fwd", "sum_max", "sum_bwd", "sum_bwd_params"]
     for name in used:
         for line in TEMPLATES[name].splitlines():
             src.line(line)

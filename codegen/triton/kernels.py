@@ -243,12 +243,8 @@ def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NG
     a, exact = sum_bwd_scale(mars, flows, r, m, offs_b, mask_g, mask_b, B)
     any_exact = tl.max(exact.to(tl.int32))
     for k0 in range(0, K, BLOCK_K):
-        offs_k = k0 + tl.arange(0, BLOCK_K)
-        mask_k = offs_k < K
-        c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
-        e = tl.exp(c - m[None, :])
-        p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
-        w = tl.exp(tl.load(logw + p))
+        offs_k, mask_k, e, p, w = sum_bwd_terms(mars, logw, child, pid, pstart, fanin, g, offs_g, mask_g, k0, m,
+                                                offs_b, mask_b, B, G, K, F, NP, BLOCK_K, BLOCK_B, FUSED, DENSE)
         if USE_DOT:
             cf = e * mm(tl.trans(w), a, PRECISION)
         else:
@@ -256,12 +252,8 @@ def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NG
         add_child_flows(flows, child, g, offs_k, mask_k, offs_b, mask_b, cf, B, K, F, FUSED)
     if PARAMS:  # a second loop, not a second product in the first: the two would not fit in registers
         for k0 in range(0, K, BLOCK_K):
-            offs_k = k0 + tl.arange(0, BLOCK_K)
-            mask_k = offs_k < K
-            c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
-            e = tl.exp(c - m[None, :])
-            p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
-            w = tl.exp(tl.load(logw + p))
+            offs_k, mask_k, e, p, w = sum_bwd_terms(mars, logw, child, pid, pstart, fanin, g, offs_g, mask_g, k0, m,
+                                                    offs_b, mask_b, B, G, K, F, NP, BLOCK_K, BLOCK_B, FUSED, DENSE)
             if USE_DOT:
                 pf = w * mm(a, tl.trans(e), PRECISION)
             else:
@@ -295,6 +287,20 @@ def sum_bwd_scale(mars, flows, r, m, offs_b, mask_g, mask_b, B):
     skip = dead | exact
     a = tl.where(skip, 0.0, f * tl.exp(m[None, :] - tl.where(skip, m[None, :], n)))
     return a, exact
+'''
+
+SUM_BWD_TERMS = '''
+@triton.jit
+def sum_bwd_terms(mars, logw, child, pid, pstart, fanin, g, offs_g, mask_g, k0, m, offs_b, mask_b, B,
+                  G: tl.constexpr, K: tl.constexpr, F: tl.constexpr, NP: tl.constexpr, BLOCK_K: tl.constexpr,
+                  BLOCK_B: tl.constexpr, FUSED: tl.constexpr, DENSE: tl.constexpr):
+    """The child tile from k0 for the backward pass: its offsets and mask, e = exp(c - m) of its
+    values [BLOCK_K, BLOCK_B], and the weight ids p and weights w [BLOCK_G, BLOCK_K]."""
+    offs_k = k0 + tl.arange(0, BLOCK_K)
+    mask_k = offs_k < K
+    c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
+    p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
+    return offs_k, mask_k, tl.exp(c - m[None, :]), p, tl.exp(tl.load(logw + p))
 '''
 
 SUM_BWD_PARAMS = '''
@@ -394,4 +400,4 @@ def input_fwd(mars, x_int, x_real, p0, p1, vars, START, M, V, B, K: tl.constexpr
 TEMPLATES = {"tiles": TILES, "mm": MM, "input_fwd": INPUT_FWD, "em_dense": EM_DENSE, "prod_fwd": PROD_FWD, "prod_bwd": PROD_BWD, "sum_child_values": SUM_CHILD,
              "sum_param_ids": SUM_PIDS, "add_child_flows": ADD_FLOWS, "sum_child_row": SUM_ROW,
              "sum_param_col": SUM_COL, "add_child_row_flows": ADD_ROW, "sum_fwd": SUM_FWD, "sum_max": SUM_MAX,
-             "sum_bwd_scale": SUM_BWD_SCALE, "sum_bwd": SUM_BWD, "sum_bwd_params": SUM_BWD_PARAMS}
+             "sum_bwd_scale": SUM_BWD_SCALE, "sum_bwd_terms": SUM_BWD_TERMS, "sum_bwd": SUM_BWD, "sum_bwd_params": SUM_BWD_PARAMS}
