@@ -4,7 +4,7 @@ from .circuit import Circuit, Variable, same_circuit
 from .distributions import BINARY, REAL, DISTRIBUTIONS, Bernoulli, Categorical, Distribution, Domain, Gaussian
 from .errors import (ArgumentError, CircuitError, CycleError, DataError, DecomposabilityError, DomainError,
                      DSLSemanticError, DSLSyntaxError, FormatError, ParameterError, PCError, SizeMismatchError,
-                     SmoothnessError, SourceError, StructureError)
+                     ResourceError, SmoothnessError, SourceError, StructureError)
 from .nodes import InputNode, Node, ProductNode, SumNode
 from .program import (FIRST_ROW, ONE_ROW, ZERO_ROW, InputParamLayout, InputPartition, Layer, Program,
                       ProductPartition, SumParamLayout, SumPartition)

@@ -19,8 +19,11 @@ class SourceError(PCError):
         self.message = message
         text = f"{file}:{line}:{column}: {message}"
         if source_line:
+            # one character per column, as the parser counts them: tabs, form feeds and a lone \r
+            # are shown as spaces so the caret stands under the token
+            shown = "".join(" " if ch in "\t\f\v\r" else ch for ch in source_line.rstrip())
             caret = " " * (max(column, 1) - 1) + "^"
-            text += f"\n    {source_line.rstrip()}\n    {caret}"
+            text += f"\n    {shown}\n    {caret}"
         super().__init__(text)
 
 
@@ -38,9 +41,14 @@ class CircuitError(PCError):
     rule = "circuit"
 
     def __init__(self, node: str | None, message: str):
-        self.node = node
+        self.node, self.detail = node, message
         where = f"node '{node}'" if node is not None else "circuit"
         super().__init__(f"{where} breaks rule '{self.rule}': {message}")
+
+
+    def renamed(self, node: str | None) -> "CircuitError":
+        """The same error naming `node` instead (a front end's own name for the node)."""
+        return type(self)(node, self.detail)
 
 
 class CycleError(CircuitError):
@@ -77,6 +85,10 @@ class DataError(PCError):
 
 class ArgumentError(PCError):
     """A bad argument to the API or the CLI."""
+
+
+class ResourceError(PCError):
+    """A size that cannot be honoured: above a documented cap (pccompile.ir.limits) or memory."""
 
 
 class FormatError(PCError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from .circuit import Circuit
@@ -11,31 +13,47 @@ from .nodes import InputNode, ProductNode, SumNode
 
 
 def verify(circuit: Circuit, *, require_params: bool = False, atol: float = 1e-4) -> None:
-    """Raise a CircuitError subclass on the first broken rule; return None when valid."""
+    """Raise a CircuitError subclass on the first broken rule; return None when valid.
+
+    Scopes are bitsets (Python ints) kept only while a parent still has to read them, so a chain
+    over many variables (an HMM) costs time and memory linear in its length, not quadratic."""
     _check_order_and_cycles(circuit)
     nodes = circuit.nodes
     names = [n.name for n in nodes.values()]
     if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
+        seen: set[str] = set()
+        dup = next(n for n in names if n in seen or seen.add(n))
         raise StructureError(dup, "two node vectors share this name")
     root = nodes[circuit.root]
     if root.size != 1:
         raise SizeMismatchError(root.name, f"the root must have size 1, it has size {root.size}")
-    scopes = circuit.scopes()
+    readers = Counter(c for n in nodes.values() for c in n.children)
+    scopes: dict[int, int] = {}
     for node in nodes.values():
         if node.size < 1:
             raise SizeMismatchError(node.name, f"size must be at least 1, got {node.size}")
         if isinstance(node, InputNode):
             _check_input(circuit, node)
+            scope = 1 << node.var
         elif isinstance(node, ProductNode):
-            _check_product(circuit, node, scopes)
+            scope = _check_product(circuit, node, scopes)
         else:
-            _check_sum(circuit, node, scopes)
+            scope = _check_sum(circuit, node, scopes)
         _check_params(circuit, node, require_params, atol)
-    missing = set(range(circuit.num_vars)) - scopes[circuit.root]
+        scopes[node.id] = scope
+        for c in node.children:
+            readers[c] -= 1
+            if readers[c] == 0 and c != circuit.root:
+                scopes.pop(c, None)
+    missing = ((1 << circuit.num_vars) - 1) & ~scopes[circuit.root]
     if missing:
-        v = circuit.variables[min(missing)].name
+        v = circuit.variables[_lowest(missing)].name
         raise StructureError(root.name, f"variable '{v}' is declared but not in the root's scope")
+
+
+def _lowest(bits: int) -> int:
+    """Index of the lowest set bit: the first variable of a scope bitset."""
+    return (bits & -bits).bit_length() - 1
 
 
 def _check_order_and_cycles(circuit: Circuit) -> None:
@@ -79,12 +97,12 @@ def _check_input(circuit: Circuit, node: InputNode) -> None:
                                      f"does not fit variable '{var.name}' of domain {var.domain.describe()}")
 
 
-def _check_product(circuit: Circuit, node: ProductNode, scopes) -> None:
+def _check_product(circuit: Circuit, node: ProductNode, scopes: dict[int, int]) -> int:
     if not node.children:
         raise StructureError(node.name, "a product needs at least one child")
     if node.index is not None and len(node.index) != len(node.children):
         raise SizeMismatchError(node.name, "one index array per child is required")
-    seen: set[int] = set()
+    seen = 0
     for k, c in enumerate(node.children):
         child = circuit.nodes[c]
         rows = node.child_rows(k)
@@ -99,19 +117,19 @@ def _check_product(circuit: Circuit, node: ProductNode, scopes) -> None:
             raise SizeMismatchError(node.name, f"index for child '{child.name}' leaves 0..{child.size - 1}")
         overlap = seen & scopes[c]
         if overlap:
-            v = circuit.variables[min(overlap)].name
+            v = circuit.variables[_lowest(overlap)].name
             raise DecomposabilityError(node.name, f"children share variable '{v}' (child '{child.name}')")
         seen |= scopes[c]
+    return seen
 
 
-def _check_sum(circuit: Circuit, node: SumNode, scopes) -> None:
+def _check_sum(circuit: Circuit, node: SumNode, scopes: dict[int, int]) -> int:
     if not node.children:
         raise StructureError(node.name, "a sum needs at least one child")
     first = scopes[node.children[0]]
     for c in node.children[1:]:
         if scopes[c] != first:
-            diff = first ^ scopes[c]
-            v = circuit.variables[min(diff)].name
+            v = circuit.variables[_lowest(first ^ scopes[c])].name
             raise SmoothnessError(node.name, f"children '{circuit.nodes[node.children[0]].name}' and "
                                              f"'{circuit.nodes[c].name}' differ in scope (variable '{v}')")
     k = circuit.child_size(node)
@@ -131,6 +149,7 @@ def _check_sum(circuit: Circuit, node: SumNode, scopes) -> None:
                                                f"{(src.size, circuit.child_size(src))}, has {(node.size, k)}")
         if not np.array_equal(circuit.edge_mask(src), circuit.edge_mask(node)):
             raise StructureError(node.name, f"tied to '{src.name}' but their edge masks differ")
+    return first
 
 
 def _check_params(circuit: Circuit, node, require: bool, atol: float) -> None:

@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from pccompile.ir import Circuit, InputNode, ProductNode, SumNode
+from pccompile.ir import Circuit, DecomposabilityError, InputNode, ProductNode, SumNode
 
 from .base import Pass, register
 
@@ -62,6 +62,9 @@ def _vectorize(circuit: Circuit) -> Circuit:
                 key = ("input", node.var, node.dist)
             else:
                 vecs = tuple(sorted({where[c][0] for c in node.children}))
+                if isinstance(node, ProductNode) and len(vecs) != len(node.children):
+                    # two children in one vector share a scope: merging would drop one of them
+                    raise DecomposabilityError(node.name, "two of its children are over the same variables")
                 key = (node.kind, vecs)
             groups[key].append(nid)
         for key, members in groups.items():

@@ -12,7 +12,7 @@ from itertools import count
 import numpy as np
 
 from pccompile.ir import (ArgumentError, Bernoulli, Categorical, Circuit, DomainError, Gaussian, InputNode,
-                          ProductNode, SumNode, Variable)
+                          ProductNode, SumNode, Variable, verify)
 from pccompile.ir.distributions import Distribution, Domain
 
 _ids = count()
@@ -112,7 +112,9 @@ def build(root: Vec, variables: list[Variable] | int | None = None, meta: dict |
     """Turn the graph under `root` into an IR Circuit (ids in children-first order).
 
     `variables`: a list of Variable, or a count (names x0..), or None to infer from the inputs.
-    `order`: a topological order to keep (e.g. definition order); unreachable entries are dropped."""
+    `order`: a topological order to keep (e.g. definition order); unreachable entries are dropped.
+    The circuit is verified as built (every structural rule; parameters where given), so an invalid
+    graph is reported here, naming the node, and never reaches a pass."""
     reach = _collect(root)
     if order is not None:
         keep = {id(v) for v in reach}
@@ -149,4 +151,6 @@ def build(root: Vec, variables: list[Variable] | int | None = None, meta: dict |
             nodes[k] = SumNode(k, name, tuple(ids[id(c)] for c in v.children), v.size, v.mask, tie)
         if v.params is not None:
             params[k] = dict(v.params)
-    return Circuit(tuple(variables), nodes, ids[id(root)], params, dict(meta or {}))
+    circuit = Circuit(tuple(variables), nodes, ids[id(root)], params, dict(meta or {}))
+    verify(circuit)
+    return circuit

@@ -11,7 +11,7 @@ from pathlib import Path
 import networkx as nx
 import torch
 
-from pccompile.ir import ArgumentError, Circuit
+from pccompile.ir import ArgumentError, Circuit, verify
 from pccompile.passes import InitParams, Normalize, PackOptions, Pass, PassManager, Vectorize, Verify, lower, \
     parse_pipeline
 
@@ -22,8 +22,13 @@ from .runtime import CompiledCircuit
 
 
 def to_circuit(src) -> Circuit:
-    """Front-end dispatch: .pc path, DSL text, networkx.DiGraph, builder Vec, or Circuit."""
+    """Front-end dispatch: .pc path, DSL text, networkx.DiGraph, builder Vec, or Circuit.
+
+    Every front end verifies the circuit as the user wrote it (structure, and parameters where
+    given) before any pass rewrites it: `vectorize` merges nodes and would otherwise hide a broken
+    rule, e.g. a product with two children over one variable."""
     if isinstance(src, Circuit):
+        verify(src)
         return src
     if isinstance(src, builder.Vec):
         return builder.build(src)

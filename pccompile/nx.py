@@ -12,8 +12,9 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from pccompile.ir import (Bernoulli, Categorical, Circuit, CircuitError, Gaussian, InputNode, ProductNode, StructureError,
-                          SumNode, Variable)
+from pccompile.ir import (Bernoulli, Categorical, Circuit, CircuitError, CycleError, DomainError, Gaussian, InputNode,
+                          ParameterError, ProductNode, StructureError, SumNode, Variable, verify)
+from pccompile.ir.limits import MAX_CATEGORIES, MAX_VARIABLES
 from pccompile.ir.distributions import Domain
 
 
@@ -26,7 +27,11 @@ def _sorted(keys):
 
 
 def from_networkx(G: nx.DiGraph, variables: list[Variable] | None = None) -> Circuit:
-    """A scalar Circuit (every node of size 1); `compile` packs it into vectors with `vectorize`."""
+    """A scalar Circuit (every node of size 1), verified as given; `compile` packs it into vectors
+    with `vectorize`. Every error names the user's node key."""
+    if isinstance(G, (nx.MultiDiGraph, nx.MultiGraph)):
+        raise StructureError(None, "a multigraph has parallel edges, which a circuit cannot tell apart; "
+                                   "pass a networkx.DiGraph (sum the weights of parallel edges)")
     if not isinstance(G, nx.DiGraph):
         raise StructureError(None, f"expected a networkx.DiGraph, got {type(G).__name__}")
     roots = [n for n in G.nodes if G.in_degree(n) == 0]
@@ -34,30 +39,43 @@ def from_networkx(G: nx.DiGraph, variables: list[Variable] | None = None) -> Cir
         raise StructureError(None, f"the graph needs exactly one node without parents (the root), found "
                                    f"{len(roots)}: {_sorted(map(str, roots))[:5]}")
     if not nx.is_directed_acyclic_graph(G):
-        from pccompile.ir import CycleError
         cyc = nx.find_cycle(G)
         raise CycleError(str(cyc[0][0]), "it lies on a cycle " + " -> ".join(str(e[0]) for e in cyc))
     order = list(nx.lexicographical_topological_sort(G, key=str))[::-1]  # children first
     ids = {key: k for k, key in enumerate(order)}
+    names = _names(order)
+    user = {names[key]: str(key) for key in order}
+    try:
+        nodes, params, domains = _nodes(G, order, ids, names)
+        if variables is None:
+            n = max(domains) + 1 if domains else 0
+            variables = [Variable(f"x{i}", domains.get(i, Domain(2))) for i in range(n)]
+        circuit = Circuit(tuple(variables), nodes, ids[roots[0]], params, {})
+        verify(circuit)
+    except CircuitError as e:
+        raise e.renamed(user.get(e.node, e.node)) from None
+    return circuit
+
+
+def _nodes(G, order, ids, names):
+    """IR nodes and parameters of the graph's nodes, children first (errors name IR names)."""
     nodes, params = {}, {}
     domains: dict[int, Domain] = {}
     for key in order:
         attrs = G.nodes[key]
-        name = _name(key)
+        name, k = names[key], ids[key]
         kind = attrs.get("type")
-        k = ids[key]
         kids = _sorted(G.successors(key))
         if kind == "input":
             if kids:
                 raise StructureError(name, "an input node cannot have children")
             dist, p = _input(name, attrs)
-            var = attrs["var"]
+            var = int(attrs["var"])
             nodes[k] = InputNode(k, name, var, 1, dist)
             params[k] = p
             d = dist.domain()
             if var in domains and domains[var] != d:
-                raise StructureError(name, f"variable {var} is used with domains {domains[var].describe()} "
-                                           f"and {d.describe()}")
+                raise DomainError(name, f"variable {var} is used as {domains[var].describe()} and as {d.describe()}")
             domains[var] = d
         elif kind == "product":
             if not kids:
@@ -66,45 +84,77 @@ def from_networkx(G: nx.DiGraph, variables: list[Variable] | None = None) -> Cir
         elif kind == "sum":
             if not kids:
                 raise StructureError(name, "a sum node needs children")
-            try:
-                w = np.array([float(G.edges[key, c]["weight"]) for c in kids], dtype=np.float32)
-            except KeyError:
-                raise StructureError(name, "every edge out of a sum node needs a 'weight' attribute") from None
+            w = np.array([_weight(G, key, c, name) for c in kids], dtype=np.float32)
             nodes[k] = SumNode(k, name, tuple(ids[c] for c in kids), 1)
             params[k] = {"weights": w.reshape(1, -1)}
         else:
             raise StructureError(name, f"node attribute 'type' must be 'sum', 'product' or 'input', got {kind!r}")
-    if variables is None:
-        n = max(domains) + 1 if domains else 0
-        variables = [Variable(f"x{i}", domains.get(i, Domain(2))) for i in range(n)]
-    return Circuit(tuple(variables), nodes, ids[roots[0]], params, {})
+    return nodes, params, domains
 
 
-def _name(key) -> str:
-    s = str(key)
-    return s if s.isidentifier() else "n_" + "".join(ch if ch.isalnum() else "_" for ch in s)
+def _names(order) -> dict:
+    """IR names for the graph's keys: the key itself when it is an identifier, else a sanitised
+    form, made unique."""
+    names, used = {}, set()
+    for key in order:
+        s = str(key)
+        base = s if s.isidentifier() else "n_" + "".join(ch if ch.isalnum() else "_" for ch in s)
+        name, k = base, 1
+        while name in used:
+            name, k = f"{base}_{k}", k + 1
+        used.add(name)
+        names[key] = name
+    return names
+
+
+def _weight(G, key, child, name: str) -> float:
+    attrs = G.edges[key, child]
+    if "weight" not in attrs:
+        raise StructureError(name, "every edge out of a sum node needs a 'weight' attribute "
+                                   f"(the edge to {str(child)!r} has none)")
+    w = attrs["weight"]
+    if isinstance(w, (str, bytes, bool)) or w is None:
+        raise ParameterError(name, f"the weight of the edge to {str(child)!r} must be a number, got {w!r}")
+    try:
+        return float(w)
+    except (TypeError, ValueError, OverflowError):
+        raise ParameterError(name, f"the weight of the edge to {str(child)!r} must be a number, "
+                                   f"got {type(w).__name__} {w!r}") from None
+
+
+def _number_list(name: str, p) -> np.ndarray:
+    if isinstance(p, (str, bytes)):
+        raise ParameterError(name, f"'params' must be a list of numbers, got {p!r}")
+    try:
+        return np.asarray(p, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
+        raise ParameterError(name, f"'params' must be a list of numbers, got {p!r}") from None
 
 
 def _input(name: str, attrs) -> tuple:
     dist = attrs.get("dist")
-    if "var" not in attrs or not isinstance(attrs["var"], (int, np.integer)) or attrs["var"] < 0:
-        raise StructureError(name, "an input node needs an integer attribute 'var' >= 0")
-    p = attrs.get("params")
-    if p is None:
+    var = attrs.get("var")
+    if isinstance(var, bool) or not isinstance(var, (int, np.integer)) or var < 0:
+        raise StructureError(name, f"an input node needs an integer attribute 'var' >= 0, got {var!r}")
+    if var >= MAX_VARIABLES:
+        raise StructureError(name, f"variable index {var} is beyond the limit of {MAX_VARIABLES:,} variables")
+    if attrs.get("params") is None:
         raise StructureError(name, "an input node needs an attribute 'params'")
-    p = np.asarray(p, dtype=np.float32).reshape(-1)
+    p = _number_list(name, attrs["params"])
     if dist == "categorical":
         if p.size < 2:
             raise StructureError(name, "categorical params need at least 2 probabilities")
-        return Categorical(int(p.size)), {"probs": p.reshape(1, -1)}
+        if p.size > MAX_CATEGORIES:
+            raise StructureError(name, f"{p.size:,} categories is beyond the limit of {MAX_CATEGORIES:,}")
+        return Categorical(int(p.size)), {"probs": p.reshape(1, -1).astype(np.float32)}
     if dist == "bernoulli":
         if p.size != 1:
-            raise StructureError(name, f"bernoulli params are [p], got {p.tolist()}")
-        return Bernoulli(), {"p": p}
+            raise StructureError(name, f"bernoulli params are [p], got {p.tolist()[:8]}")
+        return Bernoulli(), {"p": p.astype(np.float32)}
     if dist == "gaussian":
         if p.size != 2:
-            raise StructureError(name, f"gaussian params are [mean, std], got {p.tolist()}")
-        return Gaussian(), {"mean": p[:1], "std": p[1:]}
+            raise StructureError(name, f"gaussian params are [mean, std], got {p.tolist()[:8]}")
+        return Gaussian(), {"mean": p[:1].astype(np.float32), "std": p[1:].astype(np.float32)}
     raise StructureError(name, f"input attribute 'dist' must be categorical, bernoulli or gaussian, got {dist!r}")
 
 

@@ -7,6 +7,7 @@ semantic error points at the offending token.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -15,11 +16,13 @@ import lark
 import numpy as np
 
 from pccompile import builder
-from pccompile.ir import (Bernoulli, Categorical, Circuit, CircuitError, DSLSemanticError, DSLSyntaxError,
-                          Gaussian, Variable, verify)
+from pccompile.ir import (ArgumentError, Bernoulli, Categorical, Circuit, CircuitError, DSLSemanticError,
+                          DSLSyntaxError, Gaussian, PCError, ResourceError, SourceError, Variable)
+from pccompile.ir.limits import (MAX_CATEGORIES, MAX_NESTING, MAX_NODE_VECTORS, MAX_VARIABLES, MAX_VECTOR_SIZE,
+                                 check_memory)
 from pccompile.ir.distributions import BINARY, REAL, Domain
 
-from .templates import TEMPLATES, TemplateContext
+from .templates import REQUIRED, TEMPLATES, TemplateContext
 
 _PARSER: lark.Lark | None = None
 
@@ -46,12 +49,16 @@ def _pos(item) -> _Pos:
     if isinstance(item, lark.Token):
         return _Pos(item.line, item.column)
     meta = item.meta
-    return _Pos(getattr(meta, "line", 1), getattr(meta, "column", 1))
+    if not getattr(meta, "empty", True):
+        return _Pos(meta.line, meta.column)
+    # a tree without positions (an empty list): the first token inside it, else line 1
+    tok = next(item.scan_values(lambda t: isinstance(t, lark.Token)), None)
+    return _Pos(tok.line, tok.column) if tok is not None else _Pos(1, 1)
 
 
 def parse(text: str, file: str = "<string>", base_dir: Path | None = None) -> Circuit:
     """Parse DSL text into a verified-structure Circuit (parameters may be missing)."""
-    lines = text.splitlines()
+    lines = text.split("\n")  # lines as the parser counts them: a lone \r or \f does not end one
     try:
         tree = _parser().parse(text)
     except lark.UnexpectedCharacters as e:
@@ -75,7 +82,19 @@ def parse(text: str, file: str = "<string>", base_dir: Path | None = None) -> Ci
 
 def parse_file(path: str | Path) -> Circuit:
     path = Path(path)
-    return parse(path.read_text(), file=str(path), base_dir=path.parent)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ArgumentError(f"cannot read circuit file '{path}': {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        shown = raw.split(b"\n")[line - 1].decode("utf-8", "replace")
+        raise DSLSyntaxError(f"byte 0x{raw[e.start]:02x} is not UTF-8 text; save the file as UTF-8",
+                             file=str(path), line=line, column=column, source_line=shown) from None
+    return parse(text, file=str(path), base_dir=path.parent)
 
 
 def _end_position(lines: list[str]) -> tuple[int, int]:
@@ -110,6 +129,24 @@ class _Compiler:
         self.where: dict[str, _Pos] = {}
         self.meta: dict[str, object] = {}
         self.output: tuple[str, _Pos] | None = None
+        self.parameters = 0
+
+    def integer(self, tok, what: str, lo: int, hi: int) -> int:
+        """An INT token as a Python int in lo..hi, or an error at the token naming the limit."""
+        n = int(tok)
+        if n < lo:
+            raise self.error(tok, f"{what} must be at least {lo}, got {n}")
+        if n > hi:
+            raise self.error(tok, f"{what} {n:,} is beyond the limit of {hi:,}")
+        return n
+
+    def count_parameters(self, at, n: int) -> None:
+        """Keep a running count of parameters and refuse, at the statement, what memory cannot hold."""
+        self.parameters += n
+        try:
+            check_memory(self.parameters)
+        except ResourceError as e:
+            raise self.error(at, str(e)) from None
 
     def error(self, at, message: str):
         p = at if isinstance(at, _Pos) else _pos(at)
@@ -135,11 +172,11 @@ class _Compiler:
                                    file=self.file, line=max(len(self.lines), 1), column=1)
         root_name = self.output[0] if self.output else ("root" if "root" in self.nodes else last)
         root = self.nodes[root_name]
-        circuit = builder.build(root, self.variables, self.meta, order=list(self.nodes.values()))
-        try:
-            verify(circuit)
+        try:  # build verifies the circuit as written
+            circuit = builder.build(root, self.variables, self.meta, order=list(self.nodes.values()))
         except CircuitError as e:
-            at = self.where.get(e.node, _Pos(1, 1))
+            # a node the user named, else (a node a template made) the statement of the root
+            at = self.where.get(e.node, self.where.get(root_name, _Pos(1, 1)))
             raise self.error(at, str(e)) from None
         return circuit
 
@@ -153,12 +190,17 @@ class _Compiler:
             if name in self.var_index or name in self.var_arrays:
                 raise self.error(name_tok, f"variable '{name}' is declared twice")
             if count_tok is None:
+                if len(self.variables) >= MAX_VARIABLES:
+                    raise self.error(name_tok, f"more than {MAX_VARIABLES:,} variables are beyond the limit")
                 self.var_index[name] = len(self.variables)
                 self.variables.append(Variable(name, domain))
             else:
-                n = int(count_tok)
-                if n < 1:
-                    raise self.error(count_tok, "an array of variables needs at least 1 element")
+                room = MAX_VARIABLES - len(self.variables)
+                n = self.integer(count_tok, f"the length of variable array '{name}'", 1,
+                                 max(room, 1))
+                if n > room:
+                    raise self.error(count_tok, f"{len(self.variables) + n:,} variables are beyond the limit "
+                                                f"of {MAX_VARIABLES:,}")
                 self.var_arrays[name] = list(range(len(self.variables), len(self.variables) + n))
                 for i in range(n):
                     self.var_index[f"{name}[{i}]"] = len(self.variables)
@@ -172,10 +214,7 @@ class _Compiler:
         if name == "real" and k_tok is None:
             return REAL
         if name == "categorical" and k_tok is not None:
-            k = int(k_tok)
-            if k < 2:
-                raise self.error(k_tok, f"categorical needs at least 2 categories, got {k}")
-            return Domain(k)
+            return Domain(self.integer(k_tok, "categorical: the number of categories", 2, MAX_CATEGORIES))
         raise self.error(name_tok, f"unknown domain '{name}{'(' + str(k_tok) + ')' if k_tok else ''}'; "
                                    "expected binary, real or categorical(K)")
 
@@ -184,10 +223,12 @@ class _Compiler:
         key = str(name_tok)
         if key == "image":
             shape = self.value(value)
-            if not (isinstance(shape, list) and len(shape) in (2, 3) and all(isinstance(s, int) for s in shape)):
-                raise self.error(value, "image expects [height, width] or [channels, height, width]")
-            if int(np.prod(shape)) != len(self.variables):
-                raise self.error(value, f"image shape {shape} has {int(np.prod(shape))} pixels but "
+            if not (isinstance(shape, list) and len(shape) in (2, 3)
+                    and all(isinstance(s, int) and s >= 1 for s in shape)):
+                raise self.error(value, "image expects [height, width] or [channels, height, width] "
+                                        "of positive integers")
+            if math.prod(shape) != len(self.variables):
+                raise self.error(value, f"image shape {shape} has {math.prod(shape):,} pixels but "
                                         f"{len(self.variables)} variables are declared")
             self.meta["image"] = [int(s) for s in shape]
         elif key == "name":
@@ -203,9 +244,9 @@ class _Compiler:
             raise self.error(name_tok, f"node '{name}' is already defined (line {self.where[name].line})")
         if name in self.var_index or name in self.var_arrays:
             raise self.error(name_tok, f"'{name}' is a variable; node names must differ from variable names")
-        size = None if size_tok is None else int(size_tok)
-        if size is not None and size < 1:
-            raise self.error(size_tok, "a node vector needs size >= 1")
+        size = None if size_tok is None else self.integer(size_tok, "a node vector's size", 1, MAX_VECTOR_SIZE)
+        if len(self.nodes) >= MAX_NODE_VECTORS:
+            raise self.error(name_tok, f"more than {MAX_NODE_VECTORS:,} node vectors are beyond the limit")
         pos_args, kw = [], {}
         for a in args:
             if a is None:
@@ -250,6 +291,7 @@ class _Compiler:
             raise self.error(var_tok, f"a {func} input does not fit variable '{self.variables[var].name}' "
                                       f"of domain {domain.describe()}")
         size = size or 1
+        self.count_parameters(func_tok, size * (domain.num_cats or 2))
         unknown = set(kw) - set(dist.param_names)
         if unknown:
             k = sorted(unknown)[0]
@@ -335,6 +377,7 @@ class _Compiler:
             kids.append(vec)
         size = size or 1
         width = sum(k.size for k in kids)
+        self.count_parameters(func_tok, size * width)
         mask = weights = tie = None
         if "mask" in kw:
             mask = self.array(kw["mask"][1])
@@ -370,13 +413,44 @@ class _Compiler:
         return builder.summate(*kids, size=size, weights=weights, mask=mask, tie=tie)
 
     def template_node(self, func_tok, size, pos_args, kw):
+        """Bind the call's arguments to the template's declared signature, check each where it
+        stands, then build; an error from inside the template is reported at the call."""
+        tpl = TEMPLATES[str(func_tok)]
+        if not pos_args:
+            raise self.error(func_tok, f"{tpl.name} needs the variables first: {tpl.signature()}")
+        variables = self.template_arg(pos_args[0])
+        specs = {a.name: a for a in tpl.args}
+        given: dict[str, tuple] = {}
+        for a, v in zip(tpl.args, pos_args[1:]):
+            given[a.name] = (v, v)
+        if len(pos_args) - 1 > len(tpl.args):
+            raise self.error(pos_args[len(tpl.args) + 1], f"{tpl.name} takes at most {len(tpl.args)} options "
+                                                          f"after the variables: {tpl.signature()}")
+        for k, (k_tok, v) in kw.items():
+            if k not in specs:
+                raise self.error(k_tok, f"{tpl.name} has no option '{k}'; expected {', '.join(specs)}")
+            if k in given:
+                raise self.error(k_tok, f"{tpl.name}: option '{k}' is given twice")
+            given[k] = (k_tok, v)
+        options = {}
+        for a in tpl.args:
+            if a.name not in given:
+                if a.default is REQUIRED:
+                    raise self.error(func_tok, f"{tpl.name} needs {a.name}=...: {tpl.signature()}")
+                options[a.name] = a.default
+                continue
+            _, v = given[a.name]
+            try:
+                options[a.name] = a.check(self.template_arg(v))
+            except ValueError as e:
+                raise self.error(v, f"{tpl.name}: {a.name} {e}") from None
         ctx = TemplateContext(self, func_tok)
-        args = [self.template_arg(a) for a in pos_args]
-        kwargs = {k: self.template_arg(v) for k, (_, v) in kw.items()}
         try:
-            return TEMPLATES[str(func_tok)](ctx, size, *args, **kwargs)
-        except TypeError as e:
-            raise self.error(func_tok, f"{func_tok}(...): {e}") from None
+            return tpl.fn(ctx, size, variables, **options)
+        except SourceError:
+            raise
+        except PCError as e:
+            raise self.error(func_tok, f"{tpl.name}: {e}") from None
 
     def template_arg(self, v):
         if isinstance(v, lark.Tree) and v.data == "name_ref":
@@ -409,7 +483,9 @@ class _Compiler:
             raise self.error(tok, f"unknown variable '{name}'; declare it with 'var {tok} : binary'")
         return self.var_index[name], tok
 
-    def value(self, v):
+    def value(self, v, depth: int = 0):
+        if depth > MAX_NESTING:
+            raise self.error(v, f"lists nested more than {MAX_NESTING} deep are beyond the limit")
         if isinstance(v, lark.Tree):
             if v.data == "number":
                 text = str(v.children[0])
@@ -417,7 +493,7 @@ class _Compiler:
             if v.data == "string":
                 return str(v.children[0])[1:-1]
             if v.data == "list":
-                return [self.value(c) for c in v.children if c is not None]
+                return [self.value(c, depth + 1) for c in v.children if c is not None]
             if v.data == "name_ref":
                 return str(v.children[0])
         raise self.error(v, "expected a number, a string or a list")
@@ -426,6 +502,7 @@ class _Compiler:
         val = self.value(v)
         try:
             arr = np.asarray(val, dtype=np.float64)
-        except (ValueError, TypeError):
-            raise self.error(v, "expected a (nested) list of numbers of regular shape") from None
+        except (ValueError, TypeError, OverflowError):
+            raise self.error(v, "expected a (nested) list of numbers of regular shape, each within the "
+                                "range of a float") from None
         return arr

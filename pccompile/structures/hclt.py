@@ -57,9 +57,23 @@ def hclt(data: np.ndarray, latents: int = 16, num_cats=None, *, pseudocount: flo
     data = np.asarray(data)
     if data.ndim != 2:
         raise ArgumentError(f"hclt data must be [rows, variables], got shape {data.shape}")
+    if data.shape[0] == 0 or data.shape[1] < 1:
+        raise ArgumentError(f"hclt data must have rows and columns, got shape {data.shape}")
+    if data.dtype.kind not in "biu":
+        raise ArgumentError(f"hclt data must be integer categories, got {data.dtype}")
+    if latents < 1 or (max_rows is not None and max_rows < 1) or (bins is not None and bins < 2):
+        raise ArgumentError(f"hclt needs latents >= 1, max_rows >= 1 and bins >= 2; got latents={latents}, "
+                            f"max_rows={max_rows}, bins={bins}")
+    if not (np.isfinite(pseudocount) and pseudocount >= 0):
+        raise ArgumentError(f"hclt needs a finite pseudocount >= 0, got {pseudocount}")
     if num_cats is None:
         num_cats = int(data.max()) + 1
     cats = np.broadcast_to(np.asarray(num_cats), (data.shape[1],)).astype(int)
+    bad = (data < -1) | (data >= cats)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise ArgumentError(f"hclt data has value {int(data[r, c])} in row {r}, column {c}; "
+                            f"expected 0..{int(cats[c]) - 1} or -1 for missing")
     x, mi_cats = data, cats
     if bins is not None:
         step = np.maximum(1, -(-cats // bins))

@@ -11,6 +11,7 @@ import numpy as np
 
 from pccompile import builder
 from pccompile.ir import ArgumentError, Bernoulli, Categorical, Gaussian
+from pccompile.ir.limits import MAX_NODE_VECTORS, check_limit
 
 
 def _input(v: int, size: int, k: int | None) -> builder.Vec:
@@ -32,6 +33,13 @@ def rat_spn(num_vars: int, num_cats, *, depth: int = 2, repetitions: int = 2, nu
         raise ArgumentError("rat_spn needs at least 2 variables")
     if depth < 1 or 2 ** depth > num_vars:
         raise ArgumentError(f"depth must be in 1..{int(np.log2(num_vars))} for {num_vars} variables")
+    check_limit("rat_spn node vectors (repetitions x (variables + regions))",
+                repetitions * (num_vars + 2 ** (depth + 1)), MAX_NODE_VECTORS)
+    for what, n in (("repetitions", repetitions), ("sums", num_sums), ("inputs", num_inputs)):
+        if n < 1:
+            raise ArgumentError(f"rat_spn needs {what} >= 1, got {n}")
+    if seed < 0:
+        raise ArgumentError(f"rat_spn needs a seed >= 0, got {seed}")
     cats = list(num_cats) if isinstance(num_cats, (list, tuple, np.ndarray)) else [num_cats] * num_vars
     rng = np.random.default_rng(seed)
 

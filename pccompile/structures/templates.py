@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from pccompile import builder
-from pccompile.dsl.templates import template
+from pccompile.dsl.templates import Arg, template
 from pccompile.ir import PCError
+from pccompile.ir.limits import MAX_CATEGORIES, MAX_HCLT_VARIABLES, MAX_VARIABLES, MAX_VECTOR_SIZE, check_limit
 
 from .hclt import hclt as _hclt
 from .hmm import hmm as _hmm
@@ -47,53 +48,53 @@ def _check_size(ctx, size, name):
         raise ctx.error(f"{name} builds a whole circuit of size 1; drop the [{size}]")
 
 
-@template("hclt")
-def hclt_template(ctx, size, variables, latents=16, data=None, bins=None, pseudocount=0.1, max_rows=20000):
+LATENTS = dict(lo=1, hi=MAX_VECTOR_SIZE)
+
+
+@template("hclt", Arg("latents", "int", 16, **LATENTS), Arg("data", "str"),
+          Arg("bins", "int", None, 2, MAX_CATEGORIES), Arg("pseudocount", "float", 0.1, 0, 1e6),
+          Arg("max_rows", "int", 20000, 1, 10**9))
+def hclt_template(ctx, size, variables, latents, data, bins, pseudocount, max_rows):
     _check_size(ctx, size, "hclt")
     ids, cats = _vars(ctx, variables, "hclt")
     if any(c is None for c in cats):
         raise ctx.error("hclt needs discrete variables")
-    if data is None:
-        raise ctx.error('hclt needs data="FILE" (or "builtin:digits") to learn its Chow-Liu tree')
-    from pccompile.data import load_array
+    check_limit("hclt over", len(ids), MAX_HCLT_VARIABLES)  # mutual information is quadratic in them
+    from pccompile.data import check_data, load_array
     try:
         x = load_array(data if str(data).startswith("builtin:") else ctx.path(data))
+        check_data(x, np.array(cats), [ctx.variables[i].name for i in ids], f"hclt data '{data}'")
     except PCError as e:
         raise ctx.error(f"hclt data: {e}") from None
-    if x.shape[1] != len(ids):
-        raise ctx.error(f"hclt data has {x.shape[1]} columns for {len(ids)} variables")
-    return _remap(_hclt(x, int(latents), np.array(cats), pseudocount=float(pseudocount),
-                        bins=None if bins is None else int(bins), max_rows=int(max_rows)), ids)
+    return _remap(_hclt(x, latents, np.array(cats), pseudocount=pseudocount, bins=bins, max_rows=max_rows), ids)
 
 
-@template("rat_spn")
-def rat_spn_template(ctx, size, variables, depth=2, repetitions=2, sums=4, inputs=4, seed=0):
+@template("rat_spn", Arg("depth", "int", 2, 1, 30), Arg("repetitions", "int", 2, 1, 4096),
+          Arg("sums", "int", 4, **LATENTS), Arg("inputs", "int", 4, **LATENTS), Arg("seed", "int", 0, 0, 2**63 - 1))
+def rat_spn_template(ctx, size, variables, depth, repetitions, sums, inputs, seed):
     _check_size(ctx, size, "rat_spn")
     ids, cats = _vars(ctx, variables, "rat_spn")
-    try:
-        root = _rat_spn(len(ids), cats, depth=int(depth), repetitions=int(repetitions), num_sums=int(sums),
-                        num_inputs=int(inputs), seed=int(seed))
-    except PCError as e:
-        raise ctx.error(str(e)) from None
-    return _remap(root, ids)
+    return _remap(_rat_spn(len(ids), cats, depth=depth, repetitions=repetitions, num_sums=sums,
+                           num_inputs=inputs, seed=seed), ids)
 
 
-@template("pd")
-def pd_template(ctx, size, variables, latents=4, delta=2, shape=None):
+@template("pd", Arg("latents", "int", 4, **LATENTS), Arg("delta", "int", 2, 1, MAX_VARIABLES),
+          Arg("shape", "shape", None))
+def pd_template(ctx, size, variables, latents, delta, shape):
     _check_size(ctx, size, "pd")
     ids, cats = _vars(ctx, variables, "pd")
-    shape = shape or ctx._c.meta.get("image")
+    shape = shape or ctx.meta.get("image")
     if shape is None or len(shape) != 2 or shape[0] * shape[1] != len(ids):
         raise ctx.error(f"pd needs shape=[height, width] (or an image setting) covering {len(ids)} variables")
     if len(set(cats)) != 1:
         raise ctx.error("pd needs all variables of one domain")
-    return _remap(_pd(int(shape[0]), int(shape[1]), cats[0], latents=int(latents), delta=int(delta)), ids)
+    return _remap(_pd(int(shape[0]), int(shape[1]), cats[0], latents=latents, delta=delta), ids)
 
 
-@template("hmm")
-def hmm_template(ctx, size, variables, latents=8, homogeneous=1):
+@template("hmm", Arg("latents", "int", 8, **LATENTS), Arg("homogeneous", "bool", True))
+def hmm_template(ctx, size, variables, latents, homogeneous):
     _check_size(ctx, size, "hmm")
     ids, cats = _vars(ctx, variables, "hmm")
     if len(set(cats)) != 1 or cats[0] is None:
         raise ctx.error("hmm needs discrete variables of one vocabulary")
-    return _remap(_hmm(len(ids), int(latents), int(cats[0]), homogeneous=bool(homogeneous)), ids)
+    return _remap(_hmm(len(ids), latents, int(cats[0]), homogeneous=homogeneous), ids)
