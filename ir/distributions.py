@@ -87,8 +87,16 @@ class Bernoulli:
             raise ParameterError(node, f"bernoulli p must lie in [0, 1], got {p.tolist()[:8]}")
 
 
+MIN_STD = 1e-6
+LOG_MIN_STD = float(np.log(MIN_STD))
+
+
 @dataclass(frozen=True)
 class Gaussian:
+    """A normal density. Every evaluation floors the standard deviation at MIN_STD (1e-6): any
+    std > 0 is valid, and a smaller one (1e-40, or a log-std that gradient steps drove towards
+    -inf) is evaluated as MIN_STD, so that no valid parameters give NaN or an infinite density."""
+
     name = "gaussian"
     param_names = ("mean", "std")
     num_cats = None

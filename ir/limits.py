@@ -45,3 +45,26 @@ def check_memory(parameters: int, budget: int | None = None) -> None:
     if need > budget:
         raise ResourceError(f"the circuit has {parameters:,} parameters, which need about {need / 2**30:,.1f} GiB; "
                             f"this machine has {budget / 2**30:,.1f} GiB (set PCC_MEMORY_LIMIT to change the limit)")
+
+
+def check_circuit(circuit) -> None:
+    """Refuse a circuit beyond the caps or memory, before anything is computed over it."""
+    from .nodes import InputNode, SumNode
+
+    check_limit("variables:", circuit.num_vars, MAX_VARIABLES)
+    check_limit("node vectors:", len(circuit.nodes), MAX_NODE_VECTORS)
+    parameters = 0
+    for node in circuit.nodes.values():
+        if not isinstance(node.size, int):
+            raise ResourceError(f"node '{node.name}' has a size of type {type(node.size).__name__}, not int")
+        check_limit(f"node '{node.name}' has size", node.size, MAX_VECTOR_SIZE)
+        if isinstance(node, InputNode):
+            cats = node.dist.num_cats or 2
+            check_limit(f"node '{node.name}' has categories:", cats, MAX_CATEGORIES)
+            parameters += node.size * cats
+        elif isinstance(node, SumNode) and node.tie is None:
+            parameters += node.size * sum(circuit.nodes[c].size for c in node.children if c in circuit.nodes)
+    for v in circuit.variables:
+        if v.domain.num_cats is not None:
+            check_limit(f"variable '{v.name}' has categories:", v.domain.num_cats, MAX_CATEGORIES)
+    check_memory(parameters)

@@ -44,31 +44,110 @@ def circuit_to_storage(circuit: Circuit) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def circuit_from_storage(meta: dict, arrays: dict[str, np.ndarray]) -> Circuit:
+    """The Circuit of a storage record; every field is type-checked so that a tampered record is a
+    FormatError naming the node and field, never a KeyError or TypeError. (Structural rules are
+    left to `verify`, which the loader runs next.)"""
+    if not isinstance(meta, dict):
+        raise FormatError("the circuit record is not a JSON object")
     if meta.get("ir_version") != IR_VERSION:
         raise FormatError(f"IR version {meta.get('ir_version')!r} is not supported (this build reads {IR_VERSION})")
-    try:
-        variables = tuple(Variable(v["name"], Domain(v["num_cats"])) for v in meta["variables"])
-        nodes = {}
-        for d in meta["nodes"]:
-            nid = int(d["id"])
-            if d["kind"] == "input":
-                cls = DISTRIBUTIONS[d["dist"]]
-                dist = cls(d["num_cats"]) if cls is Categorical else cls()
-                nodes[nid] = InputNode(nid, d["name"], int(d["var"]), int(d["size"]), dist)
-            elif d["kind"] == "product":
-                index = None
-                if "index" in d:
-                    index = tuple(arrays[f"index.{nid}.{k}"] if has else None for k, has in enumerate(d["index"]))
-                nodes[nid] = ProductNode(nid, d["name"], tuple(d["children"]), int(d["size"]), index)
-            else:
-                mask = arrays.get(f"mask.{nid}")
-                nodes[nid] = SumNode(nid, d["name"], tuple(d["children"]), int(d["size"]),
-                                     None if mask is None else mask.astype(bool), d.get("tie"))
-        params: dict[int, dict[str, np.ndarray]] = {}
-        for key, v in arrays.items():
-            if key.startswith("param."):
-                _, nid, name = key.split(".", 2)
-                params.setdefault(int(nid), {})[name] = np.asarray(v)
-        return Circuit(variables, nodes, int(meta["root"]), params, dict(meta.get("meta", {})))
-    except (KeyError, TypeError, ValueError) as e:
-        raise FormatError(f"malformed circuit record: {e!r}") from None
+    variables = tuple(_variable(k, v) for k, v in enumerate(_field(meta, "variables", list, "circuit")))
+    nodes: dict[int, object] = {}
+    for k, d in enumerate(_field(meta, "nodes", list, "circuit")):
+        node = _node(d, arrays, f"node record {k}")
+        if node.id in nodes:
+            raise FormatError(f"node id {node.id} appears twice in the circuit record")
+        nodes[node.id] = node
+    params: dict[int, dict[str, np.ndarray]] = {}
+    for key, v in arrays.items():
+        if key.startswith("param."):
+            _, nid, name = (key.split(".", 2) + ["", ""])[:3]
+            if not nid.isdigit() or int(nid) not in nodes or not name:
+                raise FormatError(f"tensor '{key}' names no node of the circuit")
+            params.setdefault(int(nid), {})[name] = np.asarray(v)
+    root = _int(meta, "root", "circuit")
+    extra = meta.get("meta", {})
+    if not isinstance(extra, dict):
+        raise FormatError("the circuit record's 'meta' is not a JSON object")
+    if root not in nodes:
+        raise FormatError(f"the root id {root} is not a node of the circuit record")
+    return Circuit(variables, nodes, root, params, dict(extra))
+
+
+def _field(d: dict, key: str, kind, where: str):
+    if not isinstance(d, dict) or key not in d:
+        raise FormatError(f"{where}: field '{key}' is missing")
+    value = d[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise FormatError(f"{where}: field '{key}' is {type(value).__name__} {_short(value)}; expected "
+                          f"{getattr(kind, '__name__', kind)}")
+    return value
+
+
+def _int(d: dict, key: str, where: str, low: int = 0) -> int:
+    value = _field(d, key, int, where)
+    if value < low:
+        raise FormatError(f"{where}: field '{key}' is {value}; expected at least {low}")
+    return value
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _variable(k: int, v) -> Variable:
+    where = f"variable record {k}"
+    name = _field(v, "name", str, where)
+    cats = v.get("num_cats") if isinstance(v, dict) else None
+    if cats is not None and (isinstance(cats, bool) or not isinstance(cats, int) or cats < 2):
+        raise FormatError(f"{where}: field 'num_cats' is {_short(cats)}; expected an integer >= 2 or null")
+    return Variable(name, Domain(cats))
+
+
+def _array(arrays: dict, key: str, where: str, kinds: str) -> np.ndarray:
+    if key not in arrays:
+        raise FormatError(f"{where}: tensor '{key}' is missing")
+    a = np.asarray(arrays[key])
+    if a.dtype.kind not in kinds or a.ndim not in (1, 2):
+        raise FormatError(f"{where}: tensor '{key}' is {a.dtype} of {a.ndim} dimensions")
+    return a
+
+
+def _node(d, arrays: dict, where: str):
+    nid = _int(d, "id", where)
+    where = f"node {nid}"
+    name = _field(d, "name", str, where)
+    kind = _field(d, "kind", str, where)
+    size = _int(d, "size", where, 1)
+    if kind == "input":
+        dist_name = _field(d, "dist", str, where)
+        if dist_name not in DISTRIBUTIONS:
+            raise FormatError(f"{where}: unknown distribution {dist_name!r}")
+        cls = DISTRIBUTIONS[dist_name]
+        dist = cls(_int(d, "num_cats", where, 2)) if cls is Categorical else cls()
+        return InputNode(nid, name, _int(d, "var", where), size, dist)
+    if kind not in ("product", "sum"):
+        raise FormatError(f"{where}: unknown kind {kind!r}; expected input, product or sum")
+    children = _field(d, "children", list, where)
+    if not all(isinstance(c, int) and not isinstance(c, bool) for c in children):
+        raise FormatError(f"{where}: field 'children' must list node ids")
+    if kind == "product":
+        index = None
+        if "index" in d:
+            flags = _field(d, "index", list, where)
+            if len(flags) != len(children) or not all(isinstance(f, bool) for f in flags):
+                raise FormatError(f"{where}: field 'index' must hold one true/false per child")
+            index = tuple(_array(arrays, f"index.{nid}.{k}", where, "iu").astype(np.int64) if has else None
+                          for k, has in enumerate(flags))
+        return ProductNode(nid, name, tuple(children), size, index)
+    tie = d.get("tie")
+    if tie is not None and (isinstance(tie, bool) or not isinstance(tie, int)):
+        raise FormatError(f"{where}: field 'tie' is {_short(tie)}; expected a node id or null")
+    mask = arrays.get(f"mask.{nid}")
+    if mask is not None:
+        mask = _array(arrays, f"mask.{nid}", where, "biu")
+        if not np.isin(mask, (0, 1)).all():
+            raise FormatError(f"{where}: tensor 'mask.{nid}' holds values other than 0 and 1")
+        mask = mask.astype(bool)
+    return SumNode(nid, name, tuple(children), size, mask, tie)

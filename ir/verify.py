@@ -9,6 +9,7 @@ import numpy as np
 from .circuit import Circuit
 from .errors import (CycleError, DecomposabilityError, DomainError, ParameterError,
                      SizeMismatchError, SmoothnessError, StructureError)
+from .limits import check_circuit
 from .nodes import InputNode, ProductNode, SumNode
 
 
@@ -17,6 +18,7 @@ def verify(circuit: Circuit, *, require_params: bool = False, atol: float = 1e-4
 
     Scopes are bitsets (Python ints) kept only while a parent still has to read them, so a chain
     over many variables (an HMM) costs time and memory linear in its length, not quadratic."""
+    check_circuit(circuit)  # sizes first: nothing below runs over a circuit memory cannot hold
     _check_order_and_cycles(circuit)
     nodes = circuit.nodes
     names = [n.name for n in nodes.values()]

@@ -32,6 +32,13 @@ class Vectorize(Pass):
         return _vectorize(circuit)
 
 
+def check_distinct_children(node: ProductNode, vecs: tuple[int, ...]) -> None:
+    """Two children of a product in one vector share a scope, and keying the product on its set
+    of child vectors would drop one of them: refuse (verify does too, before any pass)."""
+    if len(vecs) != len(node.children):
+        raise DecomposabilityError(node.name, "two of its children are over the same variables")
+
+
 def _vectorize(circuit: Circuit) -> Circuit:
     depth = circuit.depths()
     levels: dict[int, list[int]] = defaultdict(list)
@@ -62,9 +69,8 @@ def _vectorize(circuit: Circuit) -> Circuit:
                 key = ("input", node.var, node.dist)
             else:
                 vecs = tuple(sorted({where[c][0] for c in node.children}))
-                if isinstance(node, ProductNode) and len(vecs) != len(node.children):
-                    # two children in one vector share a scope: merging would drop one of them
-                    raise DecomposabilityError(node.name, "two of its children are over the same variables")
+                if isinstance(node, ProductNode):
+                    check_distinct_children(node, vecs)
                 key = (node.kind, vecs)
             groups[key].append(nid)
         for key, members in groups.items():

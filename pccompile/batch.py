@@ -17,10 +17,18 @@ def encode_batch(x, var_cats: np.ndarray, var_names: tuple[str, ...], missing=No
                  device: torch.device | None = None, dtype: torch.dtype = torch.float32, row_offset: int = 0):
     """-> (x_int [B, V] long with -1 for missing, x_real [B, V] float with NaN for missing, or None
     when the circuit has no real variables). `row_offset` is added to row numbers in errors."""
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
-        x = torch.as_tensor(np.asarray(x))
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            what = "complex numbers" if x.dtype.kind == "c" else f"values of type {x.dtype}"
+            raise DataError(f"data holds {what}; expected real numbers (integers for discrete variables)")
+        if x.dtype.kind == "u" and x.dtype.itemsize == 8:
+            x = x.astype(np.float64)  # torch has no uint64 arithmetic; out-of-range values stay visible
+        x = torch.from_numpy(x)
+    elif x.is_complex():
+        raise DataError("data holds complex numbers; expected real numbers")
+    if x.dtype == torch.bool:
+        x = x.long()
     V = int(var_cats.shape[0])
     if x.dim() == 1 and V == x.shape[0]:
         x = x.unsqueeze(0)
@@ -40,9 +48,12 @@ def encode_batch(x, var_cats: np.ndarray, var_names: tuple[str, ...], missing=No
     if x.is_floating_point():
         nan = torch.isnan(x)
         xd = torch.where(nan, torch.full_like(x, -1), x)
-        frac = discrete & (xd != torch.round(xd))
+        frac = discrete & ((xd != torch.round(xd)) | torch.isinf(xd))
         if bool(frac.any()):
             _raise_bad(frac, x, var_names, "is not an integer category", row_offset)
+        big = discrete & (xd.abs() > 2 ** 62)  # beyond int64: would wrap around when converted
+        if bool(big.any()):
+            _raise_bad(big, x, var_names, "is beyond any category", row_offset)
         x_int = xd.round().long()
     else:  # integers are valid values for real variables too (they are converted below)
         x_int = x.long()

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from pccompile.ir import Circuit, Program
+from pccompile.ir.distributions import LOG_MIN_STD, MIN_STD
 
 
 def _log(a: np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -59,7 +60,7 @@ def input_params_from_circuit(circuit: Circuit, program: Program, dtype=np.float
             dst["logit"][sl] = _log(q) - _log(1 - q)
         else:
             dst["mean"][sl] = np.asarray(p["mean"])
-            dst["log_std"][sl] = _log(np.asarray(p["std"]))
+            dst["log_std"][sl] = _log(np.maximum(np.asarray(p["std"], dtype=np.float64), MIN_STD))
     return out, missing
 
 
@@ -194,5 +195,5 @@ def circuit_params_from_runtime(circuit: Circuit, program: Program, logw: np.nda
             params[lay.node] = {"p": (1 / (1 + np.exp(-src["logit"][sl].astype(np.float64)))).astype(np.float32)}
         else:
             params[lay.node] = {"mean": src["mean"][sl].astype(np.float32),
-                                "std": np.exp(src["log_std"][sl]).astype(np.float32)}
+                                "std": np.exp(np.maximum(src["log_std"][sl], LOG_MIN_STD)).astype(np.float32)}
     return params

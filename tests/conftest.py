@@ -10,3 +10,8 @@ def rng(request):
     seed = zlib.crc32(request.node.nodeid.encode())
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz", type=int, default=0,
+                     help="cases per kind for tests/test_fuzz.py (default: the CI size); e.g. --fuzz 10000")

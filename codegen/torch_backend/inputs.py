@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from pccompile.ir import InputPartition
+from pccompile.ir.distributions import LOG_MIN_STD
 
 
 def partition_log_probs(part: InputPartition, params: dict[str, torch.Tensor], vars_t: torch.Tensor,
@@ -23,7 +24,7 @@ def partition_log_probs(part: InputPartition, params: dict[str, torch.Tensor], v
         miss = torch.isnan(xv)
         xv = torch.where(miss, torch.zeros_like(xv), xv)
         mean = params["mean"].unsqueeze(1)
-        log_std = params["log_std"].unsqueeze(1)
+        log_std = params["log_std"].clamp_min(LOG_MIN_STD).unsqueeze(1)
         z = (xv - mean) * torch.exp(-log_std)
         lp = -0.5 * z * z - log_std - 0.5 * math.log(2 * math.pi)
         return torch.where(miss, torch.zeros_like(lp), lp)
@@ -43,7 +44,7 @@ def partition_stats(part: InputPartition, params: dict[str, torch.Tensor]):
     """Per-row mode value and its log-probability: ([m] mode, [m] log p(mode)). For Gaussians
     the 'log-probability' is the log-density at the mean."""
     if part.dist == "gaussian":
-        return params["mean"], -params["log_std"] - 0.5 * math.log(2 * math.pi)
+        return params["mean"], -params["log_std"].clamp_min(LOG_MIN_STD) - 0.5 * math.log(2 * math.pi)
     if part.dist == "categorical":
         logp = F.log_softmax(params["logits"], dim=1)
         best, arg = logp.max(1)
@@ -57,7 +58,7 @@ def partition_sample(part: InputPartition, params: dict[str, torch.Tensor], rows
     """One draw from each selected row's distribution ([n] rows of this partition)."""
     if part.dist == "gaussian":
         noise = torch.randn(rows.shape, generator=gen, device=rows.device, dtype=params["mean"].dtype)
-        return params["mean"][rows] + params["log_std"][rows].exp() * noise
+        return params["mean"][rows] + params["log_std"][rows].clamp_min(LOG_MIN_STD).exp() * noise
     if part.dist == "categorical":
         logp = F.log_softmax(params["logits"][rows], dim=1)
         u = torch.rand(logp.shape, generator=gen, device=rows.device, dtype=logp.dtype).clamp_min(1e-30)

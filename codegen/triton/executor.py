@@ -17,6 +17,7 @@ import torch
 
 from pccompile.codegen.torch_backend.executor import TorchExecutor
 from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW, ArgumentError, Program
+from pccompile.ir.distributions import LOG_MIN_STD
 
 from .emitter import Emitted, TritonOptions, emit
 
@@ -145,7 +146,7 @@ class TritonExecutor(TorchExecutor):
             elif part.dist == "bernoulli":
                 params.append((h.logit, h.logit))
             else:
-                params.append((h.mean, h.log_std))
+                params.append((h.mean, h.log_std.clamp_min(LOG_MIN_STD)))  # the documented std floor
         x_int = x_int.contiguous()
         x_real = x_int if x_real is None else x_real.contiguous()
         self.kernels.inputs(mars, x_int, x_real, params, self.index, B)

@@ -44,16 +44,31 @@ def load_model(spec: Path, passes: Optional[str] = None, seed: int = 0, report=N
 
 
 def run(fn, interrupted: str = "interrupted"):
-    """Turn PCErrors into a clean message and exit code 2, and Ctrl-C into `interrupted` and exit
-    code 130, instead of a traceback."""
+    """Turn PCErrors (and unreadable or unwritable paths, and running out of memory) into one clean
+    message and exit code 2, and Ctrl-C into `interrupted` and exit code 130, instead of a traceback."""
     try:
         return fn()
     except PCError as e:
         err.print(f"error: {e}", style="red", highlight=False, markup=False)
         raise typer.Exit(2) from None
+    except OSError as e:  # a path the command could not read or write (permissions, no such folder)
+        where = f" '{e.filename}'" if getattr(e, "filename", None) else ""
+        err.print(f"error: cannot access{where}: {e.strerror or e}", style="red", highlight=False, markup=False)
+        raise typer.Exit(2) from None
+    except MemoryError:
+        err.print("error: out of memory; try a smaller --batch-size or a smaller circuit", style="red",
+                  highlight=False, markup=False)
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print(interrupted, style="yellow", highlight=False, markup=False)
         raise typer.Exit(130) from None
+
+
+def at_least(name: str, value: int, low: int = 1) -> None:
+    """Refuse a count option below `low` with a message naming the option."""
+    if value < low:
+        from pccompile.ir import ArgumentError
+        raise ArgumentError(f"{name} must be at least {low}, got {value}")
 
 
 def bpd(ll: float | None, num_vars: int) -> str:

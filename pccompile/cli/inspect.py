@@ -12,7 +12,7 @@ import torch
 import typer
 from rich.table import Table
 
-from .common import Backend, Passes, Spec, app, console, load_model, run
+from .common import Backend, Passes, Spec, app, at_least, console, load_model, run
 
 @app.command()
 def check(spec: Spec, passes: Passes = None, seed: int = typer.Option(0, help="seed for parameters not given"),
@@ -83,6 +83,7 @@ def emit(spec: Spec, passes: Passes = None,
     def go():
         from pccompile.codegen.triton import TritonOptions
         from pccompile.codegen.triton import emit as emit_source
+        at_least("--block-b", block_b)
         model = load_model(spec, passes, backend="torch")
         emitted = emit_source(model.program, TritonOptions(block_b=block_b, fuse=not no_fuse, precision=precision))
         if compile_for is None:
@@ -150,6 +151,7 @@ def eval_(spec: Spec,
     from pccompile.data import check_data, load_array
 
     def go():
+        at_least("--batch-size", batch_size)
         model = load_model(spec, passes, device=device, backend=backend)
         x = load_array(data)
         check_data(x, model.program.var_cats, model.program.var_names, str(data))

@@ -9,7 +9,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from .common import Backend, Spec, app, console, load_model, run
+from .common import Backend, Spec, app, at_least, console, load_model, run
 
 @app.command()
 def sample(spec: Spec, n: int = typer.Option(16, "-n", help="number of samples"),
@@ -23,6 +23,8 @@ def sample(spec: Spec, n: int = typer.Option(16, "-n", help="number of samples")
     def go():
         from pccompile.ir import ArgumentError
         from pccompile.plots import sample_grid
+        at_least("-n", n)
+        at_least("--seed", seed, 0)
         model = load_model(spec, backend=backend)
         xs = model.sample(n, seed=seed).cpu().numpy()
         if out:

@@ -178,6 +178,8 @@ class _Compiler:
             # a node the user named, else (a node a template made) the statement of the root
             at = self.where.get(e.node, self.where.get(root_name, _Pos(1, 1)))
             raise self.error(at, str(e)) from None
+        except ResourceError as e:
+            raise self.error(self.where.get(root_name, _Pos(1, 1)), str(e)) from None
         return circuit
 
     # -- statements -----------------------------------------------------------------------
