@@ -12,9 +12,9 @@ import os
 
 from .errors import ResourceError
 
-MAX_VARIABLES = 100_000       # variables a circuit declares
+MAX_VARIABLES = 1 << 15       # variables a circuit declares (32,768: a 3x64x64 image is 12,288)
 MAX_CATEGORIES = 1 << 16      # categories of one discrete variable (a 65,536-word vocabulary)
-MAX_VECTOR_SIZE = 1 << 16     # nodes in one node vector (latents)
+MAX_VECTOR_SIZE = 1 << 16     # nodes in one node vector (latents; an outer product's rows)
 MAX_NODE_VECTORS = 1 << 20    # node vectors in a circuit
 MAX_HCLT_VARIABLES = 4096     # variables of one Chow-Liu tree (mutual information is quadratic in them)
 MAX_NESTING = 64              # depth of nested lists in a .pc file

@@ -137,7 +137,7 @@ def _input(name: str, attrs) -> tuple:
     if isinstance(var, bool) or not isinstance(var, (int, np.integer)) or var < 0:
         raise StructureError(name, f"an input node needs an integer attribute 'var' >= 0, got {var!r}")
     if var >= MAX_VARIABLES:
-        raise StructureError(name, f"variable index {var} is beyond the limit of {MAX_VARIABLES:,} variables")
+        raise StructureError(name, f"variable index {var:,} is beyond the limit of {MAX_VARIABLES:,} variables")
     if attrs.get("params") is None:
         raise StructureError(name, "an input node needs an attribute 'params'")
     p = _number_list(name, attrs["params"])

@@ -244,3 +244,12 @@ def test_precompile_warms_each_specialisation_once_per_batch_class():
     assert ex.precompile(256, "cpu", warm=warm) == 0  # same class: nothing new
     assert ex.precompile(100, "cpu", warm=warm) == n  # B not a multiple of 16: new specialisations
     assert ex.precompile(512, "cpu") == 0
+
+
+def test_the_gaussian_std_floor_holds_on_the_triton_backend():
+    """A subnormal std (1e-40) is evaluated as the documented floor, as on the torch backend."""
+    text = "var h : real\nl = gaussian(h, mean=[0.5], std=[1e-40])\nroot = sum(l)\n"
+    x = torch.tensor([[0.5], [0.6], [float("nan")]])
+    got = pc.compile(text, backend="triton")(x)
+    assert torch.isfinite(got).all(), got
+    torch.testing.assert_close(got, pc.compile(text, backend="torch")(x))

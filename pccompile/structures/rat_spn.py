@@ -11,7 +11,7 @@ import numpy as np
 
 from pccompile import builder
 from pccompile.ir import ArgumentError, Bernoulli, Categorical, Gaussian
-from pccompile.ir.limits import MAX_NODE_VECTORS, check_limit
+from pccompile.ir.limits import MAX_NODE_VECTORS, MAX_VECTOR_SIZE, check_limit
 
 
 def _input(v: int, size: int, k: int | None) -> builder.Vec:
@@ -38,6 +38,8 @@ def rat_spn(num_vars: int, num_cats, *, depth: int = 2, repetitions: int = 2, nu
     for what, n in (("repetitions", repetitions), ("sums", num_sums), ("inputs", num_inputs)):
         if n < 1:
             raise ArgumentError(f"rat_spn needs {what} >= 1, got {n}")
+    check_limit("rat_spn outer products have rows (sums or inputs, squared):", max(num_sums, num_inputs) ** 2,
+                MAX_VECTOR_SIZE)
     if seed < 0:
         raise ArgumentError(f"rat_spn needs a seed >= 0, got {seed}")
     cats = list(num_cats) if isinstance(num_cats, (list, tuple, np.ndarray)) else [num_cats] * num_vars
