@@ -1,6 +1,7 @@
 """A seeded fuzzer of our own: mutated `.pc` text, mutated networkx graphs, tampered `.pcz` files.
 
-Every case must end in success or a PCError, within a time limit. A case that compiles or loads
+Every case must end in success or a PCError (for `pcc` commands: exit 0, or exit 2 with one
+message), within a time limit. A case that compiles or loads
 is also checked for a right answer: a mutated networkx graph that compiles must give the
 probabilities a brute-force evaluation of the graph gives, and a loaded model must evaluate
 finite. `run_cases` returns the cases that broke the rule, with what happened.
@@ -317,6 +318,38 @@ def run_pcz(raw: bytes, tmp: Path) -> None:
     _check_finite(model)
 
 
+# -- the command line ---------------------------------------------------------------------------
+def cli_case(rng: np.random.Generator, pcz: list[bytes]) -> list:
+    """A `pcc` command over a mutated .pc file or a tampered model: [command, file bytes, suffix]."""
+    if rng.random() < 0.5:
+        text = mutate_text(SEED_TEXTS[int(rng.integers(len(SEED_TEXTS)))], rng)
+        raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+        return [str(rng.choice(["check", "show", "sample"])), raw, ".pc"]
+    return [str(rng.choice(["eval", "sample", "mpe"])), tamper(pcz[int(rng.integers(len(pcz)))], rng), ".pcz"]
+
+
+def run_cli(case: list, tmp: Path) -> None:
+    """The command must exit 0, or 2 with one `error:` message; never a traceback."""
+    from typer.testing import CliRunner
+    from pccompile.cli import app
+
+    command, raw, suffix = case
+    path = (EXAMPLES if suffix == ".pc" else tmp) / f".fuzz-{os.getpid()}{suffix}"
+    path.write_bytes(raw)
+    data = tmp / "rows.npy"
+    np.save(data, np.zeros((2, 3), dtype=np.int64))
+    args = [command, str(path)] + (["--data", str(data)] if command in ("eval", "mpe") else []) + \
+        (["-n", "2"] if command == "sample" else [])
+    try:
+        r = CliRunner().invoke(app, args)
+    finally:
+        path.unlink()
+    if r.exit_code == 2 and "error:" in r.output:
+        raise PCError("the command reported an error")  # counted as a clean refusal
+    if r.exit_code != 0 or (r.exception is not None and not isinstance(r.exception, SystemExit)):
+        raise AssertionError(f"exit {r.exit_code}: {r.output[-300:]} {r.exception!r}")
+
+
 # -- the runner ---------------------------------------------------------------------------------
 def _alarm(signum, frame):
     raise Hang()
@@ -341,7 +374,7 @@ def run_one(fn, case, tmp: Path, label: str) -> Outcome:
 
 def cases(kind: str, n: int, seed: int, tmp: Path):
     """(fn, case, label) for n cases of one kind, all drawn from one seed."""
-    rng = np.random.default_rng([seed, {"dsl": 0, "networkx": 1, "pcz": 2}[kind]])
+    rng = np.random.default_rng([seed, {"dsl": 0, "networkx": 1, "pcz": 2, "cli": 3}[kind]])
     if kind == "dsl":
         for i in range(n):
             yield run_text, mutate_text(SEED_TEXTS[i % len(SEED_TEXTS)], rng), f"dsl #{i}"
@@ -349,10 +382,14 @@ def cases(kind: str, n: int, seed: int, tmp: Path):
         base = [random_graph(rng) for _ in range(4)]
         for i in range(n):
             yield run_graph, mutate_graph(base[i % len(base)], rng), f"networkx #{i}"
-    else:
+    elif kind == "pcz":
         base = [saved_model(tmp, rng) for _ in range(3)]
         for i in range(n):
             yield run_pcz, tamper(base[i % len(base)], rng), f"pcz #{i}"
+    else:
+        base = [saved_model(tmp, rng) for _ in range(2)]
+        for i in range(n):
+            yield run_cli, cli_case(rng, base), f"cli #{i}"
 
 
 def run_cases(kind: str, n: int, seed: int, tmp: Path) -> tuple[Counter, list[Outcome]]:
@@ -372,7 +409,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fuzz", type=int, default=300, help="cases per kind")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--kinds", default="dsl,networkx,pcz")
+    ap.add_argument("--kinds", default="dsl,networkx,pcz,cli")
     args = ap.parse_args(argv)
     import tempfile
     sys.path.insert(0, str(Path(__file__).parent))

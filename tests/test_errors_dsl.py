@@ -43,6 +43,7 @@ H = "var x[3] : binary\n"
     ("hmm(x, latents=70000)", r"latents must be in 1..65,536, got 70000", "70000"),
     ("hmm(x, homogeneous=3)", r"homogeneous must be in 0..1", "3"),
     ("hmm(x, latents=abc)", r"unknown name 'abc'", "abc"),
+    ("hmm(x, latents=inf)", r"unknown name 'inf'", "inf"),
     ("hmm(x, colour=1)", r"hmm has no option 'colour'; expected latents, homogeneous", "colour"),
     ("rat_spn(x, seed=-4)", r"rat_spn: seed must be in 0\.\.", "-4"),
     ("rat_spn(x, depth=40)", r"rat_spn: depth must be in 1..30, got 40", "40"),

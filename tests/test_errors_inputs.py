@@ -77,6 +77,32 @@ def test_no_pass_turns_an_invalid_circuit_into_a_compiled_model(rng):
         Vectorize().run(_unverified_scalar(_two_inputs_over_one_variable()))
 
 
+@pytest.mark.parametrize("name", ["normalize", "init", "vectorize", "verify"])
+def test_every_pass_keeps_valid_circuits_valid_and_invalid_ones_invalid(name, rng):
+    """On random valid circuits (vector and scalar) a pass's output verifies; on random circuits
+    broken in one rule it raises a PCError or its output still fails verification."""
+    from pccompile.ir import Circuit, ProductNode
+    from pccompile.passes import registered
+
+    p = registered()[name]()
+    for _ in range(8):
+        c = random_circuit(rng, num_vars=3)
+        for circuit in (c, pc.from_networkx(pc.to_networkx(pc.compile(c).to_circuit()))):
+            verify(p.run(circuit))
+        broken = [_unverified_scalar(_two_inputs_over_one_variable())]
+        for q in [n for n in c.nodes.values() if isinstance(n, ProductNode) and n.index is None][:1]:
+            nodes = dict(c.nodes)
+            nodes[q.id] = ProductNode(q.id, q.name, q.children + q.children[:1], q.size)
+            broken.append(Circuit(c.variables, nodes, c.root, c.params, c.meta))
+        for bad in broken:
+            try:
+                out = p.run(bad)
+            except PCError:
+                continue
+            with pytest.raises(PCError):
+                verify(out)
+
+
 def _unverified_scalar(G):
     import pccompile.nx as pnx
     orig = pnx.verify

@@ -7,7 +7,7 @@ import pytest
 
 import fuzzing
 
-CI_CASES = {"dsl": 300, "networkx": 200, "pcz": 150}
+CI_CASES = {"dsl": 300, "networkx": 200, "pcz": 150, "cli": 100}
 
 
 @pytest.mark.parametrize("kind", sorted(CI_CASES))
