@@ -22,7 +22,7 @@ from pccompile.ir.limits import (MAX_CATEGORIES, MAX_NESTING, MAX_NODE_VECTORS, 
                                  check_memory)
 from pccompile.ir.distributions import BINARY, REAL, Domain
 
-from .templates import REQUIRED, TEMPLATES, TemplateContext
+from .templates import TEMPLATES, TemplateContext
 
 _PARSER: lark.Lark | None = None
 
@@ -418,34 +418,7 @@ class _Compiler:
         """Bind the call's arguments to the template's declared signature, check each where it
         stands, then build; an error from inside the template is reported at the call."""
         tpl = TEMPLATES[str(func_tok)]
-        if not pos_args:
-            raise self.error(func_tok, f"{tpl.name} needs the variables first: {tpl.signature()}")
-        variables = self.template_arg(pos_args[0])
-        specs = {a.name: a for a in tpl.args}
-        given: dict[str, tuple] = {}
-        for a, v in zip(tpl.args, pos_args[1:]):
-            given[a.name] = (v, v)
-        if len(pos_args) - 1 > len(tpl.args):
-            raise self.error(pos_args[len(tpl.args) + 1], f"{tpl.name} takes at most {len(tpl.args)} options "
-                                                          f"after the variables: {tpl.signature()}")
-        for k, (k_tok, v) in kw.items():
-            if k not in specs:
-                raise self.error(k_tok, f"{tpl.name} has no option '{k}'; expected {', '.join(specs)}")
-            if k in given:
-                raise self.error(k_tok, f"{tpl.name}: option '{k}' is given twice")
-            given[k] = (k_tok, v)
-        options = {}
-        for a in tpl.args:
-            if a.name not in given:
-                if a.default is REQUIRED:
-                    raise self.error(func_tok, f"{tpl.name} needs {a.name}=...: {tpl.signature()}")
-                options[a.name] = a.default
-                continue
-            _, v = given[a.name]
-            try:
-                options[a.name] = a.check(self.template_arg(v))
-            except ValueError as e:
-                raise self.error(v, f"{tpl.name}: {a.name} {e}") from None
+        variables, options = tpl.bind(pos_args, kw, self.template_arg, self.error, func_tok)
         ctx = TemplateContext(self, func_tok)
         try:
             return tpl.fn(ctx, size, variables, **options)

@@ -70,6 +70,37 @@ class Template:
     fn: Callable
     args: tuple[Arg, ...]
 
+    def bind(self, pos_args: list, kw: dict, value_of: Callable, error: Callable, at) -> tuple[object, dict]:
+        """(variables, options) of a call: the variables first, then options by position or by
+        keyword, each converted and range-checked by its Arg. `value_of(tree)` reads an argument;
+        `error(tree_or_token, message)` makes the located error raised for a bad one."""
+        if not pos_args:
+            raise error(at, f"{self.name} needs the variables first: {self.signature()}")
+        if len(pos_args) - 1 > len(self.args):
+            raise error(pos_args[len(self.args) + 1], f"{self.name} takes at most {len(self.args)} options "
+                                                      f"after the variables: {self.signature()}")
+        given = {a.name: (v, v) for a, v in zip(self.args, pos_args[1:])}
+        names = [a.name for a in self.args]
+        for k, (k_tok, v) in kw.items():
+            if k not in names:
+                raise error(k_tok, f"{self.name} has no option '{k}'; expected {', '.join(names)}")
+            if k in given:
+                raise error(k_tok, f"{self.name}: option '{k}' is given twice")
+            given[k] = (k_tok, v)
+        options = {}
+        for a in self.args:
+            if a.name not in given:
+                if a.default is REQUIRED:
+                    raise error(at, f"{self.name} needs {a.name}=...: {self.signature()}")
+                options[a.name] = a.default
+                continue
+            v = given[a.name][1]
+            try:
+                options[a.name] = a.check(value_of(v))
+            except ValueError as e:
+                raise error(v, f"{self.name}: {a.name} {e}") from None
+        return value_of(pos_args[0]), options
+
     def signature(self) -> str:
         opts = ", ".join(a.name if a.default is REQUIRED else f"{a.name}={a.default!r}" for a in self.args)
         return f"{self.name}(VARIABLES, {opts})"
