@@ -3,23 +3,43 @@
     import pccompile
     model = pccompile.compile("examples/mixture.pc")   # .pc path, DSL text, networkx graph, builder node
     lls = model(x)                                    # log p(x) per row; -1 / NaN entries are marginalised
+
+The package is a lazy facade (PEP 562): `import pccompile.ir` or `import pccompile.passes` loads
+those layers alone (numpy, no torch, lark or networkx); a name below is imported on first use.
 """
 
-from pccompile.ir import (ArgumentError, Bernoulli, Categorical, Circuit, CircuitError, DataError, DSLSemanticError,
-                          DSLSyntaxError, FormatError, Gaussian, PCError, Variable, verify)
+from __future__ import annotations
 
-from . import structures
-from .builder import Vec, build, inputs, multiply, summate
-from .compiler import CompileReport, compile, to_circuit
-from .dsl import parse, parse_file, print_circuit
-from .io import load, save
-from .nx import from_networkx, to_networkx
-from .flows import edge_flows
-from .runtime import CompiledCircuit
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["structures", "edge_flows", "compile", "load", "save", "to_circuit", "CompileReport", "CompiledCircuit", "from_networkx",
-           "to_networkx", "parse", "parse_file", "print_circuit", "inputs", "multiply", "summate", "build", "Vec",
-           "Categorical", "Bernoulli", "Gaussian", "Circuit", "Variable", "verify", "PCError", "CircuitError",
-           "DataError", "DSLSyntaxError", "DSLSemanticError", "FormatError", "ArgumentError", "__version__"]
+_EXPORTS = {
+    "compile": "compiler", "to_circuit": "compiler", "CompileReport": "compiler",
+    "load": "io", "save": "io",
+    "parse": "dsl", "parse_file": "dsl", "print_circuit": "dsl",
+    "from_networkx": "nx", "to_networkx": "nx",
+    "inputs": "builder", "multiply": "builder", "summate": "builder", "build": "builder", "Vec": "builder",
+    "edge_flows": "flows", "CompiledCircuit": "runtime",
+    **{name: "ir" for name in ("ArgumentError", "Bernoulli", "Categorical", "Circuit", "CircuitError", "DataError",
+                               "DSLSemanticError", "DSLSyntaxError", "FormatError", "Gaussian", "PCError",
+                               "ResourceError", "Variable", "verify")},
+}
+_SUBMODULES = ("structures", "learn", "datasets", "data", "queries", "graphs", "plots", "cli")
+
+__all__ = ["__version__", *_EXPORTS, "structures"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module 'pccompile' has no attribute '{name}'")
+    globals()[name] = value  # later look-ups are plain attribute reads
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))

@@ -61,7 +61,7 @@ def test_hclt_arguments_and_its_data_are_checked(data5):
     located(f"var x[3] : binary\nroot = hclt(x, latents=2, {d})\n",
             r"variable 'x\[0\]' \(column 0\) has value 5 in row 0; expected 0..1", 2, "hclt")
     located("var x[3] : binary\nroot = hclt(x, latents=2)\n", r"hclt needs data=\.\.\.", 2, "hclt")
-    located(f'var x[3] : binary\nroot = hclt(x, 2, "{data5}", 11, 12, 13, 14)\n', r"at most 5 options", 2, "14")
+    located(f'var x[3] : binary\nroot = hclt(x, 2, "{data5}", 11, 12, 13, 14)\n', r"at most 5 options", 2, "14)")
 
 
 def test_errors_raised_inside_a_template_are_located():

@@ -34,6 +34,7 @@ _TOKEN_NAMES = {"NAME": "a name", "INT": "an integer", "SIGNED_NUMBER": "a numbe
 def _parser() -> lark.Lark:
     global _PARSER
     if _PARSER is None:
+        import pccompile.structures  # noqa: F401  (registers the structure templates: hclt, pd, ...)
         grammar = resources.files("pccompile.dsl").joinpath("grammar.lark").read_text()
         _PARSER = lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
     return _PARSER
