@@ -57,7 +57,7 @@ def test_template_arguments_are_checked_at_the_argument(call, match, token):
 def test_hclt_arguments_and_its_data_are_checked(data5):
     d = f'data="{data5}"'
     located(f"var x[3] : categorical(9)\nroot = hclt(x, latents=2, {d}, max_rows=-3)\n",
-            r"hclt: max_rows must be in 1..1,000,000,000, got -3", 2, "-3")
+            r"hclt: max_rows must be in 1..1,000,000,000, got -3", 2, "-3)")
     located(f"var x[3] : binary\nroot = hclt(x, latents=2, {d})\n",
             r"variable 'x\[0\]' \(column 0\) has value 5 in row 0; expected 0..1", 2, "hclt")
     located("var x[3] : binary\nroot = hclt(x, latents=2)\n", r"hclt needs data=\.\.\.", 2, "hclt")
