@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from collections.abc import Callable, Iterable
 from typing import ClassVar
 
@@ -44,22 +45,25 @@ def registered() -> dict[str, type[Pass]]:
 _ITEM = re.compile(r"\s*([A-Za-z_][\w-]*)\s*(?:\{([^}]*)\})?\s*(?:,|$)")
 
 
-def _convert(text: str, field: dataclasses.Field, pass_name: str):
-    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+def _option_types(cls: type[Pass]) -> dict[str, type]:
+    """Each option's declared type, read from the dataclass's real type hints."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _convert(text: str, name: str, kind: type, pass_name: str):
     try:
-        if "bool" in kind:
+        if kind is bool:
             if text.lower() in ("1", "true", "yes", "on"):
                 return True
             if text.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError(text)
-        if "int" in kind and "float" not in kind:
-            return int(text)
-        if "float" in kind:
-            return float(text)
-        return text
+        if kind in (int, float, str):
+            return kind(text)
     except ValueError:
-        raise ArgumentError(f"pass '{pass_name}': option '{field.name}' expects {kind}, got '{text}'") from None
+        raise ArgumentError(f"pass '{pass_name}': option '{name}' expects {kind.__name__}, got '{text}'") from None
+    raise ArgumentError(f"pass '{pass_name}': option '{name}' of type {kind} cannot be given as text")
 
 
 def parse_pipeline(text: str) -> list[Pass]:
@@ -76,7 +80,7 @@ def parse_pipeline(text: str) -> list[Pass]:
         if name not in _REGISTRY:
             raise ArgumentError(f"unknown pass '{name}'; known passes: {', '.join(sorted(_REGISTRY))}")
         cls = _REGISTRY[name]
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        fields = _option_types(cls)
         kwargs = {}
         for item in filter(None, (o.strip() for o in (opts or "").split(","))):
             key, sep, value = item.partition("=")
@@ -84,7 +88,7 @@ def parse_pipeline(text: str) -> list[Pass]:
             if not sep or key not in fields:
                 raise ArgumentError(f"pass '{name}' has no option '{key}'; options: "
                                     f"{', '.join(fields) or 'none'}")
-            kwargs[key] = _convert(value.strip(), fields[key], name)
+            kwargs[key] = _convert(value.strip(), key, fields[key], name)
         passes.append(cls(**kwargs))
         pos = m.end()
     return passes

@@ -119,3 +119,42 @@ def test_missing_parameters_only_when_required():
     c = _ok().with_params({})
     verify(c)
     _expect(ParameterError, c, "la", "missing")
+
+
+def _with(nodes_update, params_update=None, root=3):
+    c = _ok()
+    nodes = {**c.nodes, **nodes_update}
+    return Circuit(c.variables, nodes, root, {**c.params, **(params_update or {})})
+
+
+def test_a_child_that_does_not_exist():
+    with pytest.raises(StructureError, match=r"node 'top' breaks rule 'well formed': child id 9 does not exist"):
+        verify(_with({3: SumNode(3, "top", (9,), 1)}))
+
+
+def test_a_mask_of_the_wrong_shape_and_an_empty_mask_row():
+    with pytest.raises(SizeMismatchError, match=r"node 'top' .*mask has shape \(1, 3\), expected \(1, 2\)"):
+        verify(_with({3: SumNode(3, "top", (2,), 1, np.ones((1, 3), bool))}))
+    s = SumNode(4, "mid", (2,), 2, np.array([[1, 0], [0, 0]], bool))
+    top = SumNode(5, "top2", (4,), 1)
+    with pytest.raises(StructureError, match=r"node 'mid' .*row 1 has no edge left in its mask"):
+        verify(_with({4: s, 5: top}, root=5))
+
+
+def test_ties_to_a_non_sum_and_ties_with_different_masks():
+    src = SumNode(4, "src", (2,), 2, np.array([[1, 0], [1, 1]], bool))
+    with pytest.raises(StructureError, match=r"node 'bad' .*tied to something that is not a sum node"):
+        verify(_with({4: src, 5: SumNode(5, "bad", (2,), 2, tie=2), 6: SumNode(6, "t", (4, 5), 1)}, root=6))
+    other = SumNode(5, "tied", (2,), 2, np.array([[1, 1], [0, 1]], bool), tie=4)
+    with pytest.raises(StructureError, match=r"node 'tied' .*tied to 'src' but their edge masks differ"):
+        verify(_with({4: src, 5: other, 6: SumNode(6, "t", (4, 5), 1)}, root=6))
+
+
+def test_parameters_on_products_and_on_tied_sums():
+    with pytest.raises(ParameterError, match=r"node 'prod' .*product nodes have no parameters"):
+        verify(_with({}, {2: {"weights": np.ones((2, 2), np.float32)}}))
+    src = SumNode(4, "src", (2,), 2)
+    tied = SumNode(5, "tied", (2,), 2, tie=4)
+    w = {"weights": np.full((2, 2), 0.5, np.float32)}
+    with pytest.raises(ParameterError, match=r"node 'tied' .*a tied sum stores no parameters of its own"):
+        verify(_with({4: src, 5: tied, 6: SumNode(6, "t", (4, 5), 1)}, {5: w}, root=6))

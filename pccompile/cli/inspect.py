@@ -62,7 +62,8 @@ def show(spec: Spec,
         elif program:
             print(model.program)
         else:
-            print(format_ir(model.circuit))
+            from pccompile.ir.text import format_circuit
+            print(format_circuit(model.circuit))
     run(go)
 
 
@@ -118,25 +119,6 @@ def _compile_report(emitted, program, arch: str) -> None:
     console.print(table)
     if any(v.error for v in variants):
         raise typer.Exit(1)
-
-
-def format_ir(circuit) -> str:
-    from pccompile.ir import InputNode, ProductNode
-    lines = [repr(circuit)]
-    for nid, n in circuit.nodes.items():
-        if isinstance(n, InputNode):
-            desc = f"input   {n.dist.name}({circuit.variables[n.var].name})"
-        elif isinstance(n, ProductNode):
-            desc = "product " + ", ".join(circuit.nodes[c].name for c in n.children)
-        else:
-            desc = "sum     " + ", ".join(circuit.nodes[c].name for c in n.children)
-            if n.mask is not None:
-                desc += f"  [mask {int(n.mask.sum())}/{n.mask.size} edges]"
-            if n.tie is not None:
-                desc += f"  [tied to {circuit.nodes[n.tie].name}]"
-        root = "  <- root" if nid == circuit.root else ""
-        lines.append(f"  %{nid:<4d} {n.name:>12s}[{n.size}] = {desc}{root}")
-    return "\n".join(lines)
 
 
 @app.command("eval")

@@ -1,0 +1,65 @@
+"""Pipelines as text (`-p normalize,init{seed=3}`): parsing, option types from the passes' type
+hints, and every error message; the pass manager's trace."""
+
+import dataclasses
+
+import pytest
+
+import pccompile as pc
+from pccompile.ir import ArgumentError
+from pccompile.passes import InitParams, Normalize, Pass, PassManager, Verify, parse_pipeline, register, registered
+
+
+def test_names_options_and_spaces():
+    got = parse_pipeline(" normalize , init{seed=3}, verify{require_params=yes} ")
+    assert got == [Normalize(), InitParams(seed=3), Verify(require_params=True)]
+    assert [str(p) for p in got] == ["normalize", "init{seed=3}", "verify{require_params=True}"]
+    assert parse_pipeline("") == []
+
+
+@pytest.mark.parametrize("text,match", [
+    ("prune", r"unknown pass 'prune'; known passes: init, normalize, vectorize, verify"),
+    ("init{colour=1}", r"pass 'init' has no option 'colour'; options: seed"),
+    ("init{seed}", r"pass 'init' has no option 'seed'"),
+    ("normalize{x=1}", r"pass 'normalize' has no option 'x'; options: none"),
+    ("init{seed=1.5}", r"pass 'init': option 'seed' expects int, got '1.5'"),
+    ("verify{require_params=maybe}", r"option 'require_params' expects bool, got 'maybe'"),
+    ("init,,verify", r"cannot read from column 6; expected NAME or NAME\{opt=value,...\}"),
+    ("3d", r"cannot read from column 1"),
+])
+def test_pipeline_errors_name_what_was_expected(text, match):
+    with pytest.raises(ArgumentError, match=match):
+        parse_pipeline(text)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scale(Pass):
+    """A test pass whose options cover every convertible type (registered only in its test)."""
+
+    name = "test-scale"
+    factor: float = 1.0
+    times: int = 1
+    label: str = ""
+    loud: bool = False
+
+    def run(self, circuit):
+        return circuit
+
+
+def test_option_types_come_from_the_type_hints(monkeypatch):
+    import pccompile.passes.base as base
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    register(_Scale)
+    (p,) = parse_pipeline("test-scale{factor=2.5,times=3,label=intact,loud=on}")
+    assert p == _Scale(factor=2.5, times=3, label="intact", loud=True)
+    assert isinstance(p.factor, float) and isinstance(p.times, int)
+    with pytest.raises(ArgumentError, match="option 'factor' expects float, got 'big'"):
+        parse_pipeline("test-scale{factor=big}")
+    assert "test-scale" in registered()
+
+
+def test_the_pass_manager_traces_every_step():
+    seen = []
+    circuit = pc.parse("var a : binary\nl[2] = bernoulli(a)\nroot = sum(l)\n")
+    PassManager([Normalize(), Verify()]).run(circuit, lambda p, before, after: seen.append(str(p)))
+    assert seen == ["normalize", "verify{require_params=False}"]
