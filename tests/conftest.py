@@ -1,4 +1,7 @@
+import os
 import zlib
+
+os.environ.setdefault("PCC_DEBUG", "1")  # every lowering in the tests is checked by verify_program
 import numpy as np
 import pytest
 import torch

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pccompile.ir import ONE_ROW, ZERO_ROW
+from pccompile.ir.verify_program import verify_program
 from pccompile.passes import InitParams, PackOptions, layer, pack, plan_partitions
 
 from helpers import random_circuit
@@ -51,30 +51,7 @@ def test_program_invariants(rng, trial):
     c = random_circuit(rng, num_vars=int(rng.integers(2, 7)))
     prog = pack(c, layer(c), PackOptions(tolerance=float(rng.choice([0.0, 0.5])),
                                           read_cost=float(rng.choice([0.0, 64.0]))))
-    written = {ZERO_ROW, ONE_ROW}
-    for part in prog.input_partitions:
-        written |= set(range(part.start, part.start + part.size))
-    for lay in prog.layers[1:]:
-        for part in lay.partitions:
-            assert set(part.child_rows.reshape(-1).tolist()) <= written  # children computed earlier
-            rows = part.rows.reshape(-1).tolist()
-            assert not set(rows) & written  # every row written once
-            written |= set(rows)
-            if lay.kind == "sum":
-                pid = part.param_id_table(prog.num_sum_params)
-                assert pid.shape[0] == part.child_rows.shape[0]
-                # padded child slots never carry a real weight
-                pad = np.broadcast_to((part.child_rows == ZERO_ROW)[:, None, :], pid.shape)
-                assert np.all(pid[pad] == prog.num_sum_params)
-    assert written == set(range(prog.num_rows))
-    assert prog.root_row in written
-    # every real weight is referenced by some partition
-    used = set()
-    for lay in prog.layers[1:]:
-        if lay.kind == "sum":
-            for part in lay.partitions:
-                used |= set(part.param_id_table(prog.num_sum_params).reshape(-1).tolist())
-    assert used - {prog.num_sum_params} == set(range(prog.num_sum_params))
+    verify_program(prog)  # every row written once, children first, padding unweighted, all weights used
     assert "layer" in str(prog)
 
 
