@@ -37,7 +37,6 @@ class PackOptions:
     def group_cost(self, rows: int, children: int) -> float:
         mac = 1.0 if rows >= self.min_group else self.scalar_mac_cost
         return children * (rows * mac + self.read_cost)
-    pow2: bool = False
 
 
 def plan_partitions(fanins: np.ndarray, weights: np.ndarray, tolerance: float, max_partitions: int,
@@ -107,137 +106,173 @@ def masked_groups(rows: np.ndarray, crow: np.ndarray, pid: np.ndarray, mask: np.
     return [over(r, c) for r, c in layouts[int(np.argmin(cost))]]
 
 
-def pack(circuit: Circuit, plan: LayerPlan | None = None, options: PackOptions | None = None) -> Program:
-    plan = plan or layer(circuit)
-    opt = options or PackOptions()
-    nodes = circuit.nodes
-    node_rows: dict[int, tuple[int, int]] = {}
-    next_row = FIRST_ROW
+class _Rows:
+    """Hands out buffer rows in execution order: each node vector gets a contiguous block."""
 
-    # -- input layer: one partition per (family, categories) ------------------------------
+    def __init__(self):
+        self.next = FIRST_ROW
+        self.of: dict[int, tuple[int, int]] = {}  # node id -> (first row, size)
+
+    def alloc(self, node_id: int, size: int) -> np.ndarray:
+        self.of[node_id] = (self.next, size)
+        self.next += size
+        return np.arange(self.next - size, self.next)
+
+    def rows(self, node_id: int) -> np.ndarray:
+        first, size = self.of[node_id]
+        return np.arange(first, first + size)
+
+
+def pack_inputs(circuit: Circuit, plan: LayerPlan, rows: _Rows) -> tuple[Layer, list[InputParamLayout]]:
+    """The input layer: one partition per (family, category count), rows in plan order."""
     by_kind: dict[tuple, list[int]] = {}
     for i in plan.inputs:
-        n = nodes[i]
+        n = circuit.nodes[i]
         by_kind.setdefault((n.dist.name, n.dist.num_cats), []).append(i)
-    in_parts, in_layout = [], []
+    parts, layout = [], []
     for (dist, k), ids in by_kind.items():
-        start, local = next_row, 0
-        vars_ = []
+        start, local, vars_ = rows.next, 0, []
         for i in ids:
-            n = nodes[i]
-            node_rows[i] = (next_row, n.size)
-            in_layout.append(InputParamLayout(i, len(in_parts), local, n.size))
+            n = circuit.nodes[i]
+            rows.alloc(i, n.size)
+            layout.append(InputParamLayout(i, len(parts), local, n.size))
             vars_.append(np.full(n.size, n.var, dtype=np.int64))
-            next_row += n.size
             local += n.size
-        in_parts.append(InputPartition(dist, k, start, np.concatenate(vars_)))
-    layers = [Layer("input", tuple(in_parts))]
+        parts.append(InputPartition(dist, k, start, np.concatenate(vars_)))
+    return Layer("input", tuple(parts)), layout
 
-    # -- flat sum parameters: dense nodes first, grouped by width, then masked ones -----------
-    reach = set(node_rows) | {i for lv in plan.levels for grp in lv for i in grp}
-    owners = [i for i, n in nodes.items() if isinstance(n, SumNode) and n.tie is None and i in reach]
-    dense = sorted((i for i in owners if nodes[i].mask is None), key=lambda i: circuit.child_size(nodes[i]))
-    masked = [i for i in owners if nodes[i].mask is not None]
-    sum_layout, pid_table, blocks, tail_segs = [], {}, [], []
-    offset = rows_in_tail = 0
-    for i in dense:
-        n = nodes[i]
-        width = circuit.child_size(n)
-        sum_layout.append(SumParamLayout(i, offset, n.size, width, None))
-        pid_table[i] = (offset, None)
-        if blocks and blocks[-1][2] == width and blocks[-1][1] == offset:
-            blocks[-1] = (blocks[-1][0], offset + n.size * width, width)
-        else:
-            blocks.append((offset, offset + n.size * width, width))
-        offset += n.size * width
-    tail_start = offset
-    for i in masked:
-        n = nodes[i]
-        mask = np.asarray(n.mask, bool)
-        sum_layout.append(SumParamLayout(i, offset, n.size, mask.shape[1], mask))
-        pid_table[i] = (offset, mask)
-        tail_segs.append(np.repeat(np.arange(rows_in_tail, rows_in_tail + n.size), mask.sum(1)))
-        offset += int(mask.sum())
-        rows_in_tail += n.size
-    num_params = offset
 
-    def param_ids(n: SumNode) -> np.ndarray:
-        off, mask = pid_table[circuit.param_source(n).id]
+@dataclass
+class SumParams:
+    """The flat vector of sum weights: dense node vectors first, sorted by width so equal widths
+    form row-major blocks (`blocks`: (start, end, width)), then masked ones (the tail, one
+    segment per kept edge's row). `table[node] = (offset, mask or None)`; `num` is the padding id."""
+
+    layout: list[SumParamLayout]
+    table: dict[int, tuple[int, np.ndarray | None]]
+    blocks: list[tuple[int, int, int]]
+    tail_start: int
+    tail_segments: list[np.ndarray]
+    tail_rows: int
+    num: int
+
+    @classmethod
+    def of(cls, circuit: Circuit, reach: set[int]) -> "SumParams":
+        nodes = circuit.nodes
+        owners = [i for i, n in nodes.items() if isinstance(n, SumNode) and n.tie is None and i in reach]
+        dense = sorted((i for i in owners if nodes[i].mask is None), key=lambda i: circuit.child_size(nodes[i]))
+        layout, table, blocks, segments = [], {}, [], []
+        offset = tail_rows = 0
+        for i in dense:
+            n, width = nodes[i], circuit.child_size(nodes[i])
+            layout.append(SumParamLayout(i, offset, n.size, width, None))
+            table[i] = (offset, None)
+            if blocks and blocks[-1][2] == width and blocks[-1][1] == offset:
+                blocks[-1] = (blocks[-1][0], offset + n.size * width, width)
+            else:
+                blocks.append((offset, offset + n.size * width, width))
+            offset += n.size * width
+        tail_start = offset
+        for i in (i for i in owners if nodes[i].mask is not None):
+            n, mask = nodes[i], np.asarray(nodes[i].mask, bool)
+            layout.append(SumParamLayout(i, offset, n.size, mask.shape[1], mask))
+            table[i] = (offset, mask)
+            segments.append(np.repeat(np.arange(tail_rows, tail_rows + n.size), mask.sum(1)))
+            offset += int(mask.sum())
+            tail_rows += n.size
+        return cls(layout, table, blocks, tail_start, segments, tail_rows, offset)
+
+    def ids(self, circuit: Circuit, n: SumNode) -> np.ndarray:
+        """[size, K] weight ids of a (possibly tied) sum node; `num` where it has no edge."""
+        off, mask = self.table[circuit.param_source(n).id]
         if mask is None:  # a node with an all-true mask tied to a dense source
             mask = circuit.edge_mask(n)
-        pid = np.full(mask.shape, num_params, dtype=np.int64)
+        pid = np.full(mask.shape, self.num, dtype=np.int64)
         pid[mask] = off + np.arange(int(mask.sum()))
         return pid
 
-    def child_rows_of(n) -> np.ndarray:
-        return np.concatenate([np.arange(node_rows[c][0], node_rows[c][0] + node_rows[c][1]) for c in n.children])
 
-    # -- inner levels ---------------------------------------------------------------------------
+def pack_products(circuit: Circuit, prods: list[int], rows: _Rows, opt: PackOptions) -> Layer:
+    """A product layer: partitions by fan-in (plan_partitions), padded with ONE_ROW."""
+    items = []  # (rows [n], child rows [n, F])
+    for i in prods:
+        n = circuit.nodes[i]
+        r = rows.alloc(i, n.size)
+        ch = np.stack([rows.of[c][0] + n.child_rows(k) for k, c in enumerate(n.children)], 1)
+        items.append((r, ch))
+    fan = np.array([it[1].shape[1] for it in items])
+    wts = np.array([it[1].shape[0] for it in items])
+    parts = []
+    for cap, idx in plan_partitions(fan, wts, opt.tolerance, opt.max_partitions):
+        out_rows = np.concatenate([items[j][0] for j in idx])
+        ch = np.full((out_rows.size, cap), ONE_ROW, dtype=np.int64)
+        r = 0
+        for j in idx:
+            c = items[j][1]
+            ch[r:r + c.shape[0], :c.shape[1]] = c
+            r += c.shape[0]
+        parts.append(ProductPartition(out_rows, ch, int(sum(items[j][1].size for j in idx))))
+    return Layer("product", tuple(parts))
+
+
+def pack_sums(circuit: Circuit, sums: list[int], rows: _Rows, params: SumParams, opt: PackOptions) -> Layer:
+    """A sum layer: node vectors as groups (dense ones addressed by start and fan-in, masked ones
+    by explicit ids, laid out by `masked_groups`), partitioned by fan-in per group size."""
+    groups: dict[tuple[int, bool], list[tuple]] = {}
+    for i in sums:
+        n = circuit.nodes[i]
+        r = rows.alloc(i, n.size)
+        crow = np.concatenate([rows.rows(c) for c in n.children])
+        if n.mask is None:
+            groups.setdefault((n.size, True), []).append((r, crow, params.table[circuit.param_source(n).id][0]))
+        else:
+            for key, item in masked_groups(r, crow, params.ids(circuit, n), np.asarray(n.mask, bool), opt):
+                groups.setdefault(key, []).append(item)
+    parts = []
+    for (g_size, dense), items in groups.items():
+        fan = np.array([len(it[1]) for it in items])
+        for cap, idx in plan_partitions(fan, np.full(len(items), g_size), opt.tolerance, opt.max_partitions):
+            parts.append(_sum_partition([items[j] for j in idx], fan[idx], g_size, cap, dense, params.num))
+    return Layer("sum", tuple(parts))
+
+
+def _sum_partition(items: list[tuple], fan: np.ndarray, g_size: int, cap: int, dense: bool, num: int) -> SumPartition:
+    out_rows = np.stack([it[0] for it in items])
+    ch = np.full((len(items), cap), ZERO_ROW, dtype=np.int64)
+    for r, it in enumerate(items):
+        ch[r, :len(it[1])] = it[1]
+    if dense:
+        return SumPartition(out_rows, ch, int(fan.sum()) * g_size,
+                            param_start=np.array([it[2] for it in items], dtype=np.int64),
+                            fanin=fan.astype(np.int64))
+    pids = np.full((len(items), g_size, cap), num, dtype=np.int64)
+    real = 0
+    for r, it in enumerate(items):
+        pids[r, :, :len(it[1])] = it[2]
+        real += int((it[2] < num).sum())
+    return SumPartition(out_rows, ch, real, param_ids=pids)
+
+
+def pack(circuit: Circuit, plan: LayerPlan | None = None, options: PackOptions | None = None) -> Program:
+    """The Program of a circuit: the input layer, the flat sum weights, then each level's
+    product and sum layers."""
+    plan = plan or layer(circuit)
+    opt = options or PackOptions()
+    rows = _Rows()
+    input_layer, in_layout = pack_inputs(circuit, plan, rows)
+    layers = [input_layer]
+    params = SumParams.of(circuit, set(rows.of) | {i for lv in plan.levels for grp in lv for i in grp})
     for prods, sums in plan.levels:
         if prods:
-            items = []  # (rows [n], child rows [n, F])
-            for i in prods:
-                n = nodes[i]
-                node_rows[i] = (next_row, n.size)
-                rows = np.arange(next_row, next_row + n.size)
-                next_row += n.size
-                ch = np.stack([node_rows[c][0] + n.child_rows(k) for k, c in enumerate(n.children)], 1)
-                items.append((rows, ch))
-            fan = np.array([it[1].shape[1] for it in items])
-            wts = np.array([it[1].shape[0] for it in items])
-            parts = []
-            for cap, idx in plan_partitions(fan, wts, opt.tolerance, opt.max_partitions, opt.pow2):
-                rows = np.concatenate([items[j][0] for j in idx])
-                ch = np.full((rows.size, cap), ONE_ROW, dtype=np.int64)
-                r = 0
-                for j in idx:
-                    c = items[j][1]
-                    ch[r:r + c.shape[0], :c.shape[1]] = c
-                    r += c.shape[0]
-                parts.append(ProductPartition(rows, ch, int(sum(items[j][1].size for j in idx))))
-            layers.append(Layer("product", tuple(parts)))
+            layers.append(pack_products(circuit, prods, rows, opt))
         if sums:
-            # groups by (G, addressing): dense items carry (start, fan-in), others explicit ids
-            groups: dict[tuple[int, bool], list[tuple]] = {}
-            for i in sums:
-                n = nodes[i]
-                node_rows[i] = (next_row, n.size)
-                rows = np.arange(next_row, next_row + n.size)
-                next_row += n.size
-                crow = child_rows_of(n)
-                src = circuit.param_source(n)
-                mask = None if n.mask is None else np.asarray(n.mask, bool)
-                if mask is None:
-                    groups.setdefault((n.size, True), []).append((rows, crow, pid_table[src.id][0]))
-                else:
-                    for key, item in masked_groups(rows, crow, param_ids(n), mask, opt):
-                        groups.setdefault(key, []).append(item)
-            parts = []
-            for (g_size, dense), items in groups.items():
-                fan = np.array([len(it[1]) for it in items])
-                wts = np.full(len(items), g_size)
-                for cap, idx in plan_partitions(fan, wts, opt.tolerance, opt.max_partitions, opt.pow2):
-                    rows = np.stack([items[j][0] for j in idx])
-                    ch = np.full((idx.size, cap), ZERO_ROW, dtype=np.int64)
-                    for r, j in enumerate(idx):
-                        ch[r, :len(items[j][1])] = items[j][1]
-                    if dense:
-                        parts.append(SumPartition(rows, ch, int(fan[idx].sum()) * g_size,
-                                                  param_start=np.array([items[j][2] for j in idx], dtype=np.int64),
-                                                  fanin=fan[idx].astype(np.int64)))
-                        continue
-                    pids = np.full((idx.size, g_size, cap), num_params, dtype=np.int64)
-                    real = 0
-                    for r, j in enumerate(idx):
-                        pids[r, :, :len(items[j][1])] = items[j][2]
-                        real += int((items[j][2] < num_params).sum())
-                    parts.append(SumPartition(rows, ch, real, param_ids=pids))
-            layers.append(Layer("sum", tuple(parts)))
-
+            layers.append(pack_sums(circuit, sums, rows, params, opt))
     var_cats = np.array([v.domain.num_cats or 0 for v in circuit.variables], dtype=np.int64)
+    segments = params.tail_segments
     return Program(
-        num_rows=next_row, root_row=node_rows[circuit.root][0], var_cats=var_cats,
+        num_rows=rows.next, root_row=rows.of[circuit.root][0], var_cats=var_cats,
         var_names=tuple(v.name for v in circuit.variables), layers=tuple(layers),
-        num_sum_params=num_params, dense_blocks=tuple(blocks), tail_start=tail_start,
-        tail_segment=np.concatenate(tail_segs) if tail_segs else np.zeros(0, dtype=np.int64),
-        tail_rows=rows_in_tail, sum_layout=tuple(sum_layout), input_layout=tuple(in_layout), node_rows=node_rows)
+        num_sum_params=params.num, dense_blocks=tuple(params.blocks), tail_start=params.tail_start,
+        tail_segment=np.concatenate(segments) if segments else np.zeros(0, dtype=np.int64),
+        tail_rows=params.tail_rows, sum_layout=tuple(params.layout), input_layout=tuple(in_layout),
+        node_rows=rows.of)

@@ -39,82 +39,96 @@ def check_distinct_children(node: ProductNode, vecs: tuple[int, ...]) -> None:
         raise DecomposabilityError(node.name, "two of its children are over the same variables")
 
 
+class _Packer:
+    """The vectorised circuit under construction: `where[old id] = (new id, row)`, the new
+    nodes, parameters and sizes, and the names taken."""
+
+    def __init__(self, circuit: Circuit):
+        self.c = circuit
+        self.where: dict[int, tuple[int, int]] = {}
+        self.nodes: dict[int, object] = {}
+        self.params: dict[int, dict[str, np.ndarray]] = {}
+        self.sizes: dict[int, int] = {}
+        self.used: set[str] = set()
+
+    def key(self, nid: int) -> tuple:
+        """Scalar nodes with equal keys (at one depth) become one node vector."""
+        node = self.c.nodes[nid]
+        if isinstance(node, InputNode):
+            return ("input", node.var, node.dist)
+        vecs = tuple(sorted({self.where[c][0] for c in node.children}))
+        if isinstance(node, ProductNode):
+            check_distinct_children(node, vecs)
+        return (node.kind, vecs)
+
+    def unique(self, name: str) -> str:
+        base, k = name, 1
+        while name in self.used:
+            name, k = f"{base}_{k}", k + 1
+        self.used.add(name)
+        return name
+
+    def merge(self, key: tuple, members: list[int]) -> None:
+        vid = len(self.nodes)
+        first = self.c.nodes[members[0]]
+        name = self.unique(first.name if len(members) == 1 else f"{key[0]}{vid}")
+        {"input": self.inputs, "product": self.products, "sum": self.sums}[key[0]](vid, name, key, members)
+        self.sizes[vid] = len(members)
+        for r, m in enumerate(members):
+            self.where[m] = (vid, r)
+
+    def inputs(self, vid: int, name: str, key: tuple, members: list[int]) -> None:
+        """One input vector; its parameters stacked row by row when every member has them."""
+        first = self.c.nodes[members[0]]
+        self.nodes[vid] = InputNode(vid, name, first.var, len(members), first.dist)
+        have = [self.c.params.get(m) for m in members]
+        if all(h is not None for h in have):
+            self.params[vid] = {k: np.concatenate([np.asarray(h[k], np.float32).reshape(1, *np.shape(h[k])[1:])
+                                                   for h in have]) for k in have[0]}
+
+    def products(self, vid: int, name: str, key: tuple, members: list[int]) -> None:
+        """One product vector over the child vectors, with a row index per child vector (left out
+        when every child is read elementwise)."""
+        vecs, n = key[1], len(members)
+        index = [np.asarray([next(self.where[c][1] for c in self.c.nodes[m].children if self.where[c][0] == v)
+                             for m in members], dtype=np.int64) for v in vecs]
+        identity = all(self.sizes[v] == n and np.array_equal(ix, np.arange(n)) for v, ix in zip(vecs, index))
+        self.nodes[vid] = ProductNode(vid, name, vecs, n, None if identity else tuple(index))
+
+    def sums(self, vid: int, name: str, key: tuple, members: list[int]) -> None:
+        """One sum vector over all rows of the child vectors: a mask where a member lacks an
+        edge, and its weights placed at the matching columns."""
+        vecs, n = key[1], len(members)
+        offsets = np.cumsum([0] + [self.sizes[v] for v in vecs])
+        col = {v: offsets[k] for k, v in enumerate(vecs)}
+        mask = np.zeros((n, int(offsets[-1])), dtype=bool)
+        weights = np.zeros(mask.shape, dtype=np.float32)
+        have_w = True
+        for r, m in enumerate(members):
+            w = self.c.params.get(m, {}).get("weights")
+            have_w &= w is not None
+            for k, c in enumerate(self.c.nodes[m].children):
+                v, row = self.where[c]
+                mask[r, col[v] + row] = True
+                if w is not None:
+                    weights[r, col[v] + row] = np.asarray(w).reshape(-1)[k]
+        self.nodes[vid] = SumNode(vid, name, vecs, n, None if mask.all() else mask)
+        if have_w:
+            self.params[vid] = {"weights": weights}
+
+
 def _vectorize(circuit: Circuit) -> Circuit:
+    """Merge level by level (children first), so every child is already in its vector."""
     depth = circuit.depths()
     levels: dict[int, list[int]] = defaultdict(list)
     for nid in circuit.reachable():
         levels[depth[nid]].append(nid)
-    where: dict[int, tuple[int, int]] = {}  # old id -> (new id, row)
-    nodes: dict[int, object] = {}
-    params: dict[int, dict[str, np.ndarray]] = {}
-    sizes: dict[int, int] = {}
-
-    used: set[str] = set()
-
-    def new_id() -> int:
-        return len(nodes)
-
-    def unique(name: str) -> str:
-        base, k = name, 1
-        while name in used:
-            name, k = f"{base}_{k}", k + 1
-        used.add(name)
-        return name
-
+    packer = _Packer(circuit)
     for d in sorted(levels):
         groups: dict[tuple, list[int]] = defaultdict(list)
         for nid in levels[d]:
-            node = circuit.nodes[nid]
-            if isinstance(node, InputNode):
-                key = ("input", node.var, node.dist)
-            else:
-                vecs = tuple(sorted({where[c][0] for c in node.children}))
-                if isinstance(node, ProductNode):
-                    check_distinct_children(node, vecs)
-                key = (node.kind, vecs)
-            groups[key].append(nid)
+            groups[packer.key(nid)].append(nid)
         for key, members in groups.items():
-            vid = new_id()
-            first = circuit.nodes[members[0]]
-            name = unique(first.name if len(members) == 1 else f"{key[0]}{vid}")
-            n = len(members)
-            if key[0] == "input":
-                nodes[vid] = InputNode(vid, name, first.var, n, first.dist)
-                have = [circuit.params.get(m) for m in members]
-                if all(h is not None for h in have):
-                    params[vid] = {k: np.concatenate([np.asarray(h[k], np.float32).reshape(1, *np.shape(h[k])[1:])
-                                                      for h in have]) for k in have[0]}
-            elif key[0] == "product":
-                vecs = key[1]
-                index = []
-                for v in vecs:
-                    rows = []
-                    for m in members:
-                        rows.append(next(where[c][1] for c in circuit.nodes[m].children if where[c][0] == v))
-                    index.append(np.asarray(rows, dtype=np.int64))
-                identity = all(sizes[v] == n and np.array_equal(ix, np.arange(n)) for v, ix in zip(vecs, index))
-                nodes[vid] = ProductNode(vid, name, vecs, n, None if identity else tuple(index))
-            else:
-                vecs = key[1]
-                offsets = np.cumsum([0] + [sizes[v] for v in vecs])
-                col = {v: offsets[k] for k, v in enumerate(vecs)}
-                width = int(offsets[-1])
-                mask = np.zeros((n, width), dtype=bool)
-                weights = np.zeros((n, width), dtype=np.float32)
-                have_w = True
-                for r, m in enumerate(members):
-                    w = circuit.params.get(m, {}).get("weights")
-                    have_w &= w is not None
-                    for k, c in enumerate(circuit.nodes[m].children):
-                        v, row = where[c]
-                        mask[r, col[v] + row] = True
-                        if w is not None:
-                            weights[r, col[v] + row] = np.asarray(w).reshape(-1)[k]
-                nodes[vid] = SumNode(vid, name, vecs, n, None if mask.all() else mask)
-                if have_w:
-                    params[vid] = {"weights": weights}
-            sizes[vid] = n
-            for r, m in enumerate(members):
-                where[m] = (vid, r)
-    root = where[circuit.root][0]
-    return Circuit(circuit.variables, nodes, root, params, dict(circuit.meta))
+            packer.merge(key, members)
+    root = packer.where[circuit.root][0]
+    return Circuit(circuit.variables, packer.nodes, root, packer.params, dict(circuit.meta))

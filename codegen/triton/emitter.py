@@ -102,27 +102,32 @@ def _pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
-def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
-    opt = opt or TritonOptions()
+@dataclass
+class FusionPlan:
+    """Which product layers fusion removes, and the factor rows each fused sum partition reads.
+
+    `skip` holds product layers read only by the sum partitions right after them (and not the
+    root): they are not launched in a normal pass. `children[(layer, partition)]` is [g, K, F]:
+    for every child slot of a fusable sum partition, the rows of that product's factors (ONE_ROW
+    padding; a padded child slot is ZERO_ROW then ONE_ROWs, so it stays -inf)."""
+
+    skip: set[int] = field(default_factory=set)
+    children: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+
+
+def plan_fusion(program: Program, fuse: bool = True) -> FusionPlan:
+    """The fusion plan of a Program (empty when `fuse` is off)."""
     layers = program.layers
-    arrays: list[np.ndarray] = []
-
-    def add(a: np.ndarray) -> int:
-        arrays.append(np.ascontiguousarray(a, dtype=np.int64))
-        return len(arrays) - 1
-
-    # who reads each row: (layer index, partition index)
-    readers: dict[int, set[tuple[int, int]]] = {}
+    plan = FusionPlan()
+    if not fuse:
+        return plan
+    readers: dict[int, set[tuple[int, int]]] = {}  # row -> the (layer, partition)s that read it
     for li, layer in enumerate(layers[1:], start=1):
         for pi, part in enumerate(layer.partitions):
             for r in np.unique(part.child_rows):
                 readers.setdefault(int(r), set()).add((li, pi))
-
-    launches: list[Launch] = []
-    skip_product = set()
-    fused_children: dict[tuple[int, int], np.ndarray] = {}
     for li, layer in enumerate(layers[1:], start=1):
-        if layer.kind != "product" or not opt.fuse or li + 1 >= len(layers) or layers[li + 1].kind != "sum":
+        if layer.kind != "product" or li + 1 >= len(layers) or layers[li + 1].kind != "sum":
             continue
         rows = np.concatenate([p.rows for p in layer.partitions])
         F = max(p.child_rows.shape[1] for p in layer.partitions)
@@ -139,146 +144,202 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
                 comp = factors[ch]  # [g, K, F]
                 comp[ch == ZERO_ROW] = ONE_ROW
                 comp[ch == ZERO_ROW, 0] = ZERO_ROW  # a padded child is -inf
-                fused_children[(li + 1, pi)] = comp
+                plan.children[(li + 1, pi)] = comp
         only_fused = all(readers.get(int(r), set()) <= {(li + 1, pi) for pi in fusable} for r in rows)
         if only_fused and program.root_row not in set(rows.tolist()):
-            skip_product.add(li)
+            plan.skip.add(li)
+    return plan
 
-    perm, compact, complete_rows = _renumber(program, skip_product)
-    max_row = compact  # each sum group's max over its children is saved in its own row
-    for li, layer in enumerate(layers[1:], start=1):
+
+def _sum_tiles(G: int, K: int, opt: TritonOptions) -> tuple[int, int, bool, int]:
+    """(BLOCK_G, BLOCK_K, use tl.dot, warps) of a sum partition with groups of G nodes over K
+    children: matrix-unit tiles of at least 16 where they fit, else a multiply-reduce whose
+    [BLOCK_G, BLOCK_K, BLOCK_B] temporary stays in registers."""
+    bg = min(_pow2(G), opt.max_block_g)
+    use_dot = opt.use_dot and bg >= 16 and opt.block_b >= 16
+    bk = min(_pow2(K), opt.max_block_k)
+    if use_dot:
+        bk = max(bk, 16)
+    else:
+        bk = min(bk, max(1, 2048 // (bg * opt.block_b)))
+    warps = opt.num_warps or (8 if bg * opt.block_b >= 2048 else 4)
+    return bg, bk, use_dot, warps
+
+
+def plan_launches(program: Program, opt: TritonOptions, fusion: FusionPlan, perm: np.ndarray, first_max_row: int,
+                  add) -> tuple[list[Launch], int]:
+    """One Launch per product and sum partition, in Program order, with its index arrays
+    (registered through `add`, renumbered by `perm`) and constexprs. Each sum group gets a row for
+    its saved max, from `first_max_row` on; returns the launches and the first row after them."""
+    launches: list[Launch] = []
+    max_row = first_max_row
+    for li, layer in enumerate(program.layers[1:], start=1):
         for pi, part in enumerate(layer.partitions):
             if layer.kind == "product":
                 F = part.child_rows.shape[1]
                 launches.append(Launch("prod", li, (add(perm[part.rows]), add(perm[part.child_rows])),
-                                       {"M": int(part.rows.shape[0]), "F": F, "fused_away": li in skip_product}))
+                                       {"M": int(part.rows.shape[0]), "F": F, "fused_away": li in fusion.skip}))
                 continue
             g, G, K = part.shape
-            comp = fused_children.get((li, pi))
+            comp = fusion.children.get((li, pi))
             fused = comp is not None
             child = add(perm[comp if fused else part.child_rows])
             F = int(comp.shape[2]) if fused else 1
-            bg = min(_pow2(G), opt.max_block_g)
-            use_dot = opt.use_dot and bg >= 16 and opt.block_b >= 16
-            bk = min(_pow2(K), opt.max_block_k)
-            if use_dot:
-                bk = max(bk, 16)
-            else:  # the multiply-reduce holds a [BLOCK_G, BLOCK_K, BLOCK_B] temporary: keep it in registers
-                bk = min(bk, max(1, 2048 // (bg * opt.block_b)))
+            bg, bk, use_dot, warps = _sum_tiles(G, K, opt)
             if part.dense:  # ids from start and fan-in: (table slot unused, start, fan-in)
                 start = add(part.param_start)
                 params = (start, start, add(part.fanin))
             else:
                 table = add(part.param_ids)
                 params = (table, table, table)
-            warps = opt.num_warps or (8 if bg * opt.block_b >= 2048 else 4)
             launches.append(Launch("sum", li, (child, *params, add(perm[part.rows])),
                                    {"g": g, "G": G, "K": K, "F": F, "BG": bg, "BK": bk, "NGB": -(-G // bg),
                                     "MROW": max_row, "dot": use_dot, "fused": fused, "dense": part.dense,
                                     "warps": warps}))
             max_row += g
+    return launches, max_row
 
-    src = IndentedBuffer()
-    for line in HEADER.splitlines():
-        src.line(line)
-    kinds = {launch.kind for launch in launches}
-    used = ["tiles", "mm", "input_fwd", "em_dense"]
-    if "prod" in kinds:
-        used += ["prod_fwd", "prod_bwd"]
-    if "sum" in kinds:
-        used += ["sum_child_values", "sum_param_ids", "add_child_flows", "sum_child_row", "sum_param_col",
-                 "add_child_row_flows", "sum_bwd_scale", "sum_bwd_terms", "sum_fwd", "sum_max", "sum_bwd", "sum_bwd_params"]
-    for name in used:
-        for line in TEMPLATES[name].splitlines():
-            src.line(line)
-    np_ = program.num_sum_params
-    bb, bm = opt.block_b, opt.block_m
-    prec = f'PRECISION="{opt.precision}"'
 
-    def sum_args(L, extra="", block_b=bb):
-        m = L.meta
-        c, p, ps, fa, r = L.idx
+def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
+    """The Triton module for a Program: fusion plan, launch plan, then the rendered source."""
+    opt = opt or TritonOptions()
+    arrays: list[np.ndarray] = []
+
+    def add(a: np.ndarray) -> int:
+        arrays.append(np.ascontiguousarray(a, dtype=np.int64))
+        return len(arrays) - 1
+
+    fusion = plan_fusion(program, opt.fuse)
+    perm, compact, complete_rows = _renumber(program, fusion.skip)
+    launches, max_row = plan_launches(program, opt, fusion, perm, compact, add)
+    source = _Renderer(program, opt, launches, perm, add).render()
+    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+    assert max_row == compact + sum(p.shape[0] for lay in program.layers if lay.kind == "sum" for p in lay.partitions)
+    return Emitted(source, arrays, launches, digest, max_row, max_row + complete_rows, perm)
+
+
+_KERNELS_ALWAYS = ["tiles", "mm", "input_fwd", "em_dense"]
+_KERNELS_PROD = ["prod_fwd", "prod_bwd"]
+_KERNELS_SUM = ["sum_child_values", "sum_param_ids", "add_child_flows", "sum_child_row", "sum_param_col",
+                "add_child_row_flows", "sum_bwd_scale", "sum_bwd_terms", "sum_fwd", "sum_max", "sum_bwd",
+                "sum_bwd_params"]
+_DIST_CODE = {"categorical": 0, "bernoulli": 1, "gaussian": 2}
+
+
+class _Renderer:
+    """Writes the module: the kernels the launches need, then one launcher function each for
+    the forward, input, max-product, backward and EM passes (straight-line launch lines)."""
+
+    def __init__(self, program: Program, opt: TritonOptions, launches: list[Launch], perm: np.ndarray, add):
+        self.program, self.opt, self.launches, self.perm, self.add = program, opt, launches, perm, add
+        self.src = IndentedBuffer()
+        self.prec = f'PRECISION="{opt.precision}"'
+
+    def render(self) -> str:
+        for line in HEADER.splitlines():
+            self.src.line(line)
+        kinds = {launch.kind for launch in self.launches}
+        used = _KERNELS_ALWAYS + (_KERNELS_PROD if "prod" in kinds else []) + (_KERNELS_SUM if "sum" in kinds else [])
+        for name in used:
+            for line in TEMPLATES[name].splitlines():
+                self.src.line(line)
+        self.forward()
+        self.inputs()
+        self.forward_max()
+        self.backward()
+        self.em_update()
+        return self.src.text()
+
+    # -- launch lines ------------------------------------------------------------------------
+    def sum_args(self, L: Launch, extra: str = "", block_b: int | None = None) -> str:
+        m, (c, p, ps, fa, r) = L.meta, L.idx
+        block_b = self.opt.block_b if block_b is None else block_b
         return (f"idx[{c}], idx[{p}], idx[{ps}], idx[{fa}], idx[{r}], B, {m['NGB']}, {m['MROW']}, G={m['G']}, K={m['K']}, "
-                f"F={m['F']}, NP={np_}, BLOCK_G={m['BG']}, BLOCK_K={m['BK']}, BLOCK_B={block_b}{extra}, "
-                f"FUSED={m['fused']}, DENSE={m['dense']}, num_warps={m['warps']}")
+                f"F={m['F']}, NP={self.program.num_sum_params}, BLOCK_G={m['BG']}, BLOCK_K={m['BK']}, "
+                f"BLOCK_B={block_b}{extra}, FUSED={m['fused']}, DENSE={m['dense']}, num_warps={m['warps']}")
 
-    def grid_sum(L):
-        return f"({L.meta['g'] * L.meta['NGB']}, triton.cdiv(B, {bb}))"
+    def grid_sum(self, L: Launch) -> str:
+        return f"({L.meta['g'] * L.meta['NGB']}, triton.cdiv(B, {self.opt.block_b}))"
 
-    def prod_launch(L, fn, buf):
-        r, c = L.idx
+    def prod_launch(self, L: Launch, fn: str, buf: str) -> str:
+        (r, c), bb, bm = L.idx, self.opt.block_b, self.opt.block_m
         return (f"{fn}[(triton.cdiv({L.meta['M']}, {bm}), triton.cdiv(B, {bb}))]({buf}, idx[{r}], idx[{c}], B, "
                 f"{L.meta['M']}, F={L.meta['F']}, BLOCK_M={bm}, BLOCK_B={bb})")
 
-    with src.function("forward(mars, logw, idx, B, complete=False)",
-                      "Log-likelihood pass; `complete` also writes product rows that fusion skips."):
-        for L in launches:
-            src.line(f"# layer {L.layer}: {L.kind} {L.meta}")
-            if L.kind == "prod":
-                if L.meta["fused_away"]:
+    # -- launchers ---------------------------------------------------------------------------
+    def forward(self) -> None:
+        src = self.src
+        with src.function("forward(mars, logw, idx, B, complete=False)",
+                          "Log-likelihood pass; `complete` also writes product rows that fusion skips."):
+            for L in self.launches:
+                src.line(f"# layer {L.layer}: {L.kind} {L.meta}")
+                if L.kind == "sum":
+                    args = self.sum_args(L, f", USE_DOT={L.meta['dot']}")
+                    src.line(f"sum_fwd[{self.grid_sum(L)}](mars, logw, {args}, {self.prec})")
+                elif L.meta["fused_away"]:
                     src.line("if complete:")
                     with src.indent():
-                        src.line(prod_launch(L, "prod_fwd", "mars"))
+                        src.line(self.prod_launch(L, "prod_fwd", "mars"))
                 else:
-                    src.line(prod_launch(L, "prod_fwd", "mars"))
-            else:
-                dot = L.meta["dot"]
-                src.line(f"sum_fwd[{grid_sum(L)}](mars, logw, {sum_args(L, f', USE_DOT={dot}')}, {prec})")
-    dist_code = {"categorical": 0, "bernoulli": 1, "gaussian": 2}
-    with src.function("inputs(mars, x_int, x_real, params, idx, B)",
-                      "Input rows written in place; params[i]: the tensors of input partition i (see input_fwd)."):
-        if not program.input_partitions:
-            src.line("return")
-        V = len(program.var_names)
-        for i, part in enumerate(program.input_partitions):
-            M = part.size
-            vi = add(part.vars)
-            src.line(f"input_fwd[(triton.cdiv({M}, {bm}), triton.cdiv(B, {bb}))](mars, x_int, x_real, *params[{i}], "
-                     f"idx[{vi}], {int(perm[part.start])}, {M}, {V}, B, K={part.num_cats or 1}, DIST={dist_code[part.dist]}, "
-                     f"BLOCK_M={bm}, BLOCK_B={bb})")
-    with src.function("forward_max(mars, logw, idx, B)",
-                      "Max-product pass (every row written, for MPE decoding)."):
-        for L in launches:
-            if L.kind == "prod":
-                src.line(prod_launch(L, "prod_fwd", "mars"))
-            else:
-                src.line(f"sum_max[{grid_sum(L)}](mars, logw, {sum_args(L)})")
-    with src.function("backward(mars, flows, logw, grad_logw, idx, B)",
-                      "Top-down flows: node flows into `flows`, parameter flows into `grad_logw`."):
-        for L in reversed(launches):
-            if L.kind == "prod":
-                if not L.meta["fused_away"]:
-                    src.line(prod_launch(L, "prod_bwd", "flows"))
-            else:
-                dot = L.meta["dot"]
-                head = "mars, flows, logw, grad_logw"
-                # small tiles: parameter flows in the same launch (launches, not registers, are the cost)
-                # Small tiles: parameter flows in the same launch (launches, not registers, are the
-                # cost there), on half batch tiles so both products fit in registers (sm_90: no spill).
-                # Larger ones: sum_bwd_params, whose batch loop also walks half tiles.
-                pb = max(16, bb // 2)
-                if L.meta["BG"] * L.meta["BK"] <= opt.combined_backward_tile:
-                    grid = f"({L.meta['g'] * L.meta['NGB']}, triton.cdiv(B, {pb}))"
-                    src.line(f"sum_bwd[{grid}]({head}, {sum_args(L, f', USE_DOT={dot}, PARAMS=True', pb)}, {prec})")
+                    src.line(self.prod_launch(L, "prod_fwd", "mars"))
+
+    def inputs(self) -> None:
+        src, program, bb, bm = self.src, self.program, self.opt.block_b, self.opt.block_m
+        with src.function("inputs(mars, x_int, x_real, params, idx, B)",
+                          "Input rows written in place; params[i]: the tensors of input partition i (see input_fwd)."):
+            if not program.input_partitions:
+                src.line("return")
+            V = len(program.var_names)
+            for i, part in enumerate(program.input_partitions):
+                M, vi = part.size, self.add(part.vars)
+                src.line(f"input_fwd[(triton.cdiv({M}, {bm}), triton.cdiv(B, {bb}))](mars, x_int, x_real, *params[{i}], "
+                         f"idx[{vi}], {int(self.perm[part.start])}, {M}, {V}, B, K={part.num_cats or 1}, "
+                         f"DIST={_DIST_CODE[part.dist]}, BLOCK_M={bm}, BLOCK_B={bb})")
+
+    def forward_max(self) -> None:
+        with self.src.function("forward_max(mars, logw, idx, B)", "Max-product pass (every row written, for MPE decoding)."):
+            for L in self.launches:
+                if L.kind == "prod":
+                    self.src.line(self.prod_launch(L, "prod_fwd", "mars"))
+                else:
+                    self.src.line(f"sum_max[{self.grid_sum(L)}](mars, logw, {self.sum_args(L)})")
+
+    def backward(self) -> None:
+        """Small tiles compute parameter flows in the same launch (launches, not registers, are
+        the cost there), on half batch tiles so both products fit in registers (sm_90: no
+        spill); larger ones launch sum_bwd_params, whose batch loop also walks half tiles."""
+        src, head, prec = self.src, "mars, flows, logw, grad_logw", self.prec
+        pb = max(16, self.opt.block_b // 2)
+        with src.function("backward(mars, flows, logw, grad_logw, idx, B)",
+                          "Top-down flows: node flows into `flows`, parameter flows into `grad_logw`."):
+            for L in reversed(self.launches):
+                if L.kind == "prod":
+                    if not L.meta["fused_away"]:
+                        src.line(self.prod_launch(L, "prod_bwd", "flows"))
                     continue
-                src.line(f"sum_bwd[{grid_sum(L)}]({head}, {sum_args(L, f', USE_DOT={dot}, PARAMS=False')}, {prec})")
-                grid_params = f"({L.meta['g'] * L.meta['NGB']}, {-(-L.meta['K'] // L.meta['BK'])})"
-                src.line(f"sum_bwd_params[{grid_params}]({head}, {sum_args(L, f', USE_DOT={dot}', pb)}, {prec})")
-    with src.function("em_update(logits, logw, flows, step, pseudocount)",
-                      "EM M-step for the dense weight blocks (rows of equal width; `step` a one-element tensor); "
-                      "the masked tail is done in torch."):
-        if not program.dense_blocks:
-            src.line("return")
-        for a, b, k in program.dense_blocks:
-            bk = _pow2(k)
-            br = max(1, min(64, 4096 // bk))
-            rows = (b - a) // k
-            src.line(f"em_dense[(triton.cdiv({rows}, {br}),)](logits, logw, flows, {a}, {rows}, step, pseudocount, "
-                     f"K={k}, BLOCK_R={br}, BLOCK_K={bk})")
-    source = src.text()
-    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
-    assert max_row == compact + sum(p.shape[0] for lay in layers if lay.kind == "sum" for p in lay.partitions)
-    return Emitted(source, arrays, launches, digest, max_row, max_row + complete_rows, perm)
+                dot, m = L.meta["dot"], L.meta
+                if m["BG"] * m["BK"] <= self.opt.combined_backward_tile:
+                    grid = f"({m['g'] * m['NGB']}, triton.cdiv(B, {pb}))"
+                    src.line(f"sum_bwd[{grid}]({head}, {self.sum_args(L, f', USE_DOT={dot}, PARAMS=True', pb)}, {prec})")
+                    continue
+                src.line(f"sum_bwd[{self.grid_sum(L)}]({head}, {self.sum_args(L, f', USE_DOT={dot}, PARAMS=False')}, "
+                         f"{prec})")
+                grid_params = f"({m['g'] * m['NGB']}, {-(-m['K'] // m['BK'])})"
+                src.line(f"sum_bwd_params[{grid_params}]({head}, {self.sum_args(L, f', USE_DOT={dot}', pb)}, {prec})")
+
+    def em_update(self) -> None:
+        src = self.src
+        with src.function("em_update(logits, logw, flows, step, pseudocount)",
+                          "EM M-step for the dense weight blocks (rows of equal width; `step` a one-element tensor); "
+                          "the masked tail is done in torch."):
+            if not self.program.dense_blocks:
+                src.line("return")
+            for a, b, k in self.program.dense_blocks:
+                bk = _pow2(k)
+                br = max(1, min(64, 4096 // bk))
+                rows = (b - a) // k
+                src.line(f"em_dense[(triton.cdiv({rows}, {br}),)](logits, logw, flows, {a}, {rows}, step, pseudocount, "
+                         f"K={k}, BLOCK_R={br}, BLOCK_K={bk})")
 
 
 def _renumber(program: Program, skip_product: set[int]) -> tuple[np.ndarray, int, int]:

@@ -20,28 +20,14 @@ def run_training(spec: Path, data: str, valid: Optional[str], test: Optional[str
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     import pccompile
-    from pccompile.data import check_data, load_array
     from pccompile.learn import Trainer, TrainConfig
-    from pccompile.plots import learning_curve, sample_grid
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = out.with_name(out.stem + ".ckpt.pcz")
-    if resume and ckpt.exists():
-        model = pccompile.load(ckpt, backend=backend, device=None if device == "cpu" else device)
-        console.print(f"resuming from [b]{ckpt}[/b]")
-    else:
-        if resume:
-            console.print(f"no checkpoint at {ckpt}; starting fresh")
-        model = load_model(spec, passes, seed, device=device, backend=backend)
-    prog = model.program
-    sets = {}
-    for name, src in (("train", data), ("valid", valid), ("test", test)):
-        if src is not None:
-            x = load_array(src)
-            check_data(x, prog.var_cats, prog.var_names, f"{name} data '{src}'")
-            sets[name] = x
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, step_size=step_size,
                       step_size_end=step_size_end, schedule=schedule, pseudocount=pseudocount, seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = out.with_name(out.stem + ".ckpt.pcz")
+    model = _model_or_checkpoint(spec, ckpt, resume, passes, seed, device, backend)
+    sets = _data_sets(model, data, valid, test)
     V = model.num_vars
     s = model.circuit.stats()
     console.print(f"[b]{model.circuit.meta.get('name', spec.stem)}[/b]: {V} variables, {s['nodes']:,} nodes, "
@@ -74,6 +60,40 @@ def run_training(spec: Path, data: str, valid: Optional[str], test: Optional[str
         task = progress.add_task("train", total=1, epoch=trainer.start_epoch + 1)
         history = trainer.run()
     pccompile.save(model, out)
+    _report(model, history, spec, out, ckpt, samples, seed)
+    return history
+
+
+def _model_or_checkpoint(spec: Path, ckpt: Path, resume: bool, passes, seed: int, device: str, backend: str):
+    """The model to train: the checkpoint's when resuming from one, else compiled from `spec`."""
+    import pccompile
+
+    if resume and ckpt.exists():
+        console.print(f"resuming from [b]{ckpt}[/b]")
+        return pccompile.load(ckpt, backend=backend, device=None if device == "cpu" else device)
+    if resume:
+        console.print(f"no checkpoint at {ckpt}; starting fresh")
+    return load_model(spec, passes, seed, device=device, backend=backend)
+
+
+def _data_sets(model, data: str, valid: Optional[str], test: Optional[str]) -> dict:
+    """The named splits, each loaded and checked against the model's variables."""
+    from pccompile.data import check_data, load_array
+
+    sets = {}
+    for name, src in (("train", data), ("valid", valid), ("test", test)):
+        if src is not None:
+            x = load_array(src)
+            check_data(x, model.program.var_cats, model.program.var_names, f"{name} data '{src}'")
+            sets[name] = x
+    return sets
+
+
+def _report(model, history, spec: Path, out: Path, ckpt: Path, samples: int, seed: int) -> None:
+    """The result table, the learning-curve PNG and (for images) a PNG grid of samples."""
+    from pccompile.plots import learning_curve, sample_grid
+
+    V = model.num_vars
     curve = out.with_name(out.stem + "_curve.png")
     learning_curve(history, curve, V, title=str(model.circuit.meta.get("name", spec.stem)))
     last = history[-1]
@@ -91,9 +111,8 @@ def run_training(spec: Path, data: str, valid: Optional[str], test: Optional[str
     if samples and image:
         png = out.with_name(out.stem + "_samples.png")
         xs = model.sample(samples, seed=seed).cpu().numpy()
-        sample_grid(xs, image, png, max_value=float(prog.var_cats.max() - 1), title="samples")
+        sample_grid(xs, image, png, max_value=float(model.program.var_cats.max() - 1), title="samples")
         console.print(f"samples: {png}")
-    return history
 
 
 TrainData = Annotated[str, typer.Option("--data", "-d", help="training data: .npy/.npz/.data/.txt or builtin:digits")]
