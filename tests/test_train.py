@@ -1,8 +1,8 @@
 """Training: the CLI end to end, exact resume after a crash, and gradient training in torch loops."""
 
-import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,8 +28,8 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, optimizer):
     opt = ["--optimizer", optimizer]
     full = subprocess.run(_train_cmd(tmp_path, tmp_path / "a.pcz", opt), capture_output=True, text=True)
     assert full.returncode == 0, full.stdout + full.stderr
-    env = dict(os.environ, PCC_TEST_CRASH_AFTER_EPOCH="2")
-    crashed = subprocess.run(_train_cmd(tmp_path, tmp_path / "b.pcz", opt), capture_output=True, text=True, env=env)
+    crash = [sys.executable, str(Path(__file__).parent / "crash_after_epoch.py"), "2"]
+    crashed = subprocess.run(crash + _train_cmd(tmp_path, tmp_path / "b.pcz", opt)[3:], capture_output=True, text=True)
     assert crashed.returncode == 75 and not (tmp_path / "b.pcz").exists()
     resumed = subprocess.run(_train_cmd(tmp_path, tmp_path / "b.pcz", [*opt, "--resume"]), capture_output=True,
                              text=True)
@@ -89,3 +89,57 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
     assert proc.returncode == 130, err
     assert "--resume" in err and str(ckpt) in err and "Traceback" not in err
     read(ckpt)  # the checkpoint is intact
+
+
+def _grown(model):
+    """A different model over the same variables (stands in for a pruned or grown circuit)."""
+    return pc.compile("var x[6] : categorical(3)\nroot = rat_spn(x, depth=1, repetitions=3, sums=4, inputs=2, seed=2)\n",
+                      seed=5)
+
+
+@pytest.mark.parametrize("optimizer", ["em", "adam"])
+def test_a_hook_between_epochs_can_swap_the_model_and_the_schedule_restarts_per_phase(tmp_path, optimizer):
+    from pccompile.learn import Trainer, TrainConfig
+    x = np.random.default_rng(1).integers(0, 3, size=(200, 6))
+    cfg = TrainConfig(epochs=4, batch_size=50, optimizer=optimizer, step_size=0.4, step_size_end=0.1,
+                      schedule="linear", phase_epochs=2)
+    swapped = []
+
+    def hook(trainer, rec):
+        if rec.epoch == 2:
+            swapped.append(_grown(trainer.model))
+            return swapped[-1]
+        return None
+
+    first = pc.compile(SPEC)
+    t = Trainer(first, cfg, x, checkpoint=tmp_path / "c.pcz", between_epochs=hook)
+    hist = t.run()
+    assert t.model is swapped[0] and t.phase_start == 2
+    steps = [r.step_size for r in hist]
+    assert steps[0] == pytest.approx(steps[2]) and steps[1] == pytest.approx(steps[3]) == pytest.approx(0.1)
+    back = pc.load(tmp_path / "c.pcz")  # the checkpoint holds the swapped model
+    assert back.circuit.stats() == swapped[0].circuit.stats()
+    if optimizer == "adam":
+        assert t.optimizer.param_groups[0]["params"][0] is next(swapped[0].parameters())
+
+
+def test_resume_after_a_swap_continues_exactly(tmp_path):
+    from pccompile.learn import Trainer, TrainConfig
+    x = np.random.default_rng(1).integers(0, 3, size=(200, 6))
+    cfg = TrainConfig(epochs=4, batch_size=50, optimizer="em", schedule="linear", step_size_end=0.02,
+                      phase_epochs=2)
+
+    def hook(trainer, rec):
+        return _grown(trainer.model) if rec.epoch == 2 else None
+
+    full = Trainer(pc.compile(SPEC), cfg, x, between_epochs=hook)
+    full.run()
+    part_cfg = TrainConfig(**{**cfg.__dict__, "epochs": 3})  # stop after epoch 3, as a crash would
+    part = Trainer(pc.compile(SPEC), part_cfg, x, checkpoint=tmp_path / "c.pcz", between_epochs=hook)
+    part.run()
+    resumed = Trainer(pc.load(tmp_path / "c.pcz"), cfg, x, checkpoint=tmp_path / "c.pcz", between_epochs=hook)
+    resumed.restore()
+    assert resumed.start_epoch == 3 and resumed.phase_start == 2
+    resumed.run()
+    for k, v in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=0, atol=0)

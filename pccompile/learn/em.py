@@ -10,6 +10,7 @@ moments with the pseudocount as a prior at the current values and a variance flo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -63,22 +64,31 @@ def em_update(model, stats: FlowStats, step_size: float | torch.Tensor = 1.0, ps
             h.logit.copy_(theta[:, 1].log() - theta[:, 0].log())
 
 
+def e_step(model, x_int: torch.Tensor, x_real: torch.Tensor | None) -> FlowStats:
+    """The E-step of a batch: its expected counts (flows) and log-likelihood."""
+    return encoded_flows(model, x_int, x_real)
+
+
 def em_step(model, x_int: torch.Tensor, x_real: torch.Tensor | None, step_size: float,
-            pseudocount: float = 0.1) -> torch.Tensor:
-    """One mini-batch EM step on an encoded batch (model.encode): flows, then the M-step.
-    Returns the batch's summed log-likelihood as a 0-d device tensor, without waiting for the
-    device. On the triton backend on CUDA the step is captured as a CUDA graph per batch shape
-    and replayed (pccompile.graphs); the step size is an input of the graph, not baked in."""
+            pseudocount: float = 0.1, reduce: Callable[[FlowStats], FlowStats] | None = None) -> torch.Tensor:
+    """One mini-batch EM step on an encoded batch (model.encode): the E-step, then the M-step.
+    `reduce` sits between them and may combine the statistics of several processes (an
+    all-reduce for data-parallel training) before the update; every process then applies the
+    same update. Returns the batch's summed log-likelihood as a 0-d device tensor, without
+    waiting for the device. On the triton backend on CUDA the step is captured as a CUDA graph
+    per batch shape and replayed (pccompile.graphs); the step size is an input of the graph."""
     pc = float(pseudocount)
 
     def step_fn(xi, xr, a):
-        stats = encoded_flows(model, xi, xr)
+        stats = e_step(model, xi, xr)
+        if reduce is not None:
+            stats = reduce(stats)
         em_update(model, stats, a, pc)
         return stats.log_likelihood
 
     step = torch.full((), float(step_size), dtype=torch.float32, device=x_int.device)
     if model.cuda_graphs and x_int.is_cuda:
-        return model.graph_cache(("em", pc), step_fn)(x_int, x_real, step)
+        return model.graph_cache(("em", pc, reduce), step_fn)(x_int, x_real, step)
     return step_fn(x_int, x_real, step)
 
 

@@ -5,7 +5,6 @@ state) after an interruption."""
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -14,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pccompile.flows import encoded_flows
 from pccompile.ir import ArgumentError, DataError, FormatError
 from pccompile.io import check_state, module_state, read, save
 
-from .em import em_step, em_update, step_size_at
+from .em import step_size_at
+from .strategies import STRATEGIES
 
-OPTIMIZERS = ("em", "em-full", "sgd", "adam")
 
 
 @dataclass
@@ -33,10 +31,11 @@ class TrainConfig:
     schedule: str = "constant"  # constant | linear | cosine
     pseudocount: float = 0.1
     seed: int = 0
+    phase_epochs: int | None = None  # epochs of each model's step-size schedule (None: the rest of the run)
 
     def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ArgumentError(f"unknown optimizer '{self.optimizer}'; expected {', '.join(OPTIMIZERS)}")
+        if self.optimizer not in STRATEGIES:
+            raise ArgumentError(f"unknown optimizer '{self.optimizer}'; expected {', '.join(STRATEGIES)}")
         if self.schedule not in ("constant", "linear", "cosine"):
             raise ArgumentError(f"unknown schedule '{self.schedule}'; expected constant, linear or cosine")
         for name in ("epochs", "batch_size"):
@@ -48,7 +47,7 @@ class TrainConfig:
         if not _finite(self.pseudocount) or self.pseudocount < 0:
             raise ArgumentError(f"pseudocount must be a finite number >= 0, got {self.pseudocount!r}")
         if self.step_size is None:
-            self.step_size = {"em": 0.1, "em-full": 1.0, "sgd": 0.05, "adam": 0.01}[self.optimizer]
+            self.step_size = STRATEGIES[self.optimizer].default_step
         if self.step_size_end is None:
             self.step_size_end = self.step_size if self.schedule == "constant" else self.step_size * 0.1
         em = self.optimizer.startswith("em")
@@ -107,6 +106,12 @@ def mean_log_likelihood(model, x, batch_size: int = 1024) -> float:
 
 @dataclass
 class Trainer:
+    """The training loop. `between_epochs(trainer, record)` runs after every epoch and may return
+    a new model (a pruned or grown one): the trainer then trains that model, with a fresh
+    strategy (optimiser state) for it and a new phase of the step-size schedule, and the next
+    checkpoint holds it. The schedule runs per phase: `config.phase_epochs` epochs each (or the
+    rest of the run)."""
+
     model: torch.nn.Module
     config: TrainConfig
     train: np.ndarray
@@ -115,38 +120,36 @@ class Trainer:
     checkpoint: Path | None = None
     on_batch: Callable[[int, int], None] | None = None
     on_epoch: Callable[[EpochRecord], None] | None = None
+    between_epochs: Callable[["Trainer", EpochRecord], torch.nn.Module | None] | None = None
     history: list[EpochRecord] = field(default_factory=list)
     start_epoch: int = 0
+    phase_start: int = 0
 
     def __post_init__(self):
         for name in ("train", "valid", "test"):
             x = getattr(self, name)
             if x is not None and len(x) == 0:
                 raise DataError(f"the {name} data has no rows")
-        self.optimizer = None
-        if self.config.optimizer in ("sgd", "adam"):
-            cls = torch.optim.SGD if self.config.optimizer == "sgd" else torch.optim.Adam
-            self.optimizer = cls(self.model.parameters(), lr=self.config.step_size)
+        self.strategy = STRATEGIES[self.config.optimizer](self.model, self.config.pseudocount)
+
+    @property
+    def optimizer(self):
+        """The torch optimiser of a gradient strategy (None for EM)."""
+        return getattr(self.strategy, "optimizer", None)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
         if self.checkpoint is None:
             return
-        arrays = {}
-        groups = None
-        if self.optimizer is not None:
-            sd = self.optimizer.state_dict()
-            for idx, st in sd["state"].items():
-                for k, v in st.items():
-                    arrays[f"optim.{idx}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous().numpy()
-            groups = sd["param_groups"]
-        state = {"epoch": len(self.history), "config": asdict(self.config),
+        groups, arrays = self.strategy.state()
+        state = {"epoch": len(self.history), "config": asdict(self.config), "phase_start": self.phase_start,
                  "history": [asdict(r) for r in self.history], "param_groups": groups}
         save(self.model, self.checkpoint, extra={"train_state": state}, extra_arrays=arrays)
 
     def restore(self) -> None:
-        """Continue from `checkpoint`: parameters, optimiser state, history and epoch. A checkpoint
-        that does not fit this run (another circuit, a damaged training record) is a FormatError."""
+        """Continue from `checkpoint`: parameters, optimiser state, history, epoch and phase. A
+        checkpoint that does not fit this run (another circuit, a damaged training record) is a
+        FormatError."""
         record, arrays = read(self.checkpoint)
         state = record["extra"].get("train_state")
         where = f"checkpoint '{self.checkpoint}'"
@@ -155,29 +158,18 @@ class Trainer:
         module = module_state(arrays)
         check_state(self.checkpoint, self.model.state_dict(), module)
         history = _history(state.get("history"), where)
-        epoch = state.get("epoch")
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= self.config.epochs \
-                or epoch != len(history):
+        epoch, phase = state.get("epoch"), state.get("phase_start", 0)
+        if not _count(epoch) or not 0 <= epoch <= self.config.epochs or epoch != len(history):
             raise FormatError(f"{where}: epoch {epoch!r} does not fit its history of {len(history)} epochs "
                               f"and this run of {self.config.epochs}")
+        if not _count(phase) or phase > epoch:
+            raise FormatError(f"{where}: phase start {phase!r} does not fit epoch {epoch}")
         self.model.load_state_dict(module)
-        if self.optimizer is not None and state.get("param_groups") is not None:
-            self._restore_optimizer(arrays, state["param_groups"], where)
-        self.history = history
-        self.start_epoch = epoch
-
-    def _restore_optimizer(self, arrays, groups, where: str) -> None:
-        opt_state: dict[int, dict] = {}
-        for k, v in arrays.items():
-            if k.startswith("optim."):
-                _, idx, name = (k.split(".", 2) + ["", ""])[:3]
-                if not idx.isdigit() or not name:
-                    raise FormatError(f"{where}: tensor '{k}' names no optimiser state")
-                opt_state.setdefault(int(idx), {})[name] = torch.from_numpy(np.array(v))
         try:
-            self.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+            self.strategy.load(state.get("param_groups"), arrays)
         except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
             raise FormatError(f"{where}: the optimiser state does not fit this model ({e})") from None
+        self.history, self.start_epoch, self.phase_start = history, epoch, phase
 
     # -- the loop -------------------------------------------------------------------------------
     def _encode_train(self):
@@ -189,51 +181,52 @@ class Trainer:
         x_real = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
         return x_int, x_real
 
-    def run(self) -> list[EpochRecord]:
-        cfg = self.config
+    def _progress(self, epoch: int, batch: int, batches: int) -> float:
+        """Where in its phase's schedule a step is, from 0 (first step) to 1 (last)."""
+        length = self.config.phase_epochs or (self.config.epochs - self.phase_start)
+        return ((epoch - self.phase_start) * batches + batch) / max(length * batches - 1, 1)
+
+    def run_epoch(self, epoch: int, encoded) -> EpochRecord:
+        """One pass over the shuffled training set, then the epoch's record."""
+        cfg, (x_int, x_real) = self.config, encoded
         n = len(self.train)
         batches = [(i, min(i + cfg.batch_size, n)) for i in range(0, n, cfg.batch_size)]
-        total_steps = cfg.epochs * len(batches)
-        x_int, x_real = self._encode_train()
-        for epoch in range(self.start_epoch, cfg.epochs):
-            t0 = time.perf_counter()
-            perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-            perm_t = torch.as_tensor(perm, device=x_int.device)
-            ll_sum, full = torch.zeros((), dtype=torch.float64, device=x_int.device), None
-            step = cfg.step_size
-            for bi, (a, b) in enumerate(batches):
-                idx = perm_t[a:b]
-                xi, xr = x_int[idx], None if x_real is None else x_real[idx]
-                progress = (epoch * len(batches) + bi) / max(total_steps - 1, 1)
-                step = step_size_at(cfg.schedule, cfg.step_size, cfg.step_size_end, progress)
-                if cfg.optimizer == "em":
-                    ll_sum = ll_sum + em_step(self.model, xi, xr, step, cfg.pseudocount)
-                elif cfg.optimizer == "em-full":
-                    stats = encoded_flows(self.model, xi, xr)
-                    full = stats if full is None else full.add_(stats)
-                    ll_sum = ll_sum + stats.log_likelihood
-                else:
-                    for g in self.optimizer.param_groups:
-                        g["lr"] = step
-                    self.optimizer.zero_grad()
-                    lls = self.model.log_prob_encoded(xi, xr)
-                    loss = -lls.mean()
-                    loss.backward()
-                    self.optimizer.step()
-                    ll_sum = ll_sum + lls.detach().double().sum()
-                if self.on_batch:
-                    self.on_batch(bi + 1, len(batches))
-            if full is not None:
-                em_update(self.model, full, step, cfg.pseudocount)
-            rec = EpochRecord(epoch + 1, float(ll_sum) / n,
-                              None if self.valid is None else mean_log_likelihood(self.model, self.valid),
-                              None if self.test is None else mean_log_likelihood(self.model, self.test),
-                              time.perf_counter() - t0, step)
+        t0 = time.perf_counter()
+        perm = torch.as_tensor(np.random.default_rng([cfg.seed, epoch]).permutation(n), device=x_int.device)
+        ll_sum = torch.zeros((), dtype=torch.float64, device=x_int.device)
+        step = cfg.step_size
+        for bi, (a, b) in enumerate(batches):
+            idx = perm[a:b]
+            step = step_size_at(cfg.schedule, cfg.step_size, cfg.step_size_end, self._progress(epoch, bi, len(batches)))
+            ll_sum = ll_sum + self.strategy.step(x_int[idx], None if x_real is None else x_real[idx], step)
+            if self.on_batch:
+                self.on_batch(bi + 1, len(batches))
+        self.strategy.end_epoch(step)
+        return EpochRecord(epoch + 1, float(ll_sum) / n,
+                           None if self.valid is None else mean_log_likelihood(self.model, self.valid),
+                           None if self.test is None else mean_log_likelihood(self.model, self.test),
+                           time.perf_counter() - t0, step)
+
+    def swap_model(self, model: torch.nn.Module, next_epoch: int) -> None:
+        """Train `model` from `next_epoch` on: a fresh strategy, a new schedule phase."""
+        self.model = model
+        self.strategy = STRATEGIES[self.config.optimizer](model, self.config.pseudocount)
+        self.phase_start = next_epoch
+
+    def run(self) -> list[EpochRecord]:
+        encoded = self._encode_train()
+        for epoch in range(self.start_epoch, self.config.epochs):
+            rec = self.run_epoch(epoch, encoded)
             self.history.append(rec)
+            new = self.between_epochs(self, rec) if self.between_epochs else None
+            if new is not None and new is not self.model:
+                self.swap_model(new, epoch + 1)
+                encoded = self._encode_train()
             self.save_checkpoint()
             if self.on_epoch:
                 self.on_epoch(rec)
-            if os.environ.get("PCC_TEST_CRASH_AFTER_EPOCH") == str(epoch + 1):
-                os._exit(75)  # test hook: die like a killed process, right after a checkpoint
         return self.history
 
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
