@@ -1,6 +1,6 @@
 """pccompile.ir: circuit IR (node vectors), verification, and the lowered Program."""
 
-from .circuit import Circuit, Variable, same_circuit
+from .circuit import Circuit, Region, Variable, same_circuit
 from .distributions import BINARY, REAL, DISTRIBUTIONS, Bernoulli, Categorical, Distribution, Domain, Gaussian
 from .errors import (ArgumentError, CircuitError, CycleError, DataError, DecomposabilityError, DomainError,
                      DSLSemanticError, DSLSyntaxError, FormatError, ParameterError, PCError, SizeMismatchError,

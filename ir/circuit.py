@@ -18,17 +18,29 @@ class Variable:
     domain: Domain
 
 
+@dataclass(frozen=True)
+class Region:
+    """What a node vector stands for in its structure: the latent variable of a region, whose
+    states are the vector's rows. `variables` are the circuit variables the latent belongs to
+    (an HCLT's Z_v and an HMM's Z_t: their own variable; a PD or RAT-SPN region: its scope)."""
+
+    name: str
+    variables: tuple[int, ...]
+
+
 @dataclass(frozen=True, eq=False)
 class Circuit:
     """A DAG of node vectors. `nodes` is ordered children-before-parents; `params[id]` holds the
     parameter arrays of node `id` (absent when not yet initialised; tied sums have none).
-    `meta` carries user metadata such as an image shape for sample grids."""
+    `meta` carries user metadata such as an image shape for sample grids; `regions[id]` names
+    the latent a node vector stands for (set by the structure templates, kept by the passes)."""
 
     variables: tuple[Variable, ...]
     nodes: Mapping[int, Node]
     root: int
     params: Mapping[int, Mapping[str, np.ndarray]] = field(default_factory=dict)
     meta: Mapping[str, object] = field(default_factory=dict)
+    regions: Mapping[int, Region] = field(default_factory=dict)
 
     # -- basic queries -------------------------------------------------------------------
     @property
@@ -111,11 +123,23 @@ class Circuit:
                 "sum edges": sum_edges, "product edges": prod_edges, "parameters": n_params,
                 "depth": depth}
 
+    # -- regions -------------------------------------------------------------------------
+    def latent(self, region: str | tuple[int, ...]) -> int:
+        """The id of the node vector that is the latent of a region, given by name or by its
+        variables; KeyError when no node vector is."""
+        for nid, r in self.regions.items():
+            if r.name == region or (not isinstance(region, str) and r.variables == tuple(region)):
+                return nid
+        raise KeyError(region)
+
     # -- rebuilding ----------------------------------------------------------------------
     def replace(self, **changes) -> "Circuit":
+        """A copy with some fields changed; region annotations of nodes no longer present go."""
         fields = dict(variables=self.variables, nodes=self.nodes, root=self.root,
-                      params=self.params, meta=self.meta)
+                      params=self.params, meta=self.meta, regions=self.regions)
         fields.update(changes)
+        nodes = fields["nodes"]
+        fields["regions"] = {k: r for k, r in fields["regions"].items() if k in nodes}
         return Circuit(**fields)
 
     def with_params(self, params: Mapping[int, Mapping[str, np.ndarray]]) -> "Circuit":

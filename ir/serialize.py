@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .circuit import Circuit, Variable
+from .circuit import Circuit, Region, Variable
 from .distributions import DISTRIBUTIONS, Categorical, Domain
 from .errors import FormatError
 from .nodes import InputNode, ProductNode, SumNode
@@ -38,6 +38,8 @@ def circuit_to_storage(circuit: Circuit) -> tuple[dict, dict[str, np.ndarray]]:
         for k, v in p.items():
             arrays[f"param.{nid}.{k}"] = np.ascontiguousarray(np.asarray(v, dtype=np.float32))
     meta = {"ir_version": IR_VERSION, "root": circuit.root, "meta": dict(circuit.meta),
+            "regions": [{"node": nid, "name": r.name, "variables": list(r.variables)}
+                        for nid, r in circuit.regions.items()],
             "variables": [{"name": v.name, "num_cats": v.domain.num_cats} for v in circuit.variables],
             "nodes": nodes}
     return meta, arrays
@@ -71,7 +73,21 @@ def circuit_from_storage(meta: dict, arrays: dict[str, np.ndarray]) -> Circuit:
         raise FormatError("the circuit record's 'meta' is not a JSON object")
     if root not in nodes:
         raise FormatError(f"the root id {root} is not a node of the circuit record")
-    return Circuit(variables, nodes, root, params, dict(extra))
+    return Circuit(variables, nodes, root, params, dict(extra), _regions(meta.get("regions", []), nodes))
+
+
+def _regions(records, nodes: dict) -> dict[int, Region]:
+    if not isinstance(records, list):
+        raise FormatError("the circuit record's 'regions' is not a list")
+    out = {}
+    for k, d in enumerate(records):
+        where = f"region record {k}"
+        nid = _int(d, "node", where)
+        variables = _field(d, "variables", list, where)
+        if nid not in nodes or not all(isinstance(v, int) and not isinstance(v, bool) for v in variables):
+            raise FormatError(f"{where} names no node of the circuit, or variables that are not indices")
+        out[nid] = Region(_field(d, "name", str, where), tuple(variables))
+    return out
 
 
 def _field(d: dict, key: str, kind, where: str):

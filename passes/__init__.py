@@ -4,7 +4,7 @@ import os
 
 from pccompile.ir.verify_program import verify_program
 
-from .base import Pass, PassManager, parse_pipeline, register, registered
+from .base import Pass, PassContext, PassManager, parse_pipeline, register, registered
 from .layer import LayerPlan, layer
 from .normalize import Normalize
 from .pack import PackOptions, pack, plan_partitions
@@ -21,6 +21,6 @@ def lower(circuit, options: PackOptions | None = None, *, debug: bool | None = N
     return program
 
 
-__all__ = ["Pass", "PassManager", "parse_pipeline", "register", "registered", "LayerPlan", "layer",
+__all__ = ["Pass", "PassContext", "PassManager", "parse_pipeline", "register", "registered", "LayerPlan", "layer",
            "PackOptions", "pack", "plan_partitions", "lower", "Normalize", "InitParams", "Verify",
            "Vectorize", "random_sum_weights"]

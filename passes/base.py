@@ -7,19 +7,38 @@ Circuit. The registry maps a pass's `name` to its class so the CLI can build pip
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 import typing
 from collections.abc import Callable, Iterable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pccompile.ir import ArgumentError, Circuit
 
 
+@dataclasses.dataclass
+class PassContext:
+    """What analyses hand the passes, beside the circuit: named results such as per-edge flows
+    for pruning (`analyses["edge_flows"][node_id]`, an array [size, K]). They are neither part
+    of the circuit (nor its JSON) nor a pass's printed options, and a pass reads them here."""
+
+    analyses: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def require(self, name: str, pass_name: str) -> Any:
+        if name not in self.analyses:
+            raise ArgumentError(f"pass '{pass_name}' needs the '{name}' analysis, which nothing computed "
+                                f"(give the compile data, e.g. data=x)")
+        return self.analyses[name]
+
+
 @dataclasses.dataclass(frozen=True)
 class Pass:
+    """A circuit rewrite: a frozen dataclass whose fields are its options; `run` maps a circuit
+    (and the analyses in `ctx`, when it needs any) to a new circuit."""
+
     name: ClassVar[str] = ""
 
-    def run(self, circuit: Circuit) -> Circuit:  # pragma: no cover - interface
+    def run(self, circuit: Circuit, ctx: PassContext | None = None) -> Circuit:  # pragma: no cover - interface
         raise NotImplementedError
 
     def __str__(self) -> str:
@@ -100,9 +119,13 @@ class PassManager:
     def __init__(self, passes: Iterable[Pass]):
         self.passes = list(passes)
 
-    def run(self, circuit: Circuit, trace: Callable[[Pass, Circuit, Circuit], None] | None = None) -> Circuit:
+    def run(self, circuit: Circuit, trace: Callable[[Pass, Circuit, Circuit], None] | None = None,
+            ctx: PassContext | None = None) -> Circuit:
+        ctx = ctx or PassContext()
         for p in self.passes:
-            after = p.run(circuit)
+            # a pass whose run takes no context (run(self, circuit)) is called without one
+            takes_ctx = "ctx" in inspect.signature(p.run).parameters
+            after = p.run(circuit, ctx) if takes_ctx else p.run(circuit)
             if trace is not None:
                 trace(p, circuit, after)
             circuit = after

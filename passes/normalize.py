@@ -11,7 +11,7 @@ import dataclasses
 
 from pccompile.ir import Circuit, ProductNode, SumNode
 
-from .base import Pass, register
+from .base import Pass, PassContext, register
 
 
 def _is_identity_product(node) -> bool:
@@ -23,7 +23,7 @@ def _is_identity_product(node) -> bool:
 class Normalize(Pass):
     name = "normalize"
 
-    def run(self, circuit: Circuit) -> Circuit:
+    def run(self, circuit: Circuit, ctx: PassContext | None = None) -> Circuit:
         nodes = dict(circuit.nodes)
         alias: dict[int, int] = {}
 
@@ -52,4 +52,8 @@ class Normalize(Pass):
         keep = pruned.reachable()
         nodes = {i: nodes[i] for i in keep}
         params = {i: p for i, p in circuit.params.items() if i in nodes}
-        return circuit.replace(nodes=nodes, root=root, params=params)
+        regions = dict(circuit.regions)
+        for nid, region in circuit.regions.items():  # a bypassed node's region moves to what replaced it
+            if nid in alias:
+                regions.setdefault(resolve(nid), region)
+        return circuit.replace(nodes=nodes, root=root, params=params, regions=regions)

@@ -8,7 +8,7 @@ import numpy as np
 
 from pccompile.ir import Circuit, InputNode, SumNode, verify
 
-from .base import Pass, register
+from .base import Pass, PassContext, register
 
 
 @register
@@ -19,7 +19,7 @@ class Verify(Pass):
     name = "verify"
     require_params: bool = False
 
-    def run(self, circuit: Circuit) -> Circuit:
+    def run(self, circuit: Circuit, ctx: PassContext | None = None) -> Circuit:
         verify(circuit, require_params=self.require_params)
         return circuit
 
@@ -39,7 +39,7 @@ class InitParams(Pass):
     name = "init"
     seed: int = 0
 
-    def run(self, circuit: Circuit) -> Circuit:
+    def run(self, circuit: Circuit, ctx: PassContext | None = None) -> Circuit:
         rng = np.random.default_rng(self.seed)
         params = dict(circuit.params)
         for nid, node in circuit.nodes.items():

@@ -16,7 +16,7 @@ import numpy as np
 
 from pccompile.ir import Circuit, DecomposabilityError, InputNode, ProductNode, SumNode
 
-from .base import Pass, register
+from .base import Pass, PassContext, register
 
 
 @register
@@ -24,7 +24,7 @@ from .base import Pass, register
 class Vectorize(Pass):
     name = "vectorize"
 
-    def run(self, circuit: Circuit) -> Circuit:
+    def run(self, circuit: Circuit, ctx: PassContext | None = None) -> Circuit:
         if any(n.size != 1 for n in circuit.nodes.values()):
             return circuit
         if any(isinstance(n, SumNode) and n.tie is not None for n in circuit.nodes.values()):
@@ -50,6 +50,7 @@ class _Packer:
         self.params: dict[int, dict[str, np.ndarray]] = {}
         self.sizes: dict[int, int] = {}
         self.used: set[str] = set()
+        self.regions: dict = {}
 
     def key(self, nid: int) -> tuple:
         """Scalar nodes with equal keys (at one depth) become one node vector."""
@@ -76,6 +77,9 @@ class _Packer:
         self.sizes[vid] = len(members)
         for r, m in enumerate(members):
             self.where[m] = (vid, r)
+        regions = {self.c.regions.get(m) for m in members}
+        if len(regions) == 1 and None not in regions:
+            self.regions[vid] = regions.pop()
 
     def inputs(self, vid: int, name: str, key: tuple, members: list[int]) -> None:
         """One input vector; its parameters stacked row by row when every member has them."""
@@ -131,4 +135,4 @@ def _vectorize(circuit: Circuit) -> Circuit:
         for key, members in groups.items():
             packer.merge(key, members)
     root = packer.where[circuit.root][0]
-    return Circuit(circuit.variables, packer.nodes, root, packer.params, dict(circuit.meta))
+    return Circuit(circuit.variables, packer.nodes, root, packer.params, dict(circuit.meta), packer.regions)

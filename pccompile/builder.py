@@ -12,7 +12,7 @@ from itertools import count
 import numpy as np
 
 from pccompile.ir import (ArgumentError, Bernoulli, Categorical, Circuit, DomainError, Gaussian, InputNode,
-                          ProductNode, SumNode, Variable, verify)
+                          ProductNode, Region, SumNode, Variable, verify)
 from pccompile.ir.distributions import Distribution, Domain
 
 _ids = count()
@@ -32,6 +32,7 @@ class Vec:
     tie: "Vec | None" = None
     index: tuple[np.ndarray | None, ...] | None = None
     name: str | None = None
+    region: Region | None = None  # the latent this vector stands for (structure templates set it)
     serial: int = field(default_factory=lambda: next(_ids))
 
     def __repr__(self) -> str:
@@ -151,6 +152,7 @@ def build(root: Vec, variables: list[Variable] | int | None = None, meta: dict |
             nodes[k] = SumNode(k, name, tuple(ids[id(c)] for c in v.children), v.size, v.mask, tie)
         if v.params is not None:
             params[k] = dict(v.params)
-    circuit = Circuit(tuple(variables), nodes, ids[id(root)], params, dict(meta or {}))
+    regions = {ids[id(v)]: v.region for v in order if v.region is not None}
+    circuit = Circuit(tuple(variables), nodes, ids[id(root)], params, dict(meta or {}), regions)
     verify(circuit)
     return circuit

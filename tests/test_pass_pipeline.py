@@ -3,11 +3,12 @@ hints, and every error message; the pass manager's trace."""
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 import pccompile as pc
 from pccompile.ir import ArgumentError
-from pccompile.passes import InitParams, Normalize, Pass, PassManager, Verify, parse_pipeline, register, registered
+from pccompile.passes import InitParams, Normalize, Pass, PassContext, PassManager, Verify, parse_pipeline, register, registered
 
 
 def test_names_options_and_spaces():
@@ -42,7 +43,7 @@ class _Scale(Pass):
     label: str = ""
     loud: bool = False
 
-    def run(self, circuit):
+    def run(self, circuit, ctx=None):
         return circuit
 
 
@@ -63,3 +64,22 @@ def test_the_pass_manager_traces_every_step():
     circuit = pc.parse("var a : binary\nl[2] = bernoulli(a)\nroot = sum(l)\n")
     PassManager([Normalize(), Verify()]).run(circuit, lambda p, before, after: seen.append(str(p)))
     assert seen == ["normalize", "verify{require_params=False}"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _NeedsScores(Pass):
+    name = "test-needs-scores"
+
+    def run(self, circuit, ctx=None):
+        scores = (ctx or PassContext()).require("edge_flows", self.name)
+        assert set(scores) <= set(circuit.nodes)
+        return circuit
+
+
+def test_analyses_reach_a_pass_through_the_context_not_the_circuit_or_its_options():
+    circuit = pc.parse("var a : binary\nl[2] = bernoulli(a)\nroot = sum(l)\n")
+    flows = {circuit.root: np.ones((1, 2))}
+    out = PassManager([_NeedsScores()]).run(circuit, ctx=PassContext({"edge_flows": flows}))
+    assert out is circuit and "edge_flows" not in out.meta and str(_NeedsScores()) == "test-needs-scores"
+    with pytest.raises(ArgumentError, match=r"pass 'test-needs-scores' needs the 'edge_flows' analysis"):
+        PassManager([_NeedsScores()]).run(circuit)

@@ -112,4 +112,5 @@ def compact_ids(circuit: Circuit) -> Circuit:
             changes["tie"] = remap[n.tie]
         nodes[remap[old]] = dataclasses.replace(n, **changes)
     params = {remap[k]: v for k, v in circuit.params.items() if k in remap}
-    return circuit.replace(nodes=nodes, root=remap[circuit.root], params=params)
+    regions = {remap[k]: r for k, r in circuit.regions.items() if k in remap}
+    return circuit.replace(nodes=nodes, root=remap[circuit.root], params=params, regions=regions)

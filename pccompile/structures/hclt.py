@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from pccompile import builder
-from pccompile.ir import ArgumentError, Bernoulli, Categorical
+from pccompile.ir import ArgumentError, Bernoulli, Categorical, Region
 
 from .chow_liu import chow_liu_tree
 
@@ -46,6 +46,7 @@ def hclt_from_tree(parent: np.ndarray, num_cats, latents: int, variables: list[i
         leaf = _leaf(var_ids[v], latents, int(cats[v]), binary_as_bernoulli)
         msgs = [builder.summate(latent_of[c], size=latents) for c in kids[v]]
         latent_of[v] = builder.multiply(leaf, *msgs) if msgs else leaf
+        latent_of[v].region = Region(f"Z[{var_ids[v]}]", (var_ids[v],))  # rows: the states of Z_v
     return builder.summate(latent_of[roots[0]], size=1)
 
 

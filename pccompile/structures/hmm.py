@@ -7,7 +7,7 @@ sums are tied across time (one matrix A). Emissions are per position (inputs are
 from __future__ import annotations
 
 from pccompile import builder
-from pccompile.ir import ArgumentError, Bernoulli, Categorical
+from pccompile.ir import ArgumentError, Bernoulli, Categorical, Region
 
 
 def hmm(length: int, latents: int, vocab: int, *, homogeneous: bool = True, first_var: int = 0) -> builder.Vec:
@@ -17,11 +17,15 @@ def hmm(length: int, latents: int, vocab: int, *, homogeneous: bool = True, firs
     def emit(t: int) -> builder.Vec:
         return builder.inputs(first_var + t, latents, Bernoulli() if vocab == 2 else Categorical(vocab))
 
-    m = emit(length - 1)
+    def latent(t: int, vec: builder.Vec) -> builder.Vec:
+        vec.region = Region(f"Z[{t}]", (first_var + t,))  # rows: the states of z_t
+        return vec
+
+    m = latent(length - 1, emit(length - 1))
     shared = None
     for t in range(length - 2, -1, -1):
         trans = builder.summate(m, size=latents, tie=shared if homogeneous else None)
         if homogeneous and shared is None:
             shared = trans
-        m = builder.multiply(emit(t), trans)
+        m = latent(t, builder.multiply(emit(t), trans))
     return builder.summate(m, size=1)

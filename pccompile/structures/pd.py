@@ -4,7 +4,7 @@ multiples of `delta`; every split is a product of its two halves, a region sums 
 from __future__ import annotations
 
 from pccompile import builder
-from pccompile.ir import ArgumentError, Bernoulli, Categorical, Gaussian
+from pccompile.ir import ArgumentError, Bernoulli, Categorical, Gaussian, Region
 from pccompile.ir.limits import MAX_NODE_VECTORS, check_limit
 
 
@@ -42,6 +42,8 @@ def pd(height: int, width: int, num_cats, *, latents: int = 4, delta: int = 2,
         else:
             node = builder.summate(*splits, size=size)
         if size == latents:
+            node.region = Region(f"rect[{r0}:{r1},{c0}:{c1}]", tuple(first_var + r * width + c for r in range(r0, r1)
+                                                                     for c in range(c0, c1)))
             cache[key] = node
         return node
 

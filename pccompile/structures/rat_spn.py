@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from pccompile import builder
-from pccompile.ir import ArgumentError, Bernoulli, Categorical, Gaussian
+from pccompile.ir import ArgumentError, Bernoulli, Categorical, Gaussian, Region
 from pccompile.ir.limits import MAX_NODE_VECTORS, MAX_VECTOR_SIZE, check_limit
 
 
@@ -54,7 +54,13 @@ def rat_spn(num_vars: int, num_cats, *, depth: int = 2, repetitions: int = 2, nu
         left = region(np.sort(perm[:half]), level + 1, False)
         right = region(np.sort(perm[half:]), level + 1, False)
         prod = _outer(left, right)
-        return prod if top else builder.summate(prod, size=num_sums)
+        if top:
+            return prod
+        node = builder.summate(prod, size=num_sums)
+        node.region = Region(f"rep{rep}/{level}/{int(vs[0])}", tuple(int(v) for v in vs))
+        return node
 
-    tops = [region(np.arange(num_vars), 0, True) for _ in range(repetitions)]
+    tops = []
+    for rep in range(repetitions):
+        tops.append(region(np.arange(num_vars), 0, True))
     return builder.summate(*tops, size=1)
