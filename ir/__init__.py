@@ -1,7 +1,8 @@
 """pccompile.ir: circuit IR (node vectors), verification, and the lowered Program."""
 
 from .circuit import Circuit, Region, Variable, same_circuit
-from .distributions import BINARY, REAL, DISTRIBUTIONS, Bernoulli, Categorical, Distribution, Domain, Gaussian
+from .distributions import (BINARY, DISTRIBUTIONS, REAL, Bernoulli, Binomial, Categorical, Distribution, Domain, Gaussian,
+                            make_distribution)
 from .errors import (ArgumentError, CircuitError, CycleError, DataError, DecomposabilityError, DomainError,
                      DSLSemanticError, DSLSyntaxError, FormatError, ParameterError, PCError, SizeMismatchError,
                      ResourceError, SmoothnessError, SourceError, StructureError)

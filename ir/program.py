@@ -13,6 +13,8 @@ from functools import cached_property
 
 import numpy as np
 
+from .distributions import make_distribution
+
 ZERO_ROW = 0
 ONE_ROW = 1
 FIRST_ROW = 2
@@ -157,7 +159,7 @@ def format_program(p: Program) -> str:
     for li, layer in enumerate(p.layers):
         if layer.kind == "input":
             for part in layer.partitions:
-                kind = part.dist + (f"({part.num_cats})" if part.dist == "categorical" else "")
+                kind = make_distribution(part.dist, part.num_cats).describe()
                 lines.append(f"  layer {li:3d} input   {kind}: rows {part.start}..{part.start + part.size - 1}"
                              f" ({part.size} nodes)")
         elif layer.kind == "product":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .circuit import Circuit, Region, Variable
-from .distributions import DISTRIBUTIONS, Categorical, Domain
+from .distributions import DISTRIBUTIONS, Domain, make_distribution
 from .errors import FormatError
 from .nodes import InputNode, ProductNode, SumNode
 
@@ -140,8 +140,8 @@ def _node(d, arrays: dict, where: str):
         dist_name = _field(d, "dist", str, where)
         if dist_name not in DISTRIBUTIONS:
             raise FormatError(f"{where}: unknown distribution {dist_name!r}")
-        cls = DISTRIBUTIONS[dist_name]
-        dist = cls(_int(d, "num_cats", where, 2)) if cls is Categorical else cls()
+        cats = None if DISTRIBUTIONS[dist_name].is_real else _int(d, "num_cats", where, 2)
+        dist = make_distribution(dist_name, cats)
         return InputNode(nid, name, _int(d, "var", where), size, dist)
     if kind not in ("product", "sum"):
         raise FormatError(f"{where}: unknown kind {kind!r}; expected input, product or sum")

@@ -11,7 +11,7 @@ from itertools import count
 
 import numpy as np
 
-from pccompile.ir import (ArgumentError, Bernoulli, Categorical, Circuit, DomainError, Gaussian, InputNode,
+from pccompile.ir import (ArgumentError, Circuit, DomainError, InputNode,
                           ProductNode, Region, SumNode, Variable, verify)
 from pccompile.ir.distributions import Distribution, Domain
 
@@ -42,8 +42,9 @@ class Vec:
 def inputs(var: int, size: int, dist: Distribution, *, name: str | None = None, **params) -> Vec:
     """`size` input distributions over variable `var`; params like probs=[[...]], p=[...],
     mean=[...], std=[...] (random when omitted)."""
-    if not isinstance(dist, (Categorical, Bernoulli, Gaussian)):
-        raise ArgumentError(f"dist must be Categorical(k), Bernoulli() or Gaussian(), got {dist!r}")
+    if not isinstance(dist, Distribution):
+        raise ArgumentError(f"dist must be an input family such as Categorical(k), Bernoulli(), Binomial(n) or "
+                            f"Gaussian(), got {dist!r}")
     if size < 1:
         raise ArgumentError(f"size must be >= 1, got {size}")
     unknown = set(params) - set(dist.param_names)

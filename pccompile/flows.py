@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .statistics import STATISTICS
+
 
 @dataclass
 class FlowStats:
@@ -51,46 +53,10 @@ def encoded_flows(model, x_int, x_real) -> FlowStats:
     ok = torch.isfinite(root)  # zero-probability rows carry no flow
     grad = ok.to(mars.dtype)
     flows, sum_flows = ex.backward_flows(mars, logw, grad)
-    stats = []
-    for part, h in zip(model.program.input_partitions, model.inputs):
-        f = flows[part.start:part.start + part.size]  # [m, B]
-        if part.dist == "gaussian":
-            xv = x_real[:, h.vars].T
-            miss = torch.isnan(xv)
-            xv0 = torch.where(miss, torch.zeros_like(xv), xv)
-            fo = torch.where(miss, torch.zeros_like(f), f)
-            stats.append({"w": fo.sum(1), "wx": (fo * xv0).sum(1), "wxx": (fo * xv0 * xv0).sum(1),
-                          "missing": (f - fo).sum(1)})
-        else:
-            k = part.num_cats if part.dist == "categorical" else 2
-            stats.append(_discrete_counts(part, h.vars, f, x_int, k))
+    stats = [STATISTICS[part.dist].stats(part, h.vars, flows[part.start:part.start + part.size], x_int, x_real)
+             for part, h in zip(model.program.input_partitions, model.inputs)]
     ll = torch.where(ok, root, torch.zeros_like(root)).double().sum()
     return FlowStats(sum_flows, stats, ll, int(x_int.shape[0]), logw)
-
-
-def _discrete_counts(part, vars_t: torch.Tensor, f: torch.Tensor, x_int: torch.Tensor, k: int) -> dict:
-    """Sufficient statistics of a categorical/Bernoulli partition: flow per (row, category) and
-    the flow of rows whose value is missing.
-
-    When the rows come in runs of L per variable (HCLT, and any node vector per variable), this
-    is one batched product per variable: flows [L, B] times the batch's one-hot codes [B, k + 1]
-    (column k: missing), which reads each flow once, instead of building [rows, B] index and mask
-    tensors for a scatter (several passes over rows x batch)."""
-    L = part.run_length
-    if L is not None:
-        nv, B = part.size // L, f.shape[1]
-        xs = x_int[:, vars_t[::L]]  # [B, nv]
-        code = torch.where(xs < 0, torch.full_like(xs, k), xs).T  # [nv, B]
-        onehot = torch.zeros(nv, B, k + 1, dtype=f.dtype, device=f.device)
-        onehot.scatter_(2, code.unsqueeze(2), 1.0)
-        res = torch.bmm(f.reshape(nv, L, B), onehot).reshape(part.size, k + 1)
-        return {"counts": res[:, :k], "missing": res[:, k]}
-    xv = x_int[:, vars_t].T
-    miss = xv < 0
-    fo = torch.where(miss, torch.zeros_like(f), f)
-    counts = torch.zeros(part.size, k, dtype=f.dtype, device=f.device)
-    counts.scatter_add_(1, xv.clamp_min(0), fo)
-    return {"counts": counts, "missing": (f - fo).sum(1)}
 
 
 def dataset_flows(model, data, batch_size: int = 512) -> FlowStats:

@@ -2,8 +2,8 @@
 
 Format (a contract users and tests rely on): a `networkx.DiGraph`, edges parent -> child; node
 attribute `type` in {"sum", "product", "input"}; input nodes carry `var` (int), `dist`
-("categorical" | "bernoulli" | "gaussian") and `params` (categorical: list of probabilities;
-bernoulli: [p]; gaussian: [mean, std]); sum edges carry `weight`; the root is the unique node
+(a family of pccompile.ir.DISTRIBUTIONS) and `params` (categorical: list of probabilities;
+bernoulli: [p]; binomial: [trials, p]; gaussian: [mean, std]); sum edges carry `weight`; the root is the unique node
 with no parent. Sum children are taken in sorted-key order when keys are sortable.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from pccompile.ir import (Bernoulli, Categorical, Circuit, CircuitError, CycleError, DomainError, Gaussian, InputNode,
-                          ParameterError, ProductNode, StructureError, SumNode, Variable, verify)
-from pccompile.ir.limits import MAX_CATEGORIES, MAX_VARIABLES
+from pccompile.ir import (DISTRIBUTIONS, Circuit, CircuitError, CycleError, DomainError, InputNode, ParameterError,
+                          ProductNode, ResourceError, StructureError, SumNode, Variable, verify)
+from pccompile.ir.limits import MAX_VARIABLES
 from pccompile.ir.distributions import Domain
 
 
@@ -131,6 +131,11 @@ def _number_list(name: str, p) -> np.ndarray:
         raise ParameterError(name, f"'params' must be a list of numbers, got {p!r}") from None
 
 
+def _families() -> str:
+    names = sorted(DISTRIBUTIONS)
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
 def _input(name: str, attrs) -> tuple:
     dist = attrs.get("dist")
     var = attrs.get("var")
@@ -140,22 +145,12 @@ def _input(name: str, attrs) -> tuple:
         raise StructureError(name, f"variable index {var:,} is beyond the limit of {MAX_VARIABLES:,} variables")
     if attrs.get("params") is None:
         raise StructureError(name, "an input node needs an attribute 'params'")
-    p = _number_list(name, attrs["params"])
-    if dist == "categorical":
-        if p.size < 2:
-            raise StructureError(name, "categorical params need at least 2 probabilities")
-        if p.size > MAX_CATEGORIES:
-            raise StructureError(name, f"{p.size:,} categories is beyond the limit of {MAX_CATEGORIES:,}")
-        return Categorical(int(p.size)), {"probs": p.reshape(1, -1).astype(np.float32)}
-    if dist == "bernoulli":
-        if p.size != 1:
-            raise StructureError(name, f"bernoulli params are [p], got {p.tolist()[:8]}")
-        return Bernoulli(), {"p": p.astype(np.float32)}
-    if dist == "gaussian":
-        if p.size != 2:
-            raise StructureError(name, f"gaussian params are [mean, std], got {p.tolist()[:8]}")
-        return Gaussian(), {"mean": p[:1].astype(np.float32), "std": p[1:].astype(np.float32)}
-    raise StructureError(name, f"input attribute 'dist' must be categorical, bernoulli or gaussian, got {dist!r}")
+    if not isinstance(dist, str) or dist not in DISTRIBUTIONS:
+        raise StructureError(name, f"input attribute 'dist' must be {_families()}, got {dist!r}")
+    try:
+        return DISTRIBUTIONS[dist].from_nx(name, _number_list(name, attrs["params"]))
+    except ResourceError as e:
+        raise StructureError(name, str(e)) from None
 
 
 def to_networkx(circuit: Circuit) -> nx.DiGraph:
@@ -172,12 +167,7 @@ def to_networkx(circuit: Circuit) -> nx.DiGraph:
             if p is None:
                 raise CircuitError(n.name, "parameters must be initialised before export")
             for r in range(n.size):
-                if n.dist.name == "categorical":
-                    vals = np.asarray(p["probs"])[r].tolist()
-                elif n.dist.name == "bernoulli":
-                    vals = [float(np.asarray(p["p"])[r])]
-                else:
-                    vals = [float(np.asarray(p["mean"])[r]), float(np.asarray(p["std"])[r])]
+                vals = n.dist.nx_values(p, r)
                 G.add_node(key[nid][r], type="input", var=int(n.var), dist=n.dist.name, params=vals)
         elif isinstance(n, ProductNode):
             for r in range(n.size):

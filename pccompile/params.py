@@ -32,35 +32,95 @@ def sum_logits_from_circuit(circuit: Circuit, program: Program, dtype=np.float64
     return flat, missing
 
 
+class RuntimeForm:
+    """How a family's parameters live in the module: named unconstrained arrays per partition,
+    converted from and to the IR's probabilities, and drawn when the source gave none."""
+
+    def empty(self, part, dtype) -> dict[str, np.ndarray]:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def from_ir(self, p: dict, dst: dict, sl: slice, dtype) -> None:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def to_ir(self, src: dict, sl: slice) -> dict[str, np.ndarray]:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def draw(self, h, sl: slice, gen: torch.Generator) -> None:
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+class _Logits(RuntimeForm):
+    """Categorical: `logits [m, K]` (log-probabilities up to a constant); drawn ∝ U(0.6, 1.4)."""
+
+    def empty(self, part, dtype):
+        return {"logits": np.zeros((part.size, part.num_cats), dtype=dtype)}
+
+    def from_ir(self, p, dst, sl, dtype):
+        dst["logits"][sl] = _log(p["probs"], dtype)
+
+    def to_ir(self, src, sl):
+        lg = src["logits"][sl].astype(np.float64)
+        pr = np.exp(lg - lg.max(1, keepdims=True))
+        return {"probs": (pr / pr.sum(1, keepdims=True)).astype(np.float32)}
+
+    def draw(self, h, sl, gen):
+        h.logits[sl].uniform_(0.6, 1.4, generator=gen).log_()
+
+
+class _Logit(RuntimeForm):
+    """Bernoulli and binomial: `logit [m]` of p; p drawn from U(0.2, 0.8)."""
+
+    def empty(self, part, dtype):
+        return {"logit": np.zeros(part.size, dtype=dtype)}
+
+    def from_ir(self, p, dst, sl, dtype):
+        q = np.asarray(p["p"], dtype=np.float64)
+        dst["logit"][sl] = _log(q) - _log(1 - q)
+
+    def to_ir(self, src, sl):
+        return {"p": (1 / (1 + np.exp(-src["logit"][sl].astype(np.float64)))).astype(np.float32)}
+
+    def draw(self, h, sl, gen):
+        q = h.logit[sl].uniform_(0.2, 0.8, generator=gen)
+        q.copy_(q.log() - (1 - q).log())
+
+
+class _MeanLogStd(RuntimeForm):
+    """Gaussian: `mean [m]`, `log_std [m]` (floored at the documented MIN_STD both ways); drawn
+    as N(0, 1) means with unit std."""
+
+    def empty(self, part, dtype):
+        return {"mean": np.zeros(part.size, dtype=dtype), "log_std": np.zeros(part.size, dtype=dtype)}
+
+    def from_ir(self, p, dst, sl, dtype):
+        dst["mean"][sl] = np.asarray(p["mean"])
+        dst["log_std"][sl] = _log(np.maximum(np.asarray(p["std"], dtype=np.float64), MIN_STD))
+
+    def to_ir(self, src, sl):
+        return {"mean": src["mean"][sl].astype(np.float32),
+                "std": np.exp(np.maximum(src["log_std"][sl], LOG_MIN_STD)).astype(np.float32)}
+
+    def draw(self, h, sl, gen):
+        h.mean[sl].normal_(generator=gen)
+        h.log_std[sl] = 0.0
+
+
+RUNTIME_FORMS: dict[str, RuntimeForm] = {"categorical": _Logits(), "bernoulli": _Logit(), "binomial": _Logit(),
+                                         "gaussian": _MeanLogStd()}
+
+
 def input_params_from_circuit(circuit: Circuit, program: Program, dtype=np.float64):
     """Per input partition, its parameter arrays; and the (partition, first row, rows) ranges of
     input nodes without parameters, left for the runtime to draw."""
-    out: list[dict[str, np.ndarray]] = []
+    out = [RUNTIME_FORMS[part.dist].empty(part, dtype) for part in program.input_partitions]
     missing = []
-    for part in program.input_partitions:
-        m = part.size
-        if part.dist == "categorical":
-            out.append({"logits": np.zeros((m, part.num_cats), dtype=dtype)})
-        elif part.dist == "bernoulli":
-            out.append({"logit": np.zeros(m, dtype=dtype)})
-        else:
-            out.append({"mean": np.zeros(m, dtype=dtype), "log_std": np.zeros(m, dtype=dtype)})
     for lay in program.input_layout:
         if lay.node not in circuit.params:
             missing.append((lay.partition, lay.start, lay.size))
             continue
-        p = circuit.params[lay.node]
-        dst = out[lay.partition]
-        sl = slice(lay.start, lay.start + lay.size)
         part = program.input_partitions[lay.partition]
-        if part.dist == "categorical":
-            dst["logits"][sl] = _log(p["probs"], dtype)
-        elif part.dist == "bernoulli":
-            q = np.asarray(p["p"], dtype=np.float64)
-            dst["logit"][sl] = _log(q) - _log(1 - q)
-        else:
-            dst["mean"][sl] = np.asarray(p["mean"])
-            dst["log_std"][sl] = _log(np.maximum(np.asarray(p["std"], dtype=np.float64), MIN_STD))
+        RUNTIME_FORMS[part.dist].from_ir(circuit.params[lay.node], out[lay.partition],
+                                         slice(lay.start, lay.start + lay.size), dtype)
     return out, missing
 
 
@@ -87,16 +147,7 @@ def draw_missing(sum_logits: torch.Tensor, inputs, partitions, sum_missing, inpu
     for off, n in _merge(sum_missing):
         sum_logits[off:off + n].uniform_(0.6, 1.4, generator=gen).log_()
     for pi, start, n in _merge(input_missing):
-        h, part = inputs[pi], partitions[pi]
-        sl = slice(start, start + n)
-        if part.dist == "categorical":
-            h.logits[sl].uniform_(0.6, 1.4, generator=gen).log_()
-        elif part.dist == "bernoulli":
-            q = h.logit[sl].uniform_(0.2, 0.8, generator=gen)
-            q.copy_(q.log() - (1 - q).log())
-        else:
-            h.mean[sl].normal_(generator=gen)
-            h.log_std[sl] = 0.0
+        RUNTIME_FORMS[partitions[pi].dist].draw(inputs[pi], slice(start, start + n), gen)
 
 
 def segment_log_softmax(logits: torch.Tensor, segment: torch.Tensor, num_segments: int) -> torch.Tensor:
@@ -186,14 +237,5 @@ def circuit_params_from_runtime(circuit: Circuit, program: Program, logw: np.nda
     for lay in program.input_layout:
         part = program.input_partitions[lay.partition]
         src = inputs[lay.partition]
-        sl = slice(lay.start, lay.start + lay.size)
-        if part.dist == "categorical":
-            lg = src["logits"][sl].astype(np.float64)
-            pr = np.exp(lg - lg.max(1, keepdims=True))
-            params[lay.node] = {"probs": (pr / pr.sum(1, keepdims=True)).astype(np.float32)}
-        elif part.dist == "bernoulli":
-            params[lay.node] = {"p": (1 / (1 + np.exp(-src["logit"][sl].astype(np.float64)))).astype(np.float32)}
-        else:
-            params[lay.node] = {"mean": src["mean"][sl].astype(np.float32),
-                                "std": np.exp(np.maximum(src["log_std"][sl], LOG_MIN_STD)).astype(np.float32)}
+        params[lay.node] = RUNTIME_FORMS[part.dist].to_ir(src, slice(lay.start, lay.start + lay.size))
     return params

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from pccompile.codegen.torch_backend.inputs import partition_log_probs, partition_sample, partition_stats
+from pccompile.codegen.torch_backend.inputs import observed, partition_log_probs, partition_sample, partition_stats
 from pccompile.codegen.torch_backend.topdown import decode
-from pccompile.ir import ArgumentError
+from pccompile.ir import DISTRIBUTIONS, ArgumentError
 
 
 def conditional(model, x, query) -> torch.Tensor:
@@ -41,15 +41,13 @@ def _fill(model, active, x_int, x_real, values_of):
         act = active[part.start:part.start + part.size] > 0  # [m, B]
         r, b = act.nonzero(as_tuple=True)
         var = h.vars[r]
-        if part.dist == "gaussian":
-            miss = torch.isnan(x_real[b, var])
-        else:
-            miss = x_int[b, var] < 0
+        real = DISTRIBUTIONS[part.dist].is_real
+        miss = torch.isnan(x_real[b, var]) if real else x_int[b, var] < 0
         r, b, var = r[miss], b[miss], var[miss]
         if r.numel() == 0:
             continue
         vals = values_of(pi, part, r)
-        if part.dist == "gaussian":
+        if real:
             out_real[b, var] = vals.to(out_real.dtype)
         else:
             out_int[b, var] = vals.long()
@@ -68,8 +66,7 @@ def _max_input_log_probs(model, x_int, x_real, params):
     out = []
     for part, h, p in zip(model.program.input_partitions, model.inputs, params):
         lp = partition_log_probs(part, p, h.vars, x_int, x_real)
-        xv = (x_real if part.dist == "gaussian" else x_int)[:, h.vars].T
-        miss = torch.isnan(xv) if part.dist == "gaussian" else xv < 0
+        _, miss = observed(part, h.vars, x_int, x_real)
         out.append(torch.where(miss, partition_stats(part, p)[1].unsqueeze(1).expand_as(lp), lp))
     return torch.cat(out, 0)
 

@@ -11,11 +11,12 @@ import math
 import numpy as np
 
 import pccompile as pc
-from pccompile.ir import Circuit, Domain, InputNode, ProductNode, Variable
+from pccompile.ir import Binomial, Circuit, Domain, InputNode, ProductNode, Variable
 
 
 def random_circuit(rng: np.random.Generator, num_vars: int = 4, *, max_cats: int = 3, gaussian: bool = False,
-                   sparse: bool = True, tie: bool = True, outer: bool = True, max_size: int = 3) -> Circuit:
+                   sparse: bool = True, tie: bool = True, outer: bool = True, max_size: int = 3,
+                   binomial: bool = False) -> Circuit:
     """A random smooth, decomposable circuit over `num_vars` variables using every IR feature:
     mixed input families, masks, ties, index (outer) products and skip connections."""
     cats = [int(rng.integers(2, max_cats + 1)) for _ in range(num_vars)]
@@ -29,6 +30,8 @@ def random_circuit(rng: np.random.Generator, num_vars: int = 4, *, max_cats: int
             return pc.inputs(v, size, pc.Gaussian())
         if cats[v] == 2 and rng.random() < 0.5:
             return pc.inputs(v, size, pc.Bernoulli())
+        if binomial and rng.random() < 0.6:  # binomial(n) over a variable of n + 1 categories
+            return pc.inputs(v, size, Binomial(cats[v] - 1))
         return pc.inputs(v, size, pc.Categorical(cats[v]))
 
     def region(vs: list[int], size: int, depth: int) -> pc.Vec:
@@ -87,6 +90,9 @@ def reference_prob(circuit: Circuit, row) -> float:
             elif n.dist.name == "bernoulli":
                 q = np.asarray(p["p"], np.float64)
                 vals[nid] = q if int(v) == 1 else 1 - q
+            elif n.dist.name == "binomial":
+                q, t, k = np.asarray(p["p"], np.float64), n.dist.trials, int(v)
+                vals[nid] = math.comb(t, k) * q ** k * (1 - q) ** (t - k)
             else:
                 mu, sd = np.asarray(p["mean"], np.float64), np.asarray(p["std"], np.float64)
                 vals[nid] = np.exp(-0.5 * ((v - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))

@@ -90,7 +90,7 @@ def test_em_recovers_a_mixture_and_respects_pseudocount():
 def test_input_counts_by_batched_product_match_the_scatter(rng):
     """The per-variable batched product (rows in runs of L per variable) and the general scatter
     give the same statistics, equal to a direct count; -1 values count as missing."""
-    from pccompile import flows as fl
+    from pccompile.statistics import STATISTICS
     L, nv, B, k = 3, 4, 50, 5
     from pccompile.ir import InputPartition
     vars_ = np.repeat(rng.permutation(6)[:nv], L)
@@ -100,7 +100,7 @@ def test_input_counts_by_batched_product_match_the_scatter(rng):
     assert part.run_length == L  # the batched-product path
     assert InputPartition("categorical", k, 2, np.array([0, 0, 1, 1, 1])).run_length is None
     assert InputPartition("categorical", k, 2, np.array([2, 2, 5, 5])).run_length == 2
-    fast = fl._discrete_counts(part, torch.as_tensor(vars_), f, x, k)
+    fast = STATISTICS["categorical"].stats(part, torch.as_tensor(vars_), f, x, None)
     expect = np.zeros((nv * L, k))
     miss = np.zeros(nv * L)
     for r in range(nv * L):
@@ -114,6 +114,6 @@ def test_input_counts_by_batched_product_match_the_scatter(rng):
     np.testing.assert_allclose(fast["missing"].numpy(), miss, rtol=1e-12)
     general = InputPartition("categorical", k, 2, vars_)
     general.__dict__["run_length"] = None  # as if the rows were in any order: the scatter
-    slow = fl._discrete_counts(general, torch.as_tensor(vars_), f, x, k)
+    slow = STATISTICS["categorical"].stats(general, torch.as_tensor(vars_), f, x, None)
     np.testing.assert_allclose(slow["counts"].numpy(), expect, rtol=1e-12)
     np.testing.assert_allclose(slow["missing"].numpy(), miss, rtol=1e-12)

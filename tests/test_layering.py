@@ -21,3 +21,18 @@ def test_the_facade_still_offers_every_name():
             "print(all(getattr(pc, n) is not None for n in names), 'compile' in dir(pc))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "True True"
+
+
+def test_no_string_comparison_on_distribution_names_outside_the_family_modules():
+    """Families are told apart by their registered objects, not by `dist == "gaussian"` chains."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    names = "categorical|bernoulli|gaussian|binomial"
+    pattern = re.compile(rf"""(==|!=)\s*["']({names})["']|["']({names})["']\s*(==|!=)""")
+    homes = {"ir/distributions.py", "pccompile/params.py", "pccompile/statistics.py",
+             "codegen/torch_backend/inputs.py", "codegen/triton/inputs.py"}
+    hits = [f"{f.relative_to(root)}:{k + 1}" for folder in ("pccompile", "ir", "passes", "codegen")
+            for f in (root / folder).rglob("*.py") if str(f.relative_to(root)) not in homes
+            for k, line in enumerate(f.read_text().splitlines()) if pattern.search(line)]
+    assert not hits, hits

@@ -1,8 +1,9 @@
-"""Log-probabilities of input partitions, from unconstrained parameters.
+"""Input families on the torch backend: log-probabilities, modes and samples of a partition,
+from its unconstrained parameters (pccompile.params). One object per family in TORCH_INPUTS;
+everything outside reads them by the partition's family name, and a new family is one entry.
 
-Parameters per partition: categorical `logits [m, K]`, bernoulli `logit [m]`, gaussian `mean [m]`
-and `log_std [m]`. Missing values (x = -1 for discrete, NaN for real) give log-probability 0,
-which marginalises the variable.
+Missing values (x = -1 for discrete variables, NaN for real ones) give log-probability 0, which
+marginalises the variable; `observed` handles that for every family alike.
 """
 
 from __future__ import annotations
@@ -12,56 +13,120 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pccompile.ir import InputPartition
+from pccompile.ir import DISTRIBUTIONS, InputPartition
 from pccompile.ir.distributions import LOG_MIN_STD
+
+
+class TorchInput:
+    """A family's maths on [m, B] values (missing entries already replaced by 0)."""
+
+    def log_probs(self, part: InputPartition, p: dict, xv: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def mode(self, part: InputPartition, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """([m] most probable value, [m] its log-probability; for densities, at the mean)."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def sample(self, part: InputPartition, p: dict, rows: torch.Tensor, gen) -> torch.Tensor:
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+class _Categorical(TorchInput):
+    def log_probs(self, part, p, xv):
+        return F.log_softmax(p["logits"], dim=1).gather(1, xv)
+
+    def mode(self, part, p):
+        best, arg = F.log_softmax(p["logits"], dim=1).max(1)
+        return arg, best
+
+    def sample(self, part, p, rows, gen):
+        logp = F.log_softmax(p["logits"][rows], dim=1)
+        u = torch.rand(logp.shape, generator=gen, device=rows.device, dtype=logp.dtype).clamp_min(1e-30)
+        return (logp - (-u.log()).log()).argmax(1)  # Gumbel-max
+
+
+class _Bernoulli(TorchInput):
+    def log_probs(self, part, p, xv):
+        logit = p["logit"].unsqueeze(1)
+        return torch.where(xv == 1, F.logsigmoid(logit), F.logsigmoid(-logit))
+
+    def mode(self, part, p):
+        logit = p["logit"]
+        return (logit > 0).long(), torch.maximum(F.logsigmoid(logit), F.logsigmoid(-logit))
+
+    def sample(self, part, p, rows, gen):
+        u = torch.rand(rows.shape, generator=gen, device=rows.device, dtype=p["logit"].dtype)
+        return (u < torch.sigmoid(p["logit"][rows])).long()
+
+
+class _Binomial(TorchInput):
+    """Successes of n = K - 1 trials: log C(n, x) + x log p + (n - x) log(1 - p)."""
+
+    @staticmethod
+    def _lp(n: int, logit: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        xf = x.to(logit.dtype)
+        log_c = torch.lgamma(torch.full_like(xf, n + 1.0)) - torch.lgamma(xf + 1) - torch.lgamma(n - xf + 1)
+        return log_c + xf * F.logsigmoid(logit) + (n - xf) * F.logsigmoid(-logit)
+
+    def log_probs(self, part, p, xv):
+        return self._lp(part.num_cats - 1, p["logit"].unsqueeze(1), xv)
+
+    def mode(self, part, p):
+        n = part.num_cats - 1
+        k = torch.floor((n + 1) * torch.sigmoid(p["logit"])).clamp(0, n).long()
+        return k, self._lp(n, p["logit"], k)
+
+    def sample(self, part, p, rows, gen):
+        prob = torch.sigmoid(p["logit"][rows])
+        count = torch.full_like(prob, float(part.num_cats - 1))
+        return torch.binomial(count, prob, generator=gen).long()
+
+
+class _Gaussian(TorchInput):
+    """Every evaluation floors the std at the documented MIN_STD (ir.distributions)."""
+
+    def log_probs(self, part, p, xv):
+        log_std = p["log_std"].clamp_min(LOG_MIN_STD).unsqueeze(1)
+        z = (xv - p["mean"].unsqueeze(1)) * torch.exp(-log_std)
+        return -0.5 * z * z - log_std - 0.5 * math.log(2 * math.pi)
+
+    def mode(self, part, p):
+        return p["mean"], -p["log_std"].clamp_min(LOG_MIN_STD) - 0.5 * math.log(2 * math.pi)
+
+    def sample(self, part, p, rows, gen):
+        noise = torch.randn(rows.shape, generator=gen, device=rows.device, dtype=p["mean"].dtype)
+        return p["mean"][rows] + p["log_std"][rows].clamp_min(LOG_MIN_STD).exp() * noise
+
+
+TORCH_INPUTS: dict[str, TorchInput] = {"categorical": _Categorical(), "bernoulli": _Bernoulli(),
+                                       "binomial": _Binomial(), "gaussian": _Gaussian()}
+
+
+def observed(part: InputPartition, vars_t: torch.Tensor, x_int: torch.Tensor, x_real: torch.Tensor | None):
+    """([m, B] values of the partition's variables with missing entries set to 0, [m, B] missing)."""
+    if DISTRIBUTIONS[part.dist].is_real:
+        xv = x_real[:, vars_t].T
+        miss = torch.isnan(xv)
+        return torch.where(miss, torch.zeros_like(xv), xv), miss
+    xv = x_int[:, vars_t].T
+    miss = xv < 0
+    return xv.clamp(min=0), miss
 
 
 def partition_log_probs(part: InputPartition, params: dict[str, torch.Tensor], vars_t: torch.Tensor,
                         x_int: torch.Tensor, x_real: torch.Tensor | None) -> torch.Tensor:
     """[m, B] log-probabilities of one input partition."""
-    if part.dist == "gaussian":
-        xv = x_real[:, vars_t].T  # [m, B]
-        miss = torch.isnan(xv)
-        xv = torch.where(miss, torch.zeros_like(xv), xv)
-        mean = params["mean"].unsqueeze(1)
-        log_std = params["log_std"].clamp_min(LOG_MIN_STD).unsqueeze(1)
-        z = (xv - mean) * torch.exp(-log_std)
-        lp = -0.5 * z * z - log_std - 0.5 * math.log(2 * math.pi)
-        return torch.where(miss, torch.zeros_like(lp), lp)
-    xv = x_int[:, vars_t].T  # [m, B]
-    miss = xv < 0
-    xc = xv.clamp(min=0)
-    if part.dist == "categorical":
-        logp = F.log_softmax(params["logits"], dim=1)
-        lp = logp.gather(1, xc)
-    else:  # bernoulli
-        logit = params["logit"].unsqueeze(1)
-        lp = torch.where(xc == 1, F.logsigmoid(logit), F.logsigmoid(-logit))
+    xv, miss = observed(part, vars_t, x_int, x_real)
+    lp = TORCH_INPUTS[part.dist].log_probs(part, params, xv)
     return torch.where(miss, torch.zeros_like(lp), lp)
 
 
 def partition_stats(part: InputPartition, params: dict[str, torch.Tensor]):
-    """Per-row mode value and its log-probability: ([m] mode, [m] log p(mode)). For Gaussians
-    the 'log-probability' is the log-density at the mean."""
-    if part.dist == "gaussian":
-        return params["mean"], -params["log_std"].clamp_min(LOG_MIN_STD) - 0.5 * math.log(2 * math.pi)
-    if part.dist == "categorical":
-        logp = F.log_softmax(params["logits"], dim=1)
-        best, arg = logp.max(1)
-        return arg, best
-    logit = params["logit"]
-    return (logit > 0).long(), torch.maximum(F.logsigmoid(logit), F.logsigmoid(-logit))
+    """Per-row mode value and its log-probability: ([m] mode, [m] log p(mode))."""
+    return TORCH_INPUTS[part.dist].mode(part, params)
 
 
 def partition_sample(part: InputPartition, params: dict[str, torch.Tensor], rows: torch.Tensor,
                      gen: torch.Generator | None) -> torch.Tensor:
     """One draw from each selected row's distribution ([n] rows of this partition)."""
-    if part.dist == "gaussian":
-        noise = torch.randn(rows.shape, generator=gen, device=rows.device, dtype=params["mean"].dtype)
-        return params["mean"][rows] + params["log_std"][rows].clamp_min(LOG_MIN_STD).exp() * noise
-    if part.dist == "categorical":
-        logp = F.log_softmax(params["logits"][rows], dim=1)
-        u = torch.rand(logp.shape, generator=gen, device=rows.device, dtype=logp.dtype).clamp_min(1e-30)
-        return (logp - (-u.log()).log()).argmax(1)  # Gumbel-max
-    u = torch.rand(rows.shape, generator=gen, device=rows.device, dtype=params["logit"].dtype)
-    return (u < torch.sigmoid(params["logit"][rows])).long()
+    return TORCH_INPUTS[part.dist].sample(part, params, rows, gen)

@@ -19,6 +19,7 @@ import numpy as np
 
 from pccompile.ir import ONE_ROW, ZERO_ROW, Program
 
+from .inputs import TRITON_INPUTS
 from .kernels import HEADER, TEMPLATES
 
 
@@ -223,7 +224,6 @@ _KERNELS_PROD = ["prod_fwd", "prod_bwd"]
 _KERNELS_SUM = ["sum_child_values", "sum_param_ids", "add_child_flows", "sum_child_row", "sum_param_col",
                 "add_child_row_flows", "sum_bwd_scale", "sum_bwd_terms", "sum_fwd", "sum_max", "sum_bwd",
                 "sum_bwd_params"]
-_DIST_CODE = {"categorical": 0, "bernoulli": 1, "gaussian": 2}
 
 
 class _Renderer:
@@ -294,7 +294,7 @@ class _Renderer:
                 M, vi = part.size, self.add(part.vars)
                 src.line(f"input_fwd[(triton.cdiv({M}, {bm}), triton.cdiv(B, {bb}))](mars, x_int, x_real, *params[{i}], "
                          f"idx[{vi}], {int(self.perm[part.start])}, {M}, {V}, B, K={part.num_cats or 1}, "
-                         f"DIST={_DIST_CODE[part.dist]}, BLOCK_M={bm}, BLOCK_B={bb})")
+                         f"DIST={TRITON_INPUTS[part.dist].code}, BLOCK_M={bm}, BLOCK_B={bb})")
 
     def forward_max(self) -> None:
         with self.src.function("forward_max(mars, logw, idx, B)", "Max-product pass (every row written, for MPE decoding)."):

@@ -17,9 +17,9 @@ import torch
 
 from pccompile.codegen.torch_backend.executor import TorchExecutor
 from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW, ArgumentError, Program
-from pccompile.ir.distributions import LOG_MIN_STD
 
 from .emitter import Emitted, TritonOptions, emit
+from .inputs import TRITON_INPUTS
 
 
 def cache_dir() -> Path:
@@ -139,14 +139,7 @@ class TritonExecutor(TorchExecutor):
         self._check(logw)
         B = x_int.shape[0]
         mars = self._buffer(B, x_int.device, complete)
-        params = []
-        for part, h in zip(self.program.input_partitions, inputs):
-            if part.dist == "categorical":
-                params.append((h.logits, torch.logsumexp(h.logits, 1)))
-            elif part.dist == "bernoulli":
-                params.append((h.logit, h.logit))
-            else:
-                params.append((h.mean, h.log_std.clamp_min(LOG_MIN_STD)))  # the documented std floor
+        params = [TRITON_INPUTS[part.dist].tensors(h, part) for part, h in zip(self.program.input_partitions, inputs)]
         x_int = x_int.contiguous()
         x_real = x_int if x_real is None else x_real.contiguous()
         self.kernels.inputs(mars, x_int, x_real, params, self.index, B)

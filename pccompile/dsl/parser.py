@@ -16,8 +16,8 @@ import lark
 import numpy as np
 
 from pccompile import builder
-from pccompile.ir import (ArgumentError, Bernoulli, Categorical, Circuit, CircuitError, DSLSemanticError,
-                          DSLSyntaxError, Gaussian, PCError, ResourceError, SourceError, Variable)
+from pccompile.ir import (DISTRIBUTIONS, ArgumentError, Circuit, CircuitError, DSLSemanticError, DSLSyntaxError,
+                          PCError, ResourceError, SourceError, Variable)
 from pccompile.ir.limits import (MAX_CATEGORIES, MAX_NESTING, MAX_NODE_VECTORS, MAX_VARIABLES, MAX_VECTOR_SIZE,
                                  check_memory)
 from pccompile.ir.distributions import BINARY, REAL, Domain
@@ -212,11 +212,12 @@ class _Compiler:
     def domain(self, dom) -> Domain:
         name_tok, k_tok = dom.children
         name = str(name_tok)
-        if name == "binary" and k_tok is None:
-            return BINARY
-        if name == "real" and k_tok is None:
-            return REAL
-        if name == "categorical" and k_tok is not None:
+        # domain keywords: (takes a category count, the domain)
+        known = {"binary": (False, BINARY), "real": (False, REAL), "categorical": (True, None)}
+        takes_k, fixed = known.get(name, (None, None))
+        if takes_k is False and k_tok is None:
+            return fixed
+        if takes_k and k_tok is not None:
             return Domain(self.integer(k_tok, "categorical: the number of categories", 2, MAX_CATEGORIES))
         raise self.error(name_tok, f"unknown domain '{name}{'(' + str(k_tok) + ')' if k_tok else ''}'; "
                                    "expected binary, real or categorical(K)")
@@ -264,7 +265,7 @@ class _Compiler:
                     raise self.error(a, "positional arguments must come before keyword arguments")
                 pos_args.append(a)
         func = str(func_tok)
-        if func in ("bernoulli", "categorical", "gaussian"):
+        if func in DISTRIBUTIONS:
             vec = self.input_node(func_tok, size, pos_args, kw)
         elif func == "product":
             vec = self.product_node(func_tok, size, pos_args, kw)
@@ -273,7 +274,7 @@ class _Compiler:
         elif func in TEMPLATES:
             vec = self.template_node(func_tok, size, pos_args, kw)
         else:
-            raise self.error(func_tok, f"unknown function '{func}'; expected bernoulli, categorical, gaussian, "
+            raise self.error(func_tok, f"unknown function '{func}'; expected {', '.join(sorted(DISTRIBUTIONS))}, "
                                        f"product, sum" + (", or a template: " + ", ".join(sorted(TEMPLATES))
                                                           if TEMPLATES else ""))
         vec.name = name
@@ -288,8 +289,7 @@ class _Compiler:
             raise self.error(func_tok, f"{func}(...) takes exactly one variable, then keyword parameters")
         var, var_tok = self.variable(pos_args[0])
         domain = self.variables[var].domain
-        dist = {"bernoulli": lambda: Bernoulli(), "gaussian": lambda: Gaussian(),
-                "categorical": lambda: Categorical(domain.num_cats or 0)}[func]()
+        dist = DISTRIBUTIONS[func].for_domain(domain)
         if not dist.fits(domain):
             raise self.error(var_tok, f"a {func} input does not fit variable '{self.variables[var].name}' "
                                       f"of domain {domain.describe()}")

@@ -15,15 +15,11 @@ from collections.abc import Callable
 import torch
 
 from pccompile.flows import FlowStats, encoded_flows
-
-
-def _mix(old: torch.Tensor, new: torch.Tensor, a: float) -> torch.Tensor:
-    return (1 - a) * old + a * new
+from pccompile.statistics import STATISTICS
 
 
 @torch.no_grad()
-def em_update(model, stats: FlowStats, step_size: float | torch.Tensor = 1.0, pseudocount: float = 0.1,
-              min_std: float = 1e-3) -> None:
+def em_update(model, stats: FlowStats, step_size: float | torch.Tensor = 1.0, pseudocount: float = 0.1) -> None:
     """The M-step. `step_size` may be a device scalar tensor: then nothing here waits for the
     device, and a captured training step can change it between replays."""
     pc = float(pseudocount)
@@ -33,35 +29,9 @@ def em_update(model, stats: FlowStats, step_size: float | torch.Tensor = 1.0, ps
     if F.numel():
         logw = stats.log_weights if stats.log_weights is not None else model.sum_log_weights(padded=True)
         model.executor.em_sum_update(model.sum_logits.data, logw[:F.numel()], F, model.sum_rows, a, pc)
-    # -- inputs -------------------------------------------------------------------------------
+    # -- inputs: each family's M-step (pccompile.statistics) ------------------------------------
     for part, h, s in zip(model.program.input_partitions, model.inputs, stats.inputs):
-        if part.dist == "gaussian":
-            mean, std = h.mean, h.log_std.exp()
-            w = s["w"].to(mean.dtype)
-            denom = w + pc
-            safe = denom > 0
-            m_new = torch.where(safe, (s["wx"] + pc * mean) / denom.clamp_min(1e-300), mean)
-            ex2 = torch.where(safe, (s["wxx"] + pc * (std ** 2 + mean ** 2)) / denom.clamp_min(1e-300),
-                              std ** 2 + mean ** 2)
-            var_new = (ex2 - m_new ** 2).clamp_min(min_std ** 2)
-            h.mean.copy_(_mix(mean, m_new, a))
-            h.log_std.copy_(0.5 * _mix(std ** 2, var_new, a).clamp_min(min_std ** 2).log())
-            continue
-        counts = s["counts"].to(model.dtype)
-        miss = s["missing"].to(model.dtype).unsqueeze(1)
-        K = counts.shape[1]
-        if part.dist == "categorical":
-            old = torch.softmax(h.logits, dim=1)
-        else:
-            p1 = torch.sigmoid(h.logit)
-            old = torch.stack([1 - p1, p1], 1)
-        denom = counts.sum(1, keepdim=True) + miss + pc
-        new = torch.where(denom > 0, (counts + pc / K + miss * old) / denom.clamp_min(1e-300), old)
-        theta = _mix(old, new, a).clamp_min(0)
-        if part.dist == "categorical":
-            h.logits.copy_(theta.log())
-        else:
-            h.logit.copy_(theta[:, 1].log() - theta[:, 0].log())
+        STATISTICS[part.dist].m_step(part, h, s, a, pc, model.dtype)
 
 
 def e_step(model, x_int: torch.Tensor, x_real: torch.Tensor | None) -> FlowStats:
