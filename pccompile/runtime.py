@@ -118,6 +118,10 @@ class CompiledCircuit(nn.Module):
         the executors' padding slot, log 0, at the end, which saves them a copy)."""
         return self.sum_rows.log_softmax(self.sum_logits, padded)
 
+    def input_params(self) -> list[dict[str, torch.Tensor]]:
+        """Each input partition's parameter tensors by name (what the executors read)."""
+        return [dict(h.named_parameters()) for h in self.inputs]
+
     def input_log_probs(self, x_int: torch.Tensor, x_real: torch.Tensor | None) -> torch.Tensor:
         """[R_in, B] log-probabilities of every input row."""
         parts = [partition_log_probs(part, dict(h.named_parameters()), h.vars, x_int, x_real)
@@ -128,10 +132,7 @@ class CompiledCircuit(nn.Module):
         """mars [rows, B]: every node's log-value for an encoded batch, without autograd (for
         inference, flows and EM). The triton executor writes the input rows in place."""
         logw = self.sum_log_weights(padded=True) if logw is None else logw
-        direct = getattr(self.executor, "forward_from_data", None)
-        if direct is not None:
-            return direct(x_int, x_real, self.inputs, logw, complete)
-        return self.executor.forward_mars(self.input_log_probs(x_int, x_real), logw, complete=complete)
+        return self.executor.node_values(x_int, x_real, self.input_params(), logw, complete)
 
     def forward(self, x, missing=None) -> torch.Tensor:
         """log p(x) per row; missing entries (-1 / NaN / `missing` mask) are marginalised."""

@@ -36,3 +36,26 @@ def test_no_string_comparison_on_distribution_names_outside_the_family_modules()
             for f in (root / folder).rglob("*.py") if str(f.relative_to(root)) not in homes
             for k, line in enumerate(f.read_text().splitlines()) if pattern.search(line)]
     assert not hits, hits
+
+
+def test_both_backends_implement_the_executor_interface_on_their_own():
+    import inspect
+    from pathlib import Path
+    from pccompile.codegen.executor import Executor
+    from pccompile.codegen.torch_backend import TorchExecutor
+    from pccompile.codegen.triton import TritonExecutor
+    assert not issubclass(TritonExecutor, TorchExecutor) and not issubclass(TorchExecutor, TritonExecutor)
+    methods = [n for n, v in vars(Executor).items() if inspect.isfunction(v) and not n.startswith("_")]
+    assert set(methods) == {"node_values", "forward_mars", "forward_max", "backward_flows", "em_dense_blocks"}
+    for cls in (TorchExecutor, TritonExecutor):
+        for name in methods:
+            ours = inspect.signature(getattr(cls, name)).parameters
+            assert list(ours)[:len(inspect.signature(getattr(Executor, name)).parameters)] == \
+                list(inspect.signature(getattr(Executor, name)).parameters), (cls, name)
+    import pccompile as pc
+    model = pc.compile("examples/mixture.pc")
+    assert isinstance(model.executor, Executor)
+    root = Path(__file__).resolve().parent.parent
+    for f in ("pccompile/runtime.py", "pccompile/flows.py", "pccompile/learn/em.py", "pccompile/queries.py"):
+        text = (root / f).read_text()
+        assert "getattr(self.executor" not in text and "executor._" not in text, f  # the interface only

@@ -13,7 +13,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pccompile.ir import ONE_ROW, ZERO_ROW, FIRST_ROW, Program
+from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW, Program
+
+from .inputs import partition_log_probs
+from .program_tensors import ProgramTensors
 
 
 def _tiny(dtype: torch.dtype) -> float:
@@ -21,70 +24,34 @@ def _tiny(dtype: torch.dtype) -> float:
 
 
 class TorchExecutor(nn.Module):
-    """Holds the Program's index arrays as (non-persistent) buffers so `.to(device)` moves them."""
+    """The torch backend's Executor (codegen.executor): plain torch ops over ProgramTensors."""
 
     def __init__(self, program: Program):
         super().__init__()
         self.program = program
-        self.num_rows = program.num_rows
-        self.root_row = program.root_row  # in Program order (decoding, complete passes)
-        self.out_row = program.root_row  # the root's row in buffers from forward_mars / backward_flows
-        self.num_inputs = sum(p.size for p in program.input_partitions)
+        self.tensors = ProgramTensors(program)
+        self.root_row = program.root_row
+        self.out_row = program.root_row  # torch buffers are in Program order
+        self.num_inputs = self.tensors.num_inputs
         self.num_params = program.num_sum_params
-        self.layer_specs: list[tuple[str, list[str]]] = []
-        for li, layer in enumerate(program.layers[1:], start=1):
-            names = []
-            for pi, part in enumerate(layer.partitions):
-                key = f"l{li}p{pi}"
-                self.register_buffer(key + "_rows", torch.as_tensor(part.rows.reshape(-1)), persistent=False)
-                self.register_buffer(key + "_child", torch.as_tensor(part.child_rows), persistent=False)
-                if layer.kind == "sum" and part.dense:
-                    self.register_buffer(key + "_pstart", torch.as_tensor(part.param_start), persistent=False)
-                    self.register_buffer(key + "_fanin", torch.as_tensor(part.fanin), persistent=False)
-                elif layer.kind == "sum":
-                    self.register_buffer(key + "_pid", torch.as_tensor(part.param_ids), persistent=False)
-                names.append(key)
-            self.layer_specs.append((layer.kind, names))
-
-    def _part(self, key: str):
-        """(rows, child rows, parameter ids or None for products) of one partition."""
-        rows, child = getattr(self, key + "_rows"), getattr(self, key + "_child")
-        if hasattr(self, key + "_pid"):
-            return rows, child, getattr(self, key + "_pid")
-        if not hasattr(self, key + "_pstart"):
-            return rows, child, None
-        start, fan = getattr(self, key + "_pstart"), getattr(self, key + "_fanin")
-        G = rows.shape[0] // start.shape[0]
-        k = torch.arange(child.shape[1], device=rows.device)
-        ids = start[:, None, None] + torch.arange(G, device=rows.device)[None, :, None] * fan[:, None, None] + k
-        return rows, child, torch.where(k < fan[:, None, None], ids, self.num_params)
-
-    # -- buffers ---------------------------------------------------------------------------
-    def start_mars(self, input_logp: torch.Tensor) -> torch.Tensor:
-        """A fresh [num_rows, B] buffer with the padding rows and the input rows filled in."""
-        mars = torch.empty(self.num_rows, input_logp.shape[1], dtype=input_logp.dtype, device=input_logp.device)
-        mars[ZERO_ROW] = float("-inf")
-        mars[ONE_ROW] = 0.0
-        mars[FIRST_ROW:FIRST_ROW + self.num_inputs] = input_logp
-        return mars
-
-    def extend_logw(self, logw: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """log-weights plus the padding slot (index P, weight 0); already there when the runtime
-        passes them padded ([P + 1], see CompiledCircuit.sum_log_weights)."""
-        if logw.shape[0] == self.num_params + 1:
-            return logw.to(dtype).contiguous()
-        return torch.cat([logw.to(dtype), logw.new_full((1,), float("-inf"), dtype=dtype)]).contiguous()
 
     # -- forward ---------------------------------------------------------------------------
+    def node_values(self, x_int, x_real, inputs, logw, complete: bool = False) -> torch.Tensor:
+        """Input log-probabilities (torch_backend.inputs), then the layers."""
+        parts = [partition_log_probs(part, p, self.tensors.input_vars(k), x_int, x_real)
+                 for k, (part, p) in enumerate(zip(self.program.input_partitions, inputs))]
+        return self.forward_mars(torch.cat(parts, 0), logw, complete=complete)
+
     def forward_mars(self, input_logp: torch.Tensor, logw: torch.Tensor, complete: bool = True) -> torch.Tensor:
-        """input_logp [R_in, B], logw [P] normalised log-weights -> mars [num_rows, B].
-        (`complete`: every row is written; backends that fuse may skip rows unless asked.)"""
+        """input_logp [R_in, B], logw [P] normalised log-weights -> mars [num_rows, B] (every row
+        is written whatever `complete` says: this backend fuses nothing)."""
         B = input_logp.shape[1]
-        mars = self.start_mars(input_logp)
-        logw_ext = self.extend_logw(logw, mars.dtype)
-        for kind, keys in self.layer_specs:
+        pt = self.tensors
+        mars = pt.start_mars(input_logp)
+        logw_ext = pt.extend_logw(logw, mars.dtype)
+        for kind, keys in pt.layer_specs:
             for key in keys:
-                rows, child, pid = self._part(key)
+                rows, child, pid = pt.part(key)
                 if kind == "product":
                     mars[rows] = mars[child].sum(1)
                 else:
@@ -114,11 +81,11 @@ class TorchExecutor(nn.Module):
     def forward_max(self, input_logp: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
         """Max-product values of every row (sums take the max of log w + child)."""
         from .topdown import forward_max
-        return forward_max(self, input_logp, logw)
+        return forward_max(self.tensors, input_logp, logw)
 
-    def em_sum_update(self, logits, logw, flows, rows, step: float, pseudocount: float):
-        """EM M-step for the sum weights, written into `logits` (rows: the runtime's SumRows)."""
-        rows.em_update(logits, logw, flows, step, pseudocount)
+    def em_dense_blocks(self, logits, logw, flows, step, pseudocount: float) -> bool:
+        """No kernel of its own: the runtime's update (SumRows) does every weight."""
+        return False
 
     # -- backward (flows) ------------------------------------------------------------------
     def backward_flows(self, mars: torch.Tensor, logw: torch.Tensor, grad_root: torch.Tensor):
@@ -126,13 +93,14 @@ class TorchExecutor(nn.Module):
 
         Returns (flows [num_rows, B], param_flows [P]): flows[r, b] = d out_b / d mars[r, b]
         times grad_root[b]; param_flows[p] = sum_b d out_b / d logw[p] times grad_root[b]."""
+        pt = self.tensors
         flows = torch.zeros_like(mars)
         flows[self.root_row] = grad_root.to(mars.dtype)
-        logw_ext = self.extend_logw(logw, mars.dtype)
+        logw_ext = pt.extend_logw(logw, mars.dtype)
         grad_logw = torch.zeros(logw_ext.shape[0], dtype=mars.dtype, device=mars.device)
-        for kind, keys in reversed(self.layer_specs):
+        for kind, keys in reversed(pt.layer_specs):
             for key in reversed(keys):
-                rows, child, pid = self._part(key)
+                rows, child, pid = pt.part(key)
                 if kind == "product":
                     f = flows[rows]  # [m, B]
                     F = child.shape[1]
@@ -166,10 +134,10 @@ class TorchExecutor(nn.Module):
 
 
 class CircuitLogLikelihood(torch.autograd.Function):
-    """log p(x) with our own backward: gradients are the circuit flows."""
+    """log p(x) with our own backward: gradients are the circuit flows (any Executor)."""
 
     @staticmethod
-    def forward(ctx, input_logp, logw, executor: TorchExecutor):
+    def forward(ctx, input_logp, logw, executor):
         mars = executor.forward_mars(input_logp.detach(), logw.detach())
         ctx.executor = executor
         ctx.save_for_backward(mars, logw)
@@ -178,9 +146,10 @@ class CircuitLogLikelihood(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         mars, logw = ctx.saved_tensors
-        ex: TorchExecutor = ctx.executor
+        ex = ctx.executor
         flows, grad_logw = ex.backward_flows(mars, logw.detach(), grad)
         grad_in = flows[FIRST_ROW:FIRST_ROW + ex.num_inputs]
         if logw.shape[0] == grad_logw.shape[0] + 1:  # padded log-weights: the slot gets no gradient
             grad_logw = torch.cat([grad_logw, grad_logw.new_zeros(1)])
         return grad_in, grad_logw.to(logw.dtype), None
+

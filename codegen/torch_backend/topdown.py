@@ -12,7 +12,7 @@ import torch
 
 from pccompile.ir import ONE_ROW, ZERO_ROW
 
-from .executor import TorchExecutor
+from .program_tensors import ProgramTensors
 
 _CHUNK = 1 << 24  # elements of the [g, G, K, B] score tensor materialised at once
 
@@ -23,7 +23,7 @@ def _chunks(g: int, per: int):
         yield a, min(g, a + step)
 
 
-def forward_max(ex: TorchExecutor, input_logp: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
+def forward_max(ex: ProgramTensors, input_logp: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
     """Max-product values: like forward_mars with max in place of sum at sum nodes."""
     B = input_logp.shape[1]
     dtype = input_logp.dtype
@@ -31,7 +31,7 @@ def forward_max(ex: TorchExecutor, input_logp: torch.Tensor, logw: torch.Tensor)
     logw_ext = ex.extend_logw(logw, dtype)
     for kind, keys in ex.layer_specs:
         for key in keys:
-            rows, child, pid = ex._part(key)
+            rows, child, pid = ex.part(key)
             if kind == "product":
                 mars[rows] = mars[child].sum(1)
                 continue
@@ -44,7 +44,7 @@ def forward_max(ex: TorchExecutor, input_logp: torch.Tensor, logw: torch.Tensor)
     return mars
 
 
-def decode(ex: TorchExecutor, mars: torch.Tensor, logw: torch.Tensor, *, sample: bool = False,
+def decode(ex: ProgramTensors, mars: torch.Tensor, logw: torch.Tensor, *, sample: bool = False,
            gen: torch.Generator | None = None) -> torch.Tensor:
     """Top-down selection; returns active [num_rows, B] (int) marking the chosen subcircuit."""
     B = mars.shape[1]
@@ -54,7 +54,7 @@ def decode(ex: TorchExecutor, mars: torch.Tensor, logw: torch.Tensor, *, sample:
     logw_ext = ex.extend_logw(logw, dtype)
     for kind, keys in reversed(ex.layer_specs):
         for key in reversed(keys):
-            rows, child, pid = ex._part(key)
+            rows, child, pid = ex.part(key)
             if kind == "product":
                 a = active[rows]
                 F = child.shape[1]

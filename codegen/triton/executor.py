@@ -1,7 +1,7 @@
 """TritonExecutor: runs a Program through its emitted Triton module.
 
-Same interface as TorchExecutor (which it extends), so autograd, flows, EM and the queries work
-unchanged on either backend. Kernels compute in float32 (compile() refuses triton with float64).
+It implements the Executor interface (codegen.executor) on its own, so autograd, flows, EM and
+the queries work unchanged on either backend. Kernels compute in float32 (compile() refuses triton with float64).
 The emitted module is written to a disk cache keyed by a hash of its source (which is a function
 of the Program and the options) and imported from there, because Triton compiles from files.
 """
@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
-from pccompile.codegen.torch_backend.executor import TorchExecutor
+from torch import nn
+
+from pccompile.codegen.torch_backend.program_tensors import ProgramTensors
 from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW, ArgumentError, Program
 
 from .emitter import Emitted, TritonOptions, emit
@@ -45,14 +47,19 @@ def load_module(em: Emitted):
     return module
 
 
-class TritonExecutor(TorchExecutor):
+class TritonExecutor(nn.Module):
     """Runs the emitted kernels on float32 buffers laid out as the emitter renumbered them
     (Emitted.perm): `out_row` is the renumbered root. `complete` passes and max-product values,
-    which the torch decoder reads (sampling, MPE), are put back in Program order; the torch
-    executor this class extends supplies that decoder and the per-partition buffers it reads."""
+    which the torch decoder reads (sampling, MPE), are put back in Program order; `tensors`
+    holds the Program-order partitions that decoder reads."""
 
     def __init__(self, program: Program, options: TritonOptions | None = None):
-        super().__init__(program)
+        super().__init__()
+        self.program = program
+        self.tensors = ProgramTensors(program)
+        self.root_row = program.root_row
+        self.num_inputs = self.tensors.num_inputs
+        self.num_params = program.num_sum_params
         self.poison = False  # tests: fill buffers with NaN first, so any row read before written shows
         self.options = options or TritonOptions()
         self.emitted = emit(program, self.options)
@@ -123,7 +130,7 @@ class TritonExecutor(TorchExecutor):
         return mars.index_select(0, self.perm)
 
     def _ext(self, logw: torch.Tensor) -> torch.Tensor:
-        return self.extend_logw(logw, torch.float32)
+        return self.tensors.extend_logw(logw, torch.float32)
 
     def forward_mars(self, input_logp, logw, complete: bool = False):
         self._check(input_logp)
@@ -132,14 +139,14 @@ class TritonExecutor(TorchExecutor):
         self.kernels.forward(mars, self._ext(logw), self.index, mars.shape[1], complete)
         return self._in_program_order(mars) if complete else mars
 
-    def forward_from_data(self, x_int, x_real, inputs, logw, complete: bool = False):
+    def node_values(self, x_int, x_real, inputs, logw, complete: bool = False):
         """mars from the encoded batch directly: the input kernels write the input rows in place
         (no [rows, B] index, value or copy temporaries, which cost more memory traffic than the
         sum layers at large latents). No autograd: for inference, flows and EM."""
         self._check(logw)
         B = x_int.shape[0]
         mars = self._buffer(B, x_int.device, complete)
-        params = [TRITON_INPUTS[part.dist].tensors(h, part) for part, h in zip(self.program.input_partitions, inputs)]
+        params = [TRITON_INPUTS[part.dist].tensors(p, part) for part, p in zip(self.program.input_partitions, inputs)]
         x_int = x_int.contiguous()
         x_real = x_int if x_real is None else x_real.contiguous()
         self.kernels.inputs(mars, x_int, x_real, params, self.index, B)
@@ -164,10 +171,11 @@ class TritonExecutor(TorchExecutor):
         flows[ONE_ROW] = 0
         return flows, grad[:-1]
 
-    def em_sum_update(self, logits, logw, flows, rows, step, pseudocount):
+    def em_dense_blocks(self, logits, logw, flows, step, pseudocount) -> bool:
+        """The dense blocks by the fused kernel; the masked tail is left to the runtime."""
         self._check(logits)
         if not isinstance(step, torch.Tensor):
             step = torch.full((1,), float(step), dtype=torch.float32, device=logits.device)
         self.kernels.em_update(logits, logw.contiguous(), flows.contiguous(), step.float().reshape(1),
                                float(pseudocount))
-        rows.em_update(logits, logw, flows, step, pseudocount, blocks=False)
+        return True

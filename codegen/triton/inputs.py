@@ -22,7 +22,7 @@ class TritonInput:
     code: int  # the DIST constexpr
     is_real: bool
     snippet: str
-    tensors: Callable  # (partition holder, partition) -> (p0, p1)
+    tensors: Callable  # (the partition's parameter tensors by name, partition) -> (p0, p1)
     doc: str
 
 
@@ -37,26 +37,26 @@ TRITON_INPUTS: dict[str, TritonInput] = {
     "categorical": TritonInput(0, False, """\
 lse = tl.load(p1 + offs_m, mask=mask_m, other=0.0)
 lp = tl.load(p0 + offs_m[:, None] * K + xc, mask=mask, other=0.0) - lse[:, None]""",
-                               lambda h, part: (h.logits, torch.logsumexp(h.logits, 1)),
+                               lambda p, part: (p["logits"], torch.logsumexp(p["logits"], 1)),
                                "p0 = logits [M, K], p1 = their log-sum-exp per row"),
     "bernoulli": TritonInput(1, False, """\
 logit = tl.load(p0 + offs_m, mask=mask_m, other=0.0)
 s = tl.where(xc == 1, logit[:, None], -logit[:, None])
 lp = """ + _LOG_SIGMOID.format(s="s") + "  # log sigmoid(s)",
-                             lambda h, part: (h.logit, h.logit), "p0 = logit [M]"),
+                             lambda p, part: (p["logit"], p["logit"]), "p0 = logit [M]"),
     "gaussian": TritonInput(2, True, """\
 mean = tl.load(p0 + offs_m, mask=mask_m, other=0.0)
 log_std = tl.load(p1 + offs_m, mask=mask_m, other=0.0)
 z = (xv - mean[:, None]) * tl.exp(-log_std)[:, None]
 lp = -0.5 * z * z - log_std[:, None] - 0.9189385332046727  # log sqrt(2 pi)""",
-                            lambda h, part: (h.mean, h.log_std.clamp_min(LOG_MIN_STD)),  # the std floor
+                            lambda p, part: (p["mean"], p["log_std"].clamp_min(LOG_MIN_STD)),  # the std floor
                             "p0 = mean [M], p1 = log std [M] (floored)"),
     "binomial": TritonInput(3, False, """\
 logit = tl.load(p0 + offs_m, mask=mask_m, other=0.0)
 xf = xc.to(tl.float32)
 lp = tl.load(p1 + xc, mask=mask, other=0.0) + xf * (""" + _LOG_SIGMOID.format(s="logit[:, None]") + """) \\
     + (K - 1 - xf) * (""" + _LOG_SIGMOID.format(s="-logit[:, None]") + ")",
-                            lambda h, part: (h.logit, _log_binomial_coefficients(part).to(h.logit)),
+                            lambda p, part: (p["logit"], _log_binomial_coefficients(part).to(p["logit"])),
                             "p0 = logit [M], p1 = log C(K - 1, k) for k < K"),
 }
 

@@ -28,7 +28,9 @@ def em_update(model, stats: FlowStats, step_size: float | torch.Tensor = 1.0, ps
     F = stats.sum_flows.to(model.dtype)
     if F.numel():
         logw = stats.log_weights if stats.log_weights is not None else model.sum_log_weights(padded=True)
-        model.executor.em_sum_update(model.sum_logits.data, logw[:F.numel()], F, model.sum_rows, a, pc)
+        logits, logw = model.sum_logits.data, logw[:F.numel()]
+        fused = model.executor.em_dense_blocks(logits, logw, F, a, pc)  # a backend kernel, if it has one
+        model.sum_rows.em_update(logits, logw, F, a, pc, blocks=not fused)
     # -- inputs: each family's M-step (pccompile.statistics) ------------------------------------
     for part, h, s in zip(model.program.input_partitions, model.inputs, stats.inputs):
         STATISTICS[part.dist].m_step(part, h, s, a, pc, model.dtype)

@@ -1,0 +1,45 @@
+"""The interface a backend implements to run a lowered Program (both backends implement it on
+their own; the runtime, flows, EM and the queries use nothing else).
+
+Plain tensors cross it: batches encoded by pccompile.batch (`x_int [B, V]` long with -1 for
+missing, `x_real [B, V]` float with NaN or None), the input partitions' parameters as one dict
+of tensors per partition (pccompile.params names them), normalised log-weights `logw` ([P], or
+[P + 1] with the padding slot), and log-value buffers `mars [rows, B]`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from pccompile.ir import Program
+
+
+@runtime_checkable
+class Executor(Protocol):
+    program: Program
+    out_row: int  # the root's row in buffers from node_values (complete=False) and backward_flows
+    root_row: int  # the root's row in Program order (complete buffers, forward_max)
+    num_inputs: int  # input rows, which start at FIRST_ROW in every buffer
+    tensors: torch.nn.Module  # ProgramTensors: the Program-order partitions the torch decoder reads
+
+    def node_values(self, x_int: torch.Tensor, x_real: torch.Tensor | None, inputs: list[dict[str, torch.Tensor]],
+                    logw: torch.Tensor, complete: bool = False) -> torch.Tensor:
+        """Every node's log-value for an encoded batch, without autograd (inference, flows, EM).
+        `complete`: every row written, in Program order (sampling and MPE decode from it)."""
+
+    def forward_mars(self, input_logp: torch.Tensor, logw: torch.Tensor, complete: bool = True) -> torch.Tensor:
+        """The same from the input rows' log-probabilities [R_in, B] (the autograd path)."""
+
+    def forward_max(self, input_logp: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
+        """Max-product values of every row, in Program order."""
+
+    def backward_flows(self, mars: torch.Tensor, logw: torch.Tensor,
+                       grad_root: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(node flows [rows, B], parameter flows [P]) for a root flow grad_root [B]."""
+
+    def em_dense_blocks(self, logits: torch.Tensor, logw: torch.Tensor, flows: torch.Tensor, step,
+                        pseudocount: float) -> bool:
+        """Apply the EM update to the dense weight blocks in place if this backend has a kernel
+        for it, and say so; False leaves every weight to the runtime's update."""
