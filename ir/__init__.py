@@ -1,6 +1,6 @@
 """pccompile.ir: circuit IR (node vectors), verification, and the lowered Program."""
 
-from .circuit import Circuit, Region, Variable, same_circuit
+from .circuit import Circuit, Region, Variable, compact_ids, infer_variables, same_circuit
 from .distributions import (BINARY, DISTRIBUTIONS, REAL, Bernoulli, Binomial, Categorical, Distribution, Domain, Gaussian,
                             make_distribution)
 from .errors import (ArgumentError, CircuitError, CycleError, DataError, DecomposabilityError, DomainError,

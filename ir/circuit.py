@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .distributions import Domain
-from .errors import StructureError
+from .errors import DomainError, StructureError
 from .nodes import InputNode, Node, ProductNode, SumNode, same_structure
 
 
@@ -172,3 +174,33 @@ def same_circuit(a: Circuit, b: Circuit, *, params: bool = True, rtol: float = 0
             if x.shape != y.shape or not np.allclose(x, y, rtol=rtol, atol=0.0):
                 return False
     return True
+
+
+def compact_ids(circuit: Circuit) -> Circuit:
+    """Renumber node ids 0..N-1 in the circuit's order (after passes removed nodes)."""
+    remap = {old: new for new, old in enumerate(circuit.nodes)}
+    nodes = {}
+    for old, n in circuit.nodes.items():
+        changes = {"id": remap[old]}
+        if not isinstance(n, InputNode):
+            changes["children"] = tuple(remap[c] for c in n.children)
+        if isinstance(n, SumNode) and n.tie is not None:
+            changes["tie"] = remap[n.tie]
+        nodes[remap[old]] = dataclasses.replace(n, **changes)
+    params = {remap[k]: v for k, v in circuit.params.items() if k in remap}
+    regions = {remap[k]: r for k, r in circuit.regions.items() if k in remap}
+    return circuit.replace(nodes=nodes, root=remap[circuit.root], params=params, regions=regions)
+
+
+def infer_variables(inputs: Iterable[tuple[str, int, object]], count: int | None = None) -> tuple[Variable, ...]:
+    """Variables x0.. with the domains their input nodes imply, from (node name, variable,
+    distribution) triples; `count` variables (default: up to the largest index used); unused
+    ones binary. One variable read as two domains is a DomainError naming the node."""
+    domains: dict[int, Domain] = {}
+    for name, var, dist in inputs:
+        d = dist.domain()
+        if var in domains and domains[var] != d:
+            raise DomainError(name, f"variable {var} is used as {domains[var].describe()} and as {d.describe()}")
+        domains[var] = d
+    n = (max(domains) + 1 if domains else 0) if count is None else count
+    return tuple(Variable(f"x{i}", domains.get(i, Domain(2))) for i in range(n))

@@ -25,7 +25,7 @@ _EXPORTS = {
                                "DSLSemanticError", "DSLSyntaxError", "FormatError", "Gaussian", "PCError",
                                "ResourceError", "Variable", "verify")},
 }
-_SUBMODULES = ("structures", "learn", "datasets", "data", "queries", "graphs", "plots", "cli")
+_SUBMODULES = ("structures", "learn", "datasets", "data", "queries", "cuda_graphs", "plots", "cli")
 
 __all__ = ["__version__", *_EXPORTS, "structures"]
 

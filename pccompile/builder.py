@@ -11,8 +11,8 @@ from itertools import count
 
 import numpy as np
 
-from pccompile.ir import (ArgumentError, Circuit, DomainError, InputNode,
-                          ProductNode, Region, SumNode, Variable, verify)
+from pccompile.ir import (ArgumentError, Bernoulli, Categorical, Circuit, DomainError, Gaussian, InputNode,
+                          ProductNode, Region, SumNode, Variable, infer_variables, verify)
 from pccompile.ir.distributions import Distribution, Domain
 
 _ids = count()
@@ -63,6 +63,16 @@ def inputs(var: int, size: int, dist: Distribution, *, name: str | None = None, 
     return Vec("input", int(size), var=int(var), dist=dist, params=arrays, name=name)
 
 
+def input_vector(var: int, size: int, num_cats: int | None, *, bernoulli: bool = True) -> Vec:
+    """The usual input vector over a variable with `num_cats` categories: Gaussian for a real
+    variable (None), Bernoulli for a binary one (unless `bernoulli=False`), else Categorical."""
+    if num_cats is None:
+        return inputs(var, size, Gaussian())
+    if num_cats == 2 and bernoulli:
+        return inputs(var, size, Bernoulli())
+    return inputs(var, size, Categorical(int(num_cats)))
+
+
 def multiply(*children: Vec, index=None, size: int | None = None, name: str | None = None) -> Vec:
     """Elementwise product of equal-size children, or row-selected with `index` (one array of rows
     per child, or None for a child used elementwise)."""
@@ -86,6 +96,11 @@ def summate(*children: Vec, size: int = 1, weights=None, mask=None, tie: Vec | N
     if mask is not None and mask.all():
         mask = None
     return Vec("sum", int(size), tuple(children), params=params, mask=mask, tie=tie, name=name)
+
+
+def reachable(root: Vec) -> list[Vec]:
+    """Every vec under `root` (children and tie sources), children first."""
+    return _collect(root)
 
 
 def _collect(root: Vec, seen: set[int] | None = None) -> list[Vec]:
@@ -125,17 +140,9 @@ def build(root: Vec, variables: list[Variable] | int | None = None, meta: dict |
     else:
         order = reach
     ids = {id(v): k for k, v in enumerate(order)}
-    domains: dict[int, Domain] = {}
-    for v in order:
-        if v.kind == "input":
-            d = v.dist.domain()
-            if v.var in domains and domains[v.var] != d:
-                raise DomainError(v.name or f"input{ids[id(v)]}",
-                                  f"variable {v.var} is used as {domains[v.var].describe()} and as {d.describe()}")
-            domains[v.var] = d
     if variables is None or isinstance(variables, int):
-        n = (max(domains) + 1 if domains else 0) if variables is None else variables
-        variables = [Variable(f"x{i}", domains.get(i, Domain(2))) for i in range(n)]
+        variables = infer_variables(((v.name or f"input{ids[id(v)]}", v.var, v.dist) for v in order
+                                     if v.kind == "input"), variables)
     nodes, params = {}, {}
     used_names: set[str] = set()
     for v in order:

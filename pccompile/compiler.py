@@ -11,12 +11,12 @@ from pathlib import Path
 import networkx as nx
 import torch
 
-from pccompile.ir import ArgumentError, Circuit, verify
+from pccompile.ir import ArgumentError, Circuit, compact_ids, verify
 from pccompile.passes import InitParams, Normalize, PackOptions, Pass, PassManager, Vectorize, Verify, lower, \
     parse_pipeline
 
 from . import builder
-from .dsl import compact_ids, parse, parse_file
+from .dsl import parse, parse_file
 from .nx import from_networkx
 from .runtime import CompiledCircuit
 
@@ -75,7 +75,7 @@ def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto
     TRITON_INTERPRET=1). triton: options for the Triton backend (codegen.triton.TritonOptions).
     seed: parameters not given in the source are drawn from it. dtype: parameter and computation
     precision (float32 default, float64 for exact checks). cuda_graphs: on the triton backend on
-    CUDA, capture inference and EM steps as CUDA graphs per batch shape (pccompile.graphs)."""
+    CUDA, capture inference and EM steps as CUDA graphs per batch shape (pccompile.cuda_graphs)."""
     report = report if report is not None else CompileReport()
     t0 = time.perf_counter()
     circuit = to_circuit(src)
@@ -89,7 +89,7 @@ def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto
     chosen = _choose_backend(backend, device, dtype)
     options = {"triton": dict(triton or {}), "cuda_graphs": bool(cuda_graphs)}
     model = CompiledCircuit(circuit, program, backend=chosen, dtype=dtype or torch.float32, options=options,
-                            init=False, device=device)
+                            device=device)
     if device is not None:
         model = model.to(device)
     model.init_missing(seed)

@@ -13,9 +13,8 @@ import networkx as nx
 import numpy as np
 
 from pccompile.ir import (DISTRIBUTIONS, Circuit, CircuitError, CycleError, DomainError, InputNode, ParameterError,
-                          ProductNode, ResourceError, StructureError, SumNode, Variable, verify)
+                          ProductNode, ResourceError, StructureError, SumNode, Variable, infer_variables, verify)
 from pccompile.ir.limits import MAX_VARIABLES
-from pccompile.ir.distributions import Domain
 
 
 def _sorted(keys):
@@ -46,10 +45,9 @@ def from_networkx(G: nx.DiGraph, variables: list[Variable] | None = None) -> Cir
     names = _names(order)
     user = {names[key]: str(key) for key in order}
     try:
-        nodes, params, domains = _nodes(G, order, ids, names)
+        nodes, params = _nodes(G, order, ids, names)
         if variables is None:
-            n = max(domains) + 1 if domains else 0
-            variables = [Variable(f"x{i}", domains.get(i, Domain(2))) for i in range(n)]
+            variables = infer_variables((n.name, n.var, n.dist) for n in nodes.values() if isinstance(n, InputNode))
         circuit = Circuit(tuple(variables), nodes, ids[roots[0]], params, {})
         verify(circuit)
     except CircuitError as e:
@@ -60,7 +58,6 @@ def from_networkx(G: nx.DiGraph, variables: list[Variable] | None = None) -> Cir
 def _nodes(G, order, ids, names):
     """IR nodes and parameters of the graph's nodes, children first (errors name IR names)."""
     nodes, params = {}, {}
-    domains: dict[int, Domain] = {}
     for key in order:
         attrs = G.nodes[key]
         name, k = names[key], ids[key]
@@ -73,10 +70,6 @@ def _nodes(G, order, ids, names):
             var = int(attrs["var"])
             nodes[k] = InputNode(k, name, var, 1, dist)
             params[k] = p
-            d = dist.domain()
-            if var in domains and domains[var] != d:
-                raise DomainError(name, f"variable {var} is used as {domains[var].describe()} and as {d.describe()}")
-            domains[var] = d
         elif kind == "product":
             if not kids:
                 raise StructureError(name, "a product node needs children")
@@ -89,7 +82,7 @@ def _nodes(G, order, ids, names):
             params[k] = {"weights": w.reshape(1, -1)}
         else:
             raise StructureError(name, f"node attribute 'type' must be 'sum', 'product' or 'input', got {kind!r}")
-    return nodes, params, domains
+    return nodes, params
 
 
 def _names(order) -> dict:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .metrics import bits_per_dim
+
 
 def _plt():
     import matplotlib
@@ -18,12 +20,11 @@ def learning_curve(history, path: str | Path, num_vars: int, title: str = "") ->
     plt = _plt()
     ep = [r.epoch for r in history]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    to_bpd = lambda ll: -ll / (num_vars * np.log(2))
-    ax.plot(ep, [to_bpd(r.train_ll) for r in history], "o-", label="train")
+    ax.plot(ep, [bits_per_dim(r.train_ll, num_vars) for r in history], "o-", label="train")
     if any(r.valid_ll is not None for r in history):
-        ax.plot(ep, [to_bpd(r.valid_ll) for r in history], "s-", label="valid")
+        ax.plot(ep, [bits_per_dim(r.valid_ll, num_vars) for r in history], "s-", label="valid")
     if any(r.test_ll is not None for r in history):
-        ax.plot(ep, [to_bpd(r.test_ll) for r in history], "^-", label="test")
+        ax.plot(ep, [bits_per_dim(r.test_ll, num_vars) for r in history], "^-", label="test")
     ax.set_xlabel("epoch")
     ax.set_ylabel("bits per dimension (lower is better)")
     ax.set_title(title or "learning curve")

@@ -14,7 +14,7 @@ from pccompile.codegen.torch_backend import CircuitLogLikelihood, TorchExecutor,
 from pccompile.ir import Circuit, Program
 
 from .batch import encode_batch
-from .graphs import GraphCache
+from .cuda_graphs import GraphCache
 from .params import (SumRows, circuit_params_from_runtime, draw_missing, input_params_from_circuit,
                      sum_logits_from_circuit)
 
@@ -32,8 +32,9 @@ def make_executor(program: Program, backend: str, options: dict, dtype: torch.dt
 
 class CompiledCircuit(nn.Module):
     def __init__(self, circuit: Circuit, program: Program, *, backend: str = "torch",
-                 options: dict | None = None, dtype: torch.dtype = torch.float32, seed: int = 0,
-                 init: bool = True, device=None):
+                 options: dict | None = None, dtype: torch.dtype = torch.float32, device=None):
+        """Parameters the circuit leaves out stay undrawn until `init_missing(seed)`, which
+        compile() calls once the module is on its device (so a GPU draws its own)."""
         super().__init__()
         self.circuit = circuit
         self.program = program
@@ -61,8 +62,6 @@ class CompiledCircuit(nn.Module):
             self.inputs.append(holder)
         self._missing = (sum_missing, input_missing)
         self._graph_caches: dict = {}
-        if init:
-            self.init_missing(seed)
 
     def init_missing(self, seed: int) -> None:
         """Draw the parameters the circuit left out, on the module's current device (compile()
@@ -85,7 +84,7 @@ class CompiledCircuit(nn.Module):
         self.options["cuda_graphs"] = bool(on)
 
     def graph_cache(self, key, fn) -> GraphCache:
-        """The GraphCache for `key`, created around `fn` on first use (see pccompile.graphs)."""
+        """The GraphCache for `key`, created around `fn` on first use (see pccompile.cuda_graphs)."""
         cache = self._graph_caches.get(key)
         if cache is None:
             cache = self._graph_caches[key] = GraphCache(fn)

@@ -73,7 +73,7 @@ def _type_of(value) -> str:
 
 
 @dataclass
-class Launch:
+class LaunchCall:
     """One kernel launch as the emitted launchers would make it."""
     kernel: str
     fn: object  # the JITFunction (or the interpreter's function)
@@ -88,17 +88,17 @@ class _Collector:
 
     def __getitem__(self, grid):
         def launch(*args, **kwargs):
-            self.calls.append(Launch(self.name, self.fn, grid, args, kwargs))
+            self.calls.append(LaunchCall(self.name, self.fn, grid, args, kwargs))
         return launch
 
 
 def collect_launches(emitted: Emitted, program: Program, batch: int, device="cpu",
-                     complete: bool = True, module=None) -> list[Launch]:
+                     complete: bool = True, module=None) -> list[LaunchCall]:
     """The launches the emitted launchers make for a batch of `batch` rows (inputs, forward,
     max-product with `complete`, backward, EM), recorded instead of run. Tensors are one-element
     stand-ins on `device`: a launch's specialisation depends on their dtypes and alignment only."""
     module = module or load_module(emitted)
-    calls: list[Launch] = []
+    calls: list[LaunchCall] = []
     env = dict(vars(module))
     for name in LAUNCHED:
         if name in env:

@@ -84,9 +84,8 @@ class TritonExecutor(nn.Module):
     def precompile(self, B: int, device, warm=None) -> int:
         """Compile, in parallel threads, every kernel specialisation a normal pass (inputs,
         forward, backward, EM) launches for a batch of B rows, so the first step does not compile
-        them one after another. Triton's compiler releases the GIL (14 variants: 6.2 s in one
-        thread, 3.5 s in two, on a 2-core CPU), so a many-core GPU host takes about as long as
-        the slowest variant. Triton specialises on B only by whether it is 1 or a multiple of 16.
+        them one after another. Triton's compiler releases the GIL (bench/README.md has the
+        figures), so a many-core GPU host takes about as long as the slowest variant. Triton specialises on B only by whether it is 1 or a multiple of 16.
         Returns the number of launches warmed; on any failure, warns and leaves compiling to the
         first launches. `warm` (tests) replaces Triton's warm-up and lifts the CUDA-only guard."""
         device = torch.device(device)

@@ -116,7 +116,7 @@ def sum_child_row(mars, child, g, k, offs_b, mask_b, B, K: tl.constexpr, F: tl.c
 
 SUM_COL = '''
 @triton.jit
-def sum_param_col(pid, pstart, fanin, g, offs_g, k, mask_g, G: tl.constexpr, K: tl.constexpr, NP: tl.constexpr,
+def sum_param_col(weight_ids, pstart, fanin, g, offs_g, k, mask_g, G: tl.constexpr, K: tl.constexpr, NP: tl.constexpr,
                   DENSE: tl.constexpr):
     """[BLOCK_G] weight ids of child k for the group's nodes (NP: padding, weight 0)."""
     if DENSE:
@@ -124,7 +124,7 @@ def sum_param_col(pid, pstart, fanin, g, offs_g, k, mask_g, G: tl.constexpr, K: 
         fan = tl.load(fanin + g)
         p = tl.where(mask_g & (k < fan), start + offs_g * fan + k, NP)
     else:
-        p = tl.load(pid + (g * G + offs_g) * K + k, mask=mask_g, other=NP)
+        p = tl.load(weight_ids + (g * G + offs_g) * K + k, mask=mask_g, other=NP)
     return p
 '''
 
@@ -144,7 +144,7 @@ def add_child_row_flows(flows, child, g, k, offs_b, mask_b, cf, B, K: tl.constex
 
 SUM_PIDS = '''
 @triton.jit
-def sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G: tl.constexpr, K: tl.constexpr,
+def sum_param_ids(weight_ids, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G: tl.constexpr, K: tl.constexpr,
                   NP: tl.constexpr, DENSE: tl.constexpr):
     """[BLOCK_G, BLOCK_K] weight ids; dense groups: start + i * fanin + k (k < fanin), else a table."""
     if DENSE:
@@ -153,14 +153,14 @@ def sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G: tl.c
         ok = mask_g[:, None] & (offs_k[None, :] < fan)
         p = tl.where(ok, start + offs_g[:, None] * fan + offs_k[None, :], NP)
     else:
-        p = tl.load(pid + (g * G + offs_g[:, None]) * K + offs_k[None, :],
+        p = tl.load(weight_ids + (g * G + offs_g[:, None]) * K + offs_k[None, :],
                     mask=mask_g[:, None] & mask_k[None, :], other=NP)
     return p
 '''
 
 SUM_FWD = '''
 @triton.jit
-def sum_fwd(mars, logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr, K: tl.constexpr, F: tl.constexpr,
+def sum_fwd(mars, logw, child, weight_ids, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr, K: tl.constexpr, F: tl.constexpr,
             NP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr,
             USE_DOT: tl.constexpr, FUSED: tl.constexpr, PRECISION: tl.constexpr, DENSE: tl.constexpr):
     """Groups of G nodes over K shared children: online log-sum-exp over K tiles, the inner
@@ -177,7 +177,7 @@ def sum_fwd(mars, logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.con
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         scale = tl.exp(m_run - m_safe)
         e = tl.exp(c - m_safe[None, :])
-        p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
+        p = sum_param_ids(weight_ids, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
         w = tl.exp(tl.load(logw + p))
         if USE_DOT:
             part = mm(w, e, PRECISION)
@@ -199,20 +199,20 @@ def sum_fwd(mars, logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.con
         mx = tl.full((BLOCK_G, BLOCK_B), float("-inf"), dtype=tl.float32)
         for k in range(0, K):
             c = sum_child_row(mars, child, g, k, offs_b, mask_b, B, K, F, BLOCK_B, FUSED)
-            lw = tl.load(logw + sum_param_col(pid, pstart, fanin, g, offs_g, k, mask_g, G, K, NP, DENSE))
+            lw = tl.load(logw + sum_param_col(weight_ids, pstart, fanin, g, offs_g, k, mask_g, G, K, NP, DENSE))
             mx = tl.maximum(mx, lw[:, None] + c[None, :])
         mxs = tl.where(mx == float("-inf"), 0.0, mx)
         s = tl.zeros((BLOCK_G, BLOCK_B), dtype=tl.float32)
         for k in range(0, K):
             c = sum_child_row(mars, child, g, k, offs_b, mask_b, B, K, F, BLOCK_B, FUSED)
-            lw = tl.load(logw + sum_param_col(pid, pstart, fanin, g, offs_g, k, mask_g, G, K, NP, DENSE))
+            lw = tl.load(logw + sum_param_col(weight_ids, pstart, fanin, g, offs_g, k, mask_g, G, K, NP, DENSE))
             s += tl.exp(lw[:, None] + c[None, :] - mxs)
         tl.store(out_ptr, tl.log(s) + mxs, mask=bad)
 '''
 
 SUM_MAX = '''
 @triton.jit
-def sum_max(mars, logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr, K: tl.constexpr, F: tl.constexpr,
+def sum_max(mars, logw, child, weight_ids, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr, K: tl.constexpr, F: tl.constexpr,
             NP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr,
             FUSED: tl.constexpr, DENSE: tl.constexpr):
     """Max-product: mars[node] = max_k (log w + child value), one child at a time."""
@@ -220,7 +220,7 @@ def sum_max(mars, logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.con
     best = tl.full((BLOCK_G, BLOCK_B), float("-inf"), dtype=tl.float32)
     for k in range(0, K):
         c = sum_child_row(mars, child, g, k, offs_b, mask_b, B, K, F, BLOCK_B, FUSED)
-        lw = tl.load(logw + sum_param_col(pid, pstart, fanin, g, offs_g, k, mask_g, G, K, NP, DENSE))
+        lw = tl.load(logw + sum_param_col(weight_ids, pstart, fanin, g, offs_g, k, mask_g, G, K, NP, DENSE))
         best = tl.maximum(best, lw[:, None] + c[None, :])
     r = tl.load(rows + g * G + offs_g, mask=mask_g, other=0)
     tl.store(mars + r[:, None] * B + offs_b[None, :], best, mask=mask_g[:, None] & mask_b[None, :])
@@ -228,7 +228,7 @@ def sum_max(mars, logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.con
 
 SUM_BWD = '''
 @triton.jit
-def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr,
+def sum_bwd(mars, flows, logw, grad_logw, child, weight_ids, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr,
             K: tl.constexpr, F: tl.constexpr, NP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr,
             BLOCK_B: tl.constexpr, USE_DOT: tl.constexpr, FUSED: tl.constexpr, DENSE: tl.constexpr,
             PARAMS: tl.constexpr, PRECISION: tl.constexpr):
@@ -245,7 +245,7 @@ def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NG
     a, exact = sum_bwd_scale(mars, flows, r, m, offs_b, mask_g, mask_b, B)
     any_exact = tl.max(exact.to(tl.int32))
     for k0 in range(0, K, BLOCK_K):
-        offs_k, mask_k, e, p, w = sum_bwd_terms(mars, logw, child, pid, pstart, fanin, g, offs_g, mask_g, k0, m,
+        offs_k, mask_k, e, p, w = sum_bwd_terms(mars, logw, child, weight_ids, pstart, fanin, g, offs_g, mask_g, k0, m,
                                                 offs_b, mask_b, B, G, K, F, NP, BLOCK_K, BLOCK_B, FUSED, DENSE)
         if USE_DOT:
             cf = e * mm(tl.trans(w), a, PRECISION)
@@ -254,7 +254,7 @@ def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NG
         add_child_flows(flows, child, g, offs_k, mask_k, offs_b, mask_b, cf, B, K, F, FUSED)
     if PARAMS:  # a second loop, not a second product in the first: the two would not fit in registers
         for k0 in range(0, K, BLOCK_K):
-            offs_k, mask_k, e, p, w = sum_bwd_terms(mars, logw, child, pid, pstart, fanin, g, offs_g, mask_g, k0, m,
+            offs_k, mask_k, e, p, w = sum_bwd_terms(mars, logw, child, weight_ids, pstart, fanin, g, offs_g, mask_g, k0, m,
                                                     offs_b, mask_b, B, G, K, F, NP, BLOCK_K, BLOCK_B, FUSED, DENSE)
             if USE_DOT:
                 pf = w * mm(a, tl.trans(e), PRECISION)
@@ -269,7 +269,7 @@ def sum_bwd(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NG
         ne = tl.where(exact, n, 0.0)
         for k in range(0, K):
             c = sum_child_row(mars, child, g, k, offs_b, mask_b, B, K, F, BLOCK_B, FUSED)
-            p = sum_param_col(pid, pstart, fanin, g, offs_g, k, mask_g, G, K, NP, DENSE)
+            p = sum_param_col(weight_ids, pstart, fanin, g, offs_g, k, mask_g, G, K, NP, DENSE)
             lw = tl.load(logw + p)
             ef = tl.where(exact, f * tl.exp(lw[:, None] + c[None, :] - ne), 0.0)
             add_child_row_flows(flows, child, g, k, offs_b, mask_b, tl.sum(ef, axis=0), B, K, F, FUSED)
@@ -293,7 +293,7 @@ def sum_bwd_scale(mars, flows, r, m, offs_b, mask_g, mask_b, B):
 
 SUM_BWD_TERMS = '''
 @triton.jit
-def sum_bwd_terms(mars, logw, child, pid, pstart, fanin, g, offs_g, mask_g, k0, m, offs_b, mask_b, B,
+def sum_bwd_terms(mars, logw, child, weight_ids, pstart, fanin, g, offs_g, mask_g, k0, m, offs_b, mask_b, B,
                   G: tl.constexpr, K: tl.constexpr, F: tl.constexpr, NP: tl.constexpr, BLOCK_K: tl.constexpr,
                   BLOCK_B: tl.constexpr, FUSED: tl.constexpr, DENSE: tl.constexpr):
     """The child tile from k0 for the backward pass: its offsets and mask, e = exp(c - m) of its
@@ -301,13 +301,13 @@ def sum_bwd_terms(mars, logw, child, pid, pstart, fanin, g, offs_g, mask_g, k0, 
     offs_k = k0 + tl.arange(0, BLOCK_K)
     mask_k = offs_k < K
     c = sum_child_values(mars, child, g, offs_k, mask_k, offs_b, mask_b, B, K, F, BLOCK_K, BLOCK_B, FUSED)
-    p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
+    p = sum_param_ids(weight_ids, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
     return offs_k, mask_k, tl.exp(c - m[None, :]), p, tl.exp(tl.load(logw + p))
 '''
 
 SUM_BWD_PARAMS = '''
 @triton.jit
-def sum_bwd_params(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr,
+def sum_bwd_params(mars, flows, logw, grad_logw, child, weight_ids, pstart, fanin, rows, B, NGB, MROW, G: tl.constexpr,
                    K: tl.constexpr, F: tl.constexpr, NP: tl.constexpr, BLOCK_G: tl.constexpr,
                    BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, USE_DOT: tl.constexpr, FUSED: tl.constexpr,
                    DENSE: tl.constexpr, PRECISION: tl.constexpr):
@@ -328,7 +328,7 @@ def sum_bwd_params(mars, flows, logw, grad_logw, child, pid, pstart, fanin, rows
             acc += mm(a, tl.trans(e), PRECISION)
         else:
             acc += tl.sum(a[:, None, :] * e[None, :, :], axis=2)
-    p = sum_param_ids(pid, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
+    p = sum_param_ids(weight_ids, pstart, fanin, g, offs_g, offs_k, mask_g, mask_k, G, K, NP, DENSE)
     w = tl.exp(tl.load(logw + p))
     tl.atomic_add(grad_logw + p, w * acc, mask=mask_g[:, None] & mask_k[None, :] & (p < NP))
 '''

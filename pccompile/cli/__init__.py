@@ -1,7 +1,7 @@
-"""`pcc`: the command line. Commands live in inspect (check, show, emit, eval), train (train, demo)
+"""`pcc`: the command line. Commands live in inspection (check, show, emit, eval), train (train, demo)
 and query (sample, mpe); importing them registers them on the shared Typer app."""
 
-from . import inspect, query, train  # noqa: F401  (registers the commands)
+from . import inspection, query, train  # noqa: F401  (registers the commands)
 from .common import app
 
 

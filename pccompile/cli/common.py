@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from pccompile.ir import PCError
+from pccompile.metrics import bits_per_dim
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -30,7 +31,6 @@ err = Console(stderr=True, soft_wrap=True)
 Spec = Annotated[Path, typer.Argument(help="a .pc circuit file (or a .pcz saved model)", show_default=False)]
 Passes = Annotated[Optional[str], typer.Option("--passes", "-p", help="extra passes, e.g. 'normalize,verify'")]
 Backend = Annotated[str, typer.Option("--backend", help="auto (triton on CUDA, else torch), torch or triton")]
-Device = Annotated[str, typer.Option("--device", help="cpu or cuda")]
 
 
 def load_model(spec: Path, passes: Optional[str] = None, seed: int = 0, report=None, device: Optional[str] = None,
@@ -72,7 +72,7 @@ def at_least(name: str, value: int, low: int = 1) -> None:
 
 
 def bpd(ll: float | None, num_vars: int) -> str:
-    return "" if ll is None else f"{-ll / (num_vars * math.log(2)):.4f}"
+    return "" if ll is None else f"{bits_per_dim(ll, num_vars):.4f}"
 
 
 def fmt(v: float | None) -> str:

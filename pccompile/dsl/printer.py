@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from pccompile.ir import ArgumentError, Circuit, InputNode, ProductNode, SumNode
+from pccompile.ir import ArgumentError, Circuit, InputNode, ProductNode, SumNode, compact_ids
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
 _ITEM = re.compile(r"^([A-Za-z_][A-Za-z_0-9]*)\[(\d+)\]$")
@@ -97,20 +97,3 @@ def print_circuit(circuit: Circuit, *, params: bool = True) -> str:
     if nodes[circuit.root].name != default:
         out.append(f"output {nodes[circuit.root].name}")
     return "\n".join(out) + "\n"
-
-
-def compact_ids(circuit: Circuit) -> Circuit:
-    """Renumber node ids 0..N-1 in the circuit's order (after passes removed nodes)."""
-    import dataclasses
-    remap = {old: new for new, old in enumerate(circuit.nodes)}
-    nodes = {}
-    for old, n in circuit.nodes.items():
-        changes = {"id": remap[old]}
-        if not isinstance(n, InputNode):
-            changes["children"] = tuple(remap[c] for c in n.children)
-        if isinstance(n, SumNode) and n.tie is not None:
-            changes["tie"] = remap[n.tie]
-        nodes[remap[old]] = dataclasses.replace(n, **changes)
-    params = {remap[k]: v for k, v in circuit.params.items() if k in remap}
-    regions = {remap[k]: r for k, r in circuit.regions.items() if k in remap}
-    return circuit.replace(nodes=nodes, root=remap[circuit.root], params=params, regions=regions)

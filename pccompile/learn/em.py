@@ -48,7 +48,7 @@ def em_step(model, x_int: torch.Tensor, x_real: torch.Tensor | None, step_size: 
     all-reduce for data-parallel training) before the update; every process then applies the
     same update. Returns the batch's summed log-likelihood as a 0-d device tensor, without
     waiting for the device. On the triton backend on CUDA the step is captured as a CUDA graph
-    per batch shape and replayed (pccompile.graphs); the step size is an input of the graph."""
+    per batch shape and replayed (pccompile.cuda_graphs); the step size is an input of the graph."""
     pc = float(pseudocount)
 
     def step_fn(xi, xr, a):

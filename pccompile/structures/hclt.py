@@ -10,15 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from pccompile import builder
-from pccompile.ir import ArgumentError, Bernoulli, Categorical, Region
+from pccompile.ir import ArgumentError, Region
 
 from .chow_liu import chow_liu_tree
-
-
-def _leaf(v: int, size: int, k: int, binary_as_bernoulli: bool) -> builder.Vec:
-    if k == 2 and binary_as_bernoulli:
-        return builder.inputs(v, size, Bernoulli())
-    return builder.inputs(v, size, Categorical(k))
 
 
 def hclt_from_tree(parent: np.ndarray, num_cats, latents: int, variables: list[int] | None = None,
@@ -43,7 +37,7 @@ def hclt_from_tree(parent: np.ndarray, num_cats, latents: int, variables: list[i
         raise ArgumentError("the parent array does not describe a tree over all variables")
     latent_of: dict[int, builder.Vec] = {}
     for v in reversed(order):  # children before parents
-        leaf = _leaf(var_ids[v], latents, int(cats[v]), binary_as_bernoulli)
+        leaf = builder.input_vector(var_ids[v], latents, int(cats[v]), bernoulli=binary_as_bernoulli)
         msgs = [builder.summate(latent_of[c], size=latents) for c in kids[v]]
         latent_of[v] = builder.multiply(leaf, *msgs) if msgs else leaf
         latent_of[v].region = Region(f"Z[{var_ids[v]}]", (var_ids[v],))  # rows: the states of Z_v

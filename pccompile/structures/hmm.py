@@ -7,7 +7,7 @@ sums are tied across time (one matrix A). Emissions are per position (inputs are
 from __future__ import annotations
 
 from pccompile import builder
-from pccompile.ir import ArgumentError, Bernoulli, Categorical, Region
+from pccompile.ir import ArgumentError, Region
 
 
 def hmm(length: int, latents: int, vocab: int, *, homogeneous: bool = True, first_var: int = 0) -> builder.Vec:
@@ -15,7 +15,7 @@ def hmm(length: int, latents: int, vocab: int, *, homogeneous: bool = True, firs
         raise ArgumentError("hmm needs length >= 1, latents >= 1 and vocab >= 2")
 
     def emit(t: int) -> builder.Vec:
-        return builder.inputs(first_var + t, latents, Bernoulli() if vocab == 2 else Categorical(vocab))
+        return builder.input_vector(first_var + t, latents, vocab)
 
     def latent(t: int, vec: builder.Vec) -> builder.Vec:
         vec.region = Region(f"Z[{t}]", (first_var + t,))  # rows: the states of z_t

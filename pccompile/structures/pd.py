@@ -4,7 +4,7 @@ multiples of `delta`; every split is a product of its two halves, a region sums 
 from __future__ import annotations
 
 from pccompile import builder
-from pccompile.ir import ArgumentError, Bernoulli, Categorical, Gaussian, Region
+from pccompile.ir import ArgumentError, Region
 from pccompile.ir.limits import MAX_NODE_VECTORS, check_limit
 
 
@@ -21,10 +21,7 @@ def pd(height: int, width: int, num_cats, *, latents: int = 4, delta: int = 2,
     cache: dict[tuple[int, int, int, int], builder.Vec] = {}
 
     def pixel(r: int, c: int, size: int) -> builder.Vec:
-        v = first_var + r * width + c
-        if num_cats is None:
-            return builder.inputs(v, size, Gaussian())
-        return builder.inputs(v, size, Bernoulli() if num_cats == 2 else Categorical(num_cats))
+        return builder.input_vector(first_var + r * width + c, size, num_cats)
 
     def region(r0: int, r1: int, c0: int, c1: int, size: int) -> builder.Vec:
         key = (r0, r1, c0, c1)

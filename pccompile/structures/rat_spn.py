@@ -10,14 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from pccompile import builder
-from pccompile.ir import ArgumentError, Bernoulli, Categorical, Gaussian, Region
+from pccompile.ir import ArgumentError, Region
 from pccompile.ir.limits import MAX_NODE_VECTORS, MAX_VECTOR_SIZE, check_limit
-
-
-def _input(v: int, size: int, k: int | None) -> builder.Vec:
-    if k is None:
-        return builder.inputs(v, size, Gaussian())
-    return builder.inputs(v, size, Bernoulli() if k == 2 else Categorical(k))
 
 
 def _outer(a: builder.Vec, b: builder.Vec) -> builder.Vec:
@@ -47,7 +41,7 @@ def rat_spn(num_vars: int, num_cats, *, depth: int = 2, repetitions: int = 2, nu
 
     def region(vs: np.ndarray, level: int, top: bool) -> builder.Vec:
         if level == depth:
-            vecs = [_input(int(v), num_inputs, None if cats[v] is None else int(cats[v])) for v in vs]
+            vecs = [builder.input_vector(int(v), num_inputs, None if cats[v] is None else int(cats[v])) for v in vs]
             return vecs[0] if len(vecs) == 1 else builder.multiply(*vecs)
         perm = rng.permutation(vs)
         half = len(perm) // 2

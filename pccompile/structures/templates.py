@@ -23,21 +23,13 @@ from .rat_spn import rat_spn as _rat_spn
 def _remap(root: builder.Vec, var_ids: list[int]) -> builder.Vec:
     """Point a structure built over variables 0..n-1 at the given variable indices (inputs and
     region annotations)."""
-    seen, stack = set(), [root]
-    while stack:
-        v = stack.pop()
-        if id(v) in seen:
-            continue
-        seen.add(id(v))
+    for v in builder.reachable(root):
         if v.kind == "input":
             v.var = var_ids[v.var]
         if v.region is not None:  # names of one-variable latents (Z[v]) follow their variable
             r = v.region
             name = f"Z[{var_ids[r.variables[0]]}]" if r.name == f"Z[{r.variables[0]}]" else r.name
             v.region = Region(name, tuple(var_ids[i] for i in r.variables))
-        stack.extend(v.children)
-        if v.tie is not None:
-            stack.append(v.tie)
     return root
 
 

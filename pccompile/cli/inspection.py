@@ -12,6 +12,8 @@ import torch
 import typer
 from rich.table import Table
 
+from pccompile.metrics import bits_per_dim
+
 from .common import Backend, Passes, Spec, app, at_least, console, load_model, run
 
 @app.command()
@@ -148,7 +150,7 @@ def eval_(spec: Spec,
         table = Table(show_header=True, header_style="bold")
         for col in ("rows", "mean log-likelihood", "bits per dimension", "seconds"):
             table.add_column(col, justify="right")
-        table.add_row(f"{n:,}", f"{mean:.4f}", f"{-mean / (model.num_vars * math.log(2)):.4f}",
+        table.add_row(f"{n:,}", f"{mean:.4f}", f"{bits_per_dim(mean, model.num_vars):.4f}",
                       f"{time.perf_counter() - t0:.2f}")
         console.print(table)
     run(go)
