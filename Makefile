@@ -1,5 +1,5 @@
 # Quick start:  make demo   (install + compile and train an HCLT on bundled data)
-#               make test   (install + run the test suite; CI runs exactly this)
+#               make test   (install + lint, format check and the test suite; CI runs exactly this)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -20,6 +20,8 @@ demo: install
 	$(BIN)/pcc demo
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 clean:

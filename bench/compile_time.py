@@ -36,11 +36,15 @@ def main():
     runs.sort(key=lambda r: r[0])
     med = runs[len(runs) // 2]
     s = circuit.stats()
-    print(f"{a.vars} vars x {a.cats} cats, latents {a.latents}: {s['node vectors']} node vectors, "
-          f"{s['sum edges']:,} sum edges, {s['parameters']:,} parameters")
-    print(f"compile median {statistics.median(r[0] for r in runs):.3f} s over {a.repeat} runs "
-          f"(min {runs[0][0]:.3f}, max {runs[-1][0]:.3f}); median run: "
-          + ", ".join(f"{k} {v:.3f}" for k, v in med[1].items()))
+    print(
+        f"{a.vars} vars x {a.cats} cats, latents {a.latents}: {s['node vectors']} node vectors, "
+        f"{s['sum edges']:,} sum edges, {s['parameters']:,} parameters"
+    )
+    print(
+        f"compile median {statistics.median(r[0] for r in runs):.3f} s over {a.repeat} runs "
+        f"(min {runs[0][0]:.3f}, max {runs[-1][0]:.3f}); median run: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in med[1].items())
+    )
 
 
 if __name__ == "__main__":

@@ -12,10 +12,10 @@ import time
 
 import numpy as np
 import torch
+from pccompile.ir import InputPartition
 
 import pccompile as pc
 from pccompile import flows
-from pccompile.ir import InputPartition
 from pccompile.structures import hclt_from_tree
 
 
@@ -44,8 +44,10 @@ def main():
             times.append((time.perf_counter() - t) * 1000)
         return statistics.median(times)
 
-    print(f"{part.size} input rows x batch {args.batch}, {args.cats} categories: "
-          f"scatter {median_ms(general):.1f} ms, batched one-hot product {median_ms(part):.1f} ms")
+    print(
+        f"{part.size} input rows x batch {args.batch}, {args.cats} categories: "
+        f"scatter {median_ms(general):.1f} ms, batched one-hot product {median_ms(part):.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ import os
 import tempfile
 
 import numpy as np
-
-import pccompile as pc
 from pccompile.codegen.triton import TritonOptions, emit
 from pccompile.codegen.triton.aot import compile_variants, kernel_variants
+
+import pccompile as pc
 from pccompile.structures import hclt_from_tree
 
 
@@ -37,8 +37,11 @@ def main():
             if v.error:
                 print(f"| {L} | {v.kernel} | {v.describe()} | error: {v.error} | | |")
             else:
-                print(f"| {L} | {v.kernel} | {v.describe()} | {v.usage['REG']} | {v.usage['STACK']} | "
-                      f"{v.compile_s:.1f} |", flush=True)
+                print(
+                    f"| {L} | {v.kernel} | {v.describe()} | {v.usage['REG']} | {v.usage['STACK']} | "
+                    f"{v.compile_s:.1f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

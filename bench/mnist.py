@@ -41,20 +41,52 @@ def main():
     np.save(a.work / "valid.npy", train[55000:])
     np.save(a.work / "test.npy", test)
     spec = a.work / f"mnist_hclt{a.latents}.pc"
-    spec.write_text(f'var px[784] : categorical(256)\nimage = [28, 28]\nname = "mnist-hclt{a.latents}"\n'
-                    f'root = hclt(px, latents={a.latents}, data="train.npy", bins=16, max_rows=5000)\n')
+    spec.write_text(
+        f'var px[784] : categorical(256)\nimage = [28, 28]\nname = "mnist-hclt{a.latents}"\n'
+        f'root = hclt(px, latents={a.latents}, data="train.npy", bins=16, max_rows=5000)\n'
+    )
     out = a.work / f"hclt{a.latents}.pcz"
-    cmd = ["pcc", "train", str(spec), "--data", str(a.work / "train.npy"), "--valid", str(a.work / "valid.npy"),
-           "--test", str(a.work / "test.npy"), "--epochs", str(a.epochs), "-b", str(a.batch), "--step-size", "0.1",
-           "--pseudocount", "0.1", "-o", str(out), "--samples", "16"]
+    cmd = [
+        "pcc",
+        "train",
+        str(spec),
+        "--data",
+        str(a.work / "train.npy"),
+        "--valid",
+        str(a.work / "valid.npy"),
+        "--test",
+        str(a.work / "test.npy"),
+        "--epochs",
+        str(a.epochs),
+        "-b",
+        str(a.batch),
+        "--step-size",
+        "0.1",
+        "--pseudocount",
+        "0.1",
+        "-o",
+        str(out),
+        "--samples",
+        "16",
+    ]
     print(shlex.join(cmd), flush=True)
     t0 = time.perf_counter()
     subprocess.run([str(Path(sys.executable).parent / "pcc"), *cmd[1:]], check=True)
     hist = read(a.work / f"hclt{a.latents}.ckpt.pcz")[0]["extra"]["train_state"]["history"]
     best = max(hist, key=lambda r: r["valid_ll"])
     bpd = -best["test_ll"] / (784 * math.log(2))
-    print(json.dumps({"latents": a.latents, "epochs": a.epochs, "best_epoch": best["epoch"], "test_ll": best["test_ll"],
-                      "test_bpd": bpd, "seconds": round(time.perf_counter() - t0, 1)}))
+    print(
+        json.dumps(
+            {
+                "latents": a.latents,
+                "epochs": a.epochs,
+                "best_epoch": best["epoch"],
+                "test_ll": best["test_ll"],
+                "test_bpd": bpd,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ import time
 
 import numpy as np
 import torch
+from pccompile.ir import SumNode
 
 import pccompile as pc
 from pccompile.data import load_array
-from pccompile.ir import SumNode
 from pccompile.structures import hclt
 
 
@@ -42,7 +42,7 @@ def masked(circuit, fraction: float, block: int, rng) -> pc.Circuit:
             rows, cols = -(-n.size // block), -(-K // block)
             keep = rng.random((rows, cols)) < fraction
             keep[np.arange(rows), rng.integers(cols, size=rows)] = True  # no empty row
-            mask = np.kron(keep, np.ones((block, block), bool))[:n.size, :K]
+            mask = np.kron(keep, np.ones((block, block), bool))[: n.size, :K]
         nodes[nid] = SumNode(n.id, n.name, n.children, n.size, mask, n.tie)
     params = {k: v for k, v in circuit.params.items() if not isinstance(nodes[k], SumNode)}
     return circuit.replace(nodes=nodes, params=params)
@@ -68,10 +68,12 @@ def main():
     args = ap.parse_args()
     torch.manual_seed(0)
     x = load_array("builtin:digits")
-    data = torch.as_tensor(x[:args.batch])
+    data = torch.as_tensor(x[: args.batch])
     base = pc.to_circuit(hclt(x, latents=args.latents, num_cats=17))
-    print("| sparsity | kept fraction | sum edges kept | edges processed (kept + padding) | sum groups | "
-          "nodes in groups of >= 16 | forward ms (torch, CPU) | vs dense |")
+    print(
+        "| sparsity | kept fraction | sum edges kept | edges processed (kept + padding) | sum groups | "
+        "nodes in groups of >= 16 | forward ms (torch, CPU) | vs dense |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     dense_ms = None
     for kind, block in (("per edge", 1), ("16x16 blocks", 16), ("whole children", 0)):
@@ -91,13 +93,17 @@ def main():
                     groups += g
                     big += g * G if G >= 16 else 0
             kept = int(prog.num_sum_params)
-            sums = sum(g * G for layer in prog.layers if layer.kind == "sum" for g, G, _ in
-                       (p.shape for p in layer.partitions))
+            sums = sum(
+                g * G for layer in prog.layers if layer.kind == "sum" for g, G, _ in (p.shape for p in layer.partitions)
+            )
             ms = forward_ms(model, data, args.repeat)
             dense_ms = dense_ms or ms
             label = "dense" if f >= 1 else kind
-            print(f"| {label} | {f:g} | {kept:,} | {processed:,} | {groups:,} | {big / sums:.0%} | {ms:.1f} | "
-                  f"{ms / dense_ms:.2f} |", flush=True)
+            print(
+                f"| {label} | {f:g} | {kept:,} | {processed:,} | {groups:,} | {big / sums:.0%} | {ms:.1f} | "
+                f"{ms / dense_ms:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Time to learn the Chow-Liu tree of MNIST (784 pixels in 16 bins), as bench/vs_pyjuice.py does.
 
-    python bench/structure_time.py ../shared/data/mnist/train-images-idx3-ubyte.gz --rows 5000
+python bench/structure_time.py ../shared/data/mnist/train-images-idx3-ubyte.gz --rows 5000
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ def main():
     t = time.perf_counter()
     root, parent = chow_liu_tree(x, 16, max_rows=args.rows, device=args.device)
     depth = max(_depth(parent, v) for v in range(len(parent)))
-    print(f"Chow-Liu tree of {args.rows} rows x 784 pixels (16 bins): {time.perf_counter() - t:.1f} s, "
-          f"root {root}, depth {depth}")
+    print(
+        f"Chow-Liu tree of {args.rows} rows x 784 pixels (16 bins): {time.perf_counter() - t:.1f} s, "
+        f"root {root}, depth {depth}"
+    )
 
 
 def _depth(parent, v):

@@ -67,7 +67,7 @@ def floors(device) -> dict:
     x = torch.randn(1 << 28, device=device)
     y = torch.empty_like(x)
     cms = timed(lambda: y.copy_(x), 10, device)
-    return {"matmul_tflops": 2 * 8192 ** 3 / ms / 1e9, "copy_tbps": 2 * x.numel() * 4 / cms / 1e9}
+    return {"matmul_tflops": 2 * 8192**3 / ms / 1e9, "copy_tbps": 2 * x.numel() * 4 / cms / 1e9}
 
 
 def rows_written(model) -> int:
@@ -79,16 +79,24 @@ def rows_written(model) -> int:
     return n
 
 
-def ours(x: np.ndarray, parent, latents: int, K: int, batch: int, steps: int, device, backend: str,
-         triton: dict | None = None) -> dict:
+def ours(
+    x: np.ndarray,
+    parent,
+    latents: int,
+    K: int,
+    batch: int,
+    steps: int,
+    device,
+    backend: str,
+    triton: dict | None = None,
+) -> dict:
     import pccompile as pc
     from pccompile.learn import em_step
     from pccompile.structures import hclt_from_tree
 
     torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else None
     t0 = time.perf_counter()
-    model = pc.compile(pc.build(hclt_from_tree(parent, K, latents)), device=device, backend=backend,
-                       triton=triton)
+    model = pc.compile(pc.build(hclt_from_tree(parent, K, latents)), device=device, backend=backend, triton=triton)
     if device.type == "cuda":
         torch.cuda.synchronize()
     compile_s = time.perf_counter() - t0
@@ -108,9 +116,15 @@ def ours(x: np.ndarray, parent, latents: int, K: int, batch: int, steps: int, de
     def step():
         em_step(model, x_int, x_real, 0.1, 0.1)
 
-    out = {"system": "pccompile", "backend": model.backend + (f" {triton}" if triton else ""), "compile_s": compile_s, "first_call_s": first_s,
-           "sum_params": int(model.program.num_sum_params), "rows": rows_written(model)}
-    for graphs in ([True, False] if model.cuda_graphs and device.type == "cuda" else [False]):
+    out = {
+        "system": "pccompile",
+        "backend": model.backend + (f" {triton}" if triton else ""),
+        "compile_s": compile_s,
+        "first_call_s": first_s,
+        "sum_params": int(model.program.num_sum_params),
+        "rows": rows_written(model),
+    }
+    for graphs in [True, False] if model.cuda_graphs and device.type == "cuda" else [False]:
         model.cuda_graphs = graphs
         tag = "" if graphs else "_eager"
         try:
@@ -159,9 +173,16 @@ def pyjuice(x: np.ndarray, latents: int, K: int, batch: int, steps: int, device)
     for _ in range(3):
         fwd()
         step()
-    return {"system": "pyjuice", "backend": "pyjuice 2.6.3", "fwd_ms": timed(fwd, steps, device),
-            "step_ms": timed(step, steps, device), "compile_s": compile_s, "first_call_s": first_s, "sum_params": None,
-            "peak_gb": torch.cuda.max_memory_allocated() / 1e9}
+    return {
+        "system": "pyjuice",
+        "backend": "pyjuice 2.6.3",
+        "fwd_ms": timed(fwd, steps, device),
+        "step_ms": timed(step, steps, device),
+        "compile_s": compile_s,
+        "first_call_s": first_s,
+        "sum_params": None,
+        "peak_gb": torch.cuda.max_memory_allocated() / 1e9,
+    }
 
 
 def main():
@@ -175,8 +196,14 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--no-pyjuice", action="store_true")
-    ap.add_argument("--triton", type=json.loads, action="append", default=None, metavar="JSON",
-                    help='Triton options for our side, e.g. \'{"block_b": 32}\' (repeat to compare several)')
+    ap.add_argument(
+        "--triton",
+        type=json.loads,
+        action="append",
+        default=None,
+        metavar="JSON",
+        help="Triton options for our side, e.g. '{\"block_b\": 32}' (repeat to compare several)",
+    )
     ap.add_argument("--structures", nargs="+", default=["mnist", "chain"], help="which of mnist, chain")
     ap.add_argument("--out", default=".")
     args = ap.parse_args()
@@ -198,8 +225,10 @@ def main():
         _, parent = chow_liu_tree(xs, -(-K // max(1, K // 16)), max_rows=5000)
         structure_s = time.perf_counter() - t0
         for L in args.latents:
-            systems = [lambda t=t: ours(x, parent, L, K, args.batch, args.steps, device, args.backend, t)
-                       for t in (args.triton or [None])]
+            systems = [
+                lambda t=t: ours(x, parent, L, K, args.batch, args.steps, device, args.backend, t)
+                for t in (args.triton or [None])
+            ]
             if not args.no_pyjuice and device.type == "cuda":
                 systems.append(lambda: pyjuice(x, L, K, args.batch, args.steps, device))
             for run in systems:
@@ -221,8 +250,10 @@ def main():
                 torch.cuda.empty_cache() if device.type == "cuda" else None
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "vs_pyjuice.json").write_text(json.dumps({"floors": fl, "rows": rows}, indent=1))
-    print("\n| structure | latents | system | fwd ms | step ms | fwd / step ms, no graph | compile s "
-          "(incl. tree learning) | first call s | peak GB | floor fwd ms |")
+    print(
+        "\n| structure | latents | system | fwd ms | step ms | fwd / step ms, no graph | compile s "
+        "(incl. tree learning) | first call s | peak GB | floor fwd ms |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if "error" in r:
@@ -232,8 +263,10 @@ def main():
         fl_ms = f"{r['floor_fwd_ms']:.3f}" if "floor_fwd_ms" in r else ""
         eager = f"{r['fwd_ms_eager']:.2f} / {r['step_ms_eager']:.2f}" if "fwd_ms_eager" in r else ""
         comp = f"{r['compile_s']:.2f}" + (f" ({r['compile_s'] + r['structure_s']:.2f})" if "structure_s" in r else "")
-        print(f"| {r['structure']} | {r['latents']} | {r['system']} ({r['backend']}) | {r['fwd_ms']:.2f} | "
-              f"{r['step_ms']:.2f} | {eager} | {comp} | {r['first_call_s']:.2f} | {pk} | {fl_ms} |")
+        print(
+            f"| {r['structure']} | {r['latents']} | {r['system']} ({r['backend']}) | {r['fwd_ms']:.2f} | "
+            f"{r['step_ms']:.2f} | {eager} | {comp} | {r['first_call_s']:.2f} | {pk} | {fl_ms} |"
+        )
 
 
 if __name__ == "__main__":

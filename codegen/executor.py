@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import torch
-
 from pccompile.ir import Program
 
 
@@ -24,8 +23,14 @@ class Executor(Protocol):
     num_inputs: int  # input rows, which start at FIRST_ROW in every buffer
     tensors: torch.nn.Module  # ProgramTensors: the Program-order partitions the torch decoder reads
 
-    def node_values(self, x_int: torch.Tensor, x_real: torch.Tensor | None, inputs: list[dict[str, torch.Tensor]],
-                    logw: torch.Tensor, complete: bool = False) -> torch.Tensor:
+    def node_values(
+        self,
+        x_int: torch.Tensor,
+        x_real: torch.Tensor | None,
+        inputs: list[dict[str, torch.Tensor]],
+        logw: torch.Tensor,
+        complete: bool = False,
+    ) -> torch.Tensor:
         """Every node's log-value for an encoded batch, without autograd (inference, flows, EM).
         `complete`: every row written, in Program order (sampling and MPE decode from it)."""
 
@@ -35,11 +40,13 @@ class Executor(Protocol):
     def forward_max(self, input_logp: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
         """Max-product values of every row, in Program order."""
 
-    def backward_flows(self, mars: torch.Tensor, logw: torch.Tensor,
-                       grad_root: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def backward_flows(
+        self, mars: torch.Tensor, logw: torch.Tensor, grad_root: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(node flows [rows, B], parameter flows [P]) for a root flow grad_root [B]."""
 
-    def em_dense_blocks(self, logits: torch.Tensor, logw: torch.Tensor, flows: torch.Tensor, step,
-                        pseudocount: float) -> bool:
+    def em_dense_blocks(
+        self, logits: torch.Tensor, logw: torch.Tensor, flows: torch.Tensor, step, pseudocount: float
+    ) -> bool:
         """Apply the EM update to the dense weight blocks in place if this backend has a kernel
         for it, and say so; False leaves every weight to the runtime's update."""

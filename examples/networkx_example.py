@@ -1,6 +1,6 @@
 """Build examples/mixture.pc as a networkx graph and check both give identical log-likelihoods.
 
-    python examples/networkx_example.py
+python examples/networkx_example.py
 """
 
 from pathlib import Path

@@ -1,14 +1,49 @@
 """pccompile.ir: circuit IR (node vectors), verification, and the lowered Program."""
 
 from .circuit import Circuit, Region, Variable, compact_ids, infer_variables, same_circuit
-from .distributions import (BINARY, DISTRIBUTIONS, REAL, Bernoulli, Binomial, Categorical, Distribution, Domain, Gaussian,
-                            make_distribution)
-from .errors import (ArgumentError, CircuitError, CycleError, DataError, DecomposabilityError, DomainError,
-                     DSLSemanticError, DSLSyntaxError, FormatError, ParameterError, PCError, SizeMismatchError,
-                     ResourceError, SmoothnessError, SourceError, StructureError)
+from .distributions import (
+    BINARY,
+    DISTRIBUTIONS,
+    REAL,
+    Bernoulli,
+    Binomial,
+    Categorical,
+    Distribution,
+    Domain,
+    Gaussian,
+    make_distribution,
+)
+from .errors import (
+    ArgumentError,
+    CircuitError,
+    CycleError,
+    DataError,
+    DecomposabilityError,
+    DomainError,
+    DSLSemanticError,
+    DSLSyntaxError,
+    FormatError,
+    ParameterError,
+    PCError,
+    ResourceError,
+    SizeMismatchError,
+    SmoothnessError,
+    SourceError,
+    StructureError,
+)
 from .nodes import InputNode, Node, ProductNode, SumNode
-from .program import (FIRST_ROW, ONE_ROW, ZERO_ROW, InputParamLayout, InputPartition, Layer, Program,
-                      ProductPartition, SumParamLayout, SumPartition)
+from .program import (
+    FIRST_ROW,
+    ONE_ROW,
+    ZERO_ROW,
+    InputParamLayout,
+    InputPartition,
+    Layer,
+    ProductPartition,
+    Program,
+    SumParamLayout,
+    SumPartition,
+)
 from .verify import verify
 
 __all__ = [name for name in dir() if not name.startswith("_")]

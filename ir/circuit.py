@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,9 +120,15 @@ class Circuit:
             else:
                 n_params += sum(int(np.prod(s)) for s in n.dist.param_shapes(n.size).values())
         depth = self.depths()[self.root]
-        return {"variables": self.num_vars, "node vectors": len(self.nodes), "nodes": n_nodes,
-                "sum edges": sum_edges, "product edges": prod_edges, "parameters": n_params,
-                "depth": depth}
+        return {
+            "variables": self.num_vars,
+            "node vectors": len(self.nodes),
+            "nodes": n_nodes,
+            "sum edges": sum_edges,
+            "product edges": prod_edges,
+            "parameters": n_params,
+            "depth": depth,
+        }
 
     # -- regions -------------------------------------------------------------------------
     def latent(self, region: str | tuple[int, ...]) -> int:
@@ -137,8 +142,14 @@ class Circuit:
     # -- rebuilding ----------------------------------------------------------------------
     def replace(self, **changes) -> "Circuit":
         """A copy with some fields changed; region annotations of nodes no longer present go."""
-        fields = dict(variables=self.variables, nodes=self.nodes, root=self.root,
-                      params=self.params, meta=self.meta, regions=self.regions)
+        fields = dict(
+            variables=self.variables,
+            nodes=self.nodes,
+            root=self.root,
+            params=self.params,
+            meta=self.meta,
+            regions=self.regions,
+        )
         fields.update(changes)
         nodes = fields["nodes"]
         fields["regions"] = {k: r for k, r in fields["regions"].items() if k in nodes}
@@ -149,8 +160,10 @@ class Circuit:
 
     def __repr__(self) -> str:
         s = self.stats()
-        return (f"Circuit(vars={s['variables']}, node_vectors={s['node vectors']}, nodes={s['nodes']}, "
-                f"sum_edges={s['sum edges']}, root={self.nodes[self.root].name!r})")
+        return (
+            f"Circuit(vars={s['variables']}, node_vectors={s['node vectors']}, nodes={s['nodes']}, "
+            f"sum_edges={s['sum edges']}, root={self.nodes[self.root].name!r})"
+        )
 
 
 def same_circuit(a: Circuit, b: Circuit, *, params: bool = True, rtol: float = 0.0) -> bool:

@@ -170,8 +170,10 @@ class Binomial(Distribution):
     @classmethod
     def from_nx(cls, node, values):
         if values.size != 2 or values[0] != int(values[0]) or not 1 <= values[0] < MAX_CATEGORIES:
-            raise StructureError(node, f"binomial params are [trials, p] with 1 <= trials < {MAX_CATEGORIES:,}, "
-                                       f"got {values.tolist()[:8]}")
+            raise StructureError(
+                node,
+                f"binomial params are [trials, p] with 1 <= trials < {MAX_CATEGORIES:,}, got {values.tolist()[:8]}",
+            )
         return cls(int(values[0])), {"p": values[1:].astype(np.float32)}
 
 
@@ -193,8 +195,7 @@ class Gaussian(Distribution):
         return {"mean": (n,), "std": (n,)}
 
     def random_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        return {"mean": rng.normal(0.0, 1.0, size=n).astype(np.float32),
-                "std": np.ones(n, dtype=np.float32)}
+        return {"mean": rng.normal(0.0, 1.0, size=n).astype(np.float32), "std": np.ones(n, dtype=np.float32)}
 
     def check_params(self, node: str, params: dict[str, np.ndarray], n: int) -> None:
         mean = _require(node, params, "mean", (n,))

@@ -45,7 +45,6 @@ class CircuitError(PCError):
         where = f"node '{node}'" if node is not None else "circuit"
         super().__init__(f"{where} breaks rule '{self.rule}': {message}")
 
-
     def renamed(self, node: str | None) -> "CircuitError":
         """The same error naming `node` instead (a front end's own name for the node)."""
         return type(self)(node, self.detail)

@@ -12,13 +12,13 @@ import os
 
 from .errors import ResourceError
 
-MAX_VARIABLES = 1 << 15       # variables a circuit declares (32,768: a 3x64x64 image is 12,288)
-MAX_CATEGORIES = 1 << 16      # categories of one discrete variable (a 65,536-word vocabulary)
-MAX_VECTOR_SIZE = 1 << 16     # nodes in one node vector (latents; an outer product's rows)
-MAX_NODE_VECTORS = 1 << 20    # node vectors in a circuit
-MAX_HCLT_VARIABLES = 4096     # variables of one Chow-Liu tree (mutual information is quadratic in them)
-MAX_NESTING = 64              # depth of nested lists in a .pc file
-BYTES_PER_PARAMETER = 16      # float32 parameter, its gradient or EM statistic, and two staging copies
+MAX_VARIABLES = 1 << 15  # variables a circuit declares (32,768: a 3x64x64 image is 12,288)
+MAX_CATEGORIES = 1 << 16  # categories of one discrete variable (a 65,536-word vocabulary)
+MAX_VECTOR_SIZE = 1 << 16  # nodes in one node vector (latents; an outer product's rows)
+MAX_NODE_VECTORS = 1 << 20  # node vectors in a circuit
+MAX_HCLT_VARIABLES = 4096  # variables of one Chow-Liu tree (mutual information is quadratic in them)
+MAX_NESTING = 64  # depth of nested lists in a .pc file
+BYTES_PER_PARAMETER = 16  # float32 parameter, its gradient or EM statistic, and two staging copies
 
 
 def check_limit(what: str, value: int, limit: int) -> None:
@@ -43,8 +43,10 @@ def check_memory(parameters: int, budget: int | None = None) -> None:
     budget = memory_bytes() if budget is None else budget
     need = parameters * BYTES_PER_PARAMETER
     if need > budget:
-        raise ResourceError(f"the circuit has {parameters:,} parameters, which need about {need / 2**30:,.1f} GiB; "
-                            f"this machine has {budget / 2**30:,.1f} GiB (set PCC_MEMORY_LIMIT to change the limit)")
+        raise ResourceError(
+            f"the circuit has {parameters:,} parameters, which need about {need / 2**30:,.1f} GiB; "
+            f"this machine has {budget / 2**30:,.1f} GiB (set PCC_MEMORY_LIMIT to change the limit)"
+        )
 
 
 def check_circuit(circuit) -> None:

@@ -154,21 +154,31 @@ def _pad_pct(padded: int, real: int) -> str:
 
 
 def format_program(p: Program) -> str:
-    lines = [f"program: {p.num_rows} rows, {p.num_vars} variables, {len(p.layers)} layers, "
-             f"{p.num_sum_params} sum weights, root row {p.root_row}"]
+    lines = [
+        f"program: {p.num_rows} rows, {p.num_vars} variables, {len(p.layers)} layers, "
+        f"{p.num_sum_params} sum weights, root row {p.root_row}"
+    ]
     for li, layer in enumerate(p.layers):
         if layer.kind == "input":
             for part in layer.partitions:
                 kind = make_distribution(part.dist, part.num_cats).describe()
-                lines.append(f"  layer {li:3d} input   {kind}: rows {part.start}..{part.start + part.size - 1}"
-                             f" ({part.size} nodes)")
+                lines.append(
+                    f"  layer {li:3d} input   {kind}: rows {part.start}..{part.start + part.size - 1}"
+                    f" ({part.size} nodes)"
+                )
         elif layer.kind == "product":
-            parts = ", ".join(f"{q.rows.shape[0]}x{q.child_rows.shape[1]}"
-                              f" (pad {_pad_pct(q.child_rows.size, q.real_edges)})" for q in layer.partitions)
+            parts = ", ".join(
+                f"{q.rows.shape[0]}x{q.child_rows.shape[1]} (pad {_pad_pct(q.child_rows.size, q.real_edges)})"
+                for q in layer.partitions
+            )
             lines.append(f"  layer {li:3d} product {len(layer.partitions)} partition(s): nodes x fan-in {parts}")
         else:
-            parts = ", ".join(f"{g}x{gs}x{k}{' dense' if q.dense else ''} (pad {_pad_pct(g * gs * k, q.real_edges)})"
-                              for q in layer.partitions for g, gs, k in [q.shape])
-            lines.append(f"  layer {li:3d} sum     {len(layer.partitions)} partition(s): groups x nodes x fan-in "
-                         f"{parts}")
+            parts = ", ".join(
+                f"{g}x{gs}x{k}{' dense' if q.dense else ''} (pad {_pad_pct(g * gs * k, q.real_edges)})"
+                for q in layer.partitions
+                for g, gs, k in [q.shape]
+            )
+            lines.append(
+                f"  layer {li:3d} sum     {len(layer.partitions)} partition(s): groups x nodes x fan-in {parts}"
+            )
     return "\n".join(lines)

@@ -37,11 +37,16 @@ def circuit_to_storage(circuit: Circuit) -> tuple[dict, dict[str, np.ndarray]]:
     for nid, p in circuit.params.items():
         for k, v in p.items():
             arrays[f"param.{nid}.{k}"] = np.ascontiguousarray(np.asarray(v, dtype=np.float32))
-    meta = {"ir_version": IR_VERSION, "root": circuit.root, "meta": dict(circuit.meta),
-            "regions": [{"node": nid, "name": r.name, "variables": list(r.variables)}
-                        for nid, r in circuit.regions.items()],
-            "variables": [{"name": v.name, "num_cats": v.domain.num_cats} for v in circuit.variables],
-            "nodes": nodes}
+    meta = {
+        "ir_version": IR_VERSION,
+        "root": circuit.root,
+        "meta": dict(circuit.meta),
+        "regions": [
+            {"node": nid, "name": r.name, "variables": list(r.variables)} for nid, r in circuit.regions.items()
+        ],
+        "variables": [{"name": v.name, "num_cats": v.domain.num_cats} for v in circuit.variables],
+        "nodes": nodes,
+    }
     return meta, arrays
 
 
@@ -95,8 +100,10 @@ def _field(d: dict, key: str, kind, where: str):
         raise FormatError(f"{where}: field '{key}' is missing")
     value = d[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise FormatError(f"{where}: field '{key}' is {type(value).__name__} {_short(value)}; expected "
-                          f"{getattr(kind, '__name__', kind)}")
+        raise FormatError(
+            f"{where}: field '{key}' is {type(value).__name__} {_short(value)}; expected "
+            f"{getattr(kind, '__name__', kind)}"
+        )
     return value
 
 
@@ -154,8 +161,10 @@ def _node(d, arrays: dict, where: str):
             flags = _field(d, "index", list, where)
             if len(flags) != len(children) or not all(isinstance(f, bool) for f in flags):
                 raise FormatError(f"{where}: field 'index' must hold one true/false per child")
-            index = tuple(_array(arrays, f"index.{nid}.{k}", where, "iu").astype(np.int64) if has else None
-                          for k, has in enumerate(flags))
+            index = tuple(
+                _array(arrays, f"index.{nid}.{k}", where, "iu").astype(np.int64) if has else None
+                for k, has in enumerate(flags)
+            )
         return ProductNode(nid, name, tuple(children), size, index)
     tie = d.get("tie")
     if tie is not None and (isinstance(tie, bool) or not isinstance(tie, int)):

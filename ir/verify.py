@@ -7,8 +7,15 @@ from collections import Counter
 import numpy as np
 
 from .circuit import Circuit
-from .errors import (CycleError, DecomposabilityError, DomainError, ParameterError,
-                     SizeMismatchError, SmoothnessError, StructureError)
+from .errors import (
+    CycleError,
+    DecomposabilityError,
+    DomainError,
+    ParameterError,
+    SizeMismatchError,
+    SmoothnessError,
+    StructureError,
+)
 from .limits import check_circuit
 from .nodes import InputNode, ProductNode, SumNode
 
@@ -95,8 +102,11 @@ def _check_input(circuit: Circuit, node: InputNode) -> None:
         raise DomainError(node.name, f"variable index {node.var} is out of range 0..{circuit.num_vars - 1}")
     var = circuit.variables[node.var]
     if not node.dist.fits(var.domain):
-        raise DomainError(node.name, f"a {node.dist.name} input with {node.dist.num_cats} categories "
-                                     f"does not fit variable '{var.name}' of domain {var.domain.describe()}")
+        raise DomainError(
+            node.name,
+            f"a {node.dist.name} input with {node.dist.num_cats} categories "
+            f"does not fit variable '{var.name}' of domain {var.domain.describe()}",
+        )
 
 
 def _check_product(circuit: Circuit, node: ProductNode, scopes: dict[int, int]) -> int:
@@ -109,12 +119,14 @@ def _check_product(circuit: Circuit, node: ProductNode, scopes: dict[int, int]) 
         child = circuit.nodes[c]
         rows = node.child_rows(k)
         if rows.shape != (node.size,):
-            raise SizeMismatchError(node.name, f"index for child '{child.name}' has {rows.size} rows, "
-                                               f"expected {node.size}")
+            raise SizeMismatchError(
+                node.name, f"index for child '{child.name}' has {rows.size} rows, expected {node.size}"
+            )
         if node.index is None or node.index[k] is None:
             if child.size != node.size:
-                raise SizeMismatchError(node.name, f"elementwise product of size {node.size} has child "
-                                                   f"'{child.name}' of size {child.size}")
+                raise SizeMismatchError(
+                    node.name, f"elementwise product of size {node.size} has child '{child.name}' of size {child.size}"
+                )
         elif rows.size and (rows.min() < 0 or rows.max() >= child.size):
             raise SizeMismatchError(node.name, f"index for child '{child.name}' leaves 0..{child.size - 1}")
         overlap = seen & scopes[c]
@@ -132,8 +144,11 @@ def _check_sum(circuit: Circuit, node: SumNode, scopes: dict[int, int]) -> int:
     for c in node.children[1:]:
         if scopes[c] != first:
             v = circuit.variables[_lowest(first ^ scopes[c])].name
-            raise SmoothnessError(node.name, f"children '{circuit.nodes[node.children[0]].name}' and "
-                                             f"'{circuit.nodes[c].name}' differ in scope (variable '{v}')")
+            raise SmoothnessError(
+                node.name,
+                f"children '{circuit.nodes[node.children[0]].name}' and "
+                f"'{circuit.nodes[c].name}' differ in scope (variable '{v}')",
+            )
     k = circuit.child_size(node)
     if node.mask is not None:
         mask = np.asarray(node.mask)
@@ -147,8 +162,9 @@ def _check_sum(circuit: Circuit, node: SumNode, scopes: dict[int, int]) -> int:
             raise StructureError(node.name, "it is tied to something that is not a sum node")
         src = circuit.param_source(node)
         if src.size != node.size or circuit.child_size(src) != k:
-            raise SizeMismatchError(node.name, f"tied to '{src.name}' of shape "
-                                               f"{(src.size, circuit.child_size(src))}, has {(node.size, k)}")
+            raise SizeMismatchError(
+                node.name, f"tied to '{src.name}' of shape {(src.size, circuit.child_size(src))}, has {(node.size, k)}"
+            )
         if not np.array_equal(circuit.edge_mask(src), circuit.edge_mask(node)):
             raise StructureError(node.name, f"tied to '{src.name}' but their edge masks differ")
     return first

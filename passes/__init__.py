@@ -21,6 +21,22 @@ def lower(circuit, options: PackOptions | None = None, *, debug: bool | None = N
     return program
 
 
-__all__ = ["Pass", "PassContext", "PassManager", "parse_pipeline", "register", "registered", "LayerPlan", "layer",
-           "PackOptions", "pack", "plan_partitions", "lower", "Normalize", "InitParams", "Verify",
-           "Vectorize", "random_sum_weights"]
+__all__ = [
+    "Pass",
+    "PassContext",
+    "PassManager",
+    "parse_pipeline",
+    "register",
+    "registered",
+    "LayerPlan",
+    "layer",
+    "PackOptions",
+    "pack",
+    "plan_partitions",
+    "lower",
+    "Normalize",
+    "InitParams",
+    "Verify",
+    "Vectorize",
+    "random_sum_weights",
+]

@@ -26,8 +26,10 @@ class PassContext:
 
     def require(self, name: str, pass_name: str) -> Any:
         if name not in self.analyses:
-            raise ArgumentError(f"pass '{pass_name}' needs the '{name}' analysis, which nothing computed "
-                                f"(give the compile data, e.g. data=x)")
+            raise ArgumentError(
+                f"pass '{pass_name}' needs the '{name}' analysis, which nothing computed "
+                f"(give the compile data, e.g. data=x)"
+            )
         return self.analyses[name]
 
 
@@ -93,8 +95,9 @@ def parse_pipeline(text: str) -> list[Pass]:
     while pos < len(text):
         m = _ITEM.match(text, pos)
         if not m or m.end() == pos:
-            raise ArgumentError(f"pipeline '{text}': cannot read from column {pos + 1}; "
-                                f"expected NAME or NAME{{opt=value,...}}")
+            raise ArgumentError(
+                f"pipeline '{text}': cannot read from column {pos + 1}; expected NAME or NAME{{opt=value,...}}"
+            )
         name, opts = m.group(1), m.group(2)
         if name not in _REGISTRY:
             raise ArgumentError(f"unknown pass '{name}'; known passes: {', '.join(sorted(_REGISTRY))}")
@@ -105,8 +108,7 @@ def parse_pipeline(text: str) -> list[Pass]:
             key, sep, value = item.partition("=")
             key = key.strip()
             if not sep or key not in fields:
-                raise ArgumentError(f"pass '{name}' has no option '{key}'; options: "
-                                    f"{', '.join(fields) or 'none'}")
+                raise ArgumentError(f"pass '{name}' has no option '{key}'; options: {', '.join(fields) or 'none'}")
             kwargs[key] = _convert(value.strip(), key, fields[key], name)
         passes.append(cls(**kwargs))
         pos = m.end()
@@ -119,8 +121,12 @@ class PassManager:
     def __init__(self, passes: Iterable[Pass]):
         self.passes = list(passes)
 
-    def run(self, circuit: Circuit, trace: Callable[[Pass, Circuit, Circuit], None] | None = None,
-            ctx: PassContext | None = None) -> Circuit:
+    def run(
+        self,
+        circuit: Circuit,
+        trace: Callable[[Pass, Circuit, Circuit], None] | None = None,
+        ctx: PassContext | None = None,
+    ) -> Circuit:
         ctx = ctx or PassContext()
         for p in self.passes:
             # a pass whose run takes no context (run(self, circuit)) is called without one

@@ -19,9 +19,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from pccompile.ir import (FIRST_ROW, ONE_ROW, ZERO_ROW, Circuit, InputParamLayout, InputPartition, Layer,
-                          ProductPartition, Program, SumNode, SumParamLayout, SumPartition)
+from pccompile.ir import (
+    FIRST_ROW,
+    ONE_ROW,
+    ZERO_ROW,
+    Circuit,
+    InputParamLayout,
+    InputPartition,
+    Layer,
+    ProductPartition,
+    Program,
+    SumNode,
+    SumParamLayout,
+    SumPartition,
+)
 
 from .layer import LayerPlan, layer
 
@@ -39,8 +50,9 @@ class PackOptions:
         return children * (rows * mac + self.read_cost)
 
 
-def plan_partitions(fanins: np.ndarray, weights: np.ndarray, tolerance: float, max_partitions: int,
-                    pow2: bool = False) -> list[tuple[int, np.ndarray]]:
+def plan_partitions(
+    fanins: np.ndarray, weights: np.ndarray, tolerance: float, max_partitions: int, pow2: bool = False
+) -> list[tuple[int, np.ndarray]]:
     """Split items by fan-in into few partitions, each padded to its largest fan-in (its cap).
 
     Returns (cap, item indices) per partition. Minimises the number of partitions such that the
@@ -90,6 +102,7 @@ def masked_groups(rows: np.ndarray, crow: np.ndarray, pid: np.ndarray, mask: np.
     one group of all rows (columns no row uses are dropped: column-pruned masks shrink K);
     blocks of `opt.min_group` consecutive rows (row-block structure); one group per distinct
     mask row (block-sparse masks in any row order, or very sparse ones)."""
+
     def over(sel_rows: np.ndarray, cols: np.ndarray):
         return (sel_rows.size, False), (rows[sel_rows], crow[cols], pid[sel_rows][:, cols])
 
@@ -97,7 +110,7 @@ def masked_groups(rows: np.ndarray, crow: np.ndarray, pid: np.ndarray, mask: np.
     every = np.arange(S)
     layouts = [[(every, mask.any(0))]]
     if S > opt.min_group:
-        blocks = [every[a:a + opt.min_group] for a in range(0, S, opt.min_group)]
+        blocks = [every[a : a + opt.min_group] for a in range(0, S, opt.min_group)]
         layouts.append([(b, mask[b].any(0)) for b in blocks])
     patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
@@ -209,7 +222,7 @@ def pack_products(circuit: Circuit, prods: list[int], rows: _Rows, opt: PackOpti
         r = 0
         for j in idx:
             c = items[j][1]
-            ch[r:r + c.shape[0], :c.shape[1]] = c
+            ch[r : r + c.shape[0], : c.shape[1]] = c
             r += c.shape[0]
         parts.append(ProductPartition(out_rows, ch, int(sum(items[j][1].size for j in idx))))
     return Layer("product", tuple(parts))
@@ -240,15 +253,19 @@ def _sum_partition(items: list[tuple], fan: np.ndarray, g_size: int, cap: int, d
     out_rows = np.stack([it[0] for it in items])
     ch = np.full((len(items), cap), ZERO_ROW, dtype=np.int64)
     for r, it in enumerate(items):
-        ch[r, :len(it[1])] = it[1]
+        ch[r, : len(it[1])] = it[1]
     if dense:
-        return SumPartition(out_rows, ch, int(fan.sum()) * g_size,
-                            param_start=np.array([it[2] for it in items], dtype=np.int64),
-                            fanin=fan.astype(np.int64))
+        return SumPartition(
+            out_rows,
+            ch,
+            int(fan.sum()) * g_size,
+            param_start=np.array([it[2] for it in items], dtype=np.int64),
+            fanin=fan.astype(np.int64),
+        )
     pids = np.full((len(items), g_size, cap), num, dtype=np.int64)
     real = 0
     for r, it in enumerate(items):
-        pids[r, :, :len(it[1])] = it[2]
+        pids[r, :, : len(it[1])] = it[2]
         real += int((it[2] < num).sum())
     return SumPartition(out_rows, ch, real, param_ids=pids)
 
@@ -270,9 +287,17 @@ def pack(circuit: Circuit, plan: LayerPlan | None = None, options: PackOptions |
     var_cats = np.array([v.domain.num_cats or 0 for v in circuit.variables], dtype=np.int64)
     segments = params.tail_segments
     return Program(
-        num_rows=rows.next, root_row=rows.of[circuit.root][0], var_cats=var_cats,
-        var_names=tuple(v.name for v in circuit.variables), layers=tuple(layers),
-        num_sum_params=params.num, dense_blocks=tuple(params.blocks), tail_start=params.tail_start,
+        num_rows=rows.next,
+        root_row=rows.of[circuit.root][0],
+        var_cats=var_cats,
+        var_names=tuple(v.name for v in circuit.variables),
+        layers=tuple(layers),
+        num_sum_params=params.num,
+        dense_blocks=tuple(params.blocks),
+        tail_start=params.tail_start,
         tail_segment=np.concatenate(segments) if segments else np.zeros(0, dtype=np.int64),
-        tail_rows=params.tail_rows, sum_layout=tuple(params.layout), input_layout=tuple(in_layout),
-        node_rows=rows.of)
+        tail_rows=params.tail_rows,
+        sum_layout=tuple(params.layout),
+        input_layout=tuple(in_layout),
+        node_rows=rows.of,
+    )

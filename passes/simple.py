@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
 from pccompile.ir import Circuit, InputNode, SumNode, verify
 
 from .base import Pass, PassContext, register

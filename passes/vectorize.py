@@ -13,7 +13,6 @@ import dataclasses
 from collections import defaultdict
 
 import numpy as np
-
 from pccompile.ir import Circuit, DecomposabilityError, InputNode, ProductNode, SumNode
 
 from .base import Pass, PassContext, register
@@ -87,15 +86,22 @@ class _Packer:
         self.nodes[vid] = InputNode(vid, name, first.var, len(members), first.dist)
         have = [self.c.params.get(m) for m in members]
         if all(h is not None for h in have):
-            self.params[vid] = {k: np.concatenate([np.asarray(h[k], np.float32).reshape(1, *np.shape(h[k])[1:])
-                                                   for h in have]) for k in have[0]}
+            self.params[vid] = {
+                k: np.concatenate([np.asarray(h[k], np.float32).reshape(1, *np.shape(h[k])[1:]) for h in have])
+                for k in have[0]
+            }
 
     def products(self, vid: int, name: str, key: tuple, members: list[int]) -> None:
         """One product vector over the child vectors, with a row index per child vector (left out
         when every child is read elementwise)."""
         vecs, n = key[1], len(members)
-        index = [np.asarray([next(self.where[c][1] for c in self.c.nodes[m].children if self.where[c][0] == v)
-                             for m in members], dtype=np.int64) for v in vecs]
+        index = [
+            np.asarray(
+                [next(self.where[c][1] for c in self.c.nodes[m].children if self.where[c][0] == v) for m in members],
+                dtype=np.int64,
+            )
+            for v in vecs
+        ]
         identity = all(self.sizes[v] == n and np.array_equal(ix, np.arange(n)) for v, ix in zip(vecs, index))
         self.nodes[vid] = ProductNode(vid, name, vecs, n, None if identity else tuple(index))
 

@@ -15,15 +15,42 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "compile": "compiler", "to_circuit": "compiler", "CompileReport": "compiler",
-    "load": "io", "save": "io",
-    "parse": "dsl", "parse_file": "dsl", "print_circuit": "dsl",
-    "from_networkx": "nx", "to_networkx": "nx",
-    "inputs": "builder", "multiply": "builder", "summate": "builder", "build": "builder", "Vec": "builder",
-    "edge_flows": "flows", "CompiledCircuit": "runtime",
-    **{name: "ir" for name in ("ArgumentError", "Bernoulli", "Categorical", "Circuit", "CircuitError", "DataError",
-                               "DSLSemanticError", "DSLSyntaxError", "FormatError", "Gaussian", "PCError",
-                               "ResourceError", "Variable", "verify")},
+    "compile": "compiler",
+    "to_circuit": "compiler",
+    "CompileReport": "compiler",
+    "load": "io",
+    "save": "io",
+    "parse": "dsl",
+    "parse_file": "dsl",
+    "print_circuit": "dsl",
+    "from_networkx": "nx",
+    "to_networkx": "nx",
+    "inputs": "builder",
+    "multiply": "builder",
+    "summate": "builder",
+    "build": "builder",
+    "Vec": "builder",
+    "edge_flows": "flows",
+    "CompiledCircuit": "runtime",
+    **{
+        name: "ir"
+        for name in (
+            "ArgumentError",
+            "Bernoulli",
+            "Categorical",
+            "Circuit",
+            "CircuitError",
+            "DataError",
+            "DSLSemanticError",
+            "DSLSyntaxError",
+            "FormatError",
+            "Gaussian",
+            "PCError",
+            "ResourceError",
+            "Variable",
+            "verify",
+        )
+    },
 }
 _SUBMODULES = ("structures", "learn", "datasets", "data", "queries", "cuda_graphs", "plots", "cli")
 

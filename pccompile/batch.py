@@ -13,8 +13,15 @@ import torch
 from pccompile.ir import DataError
 
 
-def encode_batch(x, var_cats: np.ndarray, var_names: tuple[str, ...], missing=None,
-                 device: torch.device | None = None, dtype: torch.dtype = torch.float32, row_offset: int = 0):
+def encode_batch(
+    x,
+    var_cats: np.ndarray,
+    var_names: tuple[str, ...],
+    missing=None,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    row_offset: int = 0,
+):
     """-> (x_int [B, V] long with -1 for missing, x_real [B, V] float with NaN for missing, or None
     when the circuit has no real variables). `row_offset` is added to row numbers in errors."""
     if not isinstance(x, torch.Tensor):
@@ -51,7 +58,7 @@ def encode_batch(x, var_cats: np.ndarray, var_names: tuple[str, ...], missing=No
         frac = discrete & ((xd != torch.round(xd)) | torch.isinf(xd))
         if bool(frac.any()):
             _raise_bad(frac, x, var_names, "is not an integer category", row_offset)
-        big = discrete & (xd.abs() > 2 ** 62)  # beyond int64: would wrap around when converted
+        big = discrete & (xd.abs() > 2**62)  # beyond int64: would wrap around when converted
         if bool(big.any()):
             _raise_bad(big, x, var_names, "is beyond any category", row_offset)
         x_int = xd.round().long()
@@ -60,8 +67,10 @@ def encode_batch(x, var_cats: np.ndarray, var_names: tuple[str, ...], missing=No
     bad = discrete & ((x_int < -1) | (x_int >= cats))
     if bool(bad.any()):
         b, v = (int(t) for t in bad.nonzero()[0])
-        raise DataError(f"variable '{var_names[v]}' (column {v}) has value {x[b, v].item()} in row {b + row_offset}; "
-                        f"expected 0..{int(var_cats[v]) - 1}, or -1 for missing")
+        raise DataError(
+            f"variable '{var_names[v]}' (column {v}) has value {x[b, v].item()} in row {b + row_offset}; "
+            f"expected 0..{int(var_cats[v]) - 1}, or -1 for missing"
+        )
     if missing is not None:
         x_int = torch.where(missing, torch.full_like(x_int, -1), x_int)
     x_int = torch.where(discrete, x_int, torch.full_like(x_int, -1))
@@ -77,5 +86,6 @@ def encode_batch(x, var_cats: np.ndarray, var_names: tuple[str, ...], missing=No
 
 def _raise_bad(bad: torch.Tensor, x: torch.Tensor, names, why: str, row_offset: int = 0):
     b, v = (int(t) for t in bad.nonzero()[0])
-    raise DataError(f"variable '{names[v]}' (column {v}) has value {x[b, v].item()} in row {b + row_offset}, "
-                    f"which {why}")
+    raise DataError(
+        f"variable '{names[v]}' (column {v}) has value {x[b, v].item()} in row {b + row_offset}, which {why}"
+    )

@@ -11,9 +11,21 @@ from itertools import count
 
 import numpy as np
 
-from pccompile.ir import (ArgumentError, Bernoulli, Categorical, Circuit, DomainError, Gaussian, InputNode,
-                          ProductNode, Region, SumNode, Variable, infer_variables, verify)
-from pccompile.ir.distributions import Distribution, Domain
+from pccompile.ir import (
+    ArgumentError,
+    Bernoulli,
+    Categorical,
+    Circuit,
+    Gaussian,
+    InputNode,
+    ProductNode,
+    Region,
+    SumNode,
+    Variable,
+    infer_variables,
+    verify,
+)
+from pccompile.ir.distributions import Distribution
 
 _ids = count()
 
@@ -43,23 +55,31 @@ def inputs(var: int, size: int, dist: Distribution, *, name: str | None = None, 
     """`size` input distributions over variable `var`; params like probs=[[...]], p=[...],
     mean=[...], std=[...] (random when omitted)."""
     if not isinstance(dist, Distribution):
-        raise ArgumentError(f"dist must be an input family such as Categorical(k), Bernoulli(), Binomial(n) or "
-                            f"Gaussian(), got {dist!r}")
+        raise ArgumentError(
+            f"dist must be an input family such as Categorical(k), Bernoulli(), Binomial(n) or Gaussian(), got {dist!r}"
+        )
     if size < 1:
         raise ArgumentError(f"size must be >= 1, got {size}")
     unknown = set(params) - set(dist.param_names)
     if unknown:
-        raise ArgumentError(f"{dist.name} inputs take parameters {', '.join(dist.param_names)}; "
-                            f"got {', '.join(sorted(unknown))}")
+        raise ArgumentError(
+            f"{dist.name} inputs take parameters {', '.join(dist.param_names)}; got {', '.join(sorted(unknown))}"
+        )
     arrays = None
     if params:
         shapes = dist.param_shapes(size)
         missing = set(shapes) - set(params)
         if missing:
-            raise ArgumentError(f"{dist.name} inputs need all of {', '.join(shapes)} when any is given; "
-                                f"missing {', '.join(sorted(missing))}")
-        arrays = {k: np.asarray(v, dtype=np.float32).reshape(shapes[k]) if np.size(v) == np.prod(shapes[k])
-                  else np.asarray(v, dtype=np.float32) for k, v in params.items()}
+            raise ArgumentError(
+                f"{dist.name} inputs need all of {', '.join(shapes)} when any is given; "
+                f"missing {', '.join(sorted(missing))}"
+            )
+        arrays = {
+            k: np.asarray(v, dtype=np.float32).reshape(shapes[k])
+            if np.size(v) == np.prod(shapes[k])
+            else np.asarray(v, dtype=np.float32)
+            for k, v in params.items()
+        }
     return Vec("input", int(size), var=int(var), dist=dist, params=arrays, name=name)
 
 
@@ -85,8 +105,9 @@ def multiply(*children: Vec, index=None, size: int | None = None, name: str | No
     return Vec("product", int(size), tuple(children), index=index, name=name)
 
 
-def summate(*children: Vec, size: int = 1, weights=None, mask=None, tie: Vec | None = None,
-            name: str | None = None) -> Vec:
+def summate(
+    *children: Vec, size: int = 1, weights=None, mask=None, tie: Vec | None = None, name: str | None = None
+) -> Vec:
     """`size` sum nodes over all rows of all children; optional weights [size, K], edge mask
     [size, K] (sparsity) or `tie` to another sum's parameters."""
     if not children:
@@ -124,8 +145,9 @@ def _collect(root: Vec, seen: set[int] | None = None) -> list[Vec]:
     return order
 
 
-def build(root: Vec, variables: list[Variable] | int | None = None, meta: dict | None = None,
-          order: list[Vec] | None = None) -> Circuit:
+def build(
+    root: Vec, variables: list[Variable] | int | None = None, meta: dict | None = None, order: list[Vec] | None = None
+) -> Circuit:
     """Turn the graph under `root` into an IR Circuit (ids in children-first order).
 
     `variables`: a list of Variable, or a count (names x0..), or None to infer from the inputs.
@@ -141,8 +163,9 @@ def build(root: Vec, variables: list[Variable] | int | None = None, meta: dict |
         order = reach
     ids = {id(v): k for k, v in enumerate(order)}
     if variables is None or isinstance(variables, int):
-        variables = infer_variables(((v.name or f"input{ids[id(v)]}", v.var, v.dist) for v in order
-                                     if v.kind == "input"), variables)
+        variables = infer_variables(
+            ((v.name or f"input{ids[id(v)]}", v.var, v.dist) for v in order if v.kind == "input"), variables
+        )
     nodes, params = {}, {}
     used_names: set[str] = set()
     for v in order:

@@ -12,8 +12,17 @@ import networkx as nx
 import torch
 
 from pccompile.ir import ArgumentError, Circuit, compact_ids, verify
-from pccompile.passes import InitParams, Normalize, PackOptions, Pass, PassManager, Vectorize, Verify, lower, \
-    parse_pipeline
+from pccompile.passes import (
+    InitParams,
+    Normalize,
+    PackOptions,
+    Pass,
+    PassManager,
+    Vectorize,
+    Verify,
+    lower,
+    parse_pipeline,
+)
 
 from . import builder
 from .dsl import parse, parse_file
@@ -41,8 +50,10 @@ def to_circuit(src) -> Circuit:
         return parse_file(path)
     if isinstance(src, str):
         return parse(src)
-    raise ArgumentError(f"cannot compile a {type(src).__name__}; pass a .pc path, DSL text, a networkx.DiGraph, "
-                        "a builder node or an ir.Circuit")
+    raise ArgumentError(
+        f"cannot compile a {type(src).__name__}; pass a .pc path, DSL text, a networkx.DiGraph, "
+        "a builder node or an ir.Circuit"
+    )
 
 
 @dataclass
@@ -63,9 +74,20 @@ def pipeline(passes: str | list[Pass] | None, seed: int) -> list[Pass]:
     return [Vectorize(), Normalize(), Verify()]
 
 
-def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto", seed: int = 0,
-            device=None, dtype=None, pack: PackOptions | None = None, report: CompileReport | None = None,
-            trace: Callable | None = None, triton: dict | None = None, cuda_graphs: bool = True) -> CompiledCircuit:
+def compile(
+    src,
+    *,
+    passes: str | list[Pass] | None = None,
+    backend: str = "auto",
+    seed: int = 0,
+    device=None,
+    dtype=None,
+    pack: PackOptions | None = None,
+    report: CompileReport | None = None,
+    trace: Callable | None = None,
+    triton: dict | None = None,
+    cuda_graphs: bool = True,
+) -> CompiledCircuit:
     """Compile a circuit from any front end into a CompiledCircuit (a torch.nn.Module).
 
     passes: extra passes run after initialisation, as text ("normalize,verify") or Pass objects;
@@ -88,20 +110,23 @@ def compile(src, *, passes: str | list[Pass] | None = None, backend: str = "auto
     t3 = time.perf_counter()
     chosen = _choose_backend(backend, device, dtype)
     options = {"triton": dict(triton or {}), "cuda_graphs": bool(cuda_graphs)}
-    model = CompiledCircuit(circuit, program, backend=chosen, dtype=dtype or torch.float32, options=options,
-                            device=device)
+    model = CompiledCircuit(
+        circuit, program, backend=chosen, dtype=dtype or torch.float32, options=options, device=device
+    )
     if device is not None:
         model = model.to(device)
     model.init_missing(seed)
     t4 = time.perf_counter()
     report.passes = [str(p) for p in steps]
-    report.timings.update({"front end": t1 - t0, "passes": t2 - t1, "lower": t3 - t2, "module": t4 - t3,
-                           "total": t4 - t0})
+    report.timings.update(
+        {"front end": t1 - t0, "passes": t2 - t1, "lower": t3 - t2, "module": t4 - t3, "total": t4 - t0}
+    )
     return model
 
 
 def _triton_available() -> bool:
     import importlib.util
+
     return importlib.util.find_spec("triton") is not None
 
 
@@ -117,6 +142,8 @@ def _choose_backend(backend: str, device, dtype=None) -> str:
         if not _triton_available():
             raise ArgumentError("backend 'triton' needs the triton package (pip install triton)")
         if not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-            raise ArgumentError("backend 'triton' runs on a CUDA device; on the CPU set TRITON_INTERPRET=1 "
-                                "(slow, for testing) or use backend 'torch'")
+            raise ArgumentError(
+                "backend 'triton' runs on a CUDA device; on the CPU set TRITON_INTERPRET=1 "
+                "(slow, for testing) or use backend 'torch'"
+            )
     return backend

@@ -24,6 +24,7 @@ def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
     strings, complex values) is a DataError naming the file and what was wrong."""
     if str(path).startswith("builtin:"):
         from pccompile.datasets import load_builtin
+
         return load_builtin(str(path))
     path = Path(path)
     if not path.exists():
@@ -36,8 +37,9 @@ def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
         arr = _read(path, key)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, UnicodeError, KeyError) as e:
         why = str(e) or type(e).__name__
-        raise DataError(f"cannot read '{path}': {why[:300]} (is the file complete and of the format its "
-                        f"name says?)") from None
+        raise DataError(
+            f"cannot read '{path}': {why[:300]} (is the file complete and of the format its name says?)"
+        ) from None
     return as_rows(arr, f"data file '{path}'")
 
 
@@ -98,6 +100,6 @@ def check_data(x: np.ndarray, var_cats: np.ndarray, var_names, source: str = "da
         raise DataError(f"{source} has no rows")
     for start in range(0, x.shape[0], chunk):
         try:
-            encode_batch(x[start:start + chunk], var_cats, tuple(var_names), row_offset=start)
+            encode_batch(x[start : start + chunk], var_cats, tuple(var_names), row_offset=start)
         except DataError as e:
             raise DataError(f"{source}: {e}") from None

@@ -53,8 +53,10 @@ def encoded_flows(model, x_int, x_real) -> FlowStats:
     ok = torch.isfinite(root)  # zero-probability rows carry no flow
     grad = ok.to(mars.dtype)
     flows, sum_flows = ex.backward_flows(mars, logw, grad)
-    stats = [STATISTICS[part.dist].stats(part, h.vars, flows[part.start:part.start + part.size], x_int, x_real)
-             for part, h in zip(model.program.input_partitions, model.inputs)]
+    stats = [
+        STATISTICS[part.dist].stats(part, h.vars, flows[part.start : part.start + part.size], x_int, x_real)
+        for part, h in zip(model.program.input_partitions, model.inputs)
+    ]
     ll = torch.where(ok, root, torch.zeros_like(root)).double().sum()
     return FlowStats(sum_flows, stats, ll, int(x_int.shape[0]), logw)
 
@@ -62,7 +64,7 @@ def encoded_flows(model, x_int, x_real) -> FlowStats:
 def dataset_flows(model, data, batch_size: int = 512) -> FlowStats:
     total = None
     for i in range(0, len(data), batch_size):
-        s = batch_flows(model, data[i:i + batch_size])
+        s = batch_flows(model, data[i : i + batch_size])
         total = s if total is None else total.add_(s)
     return total
 
@@ -76,6 +78,6 @@ def edge_flows(model, data, batch_size: int = 512) -> dict[int, np.ndarray]:
     for lay in model.program.sum_layout:
         mask = np.ones((lay.size, lay.width), bool) if lay.mask is None else np.asarray(lay.mask, bool)
         f = np.zeros(mask.shape)
-        f[mask] = flat[lay.offset:lay.offset + int(mask.sum())]
+        f[mask] = flat[lay.offset : lay.offset + int(mask.sum())]
         out[lay.node] = f
     return out

@@ -22,8 +22,9 @@ FORMAT = "pccompile-model"
 VERSION = 1
 
 
-def save(model, path: str | Path, *, extra: dict | None = None,
-         extra_arrays: dict[str, np.ndarray] | None = None) -> None:
+def save(
+    model, path: str | Path, *, extra: dict | None = None, extra_arrays: dict[str, np.ndarray] | None = None
+) -> None:
     """Write `model` (a CompiledCircuit) with its current parameters to `path` (.pcz).
 
     Holds the IR with normalised parameters (readable by any tool) and the module's exact
@@ -33,8 +34,7 @@ def save(model, path: str | Path, *, extra: dict | None = None,
     for k, v in model.state_dict().items():
         arrays[f"state.{k}"] = v.detach().cpu().contiguous().numpy()
     arrays.update(extra_arrays or {})
-    record = {"format": FORMAT, "version": VERSION, "circuit": meta, "backend": model.backend,
-              "extra": extra or {}}
+    record = {"format": FORMAT, "version": VERSION, "circuit": meta, "backend": model.backend, "extra": extra or {}}
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
@@ -62,9 +62,19 @@ def read(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
             infos = _members(path, z)
             text = _inflate(path, z, infos["model.json"], MAX_JSON_BYTES)
             raw = _inflate(path, z, infos["arrays.safetensors"], min(memory_bytes() // 2, 1 << 36))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, NotImplementedError,
-            RuntimeError, ValueError) as e:
-        raise FormatError(f"'{path}' is not a pccompile model file, or it is damaged ({type(e).__name__}: {e})") from None
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+    ) as e:
+        raise FormatError(
+            f"'{path}' is not a pccompile model file, or it is damaged ({type(e).__name__}: {e})"
+        ) from None
     record = _record(path, text)
     return record, _arrays(path, raw)
 
@@ -73,8 +83,9 @@ def _members(path: Path, z: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     names = z.namelist()
     for name in names:
         if name not in MEMBERS:
-            raise FormatError(f"'{path}' has an unexpected member {name!r}; a model file holds only "
-                              f"{' and '.join(MEMBERS)}")
+            raise FormatError(
+                f"'{path}' has an unexpected member {name!r}; a model file holds only {' and '.join(MEMBERS)}"
+            )
     if len(set(names)) != len(names):
         raise FormatError(f"'{path}' holds a member twice")
     missing = [m for m in MEMBERS if m not in names]
@@ -86,8 +97,9 @@ def _members(path: Path, z: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
 def _inflate(path: Path, z: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
     """A member's bytes, refusing before inflating one whose size is beyond `cap`."""
     if info.file_size > cap:
-        raise FormatError(f"'{path}': member {info.filename} would inflate to {info.file_size:,} bytes, beyond "
-                          f"the limit of {cap:,}")
+        raise FormatError(
+            f"'{path}': member {info.filename} would inflate to {info.file_size:,} bytes, beyond the limit of {cap:,}"
+        )
     with z.open(info) as f:
         data = f.read(cap + 1)
     if len(data) > cap:
@@ -131,7 +143,7 @@ def module_state(arrays: dict[str, np.ndarray]):
     """The exact module state (`state.*` arrays) of a file read with `read`, as torch tensors."""
     import torch
 
-    return {k[len("state."):]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("state.")}
+    return {k[len("state.") :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("state.")}
 
 
 def load(path: str | Path, *, device=None, backend: str = "auto"):
@@ -140,9 +152,9 @@ def load(path: str | Path, *, device=None, backend: str = "auto"):
     The circuit must verify with every parameter present, and the module state must match the
     compiled module tensor for tensor (names, shapes, types); otherwise a FormatError says what
     was wrong, so a damaged file never loads with fresh random or NaN parameters."""
-    from .compiler import compile as _compile
-
     import torch
+
+    from .compiler import compile as _compile
 
     record, arrays = read(path)
     circuit = circuit_from_storage(record["circuit"], arrays)
@@ -171,5 +183,7 @@ def check_state(path, expected: dict, state: dict) -> None:
     for key, want in expected.items():
         got = state[key]
         if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
-            raise FormatError(f"'{path}': tensor 'state.{key}' is {got.dtype} {tuple(got.shape)}; the circuit "
-                              f"needs {want.dtype} {tuple(want.shape)}")
+            raise FormatError(
+                f"'{path}': tensor 'state.{key}' is {got.dtype} {tuple(got.shape)}; the circuit "
+                f"needs {want.dtype} {tuple(want.shape)}"
+            )

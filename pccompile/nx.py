@@ -12,8 +12,21 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from pccompile.ir import (DISTRIBUTIONS, Circuit, CircuitError, CycleError, DomainError, InputNode, ParameterError,
-                          ProductNode, ResourceError, StructureError, SumNode, Variable, infer_variables, verify)
+from pccompile.ir import (
+    DISTRIBUTIONS,
+    Circuit,
+    CircuitError,
+    CycleError,
+    InputNode,
+    ParameterError,
+    ProductNode,
+    ResourceError,
+    StructureError,
+    SumNode,
+    Variable,
+    infer_variables,
+    verify,
+)
 from pccompile.ir.limits import MAX_VARIABLES
 
 
@@ -29,14 +42,20 @@ def from_networkx(G: nx.DiGraph, variables: list[Variable] | None = None) -> Cir
     """A scalar Circuit (every node of size 1), verified as given; `compile` packs it into vectors
     with `vectorize`. Every error names the user's node key."""
     if isinstance(G, (nx.MultiDiGraph, nx.MultiGraph)):
-        raise StructureError(None, "a multigraph has parallel edges, which a circuit cannot tell apart; "
-                                   "pass a networkx.DiGraph (sum the weights of parallel edges)")
+        raise StructureError(
+            None,
+            "a multigraph has parallel edges, which a circuit cannot tell apart; "
+            "pass a networkx.DiGraph (sum the weights of parallel edges)",
+        )
     if not isinstance(G, nx.DiGraph):
         raise StructureError(None, f"expected a networkx.DiGraph, got {type(G).__name__}")
     roots = [n for n in G.nodes if G.in_degree(n) == 0]
     if len(roots) != 1:
-        raise StructureError(None, f"the graph needs exactly one node without parents (the root), found "
-                                   f"{len(roots)}: {_sorted(map(str, roots))[:5]}")
+        raise StructureError(
+            None,
+            f"the graph needs exactly one node without parents (the root), found "
+            f"{len(roots)}: {_sorted(map(str, roots))[:5]}",
+        )
     if not nx.is_directed_acyclic_graph(G):
         cyc = nx.find_cycle(G)
         raise CycleError(str(cyc[0][0]), "it lies on a cycle " + " -> ".join(str(e[0]) for e in cyc))
@@ -103,16 +122,18 @@ def _names(order) -> dict:
 def _weight(G, key, child, name: str) -> float:
     attrs = G.edges[key, child]
     if "weight" not in attrs:
-        raise StructureError(name, "every edge out of a sum node needs a 'weight' attribute "
-                                   f"(the edge to {str(child)!r} has none)")
+        raise StructureError(
+            name, f"every edge out of a sum node needs a 'weight' attribute (the edge to {str(child)!r} has none)"
+        )
     w = attrs["weight"]
     if isinstance(w, (str, bytes, bool)) or w is None:
         raise ParameterError(name, f"the weight of the edge to {str(child)!r} must be a number, got {w!r}")
     try:
         return float(w)
     except (TypeError, ValueError, OverflowError):
-        raise ParameterError(name, f"the weight of the edge to {str(child)!r} must be a number, "
-                                   f"got {type(w).__name__} {w!r}") from None
+        raise ParameterError(
+            name, f"the weight of the edge to {str(child)!r} must be a number, got {type(w).__name__} {w!r}"
+        ) from None
 
 
 def _number_list(name: str, p) -> np.ndarray:

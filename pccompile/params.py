@@ -28,7 +28,7 @@ def sum_logits_from_circuit(circuit: Circuit, program: Program, dtype=np.float64
             continue
         w = np.asarray(circuit.params[lay.node]["weights"])
         vals = w.reshape(-1) if lay.mask is None else w[np.asarray(lay.mask, bool)]
-        flat[lay.offset:lay.offset + nnz] = _log(vals, dtype)
+        flat[lay.offset : lay.offset + nnz] = _log(vals, dtype)
     return flat, missing
 
 
@@ -97,16 +97,22 @@ class _MeanLogStd(RuntimeForm):
         dst["log_std"][sl] = _log(np.maximum(np.asarray(p["std"], dtype=np.float64), MIN_STD))
 
     def to_ir(self, src, sl):
-        return {"mean": src["mean"][sl].astype(np.float32),
-                "std": np.exp(np.maximum(src["log_std"][sl], LOG_MIN_STD)).astype(np.float32)}
+        return {
+            "mean": src["mean"][sl].astype(np.float32),
+            "std": np.exp(np.maximum(src["log_std"][sl], LOG_MIN_STD)).astype(np.float32),
+        }
 
     def draw(self, h, sl, gen):
         h.mean[sl].normal_(generator=gen)
         h.log_std[sl] = 0.0
 
 
-RUNTIME_FORMS: dict[str, RuntimeForm] = {"categorical": _Logits(), "bernoulli": _Logit(), "binomial": _Logit(),
-                                         "gaussian": _MeanLogStd()}
+RUNTIME_FORMS: dict[str, RuntimeForm] = {
+    "categorical": _Logits(),
+    "bernoulli": _Logit(),
+    "binomial": _Logit(),
+    "gaussian": _MeanLogStd(),
+}
 
 
 def input_params_from_circuit(circuit: Circuit, program: Program, dtype=np.float64):
@@ -119,8 +125,9 @@ def input_params_from_circuit(circuit: Circuit, program: Program, dtype=np.float
             missing.append((lay.partition, lay.start, lay.size))
             continue
         part = program.input_partitions[lay.partition]
-        RUNTIME_FORMS[part.dist].from_ir(circuit.params[lay.node], out[lay.partition],
-                                         slice(lay.start, lay.start + lay.size), dtype)
+        RUNTIME_FORMS[part.dist].from_ir(
+            circuit.params[lay.node], out[lay.partition], slice(lay.start, lay.start + lay.size), dtype
+        )
     return out, missing
 
 
@@ -145,7 +152,7 @@ def draw_missing(sum_logits: torch.Tensor, inputs, partitions, sum_missing, inpu
     with unit std. Unnormalised log-weights are fine: the runtime normalises per node."""
     gen = torch.Generator(device=sum_logits.device).manual_seed(int(seed))
     for off, n in _merge(sum_missing):
-        sum_logits[off:off + n].uniform_(0.6, 1.4, generator=gen).log_()
+        sum_logits[off : off + n].uniform_(0.6, 1.4, generator=gen).log_()
     for pi, start, n in _merge(input_missing):
         RUNTIME_FORMS[partitions[pi].dist].draw(inputs[pi], slice(start, start + n), gen)
 
@@ -171,8 +178,9 @@ class SumRows(nn.Module):
         self.tail_rows = program.tail_rows
         self.register_buffer("tail_segment", torch.as_tensor(program.tail_segment), persistent=False)
         deg = np.bincount(program.tail_segment, minlength=self.tail_rows) if self.tail_rows else np.zeros(0)
-        self.register_buffer("tail_degree", torch.as_tensor(deg[program.tail_segment], dtype=torch.float32),
-                             persistent=False)  # fan-in of each tail weight's row
+        self.register_buffer(
+            "tail_degree", torch.as_tensor(deg[program.tail_segment], dtype=torch.float32), persistent=False
+        )  # fan-in of each tail weight's row
 
     def log_softmax(self, logits: torch.Tensor, padded: bool = False) -> torch.Tensor:
         """Per-row normalised log-weights [P]; `padded` appends the kernels' padding slot (-inf)
@@ -182,7 +190,7 @@ class SumRows(nn.Module):
         if logits.requires_grad and torch.is_grad_enabled():
             parts = [logits[a:b].view(-1, k).log_softmax(-1).reshape(-1) for a, b, k in self.blocks]
             if self.tail_rows:
-                parts.append(segment_log_softmax(logits[self.tail_start:], self.tail_segment, self.tail_rows))
+                parts.append(segment_log_softmax(logits[self.tail_start :], self.tail_segment, self.tail_rows))
             if padded:
                 parts.append(logits.new_full((1,), float("-inf")))
             return torch.cat(parts) if len(parts) > 1 else (parts[0] if parts else logits)
@@ -190,7 +198,7 @@ class SumRows(nn.Module):
         for a, b, k in self.blocks:
             torch.log_softmax(logits[a:b].view(-1, k), -1, out=out[a:b].view(-1, k))
         if self.tail_rows:
-            out[self.tail_start:P] = segment_log_softmax(logits[self.tail_start:], self.tail_segment, self.tail_rows)
+            out[self.tail_start : P] = segment_log_softmax(logits[self.tail_start :], self.tail_segment, self.tail_rows)
         if padded:
             out[P] = float("-inf")
         return out
@@ -199,14 +207,18 @@ class SumRows(nn.Module):
         """Sum of `values` [P] over each row: [rows] (dense blocks first, then the tail)."""
         parts = [values[a:b].view(-1, k).sum(-1) for a, b, k in self.blocks]
         if self.tail_rows:
-            parts.append(torch.zeros(self.tail_rows, dtype=values.dtype, device=values.device)
-                         .index_add_(0, self.tail_segment, values[self.tail_start:]))
+            parts.append(
+                torch.zeros(self.tail_rows, dtype=values.dtype, device=values.device).index_add_(
+                    0, self.tail_segment, values[self.tail_start :]
+                )
+            )
         return torch.cat(parts) if parts else values[:0]
 
     def em_update(self, logits, logw, flows, step, pseudocount: float, blocks: bool = True) -> None:
         """theta <- (1 - a) theta + a (F + pc/deg) / (F_row + pc), written into `logits` as logs.
         `step` is a float or a device scalar tensor. `blocks=False` leaves the dense blocks to a
         fused kernel and updates only the tail."""
+
         def upd(old, f, row, deg):
             denom = row + pseudocount
             new = torch.where(denom > 0, (f + pseudocount / deg) / denom.clamp_min(1e-300), old)
@@ -224,14 +236,15 @@ class SumRows(nn.Module):
             logits[t:] = upd(logw[t:].exp(), f, row[seg], self.tail_degree.to(f.dtype))
 
 
-def circuit_params_from_runtime(circuit: Circuit, program: Program, logw: np.ndarray,
-                                inputs: list[dict[str, np.ndarray]]) -> dict[int, dict[str, np.ndarray]]:
+def circuit_params_from_runtime(
+    circuit: Circuit, program: Program, logw: np.ndarray, inputs: list[dict[str, np.ndarray]]
+) -> dict[int, dict[str, np.ndarray]]:
     """Normalised runtime parameters back into per-node IR arrays (probabilities)."""
     params: dict[int, dict[str, np.ndarray]] = {}
     for lay in program.sum_layout:
         mask = np.ones((lay.size, lay.width), bool) if lay.mask is None else np.asarray(lay.mask, bool)
         w = np.zeros((lay.size, lay.width), dtype=np.float64)
-        w[mask] = np.exp(logw[lay.offset:lay.offset + int(mask.sum())])
+        w[mask] = np.exp(logw[lay.offset : lay.offset + int(mask.sum())])
         w /= w.sum(1, keepdims=True)
         params[lay.node] = {"weights": w.astype(np.float32)}
     for lay in program.input_layout:

@@ -11,8 +11,10 @@ from .metrics import bits_per_dim
 
 def _plt():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -35,8 +37,7 @@ def learning_curve(history, path: str | Path, num_vars: int, title: str = "") ->
     plt.close(fig)
 
 
-def sample_grid(samples: np.ndarray, shape, path: str | Path, max_value: float | None = None,
-                title: str = "") -> None:
+def sample_grid(samples: np.ndarray, shape, path: str | Path, max_value: float | None = None, title: str = "") -> None:
     plt = _plt()
     n = samples.shape[0]
     cols = int(np.ceil(np.sqrt(n)))

@@ -38,7 +38,7 @@ def _fill(model, active, x_int, x_real, values_of):
     out_int = x_int.clone()
     out_real = None if x_real is None else x_real.clone()
     for pi, (part, h) in enumerate(zip(model.program.input_partitions, model.inputs)):
-        act = active[part.start:part.start + part.size] > 0  # [m, B]
+        act = active[part.start : part.start + part.size] > 0  # [m, B]
         r, b = act.nonzero(as_tuple=True)
         var = h.vars[r]
         real = DISTRIBUTIONS[part.dist].is_real
@@ -101,8 +101,7 @@ def sample(model, n: int | None = None, evidence=None, seed: int | None = None) 
         if n is None or n < 1:
             raise ArgumentError("sample needs n >= 1 or evidence rows")
         has_real = bool((model.program.var_cats == 0).any())
-        evidence = torch.full((n, V), float("nan") if has_real else -1,
-                              dtype=model.dtype if has_real else torch.long)
+        evidence = torch.full((n, V), float("nan") if has_real else -1, dtype=model.dtype if has_real else torch.long)
     x_int, x_real = model.encode(evidence)
     gen = torch.Generator(device=x_int.device)
     gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,))))
@@ -110,6 +109,7 @@ def sample(model, n: int | None = None, evidence=None, seed: int | None = None) 
     mars = model.node_values(x_int, x_real, logw, complete=True)
     active = decode(model.executor.tensors, mars, logw, sample=True, gen=gen)
     params = _input_params(model)
-    out_int, out_real = _fill(model, active, x_int, x_real,
-                              lambda pi, part, r: partition_sample(part, params[pi], r, gen))
+    out_int, out_real = _fill(
+        model, active, x_int, x_real, lambda pi, part, r: partition_sample(part, params[pi], r, gen)
+    )
     return _result(model, out_int, out_real)

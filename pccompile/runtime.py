@@ -15,8 +15,13 @@ from pccompile.ir import Circuit, Program
 
 from .batch import encode_batch
 from .cuda_graphs import GraphCache
-from .params import (SumRows, circuit_params_from_runtime, draw_missing, input_params_from_circuit,
-                     sum_logits_from_circuit)
+from .params import (
+    SumRows,
+    circuit_params_from_runtime,
+    draw_missing,
+    input_params_from_circuit,
+    sum_logits_from_circuit,
+)
 
 
 def make_executor(program: Program, backend: str, options: dict, dtype: torch.dtype = torch.float32):
@@ -24,15 +29,25 @@ def make_executor(program: Program, backend: str, options: dict, dtype: torch.dt
     if backend == "triton":
         if dtype != torch.float32:
             from pccompile.ir import ArgumentError
+
             raise ArgumentError(f"the triton backend computes in float32, not {dtype}; use backend='torch'")
         from pccompile.codegen.triton import TritonExecutor, TritonOptions
+
         return TritonExecutor(program, TritonOptions(**options.get("triton", {})))
     return TorchExecutor(program)
 
 
 class CompiledCircuit(nn.Module):
-    def __init__(self, circuit: Circuit, program: Program, *, backend: str = "torch",
-                 options: dict | None = None, dtype: torch.dtype = torch.float32, device=None):
+    def __init__(
+        self,
+        circuit: Circuit,
+        program: Program,
+        *,
+        backend: str = "torch",
+        options: dict | None = None,
+        dtype: torch.dtype = torch.float32,
+        device=None,
+    ):
         """Parameters the circuit leaves out stay undrawn until `init_missing(seed)`, which
         compile() calls once the module is on its device (so a GPU draws its own)."""
         super().__init__()
@@ -67,8 +82,7 @@ class CompiledCircuit(nn.Module):
         """Draw the parameters the circuit left out, on the module's current device (compile()
         moves the module to its device first, so a GPU draws them itself)."""
         sum_missing, input_missing = self._missing
-        draw_missing(self.sum_logits.data, self.inputs, self.program.input_partitions, sum_missing,
-                     input_missing, seed)
+        draw_missing(self.sum_logits.data, self.inputs, self.program.input_partitions, sum_missing, input_missing, seed)
         self._missing = ([], [])
 
     # -- CUDA graphs ------------------------------------------------------------------------
@@ -109,8 +123,9 @@ class CompiledCircuit(nn.Module):
 
     # -- evaluation -------------------------------------------------------------------------
     def encode(self, x, missing=None):
-        return encode_batch(x, self.program.var_cats, self.program.var_names, missing,
-                            device=self.device, dtype=self.dtype)
+        return encode_batch(
+            x, self.program.var_cats, self.program.var_names, missing, device=self.device, dtype=self.dtype
+        )
 
     def sum_log_weights(self, padded: bool = False) -> torch.Tensor:
         """Normalised log-weights [P], one per sum edge, in Program order (`padded`: [P + 1], with
@@ -123,8 +138,10 @@ class CompiledCircuit(nn.Module):
 
     def input_log_probs(self, x_int: torch.Tensor, x_real: torch.Tensor | None) -> torch.Tensor:
         """[R_in, B] log-probabilities of every input row."""
-        parts = [partition_log_probs(part, dict(h.named_parameters()), h.vars, x_int, x_real)
-                 for part, h in zip(self.program.input_partitions, self.inputs)]
+        parts = [
+            partition_log_probs(part, dict(h.named_parameters()), h.vars, x_int, x_real)
+            for part, h in zip(self.program.input_partitions, self.inputs)
+        ]
         return torch.cat(parts, 0)
 
     def node_values(self, x_int, x_real, logw: torch.Tensor | None = None, complete: bool = False):
@@ -146,24 +163,28 @@ class CompiledCircuit(nn.Module):
     def _log_prob(self, x_int, x_real) -> torch.Tensor:
         if not torch.is_grad_enabled():
             return self.node_values(x_int, x_real)[self.executor.out_row].clone()
-        return CircuitLogLikelihood.apply(self.input_log_probs(x_int, x_real), self.sum_log_weights(padded=True),
-                                          self.executor)
+        return CircuitLogLikelihood.apply(
+            self.input_log_probs(x_int, x_real), self.sum_log_weights(padded=True), self.executor
+        )
 
     # -- queries (implemented in pccompile.queries) -------------------------------------------
     def conditional(self, x, query) -> torch.Tensor:
         """log p(x[query] | the observed non-query entries of x); query: bool [V] or [B, V]."""
         from . import queries
+
         return queries.conditional(self, x, query)
 
     def mpe(self, x, missing=None) -> torch.Tensor:
         """Observed entries kept, missing ones (-1 / NaN / mask) filled with the most probable
         completion (max-product decoding: exact on deterministic circuits)."""
         from . import queries
+
         return queries.mpe(self, x, missing)
 
     def sample(self, n: int | None = None, evidence=None, seed: int | None = None) -> torch.Tensor:
         """n unconditional samples [n, V], or completions of `evidence` rows (missing entries drawn)."""
         from . import queries
+
         return queries.sample(self, n, evidence, seed)
 
     # -- export -----------------------------------------------------------------------------
@@ -177,6 +198,7 @@ class CompiledCircuit(nn.Module):
 
     def extra_repr(self) -> str:
         s = self.circuit.stats()
-        return (f"vars={s['variables']}, nodes={s['nodes']}, sum_edges={s['sum edges']}, "
-                f"params={s['parameters']}, layers={len(self.program.layers)}, backend={self.backend!r}")
-
+        return (
+            f"vars={s['variables']}, nodes={s['nodes']}, sum_edges={s['sum edges']}, "
+            f"params={s['parameters']}, layers={len(self.program.layers)}, backend={self.backend!r}"
+        )

@@ -120,12 +120,15 @@ class _Moments(Statistics):
         denom = w + pc
         safe = denom > 0
         m_new = torch.where(safe, (s["wx"] + pc * mean) / denom.clamp_min(1e-300), mean)
-        ex2 = torch.where(safe, (s["wxx"] + pc * (std ** 2 + mean ** 2)) / denom.clamp_min(1e-300),
-                          std ** 2 + mean ** 2)
-        var_new = (ex2 - m_new ** 2).clamp_min(self.min_std ** 2)
+        ex2 = torch.where(safe, (s["wxx"] + pc * (std**2 + mean**2)) / denom.clamp_min(1e-300), std**2 + mean**2)
+        var_new = (ex2 - m_new**2).clamp_min(self.min_std**2)
         h.mean.copy_(_mix(mean, m_new, a))
-        h.log_std.copy_(0.5 * _mix(std ** 2, var_new, a).clamp_min(self.min_std ** 2).log())
+        h.log_std.copy_(0.5 * _mix(std**2, var_new, a).clamp_min(self.min_std**2).log())
 
 
-STATISTICS: dict[str, Statistics] = {"categorical": _CategoricalCounts(), "bernoulli": _BernoulliCounts(),
-                                     "binomial": _Binomial(), "gaussian": _Moments()}
+STATISTICS: dict[str, Statistics] = {
+    "categorical": _CategoricalCounts(),
+    "bernoulli": _BernoulliCounts(),
+    "binomial": _Binomial(),
+    "gaussian": _Moments(),
+}

@@ -16,5 +16,9 @@ def rng(request):
 
 
 def pytest_addoption(parser):
-    parser.addoption("--fuzz", type=int, default=0,
-                     help="cases per kind for tests/test_fuzz.py (default: the CI size); e.g. --fuzz 10000")
+    parser.addoption(
+        "--fuzz",
+        type=int,
+        default=0,
+        help="cases per kind for tests/test_fuzz.py (default: the CI size); e.g. --fuzz 10000",
+    )

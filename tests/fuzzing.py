@@ -30,9 +30,9 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import torch
+from pccompile.ir import PCError
 
 import pccompile as pc
-from pccompile.ir import PCError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -40,9 +40,7 @@ CASE_SECONDS = 60  # a case running longer counts as a hang (the largest legal H
 # big-but-legal circuits are refused fast under this limit instead of allocating gigabytes
 MEMORY_LIMIT = str(512 << 20)
 
-SEED_TEXTS = [
-    (EXAMPLES / name).read_text() for name in ("mixture.pc", "sparse.pc", "hmm.pc")
-] + [
+SEED_TEXTS = [(EXAMPLES / name).read_text() for name in ("mixture.pc", "sparse.pc", "hmm.pc")] + [
     "var x[6] : binary\nroot = rat_spn(x, depth=2, repetitions=2, sums=3, inputs=2, seed=1)\n",
     "var px[16] : categorical(3)\nimage = [4, 4]\nroot = pd(px, latents=2, delta=2)\n",
     'var x[16] : binary\nroot = hclt(x, latents=4, data="data/nltcs/nltcs.valid.data.gz", max_rows=300)\n',
@@ -50,11 +48,56 @@ SEED_TEXTS = [
     "p = product(lh, la)\nroot = sum(p)\noutput root\n",
 ]
 
-INTERESTING = ["0", "-1", "1", "2", "65536", "65537", "100000", "99999999999999999999", "4611686018427387905",
-               "1e999", "-1e999", "1e-40", "0.5", "2.5", "-0", '"abc"', '""', "[]", "[[]]", "[0, 1]", "x", "root",
-               "nan", "inf"]
-JUNK = ["(", ")", "[", "]", ",", "=", ":", "#", "\n", "\r", "\f", "\t", "\x00", "var", "output", "sum(", "product(",
-        "[" * 300, "]" * 300, "é", "\ufeff", "😀"]
+INTERESTING = [
+    "0",
+    "-1",
+    "1",
+    "2",
+    "65536",
+    "65537",
+    "100000",
+    "99999999999999999999",
+    "4611686018427387905",
+    "1e999",
+    "-1e999",
+    "1e-40",
+    "0.5",
+    "2.5",
+    "-0",
+    '"abc"',
+    '""',
+    "[]",
+    "[[]]",
+    "[0, 1]",
+    "x",
+    "root",
+    "nan",
+    "inf",
+]
+JUNK = [
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    "=",
+    ":",
+    "#",
+    "\n",
+    "\r",
+    "\f",
+    "\t",
+    "\x00",
+    "var",
+    "output",
+    "sum(",
+    "product(",
+    "[" * 300,
+    "]" * 300,
+    "é",
+    "\ufeff",
+    "😀",
+]
 TOKEN = re.compile(r'"[^"\n]*"|[A-Za-z_]\w*|[+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\s+|.', re.S)
 
 
@@ -108,7 +151,7 @@ def _mutate_bytes(raw: bytes, rng: np.random.Generator) -> bytes:
         elif op == 1:
             b.insert(i, int(rng.integers(256)))
         else:
-            del b[i:i + int(rng.integers(1, 8))]
+            del b[i : i + int(rng.integers(1, 8))]
     return bytes(b)
 
 
@@ -136,13 +179,34 @@ def _check_finite(model) -> None:
 # -- networkx ---------------------------------------------------------------------------------
 def random_graph(rng: np.random.Generator) -> nx.DiGraph:
     from helpers import random_circuit
+
     circuit = random_circuit(rng, num_vars=int(rng.integers(2, 4)), tie=False, outer=False, sparse=False)
     G = pc.to_networkx(pc.compile(circuit).to_circuit())
     return nx.relabel_nodes(G, {k: (str(k) if rng.random() < 0.7 else i) for i, k in enumerate(G.nodes)})
 
 
-BAD_VALUES = [None, "abc", "0.5", b"x", -1, 10**30, 1.5, float("nan"), float("inf"), -0.5, 2.0, [], [[0.5]],
-              [0.5, "a"], {"a": 1}, True, complex(1, 1), [0.2] * 70000, np.float32(0.3), 0]
+BAD_VALUES = [
+    None,
+    "abc",
+    "0.5",
+    b"x",
+    -1,
+    10**30,
+    1.5,
+    float("nan"),
+    float("inf"),
+    -0.5,
+    2.0,
+    [],
+    [[0.5]],
+    [0.5, "a"],
+    {"a": 1},
+    True,
+    complex(1, 1),
+    [0.2] * 70000,
+    np.float32(0.3),
+    0,
+]
 
 
 def mutate_graph(G: nx.DiGraph, rng: np.random.Generator) -> nx.DiGraph:
@@ -155,8 +219,11 @@ def mutate_graph(G: nx.DiGraph, rng: np.random.Generator) -> nx.DiGraph:
         n = nodes[int(rng.integers(len(nodes)))]
         if op == 0:
             attr = str(rng.choice(["type", "var", "dist", "params"]))
-            G.nodes[n][attr] = BAD_VALUES[int(rng.integers(len(BAD_VALUES)))] if rng.random() < 0.7 else \
-                str(rng.choice(["sum", "product", "input", "categorical", "bernoulli", "gaussian"]))
+            G.nodes[n][attr] = (
+                BAD_VALUES[int(rng.integers(len(BAD_VALUES)))]
+                if rng.random() < 0.7
+                else str(rng.choice(["sum", "product", "input", "categorical", "bernoulli", "gaussian"]))
+            )
         elif op == 1 and G.number_of_edges():
             e = list(G.edges)[int(rng.integers(G.number_of_edges()))]
             G.edges[e]["weight"] = BAD_VALUES[int(rng.integers(len(BAD_VALUES)))]
@@ -224,6 +291,7 @@ def run_graph(G: nx.DiGraph, tmp: Path) -> None:
 # -- .pcz files ---------------------------------------------------------------------------------
 def saved_model(tmp: Path, rng: np.random.Generator) -> bytes:
     from helpers import random_circuit
+
     model = pc.compile(random_circuit(rng, num_vars=3, gaussian=bool(rng.random() < 0.5)))
     path = tmp / "base.pcz"
     pc.save(model, path)
@@ -266,7 +334,7 @@ def _mutate_json(obj, rng: np.random.Generator, depth: int = 0):
 def tamper(raw: bytes, rng: np.random.Generator) -> bytes:
     op = rng.integers(8)
     if op == 0:
-        return raw[:int(rng.integers(len(raw)))]
+        return raw[: int(rng.integers(len(raw)))]
     if op == 1:
         b = bytearray(raw)
         for _ in range(int(rng.integers(1, 6))):
@@ -281,6 +349,7 @@ def tamper(raw: bytes, rng: np.random.Generator) -> bytes:
         return _zip(list(members.items()))
     if op == 4:  # edit one tensor: NaN, inf, another shape or type, or drop it
         from safetensors.numpy import load, save
+
         arrays = load(members["arrays.safetensors"])
         key = sorted(arrays)[int(rng.integers(len(arrays)))]
         a = arrays[key]
@@ -331,6 +400,7 @@ def cli_case(rng: np.random.Generator, pcz: list[bytes]) -> list:
 def run_cli(case: list, tmp: Path) -> None:
     """The command must exit 0, or 2 with one `error:` message; never a traceback."""
     from typer.testing import CliRunner
+
     from pccompile.cli import app
 
     command, raw, suffix = case
@@ -338,8 +408,11 @@ def run_cli(case: list, tmp: Path) -> None:
     path.write_bytes(raw)
     data = tmp / "rows.npy"
     np.save(data, np.zeros((2, 3), dtype=np.int64))
-    args = [command, str(path)] + (["--data", str(data)] if command in ("eval", "mpe") else []) + \
-        (["-n", "2"] if command == "sample" else [])
+    args = (
+        [command, str(path)]
+        + (["--data", str(data)] if command in ("eval", "mpe") else [])
+        + (["-n", "2"] if command == "sample" else [])
+    )
     try:
         r = CliRunner().invoke(app, args)
     finally:
@@ -399,8 +472,11 @@ def run_cases(kind: str, n: int, seed: int, tmp: Path) -> tuple[Counter, list[Ou
         out = run_one(fn, case, tmp, label)
         counts[out.kind] += 1
         if out.kind not in ("ok", "pcerror"):
-            out.detail += f"\n    input: {case!r}"[:600] if not isinstance(case, nx.DiGraph) else \
-                f"\n    graph: {dict(case.nodes(data=True))!r}"[:600]
+            out.detail += (
+                f"\n    input: {case!r}"[:600]
+                if not isinstance(case, nx.DiGraph)
+                else f"\n    graph: {dict(case.nodes(data=True))!r}"[:600]
+            )
             bad.append(out)
     return counts, bad
 
@@ -412,6 +488,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kinds", default="dsl,networkx,pcz,cli")
     args = ap.parse_args(argv)
     import tempfile
+
     sys.path.insert(0, str(Path(__file__).parent))
     total_bad = 0
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,14 +9,23 @@ import itertools
 import math
 
 import numpy as np
-
-import pccompile as pc
 from pccompile.ir import Binomial, Circuit, Domain, InputNode, ProductNode, Variable
 
+import pccompile as pc
 
-def random_circuit(rng: np.random.Generator, num_vars: int = 4, *, max_cats: int = 3, gaussian: bool = False,
-                   sparse: bool = True, tie: bool = True, outer: bool = True, max_size: int = 3,
-                   binomial: bool = False) -> Circuit:
+
+def random_circuit(
+    rng: np.random.Generator,
+    num_vars: int = 4,
+    *,
+    max_cats: int = 3,
+    gaussian: bool = False,
+    sparse: bool = True,
+    tie: bool = True,
+    outer: bool = True,
+    max_size: int = 3,
+    binomial: bool = False,
+) -> Circuit:
     """A random smooth, decomposable circuit over `num_vars` variables using every IR feature:
     mixed input families, masks, ties, index (outer) products and skip connections."""
     cats = [int(rng.integers(2, max_cats + 1)) for _ in range(num_vars)]
@@ -71,6 +80,7 @@ def random_circuit(rng: np.random.Generator, num_vars: int = 4, *, max_cats: int
     variables = [Variable(f"x{i}", Domain(None) if i in real else Domain(cats[i])) for i in range(num_vars)]
     circuit = pc.build(root, variables)
     from pccompile.passes import InitParams
+
     return InitParams(seed=int(rng.integers(1 << 30))).run(circuit)
 
 
@@ -92,7 +102,7 @@ def reference_prob(circuit: Circuit, row) -> float:
                 vals[nid] = q if int(v) == 1 else 1 - q
             elif n.dist.name == "binomial":
                 q, t, k = np.asarray(p["p"], np.float64), n.dist.trials, int(v)
-                vals[nid] = math.comb(t, k) * q ** k * (1 - q) ** (t - k)
+                vals[nid] = math.comb(t, k) * q**k * (1 - q) ** (t - k)
             else:
                 mu, sd = np.asarray(p["mean"], np.float64), np.asarray(p["std"], np.float64)
                 vals[nid] = np.exp(-0.5 * ((v - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))

@@ -8,14 +8,15 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
-
-import pccompile as pc
+from helpers import all_assignments, random_circuit, reference_prob
 from pccompile.ir import Binomial
 
-from helpers import all_assignments, random_circuit, reference_prob
+import pccompile as pc
 
-TEXT = "var k : categorical(5)\nvar a : binary\nlk[2] = binomial(k, p=[0.3, 0.8])\nla[2] = bernoulli(a, p=[0.1, 0.6])\n" \
-       "p = product(lk, la)\nroot = sum(p, weights=[[0.25, 0.75]])\n"
+TEXT = (
+    "var k : categorical(5)\nvar a : binary\nlk[2] = binomial(k, p=[0.3, 0.8])\nla[2] = bernoulli(a, p=[0.1, 0.6])\n"
+    "p = product(lk, la)\nroot = sum(p, weights=[[0.25, 0.75]])\n"
+)
 
 
 def _brute(x):
@@ -23,7 +24,7 @@ def _brute(x):
     for k, a in x:
         tot = 0.0
         for w, q, r in ((0.25, 0.3, 0.1), (0.75, 0.8, 0.6)):
-            tot += w * math.comb(4, k) * q ** k * (1 - q) ** (4 - k) * (r if a else 1 - r)
+            tot += w * math.comb(4, k) * q**k * (1 - q) ** (4 - k) * (r if a else 1 - r)
         out.append(math.log(tot))
     return out
 
@@ -57,6 +58,7 @@ def test_one_em_step_gives_the_closed_form_estimate():
     x = np.array([[0], [4], [3], [3], [-1]])
     from pccompile.flows import batch_flows
     from pccompile.learn import em_update
+
     em_update(model, batch_flows(model, x), 1.0, 0.0)
     p = model.to_circuit().params[0]["p"]
     # the missing row counts at the old p (0.5): successes 10 + 2, trials 16 + 4

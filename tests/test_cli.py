@@ -30,8 +30,10 @@ def test_eval_reports_likelihood(tmp_path):
     r = runner.invoke(app, ["eval", EX, "--data", str(tmp_path / "x.npy")])
     assert r.exit_code == 0, r.output
     import math
+
     def normal(v, m, s):
         return math.exp(-0.5 * ((v - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))
+
     p1 = 0.4 * 0.9 * 0.5 * normal(0.5, -1, 0.5) + 0.6 * 0.2 * 0.1 * normal(0.5, 2, 1)
     p2 = 0.4 * 0.1 * 0.2 * normal(-1, -1, 0.5) + 0.6 * 0.8 * 0.6 * normal(-1, 2, 1)
     assert f"{(math.log(p1) + math.log(p2)) / 2:.4f}" in r.output
@@ -70,8 +72,13 @@ def test_emit_compiles_for_a_gpu_without_one(tmp_path, monkeypatch):
     assert "compiled for sm_90" in r.output and "sum_bwd" in r.output and "spill bytes" in r.output
 
 
-@pytest.mark.parametrize("args,message", [(["--compile-for", "90x"], "expects an architecture like sm_90"),
-                                          (["--precision", "fp64"], "unknown precision 'fp64'")])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--compile-for", "90x"], "expects an architecture like sm_90"),
+        (["--precision", "fp64"], "unknown precision 'fp64'"),
+    ],
+)
 def test_emit_option_errors_are_messages(args, message):
     r = runner.invoke(app, ["emit", EX, *args])
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output

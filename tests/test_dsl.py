@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-
-import pccompile as pc
+from helpers import random_circuit
 from pccompile.ir import DSLSemanticError, DSLSyntaxError, same_circuit
 
-from helpers import random_circuit
+import pccompile as pc
 
 HEADER = "var a, b : binary\n"
 
@@ -17,14 +16,17 @@ def _err(text, kind=DSLSemanticError):
     return e.value
 
 
-@pytest.mark.parametrize("text,line,col,expect", [
-    ("var a : binary\nla[2] = bernoulli(a\n", 2, 20, "unexpected end of input; expected"),
-    ("var a : binary\nla[2] = bernoulli(a))\n", 2, 21, "unexpected ')'"),
-    ("var a binary\n", 1, 7, "expected ',', ':' or '['"),
-    ("var a : binary\nla[2] == bernoulli(a)\n", 2, 8, "unexpected"),
-    ("var a : binary\nla[2] = bernoulli(a) $\n", 2, 22, "unexpected character '$'"),
-    ("var a : binary\nla[x] = bernoulli(a)\n", 2, 4, "an integer"),
-])
+@pytest.mark.parametrize(
+    "text,line,col,expect",
+    [
+        ("var a : binary\nla[2] = bernoulli(a\n", 2, 20, "unexpected end of input; expected"),
+        ("var a : binary\nla[2] = bernoulli(a))\n", 2, 21, "unexpected ')'"),
+        ("var a binary\n", 1, 7, "expected ',', ':' or '['"),
+        ("var a : binary\nla[2] == bernoulli(a)\n", 2, 8, "unexpected"),
+        ("var a : binary\nla[2] = bernoulli(a) $\n", 2, 22, "unexpected character '$'"),
+        ("var a : binary\nla[x] = bernoulli(a)\n", 2, 4, "an integer"),
+    ],
+)
 def test_syntax_errors_name_line_column_and_expectation(text, line, col, expect):
     e = _err(text, DSLSyntaxError)
     assert (e.file, e.line, e.column) == ("t.pc", line, col)
@@ -33,28 +35,31 @@ def test_syntax_errors_name_line_column_and_expectation(text, line, col, expect)
     assert "^" in str(e)  # the caret under the offending column
 
 
-@pytest.mark.parametrize("body,line,col,expect", [
-    ("la[2] = bernoulli(z)\n", 2, 19, "unknown variable 'z'"),
-    ("la[2] = poisson(a)\n", 2, 9, "unknown function 'poisson'"),
-    ("la[2] = bernoulli(a)\nla[2] = bernoulli(b)\n", 3, 1, "already defined"),
-    ("la[2] = bernoulli(a, p=[0.5])\n", 2, 24, "shape (1,), expected (2,)"),
-    ("la[2] = bernoulli(a, p=[0.5, 1.5])\n", 2, 9, "[0, 1]"),
-    ("la[2] = bernoulli(a, q=[0.5, 0.5])\n", 2, 22, "no parameter 'q'"),
-    ("la[2] = bernoulli(a)\nlb[3] = bernoulli(b)\np = product(la, lb)\n", 4, 5, "different sizes"),
-    ("la[2] = bernoulli(a)\ns = sum(la, weights=[[0.5, 0.6]])\n", 3, 21, "sum to 1.1"),
-    ("la[2] = bernoulli(a)\ns = sum(la, weights=[[0.5, 0.5, 0]])\n", 3, 21, "shape (1, 3)"),
-    ("la[2] = bernoulli(a)\ns = sum(la, mask=[[0, 0]])\n", 3, 18, "no edge"),
-    ("la[2] = bernoulli(a)\ns = sum(lx)\n", 3, 9, "unknown node 'lx'"),
-    ("la[2] = bernoulli(a)\ns = sum(a)\n", 3, 9, "it is a variable"),
-    ("la[2] = gaussian(a)\n", 2, 18, "does not fit"),
-    ("la[2] = bernoulli(a)\nlb[2] = bernoulli(a)\np = product(la, lb)\ns = sum(p)\n", 4, 1, "decomposable"),
-    ("la[1] = bernoulli(a)\nlb[1] = bernoulli(b)\ns = sum(la, lb)\n", 4, 1, "smooth"),
-    ("la[2] = bernoulli(a)\nlb[2] = bernoulli(b)\np = product(la, lb)\n", 4, 1, "root must have size 1"),
-    ("la[2] = bernoulli(a)\ns = sum(la)\n", 3, 1, "'b' is declared but not in the root's scope"),
-    ("image = [3, 3]\n", 2, 9, "9 pixels but 2 variables"),
-    ("colour = 3\n", 2, 1, "unknown setting 'colour'"),
-    ("la[2] = bernoulli(a)\noutput zz\n", 3, 8, "unknown node 'zz'"),
-])
+@pytest.mark.parametrize(
+    "body,line,col,expect",
+    [
+        ("la[2] = bernoulli(z)\n", 2, 19, "unknown variable 'z'"),
+        ("la[2] = poisson(a)\n", 2, 9, "unknown function 'poisson'"),
+        ("la[2] = bernoulli(a)\nla[2] = bernoulli(b)\n", 3, 1, "already defined"),
+        ("la[2] = bernoulli(a, p=[0.5])\n", 2, 24, "shape (1,), expected (2,)"),
+        ("la[2] = bernoulli(a, p=[0.5, 1.5])\n", 2, 9, "[0, 1]"),
+        ("la[2] = bernoulli(a, q=[0.5, 0.5])\n", 2, 22, "no parameter 'q'"),
+        ("la[2] = bernoulli(a)\nlb[3] = bernoulli(b)\np = product(la, lb)\n", 4, 5, "different sizes"),
+        ("la[2] = bernoulli(a)\ns = sum(la, weights=[[0.5, 0.6]])\n", 3, 21, "sum to 1.1"),
+        ("la[2] = bernoulli(a)\ns = sum(la, weights=[[0.5, 0.5, 0]])\n", 3, 21, "shape (1, 3)"),
+        ("la[2] = bernoulli(a)\ns = sum(la, mask=[[0, 0]])\n", 3, 18, "no edge"),
+        ("la[2] = bernoulli(a)\ns = sum(lx)\n", 3, 9, "unknown node 'lx'"),
+        ("la[2] = bernoulli(a)\ns = sum(a)\n", 3, 9, "it is a variable"),
+        ("la[2] = gaussian(a)\n", 2, 18, "does not fit"),
+        ("la[2] = bernoulli(a)\nlb[2] = bernoulli(a)\np = product(la, lb)\ns = sum(p)\n", 4, 1, "decomposable"),
+        ("la[1] = bernoulli(a)\nlb[1] = bernoulli(b)\ns = sum(la, lb)\n", 4, 1, "smooth"),
+        ("la[2] = bernoulli(a)\nlb[2] = bernoulli(b)\np = product(la, lb)\n", 4, 1, "root must have size 1"),
+        ("la[2] = bernoulli(a)\ns = sum(la)\n", 3, 1, "'b' is declared but not in the root's scope"),
+        ("image = [3, 3]\n", 2, 9, "9 pixels but 2 variables"),
+        ("colour = 3\n", 2, 1, "unknown setting 'colour'"),
+        ("la[2] = bernoulli(a)\noutput zz\n", 3, 8, "unknown node 'zz'"),
+    ],
+)
 def test_semantic_errors_point_at_the_token(body, line, col, expect):
     e = _err(HEADER + body)
     assert (e.line, e.column) == (line, col), str(e)

@@ -5,10 +5,9 @@ import time
 
 import numpy as np
 import pytest
+from pccompile.ir import DSLSemanticError, DSLSyntaxError, ResourceError, SourceError
 
 import pccompile as pc
-from pccompile.ir import DSLSemanticError, DSLSyntaxError, ResourceError, SourceError
-from pccompile.ir.limits import MAX_CATEGORIES, MAX_VARIABLES
 
 
 def located(text: str, match: str, line: int, token: str, **kw) -> SourceError:
@@ -35,31 +34,42 @@ def data5(tmp_path):
 H = "var x[3] : binary\n"
 
 
-@pytest.mark.parametrize("call,match,token", [
-    ('hmm(x, latents="abc")', r"hmm: latents expected an integer, got 'abc'", '"abc"'),
-    ("hmm(x, latents=1e999)", r"hmm: latents expected an integer, got inf", "1e999"),
-    ("hmm(x, latents=2.5)", r"latents expected an integer, got 2.5", "2.5"),
-    ("hmm(x, latents=0)", r"hmm: latents must be in 1..65,536, got 0", "0"),
-    ("hmm(x, latents=70000)", r"latents must be in 1..65,536, got 70000", "70000"),
-    ("hmm(x, homogeneous=3)", r"homogeneous must be in 0..1", "3"),
-    ("hmm(x, latents=abc)", r"unknown name 'abc'", "abc"),
-    ("hmm(x, latents=inf)", r"unknown name 'inf'", "inf"),
-    ("hmm(x, colour=1)", r"hmm has no option 'colour'; expected latents, homogeneous", "colour"),
-    ("rat_spn(x, seed=-4)", r"rat_spn: seed must be in 0\.\.", "-4"),
-    ("rat_spn(x, depth=40)", r"rat_spn: depth must be in 1..30, got 40", "40"),
-    ('pd(x, delta=0)', r"pd: delta must be in 1\.\.", "0"),
-    ('pd(x, shape="wide")', r"pd: shape expected a list of positive integers", '"wide"'),
-])
+@pytest.mark.parametrize(
+    "call,match,token",
+    [
+        ('hmm(x, latents="abc")', r"hmm: latents expected an integer, got 'abc'", '"abc"'),
+        ("hmm(x, latents=1e999)", r"hmm: latents expected an integer, got inf", "1e999"),
+        ("hmm(x, latents=2.5)", r"latents expected an integer, got 2.5", "2.5"),
+        ("hmm(x, latents=0)", r"hmm: latents must be in 1..65,536, got 0", "0"),
+        ("hmm(x, latents=70000)", r"latents must be in 1..65,536, got 70000", "70000"),
+        ("hmm(x, homogeneous=3)", r"homogeneous must be in 0..1", "3"),
+        ("hmm(x, latents=abc)", r"unknown name 'abc'", "abc"),
+        ("hmm(x, latents=inf)", r"unknown name 'inf'", "inf"),
+        ("hmm(x, colour=1)", r"hmm has no option 'colour'; expected latents, homogeneous", "colour"),
+        ("rat_spn(x, seed=-4)", r"rat_spn: seed must be in 0\.\.", "-4"),
+        ("rat_spn(x, depth=40)", r"rat_spn: depth must be in 1..30, got 40", "40"),
+        ("pd(x, delta=0)", r"pd: delta must be in 1\.\.", "0"),
+        ('pd(x, shape="wide")', r"pd: shape expected a list of positive integers", '"wide"'),
+    ],
+)
 def test_template_arguments_are_checked_at_the_argument(call, match, token):
     located(H + f"root = {call}\n", match, 2, token)
 
 
 def test_hclt_arguments_and_its_data_are_checked(data5):
     d = f'data="{data5}"'
-    located(f"var x[3] : categorical(9)\nroot = hclt(x, latents=2, {d}, max_rows=-3)\n",
-            r"hclt: max_rows must be in 1..1,000,000,000, got -3", 2, "-3)")
-    located(f"var x[3] : binary\nroot = hclt(x, latents=2, {d})\n",
-            r"variable 'x\[0\]' \(column 0\) has value 5 in row 0; expected 0..1", 2, "hclt")
+    located(
+        f"var x[3] : categorical(9)\nroot = hclt(x, latents=2, {d}, max_rows=-3)\n",
+        r"hclt: max_rows must be in 1..1,000,000,000, got -3",
+        2,
+        "-3)",
+    )
+    located(
+        f"var x[3] : binary\nroot = hclt(x, latents=2, {d})\n",
+        r"variable 'x\[0\]' \(column 0\) has value 5 in row 0; expected 0..1",
+        2,
+        "hclt",
+    )
     located("var x[3] : binary\nroot = hclt(x, latents=2)\n", r"hclt needs data=\.\.\.", 2, "hclt")
     located(f'var x[3] : binary\nroot = hclt(x, 2, "{data5}", 11, 12, 13, 14)\n', r"at most 5 options", 2, "14)")
 
@@ -68,25 +78,55 @@ def test_errors_raised_inside_a_template_are_located():
     located("var x[3] : binary\nroot = rat_spn(x, depth=3)\n", r"rat_spn: depth must be in 1..1 for 3", 2, "rat_spn")
 
 
-@pytest.mark.parametrize("text,match,line,token", [
-    ("var a : categorical(99999999999999999999)\n", r"categorical: the number of categories "
-     r"99,999,999,999,999,999,999 is beyond the limit of 65,536", 1, "9"),
-    ("var a : categorical(100000000)\n", r"100,000,000 is beyond the limit of 65,536", 1, "1"),
-    ("var a[99999999999999999999] : binary\n", r"variable array 'a' 99,999,999,999,999,999,999 is beyond the "
-     r"limit of 32,768", 1, "9"),
-    ("var a[10000000] : binary\n", r"10,000,000 is beyond the limit of 32,768", 1, "1"),
-    ("var x[6] : binary\nroot = rat_spn(x, sums=65536)\n", r"outer products have rows .* 4,294,967,296 is "
-     r"beyond the limit of 65,536", 2, "rat_spn"),
-    ("var a : binary\nl[70000] = bernoulli(a)\n", r"size 70,000 is beyond the limit of 65,536", 2, "7"),
-    ("var a[4] : binary\nimage = [4, 4611686018427387905]\n",
-     r"image shape \[4, 4611686018427387905\] has 18,446,744,073,709,551,620 pixels but 4 variables", 2, "["),
-    ("var a[4] : binary\nimage = [0, 4]\n", r"image expects .* positive integers", 2, "["),
-    ("var a : categorical(1)\n", r"at least 2, got 1", 1, "1"),
-    ("var a : binary\nl = bernoulli(a, p=[1e400])\n", r"bernoulli p must lie in \[0, 1\], got \[inf\]", 2,
-     "bernoulli"),
-    ("var a : binary\nl = bernoulli(a, p=[99999999999999999999" + "9" * 400 + "])\n",
-     r"each within the range of a float", 2, "["),
-])
+@pytest.mark.parametrize(
+    "text,match,line,token",
+    [
+        (
+            "var a : categorical(99999999999999999999)\n",
+            r"categorical: the number of categories "
+            r"99,999,999,999,999,999,999 is beyond the limit of 65,536",
+            1,
+            "9",
+        ),
+        ("var a : categorical(100000000)\n", r"100,000,000 is beyond the limit of 65,536", 1, "1"),
+        (
+            "var a[99999999999999999999] : binary\n",
+            r"variable array 'a' 99,999,999,999,999,999,999 is beyond the "
+            r"limit of 32,768",
+            1,
+            "9",
+        ),
+        ("var a[10000000] : binary\n", r"10,000,000 is beyond the limit of 32,768", 1, "1"),
+        (
+            "var x[6] : binary\nroot = rat_spn(x, sums=65536)\n",
+            r"outer products have rows .* 4,294,967,296 is "
+            r"beyond the limit of 65,536",
+            2,
+            "rat_spn",
+        ),
+        ("var a : binary\nl[70000] = bernoulli(a)\n", r"size 70,000 is beyond the limit of 65,536", 2, "7"),
+        (
+            "var a[4] : binary\nimage = [4, 4611686018427387905]\n",
+            r"image shape \[4, 4611686018427387905\] has 18,446,744,073,709,551,620 pixels but 4 variables",
+            2,
+            "[",
+        ),
+        ("var a[4] : binary\nimage = [0, 4]\n", r"image expects .* positive integers", 2, "["),
+        ("var a : categorical(1)\n", r"at least 2, got 1", 1, "1"),
+        (
+            "var a : binary\nl = bernoulli(a, p=[1e400])\n",
+            r"bernoulli p must lie in \[0, 1\], got \[inf\]",
+            2,
+            "bernoulli",
+        ),
+        (
+            "var a : binary\nl = bernoulli(a, p=[99999999999999999999" + "9" * 400 + "])\n",
+            r"each within the range of a float",
+            2,
+            "[",
+        ),
+    ],
+)
 def test_sizes_beyond_the_caps_are_refused_at_the_token(text, match, line, token):
     t0 = time.perf_counter()
     located(text, match, line, token)
@@ -96,8 +136,9 @@ def test_sizes_beyond_the_caps_are_refused_at_the_token(text, match, line, token
 def test_memory_the_machine_lacks_is_refused_before_allocating(monkeypatch):
     monkeypatch.setenv("PCC_MEMORY_LIMIT", str(1 << 30))
     text = "var a : categorical(65536)\nl[65536] = categorical(a)\nroot = sum(l)\n"
-    e = located(text, r"4,294,967,296 parameters, which need about 64\.0 GiB; this machine has 1\.0 GiB", 2,
-                "categorical")
+    e = located(
+        text, r"4,294,967,296 parameters, which need about 64\.0 GiB; this machine has 1\.0 GiB", 2, "categorical"
+    )
     assert isinstance(e, DSLSemanticError)
     # the Python builder and ir.Circuit paths are checked too
     big = pc.summate(pc.inputs(0, 65536, pc.Categorical(65536)), size=1)

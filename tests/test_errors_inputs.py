@@ -1,7 +1,6 @@
 """Bad networkx graphs, data, saved models and training arguments: each is a PCError whose message
 names what was wrong, and the CLI prints one message and exits 2."""
 
-import gzip
 import json
 import math
 import zipfile
@@ -10,16 +9,14 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
+from helpers import random_circuit
+from pccompile.ir import DataError, DecomposabilityError, FormatError, ParameterError, PCError, StructureError, verify
 from typer.testing import CliRunner
 
 import pccompile as pc
 from pccompile.cli import app
 from pccompile.data import load_array
-from pccompile.ir import (DataError, DecomposabilityError, FormatError, ParameterError, PCError, StructureError,
-                          verify)
 from pccompile.learn import TrainConfig, Trainer
-
-from helpers import random_circuit
 
 runner = CliRunner()
 BINARY = "var a, b : binary\nla[2] = bernoulli(a)\nlb[2] = bernoulli(b)\np = product(la, lb)\nroot = sum(p)\n"
@@ -41,8 +38,11 @@ def _two_inputs_over_one_variable() -> nx.DiGraph:
 
 
 def test_a_product_over_one_variable_twice_is_refused_by_every_front_end():
-    with pytest.raises(DecomposabilityError, match=r"node '[pq]' breaks rule 'decomposable': children share "
-                                                   r"variable 'x0'"):
+    with pytest.raises(
+        DecomposabilityError,
+        match=r"node '[pq]' breaks rule 'decomposable': children share "
+        r"variable 'x0'",
+    ):
         pc.compile(_two_inputs_over_one_variable())
     a = pc.inputs(0, 1, pc.Bernoulli(), p=[0.9], name="a")
     b = pc.inputs(0, 1, pc.Bernoulli(), p=[0.2], name="b")
@@ -105,6 +105,7 @@ def test_every_pass_keeps_valid_circuits_valid_and_invalid_ones_invalid(name, rn
 
 def _unverified_scalar(G):
     import pccompile.nx as pnx
+
     orig = pnx.verify
     pnx.verify = lambda circuit: None
     try:
@@ -124,15 +125,18 @@ def _mixture() -> nx.DiGraph:
     return G
 
 
-@pytest.mark.parametrize("attr,value,match", [
-    ("params", "abc", r"node 'my leaf' .*'params' must be a list of numbers, got 'abc'"),
-    ("params", None, r"node 'my leaf' .*needs an attribute 'params'"),
-    ("params", [0.5, "x"], r"node 'my leaf' .*must be a list of numbers"),
-    ("params", [1.5], r"node 'my leaf' .*bernoulli p must lie in \[0, 1\]"),
-    ("var", "0", r"node 'my leaf' .*integer attribute 'var' >= 0, got '0'"),
-    ("var", 10**9, r"node 'my leaf' .*variable index 1,000,000,000 is beyond the limit"),
-    ("dist", "poisson", r"node 'my leaf' .*'dist' must be bernoulli, binomial, categorical or gaussian"),
-])
+@pytest.mark.parametrize(
+    "attr,value,match",
+    [
+        ("params", "abc", r"node 'my leaf' .*'params' must be a list of numbers, got 'abc'"),
+        ("params", None, r"node 'my leaf' .*needs an attribute 'params'"),
+        ("params", [0.5, "x"], r"node 'my leaf' .*must be a list of numbers"),
+        ("params", [1.5], r"node 'my leaf' .*bernoulli p must lie in \[0, 1\]"),
+        ("var", "0", r"node 'my leaf' .*integer attribute 'var' >= 0, got '0'"),
+        ("var", 10**9, r"node 'my leaf' .*variable index 1,000,000,000 is beyond the limit"),
+        ("dist", "poisson", r"node 'my leaf' .*'dist' must be bernoulli, binomial, categorical or gaussian"),
+    ],
+)
 def test_networkx_node_attributes_are_checked_naming_the_users_node(attr, value, match):
     G = _mixture()
     G.nodes["my leaf"][attr] = value
@@ -140,8 +144,15 @@ def test_networkx_node_attributes_are_checked_naming_the_users_node(attr, value,
         pc.compile(G)
 
 
-@pytest.mark.parametrize("value,match", [("0.5", r"must be a number, got '0.5'"), (None, "got None"),
-                                         ([0.5], "must be a number"), (float("nan"), "NaN or infinite")])
+@pytest.mark.parametrize(
+    "value,match",
+    [
+        ("0.5", r"must be a number, got '0.5'"),
+        (None, "got None"),
+        ([0.5], "must be a number"),
+        (float("nan"), "NaN or infinite"),
+    ],
+)
 def test_networkx_weights_are_checked(value, match):
     G = _mixture()
     G.edges["root", 7]["weight"] = value
@@ -172,13 +183,16 @@ def _write(path, data: bytes):
     return path
 
 
-@pytest.mark.parametrize("name,content,match", [
-    ("x.npz", b"PK\x03\x04 this is no zip", r"cannot read .*x\.npz"),
-    ("x.data.gz", b"\x1f\x8b\x08\x00 broken gzip", r"cannot read .*x\.data\.gz"),
-    ("x.npy", b"", r"x\.npy' is empty \(0 bytes\)"),
-    ("x.data", b"0,1\n1\n", r"cannot read .*x\.data"),
-    ("x.txt", b"\xff\xfe\x00bad", r"cannot read .*x\.txt"),
-])
+@pytest.mark.parametrize(
+    "name,content,match",
+    [
+        ("x.npz", b"PK\x03\x04 this is no zip", r"cannot read .*x\.npz"),
+        ("x.data.gz", b"\x1f\x8b\x08\x00 broken gzip", r"cannot read .*x\.data\.gz"),
+        ("x.npy", b"", r"x\.npy' is empty \(0 bytes\)"),
+        ("x.data", b"0,1\n1\n", r"cannot read .*x\.data"),
+        ("x.txt", b"\xff\xfe\x00bad", r"cannot read .*x\.txt"),
+    ],
+)
 def test_corrupt_and_truncated_data_files_name_the_file(tmp_path, name, content, match):
     with pytest.raises(DataError, match=match):
         load_array(_write(tmp_path / name, content))
@@ -188,7 +202,7 @@ def test_truncated_npy_and_directories_and_strings_and_complex(tmp_path):
     np.save(tmp_path / "ok.npy", np.zeros((50, 2), dtype=np.int64))
     raw = (tmp_path / "ok.npy").read_bytes()
     with pytest.raises(DataError, match="cannot read .*cut.npy"):
-        load_array(_write(tmp_path / "cut.npy", raw[:len(raw) // 2]))
+        load_array(_write(tmp_path / "cut.npy", raw[: len(raw) // 2]))
     (tmp_path / "dir.npy").mkdir()
     with pytest.raises(DataError, match="is a directory"):
         load_array(tmp_path / "dir.npy")
@@ -223,8 +237,21 @@ def test_empty_training_evaluation_and_validation_sets_are_refused(model, tmp_pa
     spec.write_text(BINARY)
     r = runner.invoke(app, ["eval", str(spec), "--data", str(tmp_path / "empty.npy")])
     assert r.exit_code == 2 and "has no rows" in r.output and "0.0000" not in r.output, r.output
-    r = runner.invoke(app, ["train", str(spec), "--data", str(tmp_path / "x.npy"), "--valid",
-                            str(tmp_path / "empty.npy"), "--epochs", "1", "-o", str(tmp_path / "o.pcz")])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(spec),
+            "--data",
+            str(tmp_path / "x.npy"),
+            "--valid",
+            str(tmp_path / "empty.npy"),
+            "--epochs",
+            "1",
+            "-o",
+            str(tmp_path / "o.pcz"),
+        ],
+    )
     assert r.exit_code == 2 and "valid data" in r.output and "has no rows" in r.output, r.output
 
 
@@ -233,8 +260,10 @@ def test_the_cli_prints_a_message_for_unreadable_data_not_aborted(tmp_path, cont
     spec = tmp_path / "m.pc"
     spec.write_text(BINARY)
     path = _write(tmp_path / "x.npy", content)
-    for cmd in (["eval", str(spec), "--data", str(path)],
-                ["train", str(spec), "--data", str(path), "-o", str(tmp_path / "o.pcz")]):
+    for cmd in (
+        ["eval", str(spec), "--data", str(path)],
+        ["train", str(spec), "--data", str(path), "-o", str(tmp_path / "o.pcz")],
+    ):
         r = runner.invoke(app, cmd)
         assert r.exit_code == 2, r.output
         assert "error:" in r.output and "x.npy" in r.output and "Aborted" not in r.output, r.output
@@ -265,6 +294,7 @@ def _rezip(path, members: dict, out=None):
 
 def _edit_arrays(saved, edit):
     from safetensors.numpy import load, save
+
     m = _members(saved)
     arrays = load(m["arrays.safetensors"])
     edit(arrays)
@@ -277,6 +307,7 @@ def test_nan_in_module_state_is_refused(saved):
         k = next(k for k in sorted(arrays) if k.startswith("state."))
         arrays[k] = arrays[k].copy()
         arrays[k].flat[0] = np.nan
+
     with pytest.raises(FormatError, match=r"tensor 'state\..*' holds NaN or infinite values"):
         pc.load(_edit_arrays(saved, poison))
 
@@ -288,23 +319,28 @@ def test_a_file_without_tensors_or_with_wrong_shapes_is_refused(saved):
     def reshape(arrays):
         k = "state.sum_logits"
         arrays[k] = np.concatenate([arrays[k], arrays[k][:1]])
+
     with pytest.raises(FormatError, match=r"tensor 'state.sum_logits' is torch.float32 \(\d+,\); the circuit needs"):
         pc.load(_edit_arrays(saved, reshape))
 
     def drop_state(arrays):
         del arrays["state.sum_logits"]
+
     with pytest.raises(FormatError, match=r"the module state lacks tensor 'state.sum_logits'"):
         pc.load(_edit_arrays(saved, drop_state))
 
 
-@pytest.mark.parametrize("edit,match", [
-    (lambda r: r["circuit"]["nodes"][-1].update(children=[999]), r"child id 999 does not exist"),
-    (lambda r: r["circuit"]["nodes"][0].update(size="3"), r"node \d+: field 'size' is str '3'; expected int"),
-    (lambda r: r["circuit"].update(nodes={"a": 1}), r"field 'nodes' is dict"),
-    (lambda r: r["circuit"].update(root=12345), r"root id 12345 is not a node"),
-    (lambda r: r["circuit"]["nodes"][0].update(kind="loop"), r"unknown kind 'loop'"),
-    (lambda r: r["circuit"]["nodes"][0].update(size=10**9), r"size 1,000,000,000 is beyond the limit"),
-])
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda r: r["circuit"]["nodes"][-1].update(children=[999]), r"child id 999 does not exist"),
+        (lambda r: r["circuit"]["nodes"][0].update(size="3"), r"node \d+: field 'size' is str '3'; expected int"),
+        (lambda r: r["circuit"].update(nodes={"a": 1}), r"field 'nodes' is dict"),
+        (lambda r: r["circuit"].update(root=12345), r"root id 12345 is not a node"),
+        (lambda r: r["circuit"]["nodes"][0].update(kind="loop"), r"unknown kind 'loop'"),
+        (lambda r: r["circuit"]["nodes"][0].update(size=10**9), r"size 1,000,000,000 is beyond the limit"),
+    ],
+)
 def test_tampered_model_records_are_refused_naming_the_field(saved, edit, match):
     m = _members(saved)
     record = json.loads(m["model.json"])
@@ -356,17 +392,20 @@ def test_damaged_checkpoints_are_refused_by_resume(tmp_path):
 
 
 # -- training arguments ---------------------------------------------------------------------------
-@pytest.mark.parametrize("kw,match", [
-    ({"step_size": math.nan}, r"--step-size must be in \(0, 1\]"),
-    ({"step_size": -1.0}, r"--step-size must be in \(0, 1\]"),
-    ({"step_size": 2.0}, r"--step-size must be in \(0, 1\] .* for optimizer em, got 2.0"),
-    ({"step_size": 0.5, "step_size_end": 3.0, "schedule": "linear"}, r"--step-size-end must be in \[0, 1\]"),
-    ({"optimizer": "adam", "step_size": math.inf}, r"--step-size must be finite and > 0"),
-    ({"pseudocount": math.nan}, r"pseudocount must be a finite number >= 0"),
-    ({"pseudocount": -0.1}, r"pseudocount must be a finite number >= 0"),
-    ({"epochs": 0}, r"epochs must be an integer of at least 1"),
-    ({"seed": -1}, r"seed must be an integer >= 0"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"step_size": math.nan}, r"--step-size must be in \(0, 1\]"),
+        ({"step_size": -1.0}, r"--step-size must be in \(0, 1\]"),
+        ({"step_size": 2.0}, r"--step-size must be in \(0, 1\] .* for optimizer em, got 2.0"),
+        ({"step_size": 0.5, "step_size_end": 3.0, "schedule": "linear"}, r"--step-size-end must be in \[0, 1\]"),
+        ({"optimizer": "adam", "step_size": math.inf}, r"--step-size must be finite and > 0"),
+        ({"pseudocount": math.nan}, r"pseudocount must be a finite number >= 0"),
+        ({"pseudocount": -0.1}, r"pseudocount must be a finite number >= 0"),
+        ({"epochs": 0}, r"epochs must be an integer of at least 1"),
+        ({"seed": -1}, r"seed must be an integer >= 0"),
+    ],
+)
 def test_training_arguments_are_range_checked(kw, match):
     with pytest.raises(PCError, match=match):
         TrainConfig(**kw)
@@ -391,6 +430,7 @@ def test_the_cli_refuses_bad_training_and_eval_arguments(tmp_path):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_a_subnormal_gaussian_std_is_floored_not_nan(dtype):
     from pccompile.ir.distributions import MIN_STD
+
     m = pc.compile("var h : real\nl = gaussian(h, mean=[0], std=[1e-40])\n", dtype=dtype)
     x = torch.tensor([[0.0], [MIN_STD], [float("nan")]], dtype=dtype)
     ll = m(x)

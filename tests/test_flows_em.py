@@ -3,18 +3,21 @@
 import numpy as np
 import pytest
 import torch
+from helpers import all_assignments, random_circuit
+from test_gradients import naive_log_likelihood
 
 import pccompile as pc
 from pccompile.flows import batch_flows, dataset_flows, edge_flows
 from pccompile.learn import em_update, mean_log_likelihood
 
-from helpers import all_assignments, random_circuit
-from test_gradients import naive_log_likelihood
-
 
 def _data(circuit, rng, n):
-    return np.array([[int(rng.integers(v.domain.num_cats)) if v.domain.num_cats else 0 for v in circuit.variables]
-                     for _ in range(n)])
+    return np.array(
+        [
+            [int(rng.integers(v.domain.num_cats)) if v.domain.num_cats else 0 for v in circuit.variables]
+            for _ in range(n)
+        ]
+    )
 
 
 @pytest.mark.parametrize("trial", range(6))
@@ -91,8 +94,10 @@ def test_input_counts_by_batched_product_match_the_scatter(rng):
     """The per-variable batched product (rows in runs of L per variable) and the general scatter
     give the same statistics, equal to a direct count; -1 values count as missing."""
     from pccompile.statistics import STATISTICS
+
     L, nv, B, k = 3, 4, 50, 5
     from pccompile.ir import InputPartition
+
     vars_ = np.repeat(rng.permutation(6)[:nv], L)
     part = InputPartition("categorical", k, 2, vars_)
     x = torch.as_tensor(rng.integers(-1, k, (B, 6)))

@@ -3,9 +3,8 @@ end in success or a PCError, and what compiles must compute the right thing.
 
 CI runs a few hundred cases per kind; `pytest tests/test_fuzz.py --fuzz 10000` runs a long one."""
 
-import pytest
-
 import fuzzing
+import pytest
 
 CI_CASES = {"dsl": 300, "networkx": 200, "pcz": 150, "cli": 100}
 
@@ -23,8 +22,9 @@ def test_fuzzed_inputs_end_in_success_or_a_pcerror(kind, request, tmp_path):
 def test_the_fuzzer_catches_a_miscompile(monkeypatch, tmp_path):
     """With the front-end check and vectorize's guard switched off, the products over one variable
     that the mutator makes are miscompiled, and the brute-force comparison reports it."""
-    import pccompile.nx
     import pccompile.passes.vectorize as vectorize
+
+    import pccompile.nx
 
     monkeypatch.setattr(pccompile.nx, "verify", lambda circuit: None)
     monkeypatch.setattr(vectorize, "check_distinct_children", lambda node, vecs: None)

@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 import torch
-
-import pccompile as pc
+from helpers import random_circuit
 from pccompile.ir import InputNode, ProductNode
 
-from helpers import random_circuit
+import pccompile as pc
 
 
 def naive_log_likelihood(model, x):
@@ -22,15 +21,15 @@ def naive_log_likelihood(model, x):
     for nid, n in circuit.nodes.items():
         start, size = prog.node_rows[nid]
         if isinstance(n, InputNode):
-            vals[nid] = inp[start - first:start - first + size]
+            vals[nid] = inp[start - first : start - first + size]
         elif isinstance(n, ProductNode):
             vals[nid] = sum(vals[c][torch.as_tensor(n.child_rows(k))] for k, c in enumerate(n.children))
         else:
             src = circuit.param_source(n)
-            lay = next(l for l in prog.sum_layout if l.node == src.id)
+            lay = next(lo for lo in prog.sum_layout if lo.node == src.id)
             mask = torch.as_tensor(circuit.edge_mask(n))
             w = torch.full(mask.shape, float("-inf"), dtype=logw.dtype)
-            w = w.masked_scatter(mask, logw[lay.offset:lay.offset + int(mask.sum())])
+            w = w.masked_scatter(mask, logw[lay.offset : lay.offset + int(mask.sum())])
             ch = torch.cat([vals[c] for c in n.children], 0)  # [K, B]
             vals[nid] = torch.logsumexp(w.unsqueeze(2) + ch.unsqueeze(0), dim=1)
     return vals[circuit.root][0]
@@ -41,8 +40,16 @@ def test_gradients_match_autograd_reference(rng, trial):
     circuit = random_circuit(rng, num_vars=int(rng.integers(2, 6)), gaussian=trial % 2 == 0)
     model = pc.compile(circuit, dtype=torch.float64)
     B = 7
-    x = torch.tensor([[float(rng.integers(v.domain.num_cats)) if v.domain.num_cats else float(rng.normal())
-                       for v in circuit.variables] for _ in range(B)], dtype=torch.float64)
+    x = torch.tensor(
+        [
+            [
+                float(rng.integers(v.domain.num_cats)) if v.domain.num_cats else float(rng.normal())
+                for v in circuit.variables
+            ]
+            for _ in range(B)
+        ],
+        dtype=torch.float64,
+    )
     x[rng.random(x.shape) < 0.2] = float("nan")  # some missing values
     g = torch.tensor(rng.normal(size=B))  # arbitrary upstream gradient
     x1 = x.clone().requires_grad_(True)
@@ -63,8 +70,10 @@ def test_gradients_match_autograd_reference(rng, trial):
 
 
 def test_zero_probability_evidence_gives_minus_inf_and_no_nan():
-    model = pc.compile("var a, b : binary\nla[2] = bernoulli(a, p=[0, 0])\nlb[2] = bernoulli(b)\n"
-                       "p = product(la, lb)\nroot = sum(p)\n", dtype=torch.float64)
+    model = pc.compile(
+        "var a, b : binary\nla[2] = bernoulli(a, p=[0, 0])\nlb[2] = bernoulli(b)\np = product(la, lb)\nroot = sum(p)\n",
+        dtype=torch.float64,
+    )
     out = model(torch.tensor([[1, 0], [0, 1], [-1, 1]]))
     assert out[0] == float("-inf")
     assert torch.isfinite(out[1:]).all()
@@ -90,7 +99,7 @@ def test_underflowing_sums_are_recomputed_exactly():
     """
     model = pc.compile(src)
     out = model(torch.tensor([[100.0]]))
-    np.testing.assert_allclose(out.detach().numpy(), -0.5 * 100.0 ** 2 - 0.5 * np.log(2 * np.pi), rtol=1e-6)
+    np.testing.assert_allclose(out.detach().numpy(), -0.5 * 100.0**2 - 0.5 * np.log(2 * np.pi), rtol=1e-6)
     out.sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
     assert float(model.inputs[0].mean.grad[0]) == pytest.approx(100.0, rel=1e-4)  # d/dmean of -(x-mean)^2/2

@@ -14,21 +14,33 @@ if not ON_GPU:
 import numpy as np
 import pytest
 import torch
+from helpers import random_circuit
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import pccompile as pc
 from pccompile.learn import em_step
 from pccompile.structures import hclt_from_tree
 
-from helpers import random_circuit
-
 pytest.importorskip("triton")
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 # ops that wait for the device (or copy host data in) and so cannot be captured in a graph
-SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "bincount", "unique", "_unique2",
-           "unique_dim", "repeat_interleave", "is_nonzero", "equal", "allclose", "masked_scatter_",
-           "histc", "item"}
+SYNCING = {
+    "_local_scalar_dense",
+    "nonzero",
+    "masked_select",
+    "bincount",
+    "unique",
+    "_unique2",
+    "unique_dim",
+    "repeat_interleave",
+    "is_nonzero",
+    "equal",
+    "allclose",
+    "masked_scatter_",
+    "histc",
+    "item",
+}
 
 
 class SyncAudit(TorchDispatchMode):
@@ -46,8 +58,11 @@ class SyncAudit(TorchDispatchMode):
             if name == "lift_fresh" and args[0].dim() > 0:  # host data turned into a tensor (a copy
                 self.found.append("tensor from host data")  # in); a Python scalar (dim 0) is fine
             if name.startswith("index") and any(
-                    isinstance(i, torch.Tensor) and i.dtype == torch.bool
-                    for a in args if isinstance(a, (list, tuple)) for i in a):
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool
+                for a in args
+                if isinstance(a, (list, tuple))
+                for i in a
+            ):
                 self.found.append(f"{name} with a boolean index")
         return func(*args, **kwargs)
 
@@ -68,6 +83,7 @@ class Unaudited:
                 return fn(*a, **k)
             finally:
                 self.audit.paused = False
+
         return call
 
 
@@ -87,8 +103,13 @@ def _models(circuit):
 def test_em_step_and_forward_issue_no_syncing_op(rng, kind):
     circuit = random_circuit(rng, num_vars=4, sparse=kind == "sparse", gaussian=kind == "gaussian")
     ref, tri = _models(circuit)
-    rows = [[float(rng.integers(v.domain.num_cats)) if v.domain.num_cats else float(rng.normal())
-             for v in circuit.variables] for _ in range(12)]
+    rows = [
+        [
+            float(rng.integers(v.domain.num_cats)) if v.domain.num_cats else float(rng.normal())
+            for v in circuit.variables
+        ]
+        for _ in range(12)
+    ]
     x = torch.tensor(rows)
     x[0, 0] = float("nan")
     xi, xr = tri.encode(x)

@@ -43,8 +43,7 @@ def test_drawn_parameters_follow_the_documented_distributions_and_given_ones_are
         elif n.name == "lh":
             np.testing.assert_allclose(p["std"], 1.0)
         elif n.name == "lb":  # given in the source: kept exactly
-            np.testing.assert_allclose(p["probs"], [[0.1, 0.2, 0.3, 0.4], [0.25] * 4, [0.7, 0.1, 0.1, 0.1]],
-                                       rtol=1e-6)
+            np.testing.assert_allclose(p["probs"], [[0.1, 0.2, 0.3, 0.4], [0.25] * 4, [0.7, 0.1, 0.1, 0.1]], rtol=1e-6)
 
 
 def test_user_passes_see_initialised_parameters():

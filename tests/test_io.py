@@ -6,12 +6,11 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
+from helpers import all_assignments, random_circuit
+from pccompile.ir import DataError, FormatError, StructureError, same_circuit
 
 import pccompile as pc
 from pccompile.data import check_data, load_array
-from pccompile.ir import DataError, FormatError, StructureError, same_circuit
-
-from helpers import all_assignments, random_circuit
 
 
 def test_save_load_gives_identical_model(rng, tmp_path):
@@ -22,8 +21,15 @@ def test_save_load_gives_identical_model(rng, tmp_path):
     path = tmp_path / "m.pcz"
     pc.save(model, path)
     back = pc.load(path)
-    x = torch.tensor([[float(rng.integers(v.domain.num_cats)) if v.domain.num_cats else float(rng.normal())
-                       for v in circuit.variables] for _ in range(16)])
+    x = torch.tensor(
+        [
+            [
+                float(rng.integers(v.domain.num_cats)) if v.domain.num_cats else float(rng.normal())
+                for v in circuit.variables
+            ]
+            for _ in range(16)
+        ]
+    )
     torch.testing.assert_close(back(x), model(x), rtol=1e-5, atol=1e-5)
     assert same_circuit(back.circuit, model.to_circuit(), rtol=1e-6)
 
@@ -44,8 +50,10 @@ def test_load_rejects_junk_and_never_unpickles(tmp_path):
 
 @pytest.mark.parametrize("value,row,col", [(2, 1, 0), (-3, 0, 2), (7, 2, 1)])
 def test_out_of_range_data_names_variable_row_value(value, row, col):
-    model = pc.compile("var a, b, c : binary\nla[2] = bernoulli(a)\nlb[2] = bernoulli(b)\nlc[2] = bernoulli(c)\n"
-                       "p = product(la, lb, lc)\nroot = sum(p)\n")
+    model = pc.compile(
+        "var a, b, c : binary\nla[2] = bernoulli(a)\nlb[2] = bernoulli(b)\nlc[2] = bernoulli(c)\n"
+        "p = product(la, lb, lc)\nroot = sum(p)\n"
+    )
     x = np.zeros((3, 3), dtype=np.int64)
     x[row, col] = value
     name = "abc"[col]
@@ -56,8 +64,9 @@ def test_out_of_range_data_names_variable_row_value(value, row, col):
 
 
 def test_check_data_names_the_true_row_across_chunks():
-    model = pc.compile("var a, b : binary\nla[2] = bernoulli(a)\nlb[2] = bernoulli(b)\np = product(la, lb)\n"
-                       "root = sum(p)\n")
+    model = pc.compile(
+        "var a, b : binary\nla[2] = bernoulli(a)\nlb[2] = bernoulli(b)\np = product(la, lb)\nroot = sum(p)\n"
+    )
     x = np.zeros((9, 2), dtype=np.int64)
     x[7, 1] = 3
     with pytest.raises(DataError, match=r"^train: variable 'b' \(column 1\) has value 3 in row 7;"):
@@ -65,8 +74,9 @@ def test_check_data_names_the_true_row_across_chunks():
 
 
 def test_wrong_shape_and_fractional_values():
-    model = pc.compile("var a, b : binary\nla[2] = bernoulli(a)\nlb[2] = bernoulli(b)\np = product(la, lb)\n"
-                       "root = sum(p)\n")
+    model = pc.compile(
+        "var a, b : binary\nla[2] = bernoulli(a)\nlb[2] = bernoulli(b)\np = product(la, lb)\nroot = sum(p)\n"
+    )
     with pytest.raises(DataError, match=r"shape \[batch, 2\]"):
         model(np.zeros((4, 3), dtype=np.int64))
     with pytest.raises(DataError, match="not an integer category"):
@@ -99,9 +109,18 @@ def test_networkx_round_trip(rng, trial):
     G = pc.to_networkx(circuit)
     back = pc.compile(G, dtype=torch.float64)
     G2 = pc.to_networkx(back.to_circuit())
-    nm = lambda a, b: (a["type"] == b["type"] and a.get("var") == b.get("var") and a.get("dist") == b.get("dist")
-                       and np.allclose(a.get("params", 0), b.get("params", 0), rtol=1e-5))
-    em = lambda a, b: np.isclose(a.get("weight", 0), b.get("weight", 0), rtol=1e-5)
+
+    def nm(a, b):
+        return (
+            a["type"] == b["type"]
+            and a.get("var") == b.get("var")
+            and a.get("dist") == b.get("dist")
+            and np.allclose(a.get("params", 0), b.get("params", 0), rtol=1e-5)
+        )
+
+    def em(a, b):
+        return np.isclose(a.get("weight", 0), b.get("weight", 0), rtol=1e-5)
+
     assert nx.is_isomorphic(G, G2, node_match=nm, edge_match=em)
     x = torch.tensor(all_assignments(circuit))
     orig = pc.compile(circuit, dtype=torch.float64)
@@ -124,13 +143,16 @@ def test_vectorize_packs_scalar_graphs():
     assert np.isclose(float(model(torch.tensor([[1, 1]])).detach().exp()), expect, rtol=1e-6)
 
 
-@pytest.mark.parametrize("mutate,text", [
-    (lambda G: G.add_node("extra", type="sum"), "exactly one node without parents"),
-    (lambda G: G.nodes["a"].update(type="mixture"), "'type' must be"),
-    (lambda G: G.nodes["a"].update(dist="poisson"), "'dist' must be"),
-    (lambda G: G.nodes["a"].pop("var"), "'var'"),
-    (lambda G: G.edges["r", "p"].pop("weight"), "'weight'"),
-])
+@pytest.mark.parametrize(
+    "mutate,text",
+    [
+        (lambda G: G.add_node("extra", type="sum"), "exactly one node without parents"),
+        (lambda G: G.nodes["a"].update(type="mixture"), "'type' must be"),
+        (lambda G: G.nodes["a"].update(dist="poisson"), "'dist' must be"),
+        (lambda G: G.nodes["a"].pop("var"), "'var'"),
+        (lambda G: G.edges["r", "p"].pop("weight"), "'weight'"),
+    ],
+)
 def test_networkx_format_errors(mutate, text):
     G = nx.DiGraph()
     G.add_node("a", type="input", var=0, dist="bernoulli", params=[0.3])

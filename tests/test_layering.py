@@ -17,8 +17,10 @@ def test_importing_a_layer_loads_nothing_heavy(module):
 
 
 def test_the_facade_still_offers_every_name():
-    code = ("import pccompile as pc; names = pc.__all__; "
-            "print(all(getattr(pc, n) is not None for n in names), 'compile' in dir(pc))")
+    code = (
+        "import pccompile as pc; names = pc.__all__; "
+        "print(all(getattr(pc, n) is not None for n in names), 'compile' in dir(pc))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "True True"
 
@@ -27,32 +29,47 @@ def test_no_string_comparison_on_distribution_names_outside_the_family_modules()
     """Families are told apart by their registered objects, not by `dist == "gaussian"` chains."""
     import re
     from pathlib import Path
+
     root = Path(__file__).resolve().parent.parent
     names = "categorical|bernoulli|gaussian|binomial"
     pattern = re.compile(rf"""(==|!=)\s*["']({names})["']|["']({names})["']\s*(==|!=)""")
-    homes = {"ir/distributions.py", "pccompile/params.py", "pccompile/statistics.py",
-             "codegen/torch_backend/inputs.py", "codegen/triton/inputs.py"}
-    hits = [f"{f.relative_to(root)}:{k + 1}" for folder in ("pccompile", "ir", "passes", "codegen")
-            for f in (root / folder).rglob("*.py") if str(f.relative_to(root)) not in homes
-            for k, line in enumerate(f.read_text().splitlines()) if pattern.search(line)]
+    homes = {
+        "ir/distributions.py",
+        "pccompile/params.py",
+        "pccompile/statistics.py",
+        "codegen/torch_backend/inputs.py",
+        "codegen/triton/inputs.py",
+    }
+    hits = [
+        f"{f.relative_to(root)}:{k + 1}"
+        for folder in ("pccompile", "ir", "passes", "codegen")
+        for f in (root / folder).rglob("*.py")
+        if str(f.relative_to(root)) not in homes
+        for k, line in enumerate(f.read_text().splitlines())
+        if pattern.search(line)
+    ]
     assert not hits, hits
 
 
 def test_both_backends_implement_the_executor_interface_on_their_own():
     import inspect
     from pathlib import Path
+
     from pccompile.codegen.executor import Executor
     from pccompile.codegen.torch_backend import TorchExecutor
     from pccompile.codegen.triton import TritonExecutor
+
     assert not issubclass(TritonExecutor, TorchExecutor) and not issubclass(TorchExecutor, TritonExecutor)
     methods = [n for n, v in vars(Executor).items() if inspect.isfunction(v) and not n.startswith("_")]
     assert set(methods) == {"node_values", "forward_mars", "forward_max", "backward_flows", "em_dense_blocks"}
     for cls in (TorchExecutor, TritonExecutor):
         for name in methods:
             ours = inspect.signature(getattr(cls, name)).parameters
-            assert list(ours)[:len(inspect.signature(getattr(Executor, name)).parameters)] == \
-                list(inspect.signature(getattr(Executor, name)).parameters), (cls, name)
+            assert list(ours)[: len(inspect.signature(getattr(Executor, name)).parameters)] == list(
+                inspect.signature(getattr(Executor, name)).parameters
+            ), (cls, name)
     import pccompile as pc
+
     model = pc.compile("examples/mixture.pc")
     assert isinstance(model.executor, Executor)
     root = Path(__file__).resolve().parent.parent

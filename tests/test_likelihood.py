@@ -5,11 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
-
-import pccompile as pc
+from helpers import all_assignments, random_circuit, reference_prob
 from pccompile.ir import Domain, Variable
 
-from helpers import all_assignments, random_circuit, reference_prob
+import pccompile as pc
 
 
 def _compile64(src):
@@ -61,16 +60,21 @@ def test_gaussian_circuits_match_reference(rng, trial):
     real = next(i for i, v in enumerate(circuit.variables) if v.domain.is_real)
     rows = []
     for _ in range(10):
-        r = [float(rng.integers(v.domain.num_cats)) if not v.domain.is_real else float(rng.normal())
-             for v in circuit.variables]
+        r = [
+            float(rng.integers(v.domain.num_cats)) if not v.domain.is_real else float(rng.normal())
+            for v in circuit.variables
+        ]
         rows.append(r)
     rows[0][real] = float("nan")
     lls = model(torch.tensor(rows, dtype=torch.float64)).detach().numpy()
     ref = np.log([reference_prob(circuit, r) for r in rows])
     np.testing.assert_allclose(lls, ref, rtol=1e-9)
     # marginalising the real variable: the discrete part sums to one
-    xs = all_assignments(circuit.replace(variables=tuple(
-        Variable(v.name, Domain(1) if v.domain.is_real else v.domain) for v in circuit.variables)))
+    xs = all_assignments(
+        circuit.replace(
+            variables=tuple(Variable(v.name, Domain(1) if v.domain.is_real else v.domain) for v in circuit.variables)
+        )
+    )
     xm = torch.tensor(xs, dtype=torch.float64)
     xm[:, real] = float("nan")
     assert math.isclose(float(model(xm).detach().exp().sum()), 1.0, rel_tol=1e-9)

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import pccompile as pc
 from pccompile.codegen.triton.emitter import TritonOptions, plan_fusion, plan_launches
 from pccompile.ir import ONE_ROW, ZERO_ROW, ProductPartition
 from pccompile.passes import layer, lower
 from pccompile.passes.pack import SumParams, _Rows, pack_inputs
+
+import pccompile as pc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,15 +80,16 @@ def test_the_fusion_plan_reads_each_products_factors(fuse):
                     assert got[0] == ZERO_ROW and np.all(got[1:] == ONE_ROW)
                 else:
                     want = factors[int(ch[g, k])]
-                    assert np.array_equal(got[:want.size], want) and np.all(got[want.size:] == ONE_ROW)
+                    assert np.array_equal(got[: want.size], want) and np.all(got[want.size :] == ONE_ROW)
 
 
 def test_the_launch_plan_has_one_launch_per_partition_and_a_max_row_per_group():
     program = lower(_circuit(MIXED))
     arrays = []
     perm = np.arange(program.num_rows)
-    launches, end = plan_launches(program, TritonOptions(), plan_fusion(program), perm, 100,
-                                  lambda a: arrays.append(a) or len(arrays) - 1)
+    launches, end = plan_launches(
+        program, TritonOptions(), plan_fusion(program), perm, 100, lambda a: arrays.append(a) or len(arrays) - 1
+    )
     parts = [(li, p) for li, lay in enumerate(program.layers[1:], 1) for p in lay.partitions]
     assert [L.layer for L in launches] == [li for li, _ in parts]
     sums = [(L, p) for L, (_, p) in zip(launches, parts) if L.kind == "sum"]

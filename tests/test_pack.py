@@ -2,23 +2,23 @@
 
 import numpy as np
 import pytest
-
+from helpers import random_circuit
 from pccompile.ir.verify_program import verify_program
 from pccompile.passes import InitParams, PackOptions, layer, pack, plan_partitions
-
-from helpers import random_circuit
 
 
 def _brute_min_parts(fan, wts, tol):
     """Smallest number of contiguous (sorted) partitions within tolerance, by trying all splits."""
     import itertools
+
     vals = np.unique(fan)
     real = (fan * wts).sum()
     for k in range(1, len(vals) + 1):
         for cuts in itertools.combinations(range(1, len(vals)), k - 1):
             bounds = [0, *cuts, len(vals)]
-            cost = sum(wts[(fan >= vals[a]) & (fan <= vals[b - 1])].sum() * vals[b - 1]
-                       for a, b in zip(bounds, bounds[1:]))
+            cost = sum(
+                wts[(fan >= vals[a]) & (fan <= vals[b - 1])].sum() * vals[b - 1] for a, b in zip(bounds, bounds[1:])
+            )
             if cost <= (1 + tol) * real + 1e-9:
                 return k
     return len(vals)
@@ -49,8 +49,9 @@ def test_partition_cap_and_pow2():
 @pytest.mark.parametrize("trial", range(8))
 def test_program_invariants(rng, trial):
     c = random_circuit(rng, num_vars=int(rng.integers(2, 7)))
-    prog = pack(c, layer(c), PackOptions(tolerance=float(rng.choice([0.0, 0.5])),
-                                          read_cost=float(rng.choice([0.0, 64.0]))))
+    prog = pack(
+        c, layer(c), PackOptions(tolerance=float(rng.choice([0.0, 0.5])), read_cost=float(rng.choice([0.0, 64.0])))
+    )
     verify_program(prog)  # every row written once, children first, padding unweighted, all weights used
     assert "layer" in str(prog)
 
@@ -58,8 +59,10 @@ def test_program_invariants(rng, trial):
 def _packed_sum(rng, density, block, mask=None, **options):
     """A 256-node sum over 128 children with a random mask in block x block blocks (every row keeps
     one edge at least): (padded slots the kernels process, kept edges, the sum layer)."""
-    import pccompile as pc
     from pccompile.passes import lower
+
+    import pccompile as pc
+
     kids = [pc.inputs(v, 128, pc.Bernoulli()) for v in range(2)]
     n, K = 256, 128
     if mask is None:
@@ -111,4 +114,3 @@ def test_sparse_sums_choose_by_the_cost_model(rng):
     # and the choice follows the prices: with free reads, the 40% block mask splits
     slots, kept, _ = _packed_sum(rng, 0.4, block=16, read_cost=0.0)
     assert slots <= 1.5 * kept
-

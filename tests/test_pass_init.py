@@ -3,13 +3,12 @@ sum seeded random parameters and keeps the ones given; verify passes a valid cir
 
 import numpy as np
 import pytest
-
-import pccompile as pc
+from filecheck import filecheck
 from pccompile.ir import ParameterError
 from pccompile.ir.text import format_circuit
 from pccompile.passes import InitParams, Verify
 
-from filecheck import filecheck
+import pccompile as pc
 
 CASE = """
 var a : binary

@@ -3,13 +3,12 @@ chains flattened; the distribution is unchanged (checked by enumeration)."""
 
 import pytest
 import torch
-
-import pccompile as pc
+from filecheck import filecheck
+from helpers import all_assignments, reference_prob
 from pccompile.ir.text import format_circuit
 from pccompile.passes import InitParams, Normalize
 
-from filecheck import filecheck
-from helpers import all_assignments, reference_prob
+import pccompile as pc
 
 CHAINS = """
 var a, b : binary

@@ -5,10 +5,20 @@ import dataclasses
 
 import numpy as np
 import pytest
+from pccompile.ir import ArgumentError
+from pccompile.passes import (
+    InitParams,
+    Normalize,
+    Pass,
+    PassContext,
+    PassManager,
+    Verify,
+    parse_pipeline,
+    register,
+    registered,
+)
 
 import pccompile as pc
-from pccompile.ir import ArgumentError
-from pccompile.passes import InitParams, Normalize, Pass, PassContext, PassManager, Verify, parse_pipeline, register, registered
 
 
 def test_names_options_and_spaces():
@@ -18,16 +28,19 @@ def test_names_options_and_spaces():
     assert parse_pipeline("") == []
 
 
-@pytest.mark.parametrize("text,match", [
-    ("prune", r"unknown pass 'prune'; known passes: init, normalize, vectorize, verify"),
-    ("init{colour=1}", r"pass 'init' has no option 'colour'; options: seed"),
-    ("init{seed}", r"pass 'init' has no option 'seed'"),
-    ("normalize{x=1}", r"pass 'normalize' has no option 'x'; options: none"),
-    ("init{seed=1.5}", r"pass 'init': option 'seed' expects int, got '1.5'"),
-    ("verify{require_params=maybe}", r"option 'require_params' expects bool, got 'maybe'"),
-    ("init,,verify", r"cannot read from column 6; expected NAME or NAME\{opt=value,...\}"),
-    ("3d", r"cannot read from column 1"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("prune", r"unknown pass 'prune'; known passes: init, normalize, vectorize, verify"),
+        ("init{colour=1}", r"pass 'init' has no option 'colour'; options: seed"),
+        ("init{seed}", r"pass 'init' has no option 'seed'"),
+        ("normalize{x=1}", r"pass 'normalize' has no option 'x'; options: none"),
+        ("init{seed=1.5}", r"pass 'init': option 'seed' expects int, got '1.5'"),
+        ("verify{require_params=maybe}", r"option 'require_params' expects bool, got 'maybe'"),
+        ("init,,verify", r"cannot read from column 6; expected NAME or NAME\{opt=value,...\}"),
+        ("3d", r"cannot read from column 1"),
+    ],
+)
 def test_pipeline_errors_name_what_was_expected(text, match):
     with pytest.raises(ArgumentError, match=match):
         parse_pipeline(text)
@@ -49,6 +62,7 @@ class _Scale(Pass):
 
 def test_option_types_come_from_the_type_hints(monkeypatch):
     import pccompile.passes.base as base
+
     monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
     register(_Scale)
     (p,) = parse_pipeline("test-scale{factor=2.5,times=3,label=intact,loud=on}")

@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
-
-import pccompile as pc
+from filecheck import filecheck
 from pccompile.ir import DecomposabilityError
 from pccompile.ir.text import format_circuit
 from pccompile.passes import Vectorize
 
-from filecheck import filecheck
+import pccompile as pc
 
 MERGE = """
 var a, b : binary
@@ -63,5 +62,6 @@ def test_vectorize_leaves_vector_circuits_alone():
 
 def test_vectorize_refuses_a_product_it_would_have_to_drop_a_child_of():
     from test_errors_inputs import _two_inputs_over_one_variable, _unverified_scalar
+
     with pytest.raises(DecomposabilityError, match="two of its children are over the same variables"):
         Vectorize().run(_unverified_scalar(_two_inputs_over_one_variable()))

@@ -5,11 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import all_assignments, random_circuit, reference_prob
 
 import pccompile as pc
 from pccompile.queries import max_product_value
-
-from helpers import all_assignments, random_circuit, reference_prob
 
 
 def deterministic_circuit(rng, num_vars=4):
@@ -32,6 +31,7 @@ def deterministic_circuit(rng, num_vars=4):
         return pc.summate(*branches, size=1, weights=w / w.sum())
 
     from pccompile.ir import Domain, Variable
+
     root = region(list(range(num_vars)))
     return pc.to_circuit(pc.build(root, [Variable(f"x{i}", Domain(k)) for i, k in enumerate(cats)]))
 
@@ -49,6 +49,7 @@ def _brute_argmax(circuit, row):
 @pytest.mark.parametrize("trial", range(6))
 def test_mpe_is_exact_on_deterministic_circuits(rng, trial):
     from pccompile.passes import InitParams
+
     circuit = InitParams(seed=trial).run(deterministic_circuit(rng, num_vars=int(rng.integers(2, 5))))
     model = pc.compile(circuit, dtype=torch.float64)
     rows = []
@@ -67,8 +68,9 @@ def test_mpe_is_exact_on_deterministic_circuits(rng, trial):
 def test_mpe_assignment_scores_at_least_the_max_product_value(rng, trial):
     circuit = random_circuit(rng, num_vars=int(rng.integers(2, 5)))
     model = pc.compile(circuit, dtype=torch.float64)
-    rows = torch.tensor([[v if rng.random() < 0.3 else -1 for v in a]
-                         for a in all_assignments(circuit)[:6]] + [[-1] * circuit.num_vars])
+    rows = torch.tensor(
+        [[v if rng.random() < 0.3 else -1 for v in a] for a in all_assignments(circuit)[:6]] + [[-1] * circuit.num_vars]
+    )
     out = model.mpe(rows)
     assert (out >= 0).all()
     mp = max_product_value(model, rows)

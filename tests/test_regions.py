@@ -3,10 +3,10 @@ circuit (after vectorize, normalize and id compaction) and a saved and reloaded 
 answer "which node vector is the latent of region R"."""
 
 import pytest
-
-import pccompile as pc
 from pccompile.ir import Region
 from pccompile.passes import Normalize
+
+import pccompile as pc
 
 CASES = {
     "hclt": ('var px[64] : categorical(17)\nroot = hclt(px, latents=4, data="builtin:digits", max_rows=300)\n', 64, 4),
@@ -32,13 +32,15 @@ def test_every_structure_names_its_latents_and_compilation_keeps_them(name, tmp_
     path = tmp_path / "m.pcz"
     pc.save(model, path)
     back = pc.load(path).circuit
-    assert {circuit.nodes[k].name: r for k, r in circuit.regions.items()} == \
-        {back.nodes[k].name: r for k, r in back.regions.items()}
+    assert {circuit.nodes[k].name: r for k, r in circuit.regions.items()} == {
+        back.nodes[k].name: r for k, r in back.regions.items()
+    }
 
 
 def test_templates_point_regions_at_the_variables_they_were_given():
-    circuit = pc.compile("var a : binary\nvar x[4] : categorical(3)\nla = bernoulli(a)\n"
-                         "h = hmm(x, latents=2)\nroot = product(la, h)\n").circuit
+    circuit = pc.compile(
+        "var a : binary\nvar x[4] : categorical(3)\nla = bernoulli(a)\nh = hmm(x, latents=2)\nroot = product(la, h)\n"
+    ).circuit
     assert sorted(r.variables for r in circuit.regions.values()) == [(1,), (2,), (3,), (4,)]
     assert circuit.nodes[circuit.latent("Z[1]")].size == 2
 
@@ -64,13 +66,14 @@ def _scope(circuit, nid):
 def test_regions_are_checked_when_loading(tmp_path):
     import json
     import zipfile
+
     model = pc.compile(CASES["hmm"][0])
     path = tmp_path / "m.pcz"
     pc.save(model, path)
     with zipfile.ZipFile(path) as z:
         members = {n: z.read(n) for n in z.namelist()}
     record = json.loads(members["model.json"])
-    record["circuit"]["regions"][0]["node"] = 10 ** 6
+    record["circuit"]["regions"][0]["node"] = 10**6
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("model.json", json.dumps(record))
         z.writestr("arrays.safetensors", members["arrays.safetensors"])

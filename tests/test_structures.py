@@ -5,13 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
-
-import pccompile as pc
+from helpers import all_assignments, reference_prob
 from pccompile.ir import Domain, Variable, verify
 from pccompile.passes import InitParams
-from pccompile.structures import chow_liu_tree, hclt, hclt_from_tree, hmm, pd, rat_spn
 
-from helpers import all_assignments, reference_prob
+import pccompile as pc
+from pccompile.structures import chow_liu_tree, hclt, hclt_from_tree, hmm, pd, rat_spn
 
 
 def _sample_tree(rng, parent, n, flip=0.1):
@@ -89,7 +88,10 @@ def test_hmm_matches_forward_algorithm(homogeneous):
     assert len(ties) == (T - 2 if homogeneous else 0)
     # an independent forward algorithm with the circuit's parameters
     model = pc.compile(c, dtype=torch.float64)
-    rows = lambda a: np.asarray(a, np.float64) / np.asarray(a, np.float64).sum(-1, keepdims=True)
+
+    def rows(a):
+        return np.asarray(a, np.float64) / np.asarray(a, np.float64).sum(-1, keepdims=True)
+
     emit = {n.var: rows(c.params[i]["probs"]) for i, n in c.nodes.items() if n.kind == "input"}
     sums = [n for n in c.nodes.values() if n.kind == "sum" and n.size == H]
     A = rows(c.params[c.param_source(sums[0]).id]["weights"])
@@ -105,8 +107,12 @@ def test_hmm_matches_forward_algorithm(homogeneous):
 def test_templates_in_the_dsl(tmp_path):
     x = _sample_tree(np.random.default_rng(0), np.array([-1, 0, 1, 1]), 300)
     np.save(tmp_path / "train.npy", x)
-    for body in ('root = hclt(x, latents=3, data="train.npy")', "root = rat_spn(x, depth=1, repetitions=2)",
-                 "root = hmm(x, latents=2)", "image = [2, 2]\nroot = pd(x, latents=2, delta=1)"):
+    for body in (
+        'root = hclt(x, latents=3, data="train.npy")',
+        "root = rat_spn(x, depth=1, repetitions=2)",
+        "root = hmm(x, latents=2)",
+        "image = [2, 2]\nroot = pd(x, latents=2, delta=1)",
+    ):
         f = tmp_path / "s.pc"
         f.write_text("var x[4] : binary\n" + body + "\n")
         model = pc.compile(f, dtype=torch.float64)
@@ -123,6 +129,7 @@ def test_templates_in_the_dsl(tmp_path):
 def test_mutual_information_matches_brute_force(rng):
     """Mixed cardinalities and missing values, against a direct count per pair."""
     from pccompile.structures import mutual_information
+
     cats = np.array([2, 3, 5, 2])
     x = np.stack([rng.integers(0, k, 300) for k in cats], 1)
     x[:, 2] = (x[:, 0] + x[:, 2]) % 5  # some dependence

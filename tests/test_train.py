@@ -17,8 +17,26 @@ root = rat_spn(x, depth=1, repetitions=2, sums=3, inputs=3, seed=1)
 
 
 def _train_cmd(tmp_path, out, extra=()):
-    return [sys.executable, "-m", "pccompile.cli", "train", str(tmp_path / "s.pc"), "--data", str(tmp_path / "x.npy"),
-            "--valid", str(tmp_path / "x.npy"), "--epochs", "4", "-b", "64", "-o", str(out), "--samples", "0", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "pccompile.cli",
+        "train",
+        str(tmp_path / "s.pc"),
+        "--data",
+        str(tmp_path / "x.npy"),
+        "--valid",
+        str(tmp_path / "x.npy"),
+        "--epochs",
+        "4",
+        "-b",
+        "64",
+        "-o",
+        str(out),
+        "--samples",
+        "0",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("optimizer", ["em", "adam"])
@@ -31,8 +49,9 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, optimizer):
     crash = [sys.executable, str(Path(__file__).parent / "crash_after_epoch.py"), "2"]
     crashed = subprocess.run(crash + _train_cmd(tmp_path, tmp_path / "b.pcz", opt)[3:], capture_output=True, text=True)
     assert crashed.returncode == 75 and not (tmp_path / "b.pcz").exists()
-    resumed = subprocess.run(_train_cmd(tmp_path, tmp_path / "b.pcz", [*opt, "--resume"]), capture_output=True,
-                             text=True)
+    resumed = subprocess.run(
+        _train_cmd(tmp_path, tmp_path / "b.pcz", [*opt, "--resume"]), capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming from" in resumed.stdout and "(checkpoint)" in resumed.stdout
     _, a = read(tmp_path / "a.pcz")
@@ -56,8 +75,9 @@ def test_train_cli_reports_and_rejects_bad_data(tmp_path):
 
 def test_adam_inside_an_ordinary_torch_loop_with_a_neural_net():
     """The circuit trains jointly with an upstream network: gradients reach both."""
-    model = pc.compile("var a, b : real\nla[3] = gaussian(a)\nlb[3] = gaussian(b)\np = product(la, lb)\n"
-                       "root = sum(p)\n", seed=0)
+    model = pc.compile(
+        "var a, b : real\nla[3] = gaussian(a)\nlb[3] = gaussian(b)\np = product(la, lb)\nroot = sum(p)\n", seed=0
+    )
     net = torch.nn.Linear(2, 2)
     opt = torch.optim.Adam([*model.parameters(), *net.parameters()], lr=0.05)
     z = torch.randn(256, 2)
@@ -75,6 +95,7 @@ def test_adam_inside_an_ordinary_torch_loop_with_a_neural_net():
 def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
     import signal
     import time
+
     (tmp_path / "s.pc").write_text(SPEC)
     np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 3, size=(20000, 6)))
     cmd = _train_cmd(tmp_path, tmp_path / "m.pcz", ["--epochs", "200"])
@@ -93,16 +114,25 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
 
 def _grown(model):
     """A different model over the same variables (stands in for a pruned or grown circuit)."""
-    return pc.compile("var x[6] : categorical(3)\nroot = rat_spn(x, depth=1, repetitions=3, sums=4, inputs=2, seed=2)\n",
-                      seed=5)
+    return pc.compile(
+        "var x[6] : categorical(3)\nroot = rat_spn(x, depth=1, repetitions=3, sums=4, inputs=2, seed=2)\n", seed=5
+    )
 
 
 @pytest.mark.parametrize("optimizer", ["em", "adam"])
 def test_a_hook_between_epochs_can_swap_the_model_and_the_schedule_restarts_per_phase(tmp_path, optimizer):
-    from pccompile.learn import Trainer, TrainConfig
+    from pccompile.learn import TrainConfig, Trainer
+
     x = np.random.default_rng(1).integers(0, 3, size=(200, 6))
-    cfg = TrainConfig(epochs=4, batch_size=50, optimizer=optimizer, step_size=0.4, step_size_end=0.1,
-                      schedule="linear", phase_epochs=2)
+    cfg = TrainConfig(
+        epochs=4,
+        batch_size=50,
+        optimizer=optimizer,
+        step_size=0.4,
+        step_size_end=0.1,
+        schedule="linear",
+        phase_epochs=2,
+    )
     swapped = []
 
     def hook(trainer, rec):
@@ -124,10 +154,10 @@ def test_a_hook_between_epochs_can_swap_the_model_and_the_schedule_restarts_per_
 
 
 def test_resume_after_a_swap_continues_exactly(tmp_path):
-    from pccompile.learn import Trainer, TrainConfig
+    from pccompile.learn import TrainConfig, Trainer
+
     x = np.random.default_rng(1).integers(0, 3, size=(200, 6))
-    cfg = TrainConfig(epochs=4, batch_size=50, optimizer="em", schedule="linear", step_size_end=0.02,
-                      phase_epochs=2)
+    cfg = TrainConfig(epochs=4, batch_size=50, optimizer="em", schedule="linear", step_size_end=0.02, phase_epochs=2)
 
     def hook(trainer, rec):
         return _grown(trainer.model) if rec.epoch == 2 else None

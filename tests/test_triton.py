@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import all_assignments, random_circuit
 
 import pccompile as pc
 from pccompile.flows import batch_flows
 from pccompile.learn import em_update
 from pccompile.structures import hclt_from_tree, hmm
-
-from helpers import all_assignments, random_circuit
 
 pytest.importorskip("triton")
 warnings.filterwarnings("ignore", category=RuntimeWarning)  # interpreter: numpy on masked lanes
@@ -46,8 +45,13 @@ def _pair(circuit, **triton):
 
 
 def _data(circuit, rng, n):
-    rows = [[float(rng.integers(v.domain.num_cats)) if v.domain.num_cats else float(rng.normal())
-             for v in circuit.variables] for _ in range(n)]
+    rows = [
+        [
+            float(rng.integers(v.domain.num_cats)) if v.domain.num_cats else float(rng.normal())
+            for v in circuit.variables
+        ]
+        for _ in range(n)
+    ]
     x = torch.tensor(rows)
     x[torch.rand(x.shape, generator=torch.Generator().manual_seed(n)) < 0.15] = float("nan")  # missing
     return x
@@ -118,8 +122,10 @@ def test_several_node_and_child_tiles_per_group_match_torch(rng, combined):
     root = hclt_from_tree(np.array([-1, 0, 1]), [3, 2, 3], latents=32)
     circuit = pc.to_circuit(root)
     ref, tri = _pair(circuit, max_block_g=16, max_block_k=16, combined_backward_tile=1024 if combined else 0)
-    assert any(L.kind == "sum" and L.meta["NGB"] == 2 and L.meta["K"] == 32 and L.meta["dot"]
-               for L in tri.executor.emitted.launches)
+    assert any(
+        L.kind == "sum" and L.meta["NGB"] == 2 and L.meta["K"] == 32 and L.meta["dot"]
+        for L in tri.executor.emitted.launches
+    )
     assert ("sum_bwd_params[" in tri.executor.emitted.source) != combined
     x = _data(circuit, rng, 40)  # three batch tiles of 16, the last one partial
     _compare(ref, tri, x)
@@ -139,8 +145,9 @@ def test_tied_hmm_and_batch_sizes_without_recompiling(rng):
 
 
 def test_zero_probability_evidence_is_minus_inf_without_nan():
-    src = ("var a, b : binary\nla[2] = bernoulli(a, p=[0, 0])\nlb[2] = bernoulli(b)\n"
-           "p = product(la, lb)\nroot = sum(p)\n")
+    src = (
+        "var a, b : binary\nla[2] = bernoulli(a, p=[0, 0])\nlb[2] = bernoulli(b)\np = product(la, lb)\nroot = sum(p)\n"
+    )
     ref, tri = _pair(src)
     x = torch.tensor([[1, 0], [0, 1], [1, 1]])
     out = tri(x).cpu()
@@ -168,6 +175,7 @@ def test_flows_em_mpe_and_sampling_through_kernels(rng):
 def test_emitted_source_is_stable():
     """Golden text: any change to the emitter shows up here (regenerate with PCC_UPDATE_GOLDEN=1)."""
     from pccompile.codegen.triton import TritonOptions, emit
+
     model = pc.compile("examples/mixture.pc")
     hmm_model = pc.compile(pc.to_circuit(hmm(3, 2, 2)))
     text = emit(model.program, TritonOptions()).source + emit(hmm_model.program, TritonOptions()).source
@@ -190,7 +198,7 @@ def test_underflowing_sums_are_recomputed_exactly_in_the_kernels():
     """
     ref, tri = _pair(src)
     x = torch.tensor([[100.0]])
-    expect = -0.5 * 100.0 ** 2 - 0.5 * np.log(2 * np.pi)
+    expect = -0.5 * 100.0**2 - 0.5 * np.log(2 * np.pi)
     out = tri(x).cpu()
     torch.testing.assert_close(out, torch.tensor([expect], dtype=torch.float32), rtol=1e-5, atol=1e-3)
     _compare(ref, tri, x)
@@ -202,6 +210,7 @@ def test_every_kernel_compiles_for_an_h100_without_spilling(tmp_path, monkeypatc
     of the sum kernels spilled 7-10 KB per thread at 64-wide tiles)."""
     from pccompile.codegen.triton import TritonOptions, emit
     from pccompile.codegen.triton.aot import compile_variants, kernel_variants
+
     monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "triton"))
     model = pc.compile(pc.build(hclt_from_tree(np.array([-1, 0, 0]), 256, latents=64)))
     emitted = emit(model.program, TritonOptions())
@@ -228,8 +237,10 @@ def test_precompile_warms_each_specialisation_once_per_batch_class():
     """The parallel warm-up (run for real on a GPU) sees every launch of a normal pass once per
     distinct specialisation, and again only for a new class of batch size (1, multiple of 16, other)."""
     import threading
-    model = pc.compile(pc.build(hclt_from_tree(np.array([-1, 0, 0, 1]), 8, latents=16)), backend="triton",
-                       triton={"block_b": 16})
+
+    model = pc.compile(
+        pc.build(hclt_from_tree(np.array([-1, 0, 0, 1]), 8, latents=16)), backend="triton", triton={"block_b": 16}
+    )
     ex = model.executor
     seen, lock = [], threading.Lock()
 
@@ -260,6 +271,7 @@ def test_binomial_inputs_match_torch_and_compile_for_an_h100(rng, tmp_path, monk
     backend with gradients and missing values, and compiled for sm_90 without spilling."""
     from pccompile.codegen.triton import TritonOptions, emit
     from pccompile.codegen.triton.aot import compile_variants, kernel_variants
+
     circuit = random_circuit(rng, num_vars=4, max_cats=5, binomial=True)
     while not any(getattr(n, "dist", None) and n.dist.name == "binomial" for n in circuit.nodes.values()):
         circuit = random_circuit(rng, num_vars=4, max_cats=5, binomial=True)

@@ -2,11 +2,25 @@
 
 import numpy as np
 import pytest
+from pccompile.ir import (
+    Bernoulli,
+    Circuit,
+    CycleError,
+    DecomposabilityError,
+    Domain,
+    DomainError,
+    InputNode,
+    ParameterError,
+    ProductNode,
+    SizeMismatchError,
+    SmoothnessError,
+    StructureError,
+    SumNode,
+    Variable,
+    verify,
+)
 
 import pccompile as pc
-from pccompile.ir import (Bernoulli, Circuit, CycleError, DecomposabilityError, Domain, DomainError, InputNode,
-                          ParameterError, ProductNode, SizeMismatchError, SmoothnessError, StructureError, SumNode,
-                          Variable, verify)
 
 V2 = (Variable("a", Domain(2)), Variable("b", Domain(2)))
 
@@ -66,16 +80,21 @@ def test_size_mismatch():
     c = _ok()
     nodes = dict(c.nodes)
     nodes[1] = InputNode(1, "lb", 1, 3, Bernoulli())
-    c = c.replace(nodes=nodes, params=_params({1: {"p": np.full(3, 0.5, np.float32)},
-                                                3: {"weights": np.array([[0.5, 0.5]], np.float32)}}))
+    c = c.replace(
+        nodes=nodes,
+        params=_params({1: {"p": np.full(3, 0.5, np.float32)}, 3: {"weights": np.array([[0.5, 0.5]], np.float32)}}),
+    )
     _expect(SizeMismatchError, c, "prod", "child 'lb' of size 3")
 
 
-@pytest.mark.parametrize("w,text", [
-    ([[0.7, 0.7]], "sum to 1.4"),
-    ([[1.5, -0.5]], "negative"),
-    ([[np.nan, 1.0]], "NaN"),
-])
+@pytest.mark.parametrize(
+    "w,text",
+    [
+        ([[0.7, 0.7]], "sum to 1.4"),
+        ([[1.5, -0.5]], "negative"),
+        ([[np.nan, 1.0]], "NaN"),
+    ],
+)
 def test_bad_weights(w, text):
     c = _ok()
     c = c.with_params(_params({3: {"weights": np.array(w, np.float32)}}))
@@ -83,8 +102,9 @@ def test_bad_weights(w, text):
 
 
 def test_bad_input_parameters():
-    c = _ok().with_params(_params({0: {"p": np.array([0.2, 1.7], np.float32)},
-                                   3: {"weights": np.array([[0.5, 0.5]], np.float32)}}))
+    c = _ok().with_params(
+        _params({0: {"p": np.array([0.2, 1.7], np.float32)}, 3: {"weights": np.array([[0.5, 0.5]], np.float32)}})
+    )
     _expect(ParameterError, c, "la", "[0, 1]")
 
 
@@ -102,8 +122,12 @@ def test_unnamed_variable_out_of_scope_and_root_size():
     _expect(StructureError, c2, "top", "'z' is declared but not in the root's scope")
     nodes = dict(c.nodes)
     nodes[3] = SumNode(3, "top", (2,), 2)
-    _expect(SizeMismatchError, c.replace(nodes=nodes).with_params(
-        _params({3: {"weights": np.full((2, 2), 0.5, np.float32)}})), "top", "root must have size 1")
+    _expect(
+        SizeMismatchError,
+        c.replace(nodes=nodes).with_params(_params({3: {"weights": np.full((2, 2), 0.5, np.float32)}})),
+        "top",
+        "root must have size 1",
+    )
 
 
 def test_tie_mismatch():

@@ -4,11 +4,11 @@ import dataclasses
 
 import numpy as np
 import pytest
-
-import pccompile as pc
 from pccompile.ir import ZERO_ROW
 from pccompile.ir.verify_program import ProgramError, verify_program
 from pccompile.passes import lower
+
+import pccompile as pc
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ each row) and parameter flows (gradient w.r.t. each log-weight) in the same fact
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW, Program
+from torch import nn
 
 from .inputs import partition_log_probs
 from .program_tensors import ProgramTensors
@@ -38,8 +37,10 @@ class TorchExecutor(nn.Module):
     # -- forward ---------------------------------------------------------------------------
     def node_values(self, x_int, x_real, inputs, logw, complete: bool = False) -> torch.Tensor:
         """Input log-probabilities (torch_backend.inputs), then the layers."""
-        parts = [partition_log_probs(part, p, self.tensors.input_vars(k), x_int, x_real)
-                 for k, (part, p) in enumerate(zip(self.program.input_partitions, inputs))]
+        parts = [
+            partition_log_probs(part, p, self.tensors.input_vars(k), x_int, x_real)
+            for k, (part, p) in enumerate(zip(self.program.input_partitions, inputs))
+        ]
         return self.forward_mars(torch.cat(parts, 0), logw, complete=complete)
 
     def forward_mars(self, input_logp: torch.Tensor, logw: torch.Tensor, complete: bool = True) -> torch.Tensor:
@@ -81,6 +82,7 @@ class TorchExecutor(nn.Module):
     def forward_max(self, input_logp: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
         """Max-product values of every row (sums take the max of log w + child)."""
         from .topdown import forward_max
+
         return forward_max(self.tensors, input_logp, logw)
 
     def em_dense_blocks(self, logits, logw, flows, step, pseudocount: float) -> bool:
@@ -148,8 +150,7 @@ class CircuitLogLikelihood(torch.autograd.Function):
         mars, logw = ctx.saved_tensors
         ex = ctx.executor
         flows, grad_logw = ex.backward_flows(mars, logw.detach(), grad)
-        grad_in = flows[FIRST_ROW:FIRST_ROW + ex.num_inputs]
+        grad_in = flows[FIRST_ROW : FIRST_ROW + ex.num_inputs]
         if logw.shape[0] == grad_logw.shape[0] + 1:  # padded log-weights: the slot gets no gradient
             grad_logw = torch.cat([grad_logw, grad_logw.new_zeros(1)])
         return grad_in, grad_logw.to(logw.dtype), None
-

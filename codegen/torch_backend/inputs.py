@@ -12,7 +12,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from pccompile.ir import DISTRIBUTIONS, InputPartition
 from pccompile.ir.distributions import LOG_MIN_STD
 
@@ -98,8 +97,12 @@ class _Gaussian(TorchInput):
         return p["mean"][rows] + p["log_std"][rows].clamp_min(LOG_MIN_STD).exp() * noise
 
 
-TORCH_INPUTS: dict[str, TorchInput] = {"categorical": _Categorical(), "bernoulli": _Bernoulli(),
-                                       "binomial": _Binomial(), "gaussian": _Gaussian()}
+TORCH_INPUTS: dict[str, TorchInput] = {
+    "categorical": _Categorical(),
+    "bernoulli": _Bernoulli(),
+    "binomial": _Binomial(),
+    "gaussian": _Gaussian(),
+}
 
 
 def observed(part: InputPartition, vars_t: torch.Tensor, x_int: torch.Tensor, x_real: torch.Tensor | None):
@@ -113,8 +116,13 @@ def observed(part: InputPartition, vars_t: torch.Tensor, x_int: torch.Tensor, x_
     return xv.clamp(min=0), miss
 
 
-def partition_log_probs(part: InputPartition, params: dict[str, torch.Tensor], vars_t: torch.Tensor,
-                        x_int: torch.Tensor, x_real: torch.Tensor | None) -> torch.Tensor:
+def partition_log_probs(
+    part: InputPartition,
+    params: dict[str, torch.Tensor],
+    vars_t: torch.Tensor,
+    x_int: torch.Tensor,
+    x_real: torch.Tensor | None,
+) -> torch.Tensor:
     """[m, B] log-probabilities of one input partition."""
     xv, miss = observed(part, vars_t, x_int, x_real)
     lp = TORCH_INPUTS[part.dist].log_probs(part, params, xv)
@@ -126,7 +134,8 @@ def partition_stats(part: InputPartition, params: dict[str, torch.Tensor]):
     return TORCH_INPUTS[part.dist].mode(part, params)
 
 
-def partition_sample(part: InputPartition, params: dict[str, torch.Tensor], rows: torch.Tensor,
-                     gen: torch.Generator | None) -> torch.Tensor:
+def partition_sample(
+    part: InputPartition, params: dict[str, torch.Tensor], rows: torch.Tensor, gen: torch.Generator | None
+) -> torch.Tensor:
     """One draw from each selected row's distribution ([n] rows of this partition)."""
     return TORCH_INPUTS[part.dist].sample(part, params, rows, gen)

@@ -4,9 +4,8 @@ what the top-down decoder (sampling, MPE) reads on either backend."""
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW, Program
+from torch import nn
 
 
 class ProgramTensors(nn.Module):
@@ -58,7 +57,7 @@ class ProgramTensors(nn.Module):
         mars = torch.empty(self.num_rows, input_logp.shape[1], dtype=input_logp.dtype, device=input_logp.device)
         mars[ZERO_ROW] = float("-inf")
         mars[ONE_ROW] = 0.0
-        mars[FIRST_ROW:FIRST_ROW + self.num_inputs] = input_logp
+        mars[FIRST_ROW : FIRST_ROW + self.num_inputs] = input_logp
         return mars
 
     def extend_logw(self, logw: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -9,7 +9,6 @@ circuit the active input rows then cover every variable exactly once per sample.
 from __future__ import annotations
 
 import torch
-
 from pccompile.ir import ONE_ROW, ZERO_ROW
 
 from .program_tensors import ProgramTensors
@@ -44,8 +43,14 @@ def forward_max(ex: ProgramTensors, input_logp: torch.Tensor, logw: torch.Tensor
     return mars
 
 
-def decode(ex: ProgramTensors, mars: torch.Tensor, logw: torch.Tensor, *, sample: bool = False,
-           gen: torch.Generator | None = None) -> torch.Tensor:
+def decode(
+    ex: ProgramTensors,
+    mars: torch.Tensor,
+    logw: torch.Tensor,
+    *,
+    sample: bool = False,
+    gen: torch.Generator | None = None,
+) -> torch.Tensor:
     """Top-down selection; returns active [num_rows, B] (int) marking the chosen subcircuit."""
     B = mars.shape[1]
     dtype = mars.dtype

@@ -24,7 +24,6 @@ import types
 from dataclasses import dataclass, field
 
 import torch
-
 from pccompile.ir import Program
 
 from .emitter import Emitted
@@ -46,8 +45,12 @@ class Variant:
 
     @property
     def key(self) -> tuple:
-        return (self.kernel, tuple(sorted(self.signature.items())), tuple(sorted(self.constexprs.items())),
-                self.num_warps)
+        return (
+            self.kernel,
+            tuple(sorted(self.signature.items())),
+            tuple(sorted(self.constexprs.items())),
+            self.num_warps,
+        )
 
     def describe(self) -> str:
         """Compact: shape, tile, variant flags and warps (e.g. `G=64 K=64 F=2 tile 64x32x64 dot fused 8w`)."""
@@ -61,12 +64,11 @@ class Variant:
 
 def _type_of(value) -> str:
     if isinstance(value, torch.Tensor):
-        return "*" + {torch.float32: "fp32", torch.int64: "i64", torch.int32: "i32",
-                      torch.float64: "fp64"}[value.dtype]
+        return "*" + {torch.float32: "fp32", torch.int64: "i64", torch.int32: "i32", torch.float64: "fp64"}[value.dtype]
     if isinstance(value, bool):
         return "i1"
     if isinstance(value, int):
-        return "i32" if -2 ** 31 <= value < 2 ** 31 else "i64"
+        return "i32" if -(2**31) <= value < 2**31 else "i64"
     if isinstance(value, float):
         return "fp32"
     raise TypeError(f"cannot type launch argument {value!r}")
@@ -75,6 +77,7 @@ def _type_of(value) -> str:
 @dataclass
 class LaunchCall:
     """One kernel launch as the emitted launchers would make it."""
+
     kernel: str
     fn: object  # the JITFunction (or the interpreter's function)
     grid: tuple
@@ -89,11 +92,13 @@ class _Collector:
     def __getitem__(self, grid):
         def launch(*args, **kwargs):
             self.calls.append(LaunchCall(self.name, self.fn, grid, args, kwargs))
+
         return launch
 
 
-def collect_launches(emitted: Emitted, program: Program, batch: int, device="cpu",
-                     complete: bool = True, module=None) -> list[LaunchCall]:
+def collect_launches(
+    emitted: Emitted, program: Program, batch: int, device="cpu", complete: bool = True, module=None
+) -> list[LaunchCall]:
     """The launches the emitted launchers make for a batch of `batch` rows (inputs, forward,
     max-product with `complete`, backward, EM), recorded instead of run. Tensors are one-element
     stand-ins on `device`: a launch's specialisation depends on their dtypes and alignment only."""
@@ -143,6 +148,7 @@ def kernel_variants(emitted: Emitted, program: Program, batch: int = 512) -> lis
 
 def _cuobjdump() -> str:
     import triton
+
     return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 
 
@@ -151,25 +157,39 @@ def resource_usage(cubin: bytes) -> dict[str, int]:
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
-        out = subprocess.run([_cuobjdump(), "--dump-resource-usage", f.name], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            [_cuobjdump(), "--dump-resource-usage", f.name], capture_output=True, text=True, check=True
+        ).stdout
     m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", out)
     return {k: int(v) for k, v in zip(("REG", "STACK", "SHARED", "LOCAL"), m.groups())} if m else {}
 
 
-def compile_variants(variants: list[Variant], emitted: Emitted, arch: int = 90, num_stages: int = 3,
-                     progress=None) -> list[Variant]:
+def compile_variants(
+    variants: list[Variant], emitted: Emitted, arch: int = 90, num_stages: int = 3, progress=None
+) -> list[Variant]:
     """Compile each variant for sm_<arch> (no GPU needed) and record its resource usage.
 
     The compiler runs in a child process without TRITON_INTERPRET: Triton fixes the mode of its
     own library functions when first imported, so one process cannot interpret and compile."""
     load_module(emitted)  # the source file the worker imports
-    job = {"path": str(cache_dir() / f"pcc_kernels_{emitted.digest}.py"), "arch": arch, "num_stages": num_stages,
-           "variants": [{"kernel": v.kernel, "signature": v.signature, "constexprs": v.constexprs,
-                         "num_warps": v.num_warps} for v in variants]}
+    job = {
+        "path": str(cache_dir() / f"pcc_kernels_{emitted.digest}.py"),
+        "arch": arch,
+        "num_stages": num_stages,
+        "variants": [
+            {"kernel": v.kernel, "signature": v.signature, "constexprs": v.constexprs, "num_warps": v.num_warps}
+            for v in variants
+        ],
+    }
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.Popen([sys.executable, "-m", "pccompile.codegen.triton.aot"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pccompile.codegen.triton.aot"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     proc.stdin.write(json.dumps(job))
     proc.stdin.close()
     done = 0
@@ -205,14 +225,14 @@ def _worker() -> None:
         usage, error = {}, None
         try:
             src = ASTSource(getattr(module, v["kernel"]), v["signature"], constexprs=v["constexprs"])
-            compiled = triton.compile(src, target=target,
-                                      options={"num_warps": v["num_warps"], "num_stages": job["num_stages"]})
+            compiled = triton.compile(
+                src, target=target, options={"num_warps": v["num_warps"], "num_stages": job["num_stages"]}
+            )
             usage = resource_usage(compiled.asm["cubin"])
         except Exception as e:  # reported per variant: one failure must not hide the others
             lines = str(e).strip().splitlines()
             error = f"{type(e).__name__}: {lines[-1][:300] if lines else ''}"
-        print(json.dumps({"i": i, "usage": usage, "error": error, "compile_s": time.perf_counter() - t0}),
-              flush=True)
+        print(json.dumps({"i": i, "usage": usage, "error": error, "compile_s": time.perf_counter() - t0}), flush=True)
 
 
 if __name__ == "__main__":

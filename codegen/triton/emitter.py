@@ -16,7 +16,6 @@ import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from pccompile.ir import ONE_ROW, ZERO_ROW, Program
 
 from .inputs import TRITON_INPUTS
@@ -35,7 +34,9 @@ class TritonOptions:
     def __post_init__(self):
         if self.precision not in ("tf32", "bf16", "ieee"):
             from pccompile.ir import ArgumentError
+
             raise ArgumentError(f"unknown precision '{self.precision}'; expected tf32, bf16 or ieee")
+
     fuse: bool = True
     num_warps: int = 0  # per sum launch; 0: 8 for tiles of >= 2048 entries (4 spills there on sm_90), else 4
     combined_backward_tile: int = 1024  # node x child tiles up to this size get one backward launch, not two
@@ -58,6 +59,7 @@ class IndentedBuffer:
 
             def __exit__(self, *exc):
                 buf.level -= 1
+
         return _Ctx()
 
     @contextlib.contextmanager
@@ -134,7 +136,7 @@ def plan_fusion(program: Program, fuse: bool = True) -> FusionPlan:
         F = max(p.child_rows.shape[1] for p in layer.partitions)
         factors = np.full((program.num_rows, F), ONE_ROW, dtype=np.int64)  # row -> its factor rows
         for p in layer.partitions:
-            factors[p.rows, :p.child_rows.shape[1]] = p.child_rows
+            factors[p.rows, : p.child_rows.shape[1]] = p.child_rows
         is_prod = np.zeros(program.num_rows, bool)
         is_prod[rows] = True
         fusable = set()
@@ -167,8 +169,9 @@ def _sum_tiles(G: int, K: int, opt: TritonOptions) -> tuple[int, int, bool, int]
     return bg, bk, use_dot, warps
 
 
-def plan_launches(program: Program, opt: TritonOptions, fusion: FusionPlan, perm: np.ndarray, first_max_row: int,
-                  add) -> tuple[list[Launch], int]:
+def plan_launches(
+    program: Program, opt: TritonOptions, fusion: FusionPlan, perm: np.ndarray, first_max_row: int, add
+) -> tuple[list[Launch], int]:
     """One Launch per product and sum partition, in Program order, with its index arrays
     (registered through `add`, renumbered by `perm`) and constexprs. Each sum group gets a row for
     its saved max, from `first_max_row` on; returns the launches and the first row after them."""
@@ -178,8 +181,14 @@ def plan_launches(program: Program, opt: TritonOptions, fusion: FusionPlan, perm
         for pi, part in enumerate(layer.partitions):
             if layer.kind == "product":
                 F = part.child_rows.shape[1]
-                launches.append(Launch("prod", li, (add(perm[part.rows]), add(perm[part.child_rows])),
-                                       {"M": int(part.rows.shape[0]), "F": F, "fused_away": li in fusion.skip}))
+                launches.append(
+                    Launch(
+                        "prod",
+                        li,
+                        (add(perm[part.rows]), add(perm[part.child_rows])),
+                        {"M": int(part.rows.shape[0]), "F": F, "fused_away": li in fusion.skip},
+                    )
+                )
                 continue
             g, G, K = part.shape
             comp = fusion.children.get((li, pi))
@@ -193,10 +202,27 @@ def plan_launches(program: Program, opt: TritonOptions, fusion: FusionPlan, perm
             else:
                 table = add(part.param_ids)
                 params = (table, table, table)
-            launches.append(Launch("sum", li, (child, *params, add(perm[part.rows])),
-                                   {"g": g, "G": G, "K": K, "F": F, "BG": bg, "BK": bk, "NGB": -(-G // bg),
-                                    "MROW": max_row, "dot": use_dot, "fused": fused, "dense": part.dense,
-                                    "warps": warps}))
+            launches.append(
+                Launch(
+                    "sum",
+                    li,
+                    (child, *params, add(perm[part.rows])),
+                    {
+                        "g": g,
+                        "G": G,
+                        "K": K,
+                        "F": F,
+                        "BG": bg,
+                        "BK": bk,
+                        "NGB": -(-G // bg),
+                        "MROW": max_row,
+                        "dot": use_dot,
+                        "fused": fused,
+                        "dense": part.dense,
+                        "warps": warps,
+                    },
+                )
+            )
             max_row += g
     return launches, max_row
 
@@ -221,9 +247,20 @@ def emit(program: Program, opt: TritonOptions | None = None) -> Emitted:
 
 _KERNELS_ALWAYS = ["tiles", "mm", "input_fwd", "em_dense"]
 _KERNELS_PROD = ["prod_fwd", "prod_bwd"]
-_KERNELS_SUM = ["sum_child_values", "sum_param_ids", "add_child_flows", "sum_child_row", "sum_param_col",
-                "add_child_row_flows", "sum_bwd_scale", "sum_bwd_terms", "sum_fwd", "sum_max", "sum_bwd",
-                "sum_bwd_params"]
+_KERNELS_SUM = [
+    "sum_child_values",
+    "sum_param_ids",
+    "add_child_flows",
+    "sum_child_row",
+    "sum_param_col",
+    "add_child_row_flows",
+    "sum_bwd_scale",
+    "sum_bwd_terms",
+    "sum_fwd",
+    "sum_max",
+    "sum_bwd",
+    "sum_bwd_params",
+]
 
 
 class _Renderer:
@@ -254,23 +291,29 @@ class _Renderer:
     def sum_args(self, L: Launch, extra: str = "", block_b: int | None = None) -> str:
         m, (c, p, ps, fa, r) = L.meta, L.idx
         block_b = self.opt.block_b if block_b is None else block_b
-        return (f"idx[{c}], idx[{p}], idx[{ps}], idx[{fa}], idx[{r}], B, {m['NGB']}, {m['MROW']}, G={m['G']}, K={m['K']}, "
-                f"F={m['F']}, NP={self.program.num_sum_params}, BLOCK_G={m['BG']}, BLOCK_K={m['BK']}, "
-                f"BLOCK_B={block_b}{extra}, FUSED={m['fused']}, DENSE={m['dense']}, num_warps={m['warps']}")
+        return (
+            f"idx[{c}], idx[{p}], idx[{ps}], idx[{fa}], idx[{r}], B, {m['NGB']}, {m['MROW']}, G={m['G']}, K={m['K']}, "
+            f"F={m['F']}, NP={self.program.num_sum_params}, BLOCK_G={m['BG']}, BLOCK_K={m['BK']}, "
+            f"BLOCK_B={block_b}{extra}, FUSED={m['fused']}, DENSE={m['dense']}, num_warps={m['warps']}"
+        )
 
     def grid_sum(self, L: Launch) -> str:
         return f"({L.meta['g'] * L.meta['NGB']}, triton.cdiv(B, {self.opt.block_b}))"
 
     def prod_launch(self, L: Launch, fn: str, buf: str) -> str:
         (r, c), bb, bm = L.idx, self.opt.block_b, self.opt.block_m
-        return (f"{fn}[(triton.cdiv({L.meta['M']}, {bm}), triton.cdiv(B, {bb}))]({buf}, idx[{r}], idx[{c}], B, "
-                f"{L.meta['M']}, F={L.meta['F']}, BLOCK_M={bm}, BLOCK_B={bb})")
+        return (
+            f"{fn}[(triton.cdiv({L.meta['M']}, {bm}), triton.cdiv(B, {bb}))]({buf}, idx[{r}], idx[{c}], B, "
+            f"{L.meta['M']}, F={L.meta['F']}, BLOCK_M={bm}, BLOCK_B={bb})"
+        )
 
     # -- launchers ---------------------------------------------------------------------------
     def forward(self) -> None:
         src = self.src
-        with src.function("forward(mars, logw, idx, B, complete=False)",
-                          "Log-likelihood pass; `complete` also writes product rows that fusion skips."):
+        with src.function(
+            "forward(mars, logw, idx, B, complete=False)",
+            "Log-likelihood pass; `complete` also writes product rows that fusion skips.",
+        ):
             for L in self.launches:
                 src.line(f"# layer {L.layer}: {L.kind} {L.meta}")
                 if L.kind == "sum":
@@ -285,19 +328,25 @@ class _Renderer:
 
     def inputs(self) -> None:
         src, program, bb, bm = self.src, self.program, self.opt.block_b, self.opt.block_m
-        with src.function("inputs(mars, x_int, x_real, params, idx, B)",
-                          "Input rows written in place; params[i]: the tensors of input partition i (see input_fwd)."):
+        with src.function(
+            "inputs(mars, x_int, x_real, params, idx, B)",
+            "Input rows written in place; params[i]: the tensors of input partition i (see input_fwd).",
+        ):
             if not program.input_partitions:
                 src.line("return")
             V = len(program.var_names)
             for i, part in enumerate(program.input_partitions):
                 M, vi = part.size, self.add(part.vars)
-                src.line(f"input_fwd[(triton.cdiv({M}, {bm}), triton.cdiv(B, {bb}))](mars, x_int, x_real, *params[{i}], "
-                         f"idx[{vi}], {int(self.perm[part.start])}, {M}, {V}, B, K={part.num_cats or 1}, "
-                         f"DIST={TRITON_INPUTS[part.dist].code}, BLOCK_M={bm}, BLOCK_B={bb})")
+                src.line(
+                    f"input_fwd[(triton.cdiv({M}, {bm}), triton.cdiv(B, {bb}))](mars, x_int, x_real, *params[{i}], "
+                    f"idx[{vi}], {int(self.perm[part.start])}, {M}, {V}, B, K={part.num_cats or 1}, "
+                    f"DIST={TRITON_INPUTS[part.dist].code}, BLOCK_M={bm}, BLOCK_B={bb})"
+                )
 
     def forward_max(self) -> None:
-        with self.src.function("forward_max(mars, logw, idx, B)", "Max-product pass (every row written, for MPE decoding)."):
+        with self.src.function(
+            "forward_max(mars, logw, idx, B)", "Max-product pass (every row written, for MPE decoding)."
+        ):
             for L in self.launches:
                 if L.kind == "prod":
                     self.src.line(self.prod_launch(L, "prod_fwd", "mars"))
@@ -310,8 +359,10 @@ class _Renderer:
         spill); larger ones launch sum_bwd_params, whose batch loop also walks half tiles."""
         src, head, prec = self.src, "mars, flows, logw, grad_logw", self.prec
         pb = max(16, self.opt.block_b // 2)
-        with src.function("backward(mars, flows, logw, grad_logw, idx, B)",
-                          "Top-down flows: node flows into `flows`, parameter flows into `grad_logw`."):
+        with src.function(
+            "backward(mars, flows, logw, grad_logw, idx, B)",
+            "Top-down flows: node flows into `flows`, parameter flows into `grad_logw`.",
+        ):
             for L in reversed(self.launches):
                 if L.kind == "prod":
                     if not L.meta["fused_away"]:
@@ -320,26 +371,33 @@ class _Renderer:
                 dot, m = L.meta["dot"], L.meta
                 if m["BG"] * m["BK"] <= self.opt.combined_backward_tile:
                     grid = f"({m['g'] * m['NGB']}, triton.cdiv(B, {pb}))"
-                    src.line(f"sum_bwd[{grid}]({head}, {self.sum_args(L, f', USE_DOT={dot}, PARAMS=True', pb)}, {prec})")
+                    src.line(
+                        f"sum_bwd[{grid}]({head}, {self.sum_args(L, f', USE_DOT={dot}, PARAMS=True', pb)}, {prec})"
+                    )
                     continue
-                src.line(f"sum_bwd[{self.grid_sum(L)}]({head}, {self.sum_args(L, f', USE_DOT={dot}, PARAMS=False')}, "
-                         f"{prec})")
+                src.line(
+                    f"sum_bwd[{self.grid_sum(L)}]({head}, {self.sum_args(L, f', USE_DOT={dot}, PARAMS=False')}, {prec})"
+                )
                 grid_params = f"({m['g'] * m['NGB']}, {-(-m['K'] // m['BK'])})"
                 src.line(f"sum_bwd_params[{grid_params}]({head}, {self.sum_args(L, f', USE_DOT={dot}', pb)}, {prec})")
 
     def em_update(self) -> None:
         src = self.src
-        with src.function("em_update(logits, logw, flows, step, pseudocount)",
-                          "EM M-step for the dense weight blocks (rows of equal width; `step` a one-element tensor); "
-                          "the masked tail is done in torch."):
+        with src.function(
+            "em_update(logits, logw, flows, step, pseudocount)",
+            "EM M-step for the dense weight blocks (rows of equal width; `step` a one-element tensor); "
+            "the masked tail is done in torch.",
+        ):
             if not self.program.dense_blocks:
                 src.line("return")
             for a, b, k in self.program.dense_blocks:
                 bk = _pow2(k)
                 br = max(1, min(64, 4096 // bk))
                 rows = (b - a) // k
-                src.line(f"em_dense[(triton.cdiv({rows}, {br}),)](logits, logw, flows, {a}, {rows}, step, pseudocount, "
-                         f"K={k}, BLOCK_R={br}, BLOCK_K={bk})")
+                src.line(
+                    f"em_dense[(triton.cdiv({rows}, {br}),)](logits, logw, flows, {a}, {rows}, step, pseudocount, "
+                    f"K={k}, BLOCK_R={br}, BLOCK_K={bk})"
+                )
 
 
 def _renumber(program: Program, skip_product: set[int]) -> tuple[np.ndarray, int, int]:

@@ -14,11 +14,9 @@ import sys
 from pathlib import Path
 
 import torch
-
-from torch import nn
-
 from pccompile.codegen.torch_backend.program_tensors import ProgramTensors
 from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW, ArgumentError, Program
+from torch import nn
 
 from .emitter import Emitted, TritonOptions, emit
 from .inputs import TRITON_INPUTS
@@ -78,8 +76,9 @@ class TritonExecutor(nn.Module):
     @staticmethod
     def _check(t: torch.Tensor) -> None:
         if t.dtype != torch.float32:
-            raise ArgumentError(f"the triton backend computes in float32, got {t.dtype}; "
-                                "use backend='torch' for float64")
+            raise ArgumentError(
+                f"the triton backend computes in float32, got {t.dtype}; use backend='torch' for float64"
+            )
 
     def precompile(self, B: int, device, warm=None) -> int:
         """Compile, in parallel threads, every kernel specialisation a normal pass (inputs,
@@ -99,11 +98,17 @@ class TritonExecutor(nn.Module):
             from concurrent.futures import ThreadPoolExecutor
 
             from .aot import collect_launches
+
             unique = {}
             for c in collect_launches(self.emitted, self.program, B, device, complete=False, module=self.kernels):
-                spec = tuple(str(a.dtype) if isinstance(a, torch.Tensor) else
-                             (a == 1, a % 16 == 0) if isinstance(a, int) and not isinstance(a, bool) else type(a).__name__
-                             for a in c.args)
+                spec = tuple(
+                    str(a.dtype)
+                    if isinstance(a, torch.Tensor)
+                    else (a == 1, a % 16 == 0)
+                    if isinstance(a, int) and not isinstance(a, bool)
+                    else type(a).__name__
+                    for a in c.args
+                )
                 unique.setdefault((c.kernel, spec, tuple(sorted(c.kwargs.items()))), c)
             warm = warm or (lambda c: c.fn.warmup(*c.args, grid=c.grid, **c.kwargs))
             with ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
@@ -111,6 +116,7 @@ class TritonExecutor(nn.Module):
             return len(unique)
         except Exception as e:  # compiling at first launch still works
             import warnings
+
             warnings.warn(f"parallel kernel precompilation failed ({e!r}); kernels compile at first launch")
             return 0
 
@@ -134,7 +140,7 @@ class TritonExecutor(nn.Module):
     def forward_mars(self, input_logp, logw, complete: bool = False):
         self._check(input_logp)
         mars = self._buffer(input_logp.shape[1], input_logp.device, complete)
-        mars[FIRST_ROW:FIRST_ROW + self.num_inputs] = input_logp
+        mars[FIRST_ROW : FIRST_ROW + self.num_inputs] = input_logp
         self.kernels.forward(mars, self._ext(logw), self.index, mars.shape[1], complete)
         return self._in_program_order(mars) if complete else mars
 
@@ -155,7 +161,7 @@ class TritonExecutor(nn.Module):
     def forward_max(self, input_logp, logw):
         self._check(input_logp)
         mars = self._buffer(input_logp.shape[1], input_logp.device, True)
-        mars[FIRST_ROW:FIRST_ROW + self.num_inputs] = input_logp
+        mars[FIRST_ROW : FIRST_ROW + self.num_inputs] = input_logp
         self.kernels.forward_max(mars, self._ext(logw), self.index, mars.shape[1])
         return self._in_program_order(mars)
 
@@ -175,6 +181,7 @@ class TritonExecutor(nn.Module):
         self._check(logits)
         if not isinstance(step, torch.Tensor):
             step = torch.full((1,), float(step), dtype=torch.float32, device=logits.device)
-        self.kernels.em_update(logits, logw.contiguous(), flows.contiguous(), step.float().reshape(1),
-                               float(pseudocount))
+        self.kernels.em_update(
+            logits, logw.contiguous(), flows.contiguous(), step.float().reshape(1), float(pseudocount)
+        )
         return True

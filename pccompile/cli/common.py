@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,7 +12,9 @@ from pccompile.ir import PCError
 from pccompile.metrics import bits_per_dim
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
     help="""pccompile: compile probabilistic circuits to fused kernels, train and query them.
 
 [b]Examples[/b]
@@ -24,7 +25,8 @@ app = typer.Typer(
   pcc emit examples/mixture.pc             the generated Triton source
   pcc train examples/digits.pc --data builtin:digits --valid builtin:digits:valid
   pcc sample runs/model.pcz -n 16 --png samples.png
-""")
+""",
+)
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
@@ -33,10 +35,17 @@ Passes = Annotated[Optional[str], typer.Option("--passes", "-p", help="extra pas
 Backend = Annotated[str, typer.Option("--backend", help="auto (triton on CUDA, else torch), torch or triton")]
 
 
-def load_model(spec: Path, passes: Optional[str] = None, seed: int = 0, report=None, device: Optional[str] = None,
-               backend: str = "auto"):
+def load_model(
+    spec: Path,
+    passes: Optional[str] = None,
+    seed: int = 0,
+    report=None,
+    device: Optional[str] = None,
+    backend: str = "auto",
+):
     """A CompiledCircuit from a .pc file or a saved .pcz model."""
     import pccompile
+
     dev = None if device in (None, "cpu") else device
     if spec.suffix == ".pcz":
         return pccompile.load(spec, device=dev, backend=backend)
@@ -56,8 +65,12 @@ def run(fn, interrupted: str = "interrupted"):
         err.print(f"error: cannot access{where}: {e.strerror or e}", style="red", highlight=False, markup=False)
         raise typer.Exit(2) from None
     except MemoryError:
-        err.print("error: out of memory; try a smaller --batch-size or a smaller circuit", style="red",
-                  highlight=False, markup=False)
+        err.print(
+            "error: out of memory; try a smaller --batch-size or a smaller circuit",
+            style="red",
+            highlight=False,
+            markup=False,
+        )
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print(interrupted, style="yellow", highlight=False, markup=False)
@@ -68,6 +81,7 @@ def at_least(name: str, value: int, low: int = 1) -> None:
     """Refuse a count option below `low` with a message naming the option."""
     if value < low:
         from pccompile.ir import ArgumentError
+
         raise ArgumentError(f"{name} must be at least {low}, got {value}")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -16,9 +15,14 @@ from pccompile.metrics import bits_per_dim
 
 from .common import Backend, Passes, Spec, app, at_least, console, load_model, run
 
+
 @app.command()
-def check(spec: Spec, passes: Passes = None, seed: int = typer.Option(0, help="seed for parameters not given"),
-          backend: Backend = "auto"):
+def check(
+    spec: Spec,
+    passes: Passes = None,
+    seed: int = typer.Option(0, help="seed for parameters not given"),
+    backend: Backend = "auto",
+):
     """Parse and verify a circuit; print a summary table.
 
     Example: [b]pcc check examples/mixture.pc[/b]"""
@@ -42,16 +46,20 @@ def check(spec: Spec, passes: Passes = None, seed: int = typer.Option(0, help="s
         if report.passes:
             console.print("passes: " + " -> ".join(report.passes), highlight=False)
         console.print("[green]ok[/]: the circuit is valid (acyclic, smooth, decomposable, normalised)")
+
     run(go)
 
 
 @app.command()
-def show(spec: Spec,
-         ir: bool = typer.Option(False, "--ir", help="the circuit IR, one line per node vector"),
-         program: bool = typer.Option(False, "--program", help="the lowered Program (layers, partitions)"),
-         dsl: bool = typer.Option(False, "--dsl", help="the circuit printed back as DSL text"),
-         no_params: bool = typer.Option(False, "--no-params", help="with --dsl: structure only"),
-         passes: Passes = None, backend: Backend = "auto"):
+def show(
+    spec: Spec,
+    ir: bool = typer.Option(False, "--ir", help="the circuit IR, one line per node vector"),
+    program: bool = typer.Option(False, "--program", help="the lowered Program (layers, partitions)"),
+    dsl: bool = typer.Option(False, "--dsl", help="the circuit printed back as DSL text"),
+    no_params: bool = typer.Option(False, "--no-params", help="with --dsl: structure only"),
+    passes: Passes = None,
+    backend: Backend = "auto",
+):
     """Print a circuit at one stage of compilation (default: --ir).
 
     Example: [b]pcc show examples/mixture.pc --program[/b]"""
@@ -65,27 +73,38 @@ def show(spec: Spec,
             print(model.program)
         else:
             from pccompile.ir.text import format_circuit
+
             print(format_circuit(model.circuit))
+
     run(go)
 
 
 @app.command()
-def emit(spec: Spec, passes: Passes = None,
-         block_b: int = typer.Option(64, "--block-b", help="batch tile of every kernel"),
-         no_fuse: bool = typer.Option(False, "--no-fuse", help="keep product layers as separate kernels"),
-         precision: str = typer.Option("tf32", help="tl.dot operands: tf32, bf16 or ieee (exact fp32); fp32 accumulation"),
-         compile_for: str = typer.Option(None, "--compile-for", metavar="sm_NN",
-                                         help="instead of printing the source, compile every kernel variant for "
-                                              "this GPU architecture (e.g. sm_90 for an H100; no GPU needed) and "
-                                              "print registers, spills and shared memory per variant")):
+def emit(
+    spec: Spec,
+    passes: Passes = None,
+    block_b: int = typer.Option(64, "--block-b", help="batch tile of every kernel"),
+    no_fuse: bool = typer.Option(False, "--no-fuse", help="keep product layers as separate kernels"),
+    precision: str = typer.Option("tf32", help="tl.dot operands: tf32, bf16 or ieee (exact fp32); fp32 accumulation"),
+    compile_for: str = typer.Option(
+        None,
+        "--compile-for",
+        metavar="sm_NN",
+        help="instead of printing the source, compile every kernel variant for "
+        "this GPU architecture (e.g. sm_90 for an H100; no GPU needed) and "
+        "print registers, spills and shared memory per variant",
+    ),
+):
     """Print the Triton source generated for a circuit: kernels plus one launch line per partition.
 
     Examples: [b]pcc emit examples/mixture.pc[/b] (the source);
     [b]pcc emit examples/digits.pc --compile-for sm_90[/b] (does every kernel compile for an H100, and
     does any spill registers?)"""
+
     def go():
         from pccompile.codegen.triton import TritonOptions
         from pccompile.codegen.triton import emit as emit_source
+
         at_least("--block-b", block_b)
         model = load_model(spec, passes, backend="torch")
         emitted = emit_source(model.program, TritonOptions(block_b=block_b, fuse=not no_fuse, precision=precision))
@@ -93,6 +112,7 @@ def emit(spec: Spec, passes: Passes = None,
             sys.stdout.write(emitted.source)
             return
         _compile_report(emitted, model.program, compile_for)
+
     run(go)
 
 
@@ -108,26 +128,37 @@ def _compile_report(emitted, program, arch: str) -> None:
     for col in ("kernel", "launches", "registers", "spill bytes", "shared bytes", "compile s", "variant"):
         table.add_column(col, justify="left" if col in ("kernel", "variant") else "right", no_wrap=col == "kernel")
     with console.status("compiling") as status:
+
         def progress(v):
             status.update(f"compiled {v.kernel} ({v.compile_s:.1f} s)")
+
         compile_variants(variants, emitted, arch=int(digits), progress=progress)
     for v in variants:
         u = v.usage
         spill = "" if v.error else str(u.get("STACK", "?"))
-        table.add_row(v.kernel, str(v.launches), "" if v.error else str(u.get("REG", "?")),
-                      f"[red]{spill}[/red]" if spill not in ("", "0") else spill,
-                      "" if v.error else str(u.get("SHARED", "?")), f"{v.compile_s:.1f}",
-                      f"[red]{v.error}[/red]" if v.error else v.describe())
+        table.add_row(
+            v.kernel,
+            str(v.launches),
+            "" if v.error else str(u.get("REG", "?")),
+            f"[red]{spill}[/red]" if spill not in ("", "0") else spill,
+            "" if v.error else str(u.get("SHARED", "?")),
+            f"{v.compile_s:.1f}",
+            f"[red]{v.error}[/red]" if v.error else v.describe(),
+        )
     console.print(table)
     if any(v.error for v in variants):
         raise typer.Exit(1)
 
 
 @app.command("eval")
-def eval_(spec: Spec,
-          data: Annotated[Path, typer.Option("--data", "-d", help=".npy/.npz/.data/.txt file, one row per sample")],
-          batch_size: int = typer.Option(1024, help="rows per batch"),
-          passes: Passes = None, backend: Backend = "auto", device: str = typer.Option("cpu", help="cpu or cuda")):
+def eval_(
+    spec: Spec,
+    data: Annotated[Path, typer.Option("--data", "-d", help=".npy/.npz/.data/.txt file, one row per sample")],
+    batch_size: int = typer.Option(1024, help="rows per batch"),
+    passes: Passes = None,
+    backend: Backend = "auto",
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+):
     """Mean log-likelihood and bits per dimension of a circuit on data.
 
     Missing values (-1, or NaN for real variables) are marginalised.
@@ -143,15 +174,16 @@ def eval_(spec: Spec,
         total, n = 0.0, 0
         with torch.no_grad():
             for i in range(0, x.shape[0], batch_size):
-                ll = model(x[i:i + batch_size])
+                ll = model(x[i : i + batch_size])
                 total += float(ll.double().sum())
                 n += ll.shape[0]
         mean = total / max(n, 1)
         table = Table(show_header=True, header_style="bold")
         for col in ("rows", "mean log-likelihood", "bits per dimension", "seconds"):
             table.add_column(col, justify="right")
-        table.add_row(f"{n:,}", f"{mean:.4f}", f"{bits_per_dim(mean, model.num_vars):.4f}",
-                      f"{time.perf_counter() - t0:.2f}")
+        table.add_row(
+            f"{n:,}", f"{mean:.4f}", f"{bits_per_dim(mean, model.num_vars):.4f}", f"{time.perf_counter() - t0:.2f}"
+        )
         console.print(table)
-    run(go)
 
+    run(go)

@@ -11,18 +11,24 @@ from rich.table import Table
 
 from .common import Backend, Spec, app, at_least, console, load_model, run
 
+
 @app.command()
-def sample(spec: Spec, n: int = typer.Option(16, "-n", help="number of samples"),
-           seed: int = typer.Option(0, help="random seed"),
-           png: Optional[Path] = typer.Option(None, "--png", help="write an image grid (needs an image shape)"),
-           out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the samples as .npy"),
-           backend: Backend = "auto"):
+def sample(
+    spec: Spec,
+    n: int = typer.Option(16, "-n", help="number of samples"),
+    seed: int = typer.Option(0, help="random seed"),
+    png: Optional[Path] = typer.Option(None, "--png", help="write an image grid (needs an image shape)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the samples as .npy"),
+    backend: Backend = "auto",
+):
     """Draw samples from a trained model (.pcz) or a circuit file.
 
     Example: [b]pcc sample runs/model.pcz -n 16 --png samples.png[/b]"""
+
     def go():
         from pccompile.ir import ArgumentError
         from pccompile.plots import sample_grid
+
         at_least("-n", n)
         at_least("--seed", seed, 0)
         model = load_model(spec, backend=backend)
@@ -44,18 +50,24 @@ def sample(spec: Spec, n: int = typer.Option(16, "-n", help="number of samples")
             for row in xs[:20]:
                 table.add_row(*[f"{v:g}" for v in row[:12]])
             console.print(table)
+
     run(go)
 
 
 @app.command()
-def mpe(spec: Spec, data: Annotated[Path, typer.Option("--data", "-d", help="rows with -1 (or NaN) where values are missing")],
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the completed rows as .npy"),
-        backend: Backend = "auto"):
+def mpe(
+    spec: Spec,
+    data: Annotated[Path, typer.Option("--data", "-d", help="rows with -1 (or NaN) where values are missing")],
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the completed rows as .npy"),
+    backend: Backend = "auto",
+):
     """Most probable completion of each row (missing entries filled by max-product decoding).
 
     Example: [b]pcc mpe runs/model.pcz --data partial.npy -o completed.npy[/b]"""
+
     def go():
         from pccompile.data import check_data, load_array
+
         model = load_model(spec, backend=backend)
         x = load_array(data)
         check_data(x, model.program.var_cats, model.program.var_names, str(data))
@@ -68,6 +80,5 @@ def mpe(spec: Spec, data: Annotated[Path, typer.Option("--data", "-d", help="row
             table.add_column(col, justify="right")
         table.add_row(f"{len(done):,}", f"{filled:,}", str(out or "-"))
         console.print(table)
+
     run(go)
-
-

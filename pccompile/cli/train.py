@@ -11,57 +11,110 @@ from rich.table import Table
 from .common import Backend, Passes, Spec, app, bpd, console, fmt, load_model, run
 
 
-def run_training(spec: Path, data: str, valid: Optional[str], test: Optional[str], *, epochs: int,
-                 batch_size: int, optimizer: str, step_size: Optional[float], step_size_end: Optional[float],
-                 schedule: str, pseudocount: float, device: str, seed: int, out: Path, resume: bool,
-                 passes: Optional[str] = None, samples: int = 0, backend: str = "auto") -> list:
+def run_training(
+    spec: Path,
+    data: str,
+    valid: Optional[str],
+    test: Optional[str],
+    *,
+    epochs: int,
+    batch_size: int,
+    optimizer: str,
+    step_size: Optional[float],
+    step_size_end: Optional[float],
+    schedule: str,
+    pseudocount: float,
+    device: str,
+    seed: int,
+    out: Path,
+    resume: bool,
+    passes: Optional[str] = None,
+    samples: int = 0,
+    backend: str = "auto",
+) -> list:
     """Shared by `pcc train` and `pcc demo`: compile, train with progress and a table per epoch,
     checkpoint every epoch, write the model, the learning curve and (for images) samples."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     import pccompile
-    from pccompile.learn import Trainer, TrainConfig
+    from pccompile.learn import TrainConfig, Trainer
 
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, step_size=step_size,
-                      step_size_end=step_size_end, schedule=schedule, pseudocount=pseudocount, seed=seed)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        step_size=step_size,
+        step_size_end=step_size_end,
+        schedule=schedule,
+        pseudocount=pseudocount,
+        seed=seed,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt = out.with_name(out.stem + ".ckpt.pcz")
     model = _model_or_checkpoint(spec, ckpt, resume, passes, seed, device, backend)
     sets = _data_sets(model, data, valid, test)
     V = model.num_vars
     s = model.circuit.stats()
-    console.print(f"[b]{model.circuit.meta.get('name', spec.stem)}[/b]: {V} variables, {s['nodes']:,} nodes, "
-                  f"{s['parameters']:,} parameters; {len(sets['train']):,} training rows; optimizer {optimizer}, "
-                  f"step {cfg.step_size:g}, batch {batch_size}, device {device}")
-    header = f"{'epoch':>5}  {'train LL':>10}  {'valid LL':>10}  {'test LL':>10}  {'valid bpd':>9}  {'step':>7}  {'sec':>6}"
-    console.print(header, style="bold")
-    progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console, transient=True)
-    task = None
-
-    def on_batch(i, n):
-        progress.update(task, completed=i, total=n)
-
-    def print_row(r, note=""):
-        console.print(f"{r.epoch:>5}  {fmt(r.train_ll):>10}  {fmt(r.valid_ll):>10}  {fmt(r.test_ll):>10}  "
-                      f"{bpd(r.valid_ll, V):>9}  {r.step_size:>7.4f}  {r.seconds:>6.2f}{note}")
-
-    def on_epoch(r):
-        progress.update(task, epoch=r.epoch + 1, completed=0)
-        print_row(r)
-
-    trainer = Trainer(model, cfg, sets["train"], sets.get("valid"), sets.get("test"), checkpoint=ckpt,
-                      on_batch=on_batch, on_epoch=on_epoch)
+    console.print(
+        f"[b]{model.circuit.meta.get('name', spec.stem)}[/b]: {V} variables, {s['nodes']:,} nodes, "
+        f"{s['parameters']:,} parameters; {len(sets['train']):,} training rows; optimizer {optimizer}, "
+        f"step {cfg.step_size:g}, batch {batch_size}, device {device}"
+    )
+    table = _EpochTable(V)
+    trainer = Trainer(
+        model,
+        cfg,
+        sets["train"],
+        sets.get("valid"),
+        sets.get("test"),
+        checkpoint=ckpt,
+        on_batch=table.on_batch,
+        on_epoch=table.on_epoch,
+    )
     if resume and ckpt.exists():
         trainer.restore()
         for r in trainer.history:
-            print_row(r, "  (checkpoint)")
-    with progress:
-        task = progress.add_task("train", total=1, epoch=trainer.start_epoch + 1)
-        history = trainer.run()
+            table.row(r, "  (checkpoint)")
+    history = table.run(trainer)
     pccompile.save(model, out)
     _report(model, history, spec, out, ckpt, samples, seed)
     return history
+
+
+class _EpochTable:
+    """The epoch table printed as training goes, under a progress bar over the batches."""
+
+    def __init__(self, num_vars: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.num_vars = num_vars
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = None
+        cols = ("epoch", 5), ("train LL", 10), ("valid LL", 10), ("test LL", 10), ("valid bpd", 9), ("step", 7)
+        console.print("  ".join(f"{name:>{w}}" for name, w in cols) + f"  {'sec':>6}", style="bold")
+
+    def row(self, r, note: str = "") -> None:
+        console.print(
+            f"{r.epoch:>5}  {fmt(r.train_ll):>10}  {fmt(r.valid_ll):>10}  {fmt(r.test_ll):>10}  "
+            f"{bpd(r.valid_ll, self.num_vars):>9}  {r.step_size:>7.4f}  {r.seconds:>6.2f}{note}"
+        )
+
+    def on_batch(self, i: int, n: int) -> None:
+        self.progress.update(self.task, completed=i, total=n)
+
+    def on_epoch(self, r) -> None:
+        self.progress.update(self.task, epoch=r.epoch + 1, completed=0)
+        self.row(r)
+
+    def run(self, trainer):
+        with self.progress:
+            self.task = self.progress.add_task("train", total=1, epoch=trainer.start_epoch + 1)
+            return trainer.run()
 
 
 def _model_or_checkpoint(spec: Path, ckpt: Path, resume: bool, passes, seed: int, device: str, backend: str):
@@ -119,22 +172,30 @@ TrainData = Annotated[str, typer.Option("--data", "-d", help="training data: .np
 
 
 @app.command()
-def train(spec: Spec, data: TrainData,
-          valid: Optional[str] = typer.Option(None, "--valid", help="validation data, evaluated every epoch"),
-          test: Optional[str] = typer.Option(None, "--test", help="test data, evaluated every epoch"),
-          epochs: int = typer.Option(10, help="passes over the training data"),
-          batch_size: int = typer.Option(512, "--batch-size", "-b", help="rows per mini-batch"),
-          optimizer: str = typer.Option("em", help="em (mini-batch EM), em-full (full-batch EM), sgd or adam"),
-          step_size: Optional[float] = typer.Option(None, "--step-size", help="EM step size (em 0.1, em-full 1.0) or learning rate"),
-          step_size_end: Optional[float] = typer.Option(None, "--step-size-end", help="final step size of a decaying schedule"),
-          schedule: str = typer.Option("constant", help="constant, linear or cosine decay of the step size"),
-          pseudocount: float = typer.Option(0.1, help="Laplace smoothing added in every EM update"),
-          device: str = typer.Option("cpu", help="cpu or cuda"),
-          seed: int = typer.Option(0, help="seed for initial parameters and shuffling"),
-          out: Path = typer.Option(Path("runs/model.pcz"), "--out", "-o", help="where to write the trained model"),
-          resume: bool = typer.Option(False, "--resume", help="continue from the checkpoint next to --out"),
-          samples: int = typer.Option(16, help="samples to draw into a PNG grid when the spec declares an image"),
-          passes: Passes = None, backend: Backend = "auto"):
+def train(
+    spec: Spec,
+    data: TrainData,
+    valid: Optional[str] = typer.Option(None, "--valid", help="validation data, evaluated every epoch"),
+    test: Optional[str] = typer.Option(None, "--test", help="test data, evaluated every epoch"),
+    epochs: int = typer.Option(10, help="passes over the training data"),
+    batch_size: int = typer.Option(512, "--batch-size", "-b", help="rows per mini-batch"),
+    optimizer: str = typer.Option("em", help="em (mini-batch EM), em-full (full-batch EM), sgd or adam"),
+    step_size: Optional[float] = typer.Option(
+        None, "--step-size", help="EM step size (em 0.1, em-full 1.0) or learning rate"
+    ),
+    step_size_end: Optional[float] = typer.Option(
+        None, "--step-size-end", help="final step size of a decaying schedule"
+    ),
+    schedule: str = typer.Option("constant", help="constant, linear or cosine decay of the step size"),
+    pseudocount: float = typer.Option(0.1, help="Laplace smoothing added in every EM update"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    seed: int = typer.Option(0, help="seed for initial parameters and shuffling"),
+    out: Path = typer.Option(Path("runs/model.pcz"), "--out", "-o", help="where to write the trained model"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the checkpoint next to --out"),
+    samples: int = typer.Option(16, help="samples to draw into a PNG grid when the spec declares an image"),
+    passes: Passes = None,
+    backend: Backend = "auto",
+):
     """Train a circuit; a table row per epoch, a checkpoint every epoch, a learning-curve PNG.
 
     Example: [b]pcc train examples/digits.pc --data builtin:digits --valid builtin:digits:valid --epochs 10[/b]
@@ -142,12 +203,31 @@ def train(spec: Spec, data: TrainData,
     Interrupted? Run the same command with [b]--resume[/b]: training continues exactly where the last
     checkpoint ([i]OUT[/i].ckpt.pcz) left it."""
     ckpt = out.with_name(out.stem + ".ckpt.pcz")
-    run(lambda: run_training(spec, data, valid, test, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                              step_size=step_size, step_size_end=step_size_end, schedule=schedule,
-                              pseudocount=pseudocount, device=device, seed=seed, out=out, resume=resume,
-                              passes=passes, samples=samples, backend=backend),
+    run(
+        lambda: run_training(
+            spec,
+            data,
+            valid,
+            test,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            step_size=step_size,
+            step_size_end=step_size_end,
+            schedule=schedule,
+            pseudocount=pseudocount,
+            device=device,
+            seed=seed,
+            out=out,
+            resume=resume,
+            passes=passes,
+            samples=samples,
+            backend=backend,
+        ),
         interrupted=f"interrupted: the last finished epoch is saved in {ckpt}; "
-                    "run the same command with --resume to continue")
+        "run the same command with --resume to continue",
+    )
+
 
 DEMO_SPEC = """# HCLT over the bundled 8x8 digits (64 pixels, 17 gray levels)
 var px[64] : categorical(17)
@@ -158,16 +238,35 @@ root = hclt(px, latents=32, data="builtin:digits")
 
 
 @app.command()
-def demo(out_dir: Path = typer.Option(Path("runs/demo"), "--out-dir", help="where results go"),
-         epochs: int = typer.Option(40, help="EM epochs"), backend: Backend = "auto",
-         device: str = typer.Option("cpu", help="cpu or cuda")):
+def demo(
+    out_dir: Path = typer.Option(Path("runs/demo"), "--out-dir", help="where results go"),
+    epochs: int = typer.Option(40, help="EM epochs"),
+    backend: Backend = "auto",
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+):
     """The main job end to end: compile an HCLT for the bundled digits, train it with mini-batch EM,
     report log-likelihoods, and save the model, a learning curve and samples as PNG."""
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = out_dir / "digits.pc"
     spec.write_text(DEMO_SPEC)
-    run(lambda: run_training(spec, "builtin:digits", "builtin:digits:valid", "builtin:digits:test", epochs=epochs,
-                              batch_size=64, optimizer="em", step_size=0.2, step_size_end=0.02, schedule="linear",
-                              pseudocount=0.1, device=device, seed=0, out=out_dir / "model.pcz", resume=False,
-                              samples=16, backend=backend))
-
+    run(
+        lambda: run_training(
+            spec,
+            "builtin:digits",
+            "builtin:digits:valid",
+            "builtin:digits:test",
+            epochs=epochs,
+            batch_size=64,
+            optimizer="em",
+            step_size=0.2,
+            step_size_end=0.02,
+            schedule="linear",
+            pseudocount=0.1,
+            device=device,
+            seed=0,
+            out=out_dir / "model.pcz",
+            resume=False,
+            samples=16,
+            backend=backend,
+        )
+    )

@@ -16,25 +16,55 @@ import lark
 import numpy as np
 
 from pccompile import builder
-from pccompile.ir import (DISTRIBUTIONS, ArgumentError, Circuit, CircuitError, DSLSemanticError, DSLSyntaxError,
-                          PCError, ResourceError, SourceError, Variable)
-from pccompile.ir.limits import (MAX_CATEGORIES, MAX_NESTING, MAX_NODE_VECTORS, MAX_VARIABLES, MAX_VECTOR_SIZE,
-                                 check_memory)
+from pccompile.ir import (
+    DISTRIBUTIONS,
+    ArgumentError,
+    Circuit,
+    CircuitError,
+    DSLSemanticError,
+    DSLSyntaxError,
+    PCError,
+    ResourceError,
+    SourceError,
+    Variable,
+)
 from pccompile.ir.distributions import BINARY, REAL, Domain
+from pccompile.ir.limits import (
+    MAX_CATEGORIES,
+    MAX_NESTING,
+    MAX_NODE_VECTORS,
+    MAX_VARIABLES,
+    MAX_VECTOR_SIZE,
+    check_memory,
+)
 
 from .templates import TEMPLATES, TemplateContext
 
 _PARSER: lark.Lark | None = None
 
-_TOKEN_NAMES = {"NAME": "a name", "INT": "an integer", "SIGNED_NUMBER": "a number", "STRING": "a string",
-                "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','", "EQUAL": "'='",
-                "COLON": "':'", "VAR": "'var'", "OUTPUT": "'output'", "$END": "end of input"}
+_TOKEN_NAMES = {
+    "NAME": "a name",
+    "INT": "an integer",
+    "SIGNED_NUMBER": "a number",
+    "STRING": "a string",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COMMA": "','",
+    "EQUAL": "'='",
+    "COLON": "':'",
+    "VAR": "'var'",
+    "OUTPUT": "'output'",
+    "$END": "end of input",
+}
 
 
 def _parser() -> lark.Lark:
     global _PARSER
     if _PARSER is None:
         import pccompile.structures  # noqa: F401  (registers the structure templates: hclt, pd, ...)
+
         grammar = resources.files("pccompile.dsl").joinpath("grammar.lark").read_text()
         _PARSER = lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
     return _PARSER
@@ -63,21 +93,35 @@ def parse(text: str, file: str = "<string>", base_dir: Path | None = None) -> Ci
     try:
         tree = _parser().parse(text)
     except lark.UnexpectedCharacters as e:
-        raise DSLSyntaxError(f"unexpected character {text[e.pos_in_stream]!r}"
-                             + _expected(e.allowed), file=file, line=e.line, column=e.column,
-                             source_line=_line(lines, e.line)) from None
+        raise DSLSyntaxError(
+            f"unexpected character {text[e.pos_in_stream]!r}" + _expected(e.allowed),
+            file=file,
+            line=e.line,
+            column=e.column,
+            source_line=_line(lines, e.line),
+        ) from None
     except lark.UnexpectedToken as e:
         tok = "end of input" if e.token.type == "$END" else repr(str(e.token))
         if e.token.type == "$END":
             line, col = _end_position(lines)
         else:
             line, col = e.line, e.column
-        raise DSLSyntaxError(f"unexpected {tok}" + _expected(e.expected), file=file, line=line, column=col,
-                             source_line=_line(lines, line)) from None
+        raise DSLSyntaxError(
+            f"unexpected {tok}" + _expected(e.expected),
+            file=file,
+            line=line,
+            column=col,
+            source_line=_line(lines, line),
+        ) from None
     except lark.UnexpectedEOF as e:
         line, col = _end_position(lines)
-        raise DSLSyntaxError("unexpected end of input" + _expected(e.expected), file=file, line=line,
-                             column=col, source_line=_line(lines, line)) from None
+        raise DSLSyntaxError(
+            "unexpected end of input" + _expected(e.expected),
+            file=file,
+            line=line,
+            column=col,
+            source_line=_line(lines, line),
+        ) from None
     return _Compiler(file, lines, base_dir or Path.cwd()).run(tree)
 
 
@@ -93,8 +137,13 @@ def parse_file(path: str | Path) -> Circuit:
         line = raw.count(b"\n", 0, e.start) + 1
         column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         shown = raw.split(b"\n")[line - 1].decode("utf-8", "replace")
-        raise DSLSyntaxError(f"byte 0x{raw[e.start]:02x} is not UTF-8 text; save the file as UTF-8",
-                             file=str(path), line=line, column=column, source_line=shown) from None
+        raise DSLSyntaxError(
+            f"byte 0x{raw[e.start]:02x} is not UTF-8 text; save the file as UTF-8",
+            file=str(path),
+            line=line,
+            column=column,
+            source_line=shown,
+        ) from None
     return parse(text, file=str(path), base_dir=path.parent)
 
 
@@ -151,8 +200,9 @@ class _Compiler:
 
     def error(self, at, message: str):
         p = at if isinstance(at, _Pos) else _pos(at)
-        return DSLSemanticError(message, file=self.file, line=p.line, column=p.column,
-                                source_line=_line(self.lines, p.line))
+        return DSLSemanticError(
+            message, file=self.file, line=p.line, column=p.column, source_line=_line(self.lines, p.line)
+        )
 
     def run(self, tree: lark.Tree) -> Circuit:
         last = None
@@ -169,8 +219,12 @@ class _Compiler:
                     raise self.error(name, f"output names unknown node '{name}'")
                 self.output = (str(name), _pos(name))
         if not self.nodes:
-            raise DSLSemanticError("the circuit defines no nodes; expected at least one node statement",
-                                   file=self.file, line=max(len(self.lines), 1), column=1)
+            raise DSLSemanticError(
+                "the circuit defines no nodes; expected at least one node statement",
+                file=self.file,
+                line=max(len(self.lines), 1),
+                column=1,
+            )
         root_name = self.output[0] if self.output else ("root" if "root" in self.nodes else last)
         root = self.nodes[root_name]
         try:  # build verifies the circuit as written
@@ -199,11 +253,11 @@ class _Compiler:
                 self.variables.append(Variable(name, domain))
             else:
                 room = MAX_VARIABLES - len(self.variables)
-                n = self.integer(count_tok, f"the length of variable array '{name}'", 1,
-                                 max(room, 1))
+                n = self.integer(count_tok, f"the length of variable array '{name}'", 1, max(room, 1))
                 if n > room:
-                    raise self.error(count_tok, f"{len(self.variables) + n:,} variables are beyond the limit "
-                                                f"of {MAX_VARIABLES:,}")
+                    raise self.error(
+                        count_tok, f"{len(self.variables) + n:,} variables are beyond the limit of {MAX_VARIABLES:,}"
+                    )
                 self.var_arrays[name] = list(range(len(self.variables), len(self.variables) + n))
                 for i in range(n):
                     self.var_index[f"{name}[{i}]"] = len(self.variables)
@@ -219,27 +273,37 @@ class _Compiler:
             return fixed
         if takes_k and k_tok is not None:
             return Domain(self.integer(k_tok, "categorical: the number of categories", 2, MAX_CATEGORIES))
-        raise self.error(name_tok, f"unknown domain '{name}{'(' + str(k_tok) + ')' if k_tok else ''}'; "
-                                   "expected binary, real or categorical(K)")
+        raise self.error(
+            name_tok,
+            f"unknown domain '{name}{'(' + str(k_tok) + ')' if k_tok else ''}'; "
+            "expected binary, real or categorical(K)",
+        )
 
     def setting_stmt(self, stmt):
         name_tok, value = stmt.children
         key = str(name_tok)
         if key == "image":
             shape = self.value(value)
-            if not (isinstance(shape, list) and len(shape) in (2, 3)
-                    and all(isinstance(s, int) and s >= 1 for s in shape)):
-                raise self.error(value, "image expects [height, width] or [channels, height, width] "
-                                        "of positive integers")
+            if not (
+                isinstance(shape, list) and len(shape) in (2, 3) and all(isinstance(s, int) and s >= 1 for s in shape)
+            ):
+                raise self.error(
+                    value, "image expects [height, width] or [channels, height, width] of positive integers"
+                )
             if math.prod(shape) != len(self.variables):
-                raise self.error(value, f"image shape {shape} has {math.prod(shape):,} pixels but "
-                                        f"{len(self.variables)} variables are declared")
+                raise self.error(
+                    value,
+                    f"image shape {shape} has {math.prod(shape):,} pixels but "
+                    f"{len(self.variables)} variables are declared",
+                )
             self.meta["image"] = [int(s) for s in shape]
         elif key == "name":
             self.meta["name"] = str(self.value(value))
         else:
-            raise self.error(name_tok, f"unknown setting '{key}'; expected image or name "
-                                       f"(a node statement needs a call such as sum(...))")
+            raise self.error(
+                name_tok,
+                f"unknown setting '{key}'; expected image or name (a node statement needs a call such as sum(...))",
+            )
 
     def node_stmt(self, stmt) -> str:
         name_tok, size_tok, func_tok, *args = stmt.children
@@ -274,9 +338,11 @@ class _Compiler:
         elif func in TEMPLATES:
             vec = self.template_node(func_tok, size, pos_args, kw)
         else:
-            raise self.error(func_tok, f"unknown function '{func}'; expected {', '.join(sorted(DISTRIBUTIONS))}, "
-                                       f"product, sum" + (", or a template: " + ", ".join(sorted(TEMPLATES))
-                                                          if TEMPLATES else ""))
+            raise self.error(
+                func_tok,
+                f"unknown function '{func}'; expected {', '.join(sorted(DISTRIBUTIONS))}, "
+                f"product, sum" + (", or a template: " + ", ".join(sorted(TEMPLATES)) if TEMPLATES else ""),
+            )
         vec.name = name
         self.nodes[name] = vec
         self.where[name] = _pos(name_tok)
@@ -291,8 +357,10 @@ class _Compiler:
         domain = self.variables[var].domain
         dist = DISTRIBUTIONS[func].for_domain(domain)
         if not dist.fits(domain):
-            raise self.error(var_tok, f"a {func} input does not fit variable '{self.variables[var].name}' "
-                                      f"of domain {domain.describe()}")
+            raise self.error(
+                var_tok,
+                f"a {func} input does not fit variable '{self.variables[var].name}' of domain {domain.describe()}",
+            )
         size = size or 1
         self.count_parameters(func_tok, size * (domain.num_cats or 2))
         unknown = set(kw) - set(dist.param_names)
@@ -304,8 +372,9 @@ class _Compiler:
             shapes = dist.param_shapes(size)
             missing = [k for k in shapes if k not in kw]
             if missing:
-                raise self.error(func_tok, f"{func} with explicit parameters needs {', '.join(shapes)}; "
-                                           f"missing {', '.join(missing)}")
+                raise self.error(
+                    func_tok, f"{func} with explicit parameters needs {', '.join(shapes)}; missing {', '.join(missing)}"
+                )
             params = {}
             for k, shape in shapes.items():
                 tok, v = kw[k]
@@ -341,8 +410,11 @@ class _Compiler:
     def lookup(self, tok) -> builder.Vec:
         name = str(tok)
         if name not in self.nodes:
-            hint = " (it is a variable; wrap it in an input such as bernoulli(...))" \
-                if name in self.var_index or name in self.var_arrays else ""
+            hint = (
+                " (it is a variable; wrap it in an input such as bernoulli(...))"
+                if name in self.var_index or name in self.var_arrays
+                else ""
+            )
             raise self.error(tok, f"unknown node '{name}'{hint}")
         return self.nodes[name]
 
@@ -358,8 +430,11 @@ class _Compiler:
             index.append(rows)
         sizes = {len(r) if r is not None else v.size for v, r in zip(kids, index)}
         if len(sizes) != 1:
-            raise self.error(func_tok, f"product children have different sizes {sorted(sizes)}; "
-                                       "elementwise products need equal sizes (select rows with name[[...]])")
+            raise self.error(
+                func_tok,
+                f"product children have different sizes {sorted(sizes)}; "
+                "elementwise products need equal sizes (select rows with name[[...]])",
+            )
         n = sizes.pop()
         if size is not None and size != n:
             raise self.error(func_tok, f"declared size {size} but the children have size {n}")
@@ -451,8 +526,9 @@ class _Compiler:
             tok, idx = arg.children
             name = f"{tok}[{int(idx)}]"
             if str(tok) in self.var_arrays and name not in self.var_index:
-                raise self.error(idx, f"index {int(idx)} is out of range for '{tok}' "
-                                      f"(0..{len(self.var_arrays[str(tok)]) - 1})")
+                raise self.error(
+                    idx, f"index {int(idx)} is out of range for '{tok}' (0..{len(self.var_arrays[str(tok)]) - 1})"
+                )
         else:
             raise self.error(arg, "expected a variable")
         if name not in self.var_index:
@@ -479,6 +555,7 @@ class _Compiler:
         try:
             arr = np.asarray(val, dtype=np.float64)
         except (ValueError, TypeError, OverflowError):
-            raise self.error(v, "expected a (nested) list of numbers of regular shape, each within the "
-                                "range of a float") from None
+            raise self.error(
+                v, "expected a (nested) list of numbers of regular shape, each within the range of a float"
+            ) from None
         return arr

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from pccompile.ir import ArgumentError, Circuit, InputNode, ProductNode, SumNode, compact_ids
+from pccompile.ir import ArgumentError, Circuit, InputNode, ProductNode, compact_ids
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
 _ITEM = re.compile(r"^([A-Za-z_][A-Za-z_0-9]*)\[(\d+)\]$")
@@ -37,8 +37,7 @@ def _var_lines(circuit: Circuit) -> list[str]:
         m = _ITEM.match(vs[i].name)
         if m and int(m.group(2)) == 0:
             base, j = m.group(1), i
-            while (j < len(vs) and vs[j].domain == vs[i].domain
-                   and vs[j].name == f"{base}[{j - i}]"):
+            while j < len(vs) and vs[j].domain == vs[i].domain and vs[j].name == f"{base}[{j - i}]":
                 j += 1
             lines.append(f"var {_check_name(base, 'variable')}[{j - i}] : {vs[i].domain.describe()}")
             i = j

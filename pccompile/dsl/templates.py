@@ -77,8 +77,10 @@ class Template:
         if not pos_args:
             raise error(at, f"{self.name} needs the variables first: {self.signature()}")
         if len(pos_args) - 1 > len(self.args):
-            raise error(pos_args[len(self.args) + 1], f"{self.name} takes at most {len(self.args)} options "
-                                                      f"after the variables: {self.signature()}")
+            raise error(
+                pos_args[len(self.args) + 1],
+                f"{self.name} takes at most {len(self.args)} options after the variables: {self.signature()}",
+            )
         given = {a.name: (v, v) for a, v in zip(self.args, pos_args[1:])}
         names = [a.name for a in self.args]
         for k, (k_tok, v) in kw.items():
@@ -113,6 +115,7 @@ def template(name: str, *args: Arg):
     def deco(fn):
         TEMPLATES[name] = Template(name, fn, tuple(args))
         return fn
+
     return deco
 
 

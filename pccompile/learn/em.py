@@ -28,7 +28,7 @@ def em_update(model, stats: FlowStats, step_size: float | torch.Tensor = 1.0, ps
     F = stats.sum_flows.to(model.dtype)
     if F.numel():
         logw = stats.log_weights if stats.log_weights is not None else model.sum_log_weights(padded=True)
-        logits, logw = model.sum_logits.data, logw[:F.numel()]
+        logits, logw = model.sum_logits.data, logw[: F.numel()]
         fused = model.executor.em_dense_blocks(logits, logw, F, a, pc)  # a backend kernel, if it has one
         model.sum_rows.em_update(logits, logw, F, a, pc, blocks=not fused)
     # -- inputs: each family's M-step (pccompile.statistics) ------------------------------------
@@ -41,8 +41,14 @@ def e_step(model, x_int: torch.Tensor, x_real: torch.Tensor | None) -> FlowStats
     return encoded_flows(model, x_int, x_real)
 
 
-def em_step(model, x_int: torch.Tensor, x_real: torch.Tensor | None, step_size: float,
-            pseudocount: float = 0.1, reduce: Callable[[FlowStats], FlowStats] | None = None) -> torch.Tensor:
+def em_step(
+    model,
+    x_int: torch.Tensor,
+    x_real: torch.Tensor | None,
+    step_size: float,
+    pseudocount: float = 0.1,
+    reduce: Callable[[FlowStats], FlowStats] | None = None,
+) -> torch.Tensor:
     """One mini-batch EM step on an encoded batch (model.encode): the E-step, then the M-step.
     `reduce` sits between them and may combine the statistics of several processes (an
     all-reduce for data-parallel training) before the update; every process then applies the

@@ -94,8 +94,11 @@ class Gradient(Strategy):
 
     def state(self):
         sd = self.optimizer.state_dict()
-        arrays = {f"optim.{idx}.{k}": torch.as_tensor(v).detach().cpu().contiguous().numpy()
-                  for idx, st in sd["state"].items() for k, v in st.items()}
+        arrays = {
+            f"optim.{idx}.{k}": torch.as_tensor(v).detach().cpu().contiguous().numpy()
+            for idx, st in sd["state"].items()
+            for k, v in st.items()
+        }
         return sd["param_groups"], arrays
 
     def load(self, record, arrays):

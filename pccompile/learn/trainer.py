@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pccompile.ir import ArgumentError, DataError, FormatError
 from pccompile.io import check_state, module_state, read, save
+from pccompile.ir import ArgumentError, DataError, FormatError
 
 from .em import step_size_at
 from .strategies import STRATEGIES
-
 
 
 @dataclass
@@ -69,8 +68,13 @@ def _history(rows, where: str) -> list[EpochRecord]:
         raise FormatError(f"{where}: the training history is not a list")
     out = []
     for k, r in enumerate(rows):
-        ok = isinstance(r, dict) and sorted(r) == sorted(names) and isinstance(r["epoch"], int) and all(
-            r[n] is None or isinstance(r[n], (int, float)) for n in names) and r["train_ll"] is not None
+        ok = (
+            isinstance(r, dict)
+            and sorted(r) == sorted(names)
+            and isinstance(r["epoch"], int)
+            and all(r[n] is None or isinstance(r[n], (int, float)) for n in names)
+            and r["train_ll"] is not None
+        )
         if not ok:
             raise FormatError(f"{where}: history entry {k} is not an epoch record with fields {', '.join(names)}")
         out.append(EpochRecord(**r))
@@ -100,7 +104,7 @@ def mean_log_likelihood(model, x, batch_size: int = 1024) -> float:
         raise ArgumentError(f"batch size must be at least 1, got {batch_size}")
     total = 0.0
     for i in range(0, len(x), batch_size):
-        total += float(model(x[i:i + batch_size]).double().sum())
+        total += float(model(x[i : i + batch_size]).double().sum())
     return total / max(len(x), 1)
 
 
@@ -142,8 +146,13 @@ class Trainer:
         if self.checkpoint is None:
             return
         groups, arrays = self.strategy.state()
-        state = {"epoch": len(self.history), "config": asdict(self.config), "phase_start": self.phase_start,
-                 "history": [asdict(r) for r in self.history], "param_groups": groups}
+        state = {
+            "epoch": len(self.history),
+            "config": asdict(self.config),
+            "phase_start": self.phase_start,
+            "history": [asdict(r) for r in self.history],
+            "param_groups": groups,
+        }
         save(self.model, self.checkpoint, extra={"train_state": state}, extra_arrays=arrays)
 
     def restore(self) -> None:
@@ -160,8 +169,10 @@ class Trainer:
         history = _history(state.get("history"), where)
         epoch, phase = state.get("epoch"), state.get("phase_start", 0)
         if not _count(epoch) or not 0 <= epoch <= self.config.epochs or epoch != len(history):
-            raise FormatError(f"{where}: epoch {epoch!r} does not fit its history of {len(history)} epochs "
-                              f"and this run of {self.config.epochs}")
+            raise FormatError(
+                f"{where}: epoch {epoch!r} does not fit its history of {len(history)} epochs "
+                f"and this run of {self.config.epochs}"
+            )
         if not _count(phase) or phase > epoch:
             raise FormatError(f"{where}: phase start {phase!r} does not fit epoch {epoch}")
         self.model.load_state_dict(module)
@@ -176,7 +187,7 @@ class Trainer:
         """The training set encoded once, on the model's device (validated chunk by chunk), so
         a step only gathers its rows: no per-batch host-to-device copy or validation."""
         chunk = 65536
-        parts = [self.model.encode(self.train[i:i + chunk]) for i in range(0, len(self.train), chunk)]
+        parts = [self.model.encode(self.train[i : i + chunk]) for i in range(0, len(self.train), chunk)]
         x_int = torch.cat([p[0] for p in parts])
         x_real = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
         return x_int, x_real
@@ -202,10 +213,14 @@ class Trainer:
             if self.on_batch:
                 self.on_batch(bi + 1, len(batches))
         self.strategy.end_epoch(step)
-        return EpochRecord(epoch + 1, float(ll_sum) / n,
-                           None if self.valid is None else mean_log_likelihood(self.model, self.valid),
-                           None if self.test is None else mean_log_likelihood(self.model, self.test),
-                           time.perf_counter() - t0, step)
+        return EpochRecord(
+            epoch + 1,
+            float(ll_sum) / n,
+            None if self.valid is None else mean_log_likelihood(self.model, self.valid),
+            None if self.test is None else mean_log_likelihood(self.model, self.test),
+            time.perf_counter() - t0,
+            step,
+        )
 
     def swap_model(self, model: torch.nn.Module, next_epoch: int) -> None:
         """Train `model` from `next_epoch` on: a fresh strategy, a new schedule phase."""

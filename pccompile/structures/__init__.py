@@ -7,5 +7,14 @@ from .hmm import hmm
 from .pd import pd
 from .rat_spn import rat_spn
 
-__all__ = ["hclt", "hclt_from_tree", "rat_spn", "pd", "hmm", "chow_liu_tree", "maximum_spanning_tree",
-           "mutual_information", "tree_center"]
+__all__ = [
+    "hclt",
+    "hclt_from_tree",
+    "rat_spn",
+    "pd",
+    "hmm",
+    "chow_liu_tree",
+    "maximum_spanning_tree",
+    "mutual_information",
+    "tree_center",
+]

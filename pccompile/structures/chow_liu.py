@@ -6,8 +6,14 @@ import numpy as np
 import torch
 
 
-def mutual_information(x: np.ndarray, num_cats: np.ndarray | int, pseudocount: float = 0.1,
-                       max_rows: int | None = 20000, seed: int = 0, device=None) -> np.ndarray:
+def mutual_information(
+    x: np.ndarray,
+    num_cats: np.ndarray | int,
+    pseudocount: float = 0.1,
+    max_rows: int | None = 20000,
+    seed: int = 0,
+    device=None,
+) -> np.ndarray:
     """MI [V, V] of discrete data x [N, V] (values 0..K-1; a row missing (-1) in either variable
     of a pair is left out of that pair's counts). Each pair's joint distribution is smoothed with
     `pseudocount` spread over its K_i * K_j cells.
@@ -32,11 +38,11 @@ def mutual_information(x: np.ndarray, num_cats: np.ndarray | int, pseudocount: f
     block = max(1, min(V, (1 << 24) // max(1, V * K * K)))  # keeps each product's output near 64 MB
     for i0 in range(0, V - 1, block):
         i1 = min(V, i0 + block)
-        co = (flat[:, i0 * K:i1 * K].T @ flat[:, i0 * K:]).reshape(i1 - i0, K, V - i0, K)
+        co = (flat[:, i0 * K : i1 * K].T @ flat[:, i0 * K :]).reshape(i1 - i0, K, V - i0, K)
         co = co.permute(0, 2, 1, 3).double().cpu().numpy()  # [i, j, a, b]
         for i in range(i0, min(i1, V - 1)):
             js = np.arange(i + 1, V)
-            counts = co[i - i0, i + 1 - i0:]
+            counts = co[i - i0, i + 1 - i0 :]
             valid = (ar[None, :, None] < cats[i]) & (ar[None, None, :] < cats[js][:, None, None])
             pij = counts + valid * (pseudocount / (cats[i] * cats[js]))[:, None, None]
             pij /= pij.sum((1, 2), keepdims=True)

@@ -15,8 +15,9 @@ from pccompile.ir import ArgumentError, Region
 from .chow_liu import chow_liu_tree
 
 
-def hclt_from_tree(parent: np.ndarray, num_cats, latents: int, variables: list[int] | None = None,
-                   binary_as_bernoulli: bool = True) -> builder.Vec:
+def hclt_from_tree(
+    parent: np.ndarray, num_cats, latents: int, variables: list[int] | None = None, binary_as_bernoulli: bool = True
+) -> builder.Vec:
     """HCLT over a given rooted tree (`parent[v]` = parent index in 0..V-1, -1 at the root)."""
     V = len(parent)
     cats = np.broadcast_to(np.asarray(num_cats), (V,)).astype(int)
@@ -44,9 +45,17 @@ def hclt_from_tree(parent: np.ndarray, num_cats, latents: int, variables: list[i
     return builder.summate(latent_of[roots[0]], size=1)
 
 
-def hclt(data: np.ndarray, latents: int = 16, num_cats=None, *, pseudocount: float = 0.1,
-         max_rows: int | None = 20000, bins: int | None = None, binary_as_bernoulli: bool = True,
-         variables: list[int] | None = None) -> builder.Vec:
+def hclt(
+    data: np.ndarray,
+    latents: int = 16,
+    num_cats=None,
+    *,
+    pseudocount: float = 0.1,
+    max_rows: int | None = 20000,
+    bins: int | None = None,
+    binary_as_bernoulli: bool = True,
+    variables: list[int] | None = None,
+) -> builder.Vec:
     """HCLT learned from `data` [N, V] (discrete). `bins` coarsens categories for the MI estimate
     (e.g. 16 for 256-level pixels, as the released code does with x // 16)."""
     data = np.asarray(data)
@@ -57,8 +66,10 @@ def hclt(data: np.ndarray, latents: int = 16, num_cats=None, *, pseudocount: flo
     if data.dtype.kind not in "biu":
         raise ArgumentError(f"hclt data must be integer categories, got {data.dtype}")
     if latents < 1 or (max_rows is not None and max_rows < 1) or (bins is not None and bins < 2):
-        raise ArgumentError(f"hclt needs latents >= 1, max_rows >= 1 and bins >= 2; got latents={latents}, "
-                            f"max_rows={max_rows}, bins={bins}")
+        raise ArgumentError(
+            f"hclt needs latents >= 1, max_rows >= 1 and bins >= 2; got latents={latents}, "
+            f"max_rows={max_rows}, bins={bins}"
+        )
     if not (np.isfinite(pseudocount) and pseudocount >= 0):
         raise ArgumentError(f"hclt needs a finite pseudocount >= 0, got {pseudocount}")
     if num_cats is None:
@@ -67,12 +78,13 @@ def hclt(data: np.ndarray, latents: int = 16, num_cats=None, *, pseudocount: flo
     bad = (data < -1) | (data >= cats)
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise ArgumentError(f"hclt data has value {int(data[r, c])} in row {r}, column {c}; "
-                            f"expected 0..{int(cats[c]) - 1} or -1 for missing")
+        raise ArgumentError(
+            f"hclt data has value {int(data[r, c])} in row {r}, column {c}; "
+            f"expected 0..{int(cats[c]) - 1} or -1 for missing"
+        )
     x, mi_cats = data, cats
     if bins is not None:
         step = np.maximum(1, -(-cats // bins))
         x, mi_cats = np.where(data >= 0, data // step, -1), -(-cats // step)
     _, parent = chow_liu_tree(x, mi_cats, pseudocount, max_rows)
     return hclt_from_tree(parent, cats, latents, variables, binary_as_bernoulli)
-

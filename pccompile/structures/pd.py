@@ -8,16 +8,16 @@ from pccompile.ir import ArgumentError, Region
 from pccompile.ir.limits import MAX_NODE_VECTORS, check_limit
 
 
-def pd(height: int, width: int, num_cats, *, latents: int = 4, delta: int = 2,
-       first_var: int = 0) -> builder.Vec:
+def pd(height: int, width: int, num_cats, *, latents: int = 4, delta: int = 2, first_var: int = 0) -> builder.Vec:
     if height < 1 or width < 1 or delta < 1:
         raise ArgumentError("pd needs a positive image shape and delta")
     if latents < 1:
         raise ArgumentError(f"pd needs latents >= 1, got {latents}")
     hs, ws = -(-height // delta), -(-width // delta)  # grid segments per axis
     regions = hs * (hs + 1) // 2 * (ws * (ws + 1) // 2)
-    check_limit(f"pd node vectors (about, for {height}x{width} with delta {delta})", regions * (hs + ws),
-                MAX_NODE_VECTORS)
+    check_limit(
+        f"pd node vectors (about, for {height}x{width} with delta {delta})", regions * (hs + ws), MAX_NODE_VECTORS
+    )
     cache: dict[tuple[int, int, int, int], builder.Vec] = {}
 
     def pixel(r: int, c: int, size: int) -> builder.Vec:
@@ -39,8 +39,10 @@ def pd(height: int, width: int, num_cats, *, latents: int = 4, delta: int = 2,
         else:
             node = builder.summate(*splits, size=size)
         if size == latents:
-            node.region = Region(f"rect[{r0}:{r1},{c0}:{c1}]", tuple(first_var + r * width + c for r in range(r0, r1)
-                                                                     for c in range(c0, c1)))
+            node.region = Region(
+                f"rect[{r0}:{r1},{c0}:{c1}]",
+                tuple(first_var + r * width + c for r in range(r0, r1) for c in range(c0, c1)),
+            )
             cache[key] = node
         return node
 

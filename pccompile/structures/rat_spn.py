@@ -20,20 +20,32 @@ def _outer(a: builder.Vec, b: builder.Vec) -> builder.Vec:
     return builder.multiply(a, b, index=(ia, ib))
 
 
-def rat_spn(num_vars: int, num_cats, *, depth: int = 2, repetitions: int = 2, num_sums: int = 4,
-            num_inputs: int = 4, seed: int = 0) -> builder.Vec:
+def rat_spn(
+    num_vars: int,
+    num_cats,
+    *,
+    depth: int = 2,
+    repetitions: int = 2,
+    num_sums: int = 4,
+    num_inputs: int = 4,
+    seed: int = 0,
+) -> builder.Vec:
     """num_cats: an int (or None for Gaussian) for all variables, or one entry per variable."""
     if num_vars < 2:
         raise ArgumentError("rat_spn needs at least 2 variables")
-    if depth < 1 or 2 ** depth > num_vars:
+    if depth < 1 or 2**depth > num_vars:
         raise ArgumentError(f"depth must be in 1..{int(np.log2(num_vars))} for {num_vars} variables")
-    check_limit("rat_spn node vectors (repetitions x (variables + regions))",
-                repetitions * (num_vars + 2 ** (depth + 1)), MAX_NODE_VECTORS)
+    check_limit(
+        "rat_spn node vectors (repetitions x (variables + regions))",
+        repetitions * (num_vars + 2 ** (depth + 1)),
+        MAX_NODE_VECTORS,
+    )
     for what, n in (("repetitions", repetitions), ("sums", num_sums), ("inputs", num_inputs)):
         if n < 1:
             raise ArgumentError(f"rat_spn needs {what} >= 1, got {n}")
-    check_limit("rat_spn outer products have rows (sums or inputs, squared):", max(num_sums, num_inputs) ** 2,
-                MAX_VECTOR_SIZE)
+    check_limit(
+        "rat_spn outer products have rows (sums or inputs, squared):", max(num_sums, num_inputs) ** 2, MAX_VECTOR_SIZE
+    )
     if seed < 0:
         raise ArgumentError(f"rat_spn needs a seed >= 0, got {seed}")
     cats = list(num_cats) if isinstance(num_cats, (list, tuple, np.ndarray)) else [num_cats] * num_vars

@@ -1,8 +1,8 @@
 """DSL templates for the structures: hclt, rat_spn, pd, hmm.
 
-    var x[64] : categorical(17)
-    image = [8, 8]
-    root = hclt(x, latents=16, data="builtin:digits")
+var x[64] : categorical(17)
+image = [8, 8]
+root = hclt(x, latents=16, data="builtin:digits")
 """
 
 from __future__ import annotations
@@ -48,9 +48,14 @@ def _check_size(ctx, size, name):
 LATENTS = dict(lo=1, hi=MAX_VECTOR_SIZE)
 
 
-@template("hclt", Arg("latents", "int", 16, **LATENTS), Arg("data", "str"),
-          Arg("bins", "int", None, 2, MAX_CATEGORIES), Arg("pseudocount", "float", 0.1, 0, 1e6),
-          Arg("max_rows", "int", 20000, 1, 10**9))
+@template(
+    "hclt",
+    Arg("latents", "int", 16, **LATENTS),
+    Arg("data", "str"),
+    Arg("bins", "int", None, 2, MAX_CATEGORIES),
+    Arg("pseudocount", "float", 0.1, 0, 1e6),
+    Arg("max_rows", "int", 20000, 1, 10**9),
+)
 def hclt_template(ctx, size, variables, latents, data, bins, pseudocount, max_rows):
     _check_size(ctx, size, "hclt")
     ids, cats = _vars(ctx, variables, "hclt")
@@ -58,6 +63,7 @@ def hclt_template(ctx, size, variables, latents, data, bins, pseudocount, max_ro
         raise ctx.error("hclt needs discrete variables")
     check_limit("hclt over", len(ids), MAX_HCLT_VARIABLES)  # mutual information is quadratic in them
     from pccompile.data import check_data, load_array
+
     try:
         x = load_array(data if str(data).startswith("builtin:") else ctx.path(data))
         check_data(x, np.array(cats), [ctx.variables[i].name for i in ids], f"hclt data '{data}'")
@@ -66,17 +72,25 @@ def hclt_template(ctx, size, variables, latents, data, bins, pseudocount, max_ro
     return _remap(_hclt(x, latents, np.array(cats), pseudocount=pseudocount, bins=bins, max_rows=max_rows), ids)
 
 
-@template("rat_spn", Arg("depth", "int", 2, 1, 30), Arg("repetitions", "int", 2, 1, 4096),
-          Arg("sums", "int", 4, **LATENTS), Arg("inputs", "int", 4, **LATENTS), Arg("seed", "int", 0, 0, 2**63 - 1))
+@template(
+    "rat_spn",
+    Arg("depth", "int", 2, 1, 30),
+    Arg("repetitions", "int", 2, 1, 4096),
+    Arg("sums", "int", 4, **LATENTS),
+    Arg("inputs", "int", 4, **LATENTS),
+    Arg("seed", "int", 0, 0, 2**63 - 1),
+)
 def rat_spn_template(ctx, size, variables, depth, repetitions, sums, inputs, seed):
     _check_size(ctx, size, "rat_spn")
     ids, cats = _vars(ctx, variables, "rat_spn")
-    return _remap(_rat_spn(len(ids), cats, depth=depth, repetitions=repetitions, num_sums=sums,
-                           num_inputs=inputs, seed=seed), ids)
+    return _remap(
+        _rat_spn(len(ids), cats, depth=depth, repetitions=repetitions, num_sums=sums, num_inputs=inputs, seed=seed), ids
+    )
 
 
-@template("pd", Arg("latents", "int", 4, **LATENTS), Arg("delta", "int", 2, 1, MAX_VARIABLES),
-          Arg("shape", "shape", None))
+@template(
+    "pd", Arg("latents", "int", 4, **LATENTS), Arg("delta", "int", 2, 1, MAX_VARIABLES), Arg("shape", "shape", None)
+)
 def pd_template(ctx, size, variables, latents, delta, shape):
     _check_size(ctx, size, "pd")
     ids, cats = _vars(ctx, variables, "pd")
