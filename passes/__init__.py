@@ -5,11 +5,27 @@ import os
 from pccompile.ir.verify_program import verify_program
 
 from .base import Pass, PassContext, PassManager, parse_pipeline, register, registered
+from .grow import Grow
 from .layer import LayerPlan, layer
 from .normalize import Normalize
 from .pack import PackOptions, pack, plan_partitions
+from .prune import Prune
 from .simple import InitParams, Verify, random_sum_weights
 from .vectorize import Vectorize
+
+
+def run(circuit, pipeline, *, data=None, trace=None, device=None):
+    """Run a pipeline (text such as "prune{fraction=0.3},grow" or Pass objects) on a circuit.
+    With `data`, analyses the passes need (edge flows for `prune`) are computed on it for the
+    circuit each pass sees, in batches on `device`, by the driver's flow code; the passes get
+    plain arrays and never launch kernels themselves."""
+    passes = parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
+    provider = None
+    if data is not None:
+        from pccompile.analysis import provider_for  # the driver layer: torch, only when asked
+
+        provider = provider_for(data, device=device)
+    return PassManager(passes).run(circuit, trace, PassContext(provider=provider))
 
 
 def lower(circuit, options: PackOptions | None = None, *, debug: bool | None = None):
@@ -22,6 +38,7 @@ def lower(circuit, options: PackOptions | None = None, *, debug: bool | None = N
 
 
 __all__ = [
+    "run",
     "Pass",
     "PassContext",
     "PassManager",

@@ -23,12 +23,14 @@ class PassContext:
     of the circuit (nor its JSON) nor a pass's printed options, and a pass reads them here."""
 
     analyses: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # computes an analysis of the circuit a pass is about to see (the driver supplies it, with data)
+    provider: Callable[[str, Circuit], Any] | None = None
 
     def require(self, name: str, pass_name: str) -> Any:
         if name not in self.analyses:
             raise ArgumentError(
-                f"pass '{pass_name}' needs the '{name}' analysis, which nothing computed "
-                f"(give the compile data, e.g. data=x)"
+                f"pass '{pass_name}' needs the '{name}' analysis, which needs data: pass data=x to "
+                f"pccompile.compile or pccompile.passes.run"
             )
         return self.analyses[name]
 
@@ -129,6 +131,9 @@ class PassManager:
     ) -> Circuit:
         ctx = ctx or PassContext()
         for p in self.passes:
+            for name in getattr(p, "needs", ()):  # analyses of the circuit as this pass sees it
+                if ctx.provider is not None:
+                    ctx.analyses[name] = ctx.provider(name, circuit)
             # a pass whose run takes no context (run(self, circuit)) is called without one
             takes_ctx = "ctx" in inspect.signature(p.run).parameters
             after = p.run(circuit, ctx) if takes_ctx else p.run(circuit)

@@ -17,6 +17,7 @@ from pccompile.passes import (
     Normalize,
     PackOptions,
     Pass,
+    PassContext,
     PassManager,
     Vectorize,
     Verify,
@@ -25,6 +26,7 @@ from pccompile.passes import (
 )
 
 from . import builder
+from .analysis import provider_for
 from .dsl import parse, parse_file
 from .nx import from_networkx
 from .runtime import CompiledCircuit
@@ -87,6 +89,7 @@ def compile(
     trace: Callable | None = None,
     triton: dict | None = None,
     cuda_graphs: bool = True,
+    data=None,
 ) -> CompiledCircuit:
     """Compile a circuit from any front end into a CompiledCircuit (a torch.nn.Module).
 
@@ -97,13 +100,15 @@ def compile(
     TRITON_INTERPRET=1). triton: options for the Triton backend (codegen.triton.TritonOptions).
     seed: parameters not given in the source are drawn from it. dtype: parameter and computation
     precision (float32 default, float64 for exact checks). cuda_graphs: on the triton backend on
-    CUDA, capture inference and EM steps as CUDA graphs per batch shape (pccompile.cuda_graphs)."""
+    CUDA, capture inference and EM steps as CUDA graphs per batch shape (pccompile.cuda_graphs).
+    data: rows the passes' analyses are computed on (edge flows for `prune`)."""
     report = report if report is not None else CompileReport()
     t0 = time.perf_counter()
     circuit = to_circuit(src)
     t1 = time.perf_counter()
     steps = pipeline(passes, seed)
-    circuit = PassManager(steps).run(circuit, trace)
+    ctx = PassContext(provider=None if data is None else provider_for(data, device=device))
+    circuit = PassManager(steps).run(circuit, trace, ctx)
     circuit = compact_ids(circuit)
     t2 = time.perf_counter()
     program = lower(circuit, pack)

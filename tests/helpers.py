@@ -87,6 +87,42 @@ def random_circuit(
 def reference_prob(circuit: Circuit, row) -> float:
     """p(row) by walking node vectors in linear space; None / -1 / NaN entries are marginalised.
     Float32 weight rows sum to 1 only to ~1e-7; like the runtime, the reference renormalises."""
+    return float(reference_values(circuit, row)[circuit.root][0])
+
+
+def reference_flows(circuit: Circuit, row) -> dict[int, np.ndarray]:
+    """Edge flows F_{n,c}(row) of every sum vector ({id: [size, K]}) by their definition, top
+    down from root flow 1: a sum row passes theta p_c / p_n of its flow down each edge, a product
+    its whole flow to each child row. Tied sums' flows are added into their source's entry."""
+    vals = reference_values(circuit, row)
+    flow = {nid: np.zeros(n.size) for nid, n in circuit.nodes.items()}
+    flow[circuit.root][:] = 1.0
+    edges: dict[int, np.ndarray] = {}
+    for nid in reversed(list(circuit.nodes)):
+        n = circuit.nodes[nid]
+        if isinstance(n, InputNode):
+            continue
+        if isinstance(n, ProductNode):
+            for k, c in enumerate(n.children):
+                np.add.at(flow[c], n.child_rows(k), flow[nid])
+            continue
+        src = circuit.param_source(n)
+        w = np.asarray(circuit.params[src.id]["weights"], np.float64)
+        w = w / w.sum(1, keepdims=True)
+        kids = np.concatenate([vals[c] for c in n.children])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f = np.where(vals[nid][:, None] > 0, w * kids[None, :] * (flow[nid] / vals[nid])[:, None], 0.0)
+        edges[src.id] = edges.get(src.id, 0) + f
+        start = 0
+        for c in n.children:
+            size = circuit.nodes[c].size
+            flow[c] += f[:, start : start + size].sum(0)
+            start += size
+    return edges
+
+
+def reference_values(circuit: Circuit, row) -> dict[int, np.ndarray]:
+    """Every node vector's value at `row`, in linear space (see reference_prob)."""
     vals: dict[int, np.ndarray] = {}
     for nid, n in circuit.nodes.items():
         if isinstance(n, InputNode):
@@ -116,7 +152,7 @@ def reference_prob(circuit: Circuit, row) -> float:
             w = np.asarray(circuit.params[src.id]["weights"], np.float64)
             w = w / w.sum(1, keepdims=True)  # a circuit means its normalised weights
             vals[nid] = w @ np.concatenate([vals[c] for c in n.children])
-    return float(vals[circuit.root][0])
+    return vals
 
 
 def all_assignments(circuit: Circuit):

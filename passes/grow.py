@@ -1,0 +1,102 @@
+"""`grow`: every node vector becomes `factor` noisy copies of itself, as in "Sparse Probabilistic
+Circuits via Pruning and Growing" (Dang, Liu, Van den Broeck, 2022).
+
+Inputs are copied (row i of copy k is row k * n + i); products take the matching copies of
+their children; a sum's copy reads every copy of every child it read, with weights
+normalize([theta, ..., theta] * eps), eps ~ N(1, noise^2) clamped to >= 0.1. The root stays a
+single node (one sum over every copy). With noise = 0 the distribution is unchanged exactly:
+each copy puts theta / factor on `factor` identical children. Masks (pruned circuits) are copied
+with the weights, so growing keeps the sparsity pattern; tied sums stay tied to their grown source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from pccompile.ir import ArgumentError, Circuit, InputNode, ProductNode, SumNode
+
+from .base import Pass, PassContext, register
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Grow(Pass):
+    """Grow every node vector by `factor` with noisy copies of its parameters."""
+
+    name = "grow"
+    factor: int = 2
+    noise: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.factor < 1:
+            raise ArgumentError(f"pass 'grow': option 'factor' must be at least 1, got {self.factor}")
+        if not (self.noise >= 0 and np.isfinite(self.noise)):
+            raise ArgumentError(f"pass 'grow': option 'noise' must be finite and >= 0, got {self.noise}")
+
+    def run(self, circuit: Circuit, ctx: PassContext | None = None) -> Circuit:
+        root = circuit.nodes[circuit.root]
+        if not isinstance(root, SumNode):
+            raise ArgumentError("pass 'grow' needs a sum at the root (it stays a single node)")
+        missing = [
+            n.name
+            for n in circuit.nodes.values()
+            if n.id not in circuit.params
+            and not isinstance(n, ProductNode)
+            and not (isinstance(n, SumNode) and n.tie is not None)
+        ]
+        if missing:
+            raise ArgumentError(f"pass 'grow' needs the parameters of node '{missing[0]}'; run 'init' first")
+        f, rng = self.factor, np.random.default_rng(self.seed)
+        nodes, params = {}, {}
+        for nid, n in circuit.nodes.items():
+            size = 1 if nid == circuit.root else n.size * f
+            if isinstance(n, InputNode):
+                nodes[nid] = dataclasses.replace(n, size=size)
+                params[nid] = {k: np.concatenate([np.asarray(v)] * f) for k, v in circuit.params[nid].items()}
+            elif isinstance(n, ProductNode):
+                nodes[nid] = dataclasses.replace(n, size=size, index=_grown_index(circuit, n, f))
+            else:
+                mask = _grown_columns(circuit, n, circuit.edge_mask(n), f)
+                rows = 1 if nid == circuit.root else f
+                mask = np.concatenate([mask] * rows)
+                nodes[nid] = dataclasses.replace(n, size=size, mask=None if mask.all() else mask)
+                if n.tie is None:
+                    w = np.concatenate(
+                        [_grown_columns(circuit, n, np.asarray(circuit.params[nid]["weights"], np.float64), f)] * rows
+                    )
+                    w = np.where(mask, w, 0.0)
+                    if self.noise > 0:  # without noise, theta / f already sums to what theta did
+                        w = w * np.maximum(rng.normal(1.0, self.noise, w.shape), 0.1)
+                        w = w / w.sum(1, keepdims=True)
+                    params[nid] = {"weights": w.astype(np.float32)}
+        return circuit.replace(nodes=nodes, params=params)
+
+
+def _grown_columns(circuit: Circuit, n: SumNode, a: np.ndarray, f: int) -> np.ndarray:
+    """[size, K] per old column -> [size, f * K]: each child's block repeated for its f copies,
+    the values divided by f (so equal copies add up to the old value)."""
+    out, start = [], 0
+    for c in n.children:
+        s = circuit.nodes[c].size
+        block = a[:, start : start + s]
+        out.append(np.concatenate([block / f if block.dtype.kind == "f" else block] * f, axis=1))
+        start += s
+    return np.concatenate(out, axis=1)
+
+
+def _grown_index(circuit: Circuit, n: ProductNode, f: int):
+    """Copy k of a product reads copy k of each child: old rows shifted by k times the child's
+    old size (an elementwise product stays elementwise)."""
+    if n.index is None:
+        return None
+    out = []
+    for k, c in enumerate(n.children):
+        ix = n.index[k]
+        if ix is None:
+            out.append(None)
+            continue
+        s = circuit.nodes[c].size
+        out.append(np.concatenate([np.asarray(ix) + copy * s for copy in range(f)]))
+    return tuple(out)

@@ -1,0 +1,143 @@
+"""`prune`: remove sum edges by circuit flow (EFLOW), at random (ERAND) or by weight (EPARAM), as
+in "Sparse Probabilistic Circuits via Pruning and Growing" (Dang, Liu, Van den Broeck, 2022).
+
+Candidates are the kept edges of sum vectors with more than one child column; tied sums share
+their source's edges (their flows are added into the source's by the analysis) and are pruned
+alike. The lowest `fraction` of candidates by score go (or those scoring under `threshold`),
+globally or per node row (`scope`). Every row keeps at least one edge, its largest weight;
+weights are renormalised; child vectors no sum reads any more are dropped, and with them every
+node no longer reachable. Flow scores come from data through the pass context
+(`analyses["edge_flows"]`: {sum node id: [size, K]}), never from the circuit itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from pccompile.ir import ArgumentError, Circuit, SumNode
+
+from .base import Pass, PassContext, register
+from .normalize import Normalize
+
+CRITERIA = ("flow", "random", "magnitude")
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Prune(Pass):
+    """Remove the lowest-scoring sum edges (see the module docstring)."""
+
+    name = "prune"
+    fraction: float = 0.5
+    threshold: float = -1.0  # >= 0: remove edges scoring below it instead of a fraction
+    criterion: str = "flow"
+    scope: str = "global"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.criterion not in CRITERIA:
+            raise ArgumentError(
+                f"pass 'prune': option 'criterion' must be one of {', '.join(CRITERIA)}, got '{self.criterion}'"
+            )
+        if self.scope not in ("global", "node"):
+            raise ArgumentError(f"pass 'prune': option 'scope' must be global or node, got '{self.scope}'")
+        if not 0 <= self.fraction <= 1:
+            raise ArgumentError(f"pass 'prune': option 'fraction' must be in [0, 1], got {self.fraction}")
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return ("edge_flows",) if self.criterion == "flow" else ()
+
+    def run(self, circuit: Circuit, ctx: PassContext | None = None) -> Circuit:
+        ctx = ctx or PassContext()
+        owners = [
+            n for n in circuit.nodes.values() if isinstance(n, SumNode) and n.tie is None and circuit.child_size(n) > 1
+        ]
+        for n in owners:
+            if n.id not in circuit.params:
+                raise ArgumentError(f"pass 'prune' needs the weights of node '{n.name}'; run 'init' first")
+        scores = self._scores(circuit, owners, ctx)
+        keep = self._keep(circuit, owners, scores)
+        return _apply(circuit, keep)
+
+    def _scores(self, circuit: Circuit, owners, ctx: PassContext) -> dict[int, np.ndarray]:
+        if self.criterion == "flow":
+            flows = ctx.require("edge_flows", self.name)
+            missing = [n.name for n in owners if n.id not in flows]
+            if missing:
+                raise ArgumentError(f"pass 'prune': the edge flows do not cover node '{missing[0]}'")
+            return {n.id: np.asarray(flows[n.id], np.float64) for n in owners}
+        if self.criterion == "magnitude":
+            return {n.id: np.asarray(circuit.params[n.id]["weights"], np.float64) for n in owners}
+        rng = np.random.default_rng(self.seed)
+        return {n.id: rng.random((n.size, circuit.child_size(n))) for n in owners}
+
+    def _keep(self, circuit: Circuit, owners, scores) -> dict[int, np.ndarray]:
+        """The new mask of every candidate node: its edges minus the pruned ones, plus each row's
+        largest weight."""
+        masks = {n.id: circuit.edge_mask(n) for n in owners}
+        if self.threshold >= 0:
+            drop = {k: masks[k] & (scores[k] < self.threshold) for k in masks}
+        elif self.scope == "global":
+            flat = np.concatenate([scores[k][masks[k]] for k in masks]) if masks else np.zeros(0)
+            count = int(np.floor(self.fraction * flat.size))
+            cut = np.partition(flat, count - 1)[count - 1] if count else -np.inf
+            drop = {k: masks[k] & (scores[k] <= cut) for k in masks}
+            _trim_ties(drop, masks, scores, cut, flat, count)
+        else:
+            drop = {k: _per_row(masks[k], scores[k], self.fraction) for k in masks}
+        keep = {}
+        for n in owners:
+            w = np.asarray(circuit.params[n.id]["weights"])
+            best = np.argmax(np.where(masks[n.id], w, -1), axis=1)
+            k = masks[n.id] & ~drop[n.id]
+            k[np.arange(n.size), best] = True  # every row keeps its largest weight
+            keep[n.id] = k
+        return keep
+
+
+def _trim_ties(drop, masks, scores, cut, flat, count) -> None:
+    """With scores equal to the cut, drop only as many as `count` asks for (in node order)."""
+    extra = sum(int(d.sum()) for d in drop.values()) - count
+    for k in drop:
+        if extra <= 0:
+            return
+        tied = np.argwhere(drop[k] & (scores[k] == cut))
+        for r, c in tied[:extra]:
+            drop[k][r, c] = False
+        extra -= min(extra, len(tied))
+
+
+def _per_row(mask: np.ndarray, score: np.ndarray, fraction: float) -> np.ndarray:
+    drop = np.zeros_like(mask)
+    for r in range(mask.shape[0]):
+        cols = np.flatnonzero(mask[r])
+        count = int(np.floor(fraction * cols.size))
+        if count:
+            drop[r, cols[np.argsort(score[r, cols], kind="stable")[:count]]] = True
+    return drop
+
+
+def _apply(circuit: Circuit, keep: dict[int, np.ndarray]) -> Circuit:
+    """New masks and renormalised weights; children no row reads are dropped (sources and the
+    sums tied to them alike), then everything no longer reachable."""
+    nodes, params = dict(circuit.nodes), dict(circuit.params)
+    tied: dict[int, list] = {}
+    for other in circuit.nodes.values():
+        if isinstance(other, SumNode) and other.tie is not None:
+            tied.setdefault(circuit.param_source(other).id, []).append(other)
+    for nid, mask in keep.items():
+        node = circuit.nodes[nid]
+        offsets = np.cumsum([0] + [circuit.nodes[c].size for c in node.children])
+        used = [k for k in range(len(node.children)) if mask[:, offsets[k] : offsets[k + 1]].any()]
+        if nid in tied:  # tied sums may read other child vectors: keep every column, mask only
+            used = list(range(len(node.children)))
+        cols = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in used])
+        m = mask[:, cols]
+        w = np.where(m, np.asarray(circuit.params[nid]["weights"], np.float64)[:, cols], 0.0)
+        params[nid] = {"weights": (w / w.sum(1, keepdims=True)).astype(np.float32)}
+        for other in [node, *tied.get(nid, [])]:
+            children = tuple(other.children[k] for k in used)
+            nodes[other.id] = dataclasses.replace(other, children=children, mask=None if m.all() else m)
+    return Normalize().run(circuit.replace(nodes=nodes, params=params))

@@ -1,0 +1,156 @@
+"""`prune`: Theorems 1 and 2 of the paper against brute-force flows, flow pruning against its
+baselines on a trained circuit, and the pass's rules (a kept edge per row, ties, errors)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from helpers import all_assignments, random_circuit, reference_flows, reference_prob
+from pccompile.ir import ArgumentError, verify
+from pccompile.passes import Prune, parse_pipeline, run
+
+import pccompile as pc
+
+
+def _data(circuit, rng, n=30):
+    rows = list(all_assignments(circuit))
+    return [rows[int(i)] for i in rng.integers(len(rows), size=n)]
+
+
+def _mean_ll(circuit, data):
+    return float(np.mean([math.log(reference_prob(circuit, r)) for r in data]))
+
+
+def test_reference_flows_match_the_runtime_analysis(rng):
+    from pccompile.analysis import circuit_edge_flows
+
+    circuit = random_circuit(rng, num_vars=3)
+    data = _data(circuit, rng)
+    want = {}
+    for r in data:
+        for k, v in reference_flows(circuit, r).items():
+            want[k] = want.get(k, 0) + v
+    got = circuit_edge_flows(circuit, np.array(data))
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-7, atol=1e-9)
+
+
+def test_theorem_1_holds_exactly_for_one_edge(rng):
+    """Pruning edge (n, c) of row i and renormalising lowers the mean LL by exactly
+    mean_x log[(1 - theta) / (1 - theta + theta F_n(x) - F_{n,c}(x))] (which can be negative)."""
+    checked = 0
+    for _ in range(10):
+        circuit = random_circuit(rng, num_vars=3, tie=False, sparse=False)
+        data = _data(circuit, rng)
+        sums = [n for n in circuit.nodes.values() if n.kind == "sum" and circuit.child_size(n) > 1]
+        n = sums[int(rng.integers(len(sums)))]
+        i, c = int(rng.integers(n.size)), int(rng.integers(circuit.child_size(n)))
+        w = np.asarray(circuit.params[n.id]["weights"], np.float64)
+        theta = w[i, c] / w[i].sum()
+        flows = [reference_flows(circuit, r)[n.id] for r in data]
+        predicted = np.mean([math.log((1 - theta) / (1 - theta + theta * f[i].sum() - f[i, c])) for f in flows])
+        mask = circuit.edge_mask(n).copy()
+        mask[i, c] = False
+        new_w = np.where(mask, w, 0)
+        new_w /= new_w.sum(1, keepdims=True)
+        nodes = dict(circuit.nodes)
+        import dataclasses
+
+        nodes[n.id] = dataclasses.replace(n, mask=mask)
+        params = dict(circuit.params)
+        params[n.id] = {"weights": new_w}
+        pruned = circuit.replace(nodes=nodes, params=params)
+        actual = _mean_ll(circuit, data) - _mean_ll(pruned, data)
+        assert actual == pytest.approx(predicted, abs=1e-6)
+        checked += 1
+    assert checked == 10
+
+
+def test_theorem_2_bounds_the_loss_of_the_edges_the_pass_removes(rng):
+    """For the set E the pass removes: drop in mean LL <= -mean_x log(1 - sum_E F_{n,c}(x))."""
+    checked = 0
+    for trial in range(8):
+        circuit = random_circuit(rng, num_vars=3, tie=False, sparse=False)
+        data = _data(circuit, rng)
+        pruned = run(circuit, "prune{fraction=0.2}", data=np.array(data))
+        verify(pruned, require_params=True)
+        kept = {
+            nid: _kept_in_original_columns(circuit, pruned, nid)
+            for nid in circuit.nodes
+            if circuit.nodes[nid].kind == "sum" and circuit.nodes[nid].tie is None
+        }
+        per_x = []
+        for r in data:
+            f = reference_flows(circuit, r)
+            per_x.append(sum(float(fl[~kept[nid]].sum()) for nid, fl in f.items()))
+        if max(per_x) >= 1:
+            continue
+        checked += 1
+        bound = -np.mean([math.log(1 - s) for s in per_x])
+        drop = _mean_ll(circuit, data) - _mean_ll(pruned, data)
+        assert drop <= bound + 1e-9
+    assert checked >= 3
+
+
+def _kept_in_original_columns(circuit, pruned, nid):
+    """The pruned node's edge mask over the original node's columns (dropped children: none kept;
+    a node the pass removed altogether: nothing kept)."""
+    old = circuit.nodes[nid]
+    full = np.zeros((old.size, circuit.child_size(old)), bool)
+    if nid not in pruned.nodes:
+        return full
+    new = pruned.nodes[nid]
+    mask, start, col = pruned.edge_mask(new), 0, {}
+    for c in new.children:
+        col[c] = (start, start + pruned.nodes[c].size)
+        start += pruned.nodes[c].size
+    start = 0
+    for c in old.children:
+        size = circuit.nodes[c].size
+        if c in col:
+            full[:, start : start + size] = mask[:, col[c][0] : col[c][1]]
+        start += size
+    return full
+
+
+def test_flow_pruning_loses_less_than_random_and_magnitude_on_a_trained_circuit():
+    from pccompile.learn import TrainConfig, Trainer
+
+    x = pc.datasets.load_builtin("builtin:digits")
+    src = 'var px[64] : categorical(17)\nroot = hclt(px, latents=8, data="builtin:digits")\n'
+    model = pc.compile(src)
+    Trainer(model, TrainConfig(epochs=3, batch_size=128, step_size=0.3), x).run()
+    trained = model.to_circuit()
+    with torch.no_grad():
+        base = float(pc.compile(trained)(x).mean())
+        drops = {}
+        for crit in ("flow", "random", "magnitude"):
+            pruned = run(trained, f"prune{{fraction=0.6,criterion={crit}}}", data=x)
+            drops[crit] = base - float(pc.compile(pruned)(x).mean())
+    assert drops["flow"] < drops["random"] and drops["flow"] <= drops["magnitude"], drops
+
+
+def test_every_row_keeps_an_edge_and_tied_sums_are_pruned_alike(rng):
+    circuit = pc.compile("var x[5] : categorical(3)\nroot = hmm(x, latents=4)\n", passes="init").to_circuit()
+    pruned = Prune(fraction=1.0, criterion="magnitude").run(circuit)
+    verify(pruned, require_params=True)
+    sums = [n for n in pruned.nodes.values() if n.kind == "sum" and n.tie is None and n.id != pruned.root]
+    for n in sums:
+        assert np.all(pruned.edge_mask(n).sum(1) == 1)  # only each row's largest weight is left
+    for n in pruned.nodes.values():
+        if n.kind == "sum" and n.tie is not None:
+            np.testing.assert_array_equal(pruned.edge_mask(n), pruned.edge_mask(pruned.param_source(n)))
+    assert Prune(fraction=0.0, criterion="random").run(circuit).stats() == circuit.stats()
+
+
+def test_prune_errors_name_the_pass_and_option():
+    with pytest.raises(ArgumentError, match="pass 'prune': option 'criterion' must be one of flow, random, magnitude"):
+        parse_pipeline("prune{criterion=size}")
+    with pytest.raises(ArgumentError, match="pass 'prune': option 'fraction' must be in"):
+        parse_pipeline("prune{fraction=2}")
+    with pytest.raises(ArgumentError, match="pass 'prune' needs the 'edge_flows' analysis, which needs data"):
+        pc.compile(
+            "var a, b : binary\nla[2] = bernoulli(a)\nlb[2] = bernoulli(b)\np = product(la, lb)\nroot = sum(p)\n",
+            passes="prune",
+        )
