@@ -28,11 +28,11 @@ def circuit_to_storage(circuit: Circuit) -> tuple[dict, dict[str, np.ndarray]]:
             d["index"] = [ix is not None for ix in n.index]
             for k, ix in enumerate(n.index):
                 if ix is not None:
-                    arrays[f"index.{nid}.{k}"] = np.asarray(ix, dtype=np.int64)
+                    arrays[f"index.{nid}.{k}"] = np.ascontiguousarray(ix, dtype=np.int64)
         if isinstance(n, SumNode):
             d["tie"] = n.tie
             if n.mask is not None:
-                arrays[f"mask.{nid}"] = np.asarray(n.mask, dtype=np.uint8)
+                arrays[f"mask.{nid}"] = np.ascontiguousarray(n.mask, dtype=np.uint8)
         nodes.append(d)
     for nid, p in circuit.params.items():
         for k, v in p.items():

@@ -53,3 +53,26 @@ def sample_grid(samples: np.ndarray, shape, path: str | Path, max_value: float |
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def prune_grow_curve(rows: list[dict], path: str | Path, num_vars: int) -> None:
+    """Validation (and test) bits per dimension against the round and against the parameters."""
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    rounds = [r["round"] for r in rows]
+    params = [r["parameters"] for r in rows]
+    for key, style in (("valid_ll", "s-"), ("test_ll", "^-")):
+        if all(r[key] is not None for r in rows):
+            vals = [bits_per_dim(r[key], num_vars) for r in rows]
+            a.plot(rounds, vals, style, label=key.split("_")[0])
+            b.plot(params, vals, style, label=key.split("_")[0])
+    a.set_xlabel("round (0: dense)")
+    b.set_xlabel("parameters")
+    b.set_xscale("log")
+    for ax in (a, b):
+        ax.set_ylabel("bits per dimension")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -165,3 +165,18 @@ def test_networkx_format_errors(mutate, text):
     mutate(G)
     with pytest.raises(StructureError, match=text):
         pc.compile(G)
+
+
+def test_arrays_in_any_memory_order_save_and_load_unchanged(tmp_path):
+    """A mask in Fortran order (what `mask[:, cols]` gives) was written as raw bytes in the wrong
+    order: safetensors needs C order. The pruning pass made such masks."""
+    la = pc.inputs(0, 2, pc.Bernoulli())
+    lb = pc.inputs(1, 2, pc.Bernoulli())
+    prod = pc.multiply(la, lb)
+    mask = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 1]], bool)[:, [0, 2]]
+    assert not mask.flags["C_CONTIGUOUS"]
+    s = pc.summate(prod, size=4, mask=mask)
+    model = pc.compile(pc.summate(s, size=1))
+    pc.save(model, tmp_path / "m.pcz")
+    back = pc.load(tmp_path / "m.pcz")
+    np.testing.assert_array_equal(back.circuit.nodes[back.circuit.root - 1].mask, mask)

@@ -31,14 +31,17 @@ def run_training(
     passes: Optional[str] = None,
     samples: int = 0,
     backend: str = "auto",
+    prune_grow: Optional[str] = None,
 ) -> list:
     """Shared by `pcc train` and `pcc demo`: compile, train with progress and a table per epoch,
     checkpoint every epoch, write the model, the learning curve and (for images) samples."""
     import pccompile
-    from pccompile.learn import TrainConfig, Trainer
+    from pccompile.learn import PruneGrowOptions, TrainConfig, Trainer
 
+    pg = None if prune_grow is None else PruneGrowOptions.parse(prune_grow)
     cfg = TrainConfig(
-        epochs=epochs,
+        epochs=epochs if pg is None else pg.total_epochs,
+        phase_epochs=None if pg is None else pg.epochs,
         batch_size=batch_size,
         optimizer=optimizer,
         step_size=step_size,
@@ -69,14 +72,71 @@ def run_training(
         on_batch=table.on_batch,
         on_epoch=table.on_epoch,
     )
+    hook = None if pg is None else _attach_prune_grow(trainer, pg, sets["train"], out, backend, device)
     if resume and ckpt.exists():
         trainer.restore()
         for r in trainer.history:
             table.row(r, "  (checkpoint)")
+        if hook is not None:
+            hook.restore(trainer.start_epoch)
     history = table.run(trainer)
+    model = trainer.model if hook is None else _best_round(hook, out, backend, device)
     pccompile.save(model, out)
     _report(model, history, spec, out, ckpt, samples, seed)
     return history
+
+
+def _attach_prune_grow(trainer, pg, train, out: Path, backend: str, device: str):
+    """The prune-grow learner as the trainer's between-epochs hook."""
+    from pccompile.learn import PruneGrow
+
+    hook = trainer.between_epochs = PruneGrow(
+        pg, train, out, on_round=_round_note, backend=backend, device=None if device == "cpu" else device
+    )
+    return hook
+
+
+def _best_round(hook, out: Path, backend: str, device: str):
+    """The best round's model (by validation LL), after the rounds' table and plot."""
+    import pccompile
+
+    model = pccompile.load(hook.best_path, backend=backend, device=None if device == "cpu" else device)
+    _report_rounds(hook, out, model.num_vars)
+    return model
+
+
+def _round_note(row) -> None:
+    console.print(
+        f"[b]round {row['round']}[/b]: {row['nodes']:,} nodes, {row['edges']:,} sum edges, "
+        f"{row['parameters']:,} parameters, valid LL {fmt(row['valid_ll'])}"
+    )
+
+
+def _report_rounds(hook, out: Path, num_vars: int) -> None:
+    """The rounds' table, and a PNG of validation LL against rounds and against parameters."""
+    from pccompile.plots import prune_grow_curve
+
+    table = Table(title="prune-grow rounds (round 0: the dense circuit)", header_style="bold")
+    for col in ("round", "nodes", "sum edges", "parameters", "train LL", "valid LL", "test LL", "test bpd", "sec"):
+        table.add_column(col, justify="right")
+    best = hook.best
+    for r in hook.rows:
+        mark = " *" if r is best else ""
+        table.add_row(
+            f"{r['round']}{mark}",
+            f"{r['nodes']:,}",
+            f"{r['edges']:,}",
+            f"{r['parameters']:,}",
+            fmt(r["train_ll"]),
+            fmt(r["valid_ll"]),
+            fmt(r["test_ll"]),
+            bpd(r["test_ll"], num_vars),
+            f"{r['seconds']:.1f}",
+        )
+    console.print(table)
+    png = out.with_name(out.stem + "_rounds.png")
+    prune_grow_curve(hook.rows, png, num_vars)
+    console.print(f"best round: {best['round']} (*), saved as {out}; rounds: {png}, {hook.rounds_path}")
 
 
 class _EpochTable:
@@ -195,6 +255,12 @@ def train(
     samples: int = typer.Option(16, help="samples to draw into a PNG grid when the spec declares an image"),
     passes: Passes = None,
     backend: Backend = "auto",
+    prune_grow: Optional[str] = typer.Option(
+        None,
+        "--prune-grow",
+        help="the prune-grow learner: 'rounds=5,fraction=0.75,factor=2,noise=0.1,epochs=5' (epochs per "
+        "round; replaces --epochs); the best round by validation LL is saved",
+    ),
 ):
     """Train a circuit; a table row per epoch, a checkpoint every epoch, a learning-curve PNG.
 
@@ -223,6 +289,7 @@ def train(
             passes=passes,
             samples=samples,
             backend=backend,
+            prune_grow=prune_grow,
         ),
         interrupted=f"interrupted: the last finished epoch is saved in {ckpt}; "
         "run the same command with --resume to continue",

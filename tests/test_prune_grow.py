@@ -1,0 +1,93 @@
+"""The prune-grow learner from the command line: rounds, the best model, files, exact resume."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pccompile as pc
+from pccompile.io import read
+from pccompile.learn import PruneGrowOptions
+
+SPEC = 'var px[64] : categorical(17)\nroot = hclt(px, latents=4, data="builtin:digits", max_rows=400)\n'
+
+
+def _cmd(tmp_path, out, extra=()):
+    return [
+        "train",
+        str(tmp_path / "s.pc"),
+        "--data",
+        "builtin:digits",
+        "--valid",
+        "builtin:digits:valid",
+        "--prune-grow",
+        "rounds=2,fraction=0.5,factor=2,noise=0.1,epochs=2",
+        "-b",
+        "128",
+        "--step-size",
+        "0.3",
+        "--step-size-end",
+        "0.05",
+        "--schedule",
+        "linear",
+        "-o",
+        str(out),
+        "--samples",
+        "0",
+        *extra,
+    ]
+
+
+def test_prune_grow_rounds_are_reported_and_the_best_model_is_saved(tmp_path):
+    (tmp_path / "s.pc").write_text(SPEC)
+    r = subprocess.run(
+        [sys.executable, "-m", "pccompile.cli", *_cmd(tmp_path, tmp_path / "m.pcz")], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = json.loads((tmp_path / "m.rounds.json").read_text())
+    assert [row["round"] for row in rows] == [0, 1, 2]
+    assert rows[1]["nodes"] == 2 * rows[0]["nodes"] - 1  # every vector doubled, the root kept single
+    best = max(rows, key=lambda row: row["valid_ll"])
+    model = pc.load(tmp_path / "m.pcz")
+    x = pc.datasets.load_builtin("builtin:digits:valid")
+    assert float(model(x).detach().mean()) == pytest.approx(best["valid_ll"], abs=1e-3)
+    assert model.circuit.stats()["nodes"] == best["nodes"]
+    assert (tmp_path / "m_rounds.png").stat().st_size > 1000 and "prune-grow rounds" in r.stdout
+
+
+def test_prune_grow_killed_mid_round_and_resumed_equals_uninterrupted(tmp_path):
+    (tmp_path / "s.pc").write_text(SPEC)
+    full = subprocess.run(
+        [sys.executable, "-m", "pccompile.cli", *_cmd(tmp_path, tmp_path / "a.pcz")], capture_output=True, text=True
+    )
+    assert full.returncode == 0, full.stdout + full.stderr
+    crash = [sys.executable, str(Path(__file__).parent / "crash_after_epoch.py"), "3"]  # round 1, its first epoch
+    crashed = subprocess.run(crash + _cmd(tmp_path, tmp_path / "b.pcz"), capture_output=True, text=True)
+    assert crashed.returncode == 75, crashed.stdout + crashed.stderr
+    resumed = subprocess.run(
+        [sys.executable, "-m", "pccompile.cli", *_cmd(tmp_path, tmp_path / "b.pcz", ["--resume"])],
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    _, a = read(tmp_path / "a.pcz")
+    _, b = read(tmp_path / "b.pcz")
+    assert sorted(a) == sorted(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert (
+        json.loads((tmp_path / "a.rounds.json").read_text())[-1]["valid_ll"]
+        == json.loads((tmp_path / "b.rounds.json").read_text())[-1]["valid_ll"]
+    )
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [("rounds=x", "rounds expects a number"), ("colour=1", "unknown setting"), ("fraction=2", "fraction in")],
+)
+def test_prune_grow_settings_are_checked(text, match):
+    with pytest.raises(pc.ArgumentError, match=match):
+        PruneGrowOptions.parse(text)
