@@ -91,3 +91,37 @@ def test_prune_grow_killed_mid_round_and_resumed_equals_uninterrupted(tmp_path):
 def test_prune_grow_settings_are_checked(text, match):
     with pytest.raises(pc.ArgumentError, match=match):
         PruneGrowOptions.parse(text)
+
+
+def test_compression_stops_at_the_tolerance_and_keeps_the_smallest_model_within_it(tmp_path):
+    (tmp_path / "s.pc").write_text(SPEC)
+    cmd = [
+        "train",
+        str(tmp_path / "s.pc"),
+        "--data",
+        "builtin:digits",
+        "--valid",
+        "builtin:digits:valid",
+        "--compress",
+        "fraction=0.6,tolerance=0,epochs=1,rounds=4",
+        "-b",
+        "128",
+        "-o",
+        str(tmp_path / "c.pcz"),
+        "--samples",
+        "0",
+    ]
+    r = subprocess.run([sys.executable, "-m", "pccompile.cli", *cmd], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = json.loads((tmp_path / "c.rounds.json").read_text())
+    start = rows[0]["valid_ll"]
+    within = [row for row in rows if row["valid_ll"] >= start]
+    assert pc.load(tmp_path / "c.pcz").circuit.stats()["sum edges"] == within[-1]["edges"]
+    assert rows[1]["edges"] < rows[0]["edges"]  # rounds prune (down to one edge per row at most)
+    assert all(a["edges"] >= b["edges"] for a, b in zip(rows, rows[1:]))
+    if len(rows) < 5:  # stopped early: the last round fell below the start, and a resume trains nothing more
+        assert rows[-1]["valid_ll"] < start
+        again = subprocess.run(
+            [sys.executable, "-m", "pccompile.cli", *cmd, "--resume"], capture_output=True, text=True
+        )
+        assert again.returncode == 0 and len(json.loads((tmp_path / "c.rounds.json").read_text())) == len(rows)

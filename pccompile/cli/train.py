@@ -32,13 +32,14 @@ def run_training(
     samples: int = 0,
     backend: str = "auto",
     prune_grow: Optional[str] = None,
+    compress: Optional[str] = None,
 ) -> list:
     """Shared by `pcc train` and `pcc demo`: compile, train with progress and a table per epoch,
     checkpoint every epoch, write the model, the learning curve and (for images) samples."""
     import pccompile
-    from pccompile.learn import PruneGrowOptions, TrainConfig, Trainer
+    from pccompile.learn import TrainConfig, Trainer
 
-    pg = None if prune_grow is None else PruneGrowOptions.parse(prune_grow)
+    pg = _round_options(prune_grow, compress)
     cfg = TrainConfig(
         epochs=epochs if pg is None else pg.total_epochs,
         phase_epochs=None if pg is None else pg.epochs,
@@ -86,11 +87,24 @@ def run_training(
     return history
 
 
-def _attach_prune_grow(trainer, pg, train, out: Path, backend: str, device: str):
-    """The prune-grow learner as the trainer's between-epochs hook."""
-    from pccompile.learn import PruneGrow
+def _round_options(prune_grow: Optional[str], compress: Optional[str]):
+    """The options of the rounds learner asked for (prune-grow or compression), or None."""
+    from pccompile.ir import ArgumentError
+    from pccompile.learn import CompressOptions, PruneGrowOptions
 
-    hook = trainer.between_epochs = PruneGrow(
+    if prune_grow is not None and compress is not None:
+        raise ArgumentError("--prune-grow and --compress are two learners; choose one")
+    if prune_grow is not None:
+        return PruneGrowOptions.parse(prune_grow)
+    return None if compress is None else CompressOptions.parse(compress)
+
+
+def _attach_prune_grow(trainer, pg, train, out: Path, backend: str, device: str):
+    """The rounds learner (prune-grow or compression) as the trainer's between-epochs hook."""
+    from pccompile.learn import Compress, CompressOptions, PruneGrow
+
+    cls = Compress if isinstance(pg, CompressOptions) else PruneGrow
+    hook = trainer.between_epochs = cls(
         pg, train, out, on_round=_round_note, backend=backend, device=None if device == "cpu" else device
     )
     return hook
@@ -137,6 +151,13 @@ def _report_rounds(hook, out: Path, num_vars: int) -> None:
     png = out.with_name(out.stem + "_rounds.png")
     prune_grow_curve(hook.rows, png, num_vars)
     console.print(f"best round: {best['round']} (*), saved as {out}; rounds: {png}, {hook.rounds_path}")
+    first = hook.rows[0]
+    if best is not first:
+        console.print(
+            f"parameters: {best['parameters']:,} of {first['parameters']:,} "
+            f"({1 - best['parameters'] / first['parameters']:.1%} fewer), sum edges: {best['edges']:,} of "
+            f"{first['edges']:,} ({1 - best['edges'] / first['edges']:.1%} fewer)"
+        )
 
 
 class _EpochTable:
@@ -261,6 +282,13 @@ def train(
         help="the prune-grow learner: 'rounds=5,fraction=0.75,factor=2,noise=0.1,epochs=5' (epochs per "
         "round; replaces --epochs); the best round by validation LL is saved",
     ),
+    compress: Optional[str] = typer.Option(
+        None,
+        "--compress",
+        help="compression: 'fraction=0.1,tolerance=0.01,epochs=3,rounds=30': prune and fine-tune until "
+        "validation LL falls more than the tolerance (relative) below its start; the smallest model "
+        "within it is saved",
+    ),
 ):
     """Train a circuit; a table row per epoch, a checkpoint every epoch, a learning-curve PNG.
 
@@ -290,6 +318,7 @@ def train(
             samples=samples,
             backend=backend,
             prune_grow=prune_grow,
+            compress=compress,
         ),
         interrupted=f"interrupted: the last finished epoch is saved in {ckpt}; "
         "run the same command with --resume to continue",

@@ -82,9 +82,7 @@ class PruneGrow:
     def __call__(self, trainer, rec):
         if rec.epoch % self.opt.epochs:
             return None
-        from pccompile import compile as _compile
         from pccompile.io import save
-        from pccompile.passes import Grow, Prune, run
 
         round_ = rec.epoch // self.opt.epochs - 1  # 0: the dense circuit
         stats = trainer.model.circuit.stats()
@@ -101,19 +99,81 @@ class PruneGrow:
         }
         best = self.best
         self.rows.append(row)
-        if (
-            best is None
-            or (row["valid_ll"] is not None and row["valid_ll"] > best["valid_ll"])
-            or (row["valid_ll"] is None)
-        ):
+        if self._is_better(row, best):
             save(trainer.model, self.best_path, extra={"prune_grow_round": row})
         tmp = self.rounds_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.rows, indent=1))
         tmp.replace(self.rounds_path)
         if self.on_round:
             self.on_round(row)
+        return self._next(trainer, round_)
+
+    def _is_better(self, row: dict, best: dict | None) -> bool:
+        return best is None or row["valid_ll"] is None or row["valid_ll"] > best["valid_ll"]
+
+    def _next(self, trainer, round_: int):
+        """The model of the next round: pruned by flow on the training set, then grown."""
+        from pccompile import compile as _compile
+        from pccompile.passes import Grow, Prune, run
+
         if round_ >= self.opt.rounds:
             return None
         passes = [Prune(fraction=self.opt.fraction), Grow(factor=self.opt.factor, noise=self.opt.noise, seed=round_)]
         circuit = run(trainer.model.to_circuit(), passes, data=self.train, device=self.device)
+        return _compile(circuit, backend=self.backend, device=self.device)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressOptions:
+    fraction: float = 0.1  # of the remaining candidate edges pruned each round
+    tolerance: float = 0.01  # stop once validation LL is this much (relative) below round 0's
+    epochs: int = 3  # fine-tuning epochs per round
+    rounds: int = 30  # at most
+
+    def __post_init__(self):
+        if not 0 < self.fraction <= 1 or self.tolerance < 0 or self.epochs < 1 or self.rounds < 1:
+            raise ArgumentError(
+                f"--compress needs fraction in (0, 1], tolerance >= 0, epochs >= 1 and rounds >= 1; got {self}"
+            )
+
+    parse = classmethod(PruneGrowOptions.parse.__func__)
+
+    @property
+    def total_epochs(self) -> int:
+        return (self.rounds + 1) * self.epochs
+
+
+class Compress(PruneGrow):
+    """The paper's compression experiment: prune `fraction` and fine-tune, round after round,
+    until validation LL falls more than `tolerance` (relative) below where it started; the
+    result is the last (smallest) model within the tolerance."""
+
+    def __init__(self, options: CompressOptions, train, out: Path, on_round=None, backend: str = "auto", device=None):
+        super().__init__(options, train, out, on_round, backend, device)
+
+    @property
+    def best(self) -> dict | None:
+        if not self.rows:
+            return None
+        start = self.rows[0]["valid_ll"]
+        if start is None:
+            return self.rows[-1]
+        ok = [r for r in self.rows if r["valid_ll"] >= start - self.opt.tolerance * abs(start)]
+        return ok[-1]
+
+    def _is_better(self, row: dict, best: dict | None) -> bool:
+        return row is self.best
+
+    def _next(self, trainer, round_: int):
+        start = self.rows[0]["valid_ll"]
+        last = self.rows[-1]["valid_ll"]
+        if round_ >= self.opt.rounds or (start is not None and last < start - self.opt.tolerance * abs(start)):
+            trainer.stopped = True
+            return None
+        from pccompile import compile as _compile
+        from pccompile.passes import Prune, run
+
+        circuit = run(
+            trainer.model.to_circuit(), [Prune(fraction=self.opt.fraction)], data=self.train, device=self.device
+        )
         return _compile(circuit, backend=self.backend, device=self.device)

@@ -128,6 +128,7 @@ class Trainer:
     history: list[EpochRecord] = field(default_factory=list)
     start_epoch: int = 0
     phase_start: int = 0
+    stopped: bool = False  # set by a between-epochs hook to end the run after this epoch
 
     def __post_init__(self):
         for name in ("train", "valid", "test"):
@@ -147,6 +148,7 @@ class Trainer:
             return
         groups, arrays = self.strategy.state()
         state = {
+            "stopped": self.stopped,
             "epoch": len(self.history),
             "config": asdict(self.config),
             "phase_start": self.phase_start,
@@ -181,6 +183,9 @@ class Trainer:
         except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
             raise FormatError(f"{where}: the optimiser state does not fit this model ({e})") from None
         self.history, self.start_epoch, self.phase_start = history, epoch, phase
+        self.stopped = state.get("stopped") is True
+        if self.stopped:  # the run had ended: nothing is left to train
+            self.start_epoch = self.config.epochs
 
     # -- the loop -------------------------------------------------------------------------------
     def _encode_train(self):
@@ -240,6 +245,8 @@ class Trainer:
             self.save_checkpoint()
             if self.on_epoch:
                 self.on_epoch(rec)
+            if self.stopped:
+                break
         return self.history
 
 
