@@ -82,3 +82,25 @@ def test_emit_compiles_for_a_gpu_without_one(tmp_path, monkeypatch):
 def test_emit_option_errors_are_messages(args, message):
     r = runner.invoke(app, ["emit", EX, *args])
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+def test_show_runs_prune_on_data_and_shows_what_was_kept(tmp_path):
+    x = np.random.default_rng(0).integers(0, 3, size=(200, 3)).astype(np.float64)
+    x[:, 0] = x[:, 0] % 2
+    x[:, 2] = np.random.default_rng(1).normal(size=200)
+    np.save(tmp_path / "x.npy", x)
+    r = runner.invoke(
+        app, ["show", "examples/sparse.pc", "-p", "prune{fraction=0.5}", "--data", str(tmp_path / "x.npy")]
+    )
+    assert r.exit_code == 2 and "is not an integer category" in r.output, r.output  # c is categorical(3)
+    good = np.random.default_rng(0).integers(0, 2, size=(200, 3))
+    np.save(tmp_path / "g.npy", good)
+    before = runner.invoke(app, ["show", "examples/sparse.pc"]).output
+    r = runner.invoke(
+        app, ["show", "examples/sparse.pc", "-p", "prune{fraction=0.5}", "--data", str(tmp_path / "g.npy")]
+    )
+    assert r.exit_code == 0, r.output
+    edges = [int(line.split("sum_edges=")[1].split(",")[0]) for line in (before, r.output)]
+    assert edges[1] < edges[0]
+    r = runner.invoke(app, ["show", "examples/sparse.pc", "-p", "prune"])
+    assert r.exit_code == 2 and "needs the 'edge_flows' analysis, which needs data" in r.output

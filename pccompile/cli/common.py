@@ -31,7 +31,12 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 Spec = Annotated[Path, typer.Argument(help="a .pc circuit file (or a .pcz saved model)", show_default=False)]
-Passes = Annotated[Optional[str], typer.Option("--passes", "-p", help="extra passes, e.g. 'normalize,verify'")]
+Passes = Annotated[
+    Optional[str], typer.Option("--passes", "-p", help="extra passes, e.g. 'prune{fraction=0.5},grow{noise=0.1}'")
+]
+PassData = Annotated[
+    Optional[str], typer.Option("--data", "-d", help="data the passes' analyses use (prune's edge flows)")
+]
 Backend = Annotated[str, typer.Option("--backend", help="auto (triton on CUDA, else torch), torch or triton")]
 
 
@@ -42,14 +47,21 @@ def load_model(
     report=None,
     device: Optional[str] = None,
     backend: str = "auto",
+    data: Optional[str] = None,
 ):
-    """A CompiledCircuit from a .pc file or a saved .pcz model."""
+    """A CompiledCircuit from a .pc file, or a saved .pcz model (with passes, recompiled from its
+    circuit); `data` is what analyses such as prune's edge flows are computed on."""
     import pccompile
+    from pccompile.data import load_array
 
     dev = None if device in (None, "cpu") else device
+    rows = None if data is None else load_array(data)
     if spec.suffix == ".pcz":
-        return pccompile.load(spec, device=dev, backend=backend)
-    return pccompile.compile(spec, passes=passes, seed=seed, report=report, device=dev, backend=backend)
+        model = pccompile.load(spec, device=dev, backend=backend)
+        if not passes:
+            return model
+        spec = model.to_circuit()
+    return pccompile.compile(spec, passes=passes, seed=seed, report=report, device=dev, backend=backend, data=rows)
 
 
 def run(fn, interrupted: str = "interrupted"):

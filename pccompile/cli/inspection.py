@@ -13,7 +13,7 @@ from rich.table import Table
 
 from pccompile.metrics import bits_per_dim
 
-from .common import Backend, Passes, Spec, app, at_least, console, load_model, run
+from .common import Backend, PassData, Passes, Spec, app, at_least, console, load_model, run
 
 
 @app.command()
@@ -58,15 +58,17 @@ def show(
     dsl: bool = typer.Option(False, "--dsl", help="the circuit printed back as DSL text"),
     no_params: bool = typer.Option(False, "--no-params", help="with --dsl: structure only"),
     passes: Passes = None,
+    data: PassData = None,
     backend: Backend = "auto",
 ):
     """Print a circuit at one stage of compilation (default: --ir).
 
-    Example: [b]pcc show examples/mixture.pc --program[/b]"""
+    Examples: [b]pcc show examples/mixture.pc --program[/b];
+    [b]pcc show runs/demo/model.pcz -p "prune{fraction=0.9}" --data builtin:digits --ir[/b] (what pruning keeps)"""
     import pccompile
 
     def go():
-        model = load_model(spec, passes, backend=backend)
+        model = load_model(spec, passes, backend=backend, data=data)
         if dsl:
             sys.stdout.write(pccompile.print_circuit(model.to_circuit(), params=not no_params))
         elif program:
