@@ -56,10 +56,21 @@ def main() -> None:
     dense = pc.compile(spec, passes="init").to_circuit()
     batch = x[: args.batch]
     print(f"HCLT over {x.shape[1]} variables, latents {args.latents}, batch {args.batch}, torch on the CPU")
-    print(f"{'kept':>6} {'sum edges':>11} {'forward s':>10} {'vs dense':>9} {'EM step s':>10} {'vs dense':>9}")
+    print(
+        f"{'level':>6} {'kept':>6} {'sum edges':>11} {'forward s':>10} {'vs dense':>9} {'EM step s':>10} {'vs dense':>9}"
+    )
     base = None
-    for kept in (1.0, 0.5, 0.25, 0.1):
-        circuit = dense if kept == 1.0 else run(dense, f"prune{{fraction={1 - kept}}}", data=x[:1000])
+    for kept, gran in (
+        (1.0, "edge"),
+        (0.5, "edge"),
+        (0.25, "edge"),
+        (0.1, "edge"),
+        (0.5, "block"),
+        (0.25, "block"),
+        (0.1, "block"),
+    ):
+        prune = f"prune{{fraction={1 - kept},granularity={gran}}}"
+        circuit = dense if kept == 1.0 else run(dense, prune, data=x[:1000])
         model = pc.compile(circuit)
         xi, xr = model.encode(batch)
         with torch.no_grad():
@@ -67,7 +78,7 @@ def main() -> None:
         step = _timed(lambda: em_step(model, xi, xr, 0.1, 0.1), args.repeat)
         base = base or (fwd, step)
         print(
-            f"{kept:>6.2f} {circuit.stats()['sum edges']:>11,} {fwd:>10.4f} {fwd / base[0]:>9.2f} "
+            f"{gran:>6} {kept:>6.2f} {circuit.stats()['sum edges']:>11,} {fwd:>10.4f} {fwd / base[0]:>9.2f} "
             f"{step:>10.4f} {step / base[1]:>9.2f}",
             flush=True,
         )

@@ -4,7 +4,8 @@ in "Sparse Probabilistic Circuits via Pruning and Growing" (Dang, Liu, Van den B
 Candidates are the kept edges of sum vectors with more than one child column; tied sums share
 their source's edges (their flows are added into the source's by the analysis) and are pruned
 alike. The lowest `fraction` of candidates by score go (or those scoring under `threshold`),
-globally or per node row (`scope`). Every row keeps at least one edge, its largest weight;
+globally or per node row (`scope`), edge by edge or in whole tiles of `block` x `block`
+(`granularity=block`, scored by their mean: the matrix-unit tiles the kernels skip). Every row keeps at least one edge, its largest weight;
 weights are renormalised; child vectors no sum reads any more are dropped, and with them every
 node no longer reachable. Flow scores come from data through the pass context
 (`analyses["edge_flows"]`: {sum node id: [size, K]}), never from the circuit itself.
@@ -33,6 +34,8 @@ class Prune(Pass):
     threshold: float = -1.0  # >= 0: remove edges scoring below it instead of a fraction
     criterion: str = "flow"
     scope: str = "global"
+    granularity: str = "edge"  # or "block": whole block x block tiles, the layout's matrix-unit tiles
+    block: int = 16
     seed: int = 0
 
     def __post_init__(self):
@@ -42,6 +45,10 @@ class Prune(Pass):
             )
         if self.scope not in ("global", "node"):
             raise ArgumentError(f"pass 'prune': option 'scope' must be global or node, got '{self.scope}'")
+        if self.granularity not in ("edge", "block") or self.block < 1:
+            raise ArgumentError(
+                f"pass 'prune': option 'granularity' must be edge or block (block >= 1), got '{self.granularity}'"
+            )
         if not 0 <= self.fraction <= 1:
             raise ArgumentError(f"pass 'prune': option 'fraction' must be in [0, 1], got {self.fraction}")
 
@@ -77,6 +84,8 @@ class Prune(Pass):
         """The new mask of every candidate node: its edges minus the pruned ones, plus each row's
         largest weight."""
         masks = {n.id: circuit.edge_mask(n) for n in owners}
+        if self.granularity == "block":  # every edge scores its tile's mean: whole tiles go together
+            scores = {k: _tile_means(scores[k], masks[k], self.block) for k in masks}
         if self.threshold >= 0:
             drop = {k: masks[k] & (scores[k] < self.threshold) for k in masks}
         elif self.scope == "global":
@@ -89,12 +98,35 @@ class Prune(Pass):
             drop = {k: _per_row(masks[k], scores[k], self.fraction) for k in masks}
         keep = {}
         for n in owners:
-            w = np.asarray(circuit.params[n.id]["weights"])
-            best = np.argmax(np.where(masks[n.id], w, -1), axis=1)
             k = masks[n.id] & ~drop[n.id]
-            k[np.arange(n.size), best] = True  # every row keeps its largest weight
+            if self.granularity == "block":  # a row block left empty keeps its best tile, whole
+                _keep_best_tiles(k, masks[n.id], scores[n.id], self.block)
+            w = np.asarray(circuit.params[n.id]["weights"])
+            empty = ~k.any(1)
+            best = np.argmax(np.where(masks[n.id], w, -1), axis=1)
+            k[np.flatnonzero(empty), best[empty]] = True  # every row keeps its largest weight at least
             keep[n.id] = k
         return keep
+
+
+def _tile_means(score: np.ndarray, mask: np.ndarray, b: int) -> np.ndarray:
+    """Each entry replaced by the mean score of the kept edges of its b x b tile."""
+    R, K = score.shape
+    pr, pk = -R % b, -K % b
+    s = np.pad(np.where(mask, score, 0.0), ((0, pr), (0, pk))).reshape((R + pr) // b, b, (K + pk) // b, b)
+    m = np.pad(mask, ((0, pr), (0, pk))).reshape(s.shape)
+    mean = s.sum((1, 3)) / np.maximum(m.sum((1, 3)), 1)
+    return np.repeat(np.repeat(mean, b, 0), b, 1)[:R, :K]
+
+
+def _keep_best_tiles(keep: np.ndarray, mask: np.ndarray, tile_score: np.ndarray, b: int) -> None:
+    """For every block of b rows with a row left without edges, keep its best-scoring tile."""
+    for r0 in range(0, keep.shape[0], b):
+        rows = slice(r0, r0 + b)
+        if keep[rows].any(1).all():
+            continue
+        c0 = int(np.argmax(np.where(mask[rows].any(0), tile_score[r0], -np.inf))) // b * b
+        keep[rows, c0 : c0 + b] |= mask[rows, c0 : c0 + b]
 
 
 def _trim_ties(drop, masks, scores, cut, flat, count) -> None:

@@ -154,3 +154,21 @@ def test_prune_errors_name_the_pass_and_option():
             "var a, b : binary\nla[2] = bernoulli(a)\nlb[2] = bernoulli(b)\np = product(la, lb)\nroot = sum(p)\n",
             passes="prune",
         )
+
+
+def test_block_granularity_removes_whole_tiles_and_leaves_every_row_an_edge(rng):
+    from pccompile.structures import hclt_from_tree
+
+    circuit = pc.compile(pc.build(hclt_from_tree(np.array([-1, 0, 0]), 3, latents=32)), passes="init").to_circuit()
+    pruned = Prune(fraction=0.7, criterion="random", granularity="block", block=16).run(circuit)
+    verify(pruned, require_params=True)
+    for n in pruned.nodes.values():
+        if n.kind != "sum" or n.id == pruned.root or n.mask is None:
+            continue
+        m = np.asarray(n.mask)
+        assert m.any(1).all()
+        tiles = m.reshape(m.shape[0] // 16, 16, m.shape[1] // 16, 16).any((1, 3))
+        full = m.reshape(tiles.shape[0], 16, tiles.shape[1], 16).all((1, 3))
+        assert np.array_equal(tiles, full)  # a tile is kept whole or not at all
+    with pytest.raises(ArgumentError, match="option 'granularity' must be edge or block"):
+        parse_pipeline("prune{granularity=row}")
