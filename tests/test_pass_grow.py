@@ -69,3 +69,22 @@ def test_grow_errors_name_the_pass_and_option():
     with pytest.raises(ArgumentError, match="pass 'grow' needs the parameters of node 'l'; run 'init' first"):
         Grow().run(bare)
     assert Grow().run(InitParams().run(bare)).nodes[bare.root].size == 1
+
+
+@pytest.mark.parametrize("trial", range(12))
+def test_prune_then_grow_keeps_random_circuits_valid(rng, trial):
+    """Property: any criterion, fraction, scope and granularity of prune, then grow, on random
+    circuits (masked, tied, indexed, Gaussian) gives a circuit that verifies with every parameter."""
+    circuit = random_circuit(rng, num_vars=int(rng.integers(2, 6)), gaussian=bool(rng.random() < 0.3))
+    crit = ["random", "magnitude"][trial % 2]
+    scope = ["global", "node"][trial // 2 % 2]
+    gran = ["edge", "block"][trial // 4 % 2]
+    fraction = float(rng.choice([0.0, 0.3, 0.9, 1.0]))
+    pruned = Prune(fraction=fraction, criterion=crit, scope=scope, granularity=gran, block=2, seed=trial).run(circuit)
+    verify(pruned, require_params=True)
+    grown = Grow(factor=int(rng.integers(1, 4)), noise=float(rng.choice([0.0, 0.2])), seed=trial).run(pruned)
+    verify(grown, require_params=True)
+    model = pc.compile(grown, dtype=torch.float64)
+    rows = torch.tensor([[0.0 if v.domain.num_cats else 0.3 for v in circuit.variables]], dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.isfinite(model(rows)).all()
