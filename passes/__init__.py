@@ -7,7 +7,7 @@ from pccompile.ir.verify_program import verify_program
 from .base import Pass, PassContext, PassManager, parse_pipeline, register, registered
 from .grow import Grow
 from .layer import LayerPlan, layer
-from .normalize import Normalize
+from .normalize import Collapse, Normalize
 from .pack import PackOptions, pack, plan_partitions
 from .prune import Prune
 from .simple import InitParams, Verify, random_sum_weights

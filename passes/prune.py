@@ -19,7 +19,7 @@ import numpy as np
 from pccompile.ir import ArgumentError, Circuit, SumNode
 
 from .base import Pass, PassContext, register
-from .normalize import Normalize
+from .normalize import Collapse
 
 CRITERIA = ("flow", "random", "magnitude")
 
@@ -172,4 +172,4 @@ def _apply(circuit: Circuit, keep: dict[int, np.ndarray]) -> Circuit:
         for other in [node, *tied.get(nid, [])]:
             children = tuple(other.children[k] for k in used)
             nodes[other.id] = dataclasses.replace(other, children=children, mask=None if m.all() else m)
-    return Normalize().run(circuit.replace(nodes=nodes, params=params))
+    return Collapse().run(circuit.replace(nodes=nodes, params=params))

@@ -6,7 +6,7 @@ import torch
 from filecheck import filecheck
 from helpers import all_assignments, reference_prob
 from pccompile.ir.text import format_circuit
-from pccompile.passes import InitParams, Normalize
+from pccompile.passes import Collapse, InitParams, Normalize
 
 import pccompile as pc
 
@@ -50,3 +50,47 @@ def test_normalize(case):
     for row in all_assignments(before):
         got = float(torch.exp(model(torch.tensor([row]))).item())
         assert got == pytest.approx(reference_prob(before, row), rel=1e-9)
+
+
+CHAIN_OF_SUMS = """
+var a, b : binary
+la[2] = bernoulli(a)
+lb[2] = bernoulli(b)
+p = product(la, lb)
+inner[3] = sum(p)
+la2[2] = bernoulli(a)
+lb2[2] = bernoulli(b)
+la2b[2] = product(la2, lb2)
+mid[2] = sum(inner, la2b)
+one = sum(p)
+root = sum(mid, one)
+# inner (read by mid only) folds into mid, mid (read by root only) into root; `one` too:
+# the root reads the products directly, with the weights multiplied through.
+# CHECK: p[2] = product la, lb
+# CHECK-NOT: inner[3]
+# CHECK-NOT: mid[2]
+# CHECK: root[1] = sum     la2b, p  {params}  <- root$
+"""
+
+SINGLE_ROW = """
+var a, b : binary
+la = bernoulli(a)
+lb[3] = bernoulli(b)
+copy[3] = sum(la)
+p = product(copy[[0]], lb[[1]])
+root = sum(p)
+# copy is a sum over one row: it becomes a product copying la, and p reads through it
+# CHECK: copy[3] = product la[[0, 0, 0]]$
+"""
+
+
+@pytest.mark.parametrize("case", [CHAIN_OF_SUMS, SINGLE_ROW])
+def test_normalize_collapses_sum_chains_and_single_row_sums(case):
+    before = InitParams(seed=4).run(pc.parse(case))
+    after = Collapse().run(before)
+    filecheck(format_circuit(after), case)
+    model = pc.compile(after, dtype=torch.float64)
+    for row in all_assignments(before):
+        got = float(torch.exp(model(torch.tensor([row]))).item())
+        assert got == pytest.approx(reference_prob(before, row), rel=1e-6)
+    assert format_circuit(Normalize().run(before)).count("sum") == format_circuit(before).count("sum")
