@@ -113,10 +113,9 @@ class Categorical(Distribution):
         return cls(int(values.size)), {"probs": values.reshape(1, -1).astype(np.float32)}
 
 
-@dataclass(frozen=True)
-class Bernoulli(Distribution):
-    num_cats: int = 2
-    name = "bernoulli"
+class _OneProbability(Distribution):
+    """Families with one probability `p` per node (Bernoulli, Binomial): shapes, draws, checks."""
+
     param_names = ("p",)
 
     def param_shapes(self, n: int) -> dict[str, tuple[int, ...]]:
@@ -126,7 +125,15 @@ class Bernoulli(Distribution):
         return {"p": rng.uniform(0.2, 0.8, size=n).astype(np.float32)}
 
     def check_params(self, node: str, params: dict[str, np.ndarray], n: int) -> None:
-        _check_probability(node, self.name, _require(node, params, "p", (n,)))
+        p = _require(node, params, "p", (n,))
+        if not np.all(np.isfinite(p)) or np.any(p < 0) or np.any(p > 1):
+            raise ParameterError(node, f"{self.name} p must lie in [0, 1], got {p.tolist()[:8]}")
+
+
+@dataclass(frozen=True)
+class Bernoulli(_OneProbability):
+    num_cats: int = 2
+    name = "bernoulli"
 
     @classmethod
     def from_nx(cls, node, values):
@@ -136,13 +143,12 @@ class Bernoulli(Distribution):
 
 
 @dataclass(frozen=True)
-class Binomial(Distribution):
+class Binomial(_OneProbability):
     """Successes in `trials` trials of probability p: a variable of categorical(trials + 1)
     (values 0..trials)."""
 
     trials: int = 1
     name = "binomial"
-    param_names = ("p",)
 
     @property
     def num_cats(self) -> int:
@@ -154,15 +160,6 @@ class Binomial(Distribution):
     @classmethod
     def for_domain(cls, domain: Domain) -> "Binomial":
         return cls(max((domain.num_cats or 0) - 1, 0))
-
-    def param_shapes(self, n: int) -> dict[str, tuple[int, ...]]:
-        return {"p": (n,)}
-
-    def random_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        return {"p": rng.uniform(0.2, 0.8, size=n).astype(np.float32)}
-
-    def check_params(self, node: str, params: dict[str, np.ndarray], n: int) -> None:
-        _check_probability(node, self.name, _require(node, params, "p", (n,)))
 
     def nx_values(self, params, row):
         return [float(self.trials), float(np.asarray(params["p"])[row])]
@@ -218,11 +215,6 @@ DISTRIBUTIONS: dict[str, type[Distribution]] = {d.name: d for d in (Categorical,
 def make_distribution(name: str, num_cats: int | None) -> Distribution:
     """The family `name` over a variable with `num_cats` categories (None: real)."""
     return DISTRIBUTIONS[name].for_domain(Domain(num_cats))
-
-
-def _check_probability(node: str, family: str, p: np.ndarray) -> None:
-    if not np.all(np.isfinite(p)) or np.any(p < 0) or np.any(p > 1):
-        raise ParameterError(node, f"{family} p must lie in [0, 1], got {p.tolist()[:8]}")
 
 
 def _require(node: str, params: dict[str, np.ndarray], key: str, shape: tuple[int, ...]) -> np.ndarray:

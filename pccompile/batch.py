@@ -13,6 +13,20 @@ import torch
 from pccompile.ir import DataError
 
 
+def numeric_array(x, source: str = "data") -> np.ndarray:
+    """x as a numpy array of booleans, integers or floats; strings, objects and complex numbers
+    are a DataError naming `source` (the loaders and every batch share this rule)."""
+    x = np.asarray(x)
+    if x.dtype.kind == "c":
+        raise DataError(f"{source} holds complex numbers; expected real numbers")
+    if x.dtype.kind not in "biuf":
+        raise DataError(
+            f"{source} holds values of type {x.dtype} ({x.dtype.kind!r}); expected numbers "
+            "(integers for discrete variables)"
+        )
+    return x
+
+
 def encode_batch(
     x,
     var_cats: np.ndarray,
@@ -25,10 +39,7 @@ def encode_batch(
     """-> (x_int [B, V] long with -1 for missing, x_real [B, V] float with NaN for missing, or None
     when the circuit has no real variables). `row_offset` is added to row numbers in errors."""
     if not isinstance(x, torch.Tensor):
-        x = np.asarray(x)
-        if x.dtype.kind not in "biuf":
-            what = "complex numbers" if x.dtype.kind == "c" else f"values of type {x.dtype}"
-            raise DataError(f"data holds {what}; expected real numbers (integers for discrete variables)")
+        x = numeric_array(x)
         if x.dtype.kind == "u" and x.dtype.itemsize == 8:
             x = x.astype(np.float64)  # torch has no uint64 arithmetic; out-of-range values stay visible
         x = torch.from_numpy(x)

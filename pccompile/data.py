@@ -14,7 +14,7 @@ import numpy as np
 
 from pccompile.ir import ArgumentError, DataError
 
-from .batch import encode_batch
+from .batch import encode_batch, numeric_array
 
 
 def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
@@ -66,13 +66,9 @@ def _read(path: Path, key: str | None) -> np.ndarray:
 def as_rows(arr, source: str = "data") -> np.ndarray:
     """A 2-D numeric array [rows, variables]: images flattened, integral floats as int64, booleans
     as 0/1; strings, objects and complex numbers refused."""
-    arr = np.asarray(arr)
-    if arr.dtype.kind == "c":
-        raise DataError(f"{source} holds complex numbers; expected real numbers")
+    arr = numeric_array(arr, source)
     if arr.dtype.kind == "b":
         arr = arr.astype(np.int64)
-    if arr.dtype.kind not in "iuf":
-        raise DataError(f"{source} holds values of type {arr.dtype} ({arr.dtype.kind!r}); expected numbers")
     if arr.dtype.kind == "u" and arr.dtype.itemsize == 8:
         if arr.size and arr.max() > np.iinfo(np.int64).max:
             raise DataError(f"{source} holds the value {arr.max()}, beyond any category")
@@ -91,9 +87,7 @@ def as_rows(arr, source: str = "data") -> np.ndarray:
 def check_data(x: np.ndarray, var_cats: np.ndarray, var_names, source: str = "data", chunk: int = 65536) -> None:
     """Raise DataError for the first value outside its variable's domain, checked with the same
     rule the model applies to every batch (pccompile.batch.encode_batch), chunk by chunk."""
-    x = np.asarray(x)
-    if x.dtype.kind not in "biuf":
-        x = as_rows(x, source)
+    x = numeric_array(x, source)
     if x.ndim != 2 or x.shape[1] != len(var_cats):
         raise DataError(f"{source} has shape {x.shape}; the circuit expects [rows, {len(var_cats)}]")
     if x.shape[0] == 0:

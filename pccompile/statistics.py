@@ -14,6 +14,13 @@ import torch
 from .codegen.torch_backend.inputs import observed
 
 
+def _observed_flows(part, vars_t, f: torch.Tensor, x_int, x_real):
+    """(values [m, B], 0 where missing; the flows f [m, B] of the observed entries, 0 where missing).
+    The flow of missing entries is f - observed flows."""
+    xv, miss = observed(part, vars_t, x_int, x_real)
+    return xv, torch.where(miss, torch.zeros_like(f), f)
+
+
 def _mix(old: torch.Tensor, new: torch.Tensor, a) -> torch.Tensor:
     return (1 - a) * old + a * new
 
@@ -46,8 +53,7 @@ class _Counts(Statistics):
             onehot.scatter_(2, code.unsqueeze(2), 1.0)
             res = torch.bmm(f.reshape(nv, L, B), onehot).reshape(part.size, k + 1)
             return {"counts": res[:, :k], "missing": res[:, k]}
-        xv, miss = observed(part, vars_t, x_int, x_real)
-        fo = torch.where(miss, torch.zeros_like(f), f)
+        xv, fo = _observed_flows(part, vars_t, f, x_int, x_real)
         counts = torch.zeros(part.size, k, dtype=f.dtype, device=f.device)
         counts.scatter_add_(1, xv, fo)
         return {"counts": counts, "missing": (f - fo).sum(1)}
@@ -89,8 +95,7 @@ class _Binomial(Statistics):
     current p); p <- (1 - a) p + a (S + pc / 2) / (T + pc)."""
 
     def stats(self, part, vars_t, f, x_int, x_real):
-        xv, miss = observed(part, vars_t, x_int, x_real)
-        fo = torch.where(miss, torch.zeros_like(f), f)
+        xv, fo = _observed_flows(part, vars_t, f, x_int, x_real)
         return {"w": fo.sum(1), "wx": (fo * xv.to(f.dtype)).sum(1), "missing": (f - fo).sum(1)}
 
     def m_step(self, part, h, s, a, pc, dtype):
@@ -110,8 +115,7 @@ class _Moments(Statistics):
     min_std = 1e-3
 
     def stats(self, part, vars_t, f, x_int, x_real):
-        xv, miss = observed(part, vars_t, x_int, x_real)
-        fo = torch.where(miss, torch.zeros_like(f), f)
+        xv, fo = _observed_flows(part, vars_t, f, x_int, x_real)
         return {"w": fo.sum(1), "wx": (fo * xv).sum(1), "wxx": (fo * xv * xv).sum(1), "missing": (f - fo).sum(1)}
 
     def m_step(self, part, h, s, a, pc, dtype):

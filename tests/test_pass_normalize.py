@@ -41,15 +41,20 @@ root = sum(q)
 """
 
 
+def _assert_same_distribution(before, after, rel: float) -> None:
+    """The compiled `after` gives every assignment the probability the reference gives `before`."""
+    model = pc.compile(after, dtype=torch.float64)
+    for row in all_assignments(before):
+        got = float(torch.exp(model(torch.tensor([row]))).item())
+        assert got == pytest.approx(reference_prob(before, row), rel=rel)
+
+
 @pytest.mark.parametrize("case", [CHAINS, INDEXED])
 def test_normalize(case):
     before = InitParams(seed=3).run(pc.parse(case))  # parameters first, so both sides share them
     after = Normalize().run(before)
     filecheck(format_circuit(after), case)
-    model = pc.compile(after, dtype=torch.float64)
-    for row in all_assignments(before):
-        got = float(torch.exp(model(torch.tensor([row]))).item())
-        assert got == pytest.approx(reference_prob(before, row), rel=1e-9)
+    _assert_same_distribution(before, after, rel=1e-9)
 
 
 CHAIN_OF_SUMS = """
@@ -89,8 +94,5 @@ def test_normalize_collapses_sum_chains_and_single_row_sums(case):
     before = InitParams(seed=4).run(pc.parse(case))
     after = Collapse().run(before)
     filecheck(format_circuit(after), case)
-    model = pc.compile(after, dtype=torch.float64)
-    for row in all_assignments(before):
-        got = float(torch.exp(model(torch.tensor([row]))).item())
-        assert got == pytest.approx(reference_prob(before, row), rel=1e-6)
+    _assert_same_distribution(before, after, rel=1e-6)
     assert format_circuit(Normalize().run(before)).count("sum") == format_circuit(before).count("sum")

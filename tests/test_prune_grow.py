@@ -15,7 +15,20 @@ from pccompile.learn import PruneGrowOptions
 SPEC = 'var px[64] : categorical(17)\nroot = hclt(px, latents=4, data="builtin:digits", max_rows=400)\n'
 
 
-def _cmd(tmp_path, out, extra=()):
+PRUNE_GROW = [
+    "--prune-grow",
+    "rounds=2,fraction=0.5,factor=2,noise=0.1,epochs=2",
+    "--step-size",
+    "0.3",
+    "--step-size-end",
+    "0.05",
+    "--schedule",
+    "linear",
+]
+
+
+def _cmd(tmp_path, out, extra=(), learner=PRUNE_GROW):
+    """`pcc train` on the digits with a rounds learner (default: prune-grow with its schedule)."""
     return [
         "train",
         str(tmp_path / "s.pc"),
@@ -23,16 +36,9 @@ def _cmd(tmp_path, out, extra=()):
         "builtin:digits",
         "--valid",
         "builtin:digits:valid",
-        "--prune-grow",
-        "rounds=2,fraction=0.5,factor=2,noise=0.1,epochs=2",
+        *learner,
         "-b",
         "128",
-        "--step-size",
-        "0.3",
-        "--step-size-end",
-        "0.05",
-        "--schedule",
-        "linear",
         "-o",
         str(out),
         "--samples",
@@ -95,22 +101,7 @@ def test_prune_grow_settings_are_checked(text, match):
 
 def test_compression_stops_at_the_tolerance_and_keeps_the_smallest_model_within_it(tmp_path):
     (tmp_path / "s.pc").write_text(SPEC)
-    cmd = [
-        "train",
-        str(tmp_path / "s.pc"),
-        "--data",
-        "builtin:digits",
-        "--valid",
-        "builtin:digits:valid",
-        "--compress",
-        "fraction=0.6,tolerance=0,epochs=1,rounds=4",
-        "-b",
-        "128",
-        "-o",
-        str(tmp_path / "c.pcz"),
-        "--samples",
-        "0",
-    ]
+    cmd = _cmd(tmp_path, tmp_path / "c.pcz", learner=["--compress", "fraction=0.6,tolerance=0,epochs=1,rounds=4"])
     r = subprocess.run([sys.executable, "-m", "pccompile.cli", *cmd], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     rows = json.loads((tmp_path / "c.rounds.json").read_text())

@@ -55,12 +55,12 @@ def load_model(
     from pccompile.data import load_array
 
     dev = None if device in (None, "cpu") else device
-    rows = None if data is None else load_array(data)
     if spec.suffix == ".pcz":
         model = pccompile.load(spec, device=dev, backend=backend)
         if not passes:
             return model
         spec = model.to_circuit()
+    rows = None if data is None or not passes else load_array(data)  # only passes' analyses read it
     return pccompile.compile(spec, passes=passes, seed=seed, report=report, device=dev, backend=backend, data=rows)
 
 
