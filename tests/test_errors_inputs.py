@@ -440,3 +440,22 @@ def test_a_subnormal_gaussian_std_is_floored_not_nan(dtype):
     back = m.to_circuit()  # the floor holds in the circuit it exports, so the model saves and reloads
     verify(back, require_params=True)
     assert float(back.params[back.nodes[back.root].id]["std"][0]) == pytest.approx(MIN_STD, rel=1e-5)
+
+
+def test_a_checkpoint_from_another_run_or_with_a_foreign_tensor_is_refused(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 2, (64, 2)))
+    spec = tmp_path / "m.pc"
+    spec.write_text(BINARY)
+    out = tmp_path / "o.pcz"
+    args = ["train", str(spec), "--data", str(tmp_path / "x.npy"), "--epochs", "3", "-o", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    r = runner.invoke(app, args[:-4] + ["--epochs", "2", "-o", str(out), "--resume"])
+    assert r.exit_code == 2 and "epoch 3 does not fit its history of 3 epochs and this run of 2" in r.output, r.output
+    ckpt = tmp_path / "o.ckpt.pcz"
+
+    def extra(arrays):
+        arrays["state.stowaway"] = np.zeros(2, np.float32)
+
+    _rezip(ckpt, _members(_edit_arrays(ckpt, extra)), out=ckpt)
+    r = runner.invoke(app, args + ["--resume"])
+    assert r.exit_code == 2 and "the module state has an unexpected tensor 'state.stowaway'" in r.output, r.output

@@ -172,3 +172,37 @@ def test_block_granularity_removes_whole_tiles_and_leaves_every_row_an_edge(rng)
         assert np.array_equal(tiles, full)  # a tile is kept whole or not at all
     with pytest.raises(ArgumentError, match="option 'granularity' must be edge or block"):
         parse_pipeline("prune{granularity=row}")
+
+
+def test_threshold_and_per_row_scope_and_missing_weights(rng):
+    circuit = random_circuit(rng, num_vars=3, tie=False, sparse=False)
+    scores = {
+        n.id: np.asarray(circuit.params[n.id]["weights"])
+        for n in circuit.nodes.values()
+        if n.kind == "sum" and n.tie is None and circuit.child_size(n) > 1
+    }
+    pruned = Prune(threshold=0.3, criterion="magnitude").run(circuit)
+    checked = 0
+    for nid, w in scores.items():
+        if nid in pruned.nodes and pruned.edge_mask(pruned.nodes[nid]).shape == w.shape:
+            kept = pruned.edge_mask(pruned.nodes[nid])
+            best = np.argmax(w, 1)
+            for r in range(w.shape[0]):  # weights >= 0.3 stay; below go, unless the row's largest
+                expect = w[r] >= 0.3
+                expect[best[r]] = True
+                np.testing.assert_array_equal(kept[r], expect)
+                checked += 1
+    per_row = Prune(fraction=0.5, criterion="magnitude", scope="node").run(circuit)
+    for nid, w in scores.items():
+        if nid in per_row.nodes and per_row.edge_mask(per_row.nodes[nid]).shape == w.shape:
+            kept = per_row.edge_mask(per_row.nodes[nid]).sum(1)
+            assert np.all(kept == w.shape[1] - np.floor(0.5 * w.shape[1]))  # half of every row goes
+            checked += 1
+    assert checked > 2
+    with pytest.raises(ArgumentError, match="option 'scope' must be global or node, got 'row'"):
+        parse_pipeline("prune{scope=row}")
+    bare = pc.parse(
+        "var a, b : binary\nla[2] = bernoulli(a)\nlb[2] = bernoulli(b)\np = product(la, lb)\nroot = sum(p)\n"
+    )
+    with pytest.raises(ArgumentError, match="pass 'prune' needs the weights of node 'root'; run 'init' first"):
+        Prune(criterion="random").run(bare)

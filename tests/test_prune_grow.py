@@ -116,3 +116,17 @@ def test_compression_stops_at_the_tolerance_and_keeps_the_smallest_model_within_
             [sys.executable, "-m", "pccompile.cli", *cmd, "--resume"], capture_output=True, text=True
         )
         assert again.returncode == 0 and len(json.loads((tmp_path / "c.rounds.json").read_text())) == len(rows)
+
+
+def test_the_two_learners_exclude_each_other_and_compression_settings_are_checked(tmp_path):
+    from pccompile.learn import CompressOptions
+
+    (tmp_path / "s.pc").write_text(SPEC)
+    from typer.testing import CliRunner
+
+    from pccompile.cli import app
+
+    r = CliRunner().invoke(app, _cmd(tmp_path, tmp_path / "m.pcz", ["--compress", "fraction=0.1"]))
+    assert r.exit_code == 2 and "--prune-grow and --compress are two learners; choose one" in r.output, r.output
+    with pytest.raises(pc.ArgumentError, match=r"--compress needs fraction in \(0, 1\]"):
+        CompressOptions.parse("fraction=0")
