@@ -22,6 +22,11 @@ class TorchInput:
     def log_probs(self, part: InputPartition, p: dict, xv: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover - interface
 
+    def log_table(self, part: InputPartition, p: dict) -> torch.Tensor | None:
+        """[m, K] log-probability of every value, for a family over K values (None otherwise):
+        then a batch's log-probabilities are one gather (see partition_log_probs)."""
+        return None
+
     def mode(self, part: InputPartition, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """([m] most probable value, [m] its log-probability; for densities, at the mean)."""
         raise NotImplementedError  # pragma: no cover - interface
@@ -32,7 +37,10 @@ class TorchInput:
 
 class _Categorical(TorchInput):
     def log_probs(self, part, p, xv):
-        return F.log_softmax(p["logits"], dim=1).gather(1, xv)
+        return self.log_table(part, p).gather(1, xv)
+
+    def log_table(self, part, p):
+        return F.log_softmax(p["logits"], dim=1)
 
     def mode(self, part, p):
         best, arg = F.log_softmax(p["logits"], dim=1).max(1)
@@ -48,6 +56,10 @@ class _Bernoulli(TorchInput):
     def log_probs(self, part, p, xv):
         logit = p["logit"].unsqueeze(1)
         return torch.where(xv == 1, F.logsigmoid(logit), F.logsigmoid(-logit))
+
+    def log_table(self, part, p):
+        logit = p["logit"].unsqueeze(1)
+        return torch.cat([F.logsigmoid(-logit), F.logsigmoid(logit)], 1)
 
     def mode(self, part, p):
         logit = p["logit"]
@@ -69,6 +81,10 @@ class _Binomial(TorchInput):
 
     def log_probs(self, part, p, xv):
         return self._lp(part.num_cats - 1, p["logit"].unsqueeze(1), xv)
+
+    def log_table(self, part, p):
+        values = torch.arange(part.num_cats, device=p["logit"].device).unsqueeze(0)
+        return self._lp(part.num_cats - 1, p["logit"].unsqueeze(1), values)
 
     def mode(self, part, p):
         n = part.num_cats - 1
@@ -123,7 +139,17 @@ def partition_log_probs(
     x_int: torch.Tensor,
     x_real: torch.Tensor | None,
 ) -> torch.Tensor:
-    """[m, B] log-probabilities of one input partition."""
+    """[m, B] log-probabilities of one input partition. Families over K values with rows in
+    runs of L per variable (an HCLT's layout) take one gather from their [V, L, K + 1] table,
+    whose extra column (log 1 = 0) is what a missing value reads: no [m, B] index or mask is
+    built. Others evaluate per entry and zero the missing ones."""
+    table = None if part.run_length is None else TORCH_INPUTS[part.dist].log_table(part, params)
+    if table is not None:
+        L, K = part.run_length, table.shape[1]
+        table = torch.cat([table, table.new_zeros(table.shape[0], 1)], 1).reshape(-1, L, K + 1)
+        xv = x_int[:, vars_t[::L]].T  # [V, B]
+        xv = torch.where(xv < 0, K, xv)
+        return table.gather(2, xv.unsqueeze(1).expand(-1, L, -1)).reshape(-1, xv.shape[1])
     xv, miss = observed(part, vars_t, x_int, x_real)
     lp = TORCH_INPUTS[part.dist].log_probs(part, params, xv)
     return torch.where(miss, torch.zeros_like(lp), lp)
