@@ -11,6 +11,7 @@ from .normalize import Collapse, Normalize
 from .pack import PackOptions, pack, plan_partitions
 from .prune import Prune
 from .simple import InitParams, Verify, random_sum_weights
+from .trim import Trim
 from .vectorize import Vectorize
 
 
@@ -38,6 +39,7 @@ def lower(circuit, options: PackOptions | None = None, *, debug: bool | None = N
 
 
 __all__ = [
+    "Trim",
     "run",
     "Pass",
     "PassContext",

@@ -7,7 +7,7 @@ alike. The lowest `fraction` of candidates by score go (or those scoring under `
 globally or per node row (`scope`), edge by edge or in whole tiles of `block` x `block`
 (`granularity=block`, scored by their mean: the matrix-unit tiles the kernels skip). Every row keeps at least one edge, its largest weight;
 weights are renormalised; child vectors no sum reads any more are dropped, and with them every
-node no longer reachable. Flow scores come from data through the pass context
+node no longer reachable; then `trim` removes the rows nothing reads and `collapse` folds chains. Flow scores come from data through the pass context
 (`analyses["edge_flows"]`: {sum node id: [size, K]}), never from the circuit itself.
 """
 
@@ -20,6 +20,7 @@ from pccompile.ir import ArgumentError, Circuit, SumNode
 
 from .base import Pass, PassContext, register
 from .normalize import Collapse
+from .trim import Trim
 
 CRITERIA = ("flow", "random", "magnitude")
 
@@ -37,6 +38,7 @@ class Prune(Pass):
     granularity: str = "edge"  # or "block": whole block x block tiles, the layout's matrix-unit tiles
     block: int = 16
     seed: int = 0
+    trim: bool = True  # remove the rows nothing reads afterwards (exact); false keeps every vector's size
 
     def __post_init__(self):
         if self.criterion not in CRITERIA:
@@ -66,7 +68,7 @@ class Prune(Pass):
                 raise ArgumentError(f"pass 'prune' needs the weights of node '{n.name}'; run 'init' first")
         scores = self._scores(circuit, owners, ctx)
         keep = self._keep(circuit, owners, scores)
-        return _apply(circuit, keep)
+        return _apply(circuit, keep, self.trim)
 
     def _scores(self, circuit: Circuit, owners, ctx: PassContext) -> dict[int, np.ndarray]:
         if self.criterion == "flow":
@@ -151,7 +153,7 @@ def _per_row(mask: np.ndarray, score: np.ndarray, fraction: float) -> np.ndarray
     return drop
 
 
-def _apply(circuit: Circuit, keep: dict[int, np.ndarray]) -> Circuit:
+def _apply(circuit: Circuit, keep: dict[int, np.ndarray], trim: bool) -> Circuit:
     """New masks and renormalised weights; children no row reads are dropped (sources and the
     sums tied to them alike), then everything no longer reachable."""
     nodes, params = dict(circuit.nodes), dict(circuit.params)
@@ -172,4 +174,5 @@ def _apply(circuit: Circuit, keep: dict[int, np.ndarray]) -> Circuit:
         for other in [node, *tied.get(nid, [])]:
             children = tuple(other.children[k] for k in used)
             nodes[other.id] = dataclasses.replace(other, children=children, mask=None if m.all() else m)
-    return Collapse().run(circuit.replace(nodes=nodes, params=params))
+    pruned = circuit.replace(nodes=nodes, params=params)
+    return Collapse().run(Trim().run(pruned) if trim else pruned)

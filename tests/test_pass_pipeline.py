@@ -31,7 +31,10 @@ def test_names_options_and_spaces():
 @pytest.mark.parametrize(
     "text,match",
     [
-        ("distil", r"unknown pass 'distil'; known passes: collapse, grow, init, normalize, prune, vectorize, verify"),
+        (
+            "distil",
+            r"unknown pass 'distil'; known passes: collapse, grow, init, normalize, prune, trim, vectorize, verify",
+        ),
         ("init{colour=1}", r"pass 'init' has no option 'colour'; options: seed"),
         ("init{seed}", r"pass 'init' has no option 'seed'"),
         ("normalize{x=1}", r"pass 'normalize' has no option 'x'; options: none"),

@@ -73,7 +73,7 @@ def test_theorem_2_bounds_the_loss_of_the_edges_the_pass_removes(rng):
     for trial in range(8):
         circuit = random_circuit(rng, num_vars=3, tie=False, sparse=False)
         data = _data(circuit, rng)
-        pruned = run(circuit, "prune{fraction=0.2}", data=np.array(data))
+        pruned = run(circuit, "prune{fraction=0.2,trim=false}", data=np.array(data))
         verify(pruned, require_params=True)
         kept = {
             nid: _kept_in_original_columns(circuit, pruned, nid)
@@ -181,7 +181,7 @@ def test_threshold_and_per_row_scope_and_missing_weights(rng):
         for n in circuit.nodes.values()
         if n.kind == "sum" and n.tie is None and circuit.child_size(n) > 1
     }
-    pruned = Prune(threshold=0.3, criterion="magnitude").run(circuit)
+    pruned = Prune(threshold=0.3, criterion="magnitude", trim=False).run(circuit)
     checked = 0
     for nid, w in scores.items():
         if nid in pruned.nodes and pruned.edge_mask(pruned.nodes[nid]).shape == w.shape:

@@ -17,7 +17,7 @@ SPEC = 'var px[64] : categorical(17)\nroot = hclt(px, latents=4, data="builtin:d
 
 PRUNE_GROW = [
     "--prune-grow",
-    "rounds=2,fraction=0.5,factor=2,noise=0.1,epochs=2",
+    "rounds=2,fraction=0.5,factor=2,noise=0.1,epochs=3,patience=1",
     "--step-size",
     "0.3",
     "--step-size-end",
@@ -55,7 +55,8 @@ def test_prune_grow_rounds_are_reported_and_the_best_model_is_saved(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     rows = json.loads((tmp_path / "m.rounds.json").read_text())
     assert [row["round"] for row in rows] == [0, 1, 2]
-    assert rows[1]["nodes"] == 2 * rows[0]["nodes"] - 1  # every vector doubled, the root kept single
+    # pruning trims rows nothing reads, then growing doubles every vector but the single root
+    assert rows[1]["nodes"] <= 2 * rows[0]["nodes"] - 1 and rows[1]["nodes"] % 2 == 1
     best = max(rows, key=lambda row: row["valid_ll"])
     model = pc.load(tmp_path / "m.pcz")
     x = pc.datasets.load_builtin("builtin:digits:valid")
@@ -70,9 +71,11 @@ def test_prune_grow_killed_mid_round_and_resumed_equals_uninterrupted(tmp_path):
         [sys.executable, "-m", "pccompile.cli", *_cmd(tmp_path, tmp_path / "a.pcz")], capture_output=True, text=True
     )
     assert full.returncode == 0, full.stdout + full.stderr
-    crash = [sys.executable, str(Path(__file__).parent / "crash_after_epoch.py"), "3"]  # round 1, its first epoch
+    crash = [sys.executable, str(Path(__file__).parent / "crash_after_epoch.py"), "5"]  # inside round 1
     crashed = subprocess.run(crash + _cmd(tmp_path, tmp_path / "b.pcz"), capture_output=True, text=True)
     assert crashed.returncode == 75, crashed.stdout + crashed.stderr
+    ended = json.loads((tmp_path / "b.rounds.json").read_text())
+    assert ended[-1]["epoch"] < 5 and (tmp_path / "b.round.pcz").exists()  # killed inside a round
     resumed = subprocess.run(
         [sys.executable, "-m", "pccompile.cli", *_cmd(tmp_path, tmp_path / "b.pcz", ["--resume"])],
         capture_output=True,
@@ -130,3 +133,27 @@ def test_the_two_learners_exclude_each_other_and_compression_settings_are_checke
     assert r.exit_code == 2 and "--prune-grow and --compress are two learners; choose one" in r.output, r.output
     with pytest.raises(pc.ArgumentError, match=r"--compress needs fraction in \(0, 1\]"):
         CompressOptions.parse("fraction=0")
+
+
+def test_the_python_learner_keeps_each_rounds_best_epoch_and_stops_a_stalled_round(tmp_path):
+    from pccompile.learn import TrainConfig, prune_grow
+
+    x = pc.datasets.load_builtin("builtin:digits")[:300]
+    v = pc.datasets.load_builtin("builtin:digits:valid")
+    options = PruneGrowOptions(rounds=2, fraction=0.5, epochs=4, patience=1)
+    config = TrainConfig(batch_size=100, step_size=0.9, schedule="constant")  # large steps: rounds stall
+    best, rows = prune_grow(pc.compile(SPEC), x, v, options=options, config=config, out=tmp_path / "m.pcz")
+    history = read(tmp_path / "m.ckpt.pcz")[0]["extra"]["train_state"]["history"]
+    assert [r["round"] for r in rows] == [0, 1, 2] and len(history) == rows[-1]["epoch"]
+    start = 0
+    for row in rows:
+        epochs = history[start : row["epoch"]]
+        assert 1 <= len(epochs) <= options.epochs
+        assert row["valid_ll"] >= max(e["valid_ll"] for e in epochs) - 1e-9
+        if row["best_epoch"] > 0:  # a trained epoch: its own record
+            assert row["valid_ll"] == epochs[row["best_epoch"] - 1]["valid_ll"]
+        if len(epochs) < options.epochs:  # ended early: `patience` epochs after its best
+            assert len(epochs) - row["best_epoch"] == options.patience
+        start = row["epoch"]
+    assert any(len(history[a["epoch"] : b["epoch"]]) < options.epochs for a, b in zip(rows, rows[1:]))
+    assert float(best(v).detach().mean()) == pytest.approx(max(r["valid_ll"] for r in rows), abs=1e-3)

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pccompile.ir import ArgumentError
 
 import pccompile as pc
 from pccompile.io import read
+from pccompile.learn import TrainConfig
 
 SPEC = """var x[6] : categorical(3)
 root = rat_spn(x, depth=1, repetitions=2, sums=3, inputs=3, seed=1)
@@ -173,3 +175,15 @@ def test_resume_after_a_swap_continues_exactly(tmp_path):
     resumed.run()
     for k, v in full.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_the_three_phase_schedule_passes_through_the_released_codes_knots():
+    from pccompile.learn import step_size_at
+
+    knots = [step_size_at("three-phase", 0.3, 0.001, p) for p in (0, 1 / 3, 2 / 3, 1)]
+    np.testing.assert_allclose(knots, [0.3, 0.1, 0.01, 0.001], rtol=1e-12)
+    assert step_size_at("three-phase", 0.3, 0.001, 1 / 6) == pytest.approx(0.2)  # linear inside a phase
+    steps = [step_size_at("three-phase", 0.3, 0.001, p) for p in np.linspace(0, 1, 50)]
+    assert all(a >= b for a, b in zip(steps, steps[1:]))
+    with pytest.raises(ArgumentError, match="three-phase"):
+        TrainConfig(schedule="stairs")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -27,7 +29,8 @@ app = typer.Typer(
   pcc sample runs/model.pcz -n 16 --png samples.png
 """,
 )
-console = Console()
+# Piped into a log, rich would fold tables to 80 columns and cut the numbers; a log gets room.
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 Spec = Annotated[Path, typer.Argument(help="a .pc circuit file (or a .pcz saved model)", show_default=False)]

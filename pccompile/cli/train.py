@@ -131,13 +131,26 @@ def _report_rounds(hook, out: Path, num_vars: int) -> None:
     from pccompile.plots import prune_grow_curve
 
     table = Table(title="prune-grow rounds (round 0: the dense circuit)", header_style="bold")
-    for col in ("round", "nodes", "sum edges", "parameters", "train LL", "valid LL", "test LL", "test bpd", "sec"):
+    cols = (
+        "round",
+        "best epoch",
+        "nodes",
+        "sum edges",
+        "parameters",
+        "train LL",
+        "valid LL",
+        "test LL",
+        "test bpd",
+        "sec",
+    )
+    for col in cols:
         table.add_column(col, justify="right")
     best = hook.best
     for r in hook.rows:
         mark = " *" if r is best else ""
         table.add_row(
             f"{r['round']}{mark}",
+            str(r.get("best_epoch", "")),
             f"{r['nodes']:,}",
             f"{r['edges']:,}",
             f"{r['parameters']:,}",
@@ -154,9 +167,8 @@ def _report_rounds(hook, out: Path, num_vars: int) -> None:
     first = hook.rows[0]
     if best is not first:
         console.print(
-            f"parameters: {best['parameters']:,} of {first['parameters']:,} "
-            f"({1 - best['parameters'] / first['parameters']:.1%} fewer), sum edges: {best['edges']:,} of "
-            f"{first['edges']:,} ({1 - best['edges'] / first['edges']:.1%} fewer)"
+            f"against the dense round 0: {best['parameters'] / first['parameters']:.2f}x the parameters, "
+            f"{best['edges'] / first['edges']:.2f}x the sum edges"
         )
 
 
@@ -267,7 +279,10 @@ def train(
     step_size_end: Optional[float] = typer.Option(
         None, "--step-size-end", help="final step size of a decaying schedule"
     ),
-    schedule: str = typer.Option("constant", help="constant, linear or cosine decay of the step size"),
+    schedule: str = typer.Option(
+        "constant",
+        help="constant, linear or cosine decay of the step size, or three-phase: the SparsePC ramp start -> start/3 -> 10*end -> end (e.g. 0.3 -> 0.1 -> 0.01 -> 0.001)",
+    ),
     pseudocount: float = typer.Option(0.1, help="Laplace smoothing added in every EM update"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
     seed: int = typer.Option(0, help="seed for initial parameters and shuffling"),
@@ -279,13 +294,15 @@ def train(
     prune_grow: Optional[str] = typer.Option(
         None,
         "--prune-grow",
-        help="the prune-grow learner: 'rounds=5,fraction=0.75,factor=2,noise=0.1,epochs=5' (epochs per "
-        "round; replaces --epochs); the best round by validation LL is saved",
+        help="the prune-grow learner: 'rounds=5,fraction=0.75,factor=2,noise=0.1,epochs=5,patience=0' "
+        "(at most `epochs` per round, replacing --epochs; a round also ends after `patience` epochs without "
+        "a better validation LL, 0: never); each round keeps its best epoch by validation LL, and the best "
+        "round is saved",
     ),
     compress: Optional[str] = typer.Option(
         None,
         "--compress",
-        help="compression: 'fraction=0.1,tolerance=0.01,epochs=3,rounds=30': prune and fine-tune until "
+        help="compression: 'fraction=0.1,tolerance=0.01,epochs=3,rounds=30,patience=0': prune and fine-tune until "
         "validation LL falls more than the tolerance (relative) below its start; the smallest model "
         "within it is saved",
     ),

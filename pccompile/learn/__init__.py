@@ -1,7 +1,8 @@
-"""Learning: EM (mini-batch and full-batch) and gradient training loops."""
+"""Learning: EM (mini-batch and full-batch) and gradient training loops, and the rounds learners
+(prune-grow, compression) built on them."""
 
 from .em import em_step, em_update, step_size_at
-from .prune_grow import Compress, CompressOptions, PruneGrow, PruneGrowOptions
+from .rounds import Compress, CompressOptions, PruneGrow, PruneGrowOptions, prune_grow
 from .trainer import EpochRecord, TrainConfig, Trainer, mean_log_likelihood
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "Compress",
     "CompressOptions",
     "PruneGrowOptions",
+    "prune_grow",
     "em_step",
     "em_update",
     "step_size_at",

@@ -70,13 +70,24 @@ def em_step(
     return step_fn(x_int, x_real, step)
 
 
+def _three_phase(start: float, end: float, progress: float) -> float:
+    """The released SparsePC code's ramp: three linear phases of equal length through
+    start -> start/3 -> 10*end -> end (0.3 -> 0.1 -> 0.01 -> 0.001 for start 0.3, end 0.001)."""
+    knots = [start, max(start / 3, end), min(max(10 * end, end), start), end]
+    third = min(int(progress * 3), 2)
+    return knots[third] + (knots[third + 1] - knots[third]) * (progress * 3 - third)
+
+
+SCHEDULES: dict[str, Callable[[float, float, float], float]] = {
+    "constant": lambda start, end, progress: start,
+    "linear": lambda start, end, progress: start + (end - start) * progress,
+    "cosine": lambda start, end, progress: end + 0.5 * (start - end) * (1 + math.cos(math.pi * progress)),
+    "three-phase": _three_phase,
+}
+
+
 def step_size_at(schedule: str, start: float, end: float, progress: float) -> float:
-    """Step size after `progress` in [0, 1] of training: constant, linear or cosine decay."""
-    progress = min(max(progress, 0.0), 1.0)
-    if schedule == "constant":
-        return start
-    if schedule == "linear":
-        return start + (end - start) * progress
-    if schedule == "cosine":
-        return end + 0.5 * (start - end) * (1 + math.cos(math.pi * progress))
-    raise ValueError(f"unknown schedule '{schedule}'; expected constant, linear or cosine")
+    """Step size after `progress` in [0, 1] of training (of a phase), by the SCHEDULES rule."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule '{schedule}'; expected {', '.join(SCHEDULES)}")
+    return SCHEDULES[schedule](start, end, min(max(progress, 0.0), 1.0))

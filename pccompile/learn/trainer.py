@@ -16,7 +16,7 @@ import torch
 from pccompile.io import check_state, module_state, read, save
 from pccompile.ir import ArgumentError, DataError, FormatError
 
-from .em import step_size_at
+from .em import SCHEDULES, step_size_at
 from .strategies import STRATEGIES
 
 
@@ -27,7 +27,7 @@ class TrainConfig:
     optimizer: str = "em"
     step_size: float | None = None  # EM step size (em: 0.1, em-full: 1.0) or learning rate (sgd/adam)
     step_size_end: float | None = None  # final step size for a decaying schedule
-    schedule: str = "constant"  # constant | linear | cosine
+    schedule: str = "constant"  # constant | linear | cosine | three-phase (pccompile.learn.em.SCHEDULES)
     pseudocount: float = 0.1
     seed: int = 0
     phase_epochs: int | None = None  # epochs of each model's step-size schedule (None: the rest of the run)
@@ -35,8 +35,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.optimizer not in STRATEGIES:
             raise ArgumentError(f"unknown optimizer '{self.optimizer}'; expected {', '.join(STRATEGIES)}")
-        if self.schedule not in ("constant", "linear", "cosine"):
-            raise ArgumentError(f"unknown schedule '{self.schedule}'; expected constant, linear or cosine")
+        if self.schedule not in SCHEDULES:
+            raise ArgumentError(f"unknown schedule '{self.schedule}'; expected {', '.join(SCHEDULES)}")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -1,0 +1,299 @@
+"""The rounds learners of "Sparse Probabilistic Circuits via Pruning and Growing": prune-grow
+(each round prunes a fraction of the edges by flow on the training set, grows every node vector
+back with noisy copies, and trains again; the model with the best validation log-likelihood over
+all rounds is the result) and compression (prune and fine-tune until validation LL falls).
+
+Both run inside the ordinary Trainer as a between-epochs hook, so checkpoints, exact resume and
+the per-phase step-size schedule (one phase per round) come from the trainer. A round ends after
+`epochs` epochs, or earlier when validation LL has not improved for `patience` epochs; the round's
+result is its best epoch by validation LL (early stopping), counting the pruned and grown model
+before any training as epoch 0 of its round. Files next to `out`, each rewritten atomically:
+`<out>.rounds.json` (a table row per round), `<out>.best.pcz` (the best model so far) and
+`<out>.round.pcz` (the best state of the round in progress, so a resumed run ends the round on
+the same state).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+from pccompile.ir import ArgumentError
+
+
+def _parse(cls, flag: str, text: str):
+    """'key=value,key=value' (any subset of the dataclass's fields), numbers checked."""
+    kinds = {f.name: f.type for f in dataclasses.fields(cls)}
+    values = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in kinds:
+            raise ArgumentError(f"{flag}: unknown setting '{item}'; expected {', '.join(kinds)}")
+        try:
+            values[key] = int(value) if kinds[key] in (int, "int") else float(value)
+        except ValueError:
+            raise ArgumentError(f"{flag}: {key} expects a number, got '{value}'") from None
+    return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneGrowOptions:
+    rounds: int = 5  # prune-grow rounds after the dense one
+    fraction: float = 0.75  # of candidate edges pruned each round
+    factor: int = 2  # growth of every node vector
+    noise: float = 0.1  # sigma of the multiplicative weight noise
+    epochs: int = 5  # at most this many EM epochs per round (the dense round included)
+    patience: int = 0  # end a round after this many epochs without a better validation LL (0: never)
+
+    def __post_init__(self):
+        bad = self.rounds < 0 or self.epochs < 1 or self.factor < 1 or self.patience < 0
+        if bad or not 0 <= self.fraction <= 1 or self.noise < 0:
+            raise ArgumentError(
+                f"--prune-grow needs rounds >= 0, epochs >= 1, factor >= 1, fraction in [0, 1], noise >= 0 "
+                f"and patience >= 0; got {self}"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> "PruneGrowOptions":
+        """'rounds=3,fraction=0.75,factor=2,noise=0.1,epochs=5,patience=2' (any subset)."""
+        return _parse(cls, "--prune-grow", text)
+
+    @property
+    def total_epochs(self) -> int:
+        return (self.rounds + 1) * self.epochs
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressOptions:
+    fraction: float = 0.1  # of the remaining candidate edges pruned each round
+    tolerance: float = 0.01  # stop once validation LL is this much (relative) below round 0's
+    epochs: int = 3  # fine-tuning epochs per round, at most
+    rounds: int = 30  # at most
+    patience: int = 0  # as for prune-grow
+
+    def __post_init__(self):
+        if not 0 < self.fraction <= 1 or self.tolerance < 0 or self.epochs < 1 or self.rounds < 1 or self.patience < 0:
+            raise ArgumentError(
+                f"--compress needs fraction in (0, 1], tolerance >= 0, epochs >= 1, rounds >= 1 and "
+                f"patience >= 0; got {self}"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> "CompressOptions":
+        return _parse(cls, "--compress", text)
+
+    @property
+    def total_epochs(self) -> int:
+        return (self.rounds + 1) * self.epochs
+
+
+def _better(a, b) -> bool:
+    """Validation LL a beats b (None, no validation data: the later one wins)."""
+    return a is None or b is None or a > b
+
+
+class PruneGrow:
+    """The between-epochs hook. `on_round(row)` sees each round's table row."""
+
+    def __init__(self, options, train, out: Path, on_round=None, backend: str = "auto", device=None):
+        self.opt, self.train, self.on_round = options, train, on_round
+        self.backend, self.device = backend, device
+        self.best_path = out.with_name(out.stem + ".best.pcz")
+        self.rounds_path = out.with_name(out.stem + ".rounds.json")
+        self.round_path = out.with_name(out.stem + ".round.pcz")
+        self.rows: list[dict] = []
+        self.round_best: dict | None = None  # the record of the round's best epoch so far
+
+    # -- resume ---------------------------------------------------------------------------------
+    def restore(self, epoch: int) -> None:
+        """After a resume at `epoch`: the round rows written up to it, and the best state of the
+        round in progress."""
+        from pccompile.io import read
+
+        rows = _read_json(self.rounds_path)
+        self.rows = [r for r in rows if isinstance(r, dict) and r.get("epoch", math.inf) <= epoch]
+        self.round_best = None
+        if self.round_path.exists():
+            try:
+                record = read(self.round_path)[0]["extra"].get("round_best")
+            except Exception:  # a damaged or foreign file: the round's best is recomputed from here
+                record = None
+            if isinstance(record, dict) and record.get("round") == len(self.rows):
+                if self.round_start <= record.get("epoch", math.inf) <= epoch:
+                    self.round_best = record
+
+    @property
+    def round_start(self) -> int:
+        """The epoch the round in progress started after."""
+        return self.rows[-1]["epoch"] if self.rows else 0
+
+    @property
+    def best(self) -> dict | None:
+        scored = [r for r in self.rows if r.get("valid_ll") is not None]
+        return max(scored, key=lambda r: r["valid_ll"]) if scored else (self.rows[-1] if self.rows else None)
+
+    # -- every epoch ------------------------------------------------------------------------------
+    def __call__(self, trainer, rec):
+        record = {"round": len(self.rows), "epoch": rec.epoch, "train_ll": rec.train_ll}
+        record.update(valid_ll=rec.valid_ll, test_ll=rec.test_ll)
+        if self.round_best is None or _better(rec.valid_ll, self.round_best["valid_ll"]):
+            self._keep_round_best(trainer.model, record)
+        length = rec.epoch - self.round_start
+        stalled = self.opt.patience and rec.epoch - self.round_best["epoch"] >= self.opt.patience
+        if length < self.opt.epochs and not stalled:
+            return None
+        return self._end_round(trainer, rec)
+
+    def _keep_round_best(self, model, record: dict) -> None:
+        from pccompile.io import save
+
+        self.round_best = record
+        save(model, self.round_path, extra={"round_best": record})
+
+    def _end_round(self, trainer, rec):
+        """The round's row from its best epoch (whose state the model takes back), the best
+        model over rounds, then the next round's model (None: the run ends)."""
+        from pccompile.io import save
+
+        best_epoch = self.round_best["epoch"]
+        if best_epoch != rec.epoch:  # early stopping: back to the round's best epoch
+            from pccompile.io import module_state, read
+
+            trainer.model.load_state_dict(module_state(read(self.round_path)[1]))
+        stats = trainer.model.circuit.stats()
+        start = self.round_start
+        row = {
+            "round": len(self.rows),  # 0: the dense circuit
+            "epoch": rec.epoch,  # where the round ended (resume bookkeeping)
+            "best_epoch": best_epoch - start,  # of the round's epochs; 0: before any training
+            "nodes": stats["nodes"],
+            "edges": stats["sum edges"],
+            "parameters": stats["parameters"],
+            "train_ll": self.round_best["train_ll"],
+            "valid_ll": self.round_best["valid_ll"],
+            "test_ll": self.round_best["test_ll"],
+            "seconds": sum(r.seconds for r in trainer.history[start:]),
+        }
+        previous = self.best
+        self.rows.append(row)
+        if self._is_better(row, previous):
+            save(trainer.model, self.best_path, extra={"prune_grow_round": row})
+        tmp = self.rounds_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.rows, indent=1))
+        tmp.replace(self.rounds_path)
+        if self.on_round:
+            self.on_round(row)
+        model = self._next(trainer, row["round"])
+        if model is None:
+            trainer.stopped = True
+            return None
+        self._keep_round_best(model, self._untrained_record(trainer, model, rec.epoch))
+        return model
+
+    def _untrained_record(self, trainer, model, epoch: int) -> dict:
+        """Epoch 0 of the next round: the pruned (and grown) model before any training."""
+        from .trainer import mean_log_likelihood
+
+        def ll(x):
+            return None if x is None else mean_log_likelihood(model, x)
+
+        record = {"round": len(self.rows), "epoch": epoch, "train_ll": ll(self.train)}
+        record.update(valid_ll=ll(trainer.valid), test_ll=ll(trainer.test))
+        return record
+
+    def _is_better(self, row: dict, previous: dict | None) -> bool:
+        return previous is None or _better(row["valid_ll"], previous["valid_ll"])
+
+    def _passes(self, round_: int) -> list:
+        from pccompile.passes import Grow, Prune
+
+        return [Prune(fraction=self.opt.fraction), Grow(factor=self.opt.factor, noise=self.opt.noise, seed=round_)]
+
+    def _next(self, trainer, round_: int):
+        """The model of the next round: pruned by flow on the training set, then grown."""
+        from pccompile import compile as _compile
+        from pccompile.passes import run
+
+        if round_ >= self.opt.rounds:
+            return None
+        circuit = run(trainer.model.to_circuit(), self._passes(round_), data=self.train, device=self.device)
+        return _compile(circuit, backend=self.backend, device=self.device)
+
+
+class Compress(PruneGrow):
+    """The paper's compression experiment: prune `fraction` and fine-tune, round after round,
+    until validation LL falls more than `tolerance` (relative) below where it started; the
+    result is the last (smallest) model within the tolerance."""
+
+    @property
+    def best(self) -> dict | None:
+        if not self.rows:
+            return None
+        start = self.rows[0]["valid_ll"]
+        if start is None:
+            return self.rows[-1]
+        ok = [r for r in self.rows if r["valid_ll"] >= start - self.opt.tolerance * abs(start)]
+        return ok[-1]
+
+    def _is_better(self, row: dict, previous: dict | None) -> bool:
+        return row is self.best
+
+    def _passes(self, round_: int) -> list:
+        from pccompile.passes import Prune
+
+        return [Prune(fraction=self.opt.fraction)]
+
+    def _next(self, trainer, round_: int):
+        start, last = self.rows[0]["valid_ll"], self.rows[-1]["valid_ll"]
+        if start is not None and last < start - self.opt.tolerance * abs(start):
+            return None
+        return super()._next(trainer, round_)
+
+
+def _read_json(path: Path) -> list:
+    try:
+        rows = json.loads(path.read_text())
+    except (ValueError, OSError):
+        return []
+    return rows if isinstance(rows, list) else []
+
+
+def prune_grow(
+    model,
+    train,
+    valid=None,
+    test=None,
+    *,
+    options: PruneGrowOptions | CompressOptions = PruneGrowOptions(),
+    config=None,
+    out: str | Path | None = None,
+    backend: str = "auto",
+    device=None,
+    resume: bool = False,
+):
+    """The prune-grow learner (or, given CompressOptions, compression) from Python: train `model`
+    (a compiled circuit) for a dense round, then the rounds. `config` (a TrainConfig) gives the EM
+    settings; its epochs are set by the options. Returns (best model, round rows). The rounds'
+    files and the checkpoint go next to `out` (a temporary folder when None); `resume` continues
+    from that checkpoint."""
+    import tempfile
+
+    import pccompile
+
+    from .trainer import TrainConfig, Trainer
+
+    config = dataclasses.replace(config or TrainConfig(), epochs=options.total_epochs, phase_epochs=options.epochs)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(out) if out is not None else Path(tmp) / "model.pcz"
+        cls = Compress if isinstance(options, CompressOptions) else PruneGrow
+        hook = cls(options, train, out, backend=backend, device=device)
+        ckpt = out.with_name(out.stem + ".ckpt.pcz")
+        trainer = Trainer(model, config, train, valid, test, checkpoint=ckpt, between_epochs=hook)
+        if resume and ckpt.exists():
+            trainer.restore()
+            hook.restore(trainer.start_epoch)
+        trainer.run()
+        return pccompile.load(hook.best_path, backend=backend, device=device), list(hook.rows)
