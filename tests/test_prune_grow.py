@@ -142,7 +142,10 @@ def test_the_python_learner_keeps_each_rounds_best_epoch_and_stops_a_stalled_rou
     v = pc.datasets.load_builtin("builtin:digits:valid")
     options = PruneGrowOptions(rounds=2, fraction=0.5, epochs=4, patience=1)
     config = TrainConfig(batch_size=100, step_size=0.9, schedule="constant")  # large steps: rounds stall
-    best, rows = prune_grow(pc.compile(SPEC), x, v, options=options, config=config, out=tmp_path / "m.pcz")
+    start = pc.compile(SPEC)
+    start_ll = float(start(v).detach().mean())
+    best, rows = prune_grow(start, x, v, options=options, config=config, out=tmp_path / "m.pcz")
+    assert rows[0]["valid_ll"] >= start_ll - 1e-6  # the model given is epoch 0 of round 0
     history = read(tmp_path / "m.ckpt.pcz")[0]["extra"]["train_state"]["history"]
     assert [r["round"] for r in rows] == [0, 1, 2] and len(history) == rows[-1]["epoch"]
     start = 0

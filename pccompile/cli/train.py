@@ -80,6 +80,8 @@ def run_training(
             table.row(r, "  (checkpoint)")
         if hook is not None:
             hook.restore(trainer.start_epoch)
+    if hook is not None:
+        hook.begin(trainer)
     history = table.run(trainer)
     model = trainer.model if hook is None else _best_round(hook, out, backend, device)
     pccompile.save(model, out)

@@ -125,6 +125,12 @@ class PruneGrow:
                 if self.round_start <= record.get("epoch", math.inf) <= epoch:
                     self.round_best = record
 
+    def begin(self, trainer) -> None:
+        """Before a fresh run's first epoch: the starting model is epoch 0 of round 0, so a round
+        0 that only makes a trained model worse (its schedule restarts) ends on the model given."""
+        if trainer.start_epoch == 0 and not self.rows:
+            self._keep_round_best(trainer.model, self._untrained_record(trainer, trainer.model, 0))
+
     @property
     def round_start(self) -> int:
         """The epoch the round in progress started after."""
@@ -295,5 +301,6 @@ def prune_grow(
         if resume and ckpt.exists():
             trainer.restore()
             hook.restore(trainer.start_epoch)
+        hook.begin(trainer)
         trainer.run()
         return pccompile.load(hook.best_path, backend=backend, device=device), list(hook.rows)
