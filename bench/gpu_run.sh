@@ -6,6 +6,8 @@
 #                                   with --backend triton
 #   bash bench/gpu_run.sh compare   bench/vs_pyjuice.py: pccompile and PyJuice 2.6.3 side by side
 #   bash bench/gpu_run.sh sweep     our side only, MNIST HCLT latents 512, a few tile configurations
+#   bash bench/gpu_run.sh prune     bench/prune_speed.py on the Triton backend: forward and EM-step
+#                                   time of pruned HCLTs (digits, MNIST) against the dense one
 # Results and logs go to $OUT (default: runs/gpu).
 #
 # Prepared on a machine with internet (the GPU machine has none), from the repository root:
@@ -48,8 +50,14 @@ sweep)
         --triton '{"max_block_k": 64}' --triton '{"precision": "bf16"}' --out "$OUT/sweep" 2>&1 \
         | tee "$OUT/sweep.txt" | tail -12
     ;;
+prune)
+    timeout 200 python3 bench/prune_speed.py --backend triton --device cuda --latents 64 --batch 512 --repeat 20 \
+        2>&1 | tee "$OUT/prune_digits.txt"
+    [ ${#mnist[@]} -gt 0 ] && timeout 350 python3 bench/prune_speed.py --backend triton --device cuda \
+        --latents 64 --batch 512 --repeat 20 "${mnist[@]}" 2>&1 | tee "$OUT/prune_mnist.txt"
+    ;;
 *)
-    echo "usage: bash bench/gpu_run.sh tests|compare|sweep" >&2
+    echo "usage: bash bench/gpu_run.sh tests|compare|sweep|prune" >&2
     exit 2
     ;;
 esac

@@ -2,7 +2,7 @@
 100/50/25/10% of its prunable edges, against the dense circuit in the same run (torch backend;
 ratios only on this machine).
 
-    python bench/prune_speed.py --latents 64 --batch 512 [--mnist PATH]
+    python bench/prune_speed.py --latents 64 --batch 512 [--mnist PATH] [--backend triton --device cuda]
 
 Without --mnist the HCLT is over the bundled 8x8 digits; with it, over 784-pixel MNIST
 (categorical(256), the tree learned on x // 16 from 5,000 rows), trained on its first rows.
@@ -22,12 +22,19 @@ import pccompile as pc
 from pccompile.learn import em_step
 
 
-def _timed(fn, repeat: int) -> float:
-    fn()  # warm-up
+def _timed(fn, repeat: int, device: str = "cpu") -> float:
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    fn()  # warm-up (Triton's JIT, CUDA-graph capture)
+    fn()
+    sync()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -50,12 +57,16 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--mnist", default=None, help="train-images-idx3-ubyte.gz")
     ap.add_argument("--rows", type=int, default=2000)
+    ap.add_argument("--backend", default="torch", help="torch or triton")
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     x, decl, data, extra = _data(args)
     spec = f"{decl}\nroot = hclt(px, latents={args.latents}, data={data}{extra})\n"
     dense = pc.compile(spec, passes="init").to_circuit()
     batch = x[: args.batch]
-    print(f"HCLT over {x.shape[1]} variables, latents {args.latents}, batch {args.batch}, torch on the CPU")
+    print(
+        f"HCLT over {x.shape[1]} variables, latents {args.latents}, batch {args.batch}, {args.backend} on {args.device}"
+    )
     print(
         f"{'level':>6} {'kept':>6} {'sum edges':>11} {'forward s':>10} {'vs dense':>9} {'EM step s':>10} {'vs dense':>9}"
     )
@@ -71,11 +82,11 @@ def main() -> None:
     ):
         prune = f"prune{{fraction={1 - kept},granularity={gran}}}"
         circuit = dense if kept == 1.0 else run(dense, prune, data=x[:1000])
-        model = pc.compile(circuit)
+        model = pc.compile(circuit, backend=args.backend, device=args.device)
         xi, xr = model.encode(batch)
         with torch.no_grad():
-            fwd = _timed(lambda: model(batch), args.repeat)
-        step = _timed(lambda: em_step(model, xi, xr, 0.1, 0.1), args.repeat)
+            fwd = _timed(lambda: model(batch), args.repeat, args.device)
+        step = _timed(lambda: em_step(model, xi, xr, 0.1, 0.1), args.repeat, args.device)
         base = base or (fwd, step)
         print(
             f"{gran:>6} {kept:>6.2f} {circuit.stats()['sum edges']:>11,} {fwd:>10.4f} {fwd / base[0]:>9.2f} "
