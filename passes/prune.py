@@ -38,7 +38,7 @@ class Prune(Pass):
     granularity: str = "edge"  # or "block": whole block x block tiles, the layout's matrix-unit tiles
     block: int = 16
     seed: int = 0
-    trim: bool = True  # remove the rows nothing reads afterwards (exact); false keeps every vector's size
+    trim: bool = True  # then remove the rows nothing reads, in whole blocks of `block` rows (exact)
 
     def __post_init__(self):
         if self.criterion not in CRITERIA:
@@ -68,7 +68,7 @@ class Prune(Pass):
                 raise ArgumentError(f"pass 'prune' needs the weights of node '{n.name}'; run 'init' first")
         scores = self._scores(circuit, owners, ctx)
         keep = self._keep(circuit, owners, scores)
-        return _apply(circuit, keep, self.trim)
+        return _apply(circuit, keep, self.trim, self.block)
 
     def _scores(self, circuit: Circuit, owners, ctx: PassContext) -> dict[int, np.ndarray]:
         if self.criterion == "flow":
@@ -153,7 +153,7 @@ def _per_row(mask: np.ndarray, score: np.ndarray, fraction: float) -> np.ndarray
     return drop
 
 
-def _apply(circuit: Circuit, keep: dict[int, np.ndarray], trim: bool) -> Circuit:
+def _apply(circuit: Circuit, keep: dict[int, np.ndarray], trim: bool, block: int) -> Circuit:
     """New masks and renormalised weights; children no row reads are dropped (sources and the
     sums tied to them alike), then everything no longer reachable."""
     nodes, params = dict(circuit.nodes), dict(circuit.params)
@@ -175,4 +175,4 @@ def _apply(circuit: Circuit, keep: dict[int, np.ndarray], trim: bool) -> Circuit
             children = tuple(other.children[k] for k in used)
             nodes[other.id] = dataclasses.replace(other, children=children, mask=None if m.all() else m)
     pruned = circuit.replace(nodes=nodes, params=params)
-    return Collapse().run(Trim().run(pruned) if trim else pruned)
+    return Collapse().run(Trim(block=block).run(pruned) if trim else pruned)

@@ -17,13 +17,15 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from pccompile.ir import Circuit, InputNode, ProductNode, SumNode
+from pccompile.ir import ArgumentError, Circuit, InputNode, ProductNode, SumNode
 
 from .base import Pass, PassContext, register
 
 
-def live_rows(circuit: Circuit) -> dict[int, np.ndarray]:
-    """[size] bool per reachable node: the rows some live row of a parent reads (the root: all)."""
+def live_rows(circuit: Circuit, block: int = 1) -> dict[int, np.ndarray]:
+    """[size] bool per reachable node: the rows some live row of a parent reads (the root: all).
+    With `block` > 1 a vector keeps whole blocks of `block` consecutive rows (a block with one
+    live row stays, and reads what all its rows read)."""
     pinned = {n.id for n in circuit.nodes.values() if isinstance(n, SumNode) and n.tie is not None}
     pinned |= {circuit.nodes[i].tie for i in pinned}
     reachable = set(circuit.reachable())  # through ties too: a source only a tie reaches stays
@@ -35,10 +37,18 @@ def live_rows(circuit: Circuit) -> dict[int, np.ndarray]:
         n = circuit.nodes[nid]
         if nid in pinned:
             live[nid][:] = True
+        elif block > 1:
+            live[nid] = _whole_blocks(live[nid], block)
         for k, c, rows in _reads(circuit, n, live[nid], nid in pinned):
             mark = live.setdefault(c, np.zeros(circuit.nodes[c].size, bool))
             mark[rows] = True
     return live
+
+
+def _whole_blocks(mask: np.ndarray, block: int) -> np.ndarray:
+    padded = np.zeros(-(-mask.size // block) * block, bool)
+    padded[: mask.size] = mask
+    return np.repeat(padded.reshape(-1, block).any(1), block)[: mask.size]
 
 
 def _reads(circuit: Circuit, n, rows: np.ndarray, everything: bool):
@@ -60,12 +70,19 @@ def _reads(circuit: Circuit, n, rows: np.ndarray, everything: bool):
 @register
 @dataclasses.dataclass(frozen=True)
 class Trim(Pass):
-    """Remove the rows of node vectors that nothing reads (exact)."""
+    """Remove the rows of node vectors that nothing reads (exact). `block`: remove only whole
+    blocks of that many consecutive rows, so vector sizes stay multiples of it and the packer
+    can still put vectors of one size into one partition (1: every row nothing reads)."""
 
     name = "trim"
+    block: int = 1
+
+    def __post_init__(self):
+        if self.block < 1:
+            raise ArgumentError(f"pass 'trim': option 'block' must be at least 1, got {self.block}")
 
     def run(self, circuit: Circuit, ctx: PassContext | None = None) -> Circuit:
-        live = {i: m for i, m in live_rows(circuit).items() if m.any()}  # a vector no row of reads: gone
+        live = {i: m for i, m in live_rows(circuit, self.block).items() if m.any()}  # a vector no row of reads: gone
         if all(live[i].all() for i in live) and len(live) == len(circuit.nodes):
             return circuit
         new_row = {i: np.cumsum(m) - 1 for i, m in live.items()}  # old row -> new row (where live)

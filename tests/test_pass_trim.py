@@ -55,14 +55,20 @@ def test_trim(case):
     _assert_same_distribution(before, after)
 
 
-@pytest.mark.parametrize("trial", range(12))
-def test_trim_keeps_random_circuits_valid_and_their_distribution(rng, trial):
+@pytest.mark.parametrize("block", [1, 2])
+@pytest.mark.parametrize("trial", range(10))
+def test_trim_keeps_random_circuits_valid_and_their_distribution(rng, trial, block):
     before = random_circuit(rng, num_vars=int(rng.integers(2, 5)), max_size=4)
-    after = Trim().run(before)
+    after = Trim(block=block).run(before)
     verify(after)
     _assert_same_distribution(before, after)
-    assert all(m.all() for m in live_rows(after).values())  # nothing left to trim
+    assert all(m.all() for m in live_rows(after, block).values())  # nothing left to trim
+    live = live_rows(before, block)
     rows = sum(n.size for n in before.nodes.values())
-    dead = sum(int((~m).sum()) for m in live_rows(before).values())
-    unreached = sum(n.size for i, n in before.nodes.items() if i not in live_rows(before))
+    dead = sum(int((~m).sum()) for m in live.values())
+    unreached = sum(n.size for i, n in before.nodes.items() if i not in live)
     assert sum(n.size for n in after.nodes.values()) == rows - dead - unreached
+    if block > 1:  # whole blocks go: a vector loses a multiple of `block` rows, or its ragged last block too
+        for i, n in after.nodes.items():
+            lost = before.nodes[i].size - n.size
+            assert lost % block == 0 or before.nodes[i].size % block and lost % block == before.nodes[i].size % block
