@@ -4,10 +4,13 @@
 (b) prune-grow started from (a): `pcc train a.pcz --prune-grow ...` (round 0 continues (a) for one
     round), the best round by validation LL;
 (c) a dense HCLT with about as many parameters as (b) ends with (a larger latent size), trained
-    like (a), its best epoch by validation LL.
+    like (a), its best epoch by validation LL;
+and compression from (a): `pcc train a.pcz --compress ...`, the smallest model within 1% of its start.
 
     python bench/prune_grow.py --data ../shared/data/twenty_datasets --datasets plants accidents dna \
         --latents 32 --dense-epochs 100 --epochs 30 --rounds 3 --patience 5
+    python bench/prune_grow.py --datasets mnist --mnist ../shared/data/mnist --latents 8 --dense-epochs 10 \
+        --epochs 5 --rounds 2 --patience 2 --step 0.1 --step-end 0.01 --work runs/prune_grow_mnist
 
 Each line of the log is the exact command; results go to WORK/NAME.result.json.
 """
@@ -28,13 +31,41 @@ import pccompile as pc
 from pccompile.io import read
 
 
+def _source(name: str, V: int, latents: int, train: Path) -> str:
+    """The HCLT: binary variables, or MNIST's 784 pixels as categorical(256) with the tree
+    learned on x // 16 from 5,000 rows (as the released HCLT code does)."""
+    if name == "mnist":
+        decl, extra = "var x[784] : categorical(256)\nimage = [28, 28]", ", bins=16, max_rows=5000"
+    else:
+        decl, extra = f"var x[{V}] : binary", ""
+    return (
+        f'{decl}\nname = "{name}-hclt{latents}"\nroot = hclt(x, latents={latents}, data="{train.resolve()}"{extra})\n'
+    )
+
+
 def _spec(work: Path, name: str, V: int, latents: int, train: Path) -> Path:
     spec = work / f"{name}_h{latents}.pc"
-    spec.write_text(
-        f'# HCLT for {name}\nvar x[{V}] : binary\nname = "{name}-hclt{latents}"\n'
-        f'root = hclt(x, latents={latents}, data="{train.resolve()}")\n'
-    )
+    spec.write_text(f"# HCLT for {name}\n" + _source(name, V, latents, train))
     return spec
+
+
+def _sets(name: str, args) -> tuple[tuple[Path, Path, Path], int]:
+    """(train, valid, test) files and the number of variables. MNIST: the last 5,000 training
+    images are the validation set, written as .npy under the work folder."""
+    if name != "mnist":
+        d = Path(args.data) / name
+        sets = tuple(d / f"{name}.{s}.data.gz" for s in ("train", "valid", "test"))
+        return sets, np.loadtxt(sets[2], delimiter=",", max_rows=1).size
+    import gzip
+
+    def images(f):
+        return np.frombuffer(gzip.open(Path(args.mnist) / f).read(), np.uint8, offset=16).reshape(-1, 784)
+
+    train, test = images("train-images-idx3-ubyte.gz"), images("t10k-images-idx3-ubyte.gz")
+    sets = tuple(Path(args.work) / f"mnist_{s}.npy" for s in ("train", "valid", "test"))
+    for path, x in zip(sets, (train[:55000], train[55000:], test)):
+        np.save(path, x)
+    return sets, 784
 
 
 def _train(spec: Path, sets: tuple, out: Path, args, learner: list[str]) -> float:
@@ -44,18 +75,21 @@ def _train(spec: Path, sets: tuple, out: Path, args, learner: list[str]) -> floa
     cmd += ["--schedule", args.schedule, "--pseudocount", str(args.pseudocount), "-o", str(out), "--samples", "0"]
     cmd += learner
     print("$ " + shlex.join(cmd), flush=True)
+    done = out.with_suffix(".seconds")
+    if out.exists() and done.exists():  # trained by an earlier run of this script
+        return float(done.read_text())
     t0 = time.perf_counter()
     with open(out.with_suffix(".log"), "w") as log:
         subprocess.run([sys.executable, "-m", "pccompile.cli", *cmd[1:]], check=True, stdout=log, stderr=log)
-    return time.perf_counter() - t0
+    done.write_text(f"{time.perf_counter() - t0:.1f}")
+    return float(done.read_text())
 
 
-def _latents_for(params: int, V: int, train: Path, low: int) -> int:
+def _latents_for(params: int, name: str, V: int, train: Path, low: int) -> int:
     """The smallest latent size whose dense HCLT has at least `params` parameters."""
 
     def count(h: int) -> int:
-        src = f'var x[{V}] : binary\nroot = hclt(x, latents={h}, data="{train.resolve()}")\n'
-        return pc.compile(src).circuit.stats()["parameters"]
+        return pc.compile(_source(name, V, h, train)).circuit.stats()["parameters"]
 
     hi = low
     while count(hi) < params:
@@ -73,9 +107,7 @@ def _best_epoch(ckpt: Path) -> dict:
 
 
 def run(name: str, args) -> dict:
-    d = Path(args.data) / name
-    sets = tuple(d / f"{name}.{s}.data.gz" for s in ("train", "valid", "test"))
-    V = np.loadtxt(sets[2], delimiter=",", max_rows=1).size
+    sets, V = _sets(name, args)
     work = Path(args.work)
     dense = work / f"{name}_dense_h{args.latents}.pcz"
     seconds_a = _train(
@@ -88,19 +120,25 @@ def run(name: str, args) -> dict:
     seconds = _train(dense, sets, work / f"{name}_pg.pcz", args, ["--prune-grow", pg])
     rows = json.loads((work / f"{name}_pg.rounds.json").read_text())
     best = max(rows, key=lambda r: r["valid_ll"])
-    h = _latents_for(best["parameters"], V, sets[0], args.latents)
-    matched = work / f"{name}_dense_h{h}.pcz"
+    h = _latents_for(best["parameters"], name, V, sets[0], args.latents)
+    matched = work / f"{name}_dense_h{h}.pcz"  # (a) itself when the best round is round 0
     seconds_c = _train(_spec(work, name, V, h, sets[0]), sets, matched, args, ["--epochs", str(args.dense_epochs)])
     c = _best_epoch(matched.with_name(matched.stem + ".ckpt.pcz"))
     c["parameters"] = pc.load(matched).circuit.stats()["parameters"]
+    seconds_d = _train(dense, sets, work / f"{name}_compress.pcz", args, ["--compress", args.compress])
+    squeezed = json.loads((work / f"{name}_compress.rounds.json").read_text())
+    start = squeezed[0]["valid_ll"]
+    kept = [r for r in squeezed if r["valid_ll"] >= start - 0.01 * abs(start)][-1]
     result = {
+        "compress": {"start": squeezed[0], "kept": kept, "seconds": seconds_d},
         "dataset": name,
         "vars": V,
-        "dense": dense,
+        "dense": a,
         "prune_grow": best,
         "rounds": rows,
         "matched_latents": h,
         "matched": c,
+        "seconds_dense": seconds_a,
         "seconds_pg": seconds,
         "seconds_matched": seconds_c,
     }
@@ -108,7 +146,9 @@ def run(name: str, args) -> dict:
     print(
         f"{name}: (a) dense h{args.latents} test {a['test_ll']:.3f} ({a['parameters']:,} params, {seconds_a:.0f} s) | "
         f"(b) prune-grow round {best['round']} test {best['test_ll']:.3f} ({best['parameters']:,} params, "
-        f"{seconds:.0f} s) | (c) dense h{h} test {c['test_ll']:.3f} ({c['parameters']:,} params, {seconds_c:.0f} s)",
+        f"{seconds:.0f} s) | (c) dense h{h} test {c['test_ll']:.3f} ({c['parameters']:,} params, {seconds_c:.0f} s) | "
+        f"compression: {squeezed[0]['edges']:,} -> {kept['edges']:,} sum edges, valid {start:.3f} -> "
+        f"{kept['valid_ll']:.3f}, test {squeezed[0]['test_ll']:.3f} -> {kept['test_ll']:.3f}",
         flush=True,
     )
     return result
@@ -117,7 +157,8 @@ def run(name: str, args) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data/twenty_datasets")
-    ap.add_argument("--datasets", nargs="+", default=["plants", "accidents", "dna"])
+    ap.add_argument("--datasets", nargs="+", default=["plants", "accidents", "dna"], help="DEBD names, or mnist")
+    ap.add_argument("--mnist", default="../shared/data/mnist", help="the folder of MNIST's idx files")
     ap.add_argument("--work", default="runs/prune_grow")
     ap.add_argument("--latents", type=int, default=32)
     ap.add_argument("--dense-epochs", type=int, default=100, help="of the dense models (a) and (c)")
@@ -131,6 +172,7 @@ def main() -> None:
     ap.add_argument("--step-end", type=float, default=0.02)
     ap.add_argument("--schedule", default="linear")
     ap.add_argument("--pseudocount", type=float, default=0.1)
+    ap.add_argument("--compress", default="fraction=0.3,tolerance=0.01,epochs=3,rounds=10", help="from (a)")
     args = ap.parse_args()
     Path(args.work).mkdir(parents=True, exist_ok=True)
     for name in args.datasets:
