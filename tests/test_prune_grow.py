@@ -1,6 +1,7 @@
 """The prune-grow learner from the command line: rounds, the best model, files, exact resume."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,20 @@ def test_prune_grow_on_the_digits_beats_the_dense_model_it_started_from(tmp_path
     dense, best = rows[0], max(rows, key=lambda row: row["valid_ll"])
     assert best["round"] > 0 and best["valid_ll"] > dense["valid_ll"] + 0.5, rows
     assert best["test_ll"] > dense["test_ll"] + 0.5, rows
+
+
+def test_the_result_table_reports_the_saved_round_not_the_last_epoch(tmp_path):
+    (tmp_path / "s.pc").write_text(SPEC)
+    r = subprocess.run(
+        [sys.executable, "-m", "pccompile.cli", *_cmd(tmp_path, tmp_path / "m.pcz", ["--test", "builtin:digits:test"])],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = json.loads((tmp_path / "m.rounds.json").read_text())
+    best = max(rows, key=lambda row: row["valid_ll"])
+    result = r.stdout[r.stdout.index("result: the saved model, round") :]
+    assert f"round {best['round']}" in result.splitlines()[0]
+    test_line = next(line for line in result.splitlines() if " test " in line)
+    assert f"{best['test_ll']:.4f}" in test_line

@@ -85,8 +85,14 @@ def run_training(
     history = table.run(trainer)
     model = trainer.model if hook is None else _best_round(hook, out, backend, device)
     pccompile.save(model, out)
-    _report(model, history, spec, out, ckpt, samples, seed)
+    best = None if hook is None else hook.best
+    saved = None if best is None else (f"the saved model, round {best['round']}", *_lls(best))
+    _report(model, history, spec, out, ckpt, samples, seed, saved)
     return history
+
+
+def _lls(row: dict) -> tuple:
+    return row["train_ll"], row["valid_ll"], row["test_ll"]
 
 
 def _round_options(prune_grow: Optional[str], compress: Optional[str]):
@@ -237,22 +243,25 @@ def _data_sets(model, data: str, valid: Optional[str], test: Optional[str]) -> d
     return sets
 
 
-def _report(model, history, spec: Path, out: Path, ckpt: Path, samples: int, seed: int) -> None:
-    """The result table, the learning-curve PNG and (for images) a PNG grid of samples."""
+def _report(model, history, spec: Path, out: Path, ckpt: Path, samples: int, seed: int, saved=None) -> None:
+    """The result table (of the last epoch, or of `saved`: the round a rounds learner kept), the
+    learning-curve PNG and (for images) a PNG grid of samples."""
     from pccompile.plots import learning_curve, sample_grid
 
     V = model.num_vars
     curve = out.with_name(out.stem + "_curve.png")
     learning_curve(history, curve, V, title=str(model.circuit.meta.get("name", spec.stem)))
     last = history[-1]
-    table = Table(title="result", header_style="bold")
+    train_ll, valid_ll, test_ll = (last.train_ll, last.valid_ll, last.test_ll) if saved is None else saved[1:]
+    title = "result" if saved is None else f"result: {saved[0]}"
+    table = Table(title=title, header_style="bold")
     for col in ("split", "mean log-likelihood", "bits per dimension"):
         table.add_column(col, justify="right")
-    table.add_row("train (epoch avg)", fmt(last.train_ll), bpd(last.train_ll, V))
-    if last.valid_ll is not None:
-        table.add_row("valid", fmt(last.valid_ll), bpd(last.valid_ll, V))
-    if last.test_ll is not None:
-        table.add_row("test", fmt(last.test_ll), bpd(last.test_ll, V))
+    table.add_row("train (epoch avg)" if saved is None else "train", fmt(train_ll), bpd(train_ll, V))
+    if valid_ll is not None:
+        table.add_row("valid", fmt(valid_ll), bpd(valid_ll, V))
+    if test_ll is not None:
+        table.add_row("test", fmt(test_ll), bpd(test_ll, V))
     console.print(table)
     console.print(f"model: {out}   checkpoint: {ckpt}   learning curve: {curve}")
     image = model.circuit.meta.get("image")
