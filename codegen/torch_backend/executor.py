@@ -53,29 +53,27 @@ class TorchExecutor(nn.Module):
         for kind, keys in pt.layer_specs:
             for key in keys:
                 rows, child, pid = pt.part(key)
-                if kind == "product":
-                    mars[rows] = mars[child].sum(1)
-                else:
-                    mars[rows] = self._sum_forward(mars, child, pid, logw_ext).reshape(rows.shape[0], B)
+                out = _product(mars, child) if kind == "product" else self._sum_forward(mars, child, pid, logw_ext)
+                _write(mars, rows, pt.span(key), out.reshape(rows.shape[0], B))
         return mars
 
     @staticmethod
     def _group_terms(mars, child, pid, logw_ext):
-        """Child values c [g, K, B], their group max m [g, 1, B] (0 where all are -inf), the
-        shifted exponentials e = exp(c - m) and the weights w [g, G, K]."""
-        c = mars[child]
-        m = c.amax(1, keepdim=True)
-        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-        return c, m, (c - m).exp(), logw_ext[pid].exp()
+        """The group max m [g, 1, B] of the child values (0 where all are -inf), the shifted
+        exponentials e = exp(c - m) [g, K, B] and the weights w [g, G, K]. In place on the
+        gathered copy: the rare exact path reads the child values again."""
+        e = mars[child]
+        m = e.amax(1, keepdim=True).nan_to_num_(neginf=0.0)
+        return m, e.sub_(m).exp_(), logw_ext[pid].exp()
 
     def _sum_forward(self, mars, child, pid, logw_ext):
-        c, m, e, w = self._group_terms(mars, child, pid, logw_ext)
+        m, e, w = self._group_terms(mars, child, pid, logw_ext)
         s = torch.bmm(w, e)  # [g, G, B]
-        out = s.log() + m
         bad = s < _tiny(s.dtype)
+        out = s.log_().add_(m)
         if bad.any():
             gi, i, b = bad.nonzero(as_tuple=True)
-            total = logw_ext[pid[gi, i]] + c[gi, :, b]
+            total = logw_ext[pid[gi, i]] + mars[child[gi], b.unsqueeze(1)]
             out[gi, i, b] = torch.logsumexp(total, 1)
         return out
 
@@ -103,36 +101,56 @@ class TorchExecutor(nn.Module):
         for kind, keys in reversed(pt.layer_specs):
             for key in reversed(keys):
                 rows, child, pid = pt.part(key)
+                f = _read(flows, rows, pt.span(key))  # [m, B]
                 if kind == "product":
-                    f = flows[rows]  # [m, B]
                     F = child.shape[1]
                     flows.index_add_(0, child.reshape(-1), f.unsqueeze(1).expand(-1, F, -1).reshape(-1, f.shape[1]))
                 else:
-                    self._sum_backward(mars, flows, grad_logw, rows, child, pid, logw_ext)
+                    n = _read(mars, rows, pt.span(key))
+                    self._sum_backward(mars, flows, grad_logw, f, n, child, pid, logw_ext)
         flows[ZERO_ROW] = 0
         flows[ONE_ROW] = 0
         return flows, grad_logw[:-1]
 
-    def _sum_backward(self, mars, flows, grad_logw, rows, child, pid, logw_ext):
+    def _sum_backward(self, mars, flows, grad_logw, f, n, child, pid, logw_ext):
         g, G, K = pid.shape
         B = mars.shape[1]
-        f = flows[rows].reshape(g, G, B)
+        f, n = f.reshape(g, G, B), n.reshape(g, G, B)
         if not bool((f != 0).any()):
             return
-        c, m, e, w = self._group_terms(mars, child, pid, logw_ext)
+        m, e, w = self._group_terms(mars, child, pid, logw_ext)
         s = torch.bmm(w, e)
-        n = mars[rows].reshape(g, G, B)
         small = s < _tiny(s.dtype)
-        a = torch.where(small, torch.zeros_like(s), f / torch.where(small, torch.ones_like(s), s))
+        a = (f / s.clamp_min(_tiny(s.dtype))).masked_fill_(small, 0.0)
         flows.index_add_(0, child.reshape(-1), (e * torch.bmm(w.transpose(1, 2), a)).reshape(-1, B))
         grad_logw.index_add_(0, pid.reshape(-1), (w * torch.bmm(a, e.transpose(1, 2))).reshape(-1))
         bad = small & torch.isfinite(n) & (f != 0)
         if bad.any():
             gi, i, b = bad.nonzero(as_tuple=True)
-            total = logw_ext[pid[gi, i]] + c[gi, :, b]  # [nbad, K]
+            total = logw_ext[pid[gi, i]] + mars[child[gi], b.unsqueeze(1)]  # [nbad, K]
             ef = f[gi, i, b].unsqueeze(1) * (total - n[gi, i, b].unsqueeze(1)).exp()
             flows.index_put_((child[gi], b.unsqueeze(1).expand(-1, K)), ef, accumulate=True)
             grad_logw.index_add_(0, pid[gi, i].reshape(-1), ef.reshape(-1))
+
+
+def _product(mars: torch.Tensor, child: torch.Tensor) -> torch.Tensor:
+    """[m, B] sums of each row's F child rows (log space), one child column at a time: no
+    [m, F, B] temporary."""
+    out = mars[child[:, 0]]
+    for f in range(1, child.shape[1]):
+        out += mars[child[:, f]]
+    return out
+
+
+def _write(buf: torch.Tensor, rows: torch.Tensor, span, values: torch.Tensor) -> None:
+    if span is None:
+        buf[rows] = values
+    else:
+        buf[span[0] : span[1]] = values
+
+
+def _read(buf: torch.Tensor, rows: torch.Tensor, span) -> torch.Tensor:
+    return buf[rows] if span is None else buf[span[0] : span[1]]
 
 
 class CircuitLogLikelihood(torch.autograd.Function):

@@ -3,6 +3,7 @@ what the top-down decoder (sampling, MPE) reads on either backend."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW, Program
 from torch import nn
@@ -21,10 +22,14 @@ class ProgramTensors(nn.Module):
         for k, part in enumerate(program.input_partitions):
             self.register_buffer(f"in{k}_vars", torch.as_tensor(part.vars), persistent=False)
         self.layer_specs: list[tuple[str, list[str]]] = []
+        self.spans: dict[str, tuple[int, int] | None] = {}
         for li, layer in enumerate(program.layers[1:], start=1):
             names = []
             for pi, part in enumerate(layer.partitions):
                 key = f"l{li}p{pi}"
+                flat = part.rows.reshape(-1)
+                contiguous = flat.size and np.array_equal(flat, np.arange(flat[0], flat[0] + flat.size))
+                self.spans[key] = (int(flat[0]), int(flat[0]) + flat.size) if contiguous else None
                 self.register_buffer(key + "_rows", torch.as_tensor(part.rows.reshape(-1)), persistent=False)
                 self.register_buffer(key + "_child", torch.as_tensor(part.child_rows), persistent=False)
                 if layer.kind == "sum" and part.dense:
@@ -34,6 +39,11 @@ class ProgramTensors(nn.Module):
                     self.register_buffer(key + "_pid", torch.as_tensor(part.param_ids), persistent=False)
                 names.append(key)
             self.layer_specs.append((layer.kind, names))
+
+    def span(self, key: str) -> tuple[int, int] | None:
+        """(first, end) when a partition's rows are one contiguous range: then it reads and writes
+        a slice of the buffer instead of gathering and scattering rows."""
+        return self.spans[key]
 
     def input_vars(self, k: int) -> torch.Tensor:
         """[m] the variable of each row of input partition k."""
