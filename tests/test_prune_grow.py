@@ -193,7 +193,7 @@ def test_the_result_table_reports_the_saved_round_not_the_last_epoch(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     rows = json.loads((tmp_path / "m.rounds.json").read_text())
     best = max(rows, key=lambda row: row["valid_ll"])
-    result = r.stdout[r.stdout.index("result: the saved model, round") :]
-    assert f"round {best['round']}" in result.splitlines()[0]
+    result = r.stdout[r.stdout.index("saved model: round") :]
+    assert f"round {best['round']} (best valid LL)" in result.splitlines()[0]
     test_line = next(line for line in result.splitlines() if " test " in line)
     assert f"{best['test_ll']:.4f}" in test_line

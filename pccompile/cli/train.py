@@ -33,6 +33,7 @@ def run_training(
     backend: str = "auto",
     prune_grow: Optional[str] = None,
     compress: Optional[str] = None,
+    patience: int = 0,
 ) -> list:
     """Shared by `pcc train` and `pcc demo`: compile, train with progress and a table per epoch,
     checkpoint every epoch, write the model, the learning curve and (for images) samples."""
@@ -74,21 +75,36 @@ def run_training(
         on_epoch=table.on_epoch,
     )
     hook = None if pg is None else _attach_prune_grow(trainer, pg, sets["train"], out, backend, device)
+    keep = None if hook is not None or "valid" not in sets else _attach_keep_best(trainer, out, patience)
     if resume and ckpt.exists():
         trainer.restore()
         for r in trainer.history:
             table.row(r, "  (checkpoint)")
-        if hook is not None:
-            hook.restore(trainer.start_epoch)
+        for h in (hook, keep):
+            if h is not None:
+                h.restore(trainer.start_epoch)
     if hook is not None:
         hook.begin(trainer)
     history = table.run(trainer)
-    model = trainer.model if hook is None else _best_round(hook, out, backend, device)
+    model, saved = trainer.model, None
+    if hook is not None:
+        model = _best_round(hook, out, backend, device)
+        saved = (f"round {hook.best['round']} (best valid LL)", *_lls(hook.best))
+    elif keep is not None and keep.best.record is not None:
+        keep.best.load_into(model)
+        best = keep.best.record
+        saved = (f"epoch {best['epoch']} (best valid LL)", *_lls(best))
     pccompile.save(model, out)
-    best = None if hook is None else hook.best
-    saved = None if best is None else (f"the saved model, round {best['round']}", *_lls(best))
     _report(model, history, spec, out, ckpt, samples, seed, saved)
     return history
+
+
+def _attach_keep_best(trainer, out: Path, patience: int):
+    """Plain training with validation data: the best epoch is the saved model; `patience` stops early."""
+    from pccompile.learn import KeepBest
+
+    keep = trainer.between_epochs = KeepBest(out.with_name(out.stem + ".best.pcz"), patience)
+    return keep
 
 
 def _lls(row: dict) -> tuple:
@@ -253,7 +269,7 @@ def _report(model, history, spec: Path, out: Path, ckpt: Path, samples: int, see
     learning_curve(history, curve, V, title=str(model.circuit.meta.get("name", spec.stem)))
     last = history[-1]
     train_ll, valid_ll, test_ll = (last.train_ll, last.valid_ll, last.test_ll) if saved is None else saved[1:]
-    title = "result" if saved is None else f"result: {saved[0]}"
+    title = "result" if saved is None else f"saved model: {saved[0]}"
     table = Table(title=title, header_style="bold")
     for col in ("split", "mean log-likelihood", "bits per dimension"):
         table.add_column(col, justify="right")
@@ -310,6 +326,12 @@ def train(
         "a better validation LL, 0: never); each round keeps its best epoch by validation LL, and the best "
         "round is saved",
     ),
+    patience: int = typer.Option(
+        0,
+        min=0,
+        help="with --valid: stop after this many epochs without a better validation LL (0: train every "
+        "epoch); the saved model is always the epoch of best validation LL",
+    ),
     compress: Optional[str] = typer.Option(
         None,
         "--compress",
@@ -347,6 +369,7 @@ def train(
             backend=backend,
             prune_grow=prune_grow,
             compress=compress,
+            patience=patience,
         ),
         interrupted=f"interrupted: the last finished epoch is saved in {ckpt}; "
         "run the same command with --resume to continue",

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from pccompile.ir import ArgumentError
 
+from .best import BestEpoch, better
+
 
 def _parse(cls, flag: str, text: str):
     """'key=value,key=value' (any subset of the dataclass's fields), numbers checked."""
@@ -90,11 +92,6 @@ class CompressOptions:
         return (self.rounds + 1) * self.epochs
 
 
-def _better(a, b) -> bool:
-    """Validation LL a beats b (None, no validation data: the later one wins)."""
-    return a is None or b is None or a > b
-
-
 class PruneGrow:
     """The between-epochs hook. `on_round(row)` sees each round's table row."""
 
@@ -105,31 +102,22 @@ class PruneGrow:
         self.rounds_path = out.with_name(out.stem + ".rounds.json")
         self.round_path = out.with_name(out.stem + ".round.pcz")
         self.rows: list[dict] = []
-        self.round_best: dict | None = None  # the record of the round's best epoch so far
+        self.round_best = BestEpoch(self.round_path, options.patience, tag=0)  # the round's best epoch so far
 
     # -- resume ---------------------------------------------------------------------------------
     def restore(self, epoch: int) -> None:
         """After a resume at `epoch`: the round rows written up to it, and the best state of the
         round in progress."""
-        from pccompile.io import read
-
         rows = _read_json(self.rounds_path)
         self.rows = [r for r in rows if isinstance(r, dict) and r.get("epoch", math.inf) <= epoch]
-        self.round_best = None
-        if self.round_path.exists():
-            try:
-                record = read(self.round_path)[0]["extra"].get("round_best")
-            except Exception:  # a damaged or foreign file: the round's best is recomputed from here
-                record = None
-            if isinstance(record, dict) and record.get("round") == len(self.rows):
-                if self.round_start <= record.get("epoch", math.inf) <= epoch:
-                    self.round_best = record
+        self.round_best = BestEpoch(self.round_path, self.opt.patience, tag=len(self.rows))
+        self.round_best.restore(epoch, since=self.round_start)
 
     def begin(self, trainer) -> None:
         """Before a fresh run's first epoch: the starting model is epoch 0 of round 0, so a round
         0 that only makes a trained model worse (its schedule restarts) ends on the model given."""
         if trainer.start_epoch == 0 and not self.rows:
-            self._keep_round_best(trainer.model, self._untrained_record(trainer, trainer.model, 0))
+            self.round_best.offer(trainer.model, self._untrained_record(trainer, trainer.model, 0))
 
     @property
     def round_start(self) -> int:
@@ -143,32 +131,21 @@ class PruneGrow:
 
     # -- every epoch ------------------------------------------------------------------------------
     def __call__(self, trainer, rec):
-        record = {"round": len(self.rows), "epoch": rec.epoch, "train_ll": rec.train_ll}
-        record.update(valid_ll=rec.valid_ll, test_ll=rec.test_ll)
-        if self.round_best is None or _better(rec.valid_ll, self.round_best["valid_ll"]):
-            self._keep_round_best(trainer.model, record)
-        length = rec.epoch - self.round_start
-        stalled = self.opt.patience and rec.epoch - self.round_best["epoch"] >= self.opt.patience
-        if length < self.opt.epochs and not stalled:
+        record = {"epoch": rec.epoch, "train_ll": rec.train_ll, "valid_ll": rec.valid_ll, "test_ll": rec.test_ll}
+        self.round_best.offer(trainer.model, record)
+        if rec.epoch - self.round_start < self.opt.epochs and not self.round_best.stalled(rec.epoch):
             return None
         return self._end_round(trainer, rec)
-
-    def _keep_round_best(self, model, record: dict) -> None:
-        from pccompile.io import save
-
-        self.round_best = record
-        save(model, self.round_path, extra={"round_best": record})
 
     def _end_round(self, trainer, rec):
         """The round's row from its best epoch (whose state the model takes back), the best
         model over rounds, then the next round's model (None: the run ends)."""
         from pccompile.io import save
 
-        best_epoch = self.round_best["epoch"]
+        best = self.round_best.record
+        best_epoch = best["epoch"]
         if best_epoch != rec.epoch:  # early stopping: back to the round's best epoch
-            from pccompile.io import module_state, read
-
-            trainer.model.load_state_dict(module_state(read(self.round_path)[1]))
+            self.round_best.load_into(trainer.model)
         stats = trainer.model.circuit.stats()
         start = self.round_start
         row = {
@@ -178,9 +155,9 @@ class PruneGrow:
             "nodes": stats["nodes"],
             "edges": stats["sum edges"],
             "parameters": stats["parameters"],
-            "train_ll": self.round_best["train_ll"],
-            "valid_ll": self.round_best["valid_ll"],
-            "test_ll": self.round_best["test_ll"],
+            "train_ll": best["train_ll"],
+            "valid_ll": best["valid_ll"],
+            "test_ll": best["test_ll"],
             "seconds": sum(r.seconds for r in trainer.history[start:]),
         }
         previous = self.best
@@ -196,7 +173,8 @@ class PruneGrow:
         if model is None:
             trainer.stopped = True
             return None
-        self._keep_round_best(model, self._untrained_record(trainer, model, rec.epoch))
+        self.round_best = BestEpoch(self.round_path, self.opt.patience, tag=len(self.rows))
+        self.round_best.offer(model, self._untrained_record(trainer, model, rec.epoch))
         return model
 
     def _untrained_record(self, trainer, model, epoch: int) -> dict:
@@ -206,12 +184,10 @@ class PruneGrow:
         def ll(x):
             return None if x is None else mean_log_likelihood(model, x)
 
-        record = {"round": len(self.rows), "epoch": epoch, "train_ll": ll(self.train)}
-        record.update(valid_ll=ll(trainer.valid), test_ll=ll(trainer.test))
-        return record
+        return {"epoch": epoch, "train_ll": ll(self.train), "valid_ll": ll(trainer.valid), "test_ll": ll(trainer.test)}
 
     def _is_better(self, row: dict, previous: dict | None) -> bool:
-        return previous is None or _better(row["valid_ll"], previous["valid_ll"])
+        return previous is None or better(row["valid_ll"], previous["valid_ll"])
 
     def _passes(self, round_: int) -> list:
         from pccompile.passes import Grow, Prune

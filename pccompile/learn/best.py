@@ -1,0 +1,80 @@
+"""Early stopping: the best epoch by validation LL, its model kept on disk, and patience.
+
+`BestEpoch` is what plain training (`pcc train --patience`, the saved model is the best epoch)
+and each prune-grow round share. The model file is rewritten only when an epoch beats the best
+so far, so after a kill between that write and the epoch's checkpoint, the resumed run repeats
+that epoch, which beats the best again and rewrites the same file: a resumed run ends on the
+same model as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+
+def better(a, b) -> bool:
+    """Validation LL a beats b (None, no validation data: the later one wins)."""
+    return a is None or b is None or a > b
+
+
+class BestEpoch:
+    """The best epoch of a run (or of one round, `tag`) and its model in `path`."""
+
+    def __init__(self, path: Path, patience: int = 0, tag=None):
+        self.path, self.patience, self.tag = path, patience, tag
+        self.record: dict | None = None  # {"epoch", "train_ll", "valid_ll", "test_ll", "tag"}
+
+    def offer(self, model, record: dict) -> bool:
+        """Keep `model` when its record beats the best so far; True when it did."""
+        if self.record is not None and not better(record["valid_ll"], self.record["valid_ll"]):
+            return False
+        from pccompile.io import save
+
+        self.record = {**record, "tag": self.tag}
+        save(model, self.path, extra={"best_epoch": self.record})
+        return True
+
+    def stalled(self, epoch: int) -> bool:
+        """`patience` epochs have passed without a better validation LL."""
+        return bool(self.patience) and self.record is not None and epoch - self.record["epoch"] >= self.patience
+
+    def restore(self, epoch: int, since: int = 0) -> None:
+        """After a resume at `epoch`: the best record on disk, if it belongs to this run (its tag)
+        and lies in (since, epoch]; otherwise none (see the module docstring)."""
+        from pccompile.io import read
+
+        self.record = None
+        if not self.path.exists():
+            return
+        try:
+            record = read(self.path)[0]["extra"].get("best_epoch")
+        except Exception:  # a damaged or foreign file: the best is found again from here on
+            return
+        if isinstance(record, dict) and record.get("tag") == self.tag:
+            if since <= record.get("epoch", math.inf) <= epoch:
+                self.record = record
+
+    def load_into(self, model) -> None:
+        """Give `model` the kept parameters."""
+        from pccompile.io import module_state, read
+
+        model.load_state_dict(module_state(read(self.path)[1]))
+
+
+class KeepBest:
+    """Between-epochs hook of plain training: keeps the best epoch by validation LL in `path`
+    and stops the run after `patience` epochs without a better one (0: never stops early)."""
+
+    def __init__(self, path: Path, patience: int = 0):
+        self.best = BestEpoch(path, patience)
+
+    def restore(self, epoch: int) -> None:
+        self.best.restore(epoch)
+
+    def __call__(self, trainer, rec):
+        record = {"epoch": rec.epoch, "train_ll": rec.train_ll, "valid_ll": rec.valid_ll, "test_ll": rec.test_ll}
+        self.best.offer(trainer.model, record)
+        if self.best.stalled(rec.epoch):
+            trainer.stopped = True
+        return None
