@@ -56,14 +56,8 @@ def run_training(
     ckpt = out.with_name(out.stem + ".ckpt.pcz")
     model = _model_or_checkpoint(spec, ckpt, resume, passes, seed, device, backend)
     sets = _data_sets(model, data, valid, test)
-    V = model.num_vars
-    s = model.circuit.stats()
-    console.print(
-        f"[b]{model.circuit.meta.get('name', spec.stem)}[/b]: {V} variables, {s['nodes']:,} nodes, "
-        f"{s['parameters']:,} parameters; {len(sets['train']):,} training rows; optimizer {optimizer}, "
-        f"step {cfg.step_size:g}, batch {batch_size}, device {device}"
-    )
-    table = _EpochTable(V)
+    _announce(model, spec, sets, cfg, device)
+    table = _EpochTable(model.num_vars)
     trainer = Trainer(
         model,
         cfg,
@@ -86,17 +80,34 @@ def run_training(
     if hook is not None:
         hook.begin(trainer)
     history = table.run(trainer)
-    model, saved = trainer.model, None
-    if hook is not None:
-        model = _best_round(hook, out, backend, device)
-        saved = (f"round {hook.best['round']} (best valid LL)", *_lls(hook.best))
-    elif keep is not None and keep.best.record is not None:
-        keep.best.load_into(model)
-        best = keep.best.record
-        saved = (f"epoch {best['epoch']} (best valid LL)", *_lls(best))
+    model, saved = _saved_model(trainer, hook, keep, out, backend, device)
     pccompile.save(model, out)
     _report(model, history, spec, out, ckpt, samples, seed, saved)
     return history
+
+
+def _announce(model, spec: Path, sets: dict, cfg, device: str) -> None:
+    s = model.circuit.stats()
+    console.print(
+        f"[b]{model.circuit.meta.get('name', spec.stem)}[/b]: {model.num_vars} variables, {s['nodes']:,} nodes, "
+        f"{s['parameters']:,} parameters; {len(sets['train']):,} training rows; optimizer {cfg.optimizer}, "
+        f"step {cfg.step_size:g}, batch {cfg.batch_size}, device {device}"
+    )
+
+
+def _saved_model(trainer, hook, keep, out: Path, backend: str, device: str):
+    """The model to save and the label and figures of the result table: the best round of a
+    rounds learner, the best epoch of a run with validation data, or the last epoch."""
+    if hook is not None:
+        return _best_round(hook, out, backend, device), (
+            f"round {hook.best['round']} (best valid LL)",
+            *_lls(hook.best),
+        )
+    if keep is not None and keep.best.record is not None:
+        keep.best.load_into(trainer.model)
+        best = keep.best.record
+        return trainer.model, (f"epoch {best['epoch']} (best valid LL)", *_lls(best))
+    return trainer.model, None
 
 
 def _attach_keep_best(trainer, out: Path, patience: int):
@@ -291,6 +302,35 @@ def _report(model, history, spec: Path, out: Path, ckpt: Path, samples: int, see
 TrainData = Annotated[str, typer.Option("--data", "-d", help="training data: .npy/.npz/.data/.txt or builtin:digits")]
 
 
+PruneGrowOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--prune-grow",
+        help="the prune-grow learner: 'rounds=5,fraction=0.75,factor=2,noise=0.1,epochs=5,patience=0' "
+        "(at most `epochs` per round, replacing --epochs; a round also ends after `patience` epochs without "
+        "a better validation LL, 0: never); each round keeps its best epoch by validation LL, and the best "
+        "round is saved",
+    ),
+]
+PatienceOption = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="with --valid: stop after this many epochs without a better validation LL (0: train every "
+        "epoch); the saved model is always the epoch of best validation LL",
+    ),
+]
+CompressOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--compress",
+        help="compression: 'fraction=0.1,tolerance=0.01,epochs=3,rounds=30,patience=0': prune and fine-tune until "
+        "validation LL falls more than the tolerance (relative) below its start; the smallest model "
+        "within it is saved",
+    ),
+]
+
+
 @app.command()
 def train(
     spec: Spec,
@@ -318,27 +358,9 @@ def train(
     samples: int = typer.Option(16, help="samples to draw into a PNG grid when the spec declares an image"),
     passes: Passes = None,
     backend: Backend = "auto",
-    prune_grow: Optional[str] = typer.Option(
-        None,
-        "--prune-grow",
-        help="the prune-grow learner: 'rounds=5,fraction=0.75,factor=2,noise=0.1,epochs=5,patience=0' "
-        "(at most `epochs` per round, replacing --epochs; a round also ends after `patience` epochs without "
-        "a better validation LL, 0: never); each round keeps its best epoch by validation LL, and the best "
-        "round is saved",
-    ),
-    patience: int = typer.Option(
-        0,
-        min=0,
-        help="with --valid: stop after this many epochs without a better validation LL (0: train every "
-        "epoch); the saved model is always the epoch of best validation LL",
-    ),
-    compress: Optional[str] = typer.Option(
-        None,
-        "--compress",
-        help="compression: 'fraction=0.1,tolerance=0.01,epochs=3,rounds=30,patience=0': prune and fine-tune until "
-        "validation LL falls more than the tolerance (relative) below its start; the smallest model "
-        "within it is saved",
-    ),
+    prune_grow: PruneGrowOption = None,
+    patience: PatienceOption = 0,
+    compress: CompressOption = None,
 ):
     """Train a circuit; a table row per epoch, a checkpoint every epoch, a learning-curve PNG.
 
