@@ -284,7 +284,9 @@ def _report(model, history, spec: Path, out: Path, ckpt: Path, samples: int, see
     table = Table(title=title, header_style="bold")
     for col in ("split", "mean log-likelihood", "bits per dimension"):
         table.add_column(col, justify="right")
-    table.add_row("train (epoch avg)" if saved is None else "train", fmt(train_ll), bpd(train_ll, V))
+    # an epoch's train LL is its average over the epoch's steps; a round's best may be an untrained model
+    train_label = "train" if saved is not None and saved[0].startswith("round") else "train (epoch avg)"
+    table.add_row(train_label, fmt(train_ll), bpd(train_ll, V))
     if valid_ll is not None:
         table.add_row("valid", fmt(valid_ll), bpd(valid_ll, V))
     if test_ll is not None:
