@@ -69,3 +69,17 @@ def test_the_saved_model_is_the_best_epoch_and_a_resumed_run_ends_on_the_same_on
     a, b = read(tmp_path / "a.pcz")[1], read(tmp_path / "b.pcz")[1]
     assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
     assert f"saved model: epoch {best['epoch']} (best valid LL)" in " ".join(full.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "learner,flag",
+    [(["--patience", "2"], "--patience"), (["--prune-grow", "rounds=1,epochs=2,patience=1"], "patience=")],
+)
+def test_patience_without_validation_data_is_refused(tmp_path, learner, flag):
+    from typer.testing import CliRunner
+
+    from pccompile.cli import app
+
+    (tmp_path / "s.pc").write_text(SPEC)
+    r = CliRunner().invoke(app, ["train", str(tmp_path / "s.pc"), "--data", "builtin:digits", *learner])
+    assert r.exit_code == 2 and f"{flag} needs validation data (--valid)" in " ".join(r.output.split()), r.output

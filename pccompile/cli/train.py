@@ -41,6 +41,7 @@ def run_training(
     from pccompile.learn import TrainConfig, Trainer
 
     pg = _round_options(prune_grow, compress)
+    _check_patience(patience if pg is None else pg.patience, valid, "--patience" if pg is None else "patience=")
     cfg = TrainConfig(
         epochs=epochs if pg is None else pg.total_epochs,
         phase_epochs=None if pg is None else pg.epochs,
@@ -84,6 +85,15 @@ def run_training(
     pccompile.save(model, out)
     _report(model, history, spec, out, ckpt, samples, seed, saved)
     return history
+
+
+def _check_patience(patience: int, valid: Optional[str], flag: str) -> None:
+    """Patience counts epochs without a better validation LL: without validation data it would
+    silently never stop a run."""
+    from pccompile.ir import ArgumentError
+
+    if patience and valid is None:
+        raise ArgumentError(f"{flag} needs validation data (--valid): it counts epochs without a better validation LL")
 
 
 def _announce(model, spec: Path, sets: dict, cfg, device: str) -> None:
