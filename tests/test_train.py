@@ -187,3 +187,40 @@ def test_the_three_phase_schedule_passes_through_the_released_codes_knots():
     assert all(a >= b for a, b in zip(steps, steps[1:]))
     with pytest.raises(ArgumentError, match="three-phase"):
         TrainConfig(schedule="stairs")
+
+
+def test_finishing_epochs_are_full_batch_em_steps():
+    """After `epochs` mini-batch epochs, each finishing epoch is one EM update with step 1 on the
+    flows of the whole training set: checked against that update done by hand."""
+    from pccompile.flows import dataset_flows
+    from pccompile.learn import Trainer, em_update
+
+    x = np.random.default_rng(1).integers(0, 3, size=(300, 6))
+    cfg = dict(epochs=2, batch_size=64, step_size=0.3, pseudocount=0.1)
+    by_hand = pc.compile(SPEC)
+    Trainer(by_hand, TrainConfig(**cfg), x).run()
+    em_update(by_hand, dataset_flows(by_hand, x, batch_size=64), 1.0, 0.1)
+    finished = pc.compile(SPEC)
+    history = Trainer(finished, TrainConfig(**cfg, finish_epochs=1), x).run()
+    assert len(history) == 3 and history[-1].step_size == 1.0 and history[1].step_size == 0.3
+    for p, q in zip(by_hand.parameters(), finished.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+
+
+def test_a_run_killed_in_its_finishing_phase_resumes_exactly(tmp_path):
+    (tmp_path / "s.pc").write_text(SPEC)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 3, size=(300, 6)))
+    finish = ["--finish", "2"]
+    full = subprocess.run(_train_cmd(tmp_path, tmp_path / "a.pcz", finish), capture_output=True, text=True)
+    assert full.returncode == 0, full.stdout + full.stderr
+    crash = [sys.executable, str(Path(__file__).parent / "crash_after_epoch.py"), "5"]  # the first finishing epoch
+    crashed = subprocess.run(crash + _train_cmd(tmp_path, tmp_path / "b.pcz", finish)[3:], capture_output=True)
+    assert crashed.returncode == 75
+    resumed = subprocess.run(
+        _train_cmd(tmp_path, tmp_path / "b.pcz", [*finish, "--resume"]), capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    a, b = read(tmp_path / "a.pcz")[1], read(tmp_path / "b.pcz")[1]
+    assert all(np.array_equal(a[k], b[k]) for k in a if k.startswith("state."))
+    history = read(tmp_path / "b.ckpt.pcz")[0]["extra"]["train_state"]["history"]
+    assert [r["step_size"] for r in history][-2:] == [1.0, 1.0] and len(history) == 6

@@ -34,6 +34,7 @@ def run_training(
     prune_grow: Optional[str] = None,
     compress: Optional[str] = None,
     patience: int = 0,
+    finish: int = 0,
 ) -> list:
     """Shared by `pcc train` and `pcc demo`: compile, train with progress and a table per epoch,
     checkpoint every epoch, write the model, the learning curve and (for images) samples."""
@@ -42,6 +43,8 @@ def run_training(
 
     pg = _round_options(prune_grow, compress)
     _check_patience(patience if pg is None else pg.patience, valid, "--patience" if pg is None else "patience=")
+    if finish and pg is not None:
+        raise pccompile.ArgumentError("--finish adds full-batch EM epochs to plain training, not to a rounds learner")
     cfg = TrainConfig(
         epochs=epochs if pg is None else pg.total_epochs,
         phase_epochs=None if pg is None else pg.epochs,
@@ -52,6 +55,7 @@ def run_training(
         schedule=schedule,
         pseudocount=pseudocount,
         seed=seed,
+        finish_epochs=finish,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt = out.with_name(out.stem + ".ckpt.pcz")
@@ -332,6 +336,14 @@ PatienceOption = Annotated[
         "epoch); the saved model is always the epoch of best validation LL",
     ),
 ]
+FinishOption = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="full-batch EM epochs (step 1) after the --epochs ones, as the released HCLT codes end their "
+        "training; counted in the table, the best epoch and --patience",
+    ),
+]
 CompressOption = Annotated[
     Optional[str],
     typer.Option(
@@ -372,6 +384,7 @@ def train(
     backend: Backend = "auto",
     prune_grow: PruneGrowOption = None,
     patience: PatienceOption = 0,
+    finish: FinishOption = 0,
     compress: CompressOption = None,
 ):
     """Train a circuit; a table row per epoch, a checkpoint every epoch, a learning-curve PNG.
@@ -404,6 +417,7 @@ def train(
             prune_grow=prune_grow,
             compress=compress,
             patience=patience,
+            finish=finish,
         ),
         interrupted=f"interrupted: the last finished epoch is saved in {ckpt}; "
         "run the same command with --resume to continue",

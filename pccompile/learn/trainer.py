@@ -17,7 +17,7 @@ from pccompile.io import check_state, module_state, read, save
 from pccompile.ir import ArgumentError, DataError, FormatError
 
 from .em import SCHEDULES, step_size_at
-from .strategies import STRATEGIES
+from .strategies import STRATEGIES, FullBatchEM
 
 
 @dataclass
@@ -31,6 +31,7 @@ class TrainConfig:
     pseudocount: float = 0.1
     seed: int = 0
     phase_epochs: int | None = None  # epochs of each model's step-size schedule (None: the rest of the run)
+    finish_epochs: int = 0  # full-batch EM epochs (step 1) after the `epochs` ones: the released codes' last phase
 
     def __post_init__(self):
         if self.optimizer not in STRATEGIES:
@@ -41,6 +42,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ArgumentError(f"{name.replace('_', ' ')} must be an integer of at least 1, got {value!r}")
+        if not _count(self.finish_epochs):
+            raise ArgumentError(f"--finish must be an integer >= 0, got {self.finish_epochs!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ArgumentError(f"seed must be an integer >= 0, got {self.seed!r}")
         if not _finite(self.pseudocount) or self.pseudocount < 0:
@@ -170,10 +173,10 @@ class Trainer:
         check_state(self.checkpoint, self.model.state_dict(), module)
         history = _history(state.get("history"), where)
         epoch, phase = state.get("epoch"), state.get("phase_start", 0)
-        if not _count(epoch) or not 0 <= epoch <= self.config.epochs or epoch != len(history):
+        if not _count(epoch) or not 0 <= epoch <= self.total_epochs or epoch != len(history):
             raise FormatError(
                 f"{where}: epoch {epoch!r} does not fit its history of {len(history)} epochs "
-                f"and this run of {self.config.epochs}"
+                f"and this run of {self.total_epochs}"
             )
         if not _count(phase) or phase > epoch:
             raise FormatError(f"{where}: phase start {phase!r} does not fit epoch {epoch}")
@@ -185,7 +188,9 @@ class Trainer:
         self.history, self.start_epoch, self.phase_start = history, epoch, phase
         self.stopped = state.get("stopped") is True
         if self.stopped:  # the run had ended: nothing is left to train
-            self.start_epoch = self.config.epochs
+            self.start_epoch = self.total_epochs
+        elif epoch >= self.config.epochs:  # inside the finishing phase
+            self.strategy = FullBatchEM(self.model, self.config.pseudocount)
 
     # -- the loop -------------------------------------------------------------------------------
     def _encode_train(self):
@@ -211,9 +216,11 @@ class Trainer:
         perm = torch.as_tensor(np.random.default_rng([cfg.seed, epoch]).permutation(n), device=x_int.device)
         ll_sum = torch.zeros((), dtype=torch.float64, device=x_int.device)
         step = cfg.step_size
+        finishing = epoch >= cfg.epochs
         for bi, (a, b) in enumerate(batches):
             idx = perm[a:b]
-            step = step_size_at(cfg.schedule, cfg.step_size, cfg.step_size_end, self._progress(epoch, bi, len(batches)))
+            progress = self._progress(epoch, bi, len(batches))
+            step = 1.0 if finishing else step_size_at(cfg.schedule, cfg.step_size, cfg.step_size_end, progress)
             ll_sum = ll_sum + self.strategy.step(x_int[idx], None if x_real is None else x_real[idx], step)
             if self.on_batch:
                 self.on_batch(bi + 1, len(batches))
@@ -233,9 +240,15 @@ class Trainer:
         self.strategy = STRATEGIES[self.config.optimizer](model, self.config.pseudocount)
         self.phase_start = next_epoch
 
+    @property
+    def total_epochs(self) -> int:
+        return self.config.epochs + self.config.finish_epochs
+
     def run(self) -> list[EpochRecord]:
         encoded = self._encode_train()
-        for epoch in range(self.start_epoch, self.config.epochs):
+        for epoch in range(self.start_epoch, self.total_epochs):
+            if epoch == self.config.epochs and self.config.finish_epochs:  # the finishing phase begins
+                self.strategy = FullBatchEM(self.model, self.config.pseudocount)
             rec = self.run_epoch(epoch, encoded)
             self.history.append(rec)
             new = self.between_epochs(self, rec) if self.between_epochs else None
