@@ -435,12 +435,13 @@ root = hclt(px, latents=32, data="builtin:digits")
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out-dir", help="where results go"),
-    epochs: int = typer.Option(40, help="EM epochs"),
+    epochs: int = typer.Option(40, help="mini-batch EM epochs"),
+    finish: int = typer.Option(1, help="full-batch EM epochs after them (1 was best on validation data)"),
     backend: Backend = "auto",
     device: str = typer.Option("cpu", help="cpu or cuda"),
 ):
-    """The main job end to end: compile an HCLT for the bundled digits, train it with mini-batch EM,
-    report log-likelihoods, and save the model, a learning curve and samples as PNG."""
+    """The main job end to end: compile an HCLT for the bundled digits, train it with mini-batch EM
+    and one full-batch EM epoch, report log-likelihoods, and save the model, a learning curve and samples as PNG."""
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = out_dir / "digits.pc"
     spec.write_text(DEMO_SPEC)
@@ -463,5 +464,6 @@ def demo(
             resume=False,
             samples=16,
             backend=backend,
+            finish=finish,
         )
     )
