@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import ClassVar
 
 from pccompile.ir import ArgumentError
 
@@ -41,8 +42,25 @@ def _parse(cls, flag: str, text: str):
     return cls(**values)
 
 
+class _RoundOptions:
+    """What both learners' options share: parsing from their flag's text, and the epoch budget
+    (every round, the dense round 0 included, runs at most `epochs`)."""
+
+    flag: ClassVar[str] = ""
+
+    @classmethod
+    def parse(cls, text: str):
+        """'key=value,...' (any subset of the fields), e.g. 'rounds=3,fraction=0.75,patience=2'."""
+        return _parse(cls, cls.flag, text)
+
+    @property
+    def total_epochs(self) -> int:
+        return (self.rounds + 1) * self.epochs
+
+
 @dataclasses.dataclass(frozen=True)
-class PruneGrowOptions:
+class PruneGrowOptions(_RoundOptions):
+    flag: ClassVar[str] = "--prune-grow"
     rounds: int = 5  # prune-grow rounds after the dense one
     fraction: float = 0.75  # of candidate edges pruned each round
     factor: int = 2  # growth of every node vector
@@ -58,18 +76,10 @@ class PruneGrowOptions:
                 f"and patience >= 0; got {self}"
             )
 
-    @classmethod
-    def parse(cls, text: str) -> "PruneGrowOptions":
-        """'rounds=3,fraction=0.75,factor=2,noise=0.1,epochs=5,patience=2' (any subset)."""
-        return _parse(cls, "--prune-grow", text)
-
-    @property
-    def total_epochs(self) -> int:
-        return (self.rounds + 1) * self.epochs
-
 
 @dataclasses.dataclass(frozen=True)
-class CompressOptions:
+class CompressOptions(_RoundOptions):
+    flag: ClassVar[str] = "--compress"
     fraction: float = 0.1  # of the remaining candidate edges pruned each round
     tolerance: float = 0.01  # stop once validation LL is this much (relative) below round 0's
     epochs: int = 3  # fine-tuning epochs per round, at most
@@ -82,14 +92,6 @@ class CompressOptions:
                 f"--compress needs fraction in (0, 1], tolerance >= 0, epochs >= 1, rounds >= 1 and "
                 f"patience >= 0; got {self}"
             )
-
-    @classmethod
-    def parse(cls, text: str) -> "CompressOptions":
-        return _parse(cls, "--compress", text)
-
-    @property
-    def total_epochs(self) -> int:
-        return (self.rounds + 1) * self.epochs
 
 
 class PruneGrow:
