@@ -189,8 +189,6 @@ class Trainer:
         self.stopped = state.get("stopped") is True
         if self.stopped:  # the run had ended: nothing is left to train
             self.start_epoch = self.total_epochs
-        elif epoch >= self.config.epochs:  # inside the finishing phase
-            self.strategy = FullBatchEM(self.model, self.config.pseudocount)
 
     # -- the loop -------------------------------------------------------------------------------
     def _encode_train(self):
@@ -247,7 +245,7 @@ class Trainer:
     def run(self) -> list[EpochRecord]:
         encoded = self._encode_train()
         for epoch in range(self.start_epoch, self.total_epochs):
-            if epoch == self.config.epochs and self.config.finish_epochs:  # the finishing phase begins
+            if epoch >= self.config.epochs and not isinstance(self.strategy, FullBatchEM):  # finishing phase
                 self.strategy = FullBatchEM(self.model, self.config.pseudocount)
             rec = self.run_epoch(epoch, encoded)
             self.history.append(rec)
