@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .codegen.torch_backend.inputs import observed
+from .codegen.torch_backend.inputs import observed, variable_codes
 
 
 def _observed_flows(part, vars_t, f: torch.Tensor, x_int, x_real):
@@ -47,8 +47,7 @@ class _Counts(Statistics):
         k, L = part.num_cats, part.run_length
         if L is not None:
             nv, B = part.size // L, f.shape[1]
-            xs = x_int[:, vars_t[::L]]  # [B, nv]
-            code = torch.where(xs < 0, torch.full_like(xs, k), xs).T  # [nv, B]
+            code = variable_codes(part, vars_t, x_int)  # [nv, B], k where missing
             onehot = torch.zeros(nv, B, k + 1, dtype=f.dtype, device=f.device)
             onehot.scatter_(2, code.unsqueeze(2), 1.0)
             res = torch.bmm(f.reshape(nv, L, B), onehot).reshape(part.size, k + 1)

@@ -132,6 +132,13 @@ def observed(part: InputPartition, vars_t: torch.Tensor, x_int: torch.Tensor, x_
     return xv.clamp(min=0), miss
 
 
+def variable_codes(part: InputPartition, vars_t: torch.Tensor, x_int: torch.Tensor) -> torch.Tensor:
+    """[V, B] the value of each run's variable (rows in runs of `part.run_length`), a missing
+    value coded as K = part.num_cats: one past the family's values."""
+    xv = x_int[:, vars_t[:: part.run_length]].T
+    return torch.where(xv < 0, part.num_cats, xv)
+
+
 def partition_log_probs(
     part: InputPartition,
     params: dict[str, torch.Tensor],
@@ -147,9 +154,8 @@ def partition_log_probs(
     if table is not None:
         L, K = part.run_length, table.shape[1]
         table = torch.cat([table, table.new_zeros(table.shape[0], 1)], 1).reshape(-1, L, K + 1)
-        xv = x_int[:, vars_t[::L]].T  # [V, B]
-        xv = torch.where(xv < 0, K, xv)
-        return table.gather(2, xv.unsqueeze(1).expand(-1, L, -1)).reshape(-1, xv.shape[1])
+        codes = variable_codes(part, vars_t, x_int)
+        return table.gather(2, codes.unsqueeze(1).expand(-1, L, -1)).reshape(-1, codes.shape[1])
     xv, miss = observed(part, vars_t, x_int, x_real)
     lp = TORCH_INPUTS[part.dist].log_probs(part, params, xv)
     return torch.where(miss, torch.zeros_like(lp), lp)
