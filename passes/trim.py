@@ -39,7 +39,7 @@ def live_rows(circuit: Circuit, block: int = 1) -> dict[int, np.ndarray]:
             live[nid][:] = True
         elif block > 1:
             live[nid] = _whole_blocks(live[nid], block)
-        for k, c, rows in _reads(circuit, n, live[nid], nid in pinned):
+        for c, rows in _reads(circuit, n, live[nid], nid in pinned):
             mark = live.setdefault(c, np.zeros(circuit.nodes[c].size, bool))
             mark[rows] = True
     return live
@@ -52,10 +52,10 @@ def _whole_blocks(mask: np.ndarray, block: int) -> np.ndarray:
 
 
 def _reads(circuit: Circuit, n, rows: np.ndarray, everything: bool):
-    """(child number, child id, child rows read) for the live `rows` of node n."""
+    """(child id, child rows read) for the live `rows` of node n."""
     if isinstance(n, ProductNode):
         for k, c in enumerate(n.children):
-            yield k, c, n.child_rows(k)[rows]
+            yield c, n.child_rows(k)[rows]
     elif isinstance(n, SumNode):
         width = [circuit.nodes[c].size for c in n.children]
         if n.mask is None or everything:
@@ -64,7 +64,7 @@ def _reads(circuit: Circuit, n, rows: np.ndarray, everything: bool):
             used = np.asarray(n.mask, bool)[rows].any(0)
         offsets = np.cumsum([0, *width])
         for k, c in enumerate(n.children):
-            yield k, c, np.flatnonzero(used[offsets[k] : offsets[k + 1]])
+            yield c, np.flatnonzero(used[offsets[k] : offsets[k + 1]])
 
 
 @register
