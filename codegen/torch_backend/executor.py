@@ -53,8 +53,8 @@ class TorchExecutor(nn.Module):
         for kind, keys in pt.layer_specs:
             for key in keys:
                 rows, child, pid = pt.part(key)
-                out = _product(mars, child) if kind == "product" else self._sum_forward(mars, child, pid, logw_ext)
-                _write(mars, rows, pt.span(key), out.reshape(rows.shape[0], B))
+                out = pt.product(mars, child) if kind == "product" else self._sum_forward(mars, child, pid, logw_ext)
+                pt.write(mars, key, out.reshape(rows.shape[0], B))
         return mars
 
     @staticmethod
@@ -101,12 +101,12 @@ class TorchExecutor(nn.Module):
         for kind, keys in reversed(pt.layer_specs):
             for key in reversed(keys):
                 rows, child, pid = pt.part(key)
-                f = _read(flows, rows, pt.span(key))  # [m, B]
+                f = pt.read(flows, key)  # [m, B]
                 if kind == "product":
                     F = child.shape[1]
                     flows.index_add_(0, child.reshape(-1), f.unsqueeze(1).expand(-1, F, -1).reshape(-1, f.shape[1]))
                 else:
-                    n = _read(mars, rows, pt.span(key))
+                    n = pt.read(mars, key)
                     self._sum_backward(mars, flows, grad_logw, f, n, child, pid, logw_ext)
         flows[ZERO_ROW] = 0
         flows[ONE_ROW] = 0
@@ -131,26 +131,6 @@ class TorchExecutor(nn.Module):
             ef = f[gi, i, b].unsqueeze(1) * (total - n[gi, i, b].unsqueeze(1)).exp()
             flows.index_put_((child[gi], b.unsqueeze(1).expand(-1, K)), ef, accumulate=True)
             grad_logw.index_add_(0, pid[gi, i].reshape(-1), ef.reshape(-1))
-
-
-def _product(mars: torch.Tensor, child: torch.Tensor) -> torch.Tensor:
-    """[m, B] sums of each row's F child rows (log space), one child column at a time: no
-    [m, F, B] temporary."""
-    out = mars[child[:, 0]]
-    for f in range(1, child.shape[1]):
-        out += mars[child[:, f]]
-    return out
-
-
-def _write(buf: torch.Tensor, rows: torch.Tensor, span, values: torch.Tensor) -> None:
-    if span is None:
-        buf[rows] = values
-    else:
-        buf[span[0] : span[1]] = values
-
-
-def _read(buf: torch.Tensor, rows: torch.Tensor, span) -> torch.Tensor:
-    return buf[rows] if span is None else buf[span[0] : span[1]]
 
 
 class CircuitLogLikelihood(torch.autograd.Function):

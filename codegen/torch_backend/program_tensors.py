@@ -40,10 +40,19 @@ class ProgramTensors(nn.Module):
                 names.append(key)
             self.layer_specs.append((layer.kind, names))
 
-    def span(self, key: str) -> tuple[int, int] | None:
-        """(first, end) when a partition's rows are one contiguous range: then it reads and writes
-        a slice of the buffer instead of gathering and scattering rows."""
-        return self.spans[key]
+    def read(self, buf: torch.Tensor, key: str) -> torch.Tensor:
+        """A partition's rows of `buf`: a view of the slice when they are one contiguous range
+        (the usual case), otherwise gathered."""
+        span = self.spans[key]
+        return buf[getattr(self, key + "_rows")] if span is None else buf[span[0] : span[1]]
+
+    def write(self, buf: torch.Tensor, key: str, values: torch.Tensor) -> None:
+        """Store [rows, B] values into a partition's rows of `buf`."""
+        span = self.spans[key]
+        if span is None:
+            buf[getattr(self, key + "_rows")] = values
+        else:
+            buf[span[0] : span[1]] = values
 
     def input_vars(self, k: int) -> torch.Tensor:
         """[m] the variable of each row of input partition k."""
@@ -69,6 +78,15 @@ class ProgramTensors(nn.Module):
         mars[ONE_ROW] = 0.0
         mars[FIRST_ROW : FIRST_ROW + self.num_inputs] = input_logp
         return mars
+
+    @staticmethod
+    def product(mars: torch.Tensor, child: torch.Tensor) -> torch.Tensor:
+        """[m, B] sums of each row's F child rows (log space), one child column at a time: no
+        [m, F, B] temporary."""
+        out = mars[child[:, 0]]
+        for f in range(1, child.shape[1]):
+            out += mars[child[:, f]]
+        return out
 
     def extend_logw(self, logw: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """log-weights plus the padding slot (index P, weight 0); already there when the runtime

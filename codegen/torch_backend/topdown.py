@@ -32,14 +32,14 @@ def forward_max(ex: ProgramTensors, input_logp: torch.Tensor, logw: torch.Tensor
         for key in keys:
             rows, child, pid = ex.part(key)
             if kind == "product":
-                mars[rows] = mars[child].sum(1)
+                ex.write(mars, key, ex.product(mars, child))
                 continue
             g, G, K = pid.shape
             out = torch.empty(g, G, B, dtype=dtype, device=mars.device)
             for a, b in _chunks(g, G * K * B):
                 scores = logw_ext[pid[a:b]].unsqueeze(-1) + mars[child[a:b]].unsqueeze(1)  # [g, G, K, B]
                 out[a:b] = scores.amax(2)
-            mars[rows] = out.reshape(-1, B)
+            ex.write(mars, key, out.reshape(-1, B))
     return mars
 
 
