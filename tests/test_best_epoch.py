@@ -83,3 +83,19 @@ def test_patience_without_validation_data_is_refused(tmp_path, learner, flag):
     (tmp_path / "s.pc").write_text(SPEC)
     r = CliRunner().invoke(app, ["train", str(tmp_path / "s.pc"), "--data", "builtin:digits", *learner])
     assert r.exit_code == 2 and f"{flag} needs validation data (--valid)" in " ".join(r.output.split()), r.output
+
+
+def test_finish_is_refused_with_a_rounds_learner_and_when_negative(tmp_path):
+    from pccompile.ir import ArgumentError
+    from typer.testing import CliRunner
+
+    from pccompile.cli import app
+    from pccompile.learn import TrainConfig
+
+    (tmp_path / "s.pc").write_text(SPEC)
+    args = ["train", str(tmp_path / "s.pc"), "--data", "builtin:digits", "--valid", "builtin:digits:valid"]
+    r = CliRunner().invoke(app, [*args, "--prune-grow", "rounds=1,epochs=2", "--finish", "1"])
+    message = "--finish adds full-batch EM epochs to plain training, not to a rounds learner"
+    assert r.exit_code == 2 and message in " ".join(r.output.split()), r.output
+    with pytest.raises(ArgumentError, match="--finish must be an integer >= 0, got -1"):
+        TrainConfig(finish_epochs=-1)

@@ -72,3 +72,8 @@ def test_trim_keeps_random_circuits_valid_and_their_distribution(rng, trial, blo
         for i, n in after.nodes.items():
             lost = before.nodes[i].size - n.size
             assert lost % block == 0 or before.nodes[i].size % block and lost % block == before.nodes[i].size % block
+
+
+def test_a_block_under_one_is_refused():
+    with pytest.raises(pc.ArgumentError, match="pass 'trim': option 'block' must be at least 1, got 0"):
+        Trim(block=0)
