@@ -81,6 +81,12 @@ class Distribution:
         raise NotImplementedError  # pragma: no cover - interface
 
 
+CATEGORICAL_INIT_SPREAD = 8.0
+"""Random categorical inputs get logits -k U(0, 1) with this k. Probabilities drawn near uniform
+(U(0.6, 1.4), the sums' init) leave a circuit's latent states nearly interchangeable, and EM sat
+on a plateau for epochs 2-6 of the digits demo; see docs/decisions.md for the measurement."""
+
+
 @dataclass(frozen=True)
 class Categorical(Distribution):
     num_cats: int = 2
@@ -98,8 +104,9 @@ class Categorical(Distribution):
         return {"probs": (n, self.num_cats)}
 
     def random_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        p = rng.random((n, self.num_cats), dtype=np.float32) * np.float32(0.8) + np.float32(0.6)
-        return {"probs": p / p.sum(1, keepdims=True)}
+        logits = -CATEGORICAL_INIT_SPREAD * rng.random((n, self.num_cats))
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        return {"probs": (p / p.sum(1, keepdims=True)).astype(np.float32)}
 
     def check_params(self, node: str, params: dict[str, np.ndarray], n: int) -> None:
         probs = _require(node, params, "probs", (n, self.num_cats))

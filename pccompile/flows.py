@@ -43,12 +43,16 @@ def batch_flows(model, x, missing=None) -> FlowStats:
 
 
 @torch.no_grad()
-def encoded_flows(model, x_int, x_real) -> FlowStats:
+def encoded_flows(model, x_int, x_real, input_logp: torch.Tensor | None = None) -> FlowStats:
     """Flows of an encoded batch. Nothing here waits for the device (no .item(), no boolean
-    indexing, no data-dependent shapes), so a training step can be captured as a CUDA graph."""
+    indexing, no data-dependent shapes), so a training step can be captured as a CUDA graph.
+    `input_logp` [R_in, B]: input log-values to use instead of the model's (softened evidence)."""
     ex = model.executor
     logw = model.sum_log_weights(padded=True)
-    mars = model.node_values(x_int, x_real, logw)
+    if input_logp is None:
+        mars = model.node_values(x_int, x_real, logw)
+    else:
+        mars = ex.forward_mars(input_logp, logw, complete=False)
     root = mars[ex.out_row]
     ok = torch.isfinite(root)  # zero-probability rows carry no flow
     grad = ok.to(mars.dtype)

@@ -7,8 +7,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pccompile.ir import Circuit, Program
+from pccompile.ir import Circuit, Program, distributions
 from pccompile.ir.distributions import LOG_MIN_STD, MIN_STD
+from pccompile.maxent import entropic_probs, row_sum_last, segment_rows
 
 
 def _log(a: np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -50,7 +51,8 @@ class RuntimeForm:
 
 
 class _Logits(RuntimeForm):
-    """Categorical: `logits [m, K]` (log-probabilities up to a constant); drawn ∝ U(0.6, 1.4)."""
+    """Categorical: `logits [m, K]` (log-probabilities up to a constant); drawn as -k U(0, 1)
+    with k = ir.distributions.CATEGORICAL_INIT_SPREAD, as the IR's `init` pass draws them."""
 
     def empty(self, part, dtype):
         return {"logits": np.zeros((part.size, part.num_cats), dtype=dtype)}
@@ -64,7 +66,7 @@ class _Logits(RuntimeForm):
         return {"probs": (pr / pr.sum(1, keepdims=True)).astype(np.float32)}
 
     def draw(self, h, sl, gen):
-        h.logits[sl].uniform_(0.6, 1.4, generator=gen).log_()
+        h.logits[sl].uniform_(0.0, 1.0, generator=gen).mul_(-distributions.CATEGORICAL_INIT_SPREAD)
 
 
 class _Logit(RuntimeForm):
@@ -147,8 +149,8 @@ def _merge(ranges):
 def draw_missing(sum_logits: torch.Tensor, inputs, partitions, sum_missing, input_missing, seed: int) -> None:
     """Initial parameters for nodes the source left without, drawn in place, in log space, on the
     tensors' own device with a seeded generator there (so a GPU draws its own; values depend on
-    seed and device). Same distributions as the `init` pass: weights and categorical
-    probabilities proportional to U(0.6, 1.4), Bernoulli p ~ U(0.2, 0.8), Gaussian means N(0, 1)
+    seed and device). Same distributions as the `init` pass: weights proportional to U(0.6, 1.4),
+    categorical logits -k U(0, 1), Bernoulli p ~ U(0.2, 0.8), Gaussian means N(0, 1)
     with unit std. Unnormalised log-weights are fine: the runtime normalises per node."""
     gen = torch.Generator(device=sum_logits.device).manual_seed(int(seed))
     for off, n in _merge(sum_missing):
@@ -214,26 +216,37 @@ class SumRows(nn.Module):
             )
         return torch.cat(parts) if parts else values[:0]
 
-    def em_update(self, logits, logw, flows, step, pseudocount: float, blocks: bool = True) -> None:
+    def em_update(
+        self, logits, logw, flows, step, pseudocount: float, blocks: bool = True, entropy: torch.Tensor | None = None
+    ) -> None:
         """theta <- (1 - a) theta + a (F + pc/deg) / (F_row + pc), written into `logits` as logs.
         `step` is a float or a device scalar tensor. `blocks=False` leaves the dense blocks to a
-        fused kernel and updates only the tail."""
+        fused kernel and updates only the tail. `entropy` [P] (each weight's b, equal within a
+        row): the new theta maximises sum (F + pc/deg) log theta + b H(theta) instead
+        (pccompile.maxent)."""
 
-        def upd(old, f, row, deg):
-            denom = row + pseudocount
-            new = torch.where(denom > 0, (f + pseudocount / deg) / denom.clamp_min(1e-300), old)
+        def upd(old, f, row, deg, b, row_sum):
+            if b is not None:
+                new = entropic_probs(f + pseudocount / deg, b, row_sum).to(old.dtype)
+            else:
+                denom = row + pseudocount
+                new = torch.where(denom > 0, (f + pseudocount / deg) / denom.clamp_min(1e-300), old)
             return ((1 - step) * old + step * new).clamp_min(0).log()
 
         if blocks:
             for a, b, k in self.blocks:
                 f = flows[a:b].view(-1, k)
-                logits[a:b] = upd(logw[a:b].view(-1, k).exp(), f, f.sum(-1, keepdim=True), k).reshape(-1)
+                ent = None if entropy is None else entropy[a:b].view(-1, k)
+                new = upd(logw[a:b].view(-1, k).exp(), f, f.sum(-1, keepdim=True), k, ent, row_sum_last)
+                logits[a:b] = new.reshape(-1)
         if self.tail_rows:
             t = self.tail_start
             seg = self.tail_segment
             f = flows[t:]
             row = torch.zeros(self.tail_rows, dtype=f.dtype, device=f.device).index_add_(0, seg, f)
-            logits[t:] = upd(logw[t:].exp(), f, row[seg], self.tail_degree.to(f.dtype))
+            ent = None if entropy is None else entropy[t:]
+            tail_sum = segment_rows(seg, self.tail_rows)
+            logits[t:] = upd(logw[t:].exp(), f, row[seg], self.tail_degree.to(f.dtype), ent, tail_sum)
 
 
 def circuit_params_from_runtime(

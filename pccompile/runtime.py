@@ -136,11 +136,13 @@ class CompiledCircuit(nn.Module):
         """Each input partition's parameter tensors by name (what the executors read)."""
         return [dict(h.named_parameters()) for h in self.inputs]
 
-    def input_log_probs(self, x_int: torch.Tensor, x_real: torch.Tensor | None) -> torch.Tensor:
-        """[R_in, B] log-probabilities of every input row."""
+    def input_log_probs(self, x_int: torch.Tensor, x_real: torch.Tensor | None, tables=None) -> torch.Tensor:
+        """[R_in, B] log-probabilities of every input row. `tables`: per partition, None or a
+        [m, K] table of log-values that replaces the family's own (softened evidence)."""
+        tables = tables or [None] * len(self.inputs)
         parts = [
-            partition_log_probs(part, dict(h.named_parameters()), h.vars, x_int, x_real)
-            for part, h in zip(self.program.input_partitions, self.inputs)
+            partition_log_probs(part, dict(h.named_parameters()), h.vars, x_int, x_real, table)
+            for part, h, table in zip(self.program.input_partitions, self.inputs, tables)
         ]
         return torch.cat(parts, 0)
 

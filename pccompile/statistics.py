@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from .codegen.torch_backend.inputs import observed, variable_codes
+from .maxent import entropic_probs, row_sum_last
 
 
 def _observed_flows(part, vars_t, f: torch.Tensor, x_int, x_real):
@@ -30,8 +31,10 @@ class Statistics:
         """Reduce the partition's flows f [m, B] to its sufficient statistics."""
         raise NotImplementedError  # pragma: no cover - interface
 
-    def m_step(self, part, h, s: dict[str, torch.Tensor], a, pc: float, dtype) -> None:
-        """Write the new parameters into the partition's tensors `h` in place."""
+    def m_step(self, part, h, s: dict[str, torch.Tensor], a, pc: float, dtype, entropy=None) -> None:
+        """Write the new parameters into the partition's tensors `h` in place. `entropy` [m]: the
+        weight b of each row's entropy in an entropy-regularised M-step (pccompile.maxent);
+        families without a finite set of values leave it unused."""
         raise NotImplementedError  # pragma: no cover - interface
 
 
@@ -63,12 +66,18 @@ class _Counts(Statistics):
     def store(self, h, theta: torch.Tensor) -> None:
         raise NotImplementedError  # pragma: no cover - interface
 
-    def m_step(self, part, h, s, a, pc, dtype):
-        """theta_k <- (1 - a) theta_k + a (F_k + pc / K + F_miss theta_k) / (F + F_miss + pc)."""
+    def m_step(self, part, h, s, a, pc, dtype, entropy=None):
+        """theta_k <- (1 - a) theta_k + a (F_k + pc / K + F_miss theta_k) / (F + F_miss + pc);
+        with `entropy`, the new theta maximises sum_k (F_k + pc / K + F_miss theta_k) log theta_k
+        + b H(theta) instead."""
         counts, miss = s["counts"].to(dtype), s["missing"].to(dtype).unsqueeze(1)
         old = self.probs(h)
-        denom = counts.sum(1, keepdim=True) + miss + pc
-        new = torch.where(denom > 0, (counts + pc / counts.shape[1] + miss * old) / denom.clamp_min(1e-300), old)
+        if entropy is not None:
+            b = entropy.to(dtype).unsqueeze(1).expand_as(old)
+            new = entropic_probs(counts + pc / counts.shape[1] + miss * old, b, row_sum_last).to(dtype)
+        else:
+            denom = counts.sum(1, keepdim=True) + miss + pc
+            new = torch.where(denom > 0, (counts + pc / counts.shape[1] + miss * old) / denom.clamp_min(1e-300), old)
         self.store(h, _mix(old, new, a).clamp_min(0))
 
 
@@ -97,7 +106,7 @@ class _Binomial(Statistics):
         xv, fo = _observed_flows(part, vars_t, f, x_int, x_real)
         return {"w": fo.sum(1), "wx": (fo * xv.to(f.dtype)).sum(1), "missing": (f - fo).sum(1)}
 
-    def m_step(self, part, h, s, a, pc, dtype):
+    def m_step(self, part, h, s, a, pc, dtype, entropy=None):
         n = float(part.num_cats - 1)
         p = torch.sigmoid(h.logit)
         w, wx, miss = (s[k].to(dtype) for k in ("w", "wx", "missing"))
@@ -117,7 +126,7 @@ class _Moments(Statistics):
         xv, fo = _observed_flows(part, vars_t, f, x_int, x_real)
         return {"w": fo.sum(1), "wx": (fo * xv).sum(1), "wxx": (fo * xv * xv).sum(1), "missing": (f - fo).sum(1)}
 
-    def m_step(self, part, h, s, a, pc, dtype):
+    def m_step(self, part, h, s, a, pc, dtype, entropy=None):
         mean, std = h.mean, h.log_std.exp()
         w = s["w"].to(mean.dtype)
         denom = w + pc

@@ -21,7 +21,7 @@ def test_keep_best_keeps_the_peak_and_stops_after_patience(tmp_path):
     """A run whose validation LL is made to peak at epoch 3: the model kept is epoch 3's, and
     with patience 2 the run stops after epoch 5."""
     model = pc.compile(TINY)
-    trainer = SimpleNamespace(model=model, stopped=False)
+    trainer = SimpleNamespace(model=model, stopped=False, finish_early=lambda epoch: False)
     hook = KeepBest(tmp_path / "best.pcz", patience=2)
     valid = [-5.0, -4.0, -3.5, -3.6, -3.7, -3.0]
     for epoch, v in enumerate(valid, start=1):
@@ -35,6 +35,31 @@ def test_keep_best_keeps_the_peak_and_stops_after_patience(tmp_path):
     kept = pc.compile(TINY)
     hook.best.load_into(kept)
     assert torch.all(kept.sum_logits == 3.0)
+
+
+def test_a_stall_moves_on_to_the_finishing_phase_from_the_best_epoch(tmp_path):
+    """Validation LL peaks at epoch 2 of the mini-batch phase: after patience 2 (epoch 4) the run
+    moves to its finishing phase with epoch 2's parameters, patience counts afresh from there,
+    and a second stall (epochs 5 and 6 no better than the best) ends the run."""
+    model = pc.compile(TINY)
+    moved = []
+
+    def finish_early(epoch):
+        if moved:
+            return False
+        moved.append(epoch)
+        return True
+
+    trainer = SimpleNamespace(model=model, stopped=False, finish_early=finish_early)
+    hook = KeepBest(tmp_path / "best.pcz", patience=2)
+    for epoch, v in enumerate([-5.0, -4.0, -4.5, -4.6, -4.1, -4.2], start=1):
+        with torch.no_grad():
+            model.sum_logits.fill_(float(epoch))
+        hook(trainer, EpochRecord(epoch, v - 1, v, None, 0.0, 0.1))
+        if epoch == 4:
+            assert moved == [4] and torch.all(model.sum_logits == 2.0)  # back to the best epoch
+        assert trainer.stopped == (epoch == 6)
+    assert hook.best.record["epoch"] == 2
 
 
 def _cmd(tmp_path, out, extra=()):

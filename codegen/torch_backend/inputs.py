@@ -145,12 +145,19 @@ def partition_log_probs(
     vars_t: torch.Tensor,
     x_int: torch.Tensor,
     x_real: torch.Tensor | None,
+    table: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """[m, B] log-probabilities of one input partition. Families over K values with rows in
     runs of L per variable (an HCLT's layout) take one gather from their [V, L, K + 1] table,
     whose extra column (log 1 = 0) is what a missing value reads: no [m, B] index or mask is
-    built. Others evaluate per entry and zero the missing ones."""
-    table = None if part.run_length is None else TORCH_INPUTS[part.dist].log_table(part, params)
+    built. Others evaluate per entry and zero the missing ones. A given `table` [m, K] of
+    log-values replaces the family's own (softened evidence, pccompile.learn.regularize)."""
+    if table is not None and part.run_length is None:
+        xv, miss = observed(part, vars_t, x_int, x_real)
+        lp = table.gather(1, xv)
+        return torch.where(miss, torch.zeros_like(lp), lp)
+    if table is None and part.run_length is not None:
+        table = TORCH_INPUTS[part.dist].log_table(part, params)
     if table is not None:
         L, K = part.run_length, table.shape[1]
         table = torch.cat([table, table.new_zeros(table.shape[0], 1)], 1).reshape(-1, L, K + 1)

@@ -35,6 +35,8 @@ def run_training(
     compress: Optional[str] = None,
     patience: int = 0,
     finish: int = 0,
+    soften: float = 0.0,
+    entropy: float = 0.0,
 ) -> list:
     """Shared by `pcc train` and `pcc demo`: compile, train with progress and a table per epoch,
     checkpoint every epoch, write the model, the learning curve and (for images) samples."""
@@ -56,6 +58,8 @@ def run_training(
         pseudocount=pseudocount,
         seed=seed,
         finish_epochs=finish,
+        soften=soften,
+        entropy=entropy,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt = out.with_name(out.stem + ".ckpt.pcz")
@@ -79,9 +83,10 @@ def run_training(
         trainer.restore()
         for r in trainer.history:
             table.row(r, "  (checkpoint)")
-        for h in (hook, keep):
-            if h is not None:
-                h.restore(trainer.start_epoch)
+        if hook is not None:
+            hook.restore(trainer.start_epoch)
+        if keep is not None:
+            keep.restore(trainer.start_epoch, trainer.finish_from)
     if hook is not None:
         hook.begin(trainer)
     history = table.run(trainer)
@@ -106,6 +111,8 @@ def _announce(model, spec: Path, sets: dict, cfg, device: str) -> None:
         f"[b]{model.circuit.meta.get('name', spec.stem)}[/b]: {model.num_vars} variables, {s['nodes']:,} nodes, "
         f"{s['parameters']:,} parameters; {len(sets['train']):,} training rows; optimizer {cfg.optimizer}, "
         f"step {cfg.step_size:g}, batch {cfg.batch_size}, device {device}"
+        + (f", softening {cfg.soften:g}" if cfg.soften else "")
+        + (f", entropy reg {cfg.entropy:g}" if cfg.entropy else "")
     )
 
 
@@ -344,6 +351,23 @@ FinishOption = Annotated[
         "training; counted in the table, the best epoch and --patience",
     ),
 ]
+SoftenOption = Annotated[
+    float,
+    typer.Option(
+        "--soften",
+        help="data softening beta in [0, 1): EM learns from soft evidence, each observed training value keeping "
+        "weight 1 - beta and beta spread by the value frequencies (Liu & Van den Broeck 2021 used 0.002); "
+        "valid and test data stay hard",
+    ),
+]
+EntropyOption = Annotated[
+    float,
+    typer.Option(
+        "--entropy-reg",
+        help="entropy regularisation tau in [0, 1): every EM M-step also maximises tau x (rows) x each node's "
+        "reach probability x its entropy (Liu & Van den Broeck 2021 used 0.001)",
+    ),
+]
 CompressOption = Annotated[
     Optional[str],
     typer.Option(
@@ -386,6 +410,8 @@ def train(
     patience: PatienceOption = 0,
     finish: FinishOption = 0,
     compress: CompressOption = None,
+    soften: SoftenOption = 0.0,
+    entropy: EntropyOption = 0.0,
 ):
     """Train a circuit; a table row per epoch, a checkpoint every epoch, a learning-curve PNG.
 
@@ -418,6 +444,8 @@ def train(
             compress=compress,
             patience=patience,
             finish=finish,
+            soften=soften,
+            entropy=entropy,
         ),
         interrupted=f"interrupted: the last finished epoch is saved in {ckpt}; "
         "run the same command with --resume to continue",

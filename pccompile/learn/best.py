@@ -24,6 +24,7 @@ class BestEpoch:
     def __init__(self, path: Path, patience: int = 0, tag=None):
         self.path, self.patience, self.tag = path, patience, tag
         self.record: dict | None = None  # {"epoch", "train_ll", "valid_ll", "test_ll", "tag"}
+        self.since = 0  # patience counts from here at the earliest (the start of a training phase)
 
     def offer(self, model, record: dict) -> bool:
         """Keep `model` when its record beats the best so far; True when it did."""
@@ -37,7 +38,9 @@ class BestEpoch:
 
     def stalled(self, epoch: int) -> bool:
         """`patience` epochs have passed without a better validation LL."""
-        return bool(self.patience) and self.record is not None and epoch - self.record["epoch"] >= self.patience
+        if not self.patience or self.record is None:
+            return False
+        return epoch - max(self.record["epoch"], self.since) >= self.patience
 
     def restore(self, epoch: int, since: int = 0) -> None:
         """After a resume at `epoch`: the best record on disk, if it belongs to this run (its tag)
@@ -63,18 +66,25 @@ class BestEpoch:
 
 
 class KeepBest:
-    """Between-epochs hook of plain training: keeps the best epoch by validation LL in `path`
-    and stops the run after `patience` epochs without a better one (0: never stops early)."""
+    """Between-epochs hook of plain training: keeps the best epoch by validation LL in `path`;
+    after `patience` epochs without a better one (0: never), a run with a full-batch finishing
+    phase (TrainConfig.finish_epochs) moves on to it from the best epoch, as the released HCLT
+    code does, and a run in its last phase stops."""
 
     def __init__(self, path: Path, patience: int = 0):
         self.best = BestEpoch(path, patience)
 
-    def restore(self, epoch: int) -> None:
+    def restore(self, epoch: int, finish_from: int | None = None) -> None:
         self.best.restore(epoch)
+        self.best.since = finish_from or 0
 
     def __call__(self, trainer, rec):
         record = {"epoch": rec.epoch, "train_ll": rec.train_ll, "valid_ll": rec.valid_ll, "test_ll": rec.test_ll}
         self.best.offer(trainer.model, record)
         if self.best.stalled(rec.epoch):
-            trainer.stopped = True
+            if trainer.finish_early(rec.epoch):
+                self.best.load_into(trainer.model)
+                self.best.since = rec.epoch
+            else:
+                trainer.stopped = True
         return None

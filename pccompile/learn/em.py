@@ -17,28 +17,40 @@ import torch
 from pccompile.flows import FlowStats, encoded_flows
 from pccompile.statistics import STATISTICS
 
+from .regularize import Regularization
+
 
 @torch.no_grad()
-def em_update(model, stats: FlowStats, step_size: float | torch.Tensor = 1.0, pseudocount: float = 0.1) -> None:
+def em_update(
+    model,
+    stats: FlowStats,
+    step_size: float | torch.Tensor = 1.0,
+    pseudocount: float = 0.1,
+    reg: Regularization | None = None,
+) -> None:
     """The M-step. `step_size` may be a device scalar tensor: then nothing here waits for the
-    device, and a captured training step can change it between replays."""
+    device, and a captured training step can change it between replays. `reg` with entropy on:
+    the entropy-regularised M-step (learn.regularize)."""
     pc = float(pseudocount)
     a = step_size.to(model.dtype) if isinstance(step_size, torch.Tensor) else float(step_size)
+    weights = None if reg is None else reg.entropy_weights(model, stats.rows, pc)
+    sum_b, input_b = weights if weights is not None else (None, [None] * len(stats.inputs))
     # -- sum weights --------------------------------------------------------------------------
     F = stats.sum_flows.to(model.dtype)
     if F.numel():
         logw = stats.log_weights if stats.log_weights is not None else model.sum_log_weights(padded=True)
         logits, logw = model.sum_logits.data, logw[: F.numel()]
-        fused = model.executor.em_dense_blocks(logits, logw, F, a, pc)  # a backend kernel, if it has one
-        model.sum_rows.em_update(logits, logw, F, a, pc, blocks=not fused)
+        fused = sum_b is None and model.executor.em_dense_blocks(logits, logw, F, a, pc)  # a backend kernel
+        model.sum_rows.em_update(logits, logw, F, a, pc, blocks=not fused, entropy=sum_b)
     # -- inputs: each family's M-step (pccompile.statistics) ------------------------------------
-    for part, h, s in zip(model.program.input_partitions, model.inputs, stats.inputs):
-        STATISTICS[part.dist].m_step(part, h, s, a, pc, model.dtype)
+    for part, h, s, b in zip(model.program.input_partitions, model.inputs, stats.inputs, input_b):
+        STATISTICS[part.dist].m_step(part, h, s, a, pc, model.dtype, entropy=b)
 
 
-def e_step(model, x_int: torch.Tensor, x_real: torch.Tensor | None) -> FlowStats:
-    """The E-step of a batch: its expected counts (flows) and log-likelihood."""
-    return encoded_flows(model, x_int, x_real)
+def e_step(model, x_int: torch.Tensor, x_real: torch.Tensor | None, reg: Regularization | None = None) -> FlowStats:
+    """The E-step of a batch: its expected counts (flows) and log-likelihood (of the softened
+    data when `reg` softens)."""
+    return encoded_flows(model, x_int, x_real) if reg is None else reg.e_step(model, x_int, x_real)
 
 
 def em_step(
@@ -48,25 +60,27 @@ def em_step(
     step_size: float,
     pseudocount: float = 0.1,
     reduce: Callable[[FlowStats], FlowStats] | None = None,
+    reg: Regularization | None = None,
 ) -> torch.Tensor:
     """One mini-batch EM step on an encoded batch (model.encode): the E-step, then the M-step.
     `reduce` sits between them and may combine the statistics of several processes (an
     all-reduce for data-parallel training) before the update; every process then applies the
     same update. Returns the batch's summed log-likelihood as a 0-d device tensor, without
     waiting for the device. On the triton backend on CUDA the step is captured as a CUDA graph
-    per batch shape and replayed (pccompile.cuda_graphs); the step size is an input of the graph."""
+    per batch shape and replayed (pccompile.cuda_graphs); the step size is an input of the graph.
+    `reg`: data softening and entropy regularisation (learn.regularize)."""
     pc = float(pseudocount)
 
     def step_fn(xi, xr, a):
-        stats = e_step(model, xi, xr)
+        stats = e_step(model, xi, xr, reg)
         if reduce is not None:
             stats = reduce(stats)
-        em_update(model, stats, a, pc)
+        em_update(model, stats, a, pc, reg)
         return stats.log_likelihood
 
     step = torch.full((), float(step_size), dtype=torch.float32, device=x_int.device)
     if model.cuda_graphs and x_int.is_cuda:
-        return model.graph_cache(("em", pc, reduce), step_fn)(x_int, x_real, step)
+        return model.graph_cache(("em", pc, reduce, reg), step_fn)(x_int, x_real, step)
     return step_fn(x_int, x_real, step)
 
 

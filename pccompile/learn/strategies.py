@@ -13,9 +13,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from pccompile.flows import encoded_flows
-
-from .em import em_step, em_update
+from .em import e_step, em_step, em_update
+from .regularize import Regularization
 
 
 class Strategy:
@@ -26,8 +25,8 @@ class Strategy:
     name: ClassVar[str] = ""
     default_step: ClassVar[float] = 0.1
 
-    def __init__(self, model, pseudocount: float):
-        self.model, self.pseudocount = model, pseudocount
+    def __init__(self, model, pseudocount: float, reg: Regularization | None = None):
+        self.model, self.pseudocount, self.reg = model, pseudocount, reg
 
     def step(self, x_int: torch.Tensor, x_real: torch.Tensor | None, step_size: float) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover - interface
@@ -49,7 +48,7 @@ class MiniBatchEM(Strategy):
     default_step = 0.1
 
     def step(self, x_int, x_real, step_size):
-        return em_step(self.model, x_int, x_real, step_size, self.pseudocount)
+        return em_step(self.model, x_int, x_real, step_size, self.pseudocount, reg=self.reg)
 
 
 class FullBatchEM(Strategy):
@@ -58,18 +57,18 @@ class FullBatchEM(Strategy):
     name = "em-full"
     default_step = 1.0
 
-    def __init__(self, model, pseudocount: float):
-        super().__init__(model, pseudocount)
+    def __init__(self, model, pseudocount: float, reg: Regularization | None = None):
+        super().__init__(model, pseudocount, reg)
         self.total = None
 
     def step(self, x_int, x_real, step_size):
-        stats = encoded_flows(self.model, x_int, x_real)
+        stats = e_step(self.model, x_int, x_real, self.reg)
         self.total = stats if self.total is None else self.total.add_(stats)
         return stats.log_likelihood
 
     def end_epoch(self, step_size):
         if self.total is not None:
-            em_update(self.model, self.total, step_size, self.pseudocount)
+            em_update(self.model, self.total, step_size, self.pseudocount, self.reg)
         self.total = None
 
 
@@ -79,8 +78,8 @@ class Gradient(Strategy):
 
     optimizer_class: ClassVar[type] = torch.optim.SGD
 
-    def __init__(self, model, pseudocount: float):
-        super().__init__(model, pseudocount)
+    def __init__(self, model, pseudocount: float, reg: Regularization | None = None):
+        super().__init__(model, pseudocount, reg)
         self.optimizer = self.optimizer_class(model.parameters(), lr=self.default_step)
 
     def step(self, x_int, x_real, step_size):

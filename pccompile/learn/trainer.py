@@ -17,6 +17,7 @@ from pccompile.io import check_state, module_state, read, save
 from pccompile.ir import ArgumentError, DataError, FormatError
 
 from .em import SCHEDULES, step_size_at
+from .regularize import Regularization
 from .strategies import STRATEGIES, FullBatchEM
 
 
@@ -32,6 +33,8 @@ class TrainConfig:
     seed: int = 0
     phase_epochs: int | None = None  # epochs of each model's step-size schedule (None: the rest of the run)
     finish_epochs: int = 0  # full-batch EM epochs (step 1) after the `epochs` ones: the released codes' last phase
+    soften: float = 0.0  # data softening beta (learn.regularize): EM on soft evidence of the training data
+    entropy: float = 0.0  # entropy regularisation tau (learn.regularize) of every EM M-step
 
     def __post_init__(self):
         if self.optimizer not in STRATEGIES:
@@ -48,6 +51,11 @@ class TrainConfig:
             raise ArgumentError(f"seed must be an integer >= 0, got {self.seed!r}")
         if not _finite(self.pseudocount) or self.pseudocount < 0:
             raise ArgumentError(f"pseudocount must be a finite number >= 0, got {self.pseudocount!r}")
+        Regularization(self.soften, self.entropy, np.zeros((0, 1)))  # checks the ranges
+        if (self.soften or self.entropy) and not self.optimizer.startswith("em"):
+            raise ArgumentError(
+                f"--soften and --entropy-reg are EM regularisers; optimizer {self.optimizer} takes neither"
+            )
         if self.step_size is None:
             self.step_size = STRATEGIES[self.optimizer].default_step
         if self.step_size_end is None:
@@ -132,13 +140,19 @@ class Trainer:
     start_epoch: int = 0
     phase_start: int = 0
     stopped: bool = False  # set by a between-epochs hook to end the run after this epoch
+    finish_from: int | None = None  # the epoch the finishing phase began at, when a hook moved it earlier
 
     def __post_init__(self):
         for name in ("train", "valid", "test"):
             x = getattr(self, name)
             if x is not None and len(x) == 0:
                 raise DataError(f"the {name} data has no rows")
-        self.strategy = STRATEGIES[self.config.optimizer](self.model, self.config.pseudocount)
+        cfg = self.config
+        self.reg = Regularization.from_data(cfg.soften, cfg.entropy, self.train, self.model.program.var_cats)
+        self.strategy = self._strategy(STRATEGIES[cfg.optimizer])
+
+    def _strategy(self, kind):
+        return kind(self.model, self.config.pseudocount, self.reg)
 
     @property
     def optimizer(self):
@@ -155,6 +169,7 @@ class Trainer:
             "epoch": len(self.history),
             "config": asdict(self.config),
             "phase_start": self.phase_start,
+            "finish_from": self.finish_from,
             "history": [asdict(r) for r in self.history],
             "param_groups": groups,
         }
@@ -173,6 +188,10 @@ class Trainer:
         check_state(self.checkpoint, self.model.state_dict(), module)
         history = _history(state.get("history"), where)
         epoch, phase = state.get("epoch"), state.get("phase_start", 0)
+        finish_from = state.get("finish_from")
+        if finish_from is not None and not (_count(finish_from) and finish_from <= min(epoch or 0, self.config.epochs)):
+            raise FormatError(f"{where}: finishing start {finish_from!r} does not fit epoch {epoch!r}")
+        self.finish_from = finish_from
         if not _count(epoch) or not 0 <= epoch <= self.total_epochs or epoch != len(history):
             raise FormatError(
                 f"{where}: epoch {epoch!r} does not fit its history of {len(history)} epochs "
@@ -214,7 +233,7 @@ class Trainer:
         perm = torch.as_tensor(np.random.default_rng([cfg.seed, epoch]).permutation(n), device=x_int.device)
         ll_sum = torch.zeros((), dtype=torch.float64, device=x_int.device)
         step = cfg.step_size
-        finishing = epoch >= cfg.epochs
+        finishing = self.finishing(epoch)
         for bi, (a, b) in enumerate(batches):
             idx = perm[a:b]
             progress = self._progress(epoch, bi, len(batches))
@@ -235,18 +254,32 @@ class Trainer:
     def swap_model(self, model: torch.nn.Module, next_epoch: int) -> None:
         """Train `model` from `next_epoch` on: a fresh strategy, a new schedule phase."""
         self.model = model
-        self.strategy = STRATEGIES[self.config.optimizer](model, self.config.pseudocount)
+        self.strategy = self._strategy(STRATEGIES[self.config.optimizer])
         self.phase_start = next_epoch
 
     @property
     def total_epochs(self) -> int:
-        return self.config.epochs + self.config.finish_epochs
+        start = self.config.epochs if self.finish_from is None else self.finish_from
+        return start + self.config.finish_epochs
+
+    def finishing(self, epoch: int) -> bool:
+        """Epoch `epoch` (0-based) belongs to the full-batch finishing phase."""
+        return epoch >= (self.config.epochs if self.finish_from is None else self.finish_from)
+
+    def finish_early(self, epoch: int) -> bool:
+        """Start the finishing phase at `epoch` (0-based: after `epoch` finished epochs), cutting
+        the mini-batch phase short. False when there is no finishing phase or it has begun."""
+        if not self.config.finish_epochs or self.finishing(epoch):
+            return False
+        self.finish_from = epoch
+        return True
 
     def run(self) -> list[EpochRecord]:
         encoded = self._encode_train()
-        for epoch in range(self.start_epoch, self.total_epochs):
-            if epoch >= self.config.epochs and not isinstance(self.strategy, FullBatchEM):  # finishing phase
-                self.strategy = FullBatchEM(self.model, self.config.pseudocount)
+        epoch = self.start_epoch
+        while epoch < self.total_epochs:  # total_epochs shrinks when a hook finishes early
+            if self.finishing(epoch) and not isinstance(self.strategy, FullBatchEM):  # finishing phase
+                self.strategy = self._strategy(FullBatchEM)
             rec = self.run_epoch(epoch, encoded)
             self.history.append(rec)
             new = self.between_epochs(self, rec) if self.between_epochs else None
@@ -258,6 +291,7 @@ class Trainer:
                 self.on_epoch(rec)
             if self.stopped:
                 break
+            epoch += 1
         return self.history
 
 

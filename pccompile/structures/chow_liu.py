@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 import torch
 
@@ -105,12 +107,86 @@ def tree_center(V: int, edges: list[tuple[int, int]]) -> int:
     return path[len(path) // 2]
 
 
-def chow_liu_tree(x: np.ndarray, num_cats, pseudocount: float = 0.1, max_rows: int | None = 20000, device=None):
-    """(root, parent array with -1 at the root) of the Chow-Liu tree of x, rooted at its center.
-    `device`: where the mutual information is counted (default: CUDA when available)."""
-    mi = mutual_information(x, num_cats, pseudocount, max_rows, device=device)
-    V = mi.shape[0]
-    edges = maximum_spanning_tree(mi)
+def top_spanning_trees(weights: np.ndarray, k: int) -> list[list[tuple[int, int]]]:
+    """The k spanning trees of largest total weight, best first (fewer if the graph has fewer),
+    by Lawler-Murty partitioning: after a tree T of the subspace (must include I, must avoid X)
+    is taken, its free edges e_1..e_m split the rest of the subspace into (I + e_1..e_{j-1},
+    X + e_j), j = 1..m. In a matroid, the best basis of such a part is T - e_j + f for the
+    heaviest allowed edge f across the cut that removing e_j makes, so each part costs one
+    scan of the cut instead of a spanning-tree search."""
+    V = weights.shape[0]
+    first = maximum_spanning_tree(weights)
+    if k < 1 or V <= 1:
+        return [first] if k >= 1 else []
+    w = np.asarray(weights, dtype=np.float64)
+    taken: list[tuple[list[tuple[int, int]], frozenset, frozenset]] = []
+    heap = [(-_tree_weight(w, first), 0, first, frozenset(), frozenset())]
+    tick = 1
+    while heap and len(taken) < k:
+        _, _, tree, inc, exc = heapq.heappop(heap)
+        taken.append((tree, inc, exc))
+        if len(taken) == k:
+            break
+        free = [e for e in tree if _key(e) not in inc]
+        base = _tree_weight(w, tree)
+        for j, e in enumerate(free):
+            exc_j = exc | {_key(e)}
+            swap = _best_swap(w, V, tree, e, exc_j)
+            if swap is None:
+                continue
+            f, gain = swap
+            new = [x for x in tree if x != e] + [f]
+            inc_j = inc | {_key(x) for x in free[:j]}
+            heapq.heappush(heap, (-(base + gain), tick, new, inc_j, exc_j))
+            tick += 1
+    return [t for t, _, _ in taken]
+
+
+def _key(e: tuple[int, int]) -> tuple[int, int]:
+    return (min(e), max(e))
+
+
+def _tree_weight(w: np.ndarray, edges: list[tuple[int, int]]) -> float:
+    return float(sum(w[a, b] for a, b in edges))
+
+
+def _best_swap(w, V, tree, removed, excluded) -> tuple[tuple[int, int], float] | None:
+    """The heaviest edge f (not excluded, not `removed`) reconnecting tree - removed, and the
+    change of total weight w(f) - w(removed); None when no allowed edge crosses the cut."""
+    adj: list[list[int]] = [[] for _ in range(V)]
+    for a, b in tree:
+        if (a, b) != removed:
+            adj[a].append(b)
+            adj[b].append(a)
+    side = np.zeros(V, bool)
+    side[removed[0]] = True
+    stack = [removed[0]]
+    while stack:
+        u = stack.pop()
+        for x in adj[u]:
+            if not side[x]:
+                side[x] = True
+                stack.append(x)
+    a_nodes, b_nodes = np.flatnonzero(side), np.flatnonzero(~side)
+    if len(a_nodes) > len(b_nodes):
+        a_nodes, b_nodes = b_nodes, a_nodes
+    cut = w[np.ix_(a_nodes, b_nodes)].copy()
+    pos_a = {int(v): i for i, v in enumerate(a_nodes)}
+    pos_b = {int(v): i for i, v in enumerate(b_nodes)}
+    for u, v in list(excluded) + [_key(removed)]:
+        for p, q in ((u, v), (v, u)):
+            if p in pos_a and q in pos_b:
+                cut[pos_a[p], pos_b[q]] = -np.inf
+    best = int(np.argmax(cut))
+    i, j = divmod(best, cut.shape[1])
+    if not np.isfinite(cut[i, j]):
+        return None
+    f = (int(a_nodes[i]), int(b_nodes[j]))
+    return f, float(cut[i, j] - w[removed[0], removed[1]])
+
+
+def rooted(V: int, edges: list[tuple[int, int]]) -> np.ndarray:
+    """Parent array (-1 at the root) of a spanning tree, rooted at its center."""
     root = tree_center(V, edges)
     adj: list[list[int]] = [[] for _ in range(V)]
     for a, b in edges:
@@ -126,4 +202,24 @@ def chow_liu_tree(x: np.ndarray, num_cats, pseudocount: float = 0.1, max_rows: i
                 seen.add(w)
                 parent[w] = u
                 stack.append(w)
-    return root, parent
+    return parent
+
+
+def chow_liu_tree(x: np.ndarray, num_cats, pseudocount: float = 0.1, max_rows: int | None = 20000, device=None):
+    """(root, parent array with -1 at the root) of the Chow-Liu tree of x, rooted at its center.
+    `device`: where the mutual information is counted (default: CUDA when available)."""
+    mi = mutual_information(x, num_cats, pseudocount, max_rows, device=device)
+    parent = rooted(mi.shape[0], maximum_spanning_tree(mi))
+    return int(np.flatnonzero(parent < 0)[0]), parent
+
+
+def chow_liu_trees(
+    x: np.ndarray, num_cats, trees: int, candidates: int, pseudocount: float = 0.1, max_rows: int | None = 20000
+) -> list[np.ndarray]:
+    """Parent arrays of `trees` spanning trees picked at even intervals from the `candidates`
+    heaviest in mutual information, the Chow-Liu tree first (as the official code of "Tractable
+    Regularization of Probabilistic Circuits" picks 4 of 20): diverse trees for a mixture."""
+    mi = mutual_information(x, num_cats, pseudocount, max_rows)
+    found = top_spanning_trees(mi, max(trees, candidates))
+    picks = np.round(np.linspace(0, len(found) - 1, trees)).astype(int)  # repeats if the graph has few trees
+    return [rooted(mi.shape[0], found[i]) for i in picks]

@@ -3,6 +3,10 @@
 Every variable v of the Chow-Liu tree gets a latent Z_v with `latents` states: an input vector
 (p(x_v | Z_v = j)) times, for each tree child c, a sum vector P(subtree_c | Z_v = i) =
 sum_j theta_ij [input_c x messages of c's children](j). The root mixes its latent.
+
+With `trees=T > 1` the circuit is a mixture of T HCLTs over different spanning trees (picked
+from the heaviest in mutual information), one root sum over all their root latents: the
+"mixture of HCLTs" of Liu & Van den Broeck's regularisation paper.
 """
 
 from __future__ import annotations
@@ -12,13 +16,31 @@ import numpy as np
 from pccompile import builder
 from pccompile.ir import ArgumentError, Region
 
-from .chow_liu import chow_liu_tree
+from .chow_liu import chow_liu_tree, chow_liu_trees
 
 
 def hclt_from_tree(
     parent: np.ndarray, num_cats, latents: int, variables: list[int] | None = None, binary_as_bernoulli: bool = True
 ) -> builder.Vec:
     """HCLT over a given rooted tree (`parent[v]` = parent index in 0..V-1, -1 at the root)."""
+    return builder.summate(_root_latent(parent, num_cats, latents, variables, binary_as_bernoulli), size=1)
+
+
+def hclt_mixture(
+    parents: list[np.ndarray],
+    num_cats,
+    latents: int,
+    variables: list[int] | None = None,
+    binary_as_bernoulli: bool = True,
+) -> builder.Vec:
+    """A mixture of HCLTs, one per rooted tree: one root sum over every tree's root latent (each
+    tree has inputs and sums of its own). One tree gives exactly `hclt_from_tree`."""
+    roots = [_root_latent(p, num_cats, latents, variables, binary_as_bernoulli) for p in parents]
+    return builder.summate(*roots, size=1)
+
+
+def _root_latent(parent, num_cats, latents, variables, binary_as_bernoulli) -> builder.Vec:
+    """The vector of the root's latent states: the root's input times its children's messages."""
     V = len(parent)
     cats = np.broadcast_to(np.asarray(num_cats), (V,)).astype(int)
     var_ids = list(range(V)) if variables is None else list(variables)
@@ -42,7 +64,7 @@ def hclt_from_tree(
         msgs = [builder.summate(latent_of[c], size=latents) for c in kids[v]]
         latent_of[v] = builder.multiply(leaf, *msgs) if msgs else leaf
         latent_of[v].region = Region(f"Z[{var_ids[v]}]", (var_ids[v],))  # rows: the states of Z_v
-    return builder.summate(latent_of[roots[0]], size=1)
+    return latent_of[roots[0]]
 
 
 def hclt(
@@ -55,9 +77,13 @@ def hclt(
     bins: int | None = None,
     binary_as_bernoulli: bool = True,
     variables: list[int] | None = None,
+    trees: int = 1,
+    tree_candidates: int | None = None,
 ) -> builder.Vec:
     """HCLT learned from `data` [N, V] (discrete). `bins` coarsens categories for the MI estimate
-    (e.g. 16 for 256-level pixels, as the released code does with x // 16)."""
+    (e.g. 16 for 256-level pixels, as the released code does with x // 16). `trees > 1`: a
+    mixture over that many spanning trees taken at even intervals from the `tree_candidates`
+    (default 5 x trees) heaviest in mutual information."""
     data = np.asarray(data)
     if data.ndim != 2:
         raise ArgumentError(f"hclt data must be [rows, variables], got shape {data.shape}")
@@ -65,6 +91,8 @@ def hclt(
         raise ArgumentError(f"hclt data must have rows and columns, got shape {data.shape}")
     if data.dtype.kind not in "biu":
         raise ArgumentError(f"hclt data must be integer categories, got {data.dtype}")
+    if trees < 1 or (tree_candidates is not None and tree_candidates < trees):
+        raise ArgumentError(f"hclt needs trees >= 1 and tree_candidates >= trees; got {trees}, {tree_candidates}")
     if latents < 1 or (max_rows is not None and max_rows < 1) or (bins is not None and bins < 2):
         raise ArgumentError(
             f"hclt needs latents >= 1, max_rows >= 1 and bins >= 2; got latents={latents}, "
@@ -86,5 +114,9 @@ def hclt(
     if bins is not None:
         step = np.maximum(1, -(-cats // bins))
         x, mi_cats = np.where(data >= 0, data // step, -1), -(-cats // step)
-    _, parent = chow_liu_tree(x, mi_cats, pseudocount, max_rows)
-    return hclt_from_tree(parent, cats, latents, variables, binary_as_bernoulli)
+    if trees == 1:
+        _, parent = chow_liu_tree(x, mi_cats, pseudocount, max_rows)
+        return hclt_from_tree(parent, cats, latents, variables, binary_as_bernoulli)
+    candidates = 5 * trees if tree_candidates is None else tree_candidates
+    parents = chow_liu_trees(x, mi_cats, trees, candidates, pseudocount, max_rows)
+    return hclt_mixture(parents, cats, latents, variables, binary_as_bernoulli)

@@ -55,8 +55,10 @@ LATENTS = dict(lo=1, hi=MAX_VECTOR_SIZE)
     Arg("bins", "int", None, 2, MAX_CATEGORIES),
     Arg("pseudocount", "float", 0.1, 0, 1e6),
     Arg("max_rows", "int", 20000, 1, 10**9),
+    Arg("trees", "int", 1, 1, 64),
+    Arg("tree_candidates", "int", None, 1, 1000),
 )
-def hclt_template(ctx, size, variables, latents, data, bins, pseudocount, max_rows):
+def hclt_template(ctx, size, variables, latents, data, bins, pseudocount, max_rows, trees, tree_candidates):
     _check_size(ctx, size, "hclt")
     ids, cats = _vars(ctx, variables, "hclt")
     if any(c is None for c in cats):
@@ -69,7 +71,19 @@ def hclt_template(ctx, size, variables, latents, data, bins, pseudocount, max_ro
         check_data(x, np.array(cats), [ctx.variables[i].name for i in ids], f"hclt data '{data}'")
     except PCError as e:
         raise ctx.error(f"hclt data: {e}") from None
-    return _remap(_hclt(x, latents, np.array(cats), pseudocount=pseudocount, bins=bins, max_rows=max_rows), ids)
+    if tree_candidates is not None and tree_candidates < trees:
+        raise ctx.error(f"hclt needs tree_candidates >= trees, got {tree_candidates} < {trees}")
+    circuit = _hclt(
+        x,
+        latents,
+        np.array(cats),
+        pseudocount=pseudocount,
+        bins=bins,
+        max_rows=max_rows,
+        trees=trees,
+        tree_candidates=tree_candidates,
+    )
+    return _remap(circuit, ids)
 
 
 @template(

@@ -1,0 +1,146 @@
+"""The EM regularisers of "Tractable Regularization of Probabilistic Circuits" (Liu & Van den
+Broeck, NeurIPS 2021), the techniques behind its HCLT results:
+
+- **Data softening** (`soften` = beta): each observed training value x of a discrete variable
+  becomes soft evidence, weight w(v | x) = (1 - beta) [v = x] + beta m_v on every value v, with
+  m the variable's value frequencies in the training data (the paper's code scales by the
+  marginal so). An input's value on soft evidence is sum_v w(v | x) theta_v = (1 - beta)
+  theta_x + beta <m, theta>, and its expected counts give value v the share theta_v w(v | x) /
+  that value. Validation and test data are never softened.
+- **Entropy regularisation** (`entropy` = tau): each M-step maximises, per sum node and per
+  categorical input n, sum_c a_c log theta_c + b_n H(theta_n) with b_n = tau (N + pc) phi_n, where
+  N is the batch's row count and phi_n the probability that a top-down pass through the circuit
+  reaches n (its flow when every variable is missing). For a deterministic circuit this is the
+  exact entropy of the distribution; for others, the paper's approximation (pccompile.maxent
+  solves each node's problem).
+
+Both work through the executor's plain interface (input log-values in, flows out), so they run
+on every backend; the fused EM kernel is bypassed while entropy is on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pccompile.flows import FlowStats, encoded_flows
+from pccompile.ir import ArgumentError
+from pccompile.statistics import STATISTICS
+
+SOFTENED_FAMILIES = ("categorical", "bernoulli")
+
+
+@dataclass(frozen=True)
+class Regularization:
+    soften: float = 0.0
+    entropy: float = 0.0
+    marginals: np.ndarray | None = None  # [V, K] value frequencies of the training data (softening)
+
+    def __post_init__(self):
+        for name in ("soften", "entropy"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and 0 <= value < 1):
+                raise ArgumentError(f"--{name}{'-reg' * (name == 'entropy')} must be in [0, 1), got {value!r}")
+        if self.soften > 0 and self.marginals is None:
+            raise ArgumentError("softening needs the training data's value frequencies")
+
+    @classmethod
+    def from_data(cls, soften: float, entropy: float, train, num_cats) -> "Regularization | None":
+        """The regularisers for a run on `train` [N, V] (None when both are off)."""
+        if not soften and not entropy:
+            return None
+        return cls(soften, entropy, value_frequencies(train, num_cats) if soften else None)
+
+    # -- the E-step on softened data ---------------------------------------------------------
+    def e_step(self, model, x_int, x_real) -> FlowStats:
+        if not self.soften:
+            return encoded_flows(model, x_int, x_real)
+        probs, tables = self._soft_tables(model)
+        stats = encoded_flows(model, x_int, x_real, model.input_log_probs(x_int, x_real, tables))
+        for i, (theta, table) in enumerate(zip(probs, tables)):
+            if table is not None:
+                stats.inputs[i]["counts"] = self._soft_counts(model, i, theta, table, stats.inputs[i]["counts"])
+        return stats
+
+    def _rows_marginals(self, model, i) -> torch.Tensor:
+        part = model.program.input_partitions[i]
+        m = torch.as_tensor(self.marginals[:, : part.num_cats], dtype=model.dtype, device=model.inputs[i].vars.device)
+        return m[model.inputs[i].vars]
+
+    def _soft_tables(self, model):
+        """Per partition: (theta [m, K], log soft table [m, K]) for the softened families."""
+        probs, tables = [], []
+        for i, (part, h) in enumerate(zip(model.program.input_partitions, model.inputs)):
+            if part.dist not in SOFTENED_FAMILIES or part.num_cats is None:
+                probs.append(None)
+                tables.append(None)
+                continue
+            theta = STATISTICS[part.dist].probs(h)
+            s = (theta * self._rows_marginals(model, i)).sum(1, keepdim=True)
+            probs.append(theta)
+            tables.append(((1 - self.soften) * theta + self.soften * s).log())
+        return probs, tables
+
+    def _soft_counts(self, model, i, theta, table, counts):
+        """Counts per observed value c_x -> expected counts per true value:
+        c'_v = theta_v ((1 - beta) c_v / theta'_v + beta m_v sum_x c_x / theta'_x)."""
+        ratio = counts / table.exp().to(counts.dtype)
+        m = self._rows_marginals(model, i).to(counts.dtype)
+        beta = self.soften
+        return theta.to(counts.dtype) * ((1 - beta) * ratio + beta * m * ratio.sum(1, keepdim=True))
+
+    # -- the entropy weights of the M-step ---------------------------------------------------
+    def entropy_weights(self, model, rows: int, pseudocount: float):
+        """(b [P] per sum weight, [b [m] per input row or None per partition]), or None when
+        entropy regularisation is off."""
+        if not self.entropy:
+            return None
+        reach = encoded_flows(model, *missing_row(model))
+        scale = self.entropy * (rows + pseudocount)
+        rows_total = model.sum_rows.row_totals(reach.sum_flows)
+        per_edge = _per_edge(model.sum_rows, rows_total, reach.sum_flows)
+        inputs = [
+            scale * s["missing"] if part.dist in SOFTENED_FAMILIES else None
+            for part, s in zip(model.program.input_partitions, reach.inputs)
+        ]
+        return scale * per_edge, inputs
+
+
+def _per_edge(sum_rows, totals: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Row values [rows] (dense blocks first, then the tail, as row_totals gives them) spread to
+    every weight of the row: [P]."""
+    out = torch.empty_like(like)
+    r = 0
+    for a, b, k in sum_rows.blocks:
+        n = (b - a) // k
+        out[a:b] = totals[r : r + n].repeat_interleave(k)
+        r += n
+    if sum_rows.tail_rows:
+        out[sum_rows.tail_start :] = totals[r:][sum_rows.tail_segment]
+    return out
+
+
+def missing_row(model):
+    """One encoded row with every variable missing: its flows are the top-down reach
+    probabilities."""
+    V = len(model.program.var_cats)
+    return model.encode(np.zeros((1, V), np.float32), np.ones((1, V), bool))
+
+
+def value_frequencies(train, num_cats) -> np.ndarray:
+    """[V, K] frequency of each value of each discrete variable over its observed training
+    entries (uniform for a variable never observed; zeros for real variables)."""
+    x = np.asarray(train)
+    cats = [0 if k is None else int(k) for k in num_cats]
+    K = max(cats + [1])
+    out = np.zeros((x.shape[1], K))
+    for v, k in enumerate(cats):
+        if k == 0:
+            continue
+        col = x[:, v]
+        col = col[np.isfinite(col) & (col >= 0)].astype(np.int64) if col.dtype.kind == "f" else col[col >= 0]
+        counts = np.bincount(col, minlength=k)[:k].astype(np.float64)
+        out[v, :k] = counts / counts.sum() if counts.sum() > 0 else 1.0 / k
+    return out
