@@ -155,28 +155,43 @@ def run(name: str, root: Path, work: Path, cfg: dict, minutes: float | None, dev
         "valid_ll": best["valid_ll"],
         "test_ll": best["test_ll"],
         "seconds": round(seconds, 1),
+        "config": f"{cfg['latents']}x{cfg['trees']}, patience {cfg['patience']}",
         "command": shlex.join(cmd),
     }
 
 
-def table(work: Path) -> str:
+def best_results(works: list[Path]) -> dict[str, dict]:
+    """Per dataset, the result of best validation LL over the work folders (configurations)."""
+    best: dict[str, dict] = {}
+    for work in works:
+        for name in PUBLISHED:
+            f = work / f"{name}.json"
+            if f.exists():
+                r = json.loads(f.read_text())
+                if name not in best or r["valid_ll"] > best[name]["valid_ll"]:
+                    best[name] = r
+    return best
+
+
+def table(works: list[Path]) -> str:
+    results = best_results(works)
     lines = [
-        "| dataset | vars | ours: test LL | published HCLT | gap | valid LL | epochs run (budget) | budget | seconds |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| dataset | vars | ours: test LL | published HCLT | gap | valid LL | config (latents x trees) "
+        "| epochs run (budget) | budget | seconds |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---|---:|",
     ]
     for name, (V, bar) in PUBLISHED.items():
-        f = work / f"{name}.json"
-        if not f.exists():
-            lines.append(f"| {name} | {V} | not run | {bar:.2f} | | | | | |")
+        if name not in results:
+            lines.append(f"| {name} | {V} | not run | {bar:.2f} | | | | | | |")
             continue
-        r = json.loads(f.read_text())
+        r = results[name]
         gap = r["test_ll"] - bar
         mark = "**" if gap >= 0 else ""
         budget = "capped (CPU)" if r["capped"] else "full"
         lines.append(
             f"| {name} | {V} | {mark}{r['test_ll']:.2f}{mark} | {bar:.2f} | {gap:+.2f} ({100 * gap / abs(bar):+.1f}%) "
-            f"| {r['valid_ll']:.2f} | {r['epochs_run']} ({r['epochs_budget']}+{r['finish_budget']}) | {budget} "
-            f"| {r['seconds']:.0f} |"
+            f"| {r['valid_ll']:.2f} | {r.get('config', '12x4, patience 3')} "
+            f"| {r['epochs_run']} ({r['epochs_budget']}+{r['finish_budget']}) | {budget} | {r['seconds']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -199,18 +214,23 @@ def main():
     ap.add_argument("--minutes", type=float, default=None, help="cap each dataset's epochs to about this time")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--table", action="store_true", help="only rebuild the table from the results")
+    ap.add_argument("--also", type=Path, nargs="*", default=[], help="more result folders (other configurations)")
+    for key in ("latents", "trees", "patience"):
+        ap.add_argument(f"--{key}", type=int, default=CONFIG[key], help=f"default {CONFIG[key]}")
     args = ap.parse_args()
+    cfg = {**CONFIG, "latents": args.latents, "trees": args.trees, "patience": args.patience}
     args.work.mkdir(parents=True, exist_ok=True)
+    works = [args.work, *args.also]
     names = list(PUBLISHED) if args.all else args.datasets
     for name in [] if args.table else names:
         out = args.work / f"{name}.json"
         if out.exists():
             continue
-        r = run(name, args.data, args.work, CONFIG, args.minutes, args.device)
+        r = run(name, args.data, args.work, cfg, args.minutes, args.device)
         out.write_text(json.dumps(r, indent=1))
         print(json.dumps(r), flush=True)
-        write_readme(table(args.work))
-    text = table(args.work)
+        write_readme(table(works))
+    text = table(works)
     write_readme(text)
     print(text)
 

@@ -90,10 +90,11 @@ def reference_prob(circuit: Circuit, row) -> float:
     return float(reference_values(circuit, row)[circuit.root][0])
 
 
-def reference_flows(circuit: Circuit, row) -> dict[int, np.ndarray]:
+def reference_flows(circuit: Circuit, row, node_flows: bool = False):
     """Edge flows F_{n,c}(row) of every sum vector ({id: [size, K]}) by their definition, top
     down from root flow 1: a sum row passes theta p_c / p_n of its flow down each edge, a product
-    its whole flow to each child row. Tied sums' flows are added into their source's entry."""
+    its whole flow to each child row. Tied sums' flows are added into their source's entry.
+    `node_flows`: also every node vector's flow ({id: [size]}), as (edges, nodes)."""
     vals = reference_values(circuit, row)
     flow = {nid: np.zeros(n.size) for nid, n in circuit.nodes.items()}
     flow[circuit.root][:] = 1.0
@@ -118,7 +119,7 @@ def reference_flows(circuit: Circuit, row) -> dict[int, np.ndarray]:
             size = circuit.nodes[c].size
             flow[c] += f[:, start : start + size].sum(0)
             start += size
-    return edges
+    return (edges, flow) if node_flows else edges
 
 
 def reference_values(circuit: Circuit, row) -> dict[int, np.ndarray]:

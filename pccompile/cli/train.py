@@ -17,15 +17,7 @@ def run_training(
     valid: Optional[str],
     test: Optional[str],
     *,
-    epochs: int,
-    batch_size: int,
-    optimizer: str,
-    step_size: Optional[float],
-    step_size_end: Optional[float],
-    schedule: str,
-    pseudocount: float,
     device: str,
-    seed: int,
     out: Path,
     resume: bool,
     passes: Optional[str] = None,
@@ -34,33 +26,19 @@ def run_training(
     prune_grow: Optional[str] = None,
     compress: Optional[str] = None,
     patience: int = 0,
-    finish: int = 0,
-    soften: float = 0.0,
-    entropy: float = 0.0,
+    **learning,
 ) -> list:
     """Shared by `pcc train` and `pcc demo`: compile, train with progress and a table per epoch,
-    checkpoint every epoch, write the model, the learning curve and (for images) samples."""
+    checkpoint every epoch, write the model, the learning curve and (for images) samples.
+    `learning`: the TrainConfig settings by their CLI names (epochs, batch_size, optimizer,
+    step_size, step_size_end, schedule, pseudocount, seed, finish, soften, entropy)."""
     import pccompile
-    from pccompile.learn import TrainConfig, Trainer
+    from pccompile.learn import Trainer
 
     pg = _round_options(prune_grow, compress)
     _check_patience(patience if pg is None else pg.patience, valid, "--patience" if pg is None else "patience=")
-    if finish and pg is not None:
-        raise pccompile.ArgumentError("--finish adds full-batch EM epochs to plain training, not to a rounds learner")
-    cfg = TrainConfig(
-        epochs=epochs if pg is None else pg.total_epochs,
-        phase_epochs=None if pg is None else pg.epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        step_size=step_size,
-        step_size_end=step_size_end,
-        schedule=schedule,
-        pseudocount=pseudocount,
-        seed=seed,
-        finish_epochs=finish,
-        soften=soften,
-        entropy=entropy,
-    )
+    cfg = _train_config(pg, **learning)
+    seed = cfg.seed
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt = out.with_name(out.stem + ".ckpt.pcz")
     model = _model_or_checkpoint(spec, ckpt, resume, passes, seed, device, backend)
@@ -94,6 +72,22 @@ def run_training(
     pccompile.save(model, out)
     _report(model, history, spec, out, ckpt, samples, seed, saved)
     return history
+
+
+def _train_config(pg, *, epochs: int, finish: int = 0, **fields):
+    """The TrainConfig of a run; a rounds learner sets the epochs (its rounds x epochs per round,
+    the schedule restarting each round) and takes no finishing phase."""
+    import pccompile
+    from pccompile.learn import TrainConfig
+
+    if finish and pg is not None:
+        raise pccompile.ArgumentError("--finish adds full-batch EM epochs to plain training, not to a rounds learner")
+    return TrainConfig(
+        epochs=epochs if pg is None else pg.total_epochs,
+        phase_epochs=None if pg is None else pg.epochs,
+        finish_epochs=finish,
+        **fields,
+    )
 
 
 def _check_patience(patience: int, valid: Optional[str], flag: str) -> None:
@@ -389,7 +383,7 @@ def train(
     batch_size: int = typer.Option(512, "--batch-size", "-b", help="rows per mini-batch"),
     optimizer: str = typer.Option("em", help="em (mini-batch EM), em-full (full-batch EM), sgd or adam"),
     step_size: Optional[float] = typer.Option(
-        None, "--step-size", help="EM step size (em 0.1, em-full 1.0) or learning rate"
+        None, "--step-size", help="EM step size (em 0.1, em-full 1.0) or learning rate (sgd 0.05, adam 0.1)"
     ),
     step_size_end: Optional[float] = typer.Option(
         None, "--step-size-end", help="final step size of a decaying schedule"
