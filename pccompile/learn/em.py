@@ -68,7 +68,8 @@ def em_step(
     same update. Returns the batch's summed log-likelihood as a 0-d device tensor, without
     waiting for the device. On the triton backend on CUDA the step is captured as a CUDA graph
     per batch shape and replayed (pccompile.cuda_graphs); the step size is an input of the graph.
-    `reg`: data softening and entropy regularisation (learn.regularize)."""
+    `reg`: data softening and entropy regularisation (learn.regularize); a regularised step runs
+    eagerly (it copies the marginals and a missing row to the device), not as a graph."""
     pc = float(pseudocount)
 
     def step_fn(xi, xr, a):
@@ -79,8 +80,8 @@ def em_step(
         return stats.log_likelihood
 
     step = torch.full((), float(step_size), dtype=torch.float32, device=x_int.device)
-    if model.cuda_graphs and x_int.is_cuda:
-        return model.graph_cache(("em", pc, reduce, reg), step_fn)(x_int, x_real, step)
+    if model.cuda_graphs and x_int.is_cuda and reg is None:  # the regularisers copy host tables in: eager
+        return model.graph_cache(("em", pc, reduce), step_fn)(x_int, x_real, step)
     return step_fn(x_int, x_real, step)
 
 

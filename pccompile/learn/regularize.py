@@ -32,7 +32,7 @@ from pccompile.statistics import STATISTICS
 SOFTENED_FAMILIES = ("categorical", "bernoulli")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Regularization:
     soften: float = 0.0
     entropy: float = 0.0
