@@ -31,11 +31,6 @@ def row_sum_last(t: torch.Tensor) -> torch.Tensor:
     return t.sum(-1, keepdim=True).expand_as(t)
 
 
-def dense_rows(k: int) -> RowSum:
-    """Row sums for a flat tensor of rows of width k."""
-    return lambda t: t.view(-1, k).sum(-1, keepdim=True).expand(-1, k).reshape(t.shape)
-
-
 def segment_rows(segment: torch.Tensor, rows: int) -> RowSum:
     """Row sums for entries grouped by `segment` ids."""
 

@@ -221,9 +221,9 @@ class SumRows(nn.Module):
     ) -> None:
         """theta <- (1 - a) theta + a (F + pc/deg) / (F_row + pc), written into `logits` as logs.
         `step` is a float or a device scalar tensor. `blocks=False` leaves the dense blocks to a
-        fused kernel and updates only the tail. `entropy` [P] (each weight's b, equal within a
-        row): the new theta maximises sum (F + pc/deg) log theta + b H(theta) instead
-        (pccompile.maxent)."""
+        fused kernel and updates only the tail. `entropy` [P]: per weight, a share of its row's
+        entropy weight b (their row sum; learn.regularize gives the reach pass's flows): the new
+        theta maximises sum (F + pc/deg) log theta + b H(theta) instead (pccompile.maxent)."""
 
         def upd(old, f, row, deg, b, row_sum):
             if b is not None:
@@ -236,7 +236,7 @@ class SumRows(nn.Module):
         if blocks:
             for a, b, k in self.blocks:
                 f = flows[a:b].view(-1, k)
-                ent = None if entropy is None else entropy[a:b].view(-1, k)
+                ent = None if entropy is None else entropy[a:b].view(-1, k).sum(-1, keepdim=True)
                 new = upd(logw[a:b].view(-1, k).exp(), f, f.sum(-1, keepdim=True), k, ent, row_sum_last)
                 logits[a:b] = new.reshape(-1)
         if self.tail_rows:
@@ -244,8 +244,8 @@ class SumRows(nn.Module):
             seg = self.tail_segment
             f = flows[t:]
             row = torch.zeros(self.tail_rows, dtype=f.dtype, device=f.device).index_add_(0, seg, f)
-            ent = None if entropy is None else entropy[t:]
             tail_sum = segment_rows(seg, self.tail_rows)
+            ent = None if entropy is None else tail_sum(entropy[t:])
             logits[t:] = upd(logw[t:].exp(), f, row[seg], self.tail_degree.to(f.dtype), ent, tail_sum)
 
 

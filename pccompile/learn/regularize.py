@@ -32,6 +32,13 @@ from pccompile.statistics import STATISTICS
 SOFTENED_FAMILIES = ("categorical", "bernoulli")
 
 
+def check_settings(soften, entropy) -> None:
+    """Both regularisers' strengths lie in [0, 1) (the CLI's flag names in the message)."""
+    for flag, value in (("--soften", soften), ("--entropy-reg", entropy)):
+        if not (isinstance(value, (int, float)) and np.isfinite(value) and 0 <= value < 1):
+            raise ArgumentError(f"{flag} must be in [0, 1), got {value!r}")
+
+
 @dataclass(frozen=True, eq=False)
 class Regularization:
     soften: float = 0.0
@@ -39,10 +46,7 @@ class Regularization:
     marginals: np.ndarray | None = None  # [V, K] value frequencies of the training data (softening)
 
     def __post_init__(self):
-        for name in ("soften", "entropy"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and np.isfinite(value) and 0 <= value < 1):
-                raise ArgumentError(f"--{name}{'-reg' * (name == 'entropy')} must be in [0, 1), got {value!r}")
+        check_settings(self.soften, self.entropy)
         if self.soften > 0 and self.marginals is None:
             raise ArgumentError("softening needs the training data's value frequencies")
 
@@ -57,69 +61,49 @@ class Regularization:
     def e_step(self, model, x_int, x_real) -> FlowStats:
         if not self.soften:
             return encoded_flows(model, x_int, x_real)
-        probs, tables = self._soft_tables(model)
+        soft = self._soft_tables(model)
+        tables = [None if t is None else t[2] for t in soft]
         stats = encoded_flows(model, x_int, x_real, model.input_log_probs(x_int, x_real, tables))
-        for i, (theta, table) in enumerate(zip(probs, tables)):
-            if table is not None:
-                stats.inputs[i]["counts"] = self._soft_counts(model, i, theta, table, stats.inputs[i]["counts"])
+        for i, t in enumerate(soft):
+            if t is not None:
+                stats.inputs[i]["counts"] = self._soft_counts(*t, stats.inputs[i]["counts"])
         return stats
 
-    def _rows_marginals(self, model, i) -> torch.Tensor:
-        part = model.program.input_partitions[i]
-        m = torch.as_tensor(self.marginals[:, : part.num_cats], dtype=model.dtype, device=model.inputs[i].vars.device)
-        return m[model.inputs[i].vars]
-
     def _soft_tables(self, model):
-        """Per partition: (theta [m, K], log soft table [m, K]) for the softened families."""
-        probs, tables = [], []
-        for i, (part, h) in enumerate(zip(model.program.input_partitions, model.inputs)):
+        """Per partition, for the softened families: (theta [m, K], each row's variable
+        marginals m [m, K], log soft table [m, K]); None for the others."""
+        out = []
+        for part, h in zip(model.program.input_partitions, model.inputs):
             if part.dist not in SOFTENED_FAMILIES or part.num_cats is None:
-                probs.append(None)
-                tables.append(None)
+                out.append(None)
                 continue
             theta = STATISTICS[part.dist].probs(h)
-            s = (theta * self._rows_marginals(model, i)).sum(1, keepdim=True)
-            probs.append(theta)
-            tables.append(((1 - self.soften) * theta + self.soften * s).log())
-        return probs, tables
+            m = torch.as_tensor(self.marginals[:, : part.num_cats], dtype=theta.dtype, device=theta.device)[h.vars]
+            s = (theta * m).sum(1, keepdim=True)
+            out.append((theta, m, ((1 - self.soften) * theta + self.soften * s).log()))
+        return out
 
-    def _soft_counts(self, model, i, theta, table, counts):
+    def _soft_counts(self, theta, m, table, counts):
         """Counts per observed value c_x -> expected counts per true value:
         c'_v = theta_v ((1 - beta) c_v / theta'_v + beta m_v sum_x c_x / theta'_x)."""
         ratio = counts / table.exp().to(counts.dtype)
-        m = self._rows_marginals(model, i).to(counts.dtype)
         beta = self.soften
-        return theta.to(counts.dtype) * ((1 - beta) * ratio + beta * m * ratio.sum(1, keepdim=True))
+        return theta.to(counts.dtype) * ((1 - beta) * ratio + beta * m.to(counts.dtype) * ratio.sum(1, keepdim=True))
 
     # -- the entropy weights of the M-step ---------------------------------------------------
     def entropy_weights(self, model, rows: int, pseudocount: float):
-        """(b [P] per sum weight, [b [m] per input row or None per partition]), or None when
-        entropy regularisation is off."""
+        """(sum weights: [P] tau (N + pc) times each weight's flow in the reach pass, whose row
+        sums are the rows' entropy weights b; inputs: [b [m] per row, or None per partition]),
+        or None when entropy regularisation is off."""
         if not self.entropy:
             return None
         reach = encoded_flows(model, *missing_row(model))
         scale = self.entropy * (rows + pseudocount)
-        rows_total = model.sum_rows.row_totals(reach.sum_flows)
-        per_edge = _per_edge(model.sum_rows, rows_total, reach.sum_flows)
         inputs = [
             scale * s["missing"] if part.dist in SOFTENED_FAMILIES else None
             for part, s in zip(model.program.input_partitions, reach.inputs)
         ]
-        return scale * per_edge, inputs
-
-
-def _per_edge(sum_rows, totals: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Row values [rows] (dense blocks first, then the tail, as row_totals gives them) spread to
-    every weight of the row: [P]."""
-    out = torch.empty_like(like)
-    r = 0
-    for a, b, k in sum_rows.blocks:
-        n = (b - a) // k
-        out[a:b] = totals[r : r + n].repeat_interleave(k)
-        r += n
-    if sum_rows.tail_rows:
-        out[sum_rows.tail_start :] = totals[r:][sum_rows.tail_segment]
-    return out
+        return scale * reach.sum_flows, inputs
 
 
 def missing_row(model):

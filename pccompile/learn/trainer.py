@@ -17,7 +17,7 @@ from pccompile.io import check_state, module_state, read, save
 from pccompile.ir import ArgumentError, DataError, FormatError
 
 from .em import SCHEDULES, step_size_at
-from .regularize import Regularization
+from .regularize import Regularization, check_settings
 from .strategies import STRATEGIES, FullBatchEM
 
 
@@ -51,7 +51,7 @@ class TrainConfig:
             raise ArgumentError(f"seed must be an integer >= 0, got {self.seed!r}")
         if not _finite(self.pseudocount) or self.pseudocount < 0:
             raise ArgumentError(f"pseudocount must be a finite number >= 0, got {self.pseudocount!r}")
-        Regularization(self.soften, self.entropy, np.zeros((0, 1)))  # checks the ranges
+        check_settings(self.soften, self.entropy)
         if (self.soften or self.entropy) and not self.optimizer.startswith("em"):
             raise ArgumentError(
                 f"--soften and --entropy-reg are EM regularisers; optimizer {self.optimizer} takes neither"

@@ -91,8 +91,10 @@ def hclt(
         raise ArgumentError(f"hclt data must have rows and columns, got shape {data.shape}")
     if data.dtype.kind not in "biu":
         raise ArgumentError(f"hclt data must be integer categories, got {data.dtype}")
-    if trees < 1 or (tree_candidates is not None and tree_candidates < trees):
-        raise ArgumentError(f"hclt needs trees >= 1 and tree_candidates >= trees; got {trees}, {tree_candidates}")
+    if trees < 1:
+        raise ArgumentError(f"hclt needs trees >= 1, got {trees}")
+    if tree_candidates is not None and tree_candidates < trees:
+        raise ArgumentError(f"hclt needs tree_candidates >= trees, got {tree_candidates} < {trees}")
     if latents < 1 or (max_rows is not None and max_rows < 1) or (bins is not None and bins < 2):
         raise ArgumentError(
             f"hclt needs latents >= 1, max_rows >= 1 and bins >= 2; got latents={latents}, "

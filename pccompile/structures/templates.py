@@ -71,8 +71,6 @@ def hclt_template(ctx, size, variables, latents, data, bins, pseudocount, max_ro
         check_data(x, np.array(cats), [ctx.variables[i].name for i in ids], f"hclt data '{data}'")
     except PCError as e:
         raise ctx.error(f"hclt data: {e}") from None
-    if tree_candidates is not None and tree_candidates < trees:
-        raise ctx.error(f"hclt needs tree_candidates >= trees, got {tree_candidates} < {trees}")
     circuit = _hclt(
         x,
         latents,
