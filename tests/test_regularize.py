@@ -205,3 +205,8 @@ def test_pcc_train_with_softening_entropy_and_a_mixture_of_hclts(tmp_path):
     assert len(hist) == 3 and all(np.isfinite(h["valid_ll"]) for h in hist)
     r = CliRunner().invoke(app, [*args[:-4], "--optimizer", "adam", "-o", str(tmp_path / "a.pcz")])
     assert r.exit_code != 0 and "EM regularisers" in r.output
+
+
+def test_softening_without_the_value_frequencies_is_refused():
+    with pytest.raises(ArgumentError, match="softening needs the training data's value frequencies"):
+        Regularization(soften=0.1)

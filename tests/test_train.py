@@ -224,3 +224,35 @@ def test_a_run_killed_in_its_finishing_phase_resumes_exactly(tmp_path):
     assert all(np.array_equal(a[k], b[k]) for k in a if k.startswith("state."))
     history = read(tmp_path / "b.ckpt.pcz")[0]["extra"]["train_state"]["history"]
     assert [r["step_size"] for r in history][-2:] == [1.0, 1.0] and len(history) == 6
+
+
+def test_a_hook_can_start_the_finishing_phase_early_and_a_resume_keeps_it(tmp_path):
+    """finish_early at epoch 2 of 6 (+2 finishing): the run is epochs 1-2 mini-batch, 3-4
+    full-batch (step 1), then ends; the checkpoint records where finishing began, a restored
+    trainer ends there too, and a record whose start does not fit its epoch is refused."""
+    from pccompile.ir import FormatError
+
+    from pccompile.learn import Trainer
+    from pccompile.learn.strategies import FullBatchEM
+
+    x = np.random.default_rng(2).integers(0, 3, size=(200, 6))
+    cfg = TrainConfig(epochs=6, batch_size=64, step_size=0.3, finish_epochs=2)
+
+    def hook(trainer, rec):
+        if rec.epoch == 2:
+            assert trainer.finish_early(2) and not trainer.finish_early(2)  # only once
+        return None
+
+    ckpt = tmp_path / "c.pcz"
+    trainer = Trainer(pc.compile(SPEC), cfg, x, checkpoint=ckpt, between_epochs=hook)
+    history = trainer.run()
+    assert [r.step_size for r in history] == [history[0].step_size, history[1].step_size, 1.0, 1.0]
+    assert history[1].step_size != 1.0 and isinstance(trainer.strategy, FullBatchEM)
+    again = Trainer(pc.compile(SPEC), cfg, x, checkpoint=ckpt)
+    again.restore()
+    assert again.finish_from == 2 and again.total_epochs == 4 and again.start_epoch == 4
+    assert again.run() == again.history and len(again.history) == 4  # nothing left to train
+    trainer.finish_from = 9
+    trainer.save_checkpoint()
+    with pytest.raises(FormatError, match="finishing start 9 does not fit epoch 4"):
+        Trainer(pc.compile(SPEC), cfg, x, checkpoint=ckpt).restore()
