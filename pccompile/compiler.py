@@ -89,6 +89,7 @@ def compile(
     trace: Callable | None = None,
     triton: dict | None = None,
     cuda_graphs: bool = True,
+    fuse: bool = True,
     data=None,
 ) -> CompiledCircuit:
     """Compile a circuit from any front end into a CompiledCircuit (a torch.nn.Module).
@@ -101,6 +102,8 @@ def compile(
     seed: parameters not given in the source are drawn from it. dtype: parameter and computation
     precision (float32 default, float64 for exact checks). cuda_graphs: on the triton backend on
     CUDA, capture inference and EM steps as CUDA graphs per batch shape (pccompile.cuda_graphs).
+    fuse: let sums compute the products only they read instead of storing them (codegen.fusion;
+    both backends; off is the plain layer-by-layer reference, and `triton={"fuse": ...}` wins).
     data: rows the passes' analyses are computed on (edge flows for `prune`)."""
     report = report if report is not None else CompileReport()
     t0 = time.perf_counter()
@@ -114,7 +117,8 @@ def compile(
     program = lower(circuit, pack)
     t3 = time.perf_counter()
     chosen = _choose_backend(backend, device, dtype)
-    options = {"triton": dict(triton or {}), "cuda_graphs": bool(cuda_graphs)}
+    options = {"triton": {"fuse": bool(fuse), **(triton or {})}, "torch": {"fuse": bool(fuse)}}
+    options["cuda_graphs"] = bool(cuda_graphs)
     model = CompiledCircuit(
         circuit, program, backend=chosen, dtype=dtype or torch.float32, options=options, device=device
     )

@@ -34,7 +34,7 @@ def make_executor(program: Program, backend: str, options: dict, dtype: torch.dt
         from pccompile.codegen.triton import TritonExecutor, TritonOptions
 
         return TritonExecutor(program, TritonOptions(**options.get("triton", {})))
-    return TorchExecutor(program)
+    return TorchExecutor(program, **options.get("torch", {}))
 
 
 class CompiledCircuit(nn.Module):

@@ -24,12 +24,17 @@ def _expected(dist: str, p: dict, K: int, value: int) -> float:
 
 
 @pytest.mark.parametrize("dist,K", [("categorical", 5), ("bernoulli", 2), ("binomial", 4)])
-@pytest.mark.parametrize("layout", ["runs", "scattered"])
+@pytest.mark.parametrize("layout", ["runs", "shuffled", "scattered"])
 def test_input_log_probs_match_the_formulas_with_missing_values(rng, dist, K, layout):
     V, L, B = 4, 3, 7
-    vars_ = np.repeat(np.arange(V), L) if layout == "runs" else rng.integers(0, V, size=V * L)
+    vars_ = {
+        "runs": np.repeat(np.arange(V), L),
+        "shuffled": np.roll(np.repeat(np.arange(V), L), 1),  # L rows per variable, not in runs
+        "scattered": np.array([0, 0, 0, 0, 1, 2, 2, 3, 3, 1, 0, 3]),  # unequal rows per variable
+    }[layout]
     part = InputPartition(dist, K, 2, vars_)
     assert (part.run_length == L) == (layout == "runs")
+    assert (part.rows_per_var == L) == (layout != "scattered")
     m = part.size
     if dist == "categorical":
         params = {"logits": torch.tensor(rng.normal(size=(m, K)))}
@@ -47,15 +52,17 @@ def test_input_log_probs_match_the_formulas_with_missing_values(rng, dist, K, la
             assert got[r, b] == pytest.approx(want, abs=1e-9), (r, b, value)
 
 
-def test_gradients_flow_through_the_table_gather(rng):
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_gradients_flow_through_the_table_gather(rng, shuffled):
     V, L, K, B = 3, 2, 4, 5
-    part = InputPartition("categorical", K, 2, np.repeat(np.arange(V), L))
+    vars_ = np.repeat(np.arange(V), L)
+    part = InputPartition("categorical", K, 2, rng.permutation(vars_) if shuffled else vars_)
     logits = torch.tensor(rng.normal(size=(V * L, K)), requires_grad=True)
     x = torch.as_tensor(rng.integers(-1, K, size=(B, V)))
     partition_log_probs(part, {"logits": logits}, torch.as_tensor(part.vars), x, None).sum().backward()
     # d/dlogits of sum_b log softmax(logits)[x_b]: counts minus (observed count) * softmax
     soft = torch.softmax(logits.detach(), 1).numpy()
     for r in range(V * L):
-        seen = x[:, r // L].numpy()
+        seen = x[:, part.vars[r]].numpy()
         counts = np.bincount(seen[seen >= 0], minlength=K)
         np.testing.assert_allclose(logits.grad[r].numpy(), counts - counts.sum() * soft[r], atol=1e-9)

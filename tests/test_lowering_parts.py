@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pccompile.codegen.triton.emitter import TritonOptions, plan_fusion, plan_launches
+from pccompile.codegen.fusion import plan_fusion
+from pccompile.codegen.triton.emitter import TritonOptions, plan_launches
 from pccompile.ir import ONE_ROW, ZERO_ROW, ProductPartition
 from pccompile.passes import layer, lower
 from pccompile.passes.pack import SumParams, _Rows, pack_inputs

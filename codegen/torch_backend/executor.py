@@ -6,6 +6,12 @@ children: out = m + log(W @ exp(c - m)). When that underflows for a node (all it
 children far below the group max), the node is recomputed exactly in log space, so no finite
 value becomes -inf. The backward pass produces node flows (the gradient of the output w.r.t.
 each row) and parameter flows (gradient w.r.t. each log-weight) in the same factored form.
+
+Fusion (codegen.fusion): passes that need not return every row (`complete=False`: likelihoods,
+flows, the autograd path) run over a buffer without the product layers that only the next sum
+layer reads; those sums form their children from the products' factors (torch_backend.children),
+so the products are never stored, nor their flows. `complete=True` runs the unfused Program
+order, which sampling and MPE decoding read.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import torch
 from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW, Program
 from torch import nn
 
+from ..fusion import plan_fusion
 from .inputs import partition_log_probs
 from .program_tensors import ProgramTensors
 
@@ -25,56 +32,69 @@ def _tiny(dtype: torch.dtype) -> float:
 class TorchExecutor(nn.Module):
     """The torch backend's Executor (codegen.executor): plain torch ops over ProgramTensors."""
 
-    def __init__(self, program: Program):
+    def __init__(self, program: Program, fuse: bool = True):
         super().__init__()
         self.program = program
-        self.tensors = ProgramTensors(program)
+        self.tensors = ProgramTensors(program)  # Program order: complete passes and the decoder
+        fused = ProgramTensors(program, plan_fusion(program, fuse))
+        self.fused = fused if fused.fused else self.tensors  # what incomplete passes run
         self.root_row = program.root_row
-        self.out_row = program.root_row  # torch buffers are in Program order
+        self.out_row = self.fused.root_row
         self.num_inputs = self.tensors.num_inputs
         self.num_params = program.num_sum_params
 
     # -- forward ---------------------------------------------------------------------------
     def node_values(self, x_int, x_real, inputs, logw, complete: bool = False) -> torch.Tensor:
-        """Input log-probabilities (torch_backend.inputs), then the layers."""
-        parts = [
-            partition_log_probs(part, p, self.tensors.input_vars(k), x_int, x_real)
-            for k, (part, p) in enumerate(zip(self.program.input_partitions, inputs))
-        ]
-        return self.forward_mars(torch.cat(parts, 0), logw, complete=complete)
+        """Input log-probabilities (torch_backend.inputs), written into the buffer's input rows,
+        then the layers."""
+        pt = self.tensors if complete else self.fused
+        B = x_int.shape[0]
+        mars = pt.empty_mars(B, logw.dtype, x_int.device)
+        row = FIRST_ROW
+        for k, (part, p) in enumerate(zip(self.program.input_partitions, inputs)):
+            partition_log_probs(part, p, self.tensors.input_vars(k), x_int, x_real, out=mars[row : row + part.size])
+            row += part.size
+        return self._layers(pt, mars, logw)
 
     def forward_mars(self, input_logp: torch.Tensor, logw: torch.Tensor, complete: bool = True) -> torch.Tensor:
-        """input_logp [R_in, B], logw [P] normalised log-weights -> mars [num_rows, B] (every row
-        is written whatever `complete` says: this backend fuses nothing)."""
-        B = input_logp.shape[1]
-        pt = self.tensors
-        mars = pt.start_mars(input_logp)
+        """input_logp [R_in, B] (or the input partitions' blocks in order), logw [P] normalised
+        log-weights -> mars [rows, B]: every row in Program order when `complete`, else the fused
+        buffer (rows of `self.fused`)."""
+        pt = self.tensors if complete else self.fused
+        return self._layers(pt, pt.start_mars(input_logp), logw)
+
+    def _layers(self, pt: ProgramTensors, mars: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
+        """Every layer of `pt` in order, into mars (its padding and input rows already written)."""
+        B = mars.shape[1]
         logw_ext = pt.extend_logw(logw, mars.dtype)
         for kind, keys in pt.layer_specs:
             for key in keys:
-                rows, child, pid = pt.part(key)
-                out = pt.product(mars, child) if kind == "product" else self._sum_forward(mars, child, pid, logw_ext)
+                if kind == "product":
+                    rows, child, _ = pt.part(key)
+                    out = pt.product(mars, child)
+                else:
+                    rows = getattr(pt, key + "_rows")
+                    out = self._sum_forward(pt, key, mars, logw_ext)
                 pt.write(mars, key, out.reshape(rows.shape[0], B))
         return mars
 
-    @staticmethod
-    def _group_terms(mars, child, pid, logw_ext):
-        """The group max m [g, 1, B] of the child values (0 where all are -inf), the shifted
-        exponentials e = exp(c - m) [g, K, B] and the weights w [g, G, K]. In place on the
-        gathered copy: the rare exact path reads the child values again."""
-        e = mars[child]
-        m = e.amax(1, keepdim=True).nan_to_num_(neginf=0.0)
-        return m, e.sub_(m).exp_(), logw_ext[pid].exp()
-
-    def _sum_forward(self, mars, child, pid, logw_ext):
-        m, e, w = self._group_terms(mars, child, pid, logw_ext)
-        s = torch.bmm(w, e)  # [g, G, B]
-        bad = s < _tiny(s.dtype)
-        out = s.log_().add_(m)
-        if bad.any():
-            gi, i, b = bad.nonzero(as_tuple=True)
-            total = logw_ext[pid[gi, i]] + mars[child[gi], b.unsqueeze(1)]
-            out[gi, i, b] = torch.logsumexp(total, 1)
+    def _sum_forward(self, pt: ProgramTensors, key: str, mars: torch.Tensor, logw_ext: torch.Tensor):
+        """[g, G, B] values of one sum partition, in cache-sized chunks of groups and samples."""
+        children, logw = pt.sources[key], pt.log_weights(key, logw_ext)
+        w = logw.exp()
+        g, G, _ = w.shape
+        out = mars.new_empty(g, G, mars.shape[1])
+        for gs, bs in _chunks(w.shape, mars):
+            view = mars[:, bs]
+            m, e = children.terms(view, gs)
+            s = torch.bmm(w[gs], e)  # [gc, G, bc]
+            bad = s < _tiny(s.dtype)
+            res = s.log_().add_(m)
+            if bad.any():  # the exact log-space path for the few nodes whose sum underflowed
+                gi, i, b = bad.nonzero(as_tuple=True)
+                gi = gi + gs.start
+                res[gi - gs.start, i, b] = torch.logsumexp(logw[gi, i] + children.exact(view, gi, b), 1)
+            out[gs, :, bs] = res
         return out
 
     def forward_max(self, input_logp: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
@@ -89,48 +109,74 @@ class TorchExecutor(nn.Module):
 
     # -- backward (flows) ------------------------------------------------------------------
     def backward_flows(self, mars: torch.Tensor, logw: torch.Tensor, grad_root: torch.Tensor):
-        """Top-down pass. grad_root [B] is the flow of the root (1 for plain flows).
+        """Top-down pass over the fused buffer (mars from an incomplete pass). grad_root [B] is
+        the flow of the root (1 for plain flows).
 
-        Returns (flows [num_rows, B], param_flows [P]): flows[r, b] = d out_b / d mars[r, b]
+        Returns (flows [rows, B], param_flows [P]): flows[r, b] = d out_b / d mars[r, b]
         times grad_root[b]; param_flows[p] = sum_b d out_b / d logw[p] times grad_root[b]."""
-        pt = self.tensors
+        pt = self.fused
         flows = torch.zeros_like(mars)
-        flows[self.root_row] = grad_root.to(mars.dtype)
+        flows[self.out_row] = grad_root.to(mars.dtype)
         logw_ext = pt.extend_logw(logw, mars.dtype)
         grad_logw = torch.zeros(logw_ext.shape[0], dtype=mars.dtype, device=mars.device)
         for kind, keys in reversed(pt.layer_specs):
             for key in reversed(keys):
-                rows, child, pid = pt.part(key)
-                f = pt.read(flows, key)  # [m, B]
                 if kind == "product":
+                    f = pt.read(flows, key)  # [m, B]
+                    _, child, _ = pt.part(key)
                     F = child.shape[1]
                     flows.index_add_(0, child.reshape(-1), f.unsqueeze(1).expand(-1, F, -1).reshape(-1, f.shape[1]))
                 else:
-                    n = pt.read(mars, key)
-                    self._sum_backward(mars, flows, grad_logw, f, n, child, pid, logw_ext)
+                    self._sum_backward(pt, key, mars, flows, grad_logw, logw_ext)
         flows[ZERO_ROW] = 0
         flows[ONE_ROW] = 0
         return flows, grad_logw[:-1]
 
-    def _sum_backward(self, mars, flows, grad_logw, f, n, child, pid, logw_ext):
-        g, G, K = pid.shape
+    def _sum_backward(self, pt: ProgramTensors, key: str, mars, flows, grad_logw, logw_ext):
+        """Flows of one sum partition's children and weights, in the chunks of the forward."""
+        children, logw = pt.sources[key], pt.log_weights(key, logw_ext)
+        g, G, K = logw.shape
         B = mars.shape[1]
-        f, n = f.reshape(g, G, B), n.reshape(g, G, B)
+        f, n = pt.read(flows, key).reshape(g, G, B), pt.read(mars, key).reshape(g, G, B)
         if not bool((f != 0).any()):
             return
-        m, e, w = self._group_terms(mars, child, pid, logw_ext)
-        s = torch.bmm(w, e)
-        small = s < _tiny(s.dtype)
-        a = (f / s.clamp_min(_tiny(s.dtype))).masked_fill_(small, 0.0)
-        flows.index_add_(0, child.reshape(-1), (e * torch.bmm(w.transpose(1, 2), a)).reshape(-1, B))
-        grad_logw.index_add_(0, pid.reshape(-1), (w * torch.bmm(a, e.transpose(1, 2))).reshape(-1))
-        bad = small & torch.isfinite(n) & (f != 0)
-        if bad.any():
-            gi, i, b = bad.nonzero(as_tuple=True)
-            total = logw_ext[pid[gi, i]] + mars[child[gi], b.unsqueeze(1)]  # [nbad, K]
-            ef = f[gi, i, b].unsqueeze(1) * (total - n[gi, i, b].unsqueeze(1)).exp()
-            flows.index_put_((child[gi], b.unsqueeze(1).expand(-1, K)), ef, accumulate=True)
-            grad_logw.index_add_(0, pid[gi, i].reshape(-1), ef.reshape(-1))
+        w = logw.exp()
+        wflows = torch.zeros_like(w)
+        for gs, bs in _chunks(w.shape, mars):
+            view, fview = mars[:, bs], flows[:, bs]
+            m, e = children.terms(view, gs)
+            wc, fc = w[gs], f[gs, :, bs]
+            s = torch.bmm(wc, e)
+            small = s < _tiny(s.dtype)
+            a = (fc / s.clamp_min(_tiny(s.dtype))).masked_fill_(small, 0.0)
+            children.scatter(fview, e * torch.bmm(wc.transpose(1, 2), a), gs)
+            wflows[gs] += wc * torch.bmm(a, e.transpose(1, 2))
+            bad = small & torch.isfinite(n[gs, :, bs]) & (fc != 0)
+            if bad.any():
+                gi, i, b = bad.nonzero(as_tuple=True)
+                gi = gi + gs.start
+                total = logw[gi, i] + children.exact(view, gi, b)  # [nbad, K]
+                ef = fc[gi - gs.start, i, b].unsqueeze(1) * (total - n[gi, i, b + bs.start].unsqueeze(1)).exp()
+                children.scatter_exact(fview, gi, b, ef)
+                wflows[gi, i] += ef
+        pt.add_weight_flows(key, grad_logw, wflows)
+
+
+CHUNK_ELEMENTS = 1 << 20  # [groups, K, samples] temporaries per step on the CPU: 4 MB (fp32), cache-sized
+
+
+def _chunks(shape: tuple[int, int, int], mars: torch.Tensor) -> list[tuple[slice, slice]]:
+    """(groups, samples) slices covering a [g, G, K] sum partition over the batch: on the CPU,
+    pieces whose [groups, K, samples] temporaries stay in cache (few, large ones on a GPU)."""
+    g, _, K = shape
+    B = mars.shape[1]
+    if mars.device.type != "cpu" or g * K * B <= CHUNK_ELEMENTS:
+        return [(slice(0, g), slice(0, B))]
+    if K * B <= CHUNK_ELEMENTS:
+        step = CHUNK_ELEMENTS // (K * B)
+        return [(slice(a, min(g, a + step)), slice(0, B)) for a in range(0, g, step)]
+    step = max(16, CHUNK_ELEMENTS // K)
+    return [(slice(a, a + 1), slice(b, min(B, b + step))) for a in range(g) for b in range(0, B, step)]
 
 
 class CircuitLogLikelihood(torch.autograd.Function):
@@ -138,7 +184,7 @@ class CircuitLogLikelihood(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, input_logp, logw, executor):
-        mars = executor.forward_mars(input_logp.detach(), logw.detach())
+        mars = executor.forward_mars(input_logp.detach(), logw.detach(), complete=False)
         ctx.executor = executor
         ctx.save_for_backward(mars, logw)
         return mars[executor.out_row].clone()

@@ -16,8 +16,9 @@ import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
-from pccompile.ir import ONE_ROW, ZERO_ROW, Program
+from pccompile.ir import Program
 
+from ..fusion import FusionPlan, plan_fusion
 from .inputs import TRITON_INPUTS
 from .kernels import HEADER, TEMPLATES
 
@@ -103,55 +104,6 @@ class Emitted:
 
 def _pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
-
-
-@dataclass
-class FusionPlan:
-    """Which product layers fusion removes, and the factor rows each fused sum partition reads.
-
-    `skip` holds product layers read only by the sum partitions right after them (and not the
-    root): they are not launched in a normal pass. `children[(layer, partition)]` is [g, K, F]:
-    for every child slot of a fusable sum partition, the rows of that product's factors (ONE_ROW
-    padding; a padded child slot is ZERO_ROW then ONE_ROWs, so it stays -inf)."""
-
-    skip: set[int] = field(default_factory=set)
-    children: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
-
-
-def plan_fusion(program: Program, fuse: bool = True) -> FusionPlan:
-    """The fusion plan of a Program (empty when `fuse` is off)."""
-    layers = program.layers
-    plan = FusionPlan()
-    if not fuse:
-        return plan
-    readers: dict[int, set[tuple[int, int]]] = {}  # row -> the (layer, partition)s that read it
-    for li, layer in enumerate(layers[1:], start=1):
-        for pi, part in enumerate(layer.partitions):
-            for r in np.unique(part.child_rows):
-                readers.setdefault(int(r), set()).add((li, pi))
-    for li, layer in enumerate(layers[1:], start=1):
-        if layer.kind != "product" or li + 1 >= len(layers) or layers[li + 1].kind != "sum":
-            continue
-        rows = np.concatenate([p.rows for p in layer.partitions])
-        F = max(p.child_rows.shape[1] for p in layer.partitions)
-        factors = np.full((program.num_rows, F), ONE_ROW, dtype=np.int64)  # row -> its factor rows
-        for p in layer.partitions:
-            factors[p.rows, : p.child_rows.shape[1]] = p.child_rows
-        is_prod = np.zeros(program.num_rows, bool)
-        is_prod[rows] = True
-        fusable = set()
-        for pi, sp in enumerate(layers[li + 1].partitions):
-            ch = sp.child_rows
-            if np.all(is_prod[ch] | (ch == ZERO_ROW)):
-                fusable.add(pi)
-                comp = factors[ch]  # [g, K, F]
-                comp[ch == ZERO_ROW] = ONE_ROW
-                comp[ch == ZERO_ROW, 0] = ZERO_ROW  # a padded child is -inf
-                plan.children[(li + 1, pi)] = comp
-        only_fused = all(readers.get(int(r), set()) <= {(li + 1, pi) for pi in fusable} for r in rows)
-        if only_fused and program.root_row not in set(rows.tolist()):
-            plan.skip.add(li)
-    return plan
 
 
 def _sum_tiles(G: int, K: int, opt: TritonOptions) -> tuple[int, int, bool, int]:
