@@ -43,6 +43,12 @@ import torch
 SIZES = {"hclt": [16, 32, 64, 128], "rat_spn": [8, 16, 32, 64], "pd": [8, 16, 32, 64]}
 RAT_DEPTH, RAT_REPETITIONS, PD_DELTA = 3, 4, 2
 OPS = ("forward", "adam", "em")
+# pccompile's torch backend with parts of issue 13 switched off, for the ablation rows
+VARIANTS = {
+    "default": {"fuse": True, "chunk": None},
+    "unchunked": {"fuse": True, "chunk": 1 << 62},  # fused, each sum partition in one piece
+    "unfused": {"fuse": False, "chunk": None},  # products stored as rows, as before fusion
+}
 MARKERS = ("<!-- vs-cirkit-table -->", "<!-- /vs-cirkit-table -->")
 
 
@@ -192,8 +198,13 @@ def measure(structure: str, K: int, args) -> dict:
     t = time.perf_counter()
     cc = cirkit_compile(sc_soft)
     build_cirkit = time.perf_counter() - t
+    variant = VARIANTS[args.variant]
+    if variant["chunk"] is not None:
+        from pccompile.codegen.torch_backend import executor
+
+        executor.CHUNK_ELEMENTS = variant["chunk"]
     t = time.perf_counter()
-    model = pc.compile(pc.build(root, variables))
+    model = pc.compile(pc.build(root, variables), **({} if variant["fuse"] else {"fuse": False}))
     build_ours = time.perf_counter() - t
     with torch.no_grad():
         ll_ours = model(xb)
@@ -236,6 +247,7 @@ def measure(structure: str, K: int, args) -> dict:
         "em": (lambda: em_step(model, x_int, x_real, 0.1, 0.1), em_cirkit),
     }
     row = {"structure": structure, "K": K, "params": n_ours, "max_abs_dll": agree, "batch": args.batch}
+    row["variant"] = args.variant
     if args.what == "memory":
         for op, (ours, theirs) in ops.items():
             row |= {f"{op}_mb_ours": peak_mb(ours), f"{op}_mb_cirkit": peak_mb(theirs)}
@@ -256,7 +268,9 @@ def table(rows: list[dict]) -> str:
     head += " | " + " | ".join(f"{op} MB ours / cirkit" for op in OPS) + " | build s ours / cirkit |"
     lines = [head, "|" + "---|" * 3 + "---:|" * (2 * len(OPS) + 1)]
     for r in rows:
-        cells = [NAMES[r["structure"]], str(r["K"]), f"{r['params']:,}"]
+        variant = r.get("variant", "default")
+        name = NAMES[r["structure"]] + ("" if variant == "default" else f" [{variant}]")
+        cells = [name, str(r["K"]), f"{r['params']:,}"]
         for op in OPS:
             a, b = r[f"{op}_ms_ours"], r[f"{op}_ms_cirkit"]
             cells.append(f"{a:.1f} / {b:.1f} (**{a / b:.2f}**)")
@@ -284,6 +298,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variant", choices=list(VARIANTS), default="default", help="pccompile with parts switched off")
     ap.add_argument("--out", type=Path, default=Path("bench/results_vs_cirkit.jsonl"))
     ap.add_argument("--readme", type=Path, help="write the table into this file between its markers")
     ap.add_argument("--one", nargs=2, metavar=("STRUCTURE", "K"), help=argparse.SUPPRESS)
@@ -298,7 +313,7 @@ def main():
     # resident set (it would slow the timings: every large temporary a fresh mapping)
     memory_env = dict(env, MALLOC_MMAP_THRESHOLD_="131072")
     common = ["--data", str(args.data), "--batch", str(args.batch), "--repeats", str(args.repeats)]
-    common += ["--threads", str(args.threads), "--seed", str(args.seed)]
+    common += ["--threads", str(args.threads), "--seed", str(args.seed), "--variant", args.variant]
     rows = []
     for structure in args.structures:
         for K in args.sizes or SIZES[structure]:

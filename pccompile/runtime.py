@@ -139,12 +139,16 @@ class CompiledCircuit(nn.Module):
     def input_log_probs(self, x_int: torch.Tensor, x_real: torch.Tensor | None, tables=None) -> torch.Tensor:
         """[R_in, B] log-probabilities of every input row. `tables`: per partition, None or a
         [m, K] table of log-values that replaces the family's own (softened evidence)."""
+        return torch.cat(self.input_blocks(x_int, x_real, tables), 0)
+
+    def input_blocks(self, x_int: torch.Tensor, x_real: torch.Tensor | None, tables=None) -> list[torch.Tensor]:
+        """The same per input partition: [m, B] blocks in row order (what the autograd path
+        hands the executor, so they need not be concatenated)."""
         tables = tables or [None] * len(self.inputs)
-        parts = [
+        return [
             partition_log_probs(part, dict(h.named_parameters()), h.vars, x_int, x_real, table)
             for part, h, table in zip(self.program.input_partitions, self.inputs, tables)
         ]
-        return torch.cat(parts, 0)
 
     def node_values(self, x_int, x_real, logw: torch.Tensor | None = None, complete: bool = False):
         """mars [rows, B]: every node's log-value for an encoded batch, without autograd (for
@@ -166,7 +170,7 @@ class CompiledCircuit(nn.Module):
         if not torch.is_grad_enabled():
             return self.node_values(x_int, x_real)[self.executor.out_row].clone()
         return CircuitLogLikelihood.apply(
-            self.input_log_probs(x_int, x_real), self.sum_log_weights(padded=True), self.executor
+            self.sum_log_weights(padded=True), self.executor, *self.input_blocks(x_int, x_real)
         )
 
     # -- queries (implemented in pccompile.queries) -------------------------------------------

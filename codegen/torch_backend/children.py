@@ -20,11 +20,17 @@ import torch
 from torch import nn
 
 
+def gather_rows(mars: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """mars[rows] for row indices of any shape -> [*rows.shape, B]. index_select: on the CPU
+    about 4x faster than advanced indexing for whole rows."""
+    return mars.index_select(0, rows.reshape(-1)).view(*rows.shape, mars.shape[1])
+
+
 def sum_rows(mars: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """[..., F] row indices -> [..., B]: the sum of the F rows' values (one gather per column)."""
-    out = mars[rows[..., 0]]
+    out = gather_rows(mars, rows[..., 0])
     for f in range(1, rows.shape[-1]):
-        out += mars[rows[..., f]]
+        out += gather_rows(mars, rows[..., f])
     return out
 
 
@@ -57,7 +63,7 @@ class ChildRows(nn.Module):
         self.register_buffer("child", torch.as_tensor(child), persistent=False)
 
     def values(self, mars: torch.Tensor, gs: slice = ALL) -> torch.Tensor:
-        return mars[self.child[gs]]
+        return gather_rows(mars, self.child[gs])
 
     def terms(self, mars: torch.Tensor, gs: slice = ALL) -> tuple[torch.Tensor, torch.Tensor]:
         return _shifted(self.values(mars, gs))

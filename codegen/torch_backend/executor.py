@@ -29,6 +29,11 @@ def _tiny(dtype: torch.dtype) -> float:
     return float(torch.finfo(dtype).tiny) * 1e8
 
 
+def _underflows(s: torch.Tensor) -> bool:
+    """Whether any linear-space sum is below _tiny (one reduction: cheaper than a mask)."""
+    return s.numel() > 0 and bool(s.amin() < _tiny(s.dtype))
+
+
 class TorchExecutor(nn.Module):
     """The torch backend's Executor (codegen.executor): plain torch ops over ProgramTensors."""
 
@@ -71,26 +76,30 @@ class TorchExecutor(nn.Module):
             for key in keys:
                 if kind == "product":
                     rows, child, _ = pt.part(key)
-                    out = pt.product(mars, child)
-                else:
-                    rows = getattr(pt, key + "_rows")
-                    out = self._sum_forward(pt, key, mars, logw_ext)
-                pt.write(mars, key, out.reshape(rows.shape[0], B))
+                    pt.write(mars, key, pt.product(mars, child))
+                    continue
+                rows = getattr(pt, key + "_rows")
+                span = pt.spans[key]  # contiguous rows: the sums are written into the buffer
+                out = self._sum_forward(pt, key, mars, logw_ext, None if span is None else mars[span[0] : span[1]])
+                if span is None:
+                    pt.write(mars, key, out.reshape(rows.shape[0], B))
         return mars
 
-    def _sum_forward(self, pt: ProgramTensors, key: str, mars: torch.Tensor, logw_ext: torch.Tensor):
-        """[g, G, B] values of one sum partition, in cache-sized chunks of groups and samples."""
+    def _sum_forward(self, pt: ProgramTensors, key: str, mars: torch.Tensor, logw_ext: torch.Tensor, out=None):
+        """[g, G, B] values of one sum partition (into `out`, [g * G, B], when given), in
+        cache-sized chunks of groups and samples."""
         children, logw = pt.sources[key], pt.log_weights(key, logw_ext)
         w = logw.exp()
         g, G, _ = w.shape
-        out = mars.new_empty(g, G, mars.shape[1])
+        B = mars.shape[1]
+        out = mars.new_empty(g, G, B) if out is None else out.view(g, G, B)
         for gs, bs in _chunks(w.shape, mars):
             view = mars[:, bs]
             m, e = children.terms(view, gs)
             s = torch.bmm(w[gs], e)  # [gc, G, bc]
-            bad = s < _tiny(s.dtype)
+            bad = s < _tiny(s.dtype) if _underflows(s) else None
             res = s.log_().add_(m)
-            if bad.any():  # the exact log-space path for the few nodes whose sum underflowed
+            if bad is not None:  # the exact log-space path for the few nodes whose sum underflowed
                 gi, i, b = bad.nonzero(as_tuple=True)
                 gi = gi + gs.start
                 res[gi - gs.start, i, b] = torch.logsumexp(logw[gi, i] + children.exact(view, gi, b), 1)
@@ -122,10 +131,10 @@ class TorchExecutor(nn.Module):
         for kind, keys in reversed(pt.layer_specs):
             for key in reversed(keys):
                 if kind == "product":
-                    f = pt.read(flows, key)  # [m, B]
+                    f = pt.read(flows, key).clone()  # [m, B], apart from the buffer it is added into
                     _, child, _ = pt.part(key)
-                    F = child.shape[1]
-                    flows.index_add_(0, child.reshape(-1), f.unsqueeze(1).expand(-1, F, -1).reshape(-1, f.shape[1]))
+                    for c in range(child.shape[1]):  # each factor gets the product's flow
+                        flows.index_add_(0, child[:, c], f)
                 else:
                     self._sum_backward(pt, key, mars, flows, grad_logw, logw_ext)
         flows[ZERO_ROW] = 0
@@ -138,7 +147,7 @@ class TorchExecutor(nn.Module):
         g, G, K = logw.shape
         B = mars.shape[1]
         f, n = pt.read(flows, key).reshape(g, G, B), pt.read(mars, key).reshape(g, G, B)
-        if not bool((f != 0).any()):
+        if not bool(f.any()):
             return
         w = logw.exp()
         wflows = torch.zeros_like(w)
@@ -147,12 +156,12 @@ class TorchExecutor(nn.Module):
             m, e = children.terms(view, gs)
             wc, fc = w[gs], f[gs, :, bs]
             s = torch.bmm(wc, e)
-            small = s < _tiny(s.dtype)
-            a = (fc / s.clamp_min(_tiny(s.dtype))).masked_fill_(small, 0.0)
-            children.scatter(fview, e * torch.bmm(wc.transpose(1, 2), a), gs)
+            small = s < _tiny(s.dtype) if _underflows(s) else None
+            a = fc / s if small is None else (fc / s.clamp_min(_tiny(s.dtype))).masked_fill_(small, 0.0)
             wflows[gs] += wc * torch.bmm(a, e.transpose(1, 2))
-            bad = small & torch.isfinite(n[gs, :, bs]) & (fc != 0)
-            if bad.any():
+            children.scatter(fview, torch.bmm(wc.transpose(1, 2), a).mul_(e), gs)  # child flows
+            bad = None if small is None else small & torch.isfinite(n[gs, :, bs]) & (fc != 0)
+            if bad is not None and bad.any():
                 gi, i, b = bad.nonzero(as_tuple=True)
                 gi = gi + gs.start
                 total = logw[gi, i] + children.exact(view, gi, b)  # [nbad, K]
@@ -180,12 +189,17 @@ def _chunks(shape: tuple[int, int, int], mars: torch.Tensor) -> list[tuple[slice
 
 
 class CircuitLogLikelihood(torch.autograd.Function):
-    """log p(x) with our own backward: gradients are the circuit flows (any Executor)."""
+    """log p(x) with our own backward: gradients are the circuit flows (any Executor). Takes the
+    input partitions' log-probabilities as separate blocks, each [m, B]: one block (the usual
+    case) goes to the executor as it is, without a concatenated copy."""
 
     @staticmethod
-    def forward(ctx, input_logp, logw, executor):
-        mars = executor.forward_mars(input_logp.detach(), logw.detach(), complete=False)
+    def forward(ctx, logw, executor, *parts):
+        blocks = [p.detach() for p in parts]
+        input_logp = blocks[0] if len(blocks) == 1 else torch.cat(blocks, 0)
+        mars = executor.forward_mars(input_logp, logw.detach(), complete=False)
         ctx.executor = executor
+        ctx.sizes = [p.shape[0] for p in parts]
         ctx.save_for_backward(mars, logw)
         return mars[executor.out_row].clone()
 
@@ -194,7 +208,7 @@ class CircuitLogLikelihood(torch.autograd.Function):
         mars, logw = ctx.saved_tensors
         ex = ctx.executor
         flows, grad_logw = ex.backward_flows(mars, logw.detach(), grad)
-        grad_in = flows[FIRST_ROW : FIRST_ROW + ex.num_inputs]
+        grad_in = flows[FIRST_ROW : FIRST_ROW + ex.num_inputs].split(ctx.sizes, 0)
         if logw.shape[0] == grad_logw.shape[0] + 1:  # padded log-weights: the slot gets no gradient
             grad_logw = torch.cat([grad_logw, grad_logw.new_zeros(1)])
-        return grad_in, grad_logw.to(logw.dtype), None
+        return (grad_logw.to(logw.dtype), None, *grad_in)
