@@ -34,33 +34,41 @@ def plan_fusion(program: Program, fuse: bool = True) -> FusionPlan:
     plan = FusionPlan()
     if not fuse:
         return plan
-    readers: dict[int, set[tuple[int, int]]] = {}  # row -> the (layer, partition)s that read it
-    for li, layer in enumerate(layers[1:], start=1):
-        for pi, part in enumerate(layer.partitions):
-            for r in np.unique(part.child_rows):
-                readers.setdefault(int(r), set()).add((li, pi))
+    fusable: set[tuple[int, int]] = set()  # (sum layer, partition) reading only the products before it
     for li, layer in enumerate(layers[1:], start=1):
         if layer.kind != "product" or li + 1 >= len(layers) or layers[li + 1].kind != "sum":
             continue
-        rows = np.concatenate([p.rows for p in layer.partitions])
         F = max(p.child_rows.shape[1] for p in layer.partitions)
         factors = np.full((program.num_rows, F), ONE_ROW, dtype=np.int64)  # row -> its factor rows
+        is_prod = np.zeros(program.num_rows, bool)
         for p in layer.partitions:
             factors[p.rows, : p.child_rows.shape[1]] = p.child_rows
-        is_prod = np.zeros(program.num_rows, bool)
-        is_prod[rows] = True
-        fusable = set()
+            is_prod[p.rows] = True
         for pi, sp in enumerate(layers[li + 1].partitions):
             ch = sp.child_rows
             if np.all(is_prod[ch] | (ch == ZERO_ROW)):
-                fusable.add(pi)
+                fusable.add((li + 1, pi))
                 comp = factors[ch]  # [g, K, F]
                 comp[ch == ZERO_ROW] = ONE_ROW
                 comp[ch == ZERO_ROW, 0] = ZERO_ROW  # a padded child is -inf
                 plan.children[(li + 1, pi)] = comp
-        only_fused = all(readers.get(int(r), set()) <= {(li + 1, pi) for pi in fusable} for r in rows)
-        if only_fused and program.root_row not in set(rows.tolist()):
-            plan.skip.add(li)
+    # a product row may be skipped when every reader is a fusable partition of the next layer
+    layer_of = np.zeros(program.num_rows, dtype=np.int64)
+    for li, layer in enumerate(layers[1:], start=1):
+        for p in layer.partitions:
+            layer_of[p.rows.reshape(-1)] = li
+    other_reader = np.zeros(program.num_rows, bool)
+    for li, layer in enumerate(layers[1:], start=1):
+        for pi, part in enumerate(layer.partitions):
+            ch = np.unique(part.child_rows)
+            absorbed = (li, pi) in fusable and layer.kind == "sum"
+            other_reader[ch[~(absorbed & (layer_of[ch] == li - 1))]] = True
+    other_reader[program.root_row] = True
+    for li, layer in enumerate(layers[1:], start=1):
+        if layer.kind == "product" and any(key[0] == li + 1 for key in fusable):
+            rows = np.concatenate([p.rows for p in layer.partitions])
+            if not other_reader[rows].any():
+                plan.skip.add(li)
     return plan
 
 
@@ -89,9 +97,9 @@ def outer_split(comp: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     otherwise None. A factor column that does not vary with j belongs to a, one that does not
     vary with i to b; any split that places every column is exact."""
     g, K, F = comp.shape
-    for Kb in range(2, K // 2 + 1):
-        if K % Kb:
-            continue
+    # an a-column repeats each row Kb times in a row: the run lengths of group 0 are the candidates
+    runs = {int(np.argmax(comp[0, :, f] != comp[0, 0, f])) for f in range(F)}
+    for Kb in sorted(r for r in runs if 1 < r < K and K % r == 0):
         grid = comp.reshape(g, K // Kb, Kb, F)
         along_j = np.all(grid == grid[:, :, :1], axis=(0, 1, 2))  # column constant along j
         along_i = np.all(grid == grid[:, :1], axis=(0, 1, 2))  # column constant along i

@@ -47,13 +47,6 @@ class InputPartition:
             return None
         return L
 
-    @cached_property
-    def rows_per_var(self) -> int | None:
-        """L when every variable of the partition has L rows, in whatever order (then sorting
-        the rows by variable gives runs of L: the torch backend's one-gather path)."""
-        counts = np.unique(self.vars, return_counts=True)[1]
-        return int(counts[0]) if counts.size and np.all(counts == counts[0]) else None
-
 
 @dataclass(frozen=True, eq=False)
 class ProductPartition:

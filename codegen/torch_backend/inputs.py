@@ -168,27 +168,11 @@ def partition_log_probs(
         if out is not None:
             return torch.gather(table, 2, index, out=out.view(index.shape)).view(out.shape)
         return table.gather(2, index).reshape(-1, codes.shape[1])
-    if part.rows_per_var is not None and part.size >= 2 * part.rows_per_var:
-        table = TORCH_INPUTS[part.dist].log_table(part, params)
-        if table is not None:  # sort the rows into runs per variable, gather, put them back
-            return _sorted_runs(part, table, vars_t, x_int, out)
     xv, miss = observed(part, vars_t, x_int, x_real)
     lp = TORCH_INPUTS[part.dist].log_probs(part, params, xv)
     if out is not None:
         return torch.where(miss, torch.zeros_like(lp), lp, out=out)
     return torch.where(miss, torch.zeros_like(lp), lp)
-
-
-def _sorted_runs(part: InputPartition, table: torch.Tensor, vars_t: torch.Tensor, x_int: torch.Tensor, out=None):
-    """[m, B] log-probabilities of a partition whose variables have L rows each, unordered: one
-    gather over the rows sorted into runs, then one scatter back (no [m, B] index built)."""
-    L, K = part.rows_per_var, table.shape[1]
-    order = torch.argsort(vars_t, stable=True)
-    runs = torch.cat([table[order], table.new_zeros(table.shape[0], 1)], 1).reshape(-1, L, K + 1)
-    xv = x_int[:, vars_t[order[::L]]].T
-    codes = torch.where(xv < 0, K, xv)
-    lp = runs.gather(2, codes.unsqueeze(1).expand(-1, L, -1)).reshape(-1, codes.shape[1])
-    return (torch.empty_like(lp) if out is None else out).index_copy_(0, order, lp)
 
 
 def partition_stats(part: InputPartition, params: dict[str, torch.Tensor]):
