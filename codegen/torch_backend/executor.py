@@ -176,15 +176,17 @@ CHUNK_ELEMENTS = 1 << 20  # [groups, K, samples] temporaries per step on the CPU
 
 def _chunks(shape: tuple[int, int, int], mars: torch.Tensor) -> list[tuple[slice, slice]]:
     """(groups, samples) slices covering a [g, G, K] sum partition over the batch: on the CPU,
-    pieces whose [groups, K, samples] temporaries stay in cache (few, large ones on a GPU)."""
+    pieces whose [groups, K, samples] temporaries stay in cache, and within an eighth of the
+    value buffer for small circuits, so that they never dominate its memory (one piece on a GPU)."""
     g, _, K = shape
     B = mars.shape[1]
-    if mars.device.type != "cpu" or g * K * B <= CHUNK_ELEMENTS:
+    budget = min(CHUNK_ELEMENTS, max(1 << 16, mars.numel() // 8))  # small buffers: smaller pieces
+    if mars.device.type != "cpu" or g * K * B <= budget:
         return [(slice(0, g), slice(0, B))]
-    if K * B <= CHUNK_ELEMENTS:
-        step = CHUNK_ELEMENTS // (K * B)
+    if K * B <= budget:
+        step = budget // (K * B)
         return [(slice(a, min(g, a + step)), slice(0, B)) for a in range(0, g, step)]
-    step = max(16, CHUNK_ELEMENTS // K)
+    step = max(16, budget // K)
     return [(slice(a, a + 1), slice(b, min(B, b + step))) for a in range(g) for b in range(0, B, step)]
 
 
