@@ -11,17 +11,20 @@ log-likelihoods agree before it times anything. cirkit compiles with its default
 Operations, batch 512: forward (no gradient), an Adam step (forward, backward, update; softmax
 logits in both) and an EM step (pccompile: `em_step`; cirkit: forward, backward and its own
 sum-layer EM update applied to every parameter, since its fused Tucker layers have no EM step of
-their own). Timings are medians of interleaved repeats. Peak memory is the rise of the process's
-resident set (VmHWM after a reset) over one call, measured in a second process whose glibc mmap
-threshold is fixed so that freed tensors leave the resident set.
+their own). Timings are medians of interleaved repeats, each training step from the same
+parameters (restored, untimed, before every call). Peak memory is the rise of the resident set
+(VmHWM after a reset) over the first two calls after the build, above the resident set before
+them, one fresh process per library and operation, with glibc's mmap threshold fixed so that
+freed tensors leave the resident set: what a library allocates once and keeps (Adam's moments,
+kept buffers) counts.
 
 cirkit lives in its own venv, for this benchmark only (never a project dependency):
 
     python3 -m venv /tmp/cirkit && /tmp/cirkit/bin/pip install torch==2.13.0 libcirkit -e .
     /tmp/cirkit/bin/python bench/vs_cirkit.py --readme bench/README.md
 
-Each (structure, size) runs in fresh processes (`--one STRUCTURE SIZE --what time|memory`
-prints one JSON row).
+Each (structure, size) runs in fresh processes (`--one STRUCTURE SIZE --what time`, and
+`--what memory --lib L --op O`, print one JSON row).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import torch
 SIZES = {"hclt": [16, 32, 64, 128], "rat_spn": [8, 16, 32, 64], "pd": [8, 16, 32, 64]}
 RAT_DEPTH, RAT_REPETITIONS, PD_DELTA = 3, 4, 2
 OPS = ("forward", "adam", "em")
+LIBS = ("ours", "cirkit")
 # pccompile's torch backend with parts of issue 13 switched off, for the ablation rows
 VARIANTS = {
     "default": {"fuse": True, "chunk": None},
@@ -157,104 +161,157 @@ def _status_mb(key: str) -> float:
     return int(re.search(key + r":\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
 
 
-def peak_mb(fn) -> float:
-    """The rise of the resident set's high-water mark over one call of fn."""
+def peak_mb(fn, calls: int = 2) -> float:
+    """The rise of the resident set's high-water mark over `calls` calls of fn, above the
+    resident set before the first: one-time allocations (Adam's moments, buffers a library
+    keeps between calls) count."""
     gc.collect()
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current VmRSS
     base = _status_mb("VmRSS")
-    fn()
+    for _ in range(calls):
+        fn()
     return _status_mb("VmHWM") - base
 
 
-def interleaved_medians(fns: dict, repeats: int) -> dict:
-    """Median seconds per call, the libraries taking turns so drift hits both alike."""
+def interleaved_medians(fns: dict, repeats: int, seconds: float = 2.0) -> dict:
+    """Median seconds per call of each (fn, reset) (reset, if any, runs untimed before each
+    call), the libraries taking turns so drift hits both alike; at least `repeats` rounds, more
+    for fast calls (about `seconds` of calls per library, at most 200)."""
     times = {k: [] for k in fns}
-    for fn in fns.values():  # warm-up
+    slowest = 0.0
+    for fn, reset in fns.values():  # warm-up, and a first estimate of the call's time
         fn()
-    for _ in range(repeats):
-        for k, fn in fns.items():
+        reset and reset()
+        t = time.perf_counter()
+        fn()
+        slowest = max(slowest, time.perf_counter() - t)
+    rounds = int(min(200, max(repeats, seconds / max(slowest, 1e-6))))
+    for _ in range(rounds):
+        for k, (fn, reset) in fns.items():
+            reset and reset()
             t = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def measure(structure: str, K: int, args) -> dict:
+def snapshot(module):
+    """A function restoring the module's parameters to their current values: repeated training
+    steps on one batch would drive them to degenerate values that no real run times."""
+    saved = [p.detach().clone() for p in module.parameters()]
+
+    def restore():
+        with torch.no_grad():
+            for p, v in zip(module.parameters(), saved):
+                p.copy_(v)
+
+    return restore
+
+
+def build(structure: str, K: int, args, libs=("ours", "cirkit")) -> dict:
+    """The batch and the compiled circuits of both libraries (or of one, for a memory run),
+    with build times; the first build of each library loads its modules and is not timed."""
     from cirkit.pipeline import compile as cirkit_compile
     from pccompile.ir import Domain, Variable
 
     import pccompile as pc
-    from pccompile.learn import em_step
 
     torch.manual_seed(args.seed)
     x, cats = dataset(structure, args.data)
-    xb = torch.as_tensor(x[np.random.default_rng(args.seed).choice(len(x), args.batch, replace=len(x) < args.batch)])
+    rows = np.random.default_rng(args.seed).choice(len(x), args.batch, replace=len(x) < args.batch)
+    out = {"xb": torch.as_tensor(x[rows])}
     sc_soft, values = symbolic_circuit(structure, x, cats, K, args.seed, direct=False)
     sc_direct, values_direct = symbolic_circuit(structure, x, cats, K, args.seed, direct=True)
-    root = to_pccompile(sc_soft, values)
     variables = [Variable(f"x{i}", Domain(cats)) for i in range(x.shape[1])]
-    cc_em = cirkit_compile(sc_direct)  # first builds load each library's modules: not timed
-    pc.compile(pc.build(to_pccompile(sc_direct, values_direct), variables))
-    t = time.perf_counter()
-    cc = cirkit_compile(sc_soft)
-    build_cirkit = time.perf_counter() - t
     variant = VARIANTS[args.variant]
     if variant["chunk"] is not None:
         from pccompile.codegen.torch_backend import executor
 
         executor.CHUNK_ELEMENTS = variant["chunk"]
-    t = time.perf_counter()
-    model = pc.compile(pc.build(root, variables), **({} if variant["fuse"] else {"fuse": False}))
-    build_ours = time.perf_counter() - t
+    options = {} if variant["fuse"] else {"fuse": False}
+    if "cirkit" in libs:
+        out["cc_em"] = cirkit_compile(sc_direct)
+    if "ours" in libs:
+        pc.compile(pc.build(to_pccompile(sc_direct, values_direct), variables), **options)
+    if "cirkit" in libs:
+        t = time.perf_counter()
+        out["cc"] = cirkit_compile(sc_soft)
+        out["build_s_cirkit"] = time.perf_counter() - t
+    if "ours" in libs:
+        root = to_pccompile(sc_soft, values)
+        t = time.perf_counter()
+        out["model"] = pc.compile(pc.build(root, variables), **options)
+        out["build_s_ours"] = time.perf_counter() - t
+    return out
+
+
+def check_agreement(b: dict, structure: str, K: int) -> tuple[float, int]:
+    """(max |log-likelihood difference|, parameters), or exit: nothing is timed unless both
+    libraries compute the same function with the same parameter count."""
+    model, xb = b["model"], b["xb"]
     with torch.no_grad():
         ll_ours = model(xb)
-        ll_cirkit = cc(xb).reshape(-1)
-        ll_cirkit_em = cc_em(xb).reshape(-1)
+        ll_cirkit = b["cc"](xb).reshape(-1)
+        ll_cirkit_em = b["cc_em"](xb).reshape(-1)
     agree = max(float((ll_ours - ll_cirkit).abs().max()), float((ll_ours - ll_cirkit_em).abs().max()))
-    n_ours, n_cirkit = int(model.circuit.stats()["parameters"]), sum(p.numel() for p in cc.parameters())
+    n_ours, n_cirkit = int(model.circuit.stats()["parameters"]), sum(p.numel() for p in b["cc"].parameters())
     if agree > 1e-3 * float(ll_cirkit.abs().max()) or n_ours != n_cirkit:
         raise SystemExit(
             f"{structure} K={K}: the libraries disagree (|dLL| {agree:.2e}, params {n_ours} vs {n_cirkit})"
         )
-    x_int, x_real = model.encode(xb)
-    adam_ours = torch.optim.Adam(model.parameters(), lr=0.1)
-    adam_cirkit = torch.optim.Adam(cc.parameters(), lr=0.1)
+    return agree, n_ours
 
-    def forward_ours():
-        with torch.no_grad():
-            model(xb)
 
-    def forward_cirkit():
-        with torch.no_grad():
-            cc(xb)
+def operations(b: dict) -> dict:
+    """{op: {library: (call, reset or None)}} for the libraries built in b."""
+    from pccompile.learn import em_step
 
-    def adam(step_model, opt):
+    xb, ops = b["xb"], {op: {} for op in OPS}
+
+    def adam(ll, module):
+        opt = torch.optim.Adam(module.parameters(), lr=0.1)
+
         def step():
             opt.zero_grad()
-            (-step_model(xb).mean()).backward()
+            (-ll(xb).mean()).backward()
             opt.step()
 
-        return step
+        return step, snapshot(module)
 
-    def em_cirkit():
-        cc_em.zero_grad()
-        cc_em(xb).sum().backward()
-        cirkit_em_update(cc_em, 0.1, 0.1)
+    if "model" in b:
+        model = b["model"]
+        x_int, x_real = model.encode(xb)
+        ops["forward"]["ours"] = (torch.no_grad()(lambda: model(xb)), None)
+        ops["adam"]["ours"] = adam(model, model)
+        ops["em"]["ours"] = (lambda: em_step(model, x_int, x_real, 0.1, 0.1), snapshot(model))
+    if "cc" in b:
+        cc, cc_em = b["cc"], b["cc_em"]
 
-    ops = {
-        "forward": (forward_ours, forward_cirkit),
-        "adam": (adam(model, adam_ours), adam(lambda b: cc(b).reshape(-1), adam_cirkit)),
-        "em": (lambda: em_step(model, x_int, x_real, 0.1, 0.1), em_cirkit),
-    }
-    row = {"structure": structure, "K": K, "params": n_ours, "max_abs_dll": agree, "batch": args.batch}
-    row["variant"] = args.variant
+        def em_cirkit():
+            cc_em.zero_grad()
+            cc_em(xb).sum().backward()
+            cirkit_em_update(cc_em, 0.1, 0.1)
+
+        ops["forward"]["cirkit"] = (torch.no_grad()(lambda: cc(xb)), None)
+        ops["adam"]["cirkit"] = adam(lambda v: cc(v).reshape(-1), cc)
+        ops["em"]["cirkit"] = (em_cirkit, snapshot(cc_em))
+    return ops
+
+
+def measure(structure: str, K: int, args) -> dict:
+    """One JSON row: timings of both libraries (`--what time`), or the peak memory of one
+    library's one operation in this fresh process (`--what memory --lib L --op O`)."""
+    row = {"structure": structure, "K": K, "batch": args.batch, "variant": args.variant}
     if args.what == "memory":
-        for op, (ours, theirs) in ops.items():
-            row |= {f"{op}_mb_ours": peak_mb(ours), f"{op}_mb_cirkit": peak_mb(theirs)}
-        return row
-    row |= {"build_s_ours": build_ours, "build_s_cirkit": build_cirkit, "threads": torch.get_num_threads()}
-    for op, (ours, theirs) in ops.items():
-        med = interleaved_medians({"ours": ours, "cirkit": theirs}, args.repeats)
+        b = build(structure, K, args, libs=(args.lib,))
+        fn, _ = operations(b)[args.op][args.lib]
+        return row | {f"{args.op}_mb_{args.lib}": peak_mb(fn)}
+    b = build(structure, K, args)
+    agree, params = check_agreement(b, structure, K)
+    row |= {"params": params, "max_abs_dll": agree, "threads": torch.get_num_threads()}
+    row |= {"build_s_ours": b["build_s_ours"], "build_s_cirkit": b["build_s_cirkit"]}
+    for op, fns in operations(b).items():
+        med = interleaved_medians(fns, args.repeats)
         row |= {f"{op}_ms_ours": 1e3 * med["ours"], f"{op}_ms_cirkit": 1e3 * med["cirkit"]}
     return row
 
@@ -303,6 +360,8 @@ def main():
     ap.add_argument("--readme", type=Path, help="write the table into this file between its markers")
     ap.add_argument("--one", nargs=2, metavar=("STRUCTURE", "K"), help=argparse.SUPPRESS)
     ap.add_argument("--what", choices=["time", "memory"], default="time", help=argparse.SUPPRESS)
+    ap.add_argument("--lib", choices=LIBS, help=argparse.SUPPRESS)
+    ap.add_argument("--op", choices=OPS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.one:
@@ -318,11 +377,13 @@ def main():
     for structure in args.structures:
         for K in args.sizes or SIZES[structure]:
             row = {}
-            for what, run_env in (("time", env), ("memory", memory_env)):
-                cmd = [sys.executable, __file__, *common, "--one", structure, str(K), "--what", what]
+            runs = [(["--what", "time"], env)]
+            runs += [(["--what", "memory", "--lib", lib, "--op", op], memory_env) for op in OPS for lib in LIBS]
+            for extra, run_env in runs:
+                cmd = [sys.executable, __file__, *common, "--one", structure, str(K), *extra]
                 out = subprocess.run(cmd, env=run_env, capture_output=True, text=True)
                 if out.returncode:
-                    raise SystemExit(f"{structure} K={K} ({what}) failed:\n{out.stderr[-3000:]}")
+                    raise SystemExit(f"{structure} K={K} ({' '.join(extra)}) failed:\n{out.stderr[-3000:]}")
                 row |= json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(row)
             print(table(rows[-1:]).splitlines()[-1], flush=True)

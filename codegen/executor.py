@@ -30,9 +30,12 @@ class Executor(Protocol):
         inputs: list[dict[str, torch.Tensor]],
         logw: torch.Tensor,
         complete: bool = False,
+        reuse: bool = False,
     ) -> torch.Tensor:
         """Every node's log-value for an encoded batch, without autograd (inference, flows, EM).
-        `complete`: every row written, in Program order (sampling and MPE decode from it)."""
+        `complete`: every row written, in Program order (sampling and MPE decode from it).
+        `reuse`: the executor may return a buffer it keeps, valid until its next reuse (for
+        callers done with it by then; a backend may ignore it)."""
 
     def forward_mars(self, input_logp: torch.Tensor, logw: torch.Tensor, complete: bool = True) -> torch.Tensor:
         """The same from the input rows' log-probabilities [R_in, B] (the autograd path)."""
@@ -41,9 +44,10 @@ class Executor(Protocol):
         """Max-product values of every row, in Program order."""
 
     def backward_flows(
-        self, mars: torch.Tensor, logw: torch.Tensor, grad_root: torch.Tensor
+        self, mars: torch.Tensor, logw: torch.Tensor, grad_root: torch.Tensor, reuse: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(node flows [rows, B], parameter flows [P]) for a root flow grad_root [B]."""
+        """(node flows [rows, B], parameter flows [P]) for a root flow grad_root [B]; `reuse` as
+        for node_values."""
 
     def em_dense_blocks(
         self, logits: torch.Tensor, logw: torch.Tensor, flows: torch.Tensor, step, pseudocount: float

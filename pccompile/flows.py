@@ -49,14 +49,14 @@ def encoded_flows(model, x_int, x_real, input_logp: torch.Tensor | None = None) 
     `input_logp` [R_in, B]: input log-values to use instead of the model's (softened evidence)."""
     ex = model.executor
     logw = model.sum_log_weights(padded=True)
-    if input_logp is None:
-        mars = model.node_values(x_int, x_real, logw)
+    if input_logp is None:  # the executor's kept buffers: nothing returned here points into them
+        mars = model.node_values(x_int, x_real, logw, reuse=True)
     else:
         mars = ex.forward_mars(input_logp, logw, complete=False)
     root = mars[ex.out_row]
     ok = torch.isfinite(root)  # zero-probability rows carry no flow
     grad = ok.to(mars.dtype)
-    flows, sum_flows = ex.backward_flows(mars, logw, grad)
+    flows, sum_flows = ex.backward_flows(mars, logw, grad, reuse=True)
     stats = [
         STATISTICS[part.dist].stats(part, h.vars, flows[part.start : part.start + part.size], x_int, x_real)
         for part, h in zip(model.program.input_partitions, model.inputs)

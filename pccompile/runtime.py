@@ -150,11 +150,14 @@ class CompiledCircuit(nn.Module):
             for part, h, table in zip(self.program.input_partitions, self.inputs, tables)
         ]
 
-    def node_values(self, x_int, x_real, logw: torch.Tensor | None = None, complete: bool = False):
+    def node_values(
+        self, x_int, x_real, logw: torch.Tensor | None = None, complete: bool = False, reuse: bool = False
+    ):
         """mars [rows, B]: every node's log-value for an encoded batch, without autograd (for
-        inference, flows and EM). The triton executor writes the input rows in place."""
+        inference, flows and EM). The triton executor writes the input rows in place. `reuse`:
+        the executor's kept buffer, overwritten by the next reusing call."""
         logw = self.sum_log_weights(padded=True) if logw is None else logw
-        return self.executor.node_values(x_int, x_real, self.input_params(), logw, complete)
+        return self.executor.node_values(x_int, x_real, self.input_params(), logw, complete, reuse)
 
     def forward(self, x, missing=None) -> torch.Tensor:
         """log p(x) per row; missing entries (-1 / NaN / `missing` mask) are marginalised."""
@@ -168,7 +171,7 @@ class CompiledCircuit(nn.Module):
 
     def _log_prob(self, x_int, x_real) -> torch.Tensor:
         if not torch.is_grad_enabled():
-            return self.node_values(x_int, x_real)[self.executor.out_row].clone()
+            return self.node_values(x_int, x_real, reuse=True)[self.executor.out_row].clone()
         return CircuitLogLikelihood.apply(
             self.sum_log_weights(padded=True), self.executor, *self.input_blocks(x_int, x_real)
         )

@@ -11,6 +11,7 @@ import torch
 from helpers import all_assignments, reference_flows, reference_prob
 from pccompile.codegen.fusion import outer_split
 from pccompile.codegen.torch_backend import executor as executor_module
+from pccompile.codegen.torch_backend import TorchExecutor
 from pccompile.codegen.torch_backend.children import ChildFactors, ChildOuter
 from pccompile.codegen.torch_backend.program_tensors import ProgramTensors
 from pccompile.ir import ONE_ROW, Categorical, Domain, Gaussian, Variable
@@ -41,6 +42,12 @@ def poisoned(monkeypatch):
         return mars
 
     monkeypatch.setattr(ProgramTensors, "empty_mars", empty)
+    kept = TorchExecutor._workspace
+
+    def workspace(self, *args):  # a kept buffer holds the last call's values: poison those too
+        return kept(self, *args).fill_(float("nan"))
+
+    monkeypatch.setattr(TorchExecutor, "_workspace", workspace)
 
 
 # -- the analysis -------------------------------------------------------------------------------
@@ -190,3 +197,29 @@ def test_categorical_outer_products_compile_to_the_fused_rule():
     rows = torch.tensor(all_assignments(model.to_circuit()))
     with torch.no_grad():
         assert math.isclose(float(model(rows).exp().sum()), 1.0, rel_tol=1e-9)
+
+
+def test_kept_buffers_give_the_results_of_fresh_ones(rng):
+    """reuse=True (the likelihood and E-step paths) hands out one kept buffer per purpose; every
+    call must still see only its own batch, whatever ran before, at any batch size."""
+    root, V, cats = _larger("rat_spn", rng)
+    model = _model(root, [Variable(f"x{i}", Domain(cats)) for i in range(V)], fuse=True, dtype=torch.float32)
+    ex = model.executor
+    logw = model.sum_log_weights(padded=True)
+    ptrs = []
+    for B in (17, 17, 5, 17):
+        x = torch.as_tensor(rng.integers(0, cats, size=(B, V)))
+        x_int, x_real = model.encode(x)
+        with torch.no_grad():
+            fresh = model.node_values(x_int, x_real, logw)
+            kept = model.node_values(x_int, x_real, logw, reuse=True)
+            ptrs.append(kept.data_ptr())
+            assert ex._workspaces["values"].data_ptr() == ptrs[-1]
+            torch.testing.assert_close(kept, fresh)
+            grad = torch.ones(B)
+            f_fresh, p_fresh = ex.backward_flows(fresh, logw, grad)
+            f_kept, p_kept = ex.backward_flows(kept, logw, grad, reuse=True)
+            torch.testing.assert_close(f_kept, f_fresh)
+            torch.testing.assert_close(p_kept, p_fresh)
+            torch.testing.assert_close(model(x), fresh[ex.out_row])
+    assert ptrs[0] == ptrs[1]  # the same shape twice: the same buffer

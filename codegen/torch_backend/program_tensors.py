@@ -128,7 +128,11 @@ class ProgramTensors(nn.Module):
 
     def empty_mars(self, B: int, dtype: torch.dtype, device) -> torch.Tensor:
         """A fresh [num_rows, B] buffer with only the padding rows filled in."""
-        mars = torch.empty(self.num_rows, B, dtype=dtype, device=device)
+        return self.reset_padding(torch.empty(self.num_rows, B, dtype=dtype, device=device))
+
+    @staticmethod
+    def reset_padding(mars: torch.Tensor) -> torch.Tensor:
+        """Write the padding rows (log 0 and log 1) of a value buffer."""
         mars[ZERO_ROW] = float("-inf")
         mars[ONE_ROW] = 0.0
         return mars

@@ -144,7 +144,7 @@ class TritonExecutor(nn.Module):
         self.kernels.forward(mars, self._ext(logw), self.index, mars.shape[1], complete)
         return self._in_program_order(mars) if complete else mars
 
-    def node_values(self, x_int, x_real, inputs, logw, complete: bool = False):
+    def node_values(self, x_int, x_real, inputs, logw, complete: bool = False, reuse: bool = False):
         """mars from the encoded batch directly: the input kernels write the input rows in place
         (no [rows, B] index, value or copy temporaries, which cost more memory traffic than the
         sum layers at large latents). No autograd: for inference, flows and EM."""
@@ -165,8 +165,9 @@ class TritonExecutor(nn.Module):
         self.kernels.forward_max(mars, self._ext(logw), self.index, mars.shape[1])
         return self._in_program_order(mars)
 
-    def backward_flows(self, mars, logw, grad_root):
-        """Flows in the kernels' row order (input rows, which the callers read, are unmoved)."""
+    def backward_flows(self, mars, logw, grad_root, reuse: bool = False):
+        """Flows in the kernels' row order (input rows, which the callers read, are unmoved).
+        `reuse` is accepted and ignored: buffers are fresh (CUDA graphs keep their own)."""
         self._check(mars)
         flows = torch.zeros_like(mars)
         flows[self.out_row] = grad_root.float()
