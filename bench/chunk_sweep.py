@@ -1,7 +1,8 @@
-"""The torch backend's CPU piece size (codegen/torch_backend/executor.py CHUNK_ELEMENTS), swept.
+"""The torch backend's CPU piece size (codegen/torch_backend/executor.py), swept.
 
-Forward and EM step of the bench/vs_cirkit.py circuits at several caps on the [groups, K, samples]
-temporaries of one sum piece, batch 512, 2 threads, medians of 5. Needs the benchmark venv of
+Forward and EM step of the bench/vs_cirkit.py circuits with the [groups, K, samples] temporaries
+of one sum piece fixed at 2^e entries (PIECE_BUDGET; by default the backend takes 2^20 or an
+eighth of the value buffer, whichever is smaller), batch 512, 2 threads, medians of 5. Needs the benchmark venv of
 bench/vs_cirkit.py (the circuits are cirkit's, translated):
 
     /tmp/cirkit/bin/python bench/chunk_sweep.py
@@ -33,9 +34,10 @@ def median_ms(fn, repeats: int) -> float:
 
 
 def main():
-    import pccompile as pc
     from pccompile.codegen.torch_backend import executor
     from pccompile.ir import Domain, Variable
+
+    import pccompile as pc
     from pccompile.learn import em_step
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,7 +59,7 @@ def main():
         x_int, x_real = model.encode(xb)
         cells = []
         for e in args.exponents:
-            executor.CHUNK_ELEMENTS = 1 << e
+            executor.PIECE_BUDGET = 1 << e
 
             def forward():
                 with torch.no_grad():

@@ -227,7 +227,7 @@ def build(structure: str, K: int, args, libs=("ours", "cirkit")) -> dict:
     if variant["chunk"] is not None:
         from pccompile.codegen.torch_backend import executor
 
-        executor.CHUNK_ELEMENTS = variant["chunk"]
+        executor.PIECE_BUDGET = variant["chunk"]
     options = {} if variant["fuse"] else {"fuse": False}
     if "cirkit" in libs:
         out["cc_em"] = cirkit_compile(sc_direct)

@@ -150,9 +150,7 @@ class CompiledCircuit(nn.Module):
             for part, h, table in zip(self.program.input_partitions, self.inputs, tables)
         ]
 
-    def node_values(
-        self, x_int, x_real, logw: torch.Tensor | None = None, complete: bool = False, reuse: bool = False
-    ):
+    def node_values(self, x_int, x_real, logw: torch.Tensor | None = None, complete: bool = False, reuse: bool = False):
         """mars [rows, B]: every node's log-value for an encoded batch, without autograd (for
         inference, flows and EM). The triton executor writes the input rows in place. `reuse`:
         the executor's kept buffer, overwritten by the next reusing call."""

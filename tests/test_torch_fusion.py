@@ -10,8 +10,8 @@ import pytest
 import torch
 from helpers import all_assignments, reference_flows, reference_prob
 from pccompile.codegen.fusion import outer_split
-from pccompile.codegen.torch_backend import executor as executor_module
 from pccompile.codegen.torch_backend import TorchExecutor
+from pccompile.codegen.torch_backend import executor as executor_module
 from pccompile.codegen.torch_backend.children import ChildFactors, ChildOuter
 from pccompile.codegen.torch_backend.program_tensors import ProgramTensors
 from pccompile.ir import ONE_ROW, Categorical, Domain, Gaussian, Variable
@@ -140,7 +140,7 @@ def test_fused_equals_unfused_on_values_flows_and_gradients(structure, chunk, rn
     lp.sum().backward()
     sp = batch_flows(plain, x.numpy())
     if chunk is not None:  # the fused side runs in chunks, the reference in one piece
-        monkeypatch.setattr(executor_module, "CHUNK_ELEMENTS", chunk)
+        monkeypatch.setattr(executor_module, "PIECE_BUDGET", chunk)
         assert len(executor_module._chunks((64, 1, 6), torch.empty(1, 33))) > 1
     lf = fused(x)
     torch.testing.assert_close(lf, lp, rtol=1e-5, atol=1e-4)
@@ -174,7 +174,7 @@ def test_underflowing_fused_sums_are_recomputed_exactly(rule, chunk, poisoned, m
     assert any(isinstance(c, kind) for c in fused.executor.fused.sources.values())
     x = torch.tensor([[0.0, 100.0]] * 17 + [[100.0, 100.0]] * 2, dtype=torch.float64)  # the last two underflow
     if chunk is not None:
-        monkeypatch.setattr(executor_module, "CHUNK_ELEMENTS", chunk)  # one group, 16 samples a piece
+        monkeypatch.setattr(executor_module, "PIECE_BUDGET", chunk)  # one group, 16 samples a piece
     out = fused(x)[-2:]
     np.testing.assert_allclose(out.detach().numpy(), -(100.0**2) - math.log(2 * math.pi), rtol=1e-9)
     out.sum().backward()

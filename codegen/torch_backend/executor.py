@@ -78,9 +78,8 @@ class TorchExecutor(nn.Module):
         return self._layers(pt, mars, logw)
 
     def forward_mars(self, input_logp: torch.Tensor, logw: torch.Tensor, complete: bool = True) -> torch.Tensor:
-        """input_logp [R_in, B] (or the input partitions' blocks in order), logw [P] normalised
-        log-weights -> mars [rows, B]: every row in Program order when `complete`, else the fused
-        buffer (rows of `self.fused`)."""
+        """input_logp [R_in, B], logw [P] normalised log-weights -> mars [rows, B]: every row in
+        Program order when `complete`, else the fused buffer (rows of `self.fused`)."""
         pt = self.tensors if complete else self.fused
         return self._layers(pt, pt.start_mars(input_logp), logw)
 
@@ -191,6 +190,7 @@ class TorchExecutor(nn.Module):
 
 
 CHUNK_ELEMENTS = 1 << 20  # [groups, K, samples] temporaries per step on the CPU: 4 MB (fp32), cache-sized
+PIECE_BUDGET: int | None = None  # a fixed piece size instead of the rule below (benchmarks, tests)
 
 
 def _chunks(shape: tuple[int, int, int], mars: torch.Tensor) -> list[tuple[slice, slice]]:
@@ -199,7 +199,7 @@ def _chunks(shape: tuple[int, int, int], mars: torch.Tensor) -> list[tuple[slice
     value buffer for small circuits, so that they never dominate its memory (one piece on a GPU)."""
     g, _, K = shape
     B = mars.shape[1]
-    budget = min(CHUNK_ELEMENTS, max(1 << 16, mars.numel() // 8))  # small buffers: smaller pieces
+    budget = PIECE_BUDGET or min(CHUNK_ELEMENTS, max(1 << 16, mars.numel() // 8))  # small buffers: smaller
     if mars.device.type != "cpu" or g * K * B <= budget:
         return [(slice(0, g), slice(0, B))]
     if K * B <= budget:
