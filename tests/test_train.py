@@ -100,7 +100,7 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
 
     (tmp_path / "s.pc").write_text(SPEC)
     np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 3, size=(20000, 6)))
-    cmd = _train_cmd(tmp_path, tmp_path / "m.pcz", ["--epochs", "200"])
+    cmd = _train_cmd(tmp_path, tmp_path / "m.pcz", ["--epochs", "100000"])  # far longer than the wait
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ckpt = tmp_path / "m.ckpt.pcz"
     deadline = time.time() + 120
