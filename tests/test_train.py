@@ -101,7 +101,9 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
     (tmp_path / "s.pc").write_text(SPEC)
     np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 3, size=(20000, 6)))
     cmd = _train_cmd(tmp_path, tmp_path / "m.pcz", ["--epochs", "100000"])  # far longer than the wait
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell that started the tests in the background ignores SIGINT, and children inherit that
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     ckpt = tmp_path / "m.ckpt.pcz"
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline:
