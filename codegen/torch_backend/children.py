@@ -57,28 +57,6 @@ def _put_rows(flows: torch.Tensor, rows: torch.Tensor, b: torch.Tensor, vals: to
 ALL = slice(None)  # every group
 
 
-class ChildRows(nn.Module):
-    def __init__(self, child: np.ndarray):
-        super().__init__()
-        self.register_buffer("child", torch.as_tensor(child), persistent=False)
-
-    def values(self, mars: torch.Tensor, gs: slice = ALL) -> torch.Tensor:
-        return gather_rows(mars, self.child[gs])
-
-    def terms(self, mars: torch.Tensor, gs: slice = ALL) -> tuple[torch.Tensor, torch.Tensor]:
-        return _shifted(self.values(mars, gs))
-
-    def exact(self, mars: torch.Tensor, gi: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return mars[self.child[gi], b.unsqueeze(1)]
-
-    def scatter(self, flows: torch.Tensor, c: torch.Tensor, gs: slice = ALL) -> None:
-        flows.index_add_(0, self.child[gs].reshape(-1), c.reshape(-1, c.shape[-1]))
-
-    def scatter_exact(self, flows, gi, b, vals) -> None:
-        """The exact path's flows vals [n, K] of groups gi at samples b."""
-        _put_rows(flows, self.child[gi].unsqueeze(-1), b, vals)
-
-
 class ChildFactors(nn.Module):
     def __init__(self, comp: np.ndarray):
         super().__init__()
@@ -98,7 +76,19 @@ class ChildFactors(nn.Module):
         _scatter_rows(flows, self.comp[gs], c)
 
     def scatter_exact(self, flows, gi, b, vals) -> None:
+        """The exact path's flows vals [n, K] of groups gi at samples b."""
         _put_rows(flows, self.comp[gi], b, vals)
+
+
+class ChildRows(ChildFactors):
+    """Stored children: the one-factor case of ChildFactors (`child [g, K]`)."""
+
+    def __init__(self, child: np.ndarray):
+        super().__init__(np.asarray(child)[..., None])
+
+    @property
+    def child(self) -> torch.Tensor:
+        return self.comp[..., 0]
 
 
 class ChildOuter(nn.Module):
