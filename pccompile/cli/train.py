@@ -26,6 +26,7 @@ def run_training(
     prune_grow: Optional[str] = None,
     compress: Optional[str] = None,
     patience: int = 0,
+    lvd: Optional[str] = None,
     **learning,
 ) -> list:
     """Shared by `pcc train` and `pcc demo`: compile, train with progress and a table per epoch,
@@ -35,6 +36,7 @@ def run_training(
     import pccompile
     from pccompile.learn import Trainer
 
+    lvd_options = _lvd_options(lvd)
     pg = _round_options(prune_grow, compress)
     _check_patience(patience if pg is None else pg.patience, valid, "--patience" if pg is None else "patience=")
     cfg = _train_config(pg, **learning)
@@ -44,6 +46,8 @@ def run_training(
     model = _model_or_checkpoint(spec, ckpt, resume, passes, seed, device, backend)
     sets = _data_sets(model, data, valid, test)
     _announce(model, spec, sets, cfg, device)
+    if lvd_options is not None and not (resume and ckpt.exists()):
+        _distill(model, sets, lvd_options)
     table = _EpochTable(model.num_vars)
     trainer = Trainer(
         model,
@@ -72,6 +76,58 @@ def run_training(
     pccompile.save(model, out)
     _report(model, history, spec, out, ckpt, samples, seed, saved)
     return history
+
+
+def _lvd_options(text: Optional[str]):
+    if text is None:
+        return None
+    from pccompile.lvd import LVDOptions
+
+    return LVDOptions.parse(text)
+
+
+def _distill(model, sets: dict, options) -> None:
+    """Latent variable distillation before EM: the encoder (trained or loaded from its cache),
+    k-means per latent and the counting MLE, each under a progress bar, then a line of figures."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pccompile.lvd import distill
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=console,
+        transient=True,
+    ) as bar:
+        tasks = {}
+
+        def on(name, total):
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total, note="")
+            return tasks[name]
+
+        def on_mae(step, total, loss):
+            bar.update(on("LVD: training the MAE", total), completed=step, note=f"loss {loss:.4f}")
+
+        def on_latent(done, total):
+            bar.update(on("LVD: k-means per latent", total), completed=done)
+
+        report = distill(model, sets["train"], options, on_mae=on_mae, on_latent=on_latent)
+    enc = report.encoder
+    where = (
+        f" ({'trained, cached at' if enc.trained else 'loaded from'} {enc.cached})"
+        if getattr(enc, "cached", None)
+        else ""
+    )
+    lls = "; ".join(f"{name} LL {float(model(x).mean()):.3f}" for name, x in sets.items() if name in ("train", "valid"))
+    s = report.seconds
+    console.print(
+        f"LVD: encoder {options.encoder}{where}; {report.latents} latents assigned by k-means; "
+        f"MLE in {s['mle']:.2f} s (encoder {s['encoder']:.1f} s, k-means {s['kmeans']:.1f} s); {lls}"
+    )
 
 
 def _train_config(pg, *, epochs: int, finish: int = 0, **fields):
@@ -362,6 +418,17 @@ EntropyOption = Annotated[
         "reach probability x its entropy (Liu & Van den Broeck 2021 used 0.001)",
     ),
 ]
+LVDOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--lvd",
+        help="latent variable distillation before EM: 'encoder=mae,clusters=auto,pseudocount=0.1' (encoder mae: "
+        "a small masked autoencoder trained on the data and cached; patches: the pixels' own patches); each "
+        "latent's region is embedded, clustered by k-means into its states, and the circuit set to the "
+        "closed-form MLE on the completed data; EM training follows. More settings: patch, own, rows, steps, "
+        "dim, seed (docs/lvd.md)",
+    ),
+]
 CompressOption = Annotated[
     Optional[str],
     typer.Option(
@@ -406,6 +473,7 @@ def train(
     compress: CompressOption = None,
     soften: SoftenOption = 0.0,
     entropy: EntropyOption = 0.0,
+    lvd: LVDOption = None,
 ):
     """Train a circuit; a table row per epoch, a checkpoint every epoch, a learning-curve PNG.
 
@@ -440,6 +508,7 @@ def train(
             finish=finish,
             soften=soften,
             entropy=entropy,
+            lvd=lvd,
         ),
         interrupted=f"interrupted: the last finished epoch is saved in {ckpt}; "
         "run the same command with --resume to continue",

@@ -26,8 +26,9 @@ from pccompile.ir import ArgumentError
 from .best import BestEpoch, better
 
 
-def _parse(cls, flag: str, text: str):
-    """'key=value,key=value' (any subset of the dataclass's fields), numbers checked."""
+def parse_settings(cls, flag: str, text: str):
+    """'key=value,key=value' (any subset of the dataclass's fields), numbers checked; fields
+    typed str take the text as it is."""
     kinds = {f.name: f.type for f in dataclasses.fields(cls)}
     values = {}
     for item in filter(None, (t.strip() for t in text.split(","))):
@@ -35,6 +36,9 @@ def _parse(cls, flag: str, text: str):
         key = key.strip()
         if not sep or key not in kinds:
             raise ArgumentError(f"{flag}: unknown setting '{item}'; expected {', '.join(kinds)}")
+        if kinds[key] in (str, "str"):
+            values[key] = value.strip()
+            continue
         try:
             values[key] = int(value) if kinds[key] in (int, "int") else float(value)
         except ValueError:
@@ -51,7 +55,7 @@ class _RoundOptions:
     @classmethod
     def parse(cls, text: str):
         """'key=value,...' (any subset of the fields), e.g. 'rounds=3,fraction=0.75,patience=2'."""
-        return _parse(cls, cls.flag, text)
+        return parse_settings(cls, cls.flag, text)
 
     @property
     def total_epochs(self) -> int:
