@@ -6,7 +6,7 @@ from its own samples with their latents, within a tolerance set by the sample si
 import numpy as np
 import pytest
 import torch
-from pccompile.ir import Bernoulli, Binomial, Categorical, Domain, Gaussian, Variable
+from pccompile.ir import Bernoulli, Binomial, Categorical, Domain, Gaussian, StructureError, Variable
 
 import pccompile as pc
 from pccompile import builder as b
@@ -208,3 +208,39 @@ def test_assignments_out_of_range_are_refused_with_the_latent(rng):
         fit_completed(model, x, zz)
     with pytest.raises(pc.ArgumentError, match="latents"):
         fit_completed(model, x, zz[:, :2])
+
+
+def test_tied_transitions_pool_the_counts_of_every_step(rng):
+    """A homogeneous HMM: its one transition matrix is the count of (z_t, z_t+1) pairs pooled
+    over t, counted here from the states directly."""
+    from pccompile.structures import hmm
+
+    T, H, V, n = 5, 3, 4, 500
+    model = pc.compile(pc.build(hmm(T, H, V, homogeneous=True), [Variable(f"x{t}", Domain(V)) for t in range(T)]))
+    rmap = region_map(model.circuit)
+    states = rng.integers(0, H, (n, T))
+    x = rng.integers(0, V, (n, T))
+    z = np.zeros((n, len(rmap.latents)), np.int64)
+    col = {lat.name: lat.id for lat in rmap.latents}
+    for t in range(T):
+        z[:, col[f"Z[{t}]"]] = states[:, t]
+    fit_completed(model, x, z, pseudocount=0.3)
+    pairs = np.zeros((H, H))
+    for t in range(T - 1):
+        np.add.at(pairs, (states[:, t], states[:, t + 1]), 1)
+    want = (pairs + 0.3 / H) / (pairs.sum(1, keepdims=True) + 0.3)
+    c = model.to_circuit()
+    tied = [i for i, nd in c.nodes.items() if getattr(nd, "tie", None) is None and hasattr(nd, "tie") and nd.size == H]
+    assert len(tied) == 1
+    np.testing.assert_allclose(c.params[tied[0]]["weights"], want, rtol=1e-5)
+
+
+def test_a_row_needing_two_states_of_one_latent_is_refused_naming_the_node():
+    """in0 and in1 share a latent (their elementwise product); an outer product pairing in0's
+    row 0 with in1's row 1 would need that latent in two states at once."""
+    in0, in1 = b.inputs(0, 2, Categorical(2), name="in0"), b.inputs(1, 2, Categorical(2), name="in1")
+    cross = b.multiply(in0, in1, index=[np.array([0, 1]), np.array([1, 0])], name="cross")
+    root = b.summate(b.multiply(in0, in1), cross, size=1)
+    circuit = pc.build(root, [Variable("x0", Domain(2)), Variable("x1", Domain(2))])
+    with pytest.raises(StructureError, match="cross.*two states of one latent"):
+        region_map(circuit)
