@@ -8,6 +8,10 @@ with the same EM budget, at several latent sizes, on the digits or MNIST (issue 
 Per (latent size, init): the LLs after initialisation (epoch 0) and after every epoch, the test
 LL at the epoch of best validation LL, the seconds LVD took; one JSON line each, and a PNG of
 valid bpd over epochs next to --out. Inits: random (the compile-time draw), lvd-patches, lvd-mae.
+Larger latents on a GPU (not run yet):
+
+    python bench/lvd.py --data mnist --latents 64 128 256 --inits random lvd-mae --epochs 10 \
+        --batch 512 --step 0.1 --step-end 0.01 --device cuda --out bench/results_lvd_mnist_gpu.jsonl
 """
 
 import argparse
@@ -56,7 +60,7 @@ def run_one(a, splits, latents, init, work):
     train, valid, test = splits
     spec = work / f"{a.data}_hclt{latents}.pc"
     spec.write_text(spec_text(a.data, latents, (work / "train.npy").resolve()))
-    model = pc.compile(spec, seed=a.seed)
+    model = pc.compile(spec, seed=a.seed, device=a.device)
     t0 = time.perf_counter()
     lvd = None
     if init != "random":
@@ -137,6 +141,7 @@ def main():
     ap.add_argument("--step-end", type=float, default=0.02)
     ap.add_argument("--mae-steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cuda: the GPU runs for larger latents (backend auto: triton)")
     ap.add_argument("--work", type=Path, default=Path("runs/lvd"))
     ap.add_argument("--out", type=Path, default=Path("bench/results_lvd_digits.jsonl"))
     a = ap.parse_args()
