@@ -91,6 +91,7 @@ def _distill(model, sets: dict, options) -> None:
     k-means per latent and the counting MLE, each under a progress bar, then a line of figures."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from pccompile.learn.trainer import mean_log_likelihood
     from pccompile.lvd import distill
 
     with Progress(
@@ -122,7 +123,7 @@ def _distill(model, sets: dict, options) -> None:
         if getattr(enc, "cached", None)
         else ""
     )
-    lls = "; ".join(f"{name} LL {float(model(x).mean()):.3f}" for name, x in sets.items() if name in ("train", "valid"))
+    lls = "; ".join(f"{name} LL {mean_log_likelihood(model, x):.3f}" for name, x in sets.items() if name != "test")
     s = report.seconds
     console.print(
         f"LVD: encoder {options.encoder}{where}; {report.latents} latents assigned by k-means; "
