@@ -25,8 +25,14 @@ class Strategy:
     name: ClassVar[str] = ""
     default_step: ClassVar[float] = 0.1
 
-    def __init__(self, model, pseudocount: float, reg: Regularization | None = None):
-        self.model, self.pseudocount, self.reg = model, pseudocount, reg
+    def __init__(self, model, pseudocount: float, reg: Regularization | None = None, group=None):
+        """`group` (learn.distributed.Group): this rank steps on its shard of each batch, and
+        what the ranks computed is summed before every update."""
+        self.model, self.pseudocount, self.reg, self.group = model, pseudocount, reg, group
+
+    @property
+    def reduce(self):
+        return None if self.group is None else self.group.reduce_stats
 
     def step(self, x_int: torch.Tensor, x_real: torch.Tensor | None, step_size: float) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover - interface
@@ -48,7 +54,7 @@ class MiniBatchEM(Strategy):
     default_step = 0.1
 
     def step(self, x_int, x_real, step_size):
-        return em_step(self.model, x_int, x_real, step_size, self.pseudocount, reg=self.reg)
+        return em_step(self.model, x_int, x_real, step_size, self.pseudocount, reduce=self.reduce, reg=self.reg)
 
 
 class FullBatchEM(Strategy):
@@ -57,8 +63,8 @@ class FullBatchEM(Strategy):
     name = "em-full"
     default_step = 1.0
 
-    def __init__(self, model, pseudocount: float, reg: Regularization | None = None):
-        super().__init__(model, pseudocount, reg)
+    def __init__(self, model, pseudocount: float, reg: Regularization | None = None, group=None):
+        super().__init__(model, pseudocount, reg, group)
         self.total = None
 
     def step(self, x_int, x_real, step_size):
@@ -68,7 +74,8 @@ class FullBatchEM(Strategy):
 
     def end_epoch(self, step_size):
         if self.total is not None:
-            em_update(self.model, self.total, step_size, self.pseudocount, self.reg)
+            total = self.total if self.group is None else self.group.reduce_stats(self.total)
+            em_update(self.model, total, step_size, self.pseudocount, self.reg)
         self.total = None
 
 
@@ -78,8 +85,8 @@ class Gradient(Strategy):
 
     optimizer_class: ClassVar[type] = torch.optim.SGD
 
-    def __init__(self, model, pseudocount: float, reg: Regularization | None = None):
-        super().__init__(model, pseudocount, reg)
+    def __init__(self, model, pseudocount: float, reg: Regularization | None = None, group=None):
+        super().__init__(model, pseudocount, reg, group)
         self.optimizer = self.optimizer_class(model.parameters(), lr=self.default_step)
 
     def step(self, x_int, x_real, step_size):
@@ -87,7 +94,11 @@ class Gradient(Strategy):
             g["lr"] = step_size
         self.optimizer.zero_grad()
         lls = self.model.log_prob_encoded(x_int, x_real)
-        (-lls.mean()).backward()
+        if self.group is None:
+            (-lls.mean()).backward()
+        else:  # the global batch's mean: summed here, divided by all ranks' rows after the all-reduce
+            (-lls.sum()).backward()
+            self.group.reduce_grads(self.model.parameters(), lls.shape[0])
         self.optimizer.step()
         return lls.detach().double().sum()
 

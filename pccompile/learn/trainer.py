@@ -107,16 +107,22 @@ class EpochRecord:
 
 
 @torch.no_grad()
-def mean_log_likelihood(model, x, batch_size: int = 1024) -> float:
-    """Mean log-likelihood over the rows of x (refuses an empty x: its mean is undefined, not 0)."""
+def mean_log_likelihood(model, x, batch_size: int = 1024, group=None) -> float:
+    """Mean log-likelihood over the rows of x (refuses an empty x: its mean is undefined, not 0).
+    `group` (learn.distributed): each rank scores its shard of the rows, the sums are all-reduced."""
     if len(x) == 0:
         raise DataError("there are no rows to evaluate")
     if batch_size < 1:
         raise ArgumentError(f"batch size must be at least 1, got {batch_size}")
-    total = 0.0
-    for i in range(0, len(x), batch_size):
-        total += float(model(x[i : i + batch_size]).double().sum())
-    return total / max(len(x), 1)
+    n, rows = len(x), x
+    if group is not None:
+        rows = x[group.shard(n)]
+    total = torch.zeros(1, dtype=torch.float64, device=model.device)  # NCCL reduces device tensors
+    for i in range(0, len(rows), batch_size):
+        total += model(rows[i : i + batch_size]).double().sum()
+    if group is not None:
+        group.sum_([total])
+    return float(total) / max(n, 1)
 
 
 @dataclass
@@ -141,6 +147,7 @@ class Trainer:
     phase_start: int = 0
     stopped: bool = False  # set by a between-epochs hook to end the run after this epoch
     finish_from: int | None = None  # the epoch the finishing phase began at, when a hook moved it earlier
+    group: object | None = None  # learn.distributed.Group: data-parallel, this rank's shard of every batch
 
     def __post_init__(self):
         for name in ("train", "valid", "test"):
@@ -152,7 +159,7 @@ class Trainer:
         self.strategy = self._strategy(STRATEGIES[cfg.optimizer])
 
     def _strategy(self, kind):
-        return kind(self.model, self.config.pseudocount, self.reg)
+        return kind(self.model, self.config.pseudocount, self.reg, self.group)
 
     @property
     def optimizer(self):
@@ -161,7 +168,7 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        if self.checkpoint is None:
+        if self.checkpoint is None or (self.group is not None and not self.group.is_main):
             return
         groups, arrays = self.strategy.state()
         state = {
@@ -235,18 +242,21 @@ class Trainer:
         step = cfg.step_size
         finishing = self.finishing(epoch)
         for bi, (a, b) in enumerate(batches):
-            idx = perm[a:b]
+            idx = perm[a:b] if self.group is None else perm[a:b][self.group.shard(b - a)]
             progress = self._progress(epoch, bi, len(batches))
             step = 1.0 if finishing else step_size_at(cfg.schedule, cfg.step_size, cfg.step_size_end, progress)
             ll_sum = ll_sum + self.strategy.step(x_int[idx], None if x_real is None else x_real[idx], step)
             if self.on_batch:
                 self.on_batch(bi + 1, len(batches))
         self.strategy.end_epoch(step)
+        if self.group is not None:
+            ll_sum = ll_sum.reshape(1)
+            self.group.sum_([ll_sum])
         return EpochRecord(
             epoch + 1,
-            float(ll_sum) / n,
-            None if self.valid is None else mean_log_likelihood(self.model, self.valid),
-            None if self.test is None else mean_log_likelihood(self.model, self.test),
+            float(ll_sum.sum()) / n,
+            None if self.valid is None else mean_log_likelihood(self.model, self.valid, group=self.group),
+            None if self.test is None else mean_log_likelihood(self.model, self.test, group=self.group),
             time.perf_counter() - t0,
             step,
         )

@@ -1,0 +1,91 @@
+"""Data-parallel training on torch.distributed (issue 15, in progress): every rank holds the
+whole model and reads its own share of each global mini-batch; what the ranks computed is
+summed with all-reduce, so every rank applies the same update and the parameters stay equal
+without being broadcast.
+
+- EM: the flows and input statistics of each rank's shard are summed (flattened into one
+  buffer per dtype), then every rank runs the same M-step.
+- Gradients: each rank back-propagates the summed log-likelihood of its shard; gradients and
+  row counts are summed in one buffer and divided by the global row count, which is the
+  gradient of the global batch's mean.
+- Evaluation: each rank scores a shard of the rows; the sums are all-reduced.
+
+The global batch order is the single-process one (the trainer's seeded permutation), so N
+ranks train the same model as one process, up to float rounding.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from pccompile.flows import FlowStats
+from pccompile.ir import ArgumentError
+
+
+@dataclass(frozen=True)
+class Group:
+    """This process's place among `world` ranks."""
+
+    rank: int
+    world: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, n: int) -> slice:
+        """The rows of an n-row global batch this rank reads: contiguous parts of equal size,
+        the first n % world ranks one row more (a rank may get none)."""
+        base, extra = divmod(n, self.world)
+        start = self.rank * base + min(self.rank, extra)
+        return slice(start, start + base + (1 if self.rank < extra else 0))
+
+    def sum_(self, tensors: list[torch.Tensor]) -> None:
+        """All-reduce (sum) every tensor in place: one flat buffer per dtype, one call each."""
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+        for t in tensors:
+            by_dtype.setdefault(t.dtype, []).append(t)
+        for group in by_dtype.values():
+            flat = torch.cat([t.reshape(-1) for t in group])
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            offset = 0
+            for t in group:
+                t.copy_(flat[offset : offset + t.numel()].view_as(t))
+                offset += t.numel()
+
+    def reduce_stats(self, stats: FlowStats) -> FlowStats:
+        """The flows, input statistics and row count of the global batch, from every rank's
+        (the `reduce` of learn.em). The log-likelihood stays this rank's: the trainer sums those
+        once per epoch."""
+        rows = torch.tensor([float(stats.rows)], dtype=torch.float64, device=stats.sum_flows.device)
+        self.sum_([stats.sum_flows, *(t for part in stats.inputs for t in part.values()), rows])
+        return FlowStats(stats.sum_flows, stats.inputs, stats.log_likelihood, int(rows.item()), stats.log_weights)
+
+    def reduce_grads(self, params, rows: int) -> float:
+        """Sum the gradients of `params` (of each rank's summed log-likelihood) and the ranks'
+        row counts in one buffer, then divide the gradients by the global count: the gradient
+        of the global batch's mean. Returns the global count."""
+        grads = [p.grad for p in params if p.grad is not None]
+        count = torch.tensor([float(rows)], dtype=grads[0].dtype, device=grads[0].device)
+        self.sum_([*grads, count])
+        total = float(count.item())
+        for g in grads:
+            g.div_(max(total, 1.0))
+        return total
+
+
+def join(backend: str | None = None, timeout_s: float = 120.0) -> Group:
+    """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT):
+    gloo on the CPU, NCCL when CUDA is there, unless `backend` says. A rank that does not
+    answer within `timeout_s` makes collective calls fail instead of hanging."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise ArgumentError("--distributed runs under torchrun (RANK and WORLD_SIZE are not set)")
+    if not dist.is_initialized():
+        backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return Group(dist.get_rank(), dist.get_world_size())
