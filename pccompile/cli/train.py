@@ -27,6 +27,7 @@ def run_training(
     compress: Optional[str] = None,
     patience: int = 0,
     lvd: Optional[str] = None,
+    distributed: bool = False,
     **learning,
 ) -> list:
     """Shared by `pcc train` and `pcc demo`: compile, train with progress and a table per epoch,
@@ -38,6 +39,7 @@ def run_training(
 
     lvd_options = _lvd_options(lvd)
     pg = _round_options(prune_grow, compress)
+    group = _join(distributed, pg, lvd_options)
     _check_patience(patience if pg is None else pg.patience, valid, "--patience" if pg is None else "patience=")
     cfg = _train_config(pg, **learning)
     seed = cfg.seed
@@ -58,6 +60,7 @@ def run_training(
         checkpoint=ckpt,
         on_batch=table.on_batch,
         on_epoch=table.on_epoch,
+        group=group,
     )
     hook = None if pg is None else _attach_prune_grow(trainer, pg, sets["train"], out, backend, device)
     keep = None if hook is not None or "valid" not in sets else _attach_keep_best(trainer, out, patience)
@@ -72,10 +75,30 @@ def run_training(
     if hook is not None:
         hook.begin(trainer)
     history = table.run(trainer)
+    if group is not None and not group.is_main:
+        return history  # rank 0 writes the model, the curve and the samples
     model, saved = _saved_model(trainer, hook, keep, out, backend, device)
     pccompile.save(model, out)
     _report(model, history, spec, out, ckpt, samples, seed, saved)
     return history
+
+
+def _join(distributed: bool, pg, lvd) -> object | None:
+    """The data-parallel group of a `--distributed` run (under torchrun), None otherwise. Ranks
+    other than 0 print nothing: rank 0 speaks, draws the progress bars and writes the files."""
+    if not distributed:
+        return None
+    from pccompile.ir import ArgumentError
+    from pccompile.learn.distributed import join
+
+    if pg is not None or lvd is not None:
+        raise ArgumentError(
+            "--distributed trains with EM, SGD or Adam; --prune-grow, --compress and --lvd do not run under it yet"
+        )
+    group = join()
+    if not group.is_main:
+        console.quiet = True
+    return group
 
 
 def _lvd_options(text: Optional[str]):
@@ -475,6 +498,13 @@ def train(
     soften: SoftenOption = 0.0,
     entropy: EntropyOption = 0.0,
     lvd: LVDOption = None,
+    distributed: bool = typer.Option(
+        False,
+        "--distributed",
+        help="data-parallel training under torchrun (gloo on the CPU, NCCL on GPUs): each process reads its "
+        "share of every batch and the statistics are all-reduced, so N processes train the model one would; "
+        "e.g. torchrun --nproc-per-node 2 -m pccompile.cli train ... --distributed",
+    ),
 ):
     """Train a circuit; a table row per epoch, a checkpoint every epoch, a learning-curve PNG.
 
@@ -510,6 +540,7 @@ def train(
             soften=soften,
             entropy=entropy,
             lvd=lvd,
+            distributed=distributed,
         ),
         interrupted=f"interrupted: the last finished epoch is saved in {ckpt}; "
         "run the same command with --resume to continue",
