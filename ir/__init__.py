@@ -19,6 +19,7 @@ from .errors import (
     CycleError,
     DataError,
     DecomposabilityError,
+    DistributedError,
     DomainError,
     DSLSemanticError,
     DSLSyntaxError,

@@ -90,5 +90,9 @@ class ResourceError(PCError):
     """A size that cannot be honoured: above a documented cap (pccompile.ir.limits) or memory."""
 
 
+class DistributedError(PCError):
+    """A data-parallel run lost a rank: a collective call failed or timed out."""
+
+
 class FormatError(PCError):
     """A saved model file is unreadable or of an unknown version."""

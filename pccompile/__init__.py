@@ -47,6 +47,7 @@ _EXPORTS = {
             "Gaussian",
             "PCError",
             "ResourceError",
+            "DistributedError",
             "Variable",
             "verify",
         )

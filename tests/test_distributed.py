@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,41 @@ def test_each_rank_steps_on_its_shard_only():
     assert [len(s) for s in seen] == [len(w) for w in want]
     for s, w in zip(seen, want):
         np.testing.assert_array_equal(s.numpy(), model.encode(x[w])[0].numpy())
+
+
+def _faulty(tmp_path, rank: int, epoch: int, timeout_s: int):
+    """Two ranks of `pcc train --distributed` where `rank` dies after `epoch` (or hangs: -epoch)."""
+    args = ["train", str(HERE.parent / "examples/digits.pc"), "--data", "builtin:digits", "-b", "128"]
+    args += ["--epochs", "4", "-o", str(tmp_path / "m.pcz"), "--samples", "0", "--distributed"]
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+    ]
+    cmd = [*launch, str(HERE / "die_on_rank.py"), str(rank), str(epoch), *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PCC_DIST_TIMEOUT=str(timeout_s))
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    return r, time.monotonic() - t0
+
+
+def test_a_killed_rank_stops_the_others_with_its_rank_named(tmp_path):
+    r, seconds = _faulty(tmp_path, 1, 1, 30)
+    assert r.returncode != 0 and seconds < 60
+    text = r.stdout + r.stderr
+    assert "rank      : 1" in text and "exitcode  : 75" in text  # torchrun names the rank that died
+
+
+def test_a_hung_rank_times_the_others_out_and_the_run_resumes(tmp_path):
+    r, seconds = _faulty(tmp_path, 1, -1, 6)
+    assert r.returncode != 0 and seconds < 60
+    text = r.stdout + r.stderr
+    assert "rank 0 of 2: the other ranks did not all answer within 6 s" in text and "--resume" in text
+    assert "[rank0]: RuntimeError" not in text and "[rank0]: ╭" not in text  # our message, not a traceback
+    out = _pcc_train(tmp_path, "m.pcz", 4, resume=True)  # one process takes over from epoch 1
+    assert "resuming from" in out and "(checkpoint)" in out
+    assert (tmp_path / "m.pcz").exists()

@@ -24,15 +24,16 @@ import torch
 import torch.distributed as dist
 
 from pccompile.flows import FlowStats
-from pccompile.ir import ArgumentError
+from pccompile.ir import ArgumentError, DistributedError
 
 
 @dataclass(frozen=True)
 class Group:
-    """This process's place among `world` ranks."""
+    """This process's place among `world` ranks; `timeout_s` bounds every collective call."""
 
     rank: int
     world: int
+    timeout_s: float = 120.0
 
     @property
     def is_main(self) -> bool:
@@ -52,7 +53,15 @@ class Group:
             by_dtype.setdefault(t.dtype, []).append(t)
         for group in by_dtype.values():
             flat = torch.cat([t.reshape(-1) for t in group])
-            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            try:
+                dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            except RuntimeError as e:  # gloo and NCCL report a dead or silent peer this way
+                first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+                raise DistributedError(
+                    f"rank {self.rank} of {self.world}: the other ranks did not all answer within "
+                    f"{self.timeout_s:g} s (one died or hangs): {first}. Rerun with --resume to continue "
+                    "from the last checkpoint, on any number of processes"
+                ) from None
             offset = 0
             for t in group:
                 t.copy_(flat[offset : offset + t.numel()].view_as(t))
@@ -79,13 +88,17 @@ class Group:
         return total
 
 
-def join(backend: str | None = None, timeout_s: float = 120.0) -> Group:
+DEFAULT_TIMEOUT_S = float(os.environ.get("PCC_DIST_TIMEOUT", 120))
+
+
+def join(backend: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> Group:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT):
     gloo on the CPU, NCCL when CUDA is there, unless `backend` says. A rank that does not
-    answer within `timeout_s` makes collective calls fail instead of hanging."""
+    answer within `timeout_s` (default: $PCC_DIST_TIMEOUT, else 120) makes collective calls
+    fail with a DistributedError instead of hanging."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise ArgumentError("--distributed runs under torchrun (RANK and WORLD_SIZE are not set)")
     if not dist.is_initialized():
         backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
-    return Group(dist.get_rank(), dist.get_world_size())
+    return Group(dist.get_rank(), dist.get_world_size(), timeout_s)
