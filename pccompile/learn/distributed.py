@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -34,6 +34,7 @@ class Group:
     rank: int
     world: int
     timeout_s: float = 120.0
+    traffic: dict = field(default_factory=lambda: {"calls": 0, "bytes": 0}, compare=False)  # all-reduced so far
 
     @property
     def is_main(self) -> bool:
@@ -53,6 +54,8 @@ class Group:
             by_dtype.setdefault(t.dtype, []).append(t)
         for group in by_dtype.values():
             flat = torch.cat([t.reshape(-1) for t in group])
+            self.traffic["calls"] += 1
+            self.traffic["bytes"] += flat.numel() * flat.element_size()
             try:
                 dist.all_reduce(flat, op=dist.ReduceOp.SUM)
             except RuntimeError as e:  # gloo and NCCL report a dead or silent peer this way

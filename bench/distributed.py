@@ -1,0 +1,104 @@
+"""Data-parallel EM on the CPU: steps per second with 1 and N gloo processes, and the bytes
+each step all-reduces against the parameter count (issue 15).
+
+    OMP_NUM_THREADS=1 python bench/distributed.py --ranks 1 2 --out bench/results_distributed.jsonl
+
+Each configuration runs under torch.distributed.run (one thread per process), trains `--epochs`
+epochs of mini-batch EM after one warm-up epoch, and rank 0 reports. Circuits: the digits HCLT
+(latents 32) and an MNIST HCLT (latents 8, 784 x categorical(256), 10,000 training rows).
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CIRCUITS = {
+    "digits-hclt32": ("examples/digits.pc", "builtin:digits"),
+    "mnist-hclt8": ("MNIST", None),
+}
+
+
+def worker(circuit: str, epochs: int, batch: int, out: str):
+    import numpy as np
+    import torch
+
+    import pccompile as pc
+    from pccompile.datasets import load_builtin
+    from pccompile.learn import TrainConfig, Trainer
+    from pccompile.learn.distributed import join
+
+    group = join()
+    if circuit == "digits-hclt32":
+        model, x = pc.compile("examples/digits.pc"), load_builtin("builtin:digits")
+    else:
+        import gzip
+
+        raw = gzip.open(Path(os.environ["MNIST"]) / "train-images-idx3-ubyte.gz").read()
+        x = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 784)[:10000].astype(np.int64)
+        np.save("/tmp/pcc_mnist10k.npy", x)
+        spec = 'var px[784] : categorical(256)\nroot = hclt(px, latents=8, data="/tmp/pcc_mnist10k.npy", bins=16, max_rows=5000)\n'
+        model = pc.compile(spec)
+    cfg = TrainConfig(epochs=1, batch_size=batch, seed=0)
+    Trainer(model, cfg, x, group=group).run()  # warm-up
+    before = dict(group.traffic)
+    steps = epochs * -(-len(x) // batch)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch, seed=0)
+    t0 = time.perf_counter()
+    Trainer(model, cfg, x, group=group).run()
+    seconds = time.perf_counter() - t0
+    if group.is_main:
+        row = {
+            "circuit": circuit,
+            "ranks": group.world,
+            "batch": batch,
+            "steps_per_s": steps / seconds,
+            "bytes_per_step": (group.traffic["bytes"] - before["bytes"]) / steps,
+            "calls_per_step": (group.traffic["calls"] - before["calls"]) / steps,
+            "parameters": model.circuit.stats()["parameters"],
+            "sum_weights": int(model.sum_logits.numel()),
+        }
+        with open(out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps(row), flush=True)
+    torch.distributed.destroy_process_group()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--circuits", nargs="+", default=list(CIRCUITS))
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--mnist", default="../shared/data/mnist")
+    ap.add_argument("--out", default="bench/results_distributed.jsonl")
+    ap.add_argument("--worker", nargs=3)
+    a = ap.parse_args()
+    if a.worker:
+        return worker(a.worker[0], int(a.worker[1]), a.batch, a.worker[2])
+    Path(a.out).unlink(missing_ok=True)
+    for circuit in a.circuits:
+        for n in a.ranks:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            cmd = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc-per-node",
+                str(n),
+                "--master-port",
+                str(port),
+            ]
+            cmd += [__file__, "--batch", str(a.batch), "--worker", circuit, str(a.epochs), a.out]
+            env = dict(os.environ, OMP_NUM_THREADS="1", MNIST=str(Path(a.mnist).resolve()))
+            subprocess.run(cmd, env=env, check=True)
+
+
+if __name__ == "__main__":
+    main()
