@@ -23,7 +23,7 @@ CIRCUITS = {
 }
 
 
-def worker(circuit: str, epochs: int, batch: int, out: str):
+def worker(circuit: str, epochs: int, batch: int, out: str, device: str):
     import numpy as np
     import torch
 
@@ -33,16 +33,18 @@ def worker(circuit: str, epochs: int, batch: int, out: str):
     from pccompile.learn.distributed import join
 
     group = join()
+    if device == "cuda":  # NCCL: one GPU per process
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     if circuit == "digits-hclt32":
-        model, x = pc.compile("examples/digits.pc"), load_builtin("builtin:digits")
+        model, x = pc.compile("examples/digits.pc", device=device), load_builtin("builtin:digits")
     else:
         import gzip
 
-        raw = gzip.open(Path(os.environ["MNIST"]) / "train-images-idx3-ubyte.gz").read()
+        raw = gzip.open(Path(os.environ["MNIST"]) / "train-images-idx3-ubyte.gz").read()  # --mnist: its folder
         x = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 784)[:10000].astype(np.int64)
         np.save("/tmp/pcc_mnist10k.npy", x)
         spec = 'var px[784] : categorical(256)\nroot = hclt(px, latents=8, data="/tmp/pcc_mnist10k.npy", bins=16, max_rows=5000)\n'
-        model = pc.compile(spec)
+        model = pc.compile(spec, device=device)
     cfg = TrainConfig(epochs=1, batch_size=batch, seed=0)
     Trainer(model, cfg, x, group=group).run()  # warm-up
     before = dict(group.traffic)
@@ -76,10 +78,11 @@ def main():
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--mnist", default="../shared/data/mnist")
     ap.add_argument("--out", default="bench/results_distributed.jsonl")
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--worker", nargs=3)
     a = ap.parse_args()
     if a.worker:
-        return worker(a.worker[0], int(a.worker[1]), a.batch, a.worker[2])
+        return worker(a.worker[0], int(a.worker[1]), a.batch, a.worker[2], a.device)
     Path(a.out).unlink(missing_ok=True)
     for circuit in a.circuits:
         for n in a.ranks:
@@ -95,7 +98,7 @@ def main():
                 "--master-port",
                 str(port),
             ]
-            cmd += [__file__, "--batch", str(a.batch), "--worker", circuit, str(a.epochs), a.out]
+            cmd += [__file__, "--batch", str(a.batch), "--device", a.device, "--worker", circuit, str(a.epochs), a.out]
             env = dict(os.environ, OMP_NUM_THREADS="1", MNIST=str(Path(a.mnist).resolve()))
             subprocess.run(cmd, env=env, check=True)
 

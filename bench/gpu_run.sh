@@ -6,6 +6,8 @@
 #                                   with --backend triton
 #   bash bench/gpu_run.sh compare   bench/vs_pyjuice.py: pccompile and PyJuice 2.6.3 side by side
 #   bash bench/gpu_run.sh sweep     our side only, MNIST HCLT latents 512, a few tile configurations
+#   bash bench/gpu_run.sh multi     with 2+ GPUs: bench/distributed.py on NCCL (1 and all GPUs), and
+#                                   `pcc train --distributed` on all of them
 #   bash bench/gpu_run.sh prune     bench/prune_speed.py on the Triton backend: forward and EM-step
 #                                   time of pruned HCLTs (digits, MNIST) against the dense one
 # Results and logs go to $OUT (default: runs/gpu).
@@ -56,8 +58,16 @@ prune)
     [ ${#mnist[@]} -gt 0 ] && timeout 350 python3 bench/prune_speed.py --backend triton --device cuda \
         --latents 64 --batch 512 --repeat 20 "${mnist[@]}" 2>&1 | tee "$OUT/prune_mnist.txt"
     ;;
+multi)
+    ngpu=$(nvidia-smi -L | wc -l)
+    if [ "$ngpu" -lt 2 ]; then echo "multi: $ngpu GPU(s), nothing to do" | tee "$OUT/multi.txt"; exit 0; fi
+    timeout 400 python3 bench/distributed.py --ranks 1 "$ngpu" --device cuda --mnist bench/data \
+        --out "$OUT/distributed.jsonl" 2>&1 | tee "$OUT/multi.txt" | tail -8
+    timeout 150 torchrun --nproc-per-node "$ngpu" -m pccompile.cli train examples/digits.pc --data builtin:digits \
+        --epochs 5 --device cuda --distributed -o "$OUT/multi.pcz" --samples 0 2>&1 | tee -a "$OUT/multi.txt" | tail -8
+    ;;
 *)
-    echo "usage: bash bench/gpu_run.sh tests|compare|sweep|prune" >&2
+    echo "usage: bash bench/gpu_run.sh tests|compare|sweep|prune|multi" >&2
     exit 2
     ;;
 esac

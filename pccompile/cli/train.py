@@ -88,6 +88,10 @@ def _join(distributed: bool, pg, lvd) -> object | None:
     other than 0 print nothing: rank 0 speaks, draws the progress bars and writes the files."""
     if not distributed:
         return None
+    import os
+
+    import torch
+
     from pccompile.ir import ArgumentError
     from pccompile.learn.distributed import join
 
@@ -96,6 +100,8 @@ def _join(distributed: bool, pg, lvd) -> object | None:
             "--distributed trains with EM, SGD or Adam; --prune-grow, --compress and --lvd do not run under it yet"
         )
     group = join()
+    if torch.cuda.is_available():  # NCCL: each process on its own GPU ("cuda" is then that one)
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     if not group.is_main:
         console.quiet = True
     return group
