@@ -109,13 +109,14 @@ class ModuleEncoder(Encoder):
 
     def __init__(self, module: torch.nn.Module, grid: PatchGrid | None = None, own: float = 1.0, batch: int = 1024):
         self.module, self.grid, self.own, self.batch = module, grid, own, batch
-        self._cache: tuple[int, torch.Tensor] | None = None
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None  # (rows, the module's outputs)
 
     @torch.no_grad()
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
-        if self._cache is None or self._cache[0] != id(x):
+        """The module's outputs for all rows, computed once per rows tensor."""
+        if self._cache is None or self._cache[0] is not x:
             parts = [self.module(x[i : i + self.batch]) for i in range(0, x.shape[0], self.batch)]
-            self._cache = (id(x), torch.cat(parts).float())
+            self._cache = (x, torch.cat(parts).float())
         return self._cache[1]
 
     def embed(self, x, latent):
@@ -132,10 +133,17 @@ class PatchesEncoder(Encoder):
 
     def __init__(self, grid: PatchGrid | None = None, own: float = 1.0):
         self.grid, self.own = grid, own
+        self._cache: tuple | None = None  # (rows, rows with missing filled, their tiles)
+
+    def _filled(self, x: torch.Tensor):
+        if self._cache is None or self._cache[0] is not x:
+            filled = torch.where(torch.isnan(x), torch.nanmean(x, 0, keepdim=True), x)
+            self._cache = (x, filled, None if self.grid is None else self.grid.tiles(filled))
+        return self._cache[1], self._cache[2]
 
     def embed(self, x, latent):
-        x = torch.where(torch.isnan(x), torch.nanmean(x, 0, keepdim=True), x)
-        if self.grid is None:
-            return _with_own_values(None, x, latent, self.own)
+        filled, tiles = self._filled(x)
+        if tiles is None:
+            return _with_own_values(None, filled, latent, self.own)
         patches = sorted({self.grid.patch_of(v) for v in latent.variables})
-        return _with_own_values(self.grid.tiles(x)[:, patches].reshape(x.shape[0], -1), x, latent, self.own)
+        return _with_own_values(tiles[:, patches].reshape(x.shape[0], -1), filled, latent, self.own)
