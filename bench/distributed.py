@@ -30,7 +30,7 @@ def worker(circuit: str, epochs: int, batch: int, out: str, device: str):
     import pccompile as pc
     from pccompile.datasets import load_builtin
     from pccompile.learn import TrainConfig, Trainer
-    from pccompile.learn.distributed import join
+    from pccompile.learn.distributed import join, leave
 
     group = join()
     if device == "cuda":  # NCCL: one GPU per process
@@ -67,7 +67,7 @@ def worker(circuit: str, epochs: int, batch: int, out: str, device: str):
         with open(out, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
-    torch.distributed.destroy_process_group()
+    leave()
 
 
 def main():

@@ -9,7 +9,7 @@ import torch
 import pccompile as pc
 from pccompile.datasets import load_builtin
 from pccompile.learn import TrainConfig, Trainer
-from pccompile.learn.distributed import join
+from pccompile.learn.distributed import join, leave
 
 SPEC = 'var px[64] : categorical(17)\nimage = [8, 8]\nroot = hclt(px, latents=6, data="builtin:digits")\n'
 
@@ -32,6 +32,7 @@ def main():
         arrays["train_ll"] = np.array([r.train_ll for r in history])
         arrays["valid_ll"] = np.array([r.valid_ll for r in history])
         np.savez(out, **arrays)
+    leave()
 
 
 if __name__ == "__main__":

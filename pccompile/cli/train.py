@@ -75,8 +75,12 @@ def run_training(
     if hook is not None:
         hook.begin(trainer)
     history = table.run(trainer)
-    if group is not None and not group.is_main:
-        return history  # rank 0 writes the model, the curve and the samples
+    if group is not None:
+        from pccompile.learn.distributed import leave
+
+        leave()  # every rank has trained: rank 0 alone goes on to write the model, curve and samples
+        if not group.is_main:
+            return history
     model, saved = _saved_model(trainer, hook, keep, out, backend, device)
     pccompile.save(model, out)
     _report(model, history, spec, out, ckpt, samples, seed, saved)

@@ -105,3 +105,14 @@ def join(backend: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> Gr
         backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     return Group(dist.get_rank(), dist.get_world_size(), timeout_s)
+
+
+def leave() -> None:
+    """Wait for every rank, then tear the process group down. Without it a rank whose
+    interpreter exits while gloo's threads still run can abort ("terminate called without an
+    active exception"), and its exit code fails the run."""
+    if dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
