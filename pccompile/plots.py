@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,15 @@ def learning_curve(history, path: str | Path, num_vars: int, title: str = "") ->
     plt = _plt()
     ep = [r.epoch for r in history]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    ax.plot(ep, [bits_per_dim(r.train_ll, num_vars) for r in history], "o-", label="train")
+
+    def bpd(ll):  # epochs without the split (a resumed run that added --valid) are gaps
+        return math.nan if ll is None else bits_per_dim(ll, num_vars)
+
+    ax.plot(ep, [bpd(r.train_ll) for r in history], "o-", label="train")
     if any(r.valid_ll is not None for r in history):
-        ax.plot(ep, [bits_per_dim(r.valid_ll, num_vars) for r in history], "s-", label="valid")
+        ax.plot(ep, [bpd(r.valid_ll) for r in history], "s-", label="valid")
     if any(r.test_ll is not None for r in history):
-        ax.plot(ep, [bits_per_dim(r.test_ll, num_vars) for r in history], "^-", label="test")
+        ax.plot(ep, [bpd(r.test_ll) for r in history], "^-", label="test")
     ax.set_xlabel("epoch")
     ax.set_ylabel("bits per dimension (lower is better)")
     ax.set_title(title or "learning curve")

@@ -61,6 +61,7 @@ def test_two_processes_train_what_one_does(optimizer, tmp_path):
 def _pcc_train(tmp_path, out: str, epochs: int, world: int = 0, resume: bool = False):
     """`pcc train` on the digits, under torchrun with `world` processes (0: a plain process)."""
     args = ["train", str(HERE.parent / "examples/digits.pc"), "--data", "builtin:digits", "-b", "128"]
+    args += ["--valid", "builtin:digits:valid", "--patience", "5"]  # the best epoch kept: rank 0 writes it
     args += ["--epochs", str(epochs), "-o", str(tmp_path / out), "--samples", "0", "--seed", "3"]
     args += ["--resume"] if resume else []
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -258,3 +258,14 @@ def test_a_hook_can_start_the_finishing_phase_early_and_a_resume_keeps_it(tmp_pa
     trainer.save_checkpoint()
     with pytest.raises(FormatError, match="finishing start 9 does not fit epoch 4"):
         Trainer(pc.compile(SPEC), cfg, x, checkpoint=ckpt).restore()
+
+
+def test_learning_curve_draws_a_split_that_began_mid_run(tmp_path):
+    """A run resumed with --valid added has no valid LL for its first epochs: those are gaps in
+    the plot, not a crash."""
+    from pccompile.learn.trainer import EpochRecord
+    from pccompile.plots import learning_curve
+
+    history = [EpochRecord(1, -90.0, None, None, 0.1, 0.1), EpochRecord(2, -89.0, -91.0, None, 0.1, 0.1)]
+    learning_curve(history, tmp_path / "c.png", 64)
+    assert (tmp_path / "c.png").stat().st_size > 0

@@ -63,7 +63,7 @@ def run_training(
         group=group,
     )
     hook = None if pg is None else _attach_prune_grow(trainer, pg, sets["train"], out, backend, device)
-    keep = None if hook is not None or "valid" not in sets else _attach_keep_best(trainer, out, patience)
+    keep = None if hook is not None or "valid" not in sets else _attach_keep_best(trainer, out, patience, group)
     if resume and ckpt.exists():
         trainer.restore()
         for r in trainer.history:
@@ -215,11 +215,13 @@ def _saved_model(trainer, hook, keep, out: Path, backend: str, device: str):
     return trainer.model, None
 
 
-def _attach_keep_best(trainer, out: Path, patience: int):
-    """Plain training with validation data: the best epoch is the saved model; `patience` stops early."""
+def _attach_keep_best(trainer, out: Path, patience: int, group=None):
+    """Plain training with validation data: the best epoch is the saved model; `patience` stops
+    early. Data-parallel: rank 0 alone writes the best epoch's file."""
     from pccompile.learn import KeepBest
 
-    keep = trainer.between_epochs = KeepBest(out.with_name(out.stem + ".best.pcz"), patience)
+    writer = group is None or group.is_main
+    keep = trainer.between_epochs = KeepBest(out.with_name(out.stem + ".best.pcz"), patience, writer)
     return keep
 
 

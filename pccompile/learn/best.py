@@ -21,10 +21,13 @@ def better(a, b) -> bool:
 class BestEpoch:
     """The best epoch of a run (or of one round, `tag`) and its model in `path`."""
 
-    def __init__(self, path: Path, patience: int = 0, tag=None):
-        self.path, self.patience, self.tag = path, patience, tag
+    def __init__(self, path: Path, patience: int = 0, tag=None, writer: bool = True):
+        """`writer` False (a data-parallel rank other than 0): the best state is kept in memory,
+        not written, so that one process alone writes `path`."""
+        self.path, self.patience, self.tag, self.writer = path, patience, tag, writer
         self.record: dict | None = None  # {"epoch", "train_ll", "valid_ll", "test_ll", "tag"}
         self.since = 0  # patience counts from here at the earliest (the start of a training phase)
+        self._state: dict | None = None  # the kept parameters of a non-writer
 
     def offer(self, model, record: dict) -> bool:
         """Keep `model` when its record beats the best so far; True when it did."""
@@ -33,7 +36,10 @@ class BestEpoch:
         from pccompile.io import save
 
         self.record = {**record, "tag": self.tag}
-        save(model, self.path, extra={"best_epoch": self.record})
+        if self.writer:
+            save(model, self.path, extra={"best_epoch": self.record})
+        else:
+            self._state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return True
 
     def stalled(self, epoch: int) -> bool:
@@ -62,6 +68,9 @@ class BestEpoch:
         """Give `model` the kept parameters."""
         from pccompile.io import module_state, read
 
+        if self._state is not None:
+            model.load_state_dict(self._state)
+            return
         model.load_state_dict(module_state(read(self.path)[1]))
 
 
@@ -71,8 +80,8 @@ class KeepBest:
     phase (TrainConfig.finish_epochs) moves on to it from the best epoch, as the released HCLT
     code does, and a run in its last phase stops."""
 
-    def __init__(self, path: Path, patience: int = 0):
-        self.best = BestEpoch(path, patience)
+    def __init__(self, path: Path, patience: int = 0, writer: bool = True):
+        self.best = BestEpoch(path, patience, writer=writer)
 
     def restore(self, epoch: int, finish_from: int | None = None) -> None:
         self.best.restore(epoch)
