@@ -38,10 +38,9 @@ def worker(circuit: str, epochs: int, batch: int, out: str, device: str):
     if circuit == "digits-hclt32":
         model, x = pc.compile("examples/digits.pc", device=device), load_builtin("builtin:digits")
     else:
-        import gzip
+        from mnist import idx_images  # bench/mnist.py: python puts this folder first on the path
 
-        raw = gzip.open(Path(os.environ["MNIST"]) / "train-images-idx3-ubyte.gz").read()  # --mnist: its folder
-        x = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 784)[:10000].astype(np.int64)
+        x = idx_images(Path(os.environ["MNIST"]) / "train-images-idx3-ubyte.gz")[:10000].astype(np.int64)
         np.save("/tmp/pcc_mnist10k.npy", x)
         spec = 'var px[784] : categorical(256)\nroot = hclt(px, latents=8, data="/tmp/pcc_mnist10k.npy", bins=16, max_rows=5000)\n'
         model = pc.compile(spec, device=device)

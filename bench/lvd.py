@@ -15,24 +15,24 @@ Larger latents on a GPU (not run yet):
 """
 
 import argparse
-import gzip
 import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from mnist import idx_images  # bench/mnist.py: python puts this folder first on the path
 
 import pccompile as pc
 from pccompile.datasets import load_builtin
 from pccompile.learn import TrainConfig, Trainer
+from pccompile.learn.trainer import mean_log_likelihood
 from pccompile.lvd import LVDOptions, distill
 
 
 def mnist(root: Path):
     def images(name):
-        return np.frombuffer(gzip.open(root / name).read(), np.uint8, offset=16).reshape(-1, 784).astype(np.int64)
+        return idx_images(root / name).astype(np.int64)
 
     train, test = images("train-images-idx3-ubyte.gz"), images("t10k-images-idx3-ubyte.gz")
     return train[:55000], train[55000:], test
@@ -49,13 +49,6 @@ def spec_text(data: str, latents: int, train_path: Path) -> str:
     )
 
 
-def mean_ll(model, x, batch=2048):
-    with torch.no_grad():
-        return float(
-            sum(model(torch.as_tensor(x[i : i + batch])).double().sum() for i in range(0, len(x), batch)) / len(x)
-        )
-
-
 def run_one(a, splits, latents, init, work):
     train, valid, test = splits
     spec = work / f"{a.data}_hclt{latents}.pc"
@@ -69,9 +62,9 @@ def run_one(a, splits, latents, init, work):
     curve = [
         {
             "epoch": 0,
-            "train_ll": mean_ll(model, train),
-            "valid_ll": mean_ll(model, valid),
-            "test_ll": mean_ll(model, test),
+            "train_ll": mean_log_likelihood(model, train),
+            "valid_ll": mean_log_likelihood(model, valid),
+            "test_ll": mean_log_likelihood(model, test),
         }
     ]
     cfg = TrainConfig(

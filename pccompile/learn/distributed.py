@@ -78,29 +78,27 @@ class Group:
         self.sum_([stats.sum_flows, *(t for part in stats.inputs for t in part.values()), rows])
         return FlowStats(stats.sum_flows, stats.inputs, stats.log_likelihood, int(rows.item()), stats.log_weights)
 
-    def reduce_grads(self, params, rows: int) -> float:
+    def reduce_grads(self, params, rows: int) -> None:
         """Sum the gradients of `params` (of each rank's summed log-likelihood) and the ranks'
         row counts in one buffer, then divide the gradients by the global count: the gradient
-        of the global batch's mean. Returns the global count."""
+        of the global batch's mean."""
         grads = [p.grad for p in params if p.grad is not None]
         count = torch.tensor([float(rows)], dtype=grads[0].dtype, device=grads[0].device)
         self.sum_([*grads, count])
         total = float(count.item())
         for g in grads:
             g.div_(max(total, 1.0))
-        return total
 
 
-DEFAULT_TIMEOUT_S = float(os.environ.get("PCC_DIST_TIMEOUT", 120))
-
-
-def join(backend: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> Group:
+def join(backend: str | None = None, timeout_s: float | None = None) -> Group:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT):
     gloo on the CPU, NCCL when CUDA is there, unless `backend` says. A rank that does not
     answer within `timeout_s` (default: $PCC_DIST_TIMEOUT, else 120) makes collective calls
     fail with a DistributedError instead of hanging."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise ArgumentError("--distributed runs under torchrun (RANK and WORLD_SIZE are not set)")
+    if timeout_s is None:
+        timeout_s = float(os.environ.get("PCC_DIST_TIMEOUT", 120))
     if not dist.is_initialized():
         backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))

@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pccompile.codegen.torch_backend.inputs import TORCH_INPUTS
+from pccompile.codegen.torch_backend.inputs import TORCH_INPUTS, observed
 from pccompile.flows import FlowStats
-from pccompile.ir import DISTRIBUTIONS, ArgumentError, InputNode, ProductNode
+from pccompile.ir import ArgumentError, InputNode, ProductNode
 from pccompile.learn.em import em_update
 from pccompile.statistics import STATISTICS
 
@@ -81,10 +81,8 @@ def _input_logp(model, t: _Tables, node: InputNode, rows: torch.Tensor, x_int, x
     fam = TORCH_INPUTS[part.dist]
     sl = slice(lay.start, lay.start + lay.size)
     p = {k: v[sl] for k, v in t.params[lay.partition].items()}
-    real = DISTRIBUTIONS[part.dist].is_real
-    xv = x_real[:, node.var] if real else x_int[:, node.var]
-    miss = torch.isnan(xv) if real else xv < 0
-    xv = torch.where(miss, torch.zeros_like(xv), xv)
+    xv, miss = observed(part, torch.tensor([node.var], device=rows.device), x_int, x_real)
+    xv, miss = xv[0], miss[0]
     table = fam.log_table(part, p)
     if table is not None:
         lp = table[rows, xv.long()]

@@ -132,10 +132,11 @@ def distill(
     rmap = region_map(model.circuit)
     t0 = time.perf_counter()
     enc = encoder if encoder is not None else make_encoder(model.circuit, o, on_mae)
-    enc.fit(_as_float(model, x))
+    xf = _as_float(model, x)  # once: assign_latents takes it as it is, and encoders cache by it
+    enc.fit(xf)
     t1 = time.perf_counter()
     z, inertia = assign_latents(
-        model, x, enc, clusters=o.clusters, rows=o.rows, seed=o.seed, rmap=rmap, progress=on_latent
+        model, xf, enc, clusters=o.clusters, rows=o.rows, seed=o.seed, rmap=rmap, progress=on_latent
     )
     t2 = time.perf_counter()
     fit_completed(model, x, z, pseudocount=o.pseudocount, rmap=rmap)

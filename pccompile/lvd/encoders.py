@@ -71,7 +71,9 @@ def _standardise(e: torch.Tensor) -> torch.Tensor:
 
 
 def _with_own_values(e: torch.Tensor | None, x: torch.Tensor, latent: Latent, own: float) -> torch.Tensor:
-    values = _standardise(x[:, list(latent.variables)].float())
+    """The embedding e beside the region's own values (missing ones read as 0), each part
+    standardised; `own` weighs the values."""
+    values = _standardise(torch.nan_to_num(x[:, list(latent.variables)].float(), nan=0.0))
     if e is None:
         return values
     return torch.cat([_standardise(e), own * values], 1) if own > 0 else _standardise(e)
