@@ -164,3 +164,18 @@ def test_a_hung_rank_times_the_others_out_and_the_run_resumes(tmp_path):
     out = _pcc_train(tmp_path, "m.pcz", 4, resume=True)  # one process takes over from epoch 1
     assert "resuming from" in out and "(checkpoint)" in out
     assert (tmp_path / "m.pcz").exists()
+
+
+def test_distributed_outside_torchrun_and_with_a_rounds_learner_is_refused(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pccompile.cli import app
+
+    for var in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    args = ["train", str(HERE.parent / "examples/digits.pc"), "--data", "builtin:digits", "--distributed"]
+    args += ["-o", str(tmp_path / "m.pcz")]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and "--distributed runs under torchrun" in r.output
+    r = CliRunner().invoke(app, [*args, "--prune-grow", "rounds=1"])
+    assert r.exit_code == 2 and "--prune-grow, --compress and --lvd do not run under it yet" in r.output

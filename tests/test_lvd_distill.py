@@ -21,6 +21,7 @@ from pccompile.lvd import (
     PatchGrid,
     assign_latents,
     distill,
+    fit_completed,
     region_map,
 )
 from pccompile.lvd.mae import MAEEncoder, MAESettings
@@ -110,6 +111,15 @@ def test_mae_is_cached_by_data_and_settings(tmp_path, monkeypatch):
     assert third.embed(x, lat).shape == (200, 8 + len(lat.variables))
 
 
+@pytest.mark.parametrize("steps", [1, 3, 10])
+def test_mae_trains_for_any_number_of_steps(steps, tmp_path, monkeypatch):
+    monkeypatch.setenv("PCC_CACHE", str(tmp_path))
+    x = torch.as_tensor(load_builtin("builtin:digits")[:64]).float()
+    enc = MAEEncoder(PatchGrid((8, 8), 2), MAESettings(steps=steps, dim=8, heads=2))
+    enc.fit(x)
+    assert enc.trained and torch.isfinite(enc._tokens).all()
+
+
 def test_patch_grid_tiles_and_finds_patches():
     grid = PatchGrid((5, 6), 2)  # ragged: 3 x 3 patches
     x = torch.arange(30.0).reshape(1, 30)
@@ -121,11 +131,28 @@ def test_patch_grid_tiles_and_finds_patches():
 
 @pytest.mark.parametrize(
     "text,word",
-    [("encoder=vae", "encoder must be one of mae, patches"), ("clusters=many", "clusters"), ("size=3", "unknown")],
+    [
+        ("encoder=vae", "encoder must be one of mae, patches"),
+        ("clusters=many", "clusters"),
+        ("size=3", "unknown"),
+        ("pseudocount=-1", "--lvd needs pseudocount"),
+    ],
 )
 def test_bad_lvd_settings_are_named(text, word):
     with pytest.raises(ArgumentError, match=word):
         LVDOptions.parse(text)
+
+
+def test_embeddings_and_assignments_of_the_wrong_rows_are_refused(rng):
+    model, x = _small_hclt(rng)
+    rmap, states, emb = _planted(rng, model, len(x))
+    with pytest.raises(ArgumentError, match=r"embeddings of .* have 199 rows, the data 200"):
+        assign_latents(model, x, ArrayEncoder(emb[:199]))
+    with pytest.raises(ArgumentError, match="200 data rows but 199 rows of assignments"):
+        fit_completed(model, x, states[:199])
+    enc = MAEEncoder(PatchGrid((8, 8), 2))
+    with pytest.raises(ArgumentError, match=r"call fit\(x\) first"):
+        enc.embed(torch.zeros(3, 64), rmap.latents[0])
 
 
 def test_mae_needs_an_image(rng):

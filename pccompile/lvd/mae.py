@@ -117,7 +117,13 @@ class MAEEncoder(Encoder):
         s, model = self.s, self.model
         opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=0.01)
         gen = torch.Generator(device=tiles.device).manual_seed(s.seed)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=s.steps, pct_start=0.1)
+        # one-cycle: a tenth of the steps warming up (at least 2, or OneCycleLR divides by zero);
+        # runs too short for a cycle keep the rate constant
+        sched = None
+        if s.steps >= 4:
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=s.lr, total_steps=s.steps, pct_start=max(0.1, 2 / s.steps)
+            )
         model.train()
         for step in range(s.steps):
             idx = torch.randint(tiles.shape[0], (min(s.batch, tiles.shape[0]),), generator=gen, device=tiles.device)
@@ -126,7 +132,8 @@ class MAEEncoder(Encoder):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            sched.step()
+            if sched is not None:
+                sched.step()
             if self.progress is not None:
                 self.progress(step + 1, s.steps, float(loss.detach()))
 
@@ -134,4 +141,4 @@ class MAEEncoder(Encoder):
         if self._tokens is None or self._tokens.shape[0] != x.shape[0]:
             raise ArgumentError("MAEEncoder.embed reads the rows fit() was given: call fit(x) first")
         patches = sorted({self.grid.patch_of(v) for v in latent.variables})
-        return _with_own_values(self._tokens[:, patches].mean(1), torch.nan_to_num(x, nan=0.0), latent, self.own)
+        return _with_own_values(self._tokens[:, patches].mean(1), x, latent, self.own)
