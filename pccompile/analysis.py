@@ -10,8 +10,12 @@ import numpy as np
 from pccompile.ir import ArgumentError, Circuit, verify
 
 
-def circuit_edge_flows(circuit: Circuit, data, *, batch_size: int = 512, device=None) -> dict[int, np.ndarray]:
-    """F_{n,c}(data) for every untied sum node (tied sums' flows added into their source's)."""
+def circuit_edge_flows(
+    circuit: Circuit, data, *, batch_size: int = 512, device=None, group=None
+) -> dict[int, np.ndarray]:
+    """F_{n,c}(data) for every untied sum node (tied sums' flows added into their source's).
+    `group` (learn.distributed): each rank computes the flows of its shard of the rows and the
+    sums are all-reduced, so every rank sees the same flows and prunes the same edges."""
     import torch
 
     from .data import as_rows
@@ -26,15 +30,15 @@ def circuit_edge_flows(circuit: Circuit, data, *, batch_size: int = 512, device=
     x = as_rows(data, "the data for the analysis")
     if x.shape[0] == 0:
         raise ArgumentError("the data for the analysis has no rows")
-    return edge_flows(model, x, batch_size)
+    return edge_flows(model, x, batch_size, group=group)
 
 
-def provider_for(data, *, device=None):
+def provider_for(data, *, device=None, group=None):
     """The PassContext provider that computes each analysis a pass asks for on `data`."""
 
     def provide(name: str, circuit: Circuit):
         if name == "edge_flows":
-            return circuit_edge_flows(circuit, data, device=device)
+            return circuit_edge_flows(circuit, data, device=device, group=group)
         raise ArgumentError(f"no analysis named '{name}'")
 
     return provide

@@ -73,11 +73,19 @@ def dataset_flows(model, data, batch_size: int = 512) -> FlowStats:
     return total
 
 
-def edge_flows(model, data, batch_size: int = 512) -> dict[int, np.ndarray]:
+def edge_flows(model, data, batch_size: int = 512, group=None) -> dict[int, np.ndarray]:
     """Aggregate edge flows F_{n,c}(data) per (non-tied) IR sum node: {node id: [size, K] array},
-    zero off the mask. Tied nodes' flows are added into their source's entry."""
-    stats = dataset_flows(model, data, batch_size)
-    flat = stats.sum_flows.double().cpu().numpy()
+    zero off the mask. Tied nodes' flows are added into their source's entry. `group`
+    (learn.distributed): this rank's shard of the rows, the flows summed over the ranks."""
+    if group is not None:
+        data = data[group.shard(len(data))]
+    if len(data):
+        flows = dataset_flows(model, data, batch_size).sum_flows.double()
+    else:  # a rank without rows still takes part in the sum
+        flows = torch.zeros(model.program.num_sum_params, dtype=torch.float64, device=model.device)
+    if group is not None:
+        group.sum_([flows])
+    flat = flows.cpu().numpy()
     out = {}
     for lay in model.program.sum_layout:
         mask = np.ones((lay.size, lay.width), bool) if lay.mask is None else np.asarray(lay.mask, bool)

@@ -1,14 +1,16 @@
 """One rank of a data-parallel run (tests/test_distributed.py starts it under torchrun's
-environment variables): trains a small digits HCLT and, on rank 0, saves its parameters."""
+environment variables): trains a small digits HCLT, or runs one prune-grow round on it, and on
+rank 0 saves its parameters."""
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import pccompile as pc
 from pccompile.datasets import load_builtin
-from pccompile.learn import TrainConfig, Trainer
+from pccompile.learn import PruneGrow, PruneGrowOptions, TrainConfig, Trainer
 from pccompile.learn.distributed import join, leave
 
 SPEC = 'var px[64] : categorical(17)\nimage = [8, 8]\nroot = hclt(px, latents=6, data="builtin:digits")\n'
@@ -23,14 +25,36 @@ def train(optimizer: str, group=None, epochs: int = 2):
     return model, history
 
 
+def prune_grow_round(folder: Path, group=None):
+    """A dense round and one prune-grow round of 2 epochs each (its files in `folder`): the
+    model at the end (the pruned and grown one, trained) and the two rounds' table rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = pc.compile(SPEC, seed=5, dtype=torch.float64)
+    x = load_builtin("builtin:digits")[:300]
+    opt = PruneGrowOptions(rounds=1, epochs=2, fraction=0.5)
+    cfg = TrainConfig(epochs=opt.total_epochs, phase_epochs=opt.epochs, batch_size=64, seed=1)
+    hook = PruneGrow(opt, x, folder / "pg.pcz", group=group)
+    trainer = Trainer(model, cfg, x, valid=x[:97], between_epochs=hook, group=group)
+    hook.begin(trainer)
+    history = trainer.run()
+    return trainer.model, history, hook.rows
+
+
 def main():
-    optimizer, out = sys.argv[1], sys.argv[2]
+    mode, out = sys.argv[1], Path(sys.argv[2])
     group = join(timeout_s=60)
-    model, history = train(optimizer, group)
+    if mode == "prune-grow":
+        model, history, rows = prune_grow_round(out.parent / f"rank{group.rank}", group)
+    else:
+        model, history = train(mode, group)
+        rows = []
     if group.is_main:
         arrays = {k: v.detach().numpy() for k, v in model.state_dict().items()}
         arrays["train_ll"] = np.array([r.train_ll for r in history])
         arrays["valid_ll"] = np.array([r.valid_ll for r in history])
+        arrays["edges"] = np.array([r["edges"] for r in rows])
+        arrays["round_valid_ll"] = np.array([r["valid_ll"] for r in rows])
         np.savez(out, **arrays)
     leave()
 

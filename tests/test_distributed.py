@@ -58,10 +58,28 @@ def test_two_processes_train_what_one_does(optimizer, tmp_path):
     assert not torch.equal(model.sum_logits, torch.zeros_like(model.sum_logits))
 
 
-def _pcc_train(tmp_path, out: str, epochs: int, world: int = 0, resume: bool = False):
-    """`pcc train` on the digits, under torchrun with `world` processes (0: a plain process)."""
+def test_two_processes_prune_and_grow_what_one_does(tmp_path):
+    """The pruned edges come from flows all-reduced over the ranks: the same circuit on every
+    rank and in one process, trained to the same parameters."""
+    from distributed_worker import prune_grow_round
+
+    out = tmp_path / "ranks.npz"
+    _run_ranks(2, "prune-grow", out)
+    got = np.load(out)
+    model, history, rows = prune_grow_round(tmp_path / "single")
+    assert len(rows) == 2 and rows[1]["edges"] != rows[0]["edges"]  # round 1 was pruned and grown
+    np.testing.assert_array_equal(got["edges"], [r["edges"] for r in rows])
+    np.testing.assert_allclose(got["round_valid_ll"], [r["valid_ll"] for r in rows], rtol=1e-10)
+    np.testing.assert_allclose(got["train_ll"], [r.train_ll for r in history], rtol=1e-10)
+    for k, v in model.state_dict().items():
+        np.testing.assert_allclose(got[k], v.detach().numpy(), rtol=1e-9, atol=1e-10, err_msg=k)
+
+
+def _pcc_train(tmp_path, out: str, epochs: int, world: int = 0, resume: bool = False, learner=("--patience", "5")):
+    """`pcc train` on the digits, under torchrun with `world` processes (0: a plain process);
+    `learner`: by default the best epoch is kept (rank 0 writes it)."""
     args = ["train", str(HERE.parent / "examples/digits.pc"), "--data", "builtin:digits", "-b", "128"]
-    args += ["--valid", "builtin:digits:valid", "--patience", "5"]  # the best epoch kept: rank 0 writes it
+    args += ["--valid", "builtin:digits:valid", *learner]
     args += ["--epochs", str(epochs), "-o", str(tmp_path / out), "--samples", "0", "--seed", "3"]
     args += ["--resume"] if resume else []
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -99,6 +117,24 @@ def test_pcc_train_distributed_gives_the_single_process_model_and_resumes_on_oth
     back = _params(tmp_path / "back.pcz")
     for k in one:
         np.testing.assert_allclose(back[k], one[k], rtol=2e-4, atol=2e-5, err_msg=k)
+
+
+def test_pcc_train_distributed_prune_grow_gives_the_single_process_rounds(tmp_path):
+    import json
+
+    learner = ("--prune-grow", "rounds=1,epochs=1,fraction=0.5")
+    out = _pcc_train(tmp_path, "two.pcz", 1, world=2, learner=learner)
+    assert out.count("prune-grow rounds") == 1  # rank 0 alone prints the table
+    _pcc_train(tmp_path, "one.pcz", 1, learner=learner)
+    one = json.loads((tmp_path / "one.rounds.json").read_text())
+    two = json.loads((tmp_path / "two.rounds.json").read_text())
+    assert [r["edges"] for r in two] == [r["edges"] for r in one] and one[1]["edges"] != one[0]["edges"]
+    for a, b in zip(one, two):
+        for key in ("train_ll", "valid_ll"):
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-4, err_msg=key)  # float32 sums in another order
+    assert {k: v.shape for k, v in _params(tmp_path / "two.pcz").items()} == {
+        k: v.shape for k, v in _params(tmp_path / "one.pcz").items()
+    }
 
 
 def test_each_rank_steps_on_its_shard_only():
@@ -166,7 +202,7 @@ def test_a_hung_rank_times_the_others_out_and_the_run_resumes(tmp_path):
     assert (tmp_path / "m.pcz").exists()
 
 
-def test_distributed_outside_torchrun_and_with_a_rounds_learner_is_refused(tmp_path, monkeypatch):
+def test_distributed_outside_torchrun_is_refused(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from pccompile.cli import app
@@ -177,5 +213,3 @@ def test_distributed_outside_torchrun_and_with_a_rounds_learner_is_refused(tmp_p
     args += ["-o", str(tmp_path / "m.pcz")]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 2 and "--distributed runs under torchrun" in r.output
-    r = CliRunner().invoke(app, [*args, "--prune-grow", "rounds=1"])
-    assert r.exit_code == 2 and "--prune-grow, --compress and --lvd do not run under it yet" in r.output

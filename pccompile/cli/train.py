@@ -39,7 +39,7 @@ def run_training(
 
     lvd_options = _lvd_options(lvd)
     pg = _round_options(prune_grow, compress)
-    group = _join(distributed, pg, lvd_options)
+    group = _join(distributed, lvd_options)
     _check_patience(patience if pg is None else pg.patience, valid, "--patience" if pg is None else "patience=")
     cfg = _train_config(pg, **learning)
     seed = cfg.seed
@@ -62,7 +62,7 @@ def run_training(
         on_epoch=table.on_epoch,
         group=group,
     )
-    hook = None if pg is None else _attach_prune_grow(trainer, pg, sets["train"], out, backend, device)
+    hook = None if pg is None else _attach_prune_grow(trainer, pg, sets["train"], out, backend, device, group)
     keep = None if hook is not None or "valid" not in sets else _attach_keep_best(trainer, out, patience, group)
     if resume and ckpt.exists():
         trainer.restore()
@@ -87,7 +87,7 @@ def run_training(
     return history
 
 
-def _join(distributed: bool, pg, lvd) -> object | None:
+def _join(distributed: bool, lvd) -> object | None:
     """The data-parallel group of a `--distributed` run (under torchrun), None otherwise. Ranks
     other than 0 print nothing: rank 0 speaks, draws the progress bars and writes the files."""
     if not distributed:
@@ -99,10 +99,8 @@ def _join(distributed: bool, pg, lvd) -> object | None:
     from pccompile.ir import ArgumentError
     from pccompile.learn.distributed import join
 
-    if pg is not None or lvd is not None:
-        raise ArgumentError(
-            "--distributed trains with EM, SGD or Adam; --prune-grow, --compress and --lvd do not run under it yet"
-        )
+    if lvd is not None:
+        raise ArgumentError("--distributed does not run --lvd yet")
     group = join()
     if torch.cuda.is_available():  # NCCL: each process on its own GPU ("cuda" is then that one)
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
@@ -241,13 +239,20 @@ def _round_options(prune_grow: Optional[str], compress: Optional[str]):
     return None if compress is None else CompressOptions.parse(compress)
 
 
-def _attach_prune_grow(trainer, pg, train, out: Path, backend: str, device: str):
-    """The rounds learner (prune-grow or compression) as the trainer's between-epochs hook."""
+def _attach_prune_grow(trainer, pg, train, out: Path, backend: str, device: str, group=None):
+    """The rounds learner (prune-grow or compression) as the trainer's between-epochs hook;
+    data-parallel, every rank prunes by the all-reduced flows and rank 0 writes the files."""
     from pccompile.learn import Compress, CompressOptions, PruneGrow
 
     cls = Compress if isinstance(pg, CompressOptions) else PruneGrow
     hook = trainer.between_epochs = cls(
-        pg, train, out, on_round=_round_note, backend=backend, device=None if device == "cpu" else device
+        pg,
+        train,
+        out,
+        on_round=_round_note,
+        backend=backend,
+        device=None if device == "cpu" else device,
+        group=group,
     )
     return hook
 

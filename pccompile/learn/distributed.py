@@ -59,16 +59,26 @@ class Group:
             try:
                 dist.all_reduce(flat, op=dist.ReduceOp.SUM)
             except RuntimeError as e:  # gloo and NCCL report a dead or silent peer this way
-                first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-                raise DistributedError(
-                    f"rank {self.rank} of {self.world}: the other ranks did not all answer within "
-                    f"{self.timeout_s:g} s (one died or hangs): {first}. Rerun with --resume to continue "
-                    "from the last checkpoint, on any number of processes"
-                ) from None
+                raise self._lost(e) from None
             offset = 0
             for t in group:
                 t.copy_(flat[offset : offset + t.numel()].view_as(t))
                 offset += t.numel()
+
+    def barrier(self) -> None:
+        """Wait for every rank (e.g. until rank 0 has written a file the others read)."""
+        try:
+            dist.barrier()
+        except RuntimeError as e:
+            raise self._lost(e) from None
+
+    def _lost(self, e: RuntimeError) -> DistributedError:
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        return DistributedError(
+            f"rank {self.rank} of {self.world}: the other ranks did not all answer within "
+            f"{self.timeout_s:g} s (one died or hangs): {first}. Rerun with --resume to continue "
+            "from the last checkpoint, on any number of processes"
+        )
 
     def reduce_stats(self, stats: FlowStats) -> FlowStats:
         """The flows, input statistics and row count of the global batch, from every rank's

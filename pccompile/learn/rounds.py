@@ -101,14 +101,17 @@ class CompressOptions(_RoundOptions):
 class PruneGrow:
     """The between-epochs hook. `on_round(row)` sees each round's table row."""
 
-    def __init__(self, options, train, out: Path, on_round=None, backend: str = "auto", device=None):
+    def __init__(self, options, train, out: Path, on_round=None, backend: str = "auto", device=None, group=None):
+        """`group` (learn.distributed): the edge flows and log-likelihoods are all-reduced over
+        the ranks, so every rank prunes and grows the same model; rank 0 alone writes the files."""
         self.opt, self.train, self.on_round = options, train, on_round
-        self.backend, self.device = backend, device
+        self.backend, self.device, self.group = backend, device, group
+        self.writer = group is None or group.is_main
         self.best_path = out.with_name(out.stem + ".best.pcz")
         self.rounds_path = out.with_name(out.stem + ".rounds.json")
         self.round_path = out.with_name(out.stem + ".round.pcz")
         self.rows: list[dict] = []
-        self.round_best = BestEpoch(self.round_path, options.patience, tag=0)  # the round's best epoch so far
+        self.round_best = self._round_best(0)  # the round's best epoch so far
 
     # -- resume ---------------------------------------------------------------------------------
     def restore(self, epoch: int) -> None:
@@ -116,8 +119,11 @@ class PruneGrow:
         round in progress."""
         rows = _read_json(self.rounds_path)
         self.rows = [r for r in rows if isinstance(r, dict) and r.get("epoch", math.inf) <= epoch]
-        self.round_best = BestEpoch(self.round_path, self.opt.patience, tag=len(self.rows))
+        self.round_best = self._round_best(len(self.rows))
         self.round_best.restore(epoch, since=self.round_start)
+
+    def _round_best(self, round_: int) -> BestEpoch:
+        return BestEpoch(self.round_path, self.opt.patience, tag=round_, writer=self.writer)
 
     def begin(self, trainer) -> None:
         """Before a fresh run's first epoch: the starting model is epoch 0 of round 0, so a round
@@ -168,18 +174,19 @@ class PruneGrow:
         }
         previous = self.best
         self.rows.append(row)
-        if self._is_better(row, previous):
-            save(trainer.model, self.best_path, extra={"prune_grow_round": row})
-        tmp = self.rounds_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.rows, indent=1))
-        tmp.replace(self.rounds_path)
+        if self.writer:
+            if self._is_better(row, previous):
+                save(trainer.model, self.best_path, extra={"prune_grow_round": row})
+            tmp = self.rounds_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.rows, indent=1))
+            tmp.replace(self.rounds_path)
         if self.on_round:
             self.on_round(row)
         model = self._next(trainer, row["round"])
         if model is None:
             trainer.stopped = True
             return None
-        self.round_best = BestEpoch(self.round_path, self.opt.patience, tag=len(self.rows))
+        self.round_best = self._round_best(len(self.rows))
         self.round_best.offer(model, self._untrained_record(trainer, model, rec.epoch))
         return model
 
@@ -188,7 +195,7 @@ class PruneGrow:
         from .trainer import mean_log_likelihood
 
         def ll(x):
-            return None if x is None else mean_log_likelihood(model, x)
+            return None if x is None else mean_log_likelihood(model, x, group=self.group)
 
         return {"epoch": epoch, "train_ll": ll(self.train), "valid_ll": ll(trainer.valid), "test_ll": ll(trainer.test)}
 
@@ -207,8 +214,10 @@ class PruneGrow:
 
         if round_ >= self.opt.rounds:
             return None
-        circuit = run(trainer.model.to_circuit(), self._passes(round_), data=self.train, device=self.device)
-        return _compile(circuit, backend=self.backend, device=self.device)
+        passes = self._passes(round_)
+        circuit = run(trainer.model.to_circuit(), passes, data=self.train, device=self.device, group=self.group)
+        # the next round keeps the model's dtype (a float64 run stays float64)
+        return _compile(circuit, backend=self.backend, device=self.device, dtype=trainer.model.dtype)
 
 
 class Compress(PruneGrow):
@@ -261,28 +270,34 @@ def prune_grow(
     backend: str = "auto",
     device=None,
     resume: bool = False,
+    group=None,
 ):
     """The prune-grow learner (or, given CompressOptions, compression) from Python: train `model`
     (a compiled circuit) for a dense round, then the rounds. `config` (a TrainConfig) gives the EM
     settings; its epochs are set by the options. Returns (best model, round rows). The rounds'
     files and the checkpoint go next to `out` (a temporary folder when None); `resume` continues
-    from that checkpoint."""
+    from that checkpoint. `group` (learn.distributed.join()): data-parallel over its ranks; `out`
+    must then lie on a filesystem every rank sees (rank 0 writes, every rank reads the best)."""
     import tempfile
 
     import pccompile
 
     from .trainer import TrainConfig, Trainer
 
+    if group is not None and out is None:
+        raise ArgumentError("prune_grow with a group needs out=: a path every rank can read")
     config = dataclasses.replace(config or TrainConfig(), epochs=options.total_epochs, phase_epochs=options.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(out) if out is not None else Path(tmp) / "model.pcz"
         cls = Compress if isinstance(options, CompressOptions) else PruneGrow
-        hook = cls(options, train, out, backend=backend, device=device)
+        hook = cls(options, train, out, backend=backend, device=device, group=group)
         ckpt = out.with_name(out.stem + ".ckpt.pcz")
-        trainer = Trainer(model, config, train, valid, test, checkpoint=ckpt, between_epochs=hook)
+        trainer = Trainer(model, config, train, valid, test, checkpoint=ckpt, between_epochs=hook, group=group)
         if resume and ckpt.exists():
             trainer.restore()
             hook.restore(trainer.start_epoch)
         hook.begin(trainer)
         trainer.run()
+        if group is not None:
+            group.barrier()  # rank 0 has written the best round
         return pccompile.load(hook.best_path, backend=backend, device=device), list(hook.rows)
