@@ -41,11 +41,26 @@ def prune_grow_round(folder: Path, group=None):
     return trainer.model, history, hook.rows
 
 
+def lvd(encoder: str, group=None):
+    """Latent variable distillation of the small HCLT on 301 rows (uneven shards); encoder=mae
+    trains a tiny MAE (on rank 0, cached under $PCC_CACHE)."""
+    from pccompile.lvd import LVDOptions, distill
+
+    torch.manual_seed(0)
+    model = pc.compile(SPEC, seed=5, dtype=torch.float64)
+    x = load_builtin("builtin:digits")[:301]
+    report = distill(model, x, LVDOptions(encoder=encoder, steps=20, dim=8, rows=200), group=group)
+    return model, report
+
+
 def main():
     mode, out = sys.argv[1], Path(sys.argv[2])
     group = join(timeout_s=60)
     if mode == "prune-grow":
         model, history, rows = prune_grow_round(out.parent / f"rank{group.rank}", group)
+    elif mode.startswith("lvd-"):
+        model, report = lvd(mode[4:], group)
+        history, rows = [], []
     else:
         model, history = train(mode, group)
         rows = []

@@ -75,6 +75,31 @@ def test_two_processes_prune_and_grow_what_one_does(tmp_path):
         np.testing.assert_allclose(got[k], v.detach().numpy(), rtol=1e-9, atol=1e-10, err_msg=k)
 
 
+@pytest.mark.parametrize("encoder", ["patches", "mae"])
+def test_two_processes_distill_what_one_does(encoder, tmp_path, monkeypatch):
+    """LVD: rank 0 trains the MAE and shares it, k-means is split by latent and the centres
+    shared, the counts all-reduced: the parameters one process sets."""
+    from distributed_worker import SPEC, lvd
+
+    import pccompile as pc
+
+    monkeypatch.setenv("PCC_CACHE", str(tmp_path / "cache"))  # the single run loads rank 0's MAE
+    out = tmp_path / "ranks.npz"
+    _run_ranks(2, f"lvd-{encoder}", out)
+    got = np.load(out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the ranks run: the same float rounding in the embeddings
+    try:
+        model, report = lvd(encoder)
+    finally:
+        torch.set_num_threads(threads)
+    assert encoder != "mae" or not report.encoder.trained
+    start = pc.compile(SPEC, seed=5, dtype=torch.float64).state_dict()
+    assert not all(torch.equal(v, start[k]) for k, v in model.state_dict().items())  # LVD set them
+    for k, v in model.state_dict().items():
+        np.testing.assert_allclose(got[k], v.detach().numpy(), rtol=1e-9, atol=1e-12, err_msg=k)
+
+
 def _pcc_train(tmp_path, out: str, epochs: int, world: int = 0, resume: bool = False, learner=("--patience", "5")):
     """`pcc train` on the digits, under torchrun with `world` processes (0: a plain process);
     `learner`: by default the best epoch is kept (rank 0 writes it)."""
@@ -135,6 +160,19 @@ def test_pcc_train_distributed_prune_grow_gives_the_single_process_rounds(tmp_pa
     assert {k: v.shape for k, v in _params(tmp_path / "two.pcz").items()} == {
         k: v.shape for k, v in _params(tmp_path / "one.pcz").items()
     }
+
+
+def test_pcc_train_distributed_lvd_gives_the_single_process_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("PCC_CACHE", str(tmp_path / "cache"))
+    learner = ("--lvd", "encoder=mae,steps=20,dim=8")
+    out = _pcc_train(tmp_path, "two.pcz", 1, world=2, learner=learner)
+    assert out.count("LVD: encoder mae (trained, cached at") == 1  # rank 0 trains, and speaks
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # one cache entry, no rank's temporary left
+    out = _pcc_train(tmp_path, "one.pcz", 1, learner=learner)
+    assert "LVD: encoder mae (loaded from" in out
+    one, two = _params(tmp_path / "one.pcz"), _params(tmp_path / "two.pcz")
+    for k in one:
+        np.testing.assert_allclose(two[k], one[k], rtol=2e-4, atol=2e-5, err_msg=k)  # float32 sums in another order
 
 
 def test_each_rank_steps_on_its_shard_only():

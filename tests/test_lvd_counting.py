@@ -244,3 +244,21 @@ def test_a_row_needing_two_states_of_one_latent_is_refused_naming_the_node():
     circuit = pc.build(root, [Variable("x0", Domain(2)), Variable("x1", Domain(2))])
     with pytest.raises(StructureError, match="cross.*two states of one latent"):
         region_map(circuit)
+
+
+def test_counts_of_row_shards_sum_to_the_counts_of_all_rows(rng):
+    """What a data-parallel LVD all-reduces: the counts of the ranks' shards, one of them empty
+    (more ranks than rows), add up to the counts of all the rows, statistic for statistic."""
+    from pccompile.lvd import completed_stats
+
+    x, z = _data(rng, 50)
+    model = pc.compile(_tree(), dtype=torch.float64, seed=4)
+    zz = _z_columns(model.circuit, z)
+    whole = completed_stats(model, x, zz)
+    parts = [completed_stats(model, x[s], zz[s]) for s in (slice(0, 0), slice(0, 17), slice(17, 50))]
+    assert parts[0].rows == 0 and float(parts[0].sum_flows.abs().sum()) == 0
+    torch.testing.assert_close(sum(p.sum_flows for p in parts), whole.sum_flows)
+    assert sum(p.rows for p in parts) == whole.rows == 50
+    for i, stats in enumerate(whole.inputs):
+        for k, v in stats.items():
+            torch.testing.assert_close(sum(p.inputs[i][k] for p in parts), v, msg=f"partition {i}: {k}")

@@ -39,7 +39,7 @@ def run_training(
 
     lvd_options = _lvd_options(lvd)
     pg = _round_options(prune_grow, compress)
-    group = _join(distributed, lvd_options)
+    group = _join(distributed)
     _check_patience(patience if pg is None else pg.patience, valid, "--patience" if pg is None else "patience=")
     cfg = _train_config(pg, **learning)
     seed = cfg.seed
@@ -49,7 +49,7 @@ def run_training(
     sets = _data_sets(model, data, valid, test)
     _announce(model, spec, sets, cfg, device)
     if lvd_options is not None and not (resume and ckpt.exists()):
-        _distill(model, sets, lvd_options)
+        _distill(model, sets, lvd_options, group)
     table = _EpochTable(model.num_vars)
     trainer = Trainer(
         model,
@@ -87,7 +87,7 @@ def run_training(
     return history
 
 
-def _join(distributed: bool, lvd) -> object | None:
+def _join(distributed: bool) -> object | None:
     """The data-parallel group of a `--distributed` run (under torchrun), None otherwise. Ranks
     other than 0 print nothing: rank 0 speaks, draws the progress bars and writes the files."""
     if not distributed:
@@ -96,14 +96,11 @@ def _join(distributed: bool, lvd) -> object | None:
 
     import torch
 
-    from pccompile.ir import ArgumentError
     from pccompile.learn.distributed import join
 
-    if lvd is not None:
-        raise ArgumentError("--distributed does not run --lvd yet")
-    group = join()
     if torch.cuda.is_available():  # NCCL: each process on its own GPU ("cuda" is then that one)
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    group = join()
     if not group.is_main:
         console.quiet = True
     return group
@@ -117,9 +114,10 @@ def _lvd_options(text: Optional[str]):
     return LVDOptions.parse(text)
 
 
-def _distill(model, sets: dict, options) -> None:
+def _distill(model, sets: dict, options, group=None) -> None:
     """Latent variable distillation before EM: the encoder (trained or loaded from its cache),
-    k-means per latent and the counting MLE, each under a progress bar, then a line of figures."""
+    k-means per latent and the counting MLE, each under a progress bar, then a line of figures.
+    Data-parallel: rank 0 trains the encoder, the ranks share the k-means and the counts."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pccompile.learn.trainer import mean_log_likelihood
@@ -147,14 +145,16 @@ def _distill(model, sets: dict, options) -> None:
         def on_latent(done, total):
             bar.update(on("LVD: k-means per latent", total), completed=done)
 
-        report = distill(model, sets["train"], options, on_mae=on_mae, on_latent=on_latent)
+        report = distill(model, sets["train"], options, on_mae=on_mae, on_latent=on_latent, group=group)
     enc = report.encoder
     where = (
         f" ({'trained, cached at' if enc.trained else 'loaded from'} {enc.cached})"
         if getattr(enc, "cached", None)
         else ""
     )
-    lls = "; ".join(f"{name} LL {mean_log_likelihood(model, x):.3f}" for name, x in sets.items() if name != "test")
+    lls = "; ".join(
+        f"{name} LL {mean_log_likelihood(model, x, group=group):.3f}" for name, x in sets.items() if name != "test"
+    )
     s = report.seconds
     console.print(
         f"LVD: encoder {options.encoder}{where}; {report.latents} latents assigned by k-means; "

@@ -34,7 +34,7 @@ class Group:
     rank: int
     world: int
     timeout_s: float = 120.0
-    traffic: dict = field(default_factory=lambda: {"calls": 0, "bytes": 0}, compare=False)  # all-reduced so far
+    traffic: dict = field(default_factory=lambda: {"calls": 0, "bytes": 0}, compare=False)  # collectives so far
 
     @property
     def is_main(self) -> bool:
@@ -49,6 +49,14 @@ class Group:
 
     def sum_(self, tensors: list[torch.Tensor]) -> None:
         """All-reduce (sum) every tensor in place: one flat buffer per dtype, one call each."""
+        self._flat(tensors, lambda flat: dist.all_reduce(flat, op=dist.ReduceOp.SUM))
+
+    def broadcast_(self, tensors: list[torch.Tensor], src: int = 0) -> None:
+        """Give every rank rank `src`'s values of the tensors, in place (one call per dtype)."""
+        self._flat(tensors, lambda flat: dist.broadcast(flat, src))
+
+    def _flat(self, tensors: list[torch.Tensor], collective) -> None:
+        """Run `collective` on one flat buffer per dtype of the tensors, then copy back."""
         by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
         for t in tensors:
             by_dtype.setdefault(t.dtype, []).append(t)
@@ -57,7 +65,7 @@ class Group:
             self.traffic["calls"] += 1
             self.traffic["bytes"] += flat.numel() * flat.element_size()
             try:
-                dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+                collective(flat)
             except RuntimeError as e:  # gloo and NCCL report a dead or silent peer this way
                 raise self._lost(e) from None
             offset = 0

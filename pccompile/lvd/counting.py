@@ -216,22 +216,35 @@ def completed_stats(model, x, z, *, missing=None, rmap: RegionMap | None = None,
         _downward(model, t, row, val, edges, counts, flows)
         stats = _input_stats(model, flows, xi, xr)
         total = stats if total is None else [{k: a[k] + b[k] for k in a} for a, b in zip(total, stats)]
+    if total is None:  # no rows (a data-parallel rank's empty shard): zero statistics of every shape
+        total = _input_stats(model, [], x_int, x_real)
     flat = torch.zeros(model.program.num_sum_params, dtype=model.dtype, device=model.device)
     for lay in model.program.sum_layout:
         mask = t.masks[lay.node]
         flat[lay.offset : lay.offset + int(mask.sum())] = counts[lay.node][mask]
-    return FlowStats(flat, total or [], ll, int(x_int.shape[0]))
+    return FlowStats(flat, total, ll, int(x_int.shape[0]))
 
 
 def fit_completed(
-    model, x, z, *, pseudocount: float = 0.1, rounds: int | None = None, missing=None, rmap: RegionMap | None = None
+    model,
+    x,
+    z,
+    *,
+    pseudocount: float = 0.1,
+    rounds: int | None = None,
+    missing=None,
+    rmap: RegionMap | None = None,
+    group=None,
 ):
     """Set the model's parameters to the closed-form MLE on (x, z) with Laplace smoothing
     `pseudocount` (in place; returns the model). `rounds` (default 1, or 5 where a sum chooses
-    between child vectors): recount with the new weights, EM over those choices alone."""
+    between child vectors): recount with the new weights, EM over those choices alone. `group`
+    (learn.distributed): (x, z) are this rank's rows; the counts are all-reduced."""
     rmap = region_map(model.circuit) if rmap is None else rmap
     rounds = (5 if has_choices(rmap) else 1) if rounds is None else int(rounds)
     for _ in range(max(rounds, 1)):
         stats = completed_stats(model, x, z, missing=missing, rmap=rmap)
+        if group is not None:
+            stats = group.reduce_stats(stats)
         em_update(model, stats, 1.0, pseudocount)
     return model

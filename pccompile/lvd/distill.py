@@ -80,7 +80,7 @@ def make_encoder(circuit, options: LVDOptions, progress=None) -> Encoder:
 
 @dataclass
 class LVDReport:
-    assignments: np.ndarray  # [N, latents] the state of every latent for every training row
+    assignments: np.ndarray  # [N, latents] the state of every latent for every training row (of this rank's shard)
     latents: int
     seconds: dict[str, float]  # encoder, kmeans, mle
     inertia: float  # summed k-means inertia over latents (in standardised units)
@@ -95,50 +95,116 @@ def _as_float(model, x) -> torch.Tensor:
     return torch.where(x < 0, torch.nan, x.float())
 
 
+def _clusters(lat, clusters: str, fit_rows: int) -> int:
+    k = lat.size if clusters == "auto" else min(int(clusters), lat.size)
+    return min(k, fit_rows)
+
+
 @torch.no_grad()
 def assign_latents(
-    model, x, encoder: Encoder, *, clusters: str = "auto", rows: int = 20000, seed: int = 0, rmap=None, progress=None
+    model,
+    x,
+    encoder: Encoder,
+    *,
+    clusters: str = "auto",
+    rows: int = 20000,
+    seed: int = 0,
+    rmap=None,
+    progress=None,
+    group=None,
 ) -> tuple[np.ndarray, float]:
     """([N, latents] states from k-means on each latent's embeddings, summed inertia). k-means
     fits on a seeded subset of at most `rows` rows, then every row takes its nearest centre.
-    `progress(done, total)` hears each latent finish."""
+    `progress(done, total)` hears each latent finish. `group` (learn.distributed): each rank
+    runs k-means for its share of the latents, the centres are all-reduced, and each rank
+    assigns its shard of the rows (the states returned are that shard's)."""
     rmap: RegionMap = region_map(model.circuit) if rmap is None else rmap
     xf = _as_float(model, x)
     N = xf.shape[0]
     gen = torch.Generator().manual_seed(int(seed))
     fit_rows = torch.randperm(N, generator=gen)[: min(rows, N)].to(model.device)
-    z = np.zeros((N, len(rmap.latents)), np.int64)
-    inertia = 0.0
-    for i, lat in enumerate(rmap.latents):
-        k = lat.size if clusters == "auto" else min(int(clusters), lat.size)
-        if k > 1:
-            e = encoder.embed(xf, lat).float()
-            res = kmeans(e[fit_rows], min(k, len(fit_rows)), seed=seed + lat.id)
-            d = torch.cdist(e, res.centers)
-            z[:, lat.id] = d.argmin(1).cpu().numpy()
-            inertia += res.inertia
+    todo = [lat for lat in rmap.latents if _clusters(lat, clusters, len(fit_rows)) > 1]
+    mine = todo if group is None else todo[group.rank :: group.world]
+    total = len(mine) + (0 if group is None else len(todo))
+    own_rows = slice(0, N) if group is None else group.shard(N)
+    z = np.zeros((own_rows.stop - own_rows.start, len(rmap.latents)), np.int64)
+    centers, inertia = {}, 0.0
+    for i, lat in enumerate(mine):
+        e = encoder.embed(xf, lat).float()
+        res = kmeans(e[fit_rows], _clusters(lat, clusters, len(fit_rows)), seed=seed + lat.id)
+        centers[lat.id], inertia = res.centers, inertia + res.inertia
+        if group is None:
+            z[:, lat.id] = torch.cdist(e, res.centers).argmin(1).cpu().numpy()
         if progress is not None:
-            progress(i + 1, len(rmap.latents))
+            progress(i + 1, total)
+    if group is None:
+        return z, inertia
+    centers, inertia = _share_centers(group, todo, centers, inertia, model.device)
+    for i, lat in enumerate(todo):  # every latent's centres now on every rank: its own rows
+        e = encoder.embed(xf, lat).float()[own_rows]
+        z[:, lat.id] = torch.cdist(e, centers[lat.id]).argmin(1).cpu().numpy()
+        if progress is not None:
+            progress(len(mine) + i + 1, total)
     return z, inertia
 
 
+def _share_centers(group, todo, centers: dict, inertia: float, device) -> tuple[dict, float]:
+    """Every rank's k-means centres on every rank: their shapes, then the centres and the
+    inertia, summed into buffers that are zero where another rank fills them."""
+    shapes = torch.zeros(len(todo), 2, dtype=torch.float64, device=device)
+    for j, lat in enumerate(todo):
+        if lat.id in centers:
+            shapes[j] = torch.tensor(centers[lat.id].shape, dtype=torch.float64)
+    total = torch.tensor([inertia], dtype=torch.float64, device=device)
+    group.sum_([shapes, total])
+    full = {
+        lat.id: centers.get(lat.id, torch.zeros(*(int(v) for v in shapes[j]), device=device))
+        for j, lat in enumerate(todo)
+    }
+    group.sum_(list(full.values()))  # own centres plus zeros: unchanged, bit for bit
+    return full, float(total.item())
+
+
 def distill(
-    model, x, options: LVDOptions | None = None, *, encoder: Encoder | None = None, on_mae=None, on_latent=None
+    model,
+    x,
+    options: LVDOptions | None = None,
+    *,
+    encoder: Encoder | None = None,
+    on_mae=None,
+    on_latent=None,
+    group=None,
 ):
     """Set `model`'s parameters by LVD from training rows x [N, V] (in place); returns an
     LVDReport. `encoder` (any lvd.encoders.Encoder: a user's module, precomputed arrays) replaces
-    the one `options.encoder` names."""
+    the one `options.encoder` names. `group` (learn.distributed): rank 0 fits the encoder and
+    shares what it learned, k-means is split by latent and the counts are all-reduced, so every
+    rank ends with the same parameters (the report's assignments are this rank's rows)."""
     o = options or LVDOptions()
     rmap = region_map(model.circuit)
     t0 = time.perf_counter()
     enc = encoder if encoder is not None else make_encoder(model.circuit, o, on_mae)
     xf = _as_float(model, x)  # once: assign_latents takes it as it is, and encoders cache by it
-    enc.fit(xf)
+    _fit_encoder(enc, xf, group)
     t1 = time.perf_counter()
     z, inertia = assign_latents(
-        model, xf, enc, clusters=o.clusters, rows=o.rows, seed=o.seed, rmap=rmap, progress=on_latent
+        model, xf, enc, clusters=o.clusters, rows=o.rows, seed=o.seed, rmap=rmap, progress=on_latent, group=group
     )
     t2 = time.perf_counter()
-    fit_completed(model, x, z, pseudocount=o.pseudocount, rmap=rmap)
+    rows = x if group is None else x[group.shard(len(x))]
+    fit_completed(model, rows, z, pseudocount=o.pseudocount, rmap=rmap, group=group)
     t3 = time.perf_counter()
     return LVDReport(z, len(rmap.latents), {"encoder": t1 - t0, "kmeans": t2 - t1, "mle": t3 - t2}, inertia, enc)
+
+
+def _fit_encoder(enc: Encoder, xf: torch.Tensor, group) -> None:
+    """fit() here, or data-parallel: on rank 0 (which alone trains and writes the cache), the
+    learned tensors then broadcast to the other ranks."""
+    if group is None or group.is_main:
+        enc.fit(xf)
+    else:
+        enc.prepare(xf)
+    if group is not None:
+        group.broadcast_(enc.shared())
+        if not group.is_main:
+            enc.after_sharing(xf)

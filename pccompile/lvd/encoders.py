@@ -86,6 +86,20 @@ class Encoder:
     def fit(self, x: torch.Tensor) -> None:
         return None
 
+    def prepare(self, x: torch.Tensor) -> None:
+        """What fit(x) sets up before it learns anything, so that shared() has its shapes: a
+        data-parallel rank other than 0 calls this, then receives rank 0's fitted values."""
+        return None
+
+    def shared(self) -> list[torch.Tensor]:
+        """The tensors fit() learns, updated in place when ranks share rank 0's fit (none: an
+        encoder that learns nothing, or a module every rank is given)."""
+        return []
+
+    def after_sharing(self, x: torch.Tensor) -> None:
+        """What fit(x) computes from the learned values once they are in place."""
+        return None
+
     def embed(self, x: torch.Tensor, latent: Latent) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover - interface
 

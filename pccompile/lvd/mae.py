@@ -90,11 +90,14 @@ class MAEEncoder(Encoder):
         x = torch.nan_to_num(x.float(), nan=0.0)
         return x / x.amax().clamp_min(1e-12)
 
+    def prepare(self, x: torch.Tensor) -> None:
+        torch.manual_seed(self.s.seed)
+        self.model = PatchMAE(self.grid, self.s).to(x.device)
+
     def fit(self, x: torch.Tensor) -> None:
         xs = self._scaled(x)
         path = cache_dir() / f"mae-{_key(xs, self.grid, self.s)}.pt"
-        torch.manual_seed(self.s.seed)
-        self.model = PatchMAE(self.grid, self.s).to(x.device)
+        self.prepare(x)
         if path.exists():
             try:
                 self.model.load_state_dict(torch.load(path, map_location=x.device, weights_only=True))
@@ -104,14 +107,21 @@ class MAEEncoder(Encoder):
         if self.cached is None:
             self._train(self.grid.tiles(xs))
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two processes never share a temporary
             torch.save(self.model.state_dict(), tmp)
             tmp.replace(path)
             self.cached, self.trained = path, True
+        self.after_sharing(x)
+
+    def shared(self) -> list[torch.Tensor]:
+        return list(self.model.state_dict().values())  # views of the parameters: updated in place
+
+    @torch.no_grad()
+    def after_sharing(self, x: torch.Tensor) -> None:
+        """Every patch's token, nothing masked, for the rows embed() will read."""
         self.model.eval()
-        with torch.no_grad():
-            tiles = self.grid.tiles(xs)
-            self._tokens = torch.cat([self.model.tokens(tiles[i : i + 1024]) for i in range(0, len(tiles), 1024)])
+        tiles = self.grid.tiles(self._scaled(x))
+        self._tokens = torch.cat([self.model.tokens(tiles[i : i + 1024]) for i in range(0, len(tiles), 1024)])
 
     def _train(self, tiles: torch.Tensor) -> None:
         s, model = self.s, self.model
