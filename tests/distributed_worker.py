@@ -10,7 +10,7 @@ import torch
 
 import pccompile as pc
 from pccompile.datasets import load_builtin
-from pccompile.learn import PruneGrow, PruneGrowOptions, TrainConfig, Trainer
+from pccompile.learn import PruneGrowOptions, TrainConfig, Trainer, prune_grow
 from pccompile.learn.distributed import join, leave
 
 SPEC = 'var px[64] : categorical(17)\nimage = [8, 8]\nroot = hclt(px, latents=6, data="builtin:digits")\n'
@@ -26,19 +26,15 @@ def train(optimizer: str, group=None, epochs: int = 2):
 
 
 def prune_grow_round(folder: Path, group=None):
-    """A dense round and one prune-grow round of 2 epochs each (its files in `folder`): the
-    model at the end (the pruned and grown one, trained) and the two rounds' table rows."""
+    """A dense round and one prune-grow round of 2 epochs each, through learn.prune_grow (its
+    files in `folder`, which every rank reads): the best model and the two rounds' table rows."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     model = pc.compile(SPEC, seed=5, dtype=torch.float64)
     x = load_builtin("builtin:digits")[:300]
     opt = PruneGrowOptions(rounds=1, epochs=2, fraction=0.5)
-    cfg = TrainConfig(epochs=opt.total_epochs, phase_epochs=opt.epochs, batch_size=64, seed=1)
-    hook = PruneGrow(opt, x, folder / "pg.pcz", group=group)
-    trainer = Trainer(model, cfg, x, valid=x[:97], between_epochs=hook, group=group)
-    hook.begin(trainer)
-    history = trainer.run()
-    return trainer.model, history, hook.rows
+    cfg = TrainConfig(batch_size=64, seed=1)
+    return prune_grow(model, x, x[:97], options=opt, config=cfg, out=folder / "pg.pcz", group=group)
 
 
 def lvd(encoder: str, group=None):
@@ -57,20 +53,21 @@ def main():
     mode, out = sys.argv[1], Path(sys.argv[2])
     group = join(timeout_s=60)
     if mode == "prune-grow":
-        model, history, rows = prune_grow_round(out.parent / f"rank{group.rank}", group)
+        model, rows = prune_grow_round(out.parent / "shared", group)
+        history = []
     elif mode.startswith("lvd-"):
         model, report = lvd(mode[4:], group)
         history, rows = [], []
     else:
         model, history = train(mode, group)
         rows = []
-    if group.is_main:
+    if group.is_main or mode == "prune-grow":  # prune-grow: every rank's best model, to compare
         arrays = {k: v.detach().numpy() for k, v in model.state_dict().items()}
         arrays["train_ll"] = np.array([r.train_ll for r in history])
         arrays["valid_ll"] = np.array([r.valid_ll for r in history])
         arrays["edges"] = np.array([r["edges"] for r in rows])
         arrays["round_valid_ll"] = np.array([r["valid_ll"] for r in rows])
-        np.savez(out, **arrays)
+        np.savez(out if group.is_main else out.with_name(f"rank{group.rank}.npz"), **arrays)
     leave()
 
 

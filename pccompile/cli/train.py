@@ -519,8 +519,9 @@ def train(
         False,
         "--distributed",
         help="data-parallel training under torchrun (gloo on the CPU, NCCL on GPUs): each process reads its "
-        "share of every batch and the statistics are all-reduced, so N processes train the model one would; "
-        "e.g. torchrun --nproc-per-node 2 -m pccompile.cli train ... --distributed",
+        "share of every batch and the statistics are all-reduced, so N processes train the model one would "
+        "(--prune-grow, --compress and --lvd too); e.g. torchrun --nproc-per-node 2 -m pccompile.cli train ... "
+        "--distributed (docs/distributed.md)",
     ),
 ):
     """Train a circuit; a table row per epoch, a checkpoint every epoch, a learning-curve PNG.
