@@ -480,6 +480,17 @@ CompressOption = Annotated[
     ),
 ]
 
+DistributedOption = Annotated[
+    bool,
+    typer.Option(
+        "--distributed",
+        help="data-parallel training under torchrun (gloo on the CPU, NCCL on GPUs): each process reads its "
+        "share of every batch and the statistics are all-reduced, so N processes train the model one would "
+        "(--prune-grow, --compress and --lvd too); e.g. torchrun --nproc-per-node 2 -m pccompile.cli train ... "
+        "--distributed (docs/distributed.md)",
+    ),
+]
+
 
 @app.command()
 def train(
@@ -515,14 +526,7 @@ def train(
     soften: SoftenOption = 0.0,
     entropy: EntropyOption = 0.0,
     lvd: LVDOption = None,
-    distributed: bool = typer.Option(
-        False,
-        "--distributed",
-        help="data-parallel training under torchrun (gloo on the CPU, NCCL on GPUs): each process reads its "
-        "share of every batch and the statistics are all-reduced, so N processes train the model one would "
-        "(--prune-grow, --compress and --lvd too); e.g. torchrun --nproc-per-node 2 -m pccompile.cli train ... "
-        "--distributed (docs/distributed.md)",
-    ),
+    distributed: DistributedOption = False,
 ):
     """Train a circuit; a table row per epoch, a checkpoint every epoch, a learning-curve PNG.
 
