@@ -3,6 +3,7 @@ environment variables): trains a small digits HCLT, or runs one prune-grow round
 rank 0 saves its parameters."""
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ def prune_grow_round(folder: Path, group=None):
     return prune_grow(model, x, x[:97], options=opt, config=cfg, out=folder / "pg.pcz", group=group)
 
 
-def lvd(encoder: str, group=None):
+def lvd(encoder: str, group=None, steps: int = 20, on_mae=None):
     """Latent variable distillation of the small HCLT on 301 rows (uneven shards); encoder=mae
     trains a tiny MAE (on rank 0, cached under $PCC_CACHE)."""
     from pccompile.lvd import LVDOptions, distill
@@ -45,14 +46,23 @@ def lvd(encoder: str, group=None):
     torch.manual_seed(0)
     model = pc.compile(SPEC, seed=5, dtype=torch.float64)
     x = load_builtin("builtin:digits")[:301]
-    report = distill(model, x, LVDOptions(encoder=encoder, steps=20, dim=8, rows=200), group=group)
+    report = distill(model, x, LVDOptions(encoder=encoder, steps=steps, dim=8, rows=200), group=group, on_mae=on_mae)
     return model, report
 
 
 def main():
     mode, out = sys.argv[1], Path(sys.argv[2])
-    group = join(timeout_s=60)
-    if mode == "prune-grow":
+    slow = mode in ("lvd-mae-slow", "lvd-mae-hang")  # MAE training far longer than the ranks' timeout
+    group = join(timeout_s=1 if slow else 60)
+    if slow:
+
+        def hang(step, steps, loss):  # lvd-mae-hang: rank 0 stops answering at step 5
+            if mode == "lvd-mae-hang" and step == 5:
+                time.sleep(60)
+
+        model, report = lvd("mae", group, steps=400, on_mae=hang)
+        history, rows = [], []
+    elif mode == "prune-grow":
         model, rows = prune_grow_round(out.parent / "shared", group)
         history = []
     elif mode.startswith("lvd-"):

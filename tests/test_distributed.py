@@ -26,14 +26,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_ranks(world: int, optimizer: str, out: Path, timeout: float = 240):
+def _start_ranks(world: int, mode: str, out: Path) -> list[subprocess.Popen]:
+    """`world` processes of tests/distributed_worker.py in torchrun's environment."""
     port = _free_port()
     procs = []
     for rank in range(world):
         env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
         env |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, str(HERE / "distributed_worker.py"), optimizer, str(out)]
+        cmd = [sys.executable, str(HERE / "distributed_worker.py"), mode, str(out)]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return procs
+
+
+def _run_ranks(world: int, mode: str, out: Path, timeout: float = 240):
+    procs = _start_ranks(world, mode, out)
     outputs = [p.communicate(timeout=timeout)[0] for p in procs]
     for p, text in zip(procs, outputs):
         assert p.returncode == 0, text
@@ -101,6 +107,26 @@ def test_two_processes_distill_what_one_does(encoder, tmp_path, monkeypatch):
     assert not all(torch.equal(v, start[k]) for k, v in model.state_dict().items())  # LVD set them
     for k, v in model.state_dict().items():
         np.testing.assert_allclose(got[k], v.detach().numpy(), rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_ranks_waiting_for_the_mae_hear_rank_0_live_past_their_timeout(tmp_path, monkeypatch):
+    """Rank 0 trains the MAE for several seconds while rank 1 waits with a 1 s timeout: its
+    heartbeat keeps rank 1 from taking it for a hang."""
+    monkeypatch.setenv("PCC_CACHE", str(tmp_path / "cache"))
+    t0 = time.perf_counter()
+    _run_ranks(2, "lvd-mae-slow", tmp_path / "ranks.npz")
+    assert time.perf_counter() - t0 > 3  # the training did outlast the timeout
+
+
+def test_a_rank_0_that_hangs_in_the_mae_training_times_the_others_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("PCC_CACHE", str(tmp_path / "cache"))
+    main, other = _start_ranks(2, "lvd-mae-hang", tmp_path / "ranks.npz")
+    try:
+        text = other.communicate(timeout=40)[0]  # rank 0 sleeps 60 s: rank 1 gives up long before
+    finally:
+        main.kill()
+        main.communicate()
+    assert other.returncode != 0 and "DistributedError: rank 1 of 2" in text, text
 
 
 def _pcc_train(tmp_path, out: str, epochs: int, world: int = 0, resume: bool = False, learner=("--patience", "5")):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -72,6 +73,36 @@ class Group:
             for t in group:
                 t.copy_(flat[offset : offset + t.numel()].view_as(t))
                 offset += t.numel()
+
+    def keep_alive(self):
+        """For rank 0 while it alone works (trains the LVD encoder) and the other ranks wait in
+        wait_for_main(): the returned function, called often, tells them every quarter of the
+        timeout that rank 0 lives, so a long job is not taken for a hang and a hang still is."""
+        last = time.monotonic()
+
+        def beat() -> None:
+            nonlocal last
+            if time.monotonic() - last >= self.timeout_s / 4:
+                self.broadcast_([self._flag(0.0)])
+                last = time.monotonic()
+
+        return beat
+
+    def release(self) -> None:
+        """Rank 0: the job the others wait for is done."""
+        self.broadcast_([self._flag(1.0)])
+
+    def wait_for_main(self) -> None:
+        """Ranks other than 0: wait, one timeout per heartbeat, until rank 0 releases them."""
+        while True:
+            flag = self._flag(0.0)
+            self.broadcast_([flag])
+            if float(flag.item()) == 1.0:
+                return
+
+    def _flag(self, value: float) -> torch.Tensor:
+        on_gpu = dist.get_backend() == "nccl"  # NCCL moves CUDA tensors only
+        return torch.tensor([value], device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu")
 
     def barrier(self) -> None:
         """Wait for every rank (e.g. until rank 0 has written a file the others read)."""

@@ -198,13 +198,24 @@ def distill(
 
 
 def _fit_encoder(enc: Encoder, xf: torch.Tensor, group) -> None:
-    """fit() here, or data-parallel: on rank 0 (which alone trains and writes the cache), the
-    learned tensors then broadcast to the other ranks."""
-    if group is None or group.is_main:
+    """fit() here, or data-parallel: on rank 0 (which alone trains and writes the cache, its
+    training steps telling the waiting ranks it lives), the learned tensors then broadcast."""
+    if group is None:
         enc.fit(xf)
+        return
+    if group.is_main:
+        beat, hear = group.keep_alive(), getattr(enc, "progress", None)
+        if hasattr(enc, "progress"):  # an encoder that trains reports its steps here
+            enc.progress = lambda *step: (beat(), hear and hear(*step))
+        try:
+            enc.fit(xf)
+        finally:
+            if hasattr(enc, "progress"):
+                enc.progress = hear
+        group.release()
     else:
         enc.prepare(xf)
-    if group is not None:
-        group.broadcast_(enc.shared())
-        if not group.is_main:
-            enc.after_sharing(xf)
+        group.wait_for_main()
+    group.broadcast_(enc.shared())
+    if not group.is_main:
+        enc.after_sharing(xf)
