@@ -123,7 +123,11 @@ class Group:
         """The flows, input statistics and row count of the global batch, from every rank's
         (the `reduce` of learn.em). The log-likelihood stays this rank's: the trainer sums those
         once per epoch."""
-        rows = torch.tensor([float(stats.rows)], dtype=torch.float64, device=stats.sum_flows.device)
+        # the row count rides in the flows' buffer (one call fewer per step) while that dtype
+        # holds it exactly: float32 to 2**24 rows
+        exact = stats.sum_flows.dtype == torch.float64 or stats.rows * self.world < 2**24
+        dtype = stats.sum_flows.dtype if exact else torch.float64
+        rows = torch.tensor([float(stats.rows)], dtype=dtype, device=stats.sum_flows.device)
         self.sum_([stats.sum_flows, *(t for part in stats.inputs for t in part.values()), rows])
         return FlowStats(stats.sum_flows, stats.inputs, stats.log_likelihood, int(rows.item()), stats.log_weights)
 
