@@ -158,7 +158,7 @@ def _share_centers(group, todo, centers: dict, inertia: float, device) -> tuple[
     total = torch.tensor([inertia], dtype=torch.float64, device=device)
     group.sum_([shapes, total])
     full = {
-        lat.id: centers.get(lat.id, torch.zeros(*(int(v) for v in shapes[j]), device=device))
+        lat.id: centers.get(lat.id, torch.zeros(*(int(v) for v in shapes[j]), dtype=torch.float32, device=device))
         for j, lat in enumerate(todo)
     }
     group.sum_(list(full.values()))  # own centres plus zeros: unchanged, bit for bit
