@@ -1,7 +1,7 @@
 """pccompile vs PyJuice 2.6.3, side by side on one GPU, in one run.
 
-HCLT over 784 categorical(256) variables, batch 512, latents 32/128/256/512, on (a) MNIST
-(real images; the Chow-Liu tree is learned from them) and (b) a chain-like tree (synthetic smoothed
+HCLT over 784 categorical(256) variables, batch 512, on (a) MNIST at latents 32/128/256/512
+(real images; the Chow-Liu tree is learned from them), then (b) at latents 32/256 a chain-like tree (synthetic smoothed
 random walks, whose Chow-Liu tree is a chain: the deepest case). Per row: forward ms, train step
 ms (forward + backward + mini-batch EM), compile s, peak GPU memory; medians of --steps timed
 steps after warm-up, CUDA events. Also the roofline floor from the measured bf16 matmul rate and
@@ -11,6 +11,8 @@ On the GPU machine (PyJuice's wheel carried in .whl, MNIST copied into bench/dat
     python3 -m pip install -q --no-deps --target /tmp/site .whl/pyjuice-2.6.3-*.whl
     PYTHONPATH=/tmp/site:. python3 bench/vs_pyjuice.py --mnist bench/data/train-images-idx3-ubyte.gz --out $OUT
 A CPU smoke run of our side only: python bench/vs_pyjuice.py --device cpu --vars 16 --cats 4 --latents 4 --batch 8
+Each row is appended to OUT/vs_pyjuice.jsonl as soon as it is measured; `--table FILE` prints the
+table of such a file (of a run cut short, too).
 """
 
 from __future__ import annotations
@@ -185,10 +187,89 @@ def pyjuice(x: np.ndarray, latents: int, K: int, batch: int, steps: int, device)
     }
 
 
+def add_floor(r: dict, fl: dict, batch: int) -> None:
+    """Roofline: the slower of the matmuls and the traffic (rows written and read, weights)."""
+    if fl and r.get("sum_params"):
+        flops = 2.0 * r["sum_params"] * batch
+        traffic = 4.0 * (2 * r["rows"] * batch + r["sum_params"])
+        r["floor_flops_ms"] = flops / (fl["matmul_tflops"] * 1e12) * 1e3
+        r["floor_bytes_ms"] = traffic / (fl["copy_tbps"] * 1e12) * 1e3
+        r["floor_fwd_ms"] = max(r["floor_flops_ms"], r["floor_bytes_ms"])
+
+
+def table(rows: list[dict]) -> str:
+    """The markdown table of bench/README.md, with each system's ratio to PyJuice's train step."""
+    pj = {(r["structure"], r["latents"]): r for r in rows if r.get("system") == "pyjuice" and "error" not in r}
+    lines = [
+        "| structure | latents | system | fwd ms | step ms | fwd / step ms, no graph | compile s "
+        "(incl. tree learning) | first call s | peak GB | floor fwd ms | PyJuice step / ours |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['structure']} | {r['latents']} | {r['system']} | error: {r['error'][:60]} |" + " |" * 7)
+            continue
+        pk = "" if r.get("peak_gb") is None else f"{r['peak_gb']:.2f}"
+        fl_ms = f"{r['floor_fwd_ms']:.3f}" if "floor_fwd_ms" in r else ""
+        eager = f"{r['fwd_ms_eager']:.2f} / {r['step_ms_eager']:.2f}" if "fwd_ms_eager" in r else ""
+        comp = f"{r['compile_s']:.2f}" + (f" ({r['compile_s'] + r['structure_s']:.2f})" if "structure_s" in r else "")
+        ref = pj.get((r["structure"], r["latents"]))
+        ratio = f"{ref['step_ms'] / r['step_ms']:.2f}×" if ref and r["system"] != "pyjuice" else ""
+        lines.append(
+            f"| {r['structure']} | {r['latents']} | {r['system']} ({r['backend']}) | {r['fwd_ms']:.2f} | "
+            f"{r['step_ms']:.2f} | {eager} | {comp} | {r['first_call_s']:.2f} | {pk} | {fl_ms} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def load_data(args) -> dict[str, tuple[np.ndarray, list[int]]]:
+    """{structure: (rows, the latent sizes to run it at)}, in the order they run."""
+    datasets = {}
+    if args.mnist and "mnist" in args.structures:
+        x = mnist(args.mnist, 10000)
+        if args.vars < x.shape[1] or args.cats < 256:  # a smoke run: evenly spaced pixels, fewer levels
+            cols = np.linspace(0, x.shape[1] - 1, args.vars).round().astype(int)
+            x = x[:, cols] // (256 // args.cats)
+        datasets["mnist"] = (x, args.latents)
+    if "chain" in args.structures:
+        datasets["chain"] = (chain_data(max(args.batch, 2000), args.vars, args.cats), args.chain_latents)
+    return datasets
+
+
+def run_structure(name, x, latents, args, device, fl, emit) -> None:
+    """Every system at every latent size on one structure; each row goes to `emit` at once."""
+    from pccompile.structures import chow_liu_tree
+
+    K = args.cats
+    t0 = time.perf_counter()  # structure learning, which PyJuice's HCLT() also does inside its compile time
+    xs = x // max(1, K // 16)
+    _, parent = chow_liu_tree(xs, -(-K // max(1, K // 16)), max_rows=5000)
+    structure_s = time.perf_counter() - t0
+    for L in latents:
+        systems = [
+            lambda t=t: ours(x, parent, L, K, args.batch, args.steps, device, args.backend, t)
+            for t in (args.triton or [None])
+        ]
+        if not args.no_pyjuice and device.type == "cuda":
+            systems.append(lambda: pyjuice(x, L, K, args.batch, args.steps, device))
+        for run in systems:
+            try:
+                r = run()
+            except Exception as e:  # a failing system is reported, the table goes on
+                r = {"system": "?", "error": repr(e)[:300]}
+            r.update(structure=name, latents=L)
+            if r.get("system") == "pccompile":
+                r["structure_s"] = structure_s  # Chow-Liu tree (MI on the GPU when there is one)
+            add_floor(r, fl, args.batch)
+            emit(r)
+            torch.cuda.empty_cache() if device.type == "cuda" else None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mnist", help="train-images-idx3-ubyte.gz (structure (a)); omitted: chain only")
-    ap.add_argument("--latents", type=int, nargs="+", default=[32, 128, 256, 512])
+    ap.add_argument("--latents", type=int, nargs="+", default=[32, 128, 256, 512], help="on MNIST")
+    ap.add_argument("--chain-latents", type=int, nargs="+", default=[32, 256], help="on the chain tree")
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--vars", type=int, default=784)
@@ -205,68 +286,31 @@ def main():
         help="Triton options for our side, e.g. '{\"block_b\": 32}' (repeat to compare several)",
     )
     ap.add_argument("--structures", nargs="+", default=["mnist", "chain"], help="which of mnist, chain")
-    ap.add_argument("--out", default=".")
+    ap.add_argument("--out", default=".", help="folder of vs_pyjuice.jsonl, a row appended as each is measured")
+    ap.add_argument("--table", metavar="JSONL", help="only print the table of a vs_pyjuice.jsonl and exit")
     args = ap.parse_args()
+    if args.table:
+        rows = [json.loads(line) for line in Path(args.table).read_text().splitlines() if line.strip()]
+        print(table([r for r in rows if "floors" not in r]))
+        return 0
     device = torch.device(args.device)
-    from pccompile.structures import chow_liu_tree
-
-    datasets = {}
-    if args.mnist and "mnist" in args.structures:
-        datasets["mnist"] = mnist(args.mnist, 10000)
-    if "chain" in args.structures:
-        datasets["chain"] = chain_data(max(args.batch, 2000), args.vars, args.cats)
-    rows = []
-    fl = floors(device)
-    print(json.dumps({"floors": fl}), flush=True)
-    for name, x in datasets.items():
-        K = args.cats
-        t0 = time.perf_counter()  # structure learning, which PyJuice's HCLT() also does inside its compile time
-        xs = x // max(1, K // 16)
-        _, parent = chow_liu_tree(xs, -(-K // max(1, K // 16)), max_rows=5000)
-        structure_s = time.perf_counter() - t0
-        for L in args.latents:
-            systems = [
-                lambda t=t: ours(x, parent, L, K, args.batch, args.steps, device, args.backend, t)
-                for t in (args.triton or [None])
-            ]
-            if not args.no_pyjuice and device.type == "cuda":
-                systems.append(lambda: pyjuice(x, L, K, args.batch, args.steps, device))
-            for run in systems:
-                try:
-                    r = run()
-                except Exception as e:  # a failing system is reported, the table goes on
-                    r = {"system": "?", "error": repr(e)[:300]}
-                r.update(structure=name, latents=L)
-                if r.get("system") == "pccompile":
-                    r["structure_s"] = structure_s  # Chow-Liu tree (MI on the GPU when there is one)
-                if fl and r.get("sum_params"):  # roofline: the slower of the matmuls and the traffic
-                    flops = 2.0 * r["sum_params"] * args.batch
-                    traffic = 4.0 * (2 * r["rows"] * args.batch + r["sum_params"])  # rows written+read, weights
-                    r["floor_flops_ms"] = flops / (fl["matmul_tflops"] * 1e12) * 1e3
-                    r["floor_bytes_ms"] = traffic / (fl["copy_tbps"] * 1e12) * 1e3
-                    r["floor_fwd_ms"] = max(r["floor_flops_ms"], r["floor_bytes_ms"])
-                rows.append(r)
-                print(json.dumps(r), flush=True)
-                torch.cuda.empty_cache() if device.type == "cuda" else None
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "vs_pyjuice.json").write_text(json.dumps({"floors": fl, "rows": rows}, indent=1))
-    print(
-        "\n| structure | latents | system | fwd ms | step ms | fwd / step ms, no graph | compile s "
-        "(incl. tree learning) | first call s | peak GB | floor fwd ms |"
-    )
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        if "error" in r:
-            print(f"| {r['structure']} | {r['latents']} | {r['system']} | error: {r['error'][:60]} | | | | | | |")
-            continue
-        pk = "" if r["peak_gb"] is None else f"{r['peak_gb']:.2f}"
-        fl_ms = f"{r['floor_fwd_ms']:.3f}" if "floor_fwd_ms" in r else ""
-        eager = f"{r['fwd_ms_eager']:.2f} / {r['step_ms_eager']:.2f}" if "fwd_ms_eager" in r else ""
-        comp = f"{r['compile_s']:.2f}" + (f" ({r['compile_s'] + r['structure_s']:.2f})" if "structure_s" in r else "")
-        print(
-            f"| {r['structure']} | {r['latents']} | {r['system']} ({r['backend']}) | {r['fwd_ms']:.2f} | "
-            f"{r['step_ms']:.2f} | {eager} | {comp} | {r['first_call_s']:.2f} | {pk} | {fl_ms} |"
-        )
+    jsonl = Path(args.out) / "vs_pyjuice.jsonl"
+    jsonl.unlink(missing_ok=True)
+    rows = []
+
+    def emit(r: dict) -> None:
+        with jsonl.open("a") as f:  # at once: a run cut short keeps every row it measured
+            f.write(json.dumps(r) + "\n")
+        print(json.dumps(r), flush=True)
+        if "floors" not in r:
+            rows.append(r)
+
+    fl = floors(device)
+    emit({"floors": fl})
+    for name, (x, latents) in load_data(args).items():
+        run_structure(name, x, latents, args, device, fl, emit)
+    print("\n" + table(rows))
 
 
 if __name__ == "__main__":
