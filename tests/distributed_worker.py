@@ -62,6 +62,17 @@ def main():
 
         model, report = lvd("mae", group, steps=400, on_mae=hang)
         history, rows = [], []
+    elif mode == "desync":  # a hook that changes rank 1's parameters after epoch 1
+
+        def nudge(trainer, rec):
+            if group.rank == 1 and rec.epoch == 1:
+                with torch.no_grad():
+                    trainer.model.sum_logits[0] += 1e-6
+
+        model = pc.compile(SPEC, seed=5, dtype=torch.float64)
+        x = load_builtin("builtin:digits")[:300]
+        Trainer(model, TrainConfig(epochs=3, batch_size=64), x, between_epochs=nudge, group=group).run()
+        history, rows = [], []
     elif mode == "prune-grow":
         model, rows = prune_grow_round(out.parent / "shared", group)
         history = []

@@ -129,6 +129,13 @@ def test_a_rank_0_that_hangs_in_the_mae_training_times_the_others_out(tmp_path, 
     assert other.returncode != 0 and "DistributedError: rank 1 of 2" in text, text
 
 
+def test_ranks_that_fall_out_of_step_are_named_after_the_epoch_they_did(tmp_path):
+    procs = _start_ranks(2, "desync", tmp_path / "ranks.npz")
+    texts = [p.communicate(timeout=120)[0] for p in procs]
+    for p, text in zip(procs, texts):
+        assert p.returncode != 0 and "after epoch 1, rank(s) 1 hold other parameters than rank 0" in text, text
+
+
 def _pcc_train(tmp_path, out: str, epochs: int, world: int = 0, resume: bool = False, learner=("--patience", "5")):
     """`pcc train` on the digits, under torchrun with `world` processes (0: a plain process);
     `learner`: by default the best epoch is kept (rank 0 writes it)."""
@@ -214,6 +221,9 @@ def test_each_rank_steps_on_its_shard_only():
 
     class Alone(Group):
         def sum_(self, tensors):  # one process: nothing to add
+            return None
+
+        def check_in_sync(self, tensors, when):  # the stubbed sums put rank 1 out of step on purpose
             return None
 
     x = load_builtin("builtin:digits")[:150]

@@ -104,6 +104,29 @@ class Group:
         on_gpu = dist.get_backend() == "nccl"  # NCCL moves CUDA tensors only
         return torch.tensor([value], device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu")
 
+    def check_in_sync(self, tensors, when: str) -> None:
+        """Every rank must hold the values rank 0 holds (the all-reduced updates keep them so).
+        Rank 0's checksums (sum and sum of squares per tensor) are broadcast, each rank compares
+        its own, and the ranks that differ are named to all: a hook or encoder that broke the
+        lockstep is found where it happened, not later as a wrong model or a hang."""
+        tensors = [t.detach() for t in tensors if t.numel()]
+        if not tensors:
+            return
+        mine = torch.stack([v for t in tensors for v in (t.double().sum(), t.double().square().sum())])
+        ref = mine.clone()
+        self.broadcast_([ref])
+        same = bool(((mine == ref) | (torch.isnan(mine) & torch.isnan(ref))).all())
+        flags = torch.zeros(self.world, dtype=torch.float64, device=mine.device)
+        flags[self.rank] = 0.0 if same else 1.0
+        self.sum_([flags])
+        off = [r for r in range(self.world) if flags[r] > 0]
+        if off:
+            raise DistributedError(
+                f"rank {self.rank} of {self.world}: {when}, rank(s) {', '.join(map(str, off))} hold other "
+                "parameters than rank 0. Something ran differently on them (a hook, an encoder or data that "
+                "depends on the rank, or a global random number generator)"
+            )
+
     def barrier(self) -> None:
         """Wait for every rank (e.g. until rank 0 has written a file the others read)."""
         try:

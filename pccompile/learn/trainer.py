@@ -296,6 +296,8 @@ class Trainer:
             if new is not None and new is not self.model:
                 self.swap_model(new, epoch + 1)
                 encoded = self._encode_train()
+            if self.group is not None:
+                self.group.check_in_sync(self.model.state_dict().values(), f"after epoch {rec.epoch}")
             self.save_checkpoint()
             if self.on_epoch:
                 self.on_epoch(rec)

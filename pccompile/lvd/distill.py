@@ -193,6 +193,8 @@ def distill(
     t2 = time.perf_counter()
     rows = x if group is None else x[group.shard(len(x))]
     fit_completed(model, rows, z, pseudocount=o.pseudocount, rmap=rmap, group=group)
+    if group is not None:
+        group.check_in_sync(model.state_dict().values(), "after LVD")
     t3 = time.perf_counter()
     return LVDReport(z, len(rmap.latents), {"encoder": t1 - t0, "kmeans": t2 - t1, "mle": t3 - t2}, inertia, enc)
 
