@@ -198,6 +198,25 @@ def test_pcc_train_distributed_prune_grow_gives_the_single_process_rounds(tmp_pa
     }
 
 
+def test_a_prune_grow_run_killed_on_two_processes_resumes_on_one_to_the_same_rounds(tmp_path):
+    """Rank 1 dies in round 1 (after epoch 3 of 4); one process resumes from rank 0's checkpoint
+    and round file and ends on the rounds of an uninterrupted run."""
+    import json
+
+    learner = ("--prune-grow", "rounds=1,epochs=2,fraction=0.5")
+    r, _ = _faulty(tmp_path, 1, 3, 30, ("--valid", "builtin:digits:valid", "--seed", "3", *learner), out="cut.pcz")
+    assert r.returncode != 0 and (tmp_path / "cut.ckpt.pcz").exists(), r.stdout + r.stderr
+    out = _pcc_train(tmp_path, "cut.pcz", 1, resume=True, learner=learner)
+    assert "resuming from" in out and out.count("(checkpoint)") >= 2  # in round 1: the pruning was done on 2
+    _pcc_train(tmp_path, "whole.pcz", 1, learner=learner)
+    cut = json.loads((tmp_path / "cut.rounds.json").read_text())
+    whole = json.loads((tmp_path / "whole.rounds.json").read_text())
+    assert [r["edges"] for r in cut] == [r["edges"] for r in whole] and len(whole) == 2
+    for a, b in zip(whole, cut):
+        for key in ("train_ll", "valid_ll", "best_epoch"):
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-4, err_msg=key)  # float32 sums in another order
+
+
 def test_pcc_train_distributed_lvd_gives_the_single_process_model(tmp_path, monkeypatch):
     monkeypatch.setenv("PCC_CACHE", str(tmp_path / "cache"))
     learner = ("--lvd", "encoder=mae,steps=20,dim=8")
@@ -241,10 +260,10 @@ def test_each_rank_steps_on_its_shard_only():
         np.testing.assert_array_equal(s.numpy(), model.encode(x[w])[0].numpy())
 
 
-def _faulty(tmp_path, rank: int, epoch: int, timeout_s: int):
+def _faulty(tmp_path, rank: int, epoch: int, timeout_s: int, learner=("--epochs", "4"), out="m.pcz"):
     """Two ranks of `pcc train --distributed` where `rank` dies after `epoch` (or hangs: -epoch)."""
     args = ["train", str(HERE.parent / "examples/digits.pc"), "--data", "builtin:digits", "-b", "128"]
-    args += ["--epochs", "4", "-o", str(tmp_path / "m.pcz"), "--samples", "0", "--distributed"]
+    args += [*learner, "-o", str(tmp_path / out), "--samples", "0", "--distributed"]
     launch = [
         sys.executable,
         "-m",
