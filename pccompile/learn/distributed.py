@@ -112,7 +112,8 @@ class Group:
         tensors = [t.detach() for t in tensors if t.numel()]
         if not tensors:
             return
-        mine = torch.stack([v for t in tensors for v in (t.double().sum(), t.double().square().sum())])
+        device = tensors[0].device  # one device for all (NCCL moves CUDA tensors only)
+        mine = torch.stack([v.to(device) for t in tensors for v in (t.double().sum(), t.double().square().sum())])
         ref = mine.clone()
         self.broadcast_([ref])
         same = bool(((mine == ref) | (torch.isnan(mine) & torch.isnan(ref))).all())
