@@ -139,7 +139,7 @@ stage_multi() {
         return 0
     fi
     timed multi-bench 150 60 "$OUT/summary.txt" python3 bench/distributed.py --ranks 1 "$ngpu" --device cuda \
-        --mnist "$(dirname $mnist)" --out /tmp/pcc_distributed.jsonl
+        --tasks em lvd flows --mnist "$(dirname $mnist)" --out /tmp/pcc_distributed.jsonl
     timed multi-train 90 30 "$OUT/summary.txt" torchrun --nproc-per-node "$ngpu" -m pccompile.cli train \
         examples/digits.pc --data builtin:digits --epochs 5 --device cuda --distributed -o /tmp/pcc_multi.pcz \
         --samples 0
