@@ -80,7 +80,7 @@ def _flows(model, x, group, epochs: int, batch: int) -> dict:
     circuit = model.to_circuit()
     before = dict(group.traffic)
     t0 = time.perf_counter()
-    circuit_edge_flows(circuit, x, batch_size=batch, group=group)
+    circuit_edge_flows(circuit, x, batch_size=batch, device=model.device, group=group)
     return {"seconds": time.perf_counter() - t0, "bytes": group.traffic["bytes"] - before["bytes"]}
 
 
