@@ -180,10 +180,12 @@ def test_pcc_train_distributed_gives_the_single_process_model_and_resumes_on_oth
         np.testing.assert_allclose(back[k], one[k], rtol=2e-4, atol=2e-5, err_msg=k)
 
 
-def test_pcc_train_distributed_prune_grow_gives_the_single_process_rounds(tmp_path):
+@pytest.mark.parametrize(
+    "learner", [("--prune-grow", "rounds=1,epochs=1,fraction=0.5"), ("--compress", "rounds=2,epochs=1,fraction=0.3")]
+)
+def test_pcc_train_distributed_rounds_give_the_single_process_rounds(learner, tmp_path):
     import json
 
-    learner = ("--prune-grow", "rounds=1,epochs=1,fraction=0.5")
     out = _pcc_train(tmp_path, "two.pcz", 1, world=2, learner=learner)
     assert out.count("prune-grow rounds") == 1  # rank 0 alone prints the table
     _pcc_train(tmp_path, "one.pcz", 1, learner=learner)
