@@ -125,26 +125,26 @@ def assign_latents(
     fit_rows = torch.randperm(N, generator=gen)[: min(rows, N)].to(model.device)
     todo = [lat for lat in rmap.latents if _clusters(lat, clusters, len(fit_rows)) > 1]
     mine = todo if group is None else todo[group.rank :: group.world]
-    total = len(mine) + (0 if group is None else len(todo))
     own_rows = slice(0, N) if group is None else group.shard(N)
     z = np.zeros((own_rows.stop - own_rows.start, len(rmap.latents)), np.int64)
     centers, inertia = {}, 0.0
-    for i, lat in enumerate(mine):
+    for i, lat in enumerate(mine):  # k-means for this rank's latents (all of them alone)
         e = encoder.embed(xf, lat).float()
         res = kmeans(e[fit_rows], _clusters(lat, clusters, len(fit_rows)), seed=seed + lat.id)
         centers[lat.id], inertia = res.centers, inertia + res.inertia
-        if group is None:
-            z[:, lat.id] = torch.cdist(e, res.centers).argmin(1).cpu().numpy()
+        z[:, lat.id] = torch.cdist(e[own_rows], res.centers).argmin(1).cpu().numpy()
         if progress is not None:
-            progress(i + 1, total)
+            progress(i + 1, len(todo))
     if group is None:
         return z, inertia
+    mine_ids = set(centers)
     centers, inertia = _share_centers(group, todo, centers, inertia, model.device)
-    for i, lat in enumerate(todo):  # every latent's centres now on every rank: its own rows
+    others = [lat for lat in todo if lat.id not in mine_ids]
+    for i, lat in enumerate(others):  # the other ranks' centres, now here: this rank's rows
         e = encoder.embed(xf, lat).float()[own_rows]
         z[:, lat.id] = torch.cdist(e, centers[lat.id]).argmin(1).cpu().numpy()
         if progress is not None:
-            progress(len(mine) + i + 1, total)
+            progress(len(mine) + i + 1, len(todo))
     return z, inertia
 
 
