@@ -53,14 +53,14 @@ def lvd(encoder: str, group=None, steps: int = 20, on_mae=None):
 def main():
     mode, out = sys.argv[1], Path(sys.argv[2])
     slow = mode in ("lvd-mae-slow", "lvd-mae-hang")  # MAE training far longer than the ranks' timeout
-    group = join(timeout_s=1 if slow else 60)
+    group = join(timeout_s=3 if slow else 60)  # 3 s: above the MAE's set-up before its first step (~1 s)
     if slow:
 
         def hang(step, steps, loss):  # lvd-mae-hang: rank 0 stops answering at step 5
             if mode == "lvd-mae-hang" and step == 5:
                 time.sleep(60)
 
-        model, report = lvd("mae", group, steps=400, on_mae=hang)
+        model, report = lvd("mae", group, steps=800 if mode == "lvd-mae-slow" else 400, on_mae=hang)
         history, rows = [], []
     elif mode == "desync":  # a hook that changes rank 1's parameters after epoch 1
 

@@ -110,12 +110,12 @@ def test_two_processes_distill_what_one_does(encoder, tmp_path, monkeypatch):
 
 
 def test_ranks_waiting_for_the_mae_hear_rank_0_live_past_their_timeout(tmp_path, monkeypatch):
-    """Rank 0 trains the MAE for several seconds while rank 1 waits with a 1 s timeout: its
+    """Rank 0 trains the MAE for several seconds while rank 1 waits with a 3 s timeout: its
     heartbeat keeps rank 1 from taking it for a hang."""
     monkeypatch.setenv("PCC_CACHE", str(tmp_path / "cache"))
     t0 = time.perf_counter()
     _run_ranks(2, "lvd-mae-slow", tmp_path / "ranks.npz")
-    assert time.perf_counter() - t0 > 3  # the training did outlast the timeout
+    assert time.perf_counter() - t0 > 6  # the training did outlast the timeout, twice over
 
 
 def test_a_rank_0_that_hangs_in_the_mae_training_times_the_others_out(tmp_path, monkeypatch):

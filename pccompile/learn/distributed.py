@@ -77,8 +77,10 @@ class Group:
     def keep_alive(self):
         """For rank 0 while it alone works (trains the LVD encoder) and the other ranks wait in
         wait_for_main(): the returned function, called often, tells them every quarter of the
-        timeout that rank 0 lives, so a long job is not taken for a hang and a hang still is."""
-        last = time.monotonic()
+        timeout that rank 0 lives, so a long job is not taken for a hang and a hang still is.
+        The first call beats at once: the work before it (the job's set-up) is not covered, and
+        must fit in one timeout."""
+        last = -float("inf")
 
         def beat() -> None:
             nonlocal last
