@@ -311,3 +311,15 @@ def test_distributed_outside_torchrun_is_refused(tmp_path, monkeypatch):
     args += ["-o", str(tmp_path / "m.pcz")]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 2 and "--distributed runs under torchrun" in r.output
+
+
+def test_prune_grow_on_several_ranks_needs_a_shared_out():
+    from distributed_worker import SPEC
+    from pccompile.ir import ArgumentError
+
+    import pccompile as pc
+    from pccompile.learn import prune_grow
+
+    model = pc.compile(SPEC)
+    with pytest.raises(ArgumentError, match="prune_grow with a group needs out=: a path every rank can read"):
+        prune_grow(model, np.zeros((8, 64), np.int64), group=Group(0, 2))
