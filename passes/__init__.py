@@ -1,7 +1,6 @@
 """pccompile.passes: circuit rewrites, analyses and lowering to a Program."""
 
-import os
-
+from pccompile.ir.env import env_value
 from pccompile.ir.verify_program import verify_program
 
 from .base import Pass, PassContext, PassManager, parse_pipeline, register, registered
@@ -34,7 +33,7 @@ def lower(circuit, options: PackOptions | None = None, *, debug: bool | None = N
     """Circuit -> Program: `layer` then `pack`; with `debug` (default: PCC_DEBUG=1 in the
     environment, as the test suite sets it) the Program is checked by `verify_program`."""
     program = pack(circuit, layer(circuit), options)
-    if debug if debug is not None else os.environ.get("PCC_DEBUG") == "1":
+    if debug if debug is not None else env_value("PCC_DEBUG"):
         verify_program(program)
     return program
 

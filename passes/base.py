@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-import typing
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from pccompile.ir import ArgumentError, Circuit
+from pccompile.ir.limits import check_memory
+from pccompile.ir.options import check_fields, option_types, option_value
 
 
 @dataclasses.dataclass
@@ -42,8 +43,24 @@ class Pass:
 
     name: ClassVar[str] = ""
 
+    def __post_init__(self):
+        """Every option is checked against its declared type and range (pccompile.ir.options),
+        from a pipeline's text and from the API alike."""
+        check_fields(self, f"pass '{self.name}': option '{{name}}'")
+
     def run(self, circuit: Circuit, ctx: PassContext | None = None) -> Circuit:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def parameters_after(self, circuit: Circuit) -> int | None:
+        """How many parameters the rewritten circuit will have, from `circuit`'s shape alone, for
+        a pass that can build more than it reads (None: no more than `circuit` has)."""
+        return None
+
+    def check_resources(self, circuit: Circuit) -> None:
+        """Refuse at once, before allocating, a rewrite whose result would not fit in memory."""
+        planned = self.parameters_after(circuit)
+        if planned is not None:
+            check_memory(planned, what=f"the circuit after pass '{self}'")
 
     def __str__(self) -> str:
         opts = ",".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self))
@@ -68,27 +85,6 @@ def registered() -> dict[str, type[Pass]]:
 _ITEM = re.compile(r"\s*([A-Za-z_][\w-]*)\s*(?:\{([^}]*)\})?\s*(?:,|$)")
 
 
-def _option_types(cls: type[Pass]) -> dict[str, type]:
-    """Each option's declared type, read from the dataclass's real type hints."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def _convert(text: str, name: str, kind: type, pass_name: str):
-    try:
-        if kind is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if kind in (int, float, str):
-            return kind(text)
-    except ValueError:
-        raise ArgumentError(f"pass '{pass_name}': option '{name}' expects {kind.__name__}, got '{text}'") from None
-    raise ArgumentError(f"pass '{pass_name}': option '{name}' of type {kind} cannot be given as text")
-
-
 def parse_pipeline(text: str) -> list[Pass]:
     """Parse `a,b{x=1,y=2}` into pass objects; unknown names and options name what was expected."""
     passes: list[Pass] = []
@@ -104,14 +100,16 @@ def parse_pipeline(text: str) -> list[Pass]:
         if name not in _REGISTRY:
             raise ArgumentError(f"unknown pass '{name}'; known passes: {', '.join(sorted(_REGISTRY))}")
         cls = _REGISTRY[name]
-        fields = _option_types(cls)
+        fields = option_types(cls)
         kwargs = {}
         for item in filter(None, (o.strip() for o in (opts or "").split(","))):
             key, sep, value = item.partition("=")
             key = key.strip()
             if not sep or key not in fields:
                 raise ArgumentError(f"pass '{name}' has no option '{key}'; options: {', '.join(fields) or 'none'}")
-            kwargs[key] = _convert(value.strip(), key, fields[key], name)
+            if key in kwargs:
+                raise ArgumentError(f"pass '{name}': option '{key}' is given twice")
+            kwargs[key] = option_value(value.strip(), fields[key], f"pass '{name}': option '{key}'")
         passes.append(cls(**kwargs))
         pos = m.end()
     return passes
@@ -134,6 +132,7 @@ class PassManager:
             for name in getattr(p, "needs", ()):  # analyses of the circuit as this pass sees it
                 if ctx.provider is not None:
                     ctx.analyses[name] = ctx.provider(name, circuit)
+            p.check_resources(circuit)
             # a pass whose run takes no context (run(self, circuit)) is called without one
             takes_ctx = "ctx" in inspect.signature(p.run).parameters
             after = p.run(circuit, ctx) if takes_ctx else p.run(circuit)

@@ -12,9 +12,12 @@ with the weights, so growing keeps the sparsity pattern; tied sums stay tied to 
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import numpy as np
 from pccompile.ir import ArgumentError, Circuit, InputNode, ProductNode, SumNode
+from pccompile.ir.limits import MAX_VECTOR_SIZE, check_limit, parameter_count
+from pccompile.ir.options import NonNegative, Range, Seed
 
 from .base import Pass, PassContext, register
 
@@ -25,17 +28,23 @@ class Grow(Pass):
     """Grow every node vector by `factor` with noisy copies of its parameters."""
 
     name = "grow"
-    factor: int = 2
-    noise: float = 0.1
-    seed: int = 0
+    factor: Annotated[int, Range(1, MAX_VECTOR_SIZE)] = 2
+    noise: NonNegative = 0.1
+    seed: Seed = 0
 
-    def __post_init__(self):
-        if self.factor < 1:
-            raise ArgumentError(f"pass 'grow': option 'factor' must be at least 1, got {self.factor}")
-        if not (self.noise >= 0 and np.isfinite(self.noise)):
-            raise ArgumentError(f"pass 'grow': option 'noise' must be finite and >= 0, got {self.noise}")
+    def parameters_after(self, circuit: Circuit) -> int:
+        """Every vector grows `factor` times and every sum reads `factor` times the columns, so
+        inputs grow by factor and sums by factor squared (the root, a single row, by factor)."""
+        f = self.factor
+        for n in circuit.nodes.values():
+            if n.id != circuit.root:
+                check_limit(f"pass 'grow{{factor={f}}}': node '{n.name}' would have size", n.size * f, MAX_VECTOR_SIZE)
+        return parameter_count(
+            circuit, scale=lambda n: f if n.id == circuit.root or isinstance(n, InputNode) else f * f
+        )
 
     def run(self, circuit: Circuit, ctx: PassContext | None = None) -> Circuit:
+        self.check_resources(circuit)  # also when called directly, not through a PassManager
         root = circuit.nodes[circuit.root]
         if not isinstance(root, SumNode):
             raise ArgumentError("pass 'grow' needs a sum at the root (it stays a single node)")

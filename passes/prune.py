@@ -14,15 +14,16 @@ node no longer reachable; then `trim` removes the rows nothing reads and `collap
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated, Literal
 
 import numpy as np
 from pccompile.ir import ArgumentError, Circuit, SumNode
+from pccompile.ir.limits import MAX_VECTOR_SIZE
+from pccompile.ir.options import Fraction, NonNegative, Range, Seed
 
 from .base import Pass, PassContext, register
 from .normalize import Collapse
 from .trim import Trim
-
-CRITERIA = ("flow", "random", "magnitude")
 
 
 @register
@@ -31,28 +32,14 @@ class Prune(Pass):
     """Remove the lowest-scoring sum edges (see the module docstring)."""
 
     name = "prune"
-    fraction: float = 0.5
-    threshold: float = -1.0  # >= 0: remove edges scoring below it instead of a fraction
-    criterion: str = "flow"
-    scope: str = "global"
-    granularity: str = "edge"  # or "block": whole block x block tiles, the layout's matrix-unit tiles
-    block: int = 16
-    seed: int = 0
+    fraction: Fraction = 0.5
+    threshold: NonNegative | None = None  # remove edges scoring below it instead of a fraction
+    criterion: Literal["flow", "random", "magnitude"] = "flow"
+    scope: Literal["global", "node"] = "global"
+    granularity: Literal["edge", "block"] = "edge"  # block: whole block x block tiles, the matrix-unit tiles
+    block: Annotated[int, Range(1, MAX_VECTOR_SIZE)] = 16
+    seed: Seed = 0
     trim: bool = True  # then remove the rows nothing reads, in whole blocks of `block` rows (exact)
-
-    def __post_init__(self):
-        if self.criterion not in CRITERIA:
-            raise ArgumentError(
-                f"pass 'prune': option 'criterion' must be one of {', '.join(CRITERIA)}, got '{self.criterion}'"
-            )
-        if self.scope not in ("global", "node"):
-            raise ArgumentError(f"pass 'prune': option 'scope' must be global or node, got '{self.scope}'")
-        if self.granularity not in ("edge", "block") or self.block < 1:
-            raise ArgumentError(
-                f"pass 'prune': option 'granularity' must be edge or block (block >= 1), got '{self.granularity}'"
-            )
-        if not 0 <= self.fraction <= 1:
-            raise ArgumentError(f"pass 'prune': option 'fraction' must be in [0, 1], got {self.fraction}")
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -88,7 +75,7 @@ class Prune(Pass):
         masks = {n.id: circuit.edge_mask(n) for n in owners}
         if self.granularity == "block":  # every edge scores its tile's mean: whole tiles go together
             scores = {k: _tile_means(scores[k], masks[k], self.block) for k in masks}
-        if self.threshold >= 0:
+        if self.threshold is not None:
             drop = {k: masks[k] & (scores[k] < self.threshold) for k in masks}
         elif self.scope == "global":
             flat = np.concatenate([scores[k][masks[k]] for k in masks]) if masks else np.zeros(0)
@@ -114,11 +101,15 @@ class Prune(Pass):
 def _tile_means(score: np.ndarray, mask: np.ndarray, b: int) -> np.ndarray:
     """Each entry replaced by the mean score of the kept edges of its b x b tile."""
     R, K = score.shape
-    pr, pk = -R % b, -K % b
-    s = np.pad(np.where(mask, score, 0.0), ((0, pr), (0, pk))).reshape((R + pr) // b, b, (K + pk) // b, b)
-    m = np.pad(mask, ((0, pr), (0, pk))).reshape(s.shape)
-    mean = s.sum((1, 3)) / np.maximum(m.sum((1, 3)), 1)
-    return np.repeat(np.repeat(mean, b, 0), b, 1)[:R, :K]
+    if R == 0 or K == 0:
+        return score.astype(np.float64)
+    rows, cols = np.arange(0, R, b), np.arange(0, K, b)  # tile starts: no padding, a tile may exceed the matrix
+
+    def tile_sums(a):
+        return np.add.reduceat(np.add.reduceat(a, rows, axis=0), cols, axis=1)
+
+    mean = tile_sums(np.where(mask, score, 0.0)) / np.maximum(tile_sums(mask.astype(np.int64)), 1)
+    return np.repeat(np.repeat(mean, np.minimum(b, R - rows), 0), np.minimum(b, K - cols), 1)
 
 
 def _keep_best_tiles(keep: np.ndarray, mask: np.ndarray, tile_score: np.ndarray, b: int) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 from pccompile.ir import Circuit, InputNode, SumNode, verify
+from pccompile.ir.options import Seed
 
 from .base import Pass, PassContext, register
 
@@ -36,7 +37,7 @@ class InitParams(Pass):
     """Give every node without parameters random ones (seeded; existing ones are kept)."""
 
     name = "init"
-    seed: int = 0
+    seed: Seed = 0
 
     def run(self, circuit: Circuit, ctx: PassContext | None = None) -> Circuit:
         rng = np.random.default_rng(self.seed)

@@ -15,9 +15,12 @@ parameters stay one shape.
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import numpy as np
-from pccompile.ir import ArgumentError, Circuit, InputNode, ProductNode, SumNode
+from pccompile.ir import Circuit, InputNode, ProductNode, SumNode
+from pccompile.ir.limits import MAX_VECTOR_SIZE
+from pccompile.ir.options import Range
 
 from .base import Pass, PassContext, register
 
@@ -46,9 +49,12 @@ def live_rows(circuit: Circuit, block: int = 1) -> dict[int, np.ndarray]:
 
 
 def _whole_blocks(mask: np.ndarray, block: int) -> np.ndarray:
-    padded = np.zeros(-(-mask.size // block) * block, bool)
-    padded[: mask.size] = mask
-    return np.repeat(padded.reshape(-1, block).any(1), block)[: mask.size]
+    """Each row marked when any row of its block is (no padding: a block may exceed the vector)."""
+    if mask.size == 0:
+        return mask
+    starts = np.arange(0, mask.size, block)
+    lengths = np.minimum(block, mask.size - starts)
+    return np.repeat(np.logical_or.reduceat(mask, starts), lengths)
 
 
 def _reads(circuit: Circuit, n, rows: np.ndarray, everything: bool):
@@ -75,11 +81,7 @@ class Trim(Pass):
     can still put vectors of one size into one partition (1: every row nothing reads)."""
 
     name = "trim"
-    block: int = 1
-
-    def __post_init__(self):
-        if self.block < 1:
-            raise ArgumentError(f"pass 'trim': option 'block' must be at least 1, got {self.block}")
+    block: Annotated[int, Range(1, MAX_VECTOR_SIZE)] = 1
 
     def run(self, circuit: Circuit, ctx: PassContext | None = None) -> Circuit:
         live = {i: m for i, m in live_rows(circuit, self.block).items() if m.any()}  # a vector no row of reads: gone

@@ -395,15 +395,20 @@ def test_damaged_checkpoints_are_refused_by_resume(tmp_path):
 @pytest.mark.parametrize(
     "kw,match",
     [
-        ({"step_size": math.nan}, r"--step-size must be in \(0, 1\]"),
-        ({"step_size": -1.0}, r"--step-size must be in \(0, 1\]"),
+        ({"step_size": math.nan}, r"--step-size expects a finite number >= 0 or none, got nan"),
+        ({"step_size": -1.0}, r"--step-size expects a finite number >= 0 or none, got -1.0"),
+        ({"step_size": 0.0}, r"--step-size must be in \(0, 1\]"),
         ({"step_size": 2.0}, r"--step-size must be in \(0, 1\] .* for optimizer em, got 2.0"),
         ({"step_size": 0.5, "step_size_end": 3.0, "schedule": "linear"}, r"--step-size-end must be in \[0, 1\]"),
-        ({"optimizer": "adam", "step_size": math.inf}, r"--step-size must be finite and > 0"),
-        ({"pseudocount": math.nan}, r"pseudocount must be a finite number >= 0"),
-        ({"pseudocount": -0.1}, r"pseudocount must be a finite number >= 0"),
-        ({"epochs": 0}, r"epochs must be an integer of at least 1"),
-        ({"seed": -1}, r"seed must be an integer >= 0"),
+        ({"optimizer": "adam", "step_size": math.inf}, r"--step-size expects a finite number >= 0 or none, got inf"),
+        ({"optimizer": "adam", "step_size": 0.0}, r"--step-size must be finite and > 0"),
+        ({"pseudocount": math.nan}, r"--pseudocount expects a finite number >= 0, got nan"),
+        ({"pseudocount": -0.1}, r"--pseudocount expects a finite number >= 0, got -0.1"),
+        ({"epochs": 0}, r"--epochs expects an integer in 1..1,000,000, got 0"),
+        ({"seed": -1}, r"--seed expects an integer in 0..2\^63-1, got -1"),
+        ({"seed": 10**20}, r"--seed expects an integer in 0..2\^63-1, got 100000000000000000000"),
+        ({"batch_size": 2**63}, r"--batch-size expects an integer in 1..2\^63-1, got 9223372036854775808"),
+        ({"epochs": 1e300}, r"--epochs expects an integer in 1..1,000,000, got 1e\+300"),
     ],
 )
 def test_training_arguments_are_range_checked(kw, match):

@@ -132,10 +132,13 @@ def test_patch_grid_tiles_and_finds_patches():
 @pytest.mark.parametrize(
     "text,word",
     [
-        ("encoder=vae", "encoder must be one of mae, patches"),
+        ("encoder=vae", "option 'encoder' expects one of mae, patches"),
         ("clusters=many", "clusters"),
-        ("size=3", "unknown"),
-        ("pseudocount=-1", "--lvd needs pseudocount"),
+        ("clusters=²", "--lvd: option 'clusters' expects auto or an integer in 1..65,536, got '²'"),
+        ("seed=100000000000000000000", r"--lvd: option 'seed' expects an integer in 0..2\^63-1"),
+        ("rows=1e300", r"--lvd: option 'rows' expects an integer in 1..1,000,000,000, got '1e300'"),
+        ("size=3", "--lvd has no option 'size'"),
+        ("pseudocount=-1", "option 'pseudocount' expects a finite number >= 0, got '-1'"),
     ],
 )
 def test_bad_lvd_settings_are_named(text, word):
@@ -177,4 +180,4 @@ def test_pcc_train_lvd_runs_and_resume_skips_it(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert "LVD:" not in r.output and "resuming" in r.output
     r = runner.invoke(app, [*base, "--lvd", "encoder=nope"])
-    assert r.exit_code == 2 and "encoder must be one of" in r.output
+    assert r.exit_code == 2 and "option 'encoder' expects one of" in r.output

@@ -61,9 +61,9 @@ def test_noisy_growth_is_valid_and_changes_the_weights(rng):
 def test_grow_errors_name_the_pass_and_option():
     from pccompile.passes import parse_pipeline
 
-    with pytest.raises(ArgumentError, match="pass 'grow': option 'factor' must be at least 1, got 0"):
+    with pytest.raises(ArgumentError, match="pass 'grow': option 'factor' expects an integer in 1..65,536, got '0'"):
         parse_pipeline("grow{factor=0}")
-    with pytest.raises(ArgumentError, match="pass 'grow': option 'factor' expects int, got 'two'"):
+    with pytest.raises(ArgumentError, match="pass 'grow': option 'factor' expects an integer in 1..65,536, got 'two'"):
         parse_pipeline("grow{factor=two}")
     bare = pc.parse("var a : binary\nl[2] = bernoulli(a)\nroot = sum(l)\n")
     with pytest.raises(ArgumentError, match="pass 'grow' needs the parameters of node 'l'; run 'init' first"):

@@ -75,5 +75,5 @@ def test_trim_keeps_random_circuits_valid_and_their_distribution(rng, trial, blo
 
 
 def test_a_block_under_one_is_refused():
-    with pytest.raises(pc.ArgumentError, match="pass 'trim': option 'block' must be at least 1, got 0"):
+    with pytest.raises(pc.ArgumentError, match="pass 'trim': option 'block' expects an integer in 1..65,536, got 0"):
         Trim(block=0)

@@ -96,7 +96,14 @@ def test_prune_grow_killed_mid_round_and_resumed_equals_uninterrupted(tmp_path):
 
 @pytest.mark.parametrize(
     "text,match",
-    [("rounds=x", "rounds expects a number"), ("colour=1", "unknown setting"), ("fraction=2", "fraction in")],
+    [
+        ("rounds=x", "--prune-grow: option 'rounds' expects an integer in 0..10,000, got 'x'"),
+        ("rounds=9223372036854775808", "option 'rounds' expects an integer in 0..10,000"),
+        ("colour=1", "--prune-grow has no option 'colour'; options: rounds, fraction"),
+        ("fraction=2", r"option 'fraction' expects a finite number in \[0, 1\], got '2'"),
+        ("noise=inf", r"option 'noise' expects a finite number >= 0, got 'inf'"),
+        ("rounds=1,rounds=2", "option 'rounds' is given twice"),
+    ],
 )
 def test_prune_grow_settings_are_checked(text, match):
     with pytest.raises(pc.ArgumentError, match=match):
@@ -132,8 +139,10 @@ def test_the_two_learners_exclude_each_other_and_compression_settings_are_checke
 
     r = CliRunner().invoke(app, _cmd(tmp_path, tmp_path / "m.pcz", ["--compress", "fraction=0.1"]))
     assert r.exit_code == 2 and "--prune-grow and --compress are two learners; choose one" in r.output, r.output
-    with pytest.raises(pc.ArgumentError, match=r"--compress needs fraction in \(0, 1\]"):
+    with pytest.raises(pc.ArgumentError, match=r"--compress: option 'fraction' expects a finite number in \(0, 1\], got '0'"):
         CompressOptions.parse("fraction=0")
+    with pytest.raises(pc.ArgumentError, match=r"--compress: option 'tolerance' expects a finite number >= 0, got 'nan'"):
+        CompressOptions.parse("tolerance=nan")
 
 
 def test_the_python_learner_keeps_each_rounds_best_epoch_and_stops_a_stalled_round(tmp_path):

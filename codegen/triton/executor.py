@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from pccompile.codegen.torch_backend.program_tensors import ProgramTensors
 from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW, ArgumentError, Program
+from pccompile.ir.env import env_value
 from torch import nn
 
 from .emitter import Emitted, TritonOptions, emit
@@ -23,7 +24,7 @@ from .inputs import TRITON_INPUTS
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("PCCOMPILE_CACHE", Path.home() / ".cache" / "pccompile")) / "triton"
+    return Path(env_value("PCCOMPILE_CACHE") or Path.home() / ".cache" / "pccompile") / "triton"
 
 
 def load_module(em: Emitted):

@@ -92,14 +92,13 @@ def _join(distributed: bool) -> object | None:
     other than 0 print nothing: rank 0 speaks, draws the progress bars and writes the files."""
     if not distributed:
         return None
-    import os
-
     import torch
 
+    from pccompile.ir.env import env_value
     from pccompile.learn.distributed import join
 
     if torch.cuda.is_available():  # NCCL: each process on its own GPU ("cuda" is then that one)
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(env_value("LOCAL_RANK"))
     group = join()
     if not group.is_main:
         console.quiet = True

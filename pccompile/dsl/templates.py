@@ -9,10 +9,12 @@ itself; `variables` arrives as a list of variable indices. `ctx` resolves paths 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+from pccompile.ir.options import Range, Refused, convert, shown
 
 REQUIRED = object()
 
@@ -20,7 +22,8 @@ REQUIRED = object()
 @dataclass(frozen=True)
 class Arg:
     """One option of a template: `kind` is int, float, str, bool (0 or 1) or shape (a list of
-    positive integers); numbers must lie in [lo, hi]."""
+    positive integers); numbers must lie in [lo, hi]. The value goes through the typed
+    converter every option shares (pccompile.ir.options)."""
 
     name: str
     kind: str
@@ -29,39 +32,23 @@ class Arg:
     hi: float | None = None
     help: str = ""
 
+    @property
+    def type(self):
+        """The option's declared type, as the converter reads it."""
+        if self.kind == "shape":
+            return tuple[Annotated[int, Range(1, None)], ...]
+        base = {"int": int, "float": float, "str": str, "bool": bool}[self.kind]
+        if base in (int, float):
+            return Annotated[base, Range(self.lo, self.hi)]
+        return base
+
     def check(self, value) -> object:
         """The value converted to the declared kind; ValueError says what was expected."""
-        if self.kind == "str":
-            if not isinstance(value, str):
-                raise ValueError("expected a string in double quotes")
-            return value
-        if self.kind == "shape":
-            if not (isinstance(value, list) and value and all(isinstance(v, int) and v >= 1 for v in value)):
-                raise ValueError("expected a list of positive integers such as [8, 8]")
-            return value
-        if self.kind in ("int", "bool"):
-            if not isinstance(value, int):
-                raise ValueError(f"expected an integer, got {_show(value)}")
-            lo, hi = (0, 1) if self.kind == "bool" else (self.lo, self.hi)
-            out = int(value)
-        else:
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"expected a finite number, got {_show(value)}")
-            lo, hi, out = self.lo, self.hi, float(value)
-        if (lo is not None and out < lo) or (hi is not None and out > hi):
-            raise ValueError(f"must be in {_fmt(lo)}..{_fmt(hi)}, got {_show(value)}")
-        return bool(out) if self.kind == "bool" else out
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return ""
-    return f"{int(v):,}" if float(v).is_integer() else f"{v:g}"
-
-
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) < 40 else text[:37] + "..."
+        try:
+            out = convert(value, self.type)
+        except Refused as e:
+            raise ValueError(f"expects {e.expected}, got {shown(value)}") from None
+        return list(out) if self.kind == "shape" else out
 
 
 @dataclass(frozen=True)

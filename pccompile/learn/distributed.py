@@ -1,4 +1,4 @@
-"""Data-parallel training on torch.distributed (issue 15, in progress): every rank holds the
+"""Data-parallel training on torch.distributed: every rank holds the
 whole model and reads its own share of each global mini-batch; what the ranks computed is
 summed with all-reduce, so every rank applies the same update and the parameters stay equal
 without being broadcast.
@@ -26,6 +26,7 @@ import torch.distributed as dist
 
 from pccompile.flows import FlowStats
 from pccompile.ir import ArgumentError, DistributedError
+from pccompile.ir.env import env_value
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ def join(backend: str | None = None, timeout_s: float | None = None) -> Group:
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise ArgumentError("--distributed runs under torchrun (RANK and WORLD_SIZE are not set)")
     if timeout_s is None:
-        timeout_s = float(os.environ.get("PCC_DIST_TIMEOUT", 120))
+        timeout_s = env_value("PCC_DIST_TIMEOUT")
     if not dist.is_initialized():
         backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))

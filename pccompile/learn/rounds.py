@@ -19,31 +19,17 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pccompile.ir import ArgumentError
+from pccompile.ir.limits import MAX_EPOCHS, MAX_ROUNDS, MAX_VECTOR_SIZE
+from pccompile.ir.options import Fraction, NonNegative, Range, check_fields, parse_options
 
 from .best import BestEpoch, better
 
-
-def parse_settings(cls, flag: str, text: str):
-    """'key=value,key=value' (any subset of the dataclass's fields), numbers checked; fields
-    typed str take the text as it is."""
-    kinds = {f.name: f.type for f in dataclasses.fields(cls)}
-    values = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or key not in kinds:
-            raise ArgumentError(f"{flag}: unknown setting '{item}'; expected {', '.join(kinds)}")
-        if kinds[key] in (str, "str"):
-            values[key] = value.strip()
-            continue
-        try:
-            values[key] = int(value) if kinds[key] in (int, "int") else float(value)
-        except ValueError:
-            raise ArgumentError(f"{flag}: {key} expects a number, got '{value}'") from None
-    return cls(**values)
+Rounds = Annotated[int, Range(0, MAX_ROUNDS)]
+Epochs = Annotated[int, Range(1, MAX_EPOCHS)]
+Patience = Annotated[int, Range(0, MAX_EPOCHS)]
 
 
 class _RoundOptions:
@@ -55,7 +41,10 @@ class _RoundOptions:
     @classmethod
     def parse(cls, text: str):
         """'key=value,...' (any subset of the fields), e.g. 'rounds=3,fraction=0.75,patience=2'."""
-        return parse_settings(cls, cls.flag, text)
+        return parse_options(cls, text, cls.flag)
+
+    def __post_init__(self):
+        check_fields(self, f"{self.flag}: option '{{name}}'")
 
     @property
     def total_epochs(self) -> int:
@@ -65,37 +54,22 @@ class _RoundOptions:
 @dataclasses.dataclass(frozen=True)
 class PruneGrowOptions(_RoundOptions):
     flag: ClassVar[str] = "--prune-grow"
-    rounds: int = 5  # prune-grow rounds after the dense one
-    fraction: float = 0.75  # of candidate edges pruned each round
-    factor: int = 2  # growth of every node vector
-    noise: float = 0.1  # sigma of the multiplicative weight noise
-    epochs: int = 5  # at most this many EM epochs per round (the dense round included)
-    patience: int = 0  # end a round after this many epochs without a better validation LL (0: never)
-
-    def __post_init__(self):
-        bad = self.rounds < 0 or self.epochs < 1 or self.factor < 1 or self.patience < 0
-        if bad or not 0 <= self.fraction <= 1 or self.noise < 0:
-            raise ArgumentError(
-                f"--prune-grow needs rounds >= 0, epochs >= 1, factor >= 1, fraction in [0, 1], noise >= 0 "
-                f"and patience >= 0; got {self}"
-            )
+    rounds: Rounds = 5  # prune-grow rounds after the dense one
+    fraction: Fraction = 0.75  # of candidate edges pruned each round
+    factor: Annotated[int, Range(1, MAX_VECTOR_SIZE)] = 2  # growth of every node vector
+    noise: NonNegative = 0.1  # sigma of the multiplicative weight noise
+    epochs: Epochs = 5  # at most this many EM epochs per round (the dense round included)
+    patience: Patience = 0  # end a round after this many epochs without a better validation LL (0: never)
 
 
 @dataclasses.dataclass(frozen=True)
 class CompressOptions(_RoundOptions):
     flag: ClassVar[str] = "--compress"
-    fraction: float = 0.1  # of the remaining candidate edges pruned each round
-    tolerance: float = 0.01  # stop once validation LL is this much (relative) below round 0's
-    epochs: int = 3  # fine-tuning epochs per round, at most
-    rounds: int = 30  # at most
-    patience: int = 0  # as for prune-grow
-
-    def __post_init__(self):
-        if not 0 < self.fraction <= 1 or self.tolerance < 0 or self.epochs < 1 or self.rounds < 1 or self.patience < 0:
-            raise ArgumentError(
-                f"--compress needs fraction in (0, 1], tolerance >= 0, epochs >= 1, rounds >= 1 and "
-                f"patience >= 0; got {self}"
-            )
+    fraction: Annotated[float, Range(0, 1, open_lo=True)] = 0.1  # of the remaining candidate edges pruned each round
+    tolerance: NonNegative = 0.01  # stop once validation LL is this much (relative) below round 0's
+    epochs: Epochs = 3  # fine-tuning epochs per round, at most
+    rounds: Annotated[int, Range(1, MAX_ROUNDS)] = 30  # at most
+    patience: Patience = 0  # as for prune-grow
 
 
 class PruneGrow:

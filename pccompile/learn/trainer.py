@@ -9,30 +9,42 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
 from pccompile.io import check_state, module_state, read, save
 from pccompile.ir import ArgumentError, DataError, FormatError
+from pccompile.ir.limits import MAX_EPOCHS
+from pccompile.ir.options import NonNegative, Positive, Range, Seed, check_fields
 
 from .em import SCHEDULES, step_size_at
 from .regularize import Regularization, check_settings
 from .strategies import STRATEGIES, FullBatchEM
 
+# the command-line flag of each setting, as errors name it
+_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "seed": "--seed", "pseudocount": "--pseudocount"}
+_FLAGS |= {"finish_epochs": "--finish", "soften": "--soften", "entropy": "--entropy-reg"}
+_FLAGS |= {"step_size": "--step-size", "step_size_end": "--step-size-end"}
+
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 512
+    epochs: Annotated[int, Range(1, MAX_EPOCHS)] = 10
+    batch_size: Positive = 512
     optimizer: str = "em"
-    step_size: float | None = None  # EM step size (em: 0.1, em-full: 1.0) or learning rate (sgd/adam)
-    step_size_end: float | None = None  # final step size for a decaying schedule
+    step_size: NonNegative | None = None  # EM step size (em: 0.1, em-full: 1.0) or learning rate (sgd/adam)
+    step_size_end: NonNegative | None = None  # final step size for a decaying schedule
     schedule: str = "constant"  # constant | linear | cosine | three-phase (pccompile.learn.em.SCHEDULES)
-    pseudocount: float = 0.1
-    seed: int = 0
-    phase_epochs: int | None = None  # epochs of each model's step-size schedule (None: the rest of the run)
-    finish_epochs: int = 0  # full-batch EM epochs (step 1) after the `epochs` ones: the released codes' last phase
+    pseudocount: NonNegative = 0.1
+    seed: Seed = 0
+    phase_epochs: Annotated[int, Range(1, MAX_EPOCHS)] | None = (
+        None  # epochs of each model's step-size schedule (None: the rest of the run)
+    )
+    finish_epochs: Annotated[int, Range(0, MAX_EPOCHS)] = (
+        0  # full-batch EM epochs (step 1) after the `epochs` ones: the released codes' last phase
+    )
     soften: float = 0.0  # data softening beta (learn.regularize): EM on soft evidence of the training data
     entropy: float = 0.0  # entropy regularisation tau (learn.regularize) of every EM M-step
 
@@ -41,16 +53,7 @@ class TrainConfig:
             raise ArgumentError(f"unknown optimizer '{self.optimizer}'; expected {', '.join(STRATEGIES)}")
         if self.schedule not in SCHEDULES:
             raise ArgumentError(f"unknown schedule '{self.schedule}'; expected {', '.join(SCHEDULES)}")
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ArgumentError(f"{name.replace('_', ' ')} must be an integer of at least 1, got {value!r}")
-        if not _count(self.finish_epochs):
-            raise ArgumentError(f"--finish must be an integer >= 0, got {self.finish_epochs!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ArgumentError(f"seed must be an integer >= 0, got {self.seed!r}")
-        if not _finite(self.pseudocount) or self.pseudocount < 0:
-            raise ArgumentError(f"pseudocount must be a finite number >= 0, got {self.pseudocount!r}")
+        check_fields(self, lambda name: _FLAGS.get(name, name))
         check_settings(self.soften, self.entropy)
         if (self.soften or self.entropy) and not self.optimizer.startswith("em"):
             raise ArgumentError(

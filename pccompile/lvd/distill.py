@@ -8,13 +8,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import torch
 
 from pccompile.ir import ArgumentError
-from pccompile.learn.rounds import parse_settings
+from pccompile.ir.limits import MAX_VARIABLES, MAX_VECTOR_SIZE
+from pccompile.ir.options import NonNegative, Range, Seed, check_fields, parse_options
 
 from .counting import fit_completed
 from .encoders import Encoder, PatchesEncoder, PatchGrid, default_patch
@@ -28,27 +29,23 @@ class LVDOptions:
     """The `--lvd` settings: 'encoder=mae,clusters=auto,pseudocount=0.1,...'."""
 
     flag: ClassVar[str] = "--lvd"
-    encoder: str = "mae"  # mae | patches
-    clusters: str = "auto"  # auto: as many as the latent's states; a number: at most that many
-    pseudocount: float = 0.1  # Laplace smoothing of the counting MLE
-    patch: int = 0  # image patch side (0: lvd.encoders.default_patch)
-    own: float = 1.0  # weight of a region's own values beside its patch embedding
-    rows: int = 20000  # rows k-means fits its centres on (all rows are then assigned)
-    steps: int = 1500  # MAE training steps
-    dim: int = 32  # MAE width
-    seed: int = 0
+    encoder: Literal["mae", "patches"] = "mae"  # the ENCODERS below
+    # auto: as many as the latent's states; a number: at most that many
+    clusters: Literal["auto"] | Annotated[int, Range(1, MAX_VECTOR_SIZE)] = "auto"
+    pseudocount: NonNegative = 0.1  # Laplace smoothing of the counting MLE
+    patch: Annotated[int, Range(0, MAX_VARIABLES)] = 0  # image patch side (0: lvd.encoders.default_patch)
+    own: NonNegative = 1.0  # weight of a region's own values beside its patch embedding
+    rows: Annotated[int, Range(1, 10**9)] = 20000  # rows k-means fits its centres on (all rows are then assigned)
+    steps: Annotated[int, Range(1, 10**8)] = 1500  # MAE training steps
+    dim: Annotated[int, Range(4, 4096)] = 32  # MAE width
+    seed: Seed = 0
 
     def __post_init__(self):
-        if self.encoder not in ENCODERS:
-            raise ArgumentError(f"--lvd: encoder must be one of {', '.join(ENCODERS)}, got '{self.encoder}'")
-        if self.clusters != "auto" and not (self.clusters.isdigit() and int(self.clusters) >= 1):
-            raise ArgumentError(f"--lvd: clusters is 'auto' or a number >= 1, got '{self.clusters}'")
-        if self.pseudocount < 0 or self.patch < 0 or self.own < 0 or self.rows < 1 or self.steps < 1 or self.dim < 4:
-            raise ArgumentError(f"--lvd needs pseudocount, patch, own >= 0, rows, steps >= 1 and dim >= 4; got {self}")
+        check_fields(self, f"{self.flag}: option '{{name}}'")
 
     @classmethod
     def parse(cls, text: str) -> "LVDOptions":
-        return parse_settings(cls, cls.flag, text)
+        return parse_options(cls, text, cls.flag)
 
 
 def _grid(circuit, patch: int) -> PatchGrid | None:
@@ -96,7 +93,7 @@ def _as_float(model, x) -> torch.Tensor:
 
 
 def _clusters(lat, clusters: str, fit_rows: int) -> int:
-    k = lat.size if clusters == "auto" else min(int(clusters), lat.size)
+    k = lat.size if clusters == "auto" else min(int(clusters), lat.size)  # int(): the API may pass "8"
     return min(k, fit_rows)
 
 
@@ -106,7 +103,7 @@ def assign_latents(
     x,
     encoder: Encoder,
     *,
-    clusters: str = "auto",
+    clusters: str | int = "auto",
     rows: int = 20000,
     seed: int = 0,
     rmap=None,

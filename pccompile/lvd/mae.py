@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from pccompile.ir import ArgumentError
+from pccompile.ir.env import env_value
 
 from .encoders import Encoder, PatchGrid, _with_own_values
 
@@ -63,7 +64,7 @@ class PatchMAE(nn.Module):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("PCC_CACHE", Path.home() / ".cache" / "pccompile"))
+    return Path(env_value("PCC_CACHE") or Path.home() / ".cache" / "pccompile")
 
 
 def _key(x: torch.Tensor, grid: PatchGrid, s: MAESettings) -> str:
