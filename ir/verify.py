@@ -49,6 +49,8 @@ def verify(circuit: Circuit, *, require_params: bool = False, atol: float = 1e-4
         else:
             scope = _check_sum(circuit, node, scopes)
         _check_params(circuit, node, require_params, atol)
+        if node.id in circuit.regions:
+            _check_region(circuit, node, scope)
         scopes[node.id] = scope
         for c in node.children:
             readers[c] -= 1
@@ -58,6 +60,48 @@ def verify(circuit: Circuit, *, require_params: bool = False, atol: float = 1e-4
     if missing:
         v = circuit.variables[_lowest(missing)].name
         raise StructureError(root.name, f"variable '{v}' is declared but not in the root's scope")
+    stray = [nid for nid in circuit.regions if nid not in nodes]
+    if stray:
+        raise StructureError(
+            None, f"region '{circuit.regions[stray[0]].name}' names node id {stray[0]}, which does not exist"
+        )
+    _check_meta(circuit)
+
+
+def _check_region(circuit: Circuit, node, scope: int) -> None:
+    """A region names the latent of its node vector: its variables are distinct indices of the
+    node's scope (LVD reads them as columns of the data)."""
+    region = circuit.regions[node.id]
+    variables = region.variables
+    if not isinstance(region.name, str) or not variables or len(set(variables)) != len(variables):
+        raise StructureError(node.name, f"region {region.name!r} needs a name and distinct variables, has {variables}")
+    for v in variables:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < circuit.num_vars or not scope >> v & 1:
+            raise StructureError(
+                node.name, f"region '{region.name}' holds variable {v!r}, which is not in the node's scope"
+            )
+
+
+def _check_meta(circuit: Circuit) -> None:
+    """The metadata pccompile reads: `image`, the shape sample grids and LVD's patches use, must
+    cover the variables exactly; `name` is text."""
+    meta = circuit.meta
+    if "image" in meta:
+        shape = meta["image"]
+        ok = isinstance(shape, (list, tuple)) and len(shape) in (2, 3)
+        ok = ok and all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= circuit.num_vars for s in shape)
+        if not ok:
+            raise StructureError(
+                None,
+                f"meta field 'image' is {shape!r}; expected [height, width] or [channels, height, width] of positive integers",
+            )
+        if int(np.prod(shape, dtype=object)) != circuit.num_vars:
+            raise StructureError(
+                None,
+                f"meta field 'image' {list(shape)} has {int(np.prod(shape, dtype=object)):,} pixels, but the circuit has {circuit.num_vars} variables",
+            )
+    if "name" in meta and not isinstance(meta["name"], str):
+        raise StructureError(None, f"meta field 'name' is {meta['name']!r}; expected text")
 
 
 def _lowest(bits: int) -> int:

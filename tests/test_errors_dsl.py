@@ -72,7 +72,12 @@ def test_hclt_arguments_and_its_data_are_checked(data5):
     )
     located("var x[3] : binary\nroot = hclt(x, latents=2)\n", r"hclt needs data=\.\.\.", 2, "hclt")
     located(f'var x[3] : binary\nroot = hclt(x, 2, "{data5}", 11, 12, 13, 1, 20, 14)\n', r"at most 7 options", 2, "14)")
-    located(f"var x[3] : categorical(9)\nroot = hclt(x, latents=2, {d}, trees=0)\n", r"trees expects an integer in 1..64", 2, "0)")
+    located(
+        f"var x[3] : categorical(9)\nroot = hclt(x, latents=2, {d}, trees=0)\n",
+        r"trees expects an integer in 1..64",
+        2,
+        "0)",
+    )
     located(
         f"var x[3] : categorical(9)\nroot = hclt(x, latents=2, {d}, trees=3, tree_candidates=2)\n",
         r"hclt needs tree_candidates >= trees, got 2 < 3",
@@ -144,7 +149,10 @@ def test_memory_the_machine_lacks_is_refused_before_allocating(monkeypatch):
     monkeypatch.setenv("PCC_MEMORY_LIMIT", str(1 << 30))
     text = "var a : categorical(65536)\nl[65536] = categorical(a)\nroot = sum(l)\n"
     e = located(
-        text, r"4,294,967,296 parameters, which need about 64\.0 GiB; 1\.0 GiB are allowed by PCC_MEMORY_LIMIT", 2, "categorical"
+        text,
+        r"4,294,967,296 parameters, which need about 64\.0 GiB; 1\.0 GiB are allowed by PCC_MEMORY_LIMIT",
+        2,
+        "categorical",
     )
     assert isinstance(e, DSLSemanticError)
     # the Python builder and ir.Circuit paths are checked too

@@ -139,9 +139,13 @@ def test_the_two_learners_exclude_each_other_and_compression_settings_are_checke
 
     r = CliRunner().invoke(app, _cmd(tmp_path, tmp_path / "m.pcz", ["--compress", "fraction=0.1"]))
     assert r.exit_code == 2 and "--prune-grow and --compress are two learners; choose one" in r.output, r.output
-    with pytest.raises(pc.ArgumentError, match=r"--compress: option 'fraction' expects a finite number in \(0, 1\], got '0'"):
+    with pytest.raises(
+        pc.ArgumentError, match=r"--compress: option 'fraction' expects a finite number in \(0, 1\], got '0'"
+    ):
         CompressOptions.parse("fraction=0")
-    with pytest.raises(pc.ArgumentError, match=r"--compress: option 'tolerance' expects a finite number >= 0, got 'nan'"):
+    with pytest.raises(
+        pc.ArgumentError, match=r"--compress: option 'tolerance' expects a finite number >= 0, got 'nan'"
+    ):
         CompressOptions.parse("tolerance=nan")
 
 

@@ -48,6 +48,10 @@ def run_training(
     model = _model_or_checkpoint(spec, ckpt, resume, passes, seed, device, backend)
     sets = _data_sets(model, data, valid, test)
     _announce(model, spec, sets, cfg, device)
+    if group is not None:  # every split, the model and the settings, before LVD's collectives too
+        from dataclasses import asdict
+
+        group.check_same_data({k: sets.get(k) for k in ("train", "valid", "test")}, model, asdict(cfg))
     if lvd_options is not None and not (resume and ckpt.exists()):
         _distill(model, sets, lvd_options, group)
     table = _EpochTable(model.num_vars)

@@ -17,10 +17,12 @@ ranks train the same model as one process, up to float rounding.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -37,6 +39,7 @@ class Group:
     world: int
     timeout_s: float = 120.0
     traffic: dict = field(default_factory=lambda: {"calls": 0, "bytes": 0}, compare=False)  # collectives so far
+    agreed: dict = field(default_factory=dict, compare=False)  # what check_same_data has found equal
 
     @property
     def is_main(self) -> bool:
@@ -131,6 +134,37 @@ class Group:
                 "depends on the rank, or a global random number generator)"
             )
 
+    def check_same_data(self, splits: dict, model=None, settings=None) -> None:
+        """Before the first step: every rank must hold the same data, model and settings, since
+        each reads its shard of every global batch of the whole set and the ranks meet in a
+        collective after every step. Each rank's fingerprint of every split (rows, columns,
+        element type, a content hash of the whole set and of each rank's shard of it), of the
+        model's tensors (names and shapes) and variable types, and of the settings is gathered
+        by all; a difference is one DistributedError, the same on every rank, naming the ranks
+        and what differs. Unequal row counts would otherwise abort inside gloo; rank-dependent
+        files of one shape would train silently wrong. What was found equal once (the same
+        arrays, model and settings) is not hashed again."""
+        key = (tuple((k, id(x)) for k, x in splits.items()), id(model), repr(settings))
+        if self.agreed.get("data") == key:
+            return
+        facts = _fingerprints(splits, model, settings, self.world)
+        mine = torch.tensor([v for f in facts for v in f[1]], dtype=torch.int64)
+        if self._flag(0.0).device.type == "cuda":
+            mine = mine.cuda()
+        everyone = [torch.zeros_like(mine) for _ in range(self.world)]
+        try:
+            dist.all_gather(everyone, mine)
+        except RuntimeError as e:
+            raise self._lost(e) from None
+        problems = _disagreements(facts, [t.cpu().tolist() for t in everyone])
+        if problems:
+            raise DistributedError(
+                f"rank {self.rank} of {self.world}: the ranks disagree before training: {'; '.join(problems)}. "
+                "Every rank reads the whole data set and trains on its shard of each batch: give every "
+                "rank the same files and settings"
+            )
+        self.agreed["data"] = key
+
     def barrier(self) -> None:
         """Wait for every rank (e.g. until rank 0 has written a file the others read)."""
         try:
@@ -168,6 +202,69 @@ class Group:
         total = float(count.item())
         for g in grads:
             g.div_(max(total, 1.0))
+
+
+_LABELS = {"train": "training", "valid": "validation", "test": "test"}
+
+
+def _digest(*parts) -> int:
+    """A 63-bit content hash (blake2b) of arrays or text, as an int64 a collective can carry."""
+    h = hashlib.blake2b(digest_size=8)
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else np.ascontiguousarray(p).view(np.uint8).reshape(-1).data)
+    return int.from_bytes(h.digest(), "little") >> 1
+
+
+def _fingerprints(splits: dict, model, settings, world: int) -> list[tuple[str, tuple[int, ...]]]:
+    """(what, numbers) per fact the ranks must agree on; the numbers of one fact keep their
+    meaning in _disagreements (a split: rows, columns, element type, the whole set's hash, then
+    the hash of every rank's shard of it, so that each rank's own shard is compared with
+    rank 0's view of that shard)."""
+    facts = []
+    for name, x in splits.items():
+        if x is None:  # the same length of numbers either way: all_gather needs equal sizes
+            facts.append((f"split:{name}", (-1, 0, 0, 0, *([0] * world))))
+            continue
+        x = np.asarray(x)
+        cols = int(np.prod(x.shape[1:], dtype=np.int64)) if x.ndim > 1 else 1
+        shards = tuple(_digest(x[Group(r, world).shard(len(x))]) for r in range(world))
+        facts.append((f"split:{name}", (len(x), cols, _digest(x.dtype.str), _digest(x), *shards)))
+    shapes = "" if model is None else ";".join(f"{k}{tuple(v.shape)}" for k, v in model.state_dict().items())
+    cats = np.zeros(0, np.int64) if model is None else np.asarray(model.program.var_cats, dtype=np.int64)
+    facts.append(("model", (_digest(shapes), _digest(cats))))
+    facts.append(("settings", (_digest(repr(settings)),)))
+    return facts
+
+
+def _disagreements(facts, gathered: list[list[int]]) -> list[str]:
+    """What each rank holds differently from rank 0, in words."""
+    problems = []
+    for rank, numbers in enumerate(gathered[1:], start=1):
+        ref, pos = gathered[0], 0
+        for what, mine in facts:
+            a, b = ref[pos : pos + len(mine)], numbers[pos : pos + len(mine)]
+            pos += len(mine)
+            if a == b:
+                continue
+            if what.startswith("split:"):
+                label = _LABELS.get(what[6:], what[6:])
+                if min(a[0], b[0]) < 0:
+                    problems.append(
+                        f"rank {rank} has {'no' if b[0] < 0 else 'its own'} {label} data, rank 0 {'none' if a[0] < 0 else 'has'}"
+                    )
+                elif a[0] != b[0] or a[1] != b[1]:
+                    problems.append(
+                        f"rank {rank} has {b[0]:,} {label} rows of {b[1]} values, rank 0 {a[0]:,} of {a[1]}"
+                    )
+                elif a[2] != b[2]:
+                    problems.append(f"rank {rank}'s {label} data are of another element type than rank 0's")
+                elif a[3] != b[3] or a[4 + rank] != b[4 + rank]:
+                    problems.append(f"rank {rank}'s {label} data hold other values than rank 0's ({a[0]:,} rows each)")
+            elif what == "model":
+                problems.append(f"rank {rank} compiled another circuit than rank 0 (other tensors or variable types)")
+            else:
+                problems.append(f"rank {rank} runs with other training settings than rank 0")
+    return problems
 
 
 def join(backend: str | None = None, timeout_s: float | None = None) -> Group:

@@ -288,6 +288,9 @@ class Trainer:
         return True
 
     def run(self) -> list[EpochRecord]:
+        if self.group is not None:  # before any collective: ranks that disagree would hang or abort in one
+            splits = {"train": self.train, "valid": self.valid, "test": self.test}
+            self.group.check_same_data(splits, self.model, asdict(self.config))
         encoded = self._encode_train()
         epoch = self.start_epoch
         while epoch < self.total_epochs:  # total_epochs shrinks when a hook finishes early

@@ -178,6 +178,8 @@ def distill(
     shares what it learned, k-means is split by latent and the counts are all-reduced, so every
     rank ends with the same parameters (the report's assignments are this rank's rows)."""
     o = options or LVDOptions()
+    if group is not None:
+        group.check_same_data({"train": x}, model, o)
     rmap = region_map(model.circuit)
     t0 = time.perf_counter()
     enc = encoder if encoder is not None else make_encoder(model.circuit, o, on_mae)
