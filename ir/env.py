@@ -25,7 +25,7 @@ VARIABLES = {
     for v in (
         EnvVar(
             "PCC_DIST_TIMEOUT",
-            Annotated[float, Range(0, 7 * 86400, open_lo=True)],
+            Annotated[float, Range(1, 7 * 86400)],
             120.0,
             "seconds a data-parallel rank waits for the others before it reports them lost",
         ),

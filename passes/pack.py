@@ -17,6 +17,7 @@ stays within (1 + tolerance) x the real edges.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 from pccompile.ir import (
@@ -33,17 +34,22 @@ from pccompile.ir import (
     SumParamLayout,
     SumPartition,
 )
+from pccompile.ir.limits import MAX_VECTOR_SIZE
+from pccompile.ir.options import NonNegative, Range, check_fields
 
 from .layer import LayerPlan, layer
 
 
 @dataclass(frozen=True)
 class PackOptions:
-    tolerance: float = 0.5
-    max_partitions: int = 16
-    min_group: int = 16  # rows a group needs for the matrix units (tl.dot tiles)
-    read_cost: float = 64.0  # reading one child value, in matrix-unit multiply-adds
-    scalar_mac_cost: float = 8.0  # a multiply-add in a group too small for the matrix units
+    tolerance: NonNegative = 0.5
+    max_partitions: Annotated[int, Range(1, 4096)] = 16
+    min_group: Annotated[int, Range(1, MAX_VECTOR_SIZE)] = 16  # rows a group needs for the matrix units (tl.dot tiles)
+    read_cost: NonNegative = 64.0  # reading one child value, in matrix-unit multiply-adds
+    scalar_mac_cost: NonNegative = 8.0  # a multiply-add in a group too small for the matrix units
+
+    def __post_init__(self):
+        check_fields(self, "packing option '{name}'")
 
     def group_cost(self, rows: int, children: int) -> float:
         mac = 1.0 if rows >= self.min_group else self.scalar_mac_cost

@@ -42,22 +42,37 @@ def learning_curve(history, path: str | Path, num_vars: int, title: str = "") ->
     plt.close(fig)
 
 
+def _picture(sample: np.ndarray, shape, vmax: float) -> tuple[np.ndarray, dict]:
+    """One sample as imshow takes it: [H, W] grey; [3, H, W] colour; other channel counts side by side."""
+    if len(shape) == 2 or shape[0] == 1:
+        return sample.reshape(shape[-2:]), {"cmap": "gray", "vmin": 0, "vmax": vmax}
+    c, h, w = shape
+    planes = sample.reshape(c, h, w)
+    if c == 3:
+        return np.clip(planes.transpose(1, 2, 0) / max(vmax, 1e-12), 0, 1), {}
+    return planes.transpose(1, 0, 2).reshape(h, c * w), {"cmap": "gray", "vmin": 0, "vmax": vmax}
+
+
 def sample_grid(samples: np.ndarray, shape, path: str | Path, max_value: float | None = None, title: str = "") -> None:
+    """A grid of samples drawn as images of `shape` ([H, W] or [C, H, W])."""
     plt = _plt()
     n = samples.shape[0]
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.2 + 0.4), dpi=120, squeeze=False)
-    vmax = max_value if max_value is not None else float(np.nanmax(samples))
-    for k, ax in enumerate(axes.reshape(-1)):
-        ax.axis("off")
-        if k < n:
-            ax.imshow(samples[k].reshape(shape[-2:]), cmap="gray", vmin=0, vmax=vmax)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:  # a figure is closed even when drawing or writing fails (pyplot keeps every open one)
+        vmax = max_value if max_value is not None else float(np.nanmax(samples))
+        for k, ax in enumerate(axes.reshape(-1)):
+            ax.axis("off")
+            if k < n:
+                picture, style = _picture(samples[k], shape, vmax)
+                ax.imshow(picture, **style)
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
 
 
 def prune_grow_curve(rows: list[dict], path: str | Path, num_vars: int) -> None:

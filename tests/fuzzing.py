@@ -1,4 +1,5 @@
-"""A seeded fuzzer of our own: mutated `.pc` text, mutated networkx graphs, tampered `.pcz` files.
+"""A seeded fuzzer of our own: mutated `.pc` text, mutated networkx graphs, tampered `.pcz` files,
+and (tests/fuzz_setups.py) every option, metadata field and environment variable given awkward values.
 
 Every case must end in success or a PCError (for `pcc` commands: exit 0, or exit 2 with one
 message), within a time limit. A case that compiles or loads
@@ -445,8 +446,30 @@ def run_one(fn, case, tmp: Path, label: str) -> Outcome:
         signal.signal(signal.SIGALRM, old)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+ENUMERATED = ("options", "meta", "env")  # tests/fuzz_setups.py: every case, whatever n says
+
+
 def cases(kind: str, n: int, seed: int, tmp: Path):
-    """(fn, case, label) for n cases of one kind, all drawn from one seed."""
+    """(fn, case, label) for n cases of one kind, all drawn from one seed (the enumerated kinds:
+    all their cases)."""
+    if kind in ENUMERATED:
+        import fuzz_setups as fs
+
+        if kind == "options":
+            yield from ((fs.run_option, case, label) for label, case in fs.option_cases())
+        elif kind == "meta":
+            yield from ((fs.run_meta, case, label) for label, case in fs.meta_cases(tmp))
+        else:
+            yield from ((fs.run_env, case, label) for label, case in fs.env_cases())
+        return
     rng = np.random.default_rng([seed, {"dsl": 0, "networkx": 1, "pcz": 2, "cli": 3}[kind]])
     if kind == "dsl":
         for i in range(n):
@@ -485,7 +508,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fuzz", type=int, default=300, help="cases per kind")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--kinds", default="dsl,networkx,pcz,cli")
+    ap.add_argument("--kinds", default="dsl,networkx,pcz,cli,options,meta,env")
     args = ap.parse_args(argv)
     import tempfile
 

@@ -122,5 +122,5 @@ def test_finish_is_refused_with_a_rounds_learner_and_when_negative(tmp_path):
     r = CliRunner().invoke(app, [*args, "--prune-grow", "rounds=1,epochs=2", "--finish", "1"])
     message = "--finish adds full-batch EM epochs to plain training, not to a rounds learner"
     assert r.exit_code == 2 and message in " ".join(r.output.split()), r.output
-    with pytest.raises(ArgumentError, match="--finish must be an integer >= 0, got -1"):
+    with pytest.raises(ArgumentError, match="--finish expects an integer in 0..1,000,000, got -1"):
         TrainConfig(finish_epochs=-1)

@@ -326,3 +326,72 @@ def test_prune_grow_on_several_ranks_needs_a_shared_out():
     model = pc.compile(SPEC)
     with pytest.raises(ArgumentError, match="prune_grow with a group needs out=: a path every rank can read"):
         prune_grow(model, np.zeros((8, 64), np.int64), group=Group(0, 2))
+
+
+def _rank_args(tmp_path, args: list[str], timeout_s: int = 30):
+    """Two ranks of `pcc ARGS --distributed` under torchrun, '{rank}' in ARGS replaced by each
+    rank's number (tests/rank_args.py): (result, seconds)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port())]
+    cmd += [str(HERE / "rank_args.py"), *args, "--distributed"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PCC_DIST_TIMEOUT=str(timeout_s))
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    return r, time.monotonic() - t0
+
+
+@pytest.mark.parametrize(
+    "split,edit,said",
+    [
+        ("train", "value", "rank 1's training data hold other values than rank 0's (300 rows each)"),
+        ("train", "rows", "rank 1 has 250 training rows of 64 values, rank 0 300 of 64"),
+        ("valid", "value", "rank 1's validation data hold other values than rank 0's (300 rows each)"),
+    ],
+)
+def test_ranks_that_read_other_data_are_refused_before_the_first_step(tmp_path, split, edit, said):
+    """Each rank reads its own file ('x{rank}.npy'), of one shape with one value changed or of
+    fewer rows: both ranks stop at once with the same one-line error naming rank 1 and what
+    differs, and nothing is written (unequal rows used to abort inside gloo; a changed value
+    trained silently wrong)."""
+    from pccompile.datasets import load_builtin
+
+    x = load_builtin("builtin:digits")[:300]
+    other = x[:250] if edit == "rows" else x.copy()
+    if edit == "value":
+        other[5, 5] = (other[5, 5] + 1) % 17
+    np.save(tmp_path / "x0.npy", x)
+    np.save(tmp_path / "x1.npy", other)
+    np.save(tmp_path / "same.npy", x)
+    files = {"train": "same.npy", "valid": "same.npy", split: "x{rank}.npy"}
+    args = ["train", str(HERE.parent / "examples/digits.pc"), "--data", files["train"], "--valid", files["valid"]]
+    args += ["--epochs", "2", "-b", "64", "--samples", "0", "-o", str(tmp_path / "out" / "m.pcz")]
+    r, seconds = _rank_args(tmp_path, args)
+    text = r.stdout + r.stderr
+    assert r.returncode != 0 and seconds < 30, text
+    for rank in (0, 1):
+        assert f"error: rank {rank} of 2: the ranks disagree before training: {said}" in text, text
+    assert "[rank0]: Traceback" not in text and "[rank1]: Traceback" not in text
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_ranks_with_other_settings_are_refused(tmp_path):
+    args = ["train", str(HERE.parent / "examples/digits.pc"), "--data", "builtin:digits", "--seed", "{rank}"]
+    args += ["--epochs", "1", "--samples", "0", "-o", str(tmp_path / "m.pcz")]
+    r, seconds = _rank_args(tmp_path, args)
+    text = r.stdout + r.stderr
+    assert r.returncode != 0 and seconds < 30, text
+    assert "rank 1 runs with other training settings than rank 0" in text, text
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1e400", "0", "nan"])
+def test_a_bad_timeout_is_one_line_naming_the_variable(tmp_path, monkeypatch, value):
+    from typer.testing import CliRunner
+
+    from pccompile.cli import app
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("PCC_DIST_TIMEOUT", value)
+    args = ["train", str(HERE.parent / "examples/digits.pc"), "--data", "builtin:digits", "--distributed"]
+    r = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "m.pcz")])
+    want = f"error: environment variable PCC_DIST_TIMEOUT expects a finite number in [1, 604,800], got '{value}'"
+    assert r.exit_code == 2 and r.output.strip() == want, r.output

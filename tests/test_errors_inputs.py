@@ -426,9 +426,9 @@ def test_the_cli_refuses_bad_training_and_eval_arguments(tmp_path):
         assert r.exit_code == 2 and "error:" in r.output, (flag, value, r.output)
     assert not (tmp_path / "o.pcz").exists()
     r = runner.invoke(app, ["eval", str(spec), "--data", str(tmp_path / "x.npy"), "--batch-size", "0"])
-    assert r.exit_code == 2 and "--batch-size must be at least 1, got 0" in r.output, r.output
+    assert r.exit_code == 2 and "--batch-size expects an integer in 1..2^63-1, got 0" in r.output, r.output
     r = runner.invoke(app, ["sample", str(spec), "-n", "0"])
-    assert r.exit_code == 2 and "-n must be at least 1" in r.output, r.output
+    assert r.exit_code == 2 and "-n expects an integer in 1..1,000,000, got 0" in r.output, r.output
 
 
 # -- numerics ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from pccompile.ir import PCError
+from pccompile.ir.options import Positive, Range, Seed
 from pccompile.metrics import bits_per_dim
 
 app = typer.Typer(
@@ -92,12 +93,22 @@ def run(fn, interrupted: str = "interrupted"):
         raise typer.Exit(130) from None
 
 
-def at_least(name: str, value: int, low: int = 1) -> None:
-    """Refuse a count option below `low` with a message naming the option."""
-    if value < low:
-        from pccompile.ir import ArgumentError
+MAX_SAMPLES = 1_000_000  # rows `pcc sample` draws at once (the model's memory check applies too)
+MAX_GRID = 1024  # images in a PNG grid of samples
+FLAGS = {  # the numeric flags typer parses, with the range each accepts (pccompile.ir.options)
+    "-n": Annotated[int, Range(1, MAX_SAMPLES)],
+    "--samples": Annotated[int, Range(0, MAX_GRID)],
+    "--seed": Seed,
+    "--batch-size": Positive,
+    "--block-b": Annotated[int, Range(1, 4096)],
+}
 
-        raise ArgumentError(f"{name} must be at least {low}, got {value}")
+
+def flag(name: str, value):
+    """Refuse a flag's value outside its declared range (FLAGS), with a message naming it."""
+    from pccompile.ir.options import option_value
+
+    return option_value(value, FLAGS[name], name)
 
 
 def bpd(ll: float | None, num_vars: int) -> str:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from pccompile.metrics import bits_per_dim
 
-from .common import Backend, PassData, Passes, Spec, app, at_least, console, load_model, run
+from .common import Backend, PassData, Passes, Spec, app, console, flag, load_model, run
 
 
 @app.command()
@@ -30,6 +30,7 @@ def check(
 
     def go():
         report = pccompile.CompileReport()
+        flag("--seed", seed)
         model = load_model(spec, passes, seed, report, backend=backend)
         stats = model.circuit.stats()
         prog = model.program
@@ -107,7 +108,7 @@ def emit(
         from pccompile.codegen.triton import TritonOptions
         from pccompile.codegen.triton import emit as emit_source
 
-        at_least("--block-b", block_b)
+        flag("--block-b", block_b)
         model = load_model(spec, passes, backend="torch")
         emitted = emit_source(model.program, TritonOptions(block_b=block_b, fuse=not no_fuse, precision=precision))
         if compile_for is None:
@@ -168,7 +169,7 @@ def eval_(
     from pccompile.data import check_data, load_array
 
     def go():
-        at_least("--batch-size", batch_size)
+        flag("--batch-size", batch_size)
         model = load_model(spec, passes, device=device, backend=backend)
         x = load_array(data)
         check_data(x, model.program.var_cats, model.program.var_names, str(data))

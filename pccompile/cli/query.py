@@ -9,7 +9,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from .common import Backend, Spec, app, at_least, console, load_model, run
+from .common import Backend, Spec, app, console, flag, load_model, run
 
 
 @app.command()
@@ -27,11 +27,17 @@ def sample(
 
     def go():
         from pccompile.ir import ArgumentError
+        from pccompile.ir.limits import memory_bytes
         from pccompile.plots import sample_grid
 
-        at_least("-n", n)
-        at_least("--seed", seed, 0)
+        flag("-n", n)
+        flag("--seed", seed)
         model = load_model(spec, backend=backend)
+        need = n * max(model.num_vars, 1) * 8
+        if need > memory_bytes() // 4:
+            raise ArgumentError(
+                f"-n {n:,} samples of {model.num_vars} variables need {need / 2**30:,.1f} GiB; draw fewer"
+            )
         xs = model.sample(n, seed=seed).cpu().numpy()
         if out:
             np.save(out, xs)

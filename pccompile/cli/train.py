@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .common import Backend, Passes, Spec, app, bpd, console, fmt, load_model, run
+from .common import Backend, Passes, Spec, app, bpd, console, flag, fmt, load_model, run
 
 
 def run_training(
@@ -37,6 +37,7 @@ def run_training(
     import pccompile
     from pccompile.learn import Trainer
 
+    flag("--samples", samples)  # every flag is checked before anything is trained or written
     lvd_options = _lvd_options(lvd)
     pg = _round_options(prune_grow, compress)
     group = _join(distributed)

@@ -34,7 +34,7 @@ class LVDOptions:
     clusters: Literal["auto"] | Annotated[int, Range(1, MAX_VECTOR_SIZE)] = "auto"
     pseudocount: NonNegative = 0.1  # Laplace smoothing of the counting MLE
     patch: Annotated[int, Range(0, MAX_VARIABLES)] = 0  # image patch side (0: lvd.encoders.default_patch)
-    own: NonNegative = 1.0  # weight of a region's own values beside its patch embedding
+    own: Annotated[float, Range(0, 1000)] = 1.0  # weight of a region's own values beside its patch embedding
     rows: Annotated[int, Range(1, 10**9)] = 20000  # rows k-means fits its centres on (all rows are then assigned)
     steps: Annotated[int, Range(1, 10**8)] = 1500  # MAE training steps
     dim: Annotated[int, Range(4, 4096)] = 32  # MAE width
