@@ -271,13 +271,13 @@ def check_fields(obj, what) -> None:
             object.__setattr__(obj, name, converted)  # a numpy int or an int for a float, made exact
 
 
-def parse_options(cls, text: str, what: str, separator: str = ","):
+def parse_options(cls, text: str, what: str):
     """An options dataclass from 'key=value,key=value' (any subset of its fields), each value
     converted by its field's type. `what` names the source ('pass \\'grow\\'', '--lvd') and
     unknown keys are listed with the known ones."""
     kinds = option_types(cls)
     values = {}
-    for item in filter(None, (t.strip() for t in text.split(separator))):
+    for item in filter(None, (t.strip() for t in text.split(","))):
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or key not in kinds:

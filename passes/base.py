@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from pccompile.ir import ArgumentError, Circuit
 from pccompile.ir.limits import check_memory
-from pccompile.ir.options import check_fields, option_types, option_value
+from pccompile.ir.options import check_fields, parse_options
 
 
 @dataclasses.dataclass
@@ -99,18 +99,7 @@ def parse_pipeline(text: str) -> list[Pass]:
         name, opts = m.group(1), m.group(2)
         if name not in _REGISTRY:
             raise ArgumentError(f"unknown pass '{name}'; known passes: {', '.join(sorted(_REGISTRY))}")
-        cls = _REGISTRY[name]
-        fields = option_types(cls)
-        kwargs = {}
-        for item in filter(None, (o.strip() for o in (opts or "").split(","))):
-            key, sep, value = item.partition("=")
-            key = key.strip()
-            if not sep or key not in fields:
-                raise ArgumentError(f"pass '{name}' has no option '{key}'; options: {', '.join(fields) or 'none'}")
-            if key in kwargs:
-                raise ArgumentError(f"pass '{name}': option '{key}' is given twice")
-            kwargs[key] = option_value(value.strip(), fields[key], f"pass '{name}': option '{key}'")
-        passes.append(cls(**kwargs))
+        passes.append(parse_options(_REGISTRY[name], opts or "", f"pass '{name}'"))
         pos = m.end()
     return passes
 
