@@ -161,10 +161,14 @@ def test_the_solver_meets_the_optimality_condition(rng):
 
 
 def test_settings_are_checked():
-    with pytest.raises(ArgumentError, match="--soften"):
+    with pytest.raises(ArgumentError, match=r"--soften expects a finite number in \[0, 1\), got 1.5"):
         TrainConfig(soften=1.5)
-    with pytest.raises(ArgumentError, match="--entropy-reg"):
+    with pytest.raises(ArgumentError, match=r"--soften expects a finite number in \[0, 1\), got 1.0"):
+        TrainConfig(soften=1.0)
+    with pytest.raises(ArgumentError, match=r"--entropy-reg expects a finite number in \[0, 1\), got -0.1"):
         TrainConfig(entropy=-0.1)
+    with pytest.raises(ArgumentError, match=r"--entropy-reg expects a finite number in \[0, 1\), got nan"):
+        Regularization(entropy=float("nan"))
     with pytest.raises(ArgumentError, match="EM regularisers"):
         TrainConfig(optimizer="adam", soften=0.01)
 

@@ -21,32 +21,31 @@ on every backend; the fused EM kernel is bypassed while entropy is on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
 
 from pccompile.flows import FlowStats, encoded_flows
 from pccompile.ir import ArgumentError
+from pccompile.ir.options import Range, option_value
 from pccompile.statistics import STATISTICS
 
 SOFTENED_FAMILIES = ("categorical", "bernoulli")
 
 
-def check_settings(soften, entropy) -> None:
-    """Both regularisers' strengths lie in [0, 1) (the CLI's flag names in the message)."""
-    for flag, value in (("--soften", soften), ("--entropy-reg", entropy)):
-        if not (isinstance(value, (int, float)) and np.isfinite(value) and 0 <= value < 1):
-            raise ArgumentError(f"{flag} must be in [0, 1), got {value!r}")
+Strength = Annotated[float, Range(0, 1, open_hi=True)]  # of either regulariser
 
 
 @dataclass(frozen=True, eq=False)
 class Regularization:
-    soften: float = 0.0
-    entropy: float = 0.0
+    soften: Strength = 0.0
+    entropy: Strength = 0.0
     marginals: np.ndarray | None = None  # [V, K] value frequencies of the training data (softening)
 
     def __post_init__(self):
-        check_settings(self.soften, self.entropy)
+        for name, flag in (("soften", "--soften"), ("entropy", "--entropy-reg")):
+            option_value(getattr(self, name), Strength, flag)
         if self.soften > 0 and self.marginals is None:
             raise ArgumentError("softening needs the training data's value frequencies")
 

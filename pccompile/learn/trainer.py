@@ -20,7 +20,7 @@ from pccompile.ir.limits import MAX_EPOCHS
 from pccompile.ir.options import NonNegative, Positive, Range, Seed, check_fields
 
 from .em import SCHEDULES, step_size_at
-from .regularize import Regularization, check_settings
+from .regularize import Regularization, Strength
 from .strategies import STRATEGIES, FullBatchEM
 
 # the command-line flag of each setting, as errors name it
@@ -45,8 +45,8 @@ class TrainConfig:
     finish_epochs: Annotated[int, Range(0, MAX_EPOCHS)] = (
         0  # full-batch EM epochs (step 1) after the `epochs` ones: the released codes' last phase
     )
-    soften: float = 0.0  # data softening beta (learn.regularize): EM on soft evidence of the training data
-    entropy: float = 0.0  # entropy regularisation tau (learn.regularize) of every EM M-step
+    soften: Strength = 0.0  # data softening beta (learn.regularize): EM on soft evidence of the training data
+    entropy: Strength = 0.0  # entropy regularisation tau (learn.regularize) of every EM M-step
 
     def __post_init__(self):
         if self.optimizer not in STRATEGIES:
@@ -54,7 +54,6 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ArgumentError(f"unknown schedule '{self.schedule}'; expected {', '.join(SCHEDULES)}")
         check_fields(self, lambda name: _FLAGS.get(name, name))
-        check_settings(self.soften, self.entropy)
         if (self.soften or self.entropy) and not self.optimizer.startswith("em"):
             raise ArgumentError(
                 f"--soften and --entropy-reg are EM regularisers; optimizer {self.optimizer} takes neither"
