@@ -2,17 +2,24 @@
 Circuits via Pruning and Growing" (Dang, Liu, Van den Broeck, 2022).
 
 Inputs are copied (row i of copy k is row k * n + i); products take the matching copies of
-their children; a sum's copy reads every copy of every child it read, with weights
-normalize([theta, ..., theta] * eps), eps ~ N(1, noise^2) clamped to >= 0.1. The root stays a
-single node (one sum over every copy). With noise = 0 the distribution is unchanged exactly:
-each copy puts theta / factor on `factor` identical children. Masks (pruned circuits) are copied
+their children; a sum's copy reads every copy of every child it read. Its weights, by `form`:
+
+- released (the authors' `triple_edges`): one eps ~ N(1, noise^2) per old edge, and the edges to
+  the child's copies get theta^eps and theta^(1/eps) (for factor 2; exponents eps^s with s
+  evenly from 1 to -1 for more copies), normalised; every copy of the sum shares them, so the
+  copies are told apart by the weights on their children's copies;
+- independent: normalize([theta, ..., theta] * eps), a fresh eps ~ N(1, noise^2) clamped to
+  >= 0.1 for every weight of every copy.
+
+The root stays a single node (one sum over every copy). With noise = 0 the distribution is
+unchanged exactly in both forms: each copy puts theta / factor on `factor` identical children. Masks (pruned circuits) are copied
 with the weights, so growing keeps the sparsity pattern; tied sums stay tied to their grown source.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from pccompile.ir import ArgumentError, Circuit, InputNode, ProductNode, SumNode
@@ -31,6 +38,9 @@ class Grow(Pass):
     factor: Annotated[int, Range(1, MAX_VECTOR_SIZE)] = 2
     noise: NonNegative = 0.1
     seed: Seed = 0
+    # released: SparsePC's form, noise on the log-weights, shared by a sum's copies;
+    # independent: each weight of each copy times its own max(N(1, noise^2), 0.1)
+    form: Literal["released", "independent"] = "released"
 
     def parameters_after(self, circuit: Circuit) -> int:
         """Every vector grows `factor` times and every sum reads `factor` times the columns, so
@@ -72,12 +82,15 @@ class Grow(Pass):
                 mask = np.concatenate([mask] * rows)
                 nodes[nid] = dataclasses.replace(n, size=size, mask=None if mask.all() else mask)
                 if n.tie is None:
-                    w = np.concatenate(
-                        [_grown_columns(circuit, n, np.asarray(circuit.params[nid]["weights"], np.float64), f)] * rows
-                    )
+                    theta = np.asarray(circuit.params[nid]["weights"], np.float64)
+                    if self.form == "released" and self.noise > 0 and f > 1:
+                        w = np.concatenate([_released_weights(circuit, n, theta, f, self.noise, rng)] * rows)
+                    else:
+                        w = np.concatenate([_grown_columns(circuit, n, theta, f)] * rows)
+                        if self.noise > 0:  # without noise, theta / f already sums to what theta did
+                            w = w * np.maximum(rng.normal(1.0, self.noise, w.shape), 0.1)
                     w = np.where(mask, w, 0.0)
                     if self.noise > 0:  # without noise, theta / f already sums to what theta did
-                        w = w * np.maximum(rng.normal(1.0, self.noise, w.shape), 0.1)
                         w = w / w.sum(1, keepdims=True)
                     params[nid] = {"weights": w.astype(np.float32)}
         return circuit.replace(nodes=nodes, params=params)
@@ -93,6 +106,26 @@ def _grown_columns(circuit: Circuit, n: SumNode, a: np.ndarray, f: int) -> np.nd
         out.append(np.concatenate([block / f if block.dtype.kind == "f" else block] * f, axis=1))
         start += s
     return np.concatenate(out, axis=1)
+
+
+def _released_weights(circuit: Circuit, n: SumNode, theta: np.ndarray, f: int, sigma: float, rng) -> np.ndarray:
+    """SparsePC's growth noise: one eps ~ N(1, sigma^2) per old edge (a negative draw becomes
+    0.1, as there), and copy k of the child column gets theta^(eps^s_k) with s_k running evenly
+    from 1 to -1 over the copies: theta^eps and theta^(1/eps) for a doubling. Every copy of the
+    sum shares the result (the caller repeats it per row copy); rows are normalised after."""
+    eps = rng.normal(1.0, sigma, theta.shape)
+    eps[eps < 0] = 0.1
+    spread = np.linspace(1.0, -1.0, f)
+    with np.errstate(divide="ignore"):
+        log_theta = np.log(theta)
+    out, start = [], 0
+    for c in n.children:
+        s = circuit.nodes[c].size
+        block, e = log_theta[:, start : start + s], eps[:, start : start + s]
+        out.extend(np.where(np.isfinite(block), block * e**sk, -np.inf) for sk in spread)
+        start += s
+    logw = np.concatenate(out, axis=1)
+    return np.exp(logw - logw.max(1, keepdims=True))
 
 
 def _grown_index(circuit: Circuit, n: ProductNode, f: int):

@@ -7,7 +7,7 @@ alike. The lowest `fraction` of candidates by score go (or those scoring under `
 globally or per node row (`scope`), edge by edge or in whole tiles of `block` x `block`
 (`granularity=block`, scored by their mean: the matrix-unit tiles the kernels skip). Every row keeps at least one edge, its largest weight;
 weights are renormalised; child vectors no sum reads any more are dropped, and with them every
-node no longer reachable; then `trim` removes the rows nothing reads and `collapse` folds chains. Flow scores come from data through the pass context
+node no longer reachable; then `trim` removes every row nothing reads and `collapse` folds chains. Flow scores come from data through the pass context
 (`analyses["edge_flows"]`: {sum node id: [size, K]}), never from the circuit itself.
 """
 
@@ -39,7 +39,9 @@ class Prune(Pass):
     granularity: Literal["edge", "block"] = "edge"  # block: whole block x block tiles, the matrix-unit tiles
     block: Annotated[int, Range(1, MAX_VECTOR_SIZE)] = 16
     seed: Seed = 0
-    trim: bool = True  # then remove the rows nothing reads, in whole blocks of `block` rows (exact)
+    # then remove every row nothing reads (exact; the packer, not the circuit, pads to tiles), so
+    # dead rows neither count as parameters nor take part of the next round's pruning quota
+    trim: bool = True
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -55,7 +57,7 @@ class Prune(Pass):
                 raise ArgumentError(f"pass 'prune' needs the weights of node '{n.name}'; run 'init' first")
         scores = self._scores(circuit, owners, ctx)
         keep = self._keep(circuit, owners, scores)
-        return _apply(circuit, keep, self.trim, self.block)
+        return _apply(circuit, keep, self.trim)
 
     def _scores(self, circuit: Circuit, owners, ctx: PassContext) -> dict[int, np.ndarray]:
         if self.criterion == "flow":
@@ -144,7 +146,7 @@ def _per_row(mask: np.ndarray, score: np.ndarray, fraction: float) -> np.ndarray
     return drop
 
 
-def _apply(circuit: Circuit, keep: dict[int, np.ndarray], trim: bool, block: int) -> Circuit:
+def _apply(circuit: Circuit, keep: dict[int, np.ndarray], trim: bool) -> Circuit:
     """New masks and renormalised weights; children no row reads are dropped (sources and the
     sums tied to them alike), then everything no longer reachable."""
     nodes, params = dict(circuit.nodes), dict(circuit.params)
@@ -166,4 +168,4 @@ def _apply(circuit: Circuit, keep: dict[int, np.ndarray], trim: bool, block: int
             children = tuple(other.children[k] for k in used)
             nodes[other.id] = dataclasses.replace(other, children=children, mask=None if m.all() else m)
     pruned = circuit.replace(nodes=nodes, params=params)
-    return Collapse().run(Trim(block=block).run(pruned) if trim else pruned)
+    return Collapse().run(Trim().run(pruned) if trim else pruned)

@@ -88,3 +88,49 @@ def test_prune_then_grow_keeps_random_circuits_valid(rng, trial):
     rows = torch.tensor([[0.0 if v.domain.num_cats else 0.3 for v in circuit.variables]], dtype=torch.float64)
     with torch.no_grad():
         assert torch.isfinite(model(rows)).all()
+
+
+HAND = """var a : binary
+var b : binary
+la[2] = bernoulli(a, p=[0.1, 0.8])
+lb[2] = bernoulli(b, p=[0.3, 0.6])
+s[2] = sum(la, weights=[[0.3, 0.7], [0.6, 0.4]])
+p = product(s, lb)
+root = sum(p, weights=[[0.4, 0.6]])
+"""
+
+
+def test_the_released_noise_form_on_a_hand_checked_sum():
+    """SparsePC's growth: one eps ~ N(1, sigma^2) per old edge (drawn sum by sum in node order,
+    a negative one set to 0.1), copy 1 of the child column gets theta^eps and copy 2
+    theta^(1/eps), the row is normalised, and both copies of the sum share the row."""
+    import pccompile as pc
+
+    circuit = pc.compile(HAND).to_circuit()
+    s = next(n for n in circuit.nodes.values() if n.name == "s")
+    grown = Grow(factor=2, noise=0.3, seed=7, form="released").run(circuit)
+    w = np.asarray(grown.params[s.id]["weights"], np.float64)
+    eps = np.random.default_rng(7).normal(1.0, 0.3, (2, 2))  # s is the first sum in node order
+    eps[eps < 0] = 0.1
+    theta = np.array([[0.3, 0.7], [0.6, 0.4]])
+    raw = np.concatenate([theta**eps, theta ** (1 / eps)], axis=1)  # columns: la copy 1 (2), la copy 2 (2)
+    want = raw / raw.sum(1, keepdims=True)
+    np.testing.assert_allclose(w[:2], want, rtol=1e-6)
+    np.testing.assert_allclose(w[2:], want, rtol=1e-6)  # the sum's second copy: the same row
+    independent = Grow(factor=2, noise=0.3, seed=7, form="independent").run(circuit)
+    w2 = np.asarray(independent.params[s.id]["weights"], np.float64)
+    assert not np.allclose(w2[:2], w2[2:])  # ours draws every copy's weights afresh
+
+
+@pytest.mark.parametrize("form", ["released", "independent"])
+def test_both_noise_forms_are_exact_without_noise_and_change_the_distribution_with_it(form):
+    import pccompile as pc
+
+    model = pc.compile(HAND, dtype=torch.float64)
+    rows = np.array([[a, b] for a in (0, 1) for b in (0, 1)])
+    p = model(rows).exp().detach().numpy()
+    for noise, same in ((0.0, True), (0.3, False)):
+        grown = pc.compile(Grow(noise=noise, form=form, seed=3).run(model.to_circuit()), dtype=torch.float64)
+        q = grown(rows).exp().detach().numpy()
+        assert np.allclose(q, p, rtol=1e-6) == same
+        assert q.sum() == pytest.approx(1.0, abs=1e-6)

@@ -212,3 +212,68 @@ def test_the_result_table_reports_the_saved_round_not_the_last_epoch(tmp_path):
     assert f"round {best['round']} (best valid LL)" in result.splitlines()[0]
     test_line = next(line for line in result.splitlines() if " test " in line)
     assert f"{best['test_ll']:.4f}" in test_line
+
+
+class _Scripted:
+    """What the prune-grow hook reads of a trainer, with validation LLs given by the test."""
+
+    def __init__(self, model):
+        from pccompile.learn.trainer import EpochRecord
+
+        self.model, self.history, self.valid, self.test, self.stopped = model, [], None, None, False
+        self.record = lambda epoch, ll: EpochRecord(epoch, ll, ll, None, 0.0, 0.1)
+
+
+@pytest.mark.parametrize(
+    "warmup,patience,best,ended",
+    [(0, 2, 0, 2), (3, 2, 5, 6), (3, 0, 5, 6), (6, 0, 6, 6)],
+)
+def test_a_warm_up_keeps_the_epoch_after_the_dip(tmp_path, warmup, patience, best, ended):
+    """Validation LL dips for three epochs after the round's start (the shape seen after
+    growing) and passes it at epoch 5. Without a warm-up, patience 2 ends the round at epoch 2
+    on its untrained epoch 0; with a warm-up of 3 the round runs on and keeps epoch 5. A warm-up
+    as long as the round still keeps its last epoch."""
+    from pccompile.learn.rounds import PruneGrow
+
+    model = pc.compile(SPEC)
+    options = PruneGrowOptions(rounds=0, epochs=6, patience=patience, warmup=warmup)
+    hook = PruneGrow(options, None, tmp_path / "m.pcz")
+    trainer = _Scripted(model)
+    hook._offer_untrained(model, {"epoch": 0, "train_ll": -90.7, "valid_ll": -90.7, "test_ll": None})
+    for epoch, ll in enumerate([-91.0, -91.1, -91.2, -90.9, -90.5, -90.6], start=1):
+        rec = trainer.record(epoch, ll)
+        trainer.history.append(rec)
+        hook(trainer, rec)
+        if hook.rows:
+            break
+    assert hook.rows[0]["epoch"] == ended and hook.rows[0]["best_epoch"] == best
+    assert hook.rows[0]["untrained_valid_ll"] == -90.7 and trainer.stopped
+
+
+def test_round_patience_ends_the_loop_after_rounds_without_a_new_best(tmp_path):
+    from pccompile.learn.rounds import PruneGrow
+
+    hook = PruneGrow(PruneGrowOptions(rounds=20, round_patience=2), None, tmp_path / "m.pcz")
+    for lls in ([-3.0], [-3.0, -2.0], [-3.0, -2.0, -2.5], [-3.0, -2.0, -2.5, -2.1]):
+        hook.rows = [{"round": k, "valid_ll": v} for k, v in enumerate(lls)]
+        assert hook._out_of_patience() == (len(lls) == 4)
+
+
+def test_the_paper_preset_is_the_released_schedule_and_explicit_settings_win():
+    opt = PruneGrowOptions.parse("preset=paper,epochs=30")
+    assert (opt.rounds, opt.epochs, opt.noise, opt.growth, opt.warmup, opt.round_patience) == (
+        20,
+        30,
+        0.3,
+        "released",
+        50,
+        2,
+    )
+    assert opt == PruneGrowOptions.from_preset("paper", epochs=30)
+    assert opt.train_defaults() == {
+        "batch_size": 512,
+        "pseudocount": 0.01,
+        "step_knots": (0.3, 0.1, 0.01, 0.001),
+        "drop_last": True,
+    }
+    assert PruneGrowOptions.parse("epochs=30").train_defaults() == {}

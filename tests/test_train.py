@@ -189,6 +189,35 @@ def test_the_three_phase_schedule_passes_through_the_released_codes_knots():
     assert all(a >= b for a, b in zip(steps, steps[1:]))
     with pytest.raises(ArgumentError, match="three-phase"):
         TrainConfig(schedule="stairs")
+    # the HCLT recipe starts at 1: the middle knots are decades above the end, not start / 3
+    knots = [step_size_at("three-phase", 1.0, 0.001, p) for p in (0, 1 / 3, 2 / 3, 1)]
+    np.testing.assert_allclose(knots, [1.0, 0.1, 0.01, 0.001], rtol=1e-12)
+    assert step_size_at("three-phase", 0.05, 0.001, 1 / 3) == pytest.approx(0.05)  # never above the start
+
+
+def test_explicit_step_knots_and_dropping_the_last_partial_batch():
+    """--step-size 1,0.1,0.01,0.001: equal linear phases through the knots; --drop-last: each
+    epoch steps on the full batches only (the released codes' loop), the mean LL over their rows."""
+    from pccompile.learn import step_size_at
+    from pccompile.learn.trainer import Trainer
+
+    cfg = TrainConfig(step_knots=(1.0, 0.1, 0.01, 0.001))
+    assert (cfg.step_size, cfg.step_size_end) == (1.0, 0.001)
+    got = [step_size_at(cfg.schedule, cfg.step_size, cfg.step_size_end, p, cfg.step_knots) for p in (0, 0.5, 1 / 6)]
+    np.testing.assert_allclose(got, [1.0, 0.055, 0.55], rtol=1e-12)
+    with pytest.raises(ArgumentError, match="knots must lie in"):
+        TrainConfig(step_knots=(1.0, 2.0, 0.1))
+    with pytest.raises(ArgumentError, match="at least two"):
+        TrainConfig(step_knots=(0.5,))
+    model = pc.compile(SPEC)
+    x = np.random.default_rng(0).integers(0, 3, (50, model.num_vars))
+    sizes = []
+    for drop in (False, True):
+        trainer = Trainer(model, TrainConfig(epochs=1, batch_size=16, drop_last=drop), x)
+        step = trainer.strategy.step
+        trainer.strategy.step = lambda xi, xr, a, step=step: sizes.append((drop, len(xi))) or step(xi, xr, a)
+        trainer.run()
+    assert [s for d, s in sizes if not d] == [16, 16, 16, 2] and [s for d, s in sizes if d] == [16, 16, 16]
 
 
 def test_finishing_epochs_are_full_batch_em_steps():
@@ -269,3 +298,20 @@ def test_learning_curve_draws_a_split_that_began_mid_run(tmp_path):
     history = [EpochRecord(1, -90.0, None, None, 0.1, 0.1), EpochRecord(2, -89.0, -91.0, None, 0.1, 0.1)]
     learning_curve(history, tmp_path / "c.png", 64)
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_the_cli_takes_step_knots_and_names_a_bad_one(tmp_path):
+    from typer.testing import CliRunner
+
+    from pccompile.cli import app
+
+    spec = tmp_path / "m.pc"
+    spec.write_text(SPEC)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 3, (40, 6)))
+    base = ["train", str(spec), "--data", str(tmp_path / "x.npy"), "--epochs", "3", "-b", "40", "--samples", "0"]
+    r = CliRunner().invoke(app, [*base, "--step-size", "0.5,0.05,0.005", "-o", str(tmp_path / "a.pcz")])
+    assert r.exit_code == 0, r.output
+    history = pc.io.read(tmp_path / "a.ckpt.pcz")[0]["extra"]["train_state"]["history"]
+    np.testing.assert_allclose([h["step_size"] for h in history], [0.5, 0.05, 0.005], rtol=1e-6)  # one step each
+    r = CliRunner().invoke(app, [*base, "--step-size", "0.5,x", "-o", str(tmp_path / "b.pcz")])
+    assert r.exit_code == 2 and "--step-size expects a finite number >= 0, got 'x'" in r.output, r.output

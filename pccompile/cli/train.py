@@ -166,20 +166,47 @@ def _distill(model, sets: dict, options, group=None) -> None:
     )
 
 
-def _train_config(pg, *, epochs: int, finish: int = 0, **fields):
+TRAIN_DEFAULTS = {"batch_size": 512, "pseudocount": 0.1, "drop_last": False}
+
+
+def _train_config(pg, *, epochs: int, finish: int = 0, step_size=None, **fields):
     """The TrainConfig of a run; a rounds learner sets the epochs (its rounds x epochs per round,
-    the schedule restarting each round) and takes no finishing phase."""
+    the schedule restarting each round) and takes no finishing phase. Settings left unset take
+    the --prune-grow preset's values, then TRAIN_DEFAULTS."""
     import pccompile
     from pccompile.learn import TrainConfig
 
     if finish and pg is not None:
         raise pccompile.ArgumentError("--finish adds full-batch EM epochs to plain training, not to a rounds learner")
+    fields |= _step_sizes(step_size)
+    preset = pg.train_defaults() if hasattr(pg, "train_defaults") else {}
+    if step_size is not None or fields.get("schedule", "constant") != "constant":
+        preset.pop("step_knots", None)  # a step size or schedule of the user's own wins
+    for key, value in {**TRAIN_DEFAULTS, **preset}.items():
+        if fields.get(key) is None:
+            fields[key] = value
     return TrainConfig(
         epochs=epochs if pg is None else pg.total_epochs,
         phase_epochs=None if pg is None else pg.epochs,
         finish_epochs=finish,
         **fields,
     )
+
+
+def _step_sizes(text) -> dict:
+    """--step-size as TrainConfig fields: one number (step_size), or comma-separated knots."""
+    from typing import Annotated
+
+    from pccompile.ir.options import Range, option_value
+
+    if text is None:
+        return {}
+    number = Annotated[float, Range(0, None)]
+    if isinstance(text, (int, float)):
+        return {"step_size": float(text)}
+    parts = text.split(",")
+    values = tuple(option_value(p.strip(), number, "--step-size") for p in parts)
+    return {"step_size": values[0]} if len(values) == 1 else {"step_knots": values}
 
 
 def _check_patience(patience: int, valid: Optional[str], flag: str) -> None:
@@ -288,6 +315,7 @@ def _report_rounds(hook, out: Path, num_vars: int) -> None:
         "nodes",
         "sum edges",
         "parameters",
+        "epoch 0 valid",
         "train LL",
         "valid LL",
         "test LL",
@@ -305,6 +333,7 @@ def _report_rounds(hook, out: Path, num_vars: int) -> None:
             f"{r['nodes']:,}",
             f"{r['edges']:,}",
             f"{r['parameters']:,}",
+            fmt(r.get("untrained_valid_ll")),  # before training: the dip after growing
             fmt(r["train_ll"]),
             fmt(r["valid_ll"]),
             fmt(r["test_ll"]),
@@ -484,6 +513,23 @@ CompressOption = Annotated[
     ),
 ]
 
+StepSizeOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--step-size",
+        help="EM step size (em 0.1, em-full 1.0) or learning rate (sgd 0.05, adam 0.1); or the knots of "
+        "linear phases of equal length, e.g. 1,0.1,0.01,0.001 (then --schedule and --step-size-end do not apply)",
+    ),
+]
+DropLastOption = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--drop-last/--keep-last",
+        help="skip each epoch's last, incomplete mini-batch, as the released codes do [default: keep, or the "
+        "--prune-grow preset's]",
+        show_default=False,
+    ),
+]
 DistributedOption = Annotated[
     bool,
     typer.Option(
@@ -503,19 +549,21 @@ def train(
     valid: Optional[str] = typer.Option(None, "--valid", help="validation data, evaluated every epoch"),
     test: Optional[str] = typer.Option(None, "--test", help="test data, evaluated every epoch"),
     epochs: int = typer.Option(10, help="passes over the training data"),
-    batch_size: int = typer.Option(512, "--batch-size", "-b", help="rows per mini-batch"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="rows per mini-batch [default: 512]"),
     optimizer: str = typer.Option("em", help="em (mini-batch EM), em-full (full-batch EM), sgd or adam"),
-    step_size: Optional[float] = typer.Option(
-        None, "--step-size", help="EM step size (em 0.1, em-full 1.0) or learning rate (sgd 0.05, adam 0.1)"
-    ),
+    step_size: StepSizeOption = None,
     step_size_end: Optional[float] = typer.Option(
         None, "--step-size-end", help="final step size of a decaying schedule"
     ),
     schedule: str = typer.Option(
         "constant",
-        help="constant, linear or cosine decay of the step size, or three-phase: the SparsePC ramp start -> start/3 -> 10*end -> end (e.g. 0.3 -> 0.1 -> 0.01 -> 0.001)",
+        help="constant, linear or cosine decay of the step size, or three-phase: start -> 100*end -> 10*end -> end "
+        "in three equal linear phases (0.3 or 1 -> 0.1 -> 0.01 -> 0.001 for end 0.001, the released codes' ramps)",
     ),
-    pseudocount: float = typer.Option(0.1, help="Laplace smoothing added in every EM update"),
+    pseudocount: Optional[float] = typer.Option(
+        None, help="Laplace smoothing added in every EM update [default: 0.1, or the --prune-grow preset's]"
+    ),
+    drop_last: DropLastOption = None,
     device: str = typer.Option("cpu", help="cpu or cuda"),
     seed: int = typer.Option(0, help="seed for initial parameters and shuffling"),
     out: Path = typer.Option(Path("runs/model.pcz"), "--out", "-o", help="where to write the trained model"),
@@ -552,6 +600,7 @@ def train(
             step_size_end=step_size_end,
             schedule=schedule,
             pseudocount=pseudocount,
+            drop_last=drop_last,
             device=device,
             seed=seed,
             out=out,

@@ -85,12 +85,28 @@ def em_step(
     return step_fn(x_int, x_real, step)
 
 
+def through_knots(knots, progress: float) -> float:
+    """Linear phases of equal length through `knots` (k knots: k - 1 phases)."""
+    phases = len(knots) - 1
+    if phases < 1:
+        return float(knots[0])
+    k = min(int(progress * phases), phases - 1)
+    return knots[k] + (knots[k + 1] - knots[k]) * (progress * phases - k)
+
+
+def three_phase_knots(start: float, end: float) -> tuple[float, ...]:
+    """The released codes' ramps: start -> 100 end -> 10 end -> end, each knot at most the one
+    before. For end 0.001 that is SparsePC's rounds (0.3, 0.1, 0.01, 0.001) and the HCLT
+    recipe (1, 0.1, 0.01, 0.001): the middle knots are decades above the end, not a fraction
+    of the start."""
+    knots = [start]
+    for k in (100 * end, 10 * end, end):
+        knots.append(min(k, knots[-1]))
+    return tuple(knots)
+
+
 def _three_phase(start: float, end: float, progress: float) -> float:
-    """The released SparsePC code's ramp: three linear phases of equal length through
-    start -> start/3 -> 10*end -> end (0.3 -> 0.1 -> 0.01 -> 0.001 for start 0.3, end 0.001)."""
-    knots = [start, max(start / 3, end), min(max(10 * end, end), start), end]
-    third = min(int(progress * 3), 2)
-    return knots[third] + (knots[third + 1] - knots[third]) * (progress * 3 - third)
+    return through_knots(three_phase_knots(start, end), progress)
 
 
 SCHEDULES: dict[str, Callable[[float, float, float], float]] = {
@@ -101,8 +117,12 @@ SCHEDULES: dict[str, Callable[[float, float, float], float]] = {
 }
 
 
-def step_size_at(schedule: str, start: float, end: float, progress: float) -> float:
-    """Step size after `progress` in [0, 1] of training (of a phase), by the SCHEDULES rule."""
+def step_size_at(schedule: str, start: float, end: float, progress: float, knots=None) -> float:
+    """Step size after `progress` in [0, 1] of training (of a phase), by the SCHEDULES rule, or
+    through explicit `knots` (linear phases of equal length) when given."""
+    progress = min(max(progress, 0.0), 1.0)
+    if knots:
+        return through_knots(knots, progress)
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule '{schedule}'; expected {', '.join(SCHEDULES)}")
-    return SCHEDULES[schedule](start, end, min(max(progress, 0.0), 1.0))
+    return SCHEDULES[schedule](start, end, progress)

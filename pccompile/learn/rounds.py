@@ -19,7 +19,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pccompile.ir import ArgumentError
 from pccompile.ir.limits import MAX_EPOCHS, MAX_ROUNDS, MAX_VECTOR_SIZE
@@ -30,6 +30,29 @@ from .best import BestEpoch, better
 Rounds = Annotated[int, Range(0, MAX_ROUNDS)]
 Epochs = Annotated[int, Range(1, MAX_EPOCHS)]
 Patience = Annotated[int, Range(0, MAX_EPOCHS)]
+
+
+# The released SparsePC loop (sh/gen_loop.sh, samesize_loop.jl): up to 20 rounds of prune 75% by
+# flow, double with log-weight noise sigma 0.3, then three mini-batch EM phases of 50 epochs
+# (step 0.3 -> 0.1 -> 0.01 -> 0.001, batch 512, pseudocount 0.01, the last partial batch
+# dropped), the early-stopping record starting after a 50-epoch warm-up; the loop ends at the
+# second round in a row that is not the best (its `outpatience` of 1).
+PRESETS = {
+    "paper": {
+        "rounds": 20,
+        "fraction": 0.75,
+        "factor": 2,
+        "noise": 0.3,
+        "growth": "released",
+        "epochs": 150,
+        "patience": 0,
+        "warmup": 50,
+        "round_patience": 2,
+    }
+}
+PRESET_TRAINING = {
+    "paper": {"batch_size": 512, "pseudocount": 0.01, "step_knots": (0.3, 0.1, 0.01, 0.001), "drop_last": True}
+}
 
 
 class _RoundOptions:
@@ -57,9 +80,34 @@ class PruneGrowOptions(_RoundOptions):
     rounds: Rounds = 5  # prune-grow rounds after the dense one
     fraction: Fraction = 0.75  # of candidate edges pruned each round
     factor: Annotated[int, Range(1, MAX_VECTOR_SIZE)] = 2  # growth of every node vector
-    noise: NonNegative = 0.1  # sigma of the multiplicative weight noise
+    noise: NonNegative = 0.1  # sigma of the growth noise
+    growth: Literal["released", "independent"] = "released"  # the grow pass's noise form
     epochs: Epochs = 5  # at most this many EM epochs per round (the dense round included)
     patience: Patience = 0  # end a round after this many epochs without a better validation LL (0: never)
+    # a round's first `warmup` epochs (its untrained epoch 0 included) can neither be its best nor
+    # end it: after growing, validation LL dips for several epochs before it passes the start
+    warmup: Patience = 0
+    round_patience: Rounds = 0  # end the run after this many rounds in a row without a new best (0: never)
+    preset: Literal["none", "paper"] = "none"  # paper: the released SparsePC schedule (PRESETS)
+
+    @classmethod
+    def parse(cls, text: str):
+        """'key=value,...'; with preset=NAME the preset's values stand for every key not given."""
+        given = parse_options(cls, text, cls.flag)
+        if given.preset == "none":
+            return given
+        explicit = {item.partition("=")[0].strip() for item in text.split(",") if "=" in item}
+        preset = {k: v for k, v in PRESETS[given.preset].items() if k not in explicit}
+        return dataclasses.replace(given, **preset)
+
+    @classmethod
+    def from_preset(cls, name: str = "paper", **overrides) -> "PruneGrowOptions":
+        """A preset's options (PRESETS), with `overrides` for some of them."""
+        return cls(**{**PRESETS[name], **overrides, "preset": name})
+
+    def train_defaults(self) -> dict:
+        """TrainConfig settings the preset stands for, where the user gave none."""
+        return dict(PRESET_TRAINING.get(self.preset, {}))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +134,7 @@ class PruneGrow:
         self.round_path = out.with_name(out.stem + ".round.pcz")
         self.rows: list[dict] = []
         self.round_best = self._round_best(0)  # the round's best epoch so far
+        self.untrained: dict | None = None  # the round's epoch 0 (before training)
 
     # -- resume ---------------------------------------------------------------------------------
     def restore(self, epoch: int) -> None:
@@ -103,7 +152,7 @@ class PruneGrow:
         """Before a fresh run's first epoch: the starting model is epoch 0 of round 0, so a round
         0 that only makes a trained model worse (its schedule restarts) ends on the model given."""
         if trainer.start_epoch == 0 and not self.rows:
-            self.round_best.offer(trainer.model, self._untrained_record(trainer, trainer.model, 0))
+            self._offer_untrained(trainer.model, self._untrained_record(trainer, trainer.model, 0))
 
     @property
     def round_start(self) -> int:
@@ -118,10 +167,22 @@ class PruneGrow:
     # -- every epoch ------------------------------------------------------------------------------
     def __call__(self, trainer, rec):
         record = {"epoch": rec.epoch, "train_ll": rec.train_ll, "valid_ll": rec.valid_ll, "test_ll": rec.test_ll}
-        self.round_best.offer(trainer.model, record)
-        if rec.epoch - self.round_start < self.opt.epochs and not self.round_best.stalled(rec.epoch):
+        in_round = rec.epoch - self.round_start
+        if in_round >= self._warmup or in_round >= self.opt.epochs:  # the round's last epoch always counts
+            self.round_best.offer(trainer.model, record)
+        if in_round < self.opt.epochs and not self.round_best.stalled(rec.epoch):
             return None
         return self._end_round(trainer, rec)
+
+    @property
+    def _warmup(self) -> int:
+        return getattr(self.opt, "warmup", 0)
+
+    def _offer_untrained(self, model, record: dict) -> None:
+        """A round's epoch 0 (the model before training) may be its best, unless in the warm-up."""
+        self.untrained = record
+        if self._warmup == 0:
+            self.round_best.offer(model, record)
 
     def _end_round(self, trainer, rec):
         """The round's row from its best epoch (whose state the model takes back), the best
@@ -138,6 +199,7 @@ class PruneGrow:
             "round": len(self.rows),  # 0: the dense circuit
             "epoch": rec.epoch,  # where the round ended (resume bookkeeping)
             "best_epoch": best_epoch - start,  # of the round's epochs; 0: before any training
+            "untrained_valid_ll": (self.untrained or {}).get("valid_ll"),  # epoch 0: the dip after growing shows
             "nodes": stats["nodes"],
             "edges": stats["sum edges"],
             "parameters": stats["parameters"],
@@ -161,7 +223,7 @@ class PruneGrow:
             trainer.stopped = True
             return None
         self.round_best = self._round_best(len(self.rows))
-        self.round_best.offer(model, self._untrained_record(trainer, model, rec.epoch))
+        self._offer_untrained(model, self._untrained_record(trainer, model, rec.epoch))
         return model
 
     def _untrained_record(self, trainer, model, epoch: int) -> dict:
@@ -176,17 +238,25 @@ class PruneGrow:
     def _is_better(self, row: dict, previous: dict | None) -> bool:
         return previous is None or better(row["valid_ll"], previous["valid_ll"])
 
+    def _out_of_patience(self) -> bool:
+        """`round_patience` rounds in a row have ended without a new best."""
+        patience = getattr(self.opt, "round_patience", 0)
+        if not patience or self.best is None:
+            return False
+        return len(self.rows) - 1 - self.rows.index(self.best) >= patience
+
     def _passes(self, round_: int) -> list:
         from pccompile.passes import Grow, Prune
 
-        return [Prune(fraction=self.opt.fraction), Grow(factor=self.opt.factor, noise=self.opt.noise, seed=round_)]
+        o = self.opt
+        return [Prune(fraction=o.fraction), Grow(factor=o.factor, noise=o.noise, seed=round_, form=o.growth)]
 
     def _next(self, trainer, round_: int):
         """The model of the next round: pruned by flow on the training set, then grown."""
         from pccompile import compile as _compile
         from pccompile.passes import run
 
-        if round_ >= self.opt.rounds:
+        if round_ >= self.opt.rounds or self._out_of_patience():
             return None
         passes = self._passes(round_)
         circuit = run(trainer.model.to_circuit(), passes, data=self.train, device=self.device, group=self.group)
@@ -260,7 +330,9 @@ def prune_grow(
 
     if group is not None and out is None:
         raise ArgumentError("prune_grow with a group needs out=: a path every rank can read")
-    config = dataclasses.replace(config or TrainConfig(), epochs=options.total_epochs, phase_epochs=options.epochs)
+    preset = options.train_defaults() if isinstance(options, PruneGrowOptions) else {}
+    config = config or TrainConfig(**preset)  # a preset's schedule unless a config is given
+    config = dataclasses.replace(config, epochs=options.total_epochs, phase_epochs=options.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(out) if out is not None else Path(tmp) / "model.pcz"
         cls = Compress if isinstance(options, CompressOptions) else PruneGrow

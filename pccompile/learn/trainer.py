@@ -47,6 +47,10 @@ class TrainConfig:
     )
     soften: Strength = 0.0  # data softening beta (learn.regularize): EM on soft evidence of the training data
     entropy: Strength = 0.0  # entropy regularisation tau (learn.regularize) of every EM M-step
+    # the step sizes a phase passes through, in linear stretches of equal length (replaces
+    # step_size, step_size_end and schedule): the released codes' 0.3, 0.1, 0.01, 0.001
+    step_knots: tuple[NonNegative, ...] | None = None
+    drop_last: bool = False  # skip each epoch's last, incomplete mini-batch (the released codes do)
 
     def __post_init__(self):
         if self.optimizer not in STRATEGIES:
@@ -54,6 +58,12 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ArgumentError(f"unknown schedule '{self.schedule}'; expected {', '.join(SCHEDULES)}")
         check_fields(self, lambda name: _FLAGS.get(name, name))
+        if self.step_knots is not None:
+            if len(self.step_knots) < 2:
+                raise ArgumentError(f"--step-size knots need at least two values, got {self.step_knots}")
+            self.step_size, self.step_size_end = self.step_knots[0], self.step_knots[-1]
+            if self.optimizer.startswith("em") and max(self.step_knots) > 1:
+                raise ArgumentError(f"--step-size knots must lie in [0, 1] for EM, got {self.step_knots}")
         if (self.soften or self.entropy) and not self.optimizer.startswith("em"):
             raise ArgumentError(
                 f"--soften and --entropy-reg are EM regularisers; optimizer {self.optimizer} takes neither"
@@ -233,20 +243,34 @@ class Trainer:
         length = self.config.phase_epochs or (self.config.epochs - self.phase_start)
         return ((epoch - self.phase_start) * batches + batch) / max(length * batches - 1, 1)
 
+    def _batches(self, n: int, finishing: bool) -> list[tuple[int, int]]:
+        """(start, end) of each mini-batch of the shuffled rows; with `drop_last` the last one is
+        skipped when incomplete (not in full-batch finishing epochs, which see every row)."""
+        size = self.config.batch_size
+        batches = [(i, min(i + size, n)) for i in range(0, n, size)]
+        full = finishing or isinstance(self.strategy, FullBatchEM)
+        if self.config.drop_last and not full and len(batches) > 1 and batches[-1][1] - batches[-1][0] < size:
+            batches.pop()
+        return batches
+
     def run_epoch(self, epoch: int, encoded) -> EpochRecord:
         """One pass over the shuffled training set, then the epoch's record."""
         cfg, (x_int, x_real) = self.config, encoded
         n = len(self.train)
-        batches = [(i, min(i + cfg.batch_size, n)) for i in range(0, n, cfg.batch_size)]
+        finishing = self.finishing(epoch)
+        batches = self._batches(n, finishing)
         t0 = time.perf_counter()
         perm = torch.as_tensor(np.random.default_rng([cfg.seed, epoch]).permutation(n), device=x_int.device)
         ll_sum = torch.zeros((), dtype=torch.float64, device=x_int.device)
         step = cfg.step_size
-        finishing = self.finishing(epoch)
         for bi, (a, b) in enumerate(batches):
             idx = perm[a:b] if self.group is None else perm[a:b][self.group.shard(b - a)]
             progress = self._progress(epoch, bi, len(batches))
-            step = 1.0 if finishing else step_size_at(cfg.schedule, cfg.step_size, cfg.step_size_end, progress)
+            step = (
+                1.0
+                if finishing
+                else step_size_at(cfg.schedule, cfg.step_size, cfg.step_size_end, progress, cfg.step_knots)
+            )
             ll_sum = ll_sum + self.strategy.step(x_int[idx], None if x_real is None else x_real[idx], step)
             if self.on_batch:
                 self.on_batch(bi + 1, len(batches))
@@ -256,7 +280,7 @@ class Trainer:
             self.group.sum_([ll_sum])
         return EpochRecord(
             epoch + 1,
-            float(ll_sum.sum()) / n,
+            float(ll_sum.sum()) / batches[-1][1],  # the mean over the rows the epoch trained on
             None if self.valid is None else mean_log_likelihood(self.model, self.valid, group=self.group),
             None if self.test is None else mean_log_likelihood(self.model, self.test, group=self.group),
             time.perf_counter() - t0,
