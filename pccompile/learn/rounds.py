@@ -245,11 +245,15 @@ class PruneGrow:
             return False
         return len(self.rows) - 1 - self.rows.index(self.best) >= patience
 
-    def _passes(self, round_: int) -> list:
+    def _passes(self, round_: int, seed: int = 0) -> list:
+        """Prune, then grow with noise seeded by the run's seed and the round."""
+        import numpy as np
+
         from pccompile.passes import Grow, Prune
 
         o = self.opt
-        return [Prune(fraction=o.fraction), Grow(factor=o.factor, noise=o.noise, seed=round_, form=o.growth)]
+        grow_seed = round_ if seed == 0 else int(np.random.SeedSequence([seed, round_]).generate_state(1)[0])
+        return [Prune(fraction=o.fraction), Grow(factor=o.factor, noise=o.noise, seed=grow_seed, form=o.growth)]
 
     def _next(self, trainer, round_: int):
         """The model of the next round: pruned by flow on the training set, then grown."""
@@ -258,7 +262,7 @@ class PruneGrow:
 
         if round_ >= self.opt.rounds or self._out_of_patience():
             return None
-        passes = self._passes(round_)
+        passes = self._passes(round_, trainer.config.seed)
         circuit = run(trainer.model.to_circuit(), passes, data=self.train, device=self.device, group=self.group)
         # the next round keeps the model's dtype (a float64 run stays float64)
         return _compile(circuit, backend=self.backend, device=self.device, dtype=trainer.model.dtype)
@@ -282,7 +286,7 @@ class Compress(PruneGrow):
     def _is_better(self, row: dict, previous: dict | None) -> bool:
         return row is self.best
 
-    def _passes(self, round_: int) -> list:
+    def _passes(self, round_: int, seed: int = 0) -> list:
         from pccompile.passes import Prune
 
         return [Prune(fraction=self.opt.fraction)]
