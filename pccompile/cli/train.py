@@ -456,7 +456,11 @@ PruneGrowOption = Annotated[
         help="the prune-grow learner: 'rounds=5,fraction=0.75,factor=2,noise=0.1,epochs=5,patience=0' "
         "(at most `epochs` per round, replacing --epochs; a round also ends after `patience` epochs without "
         "a better validation LL, 0: never); each round keeps its best epoch by validation LL, and the best "
-        "round is saved",
+        "round is saved. More: growth=released|independent (the noise form), warmup=N (a round's first N "
+        "epochs can neither be its best nor end it), round_patience=N (stop after N rounds without a new "
+        "best); preset=paper is the released SparsePC loop (20 rounds of 150 epochs through "
+        "0.3,0.1,0.01,0.001, sigma 0.3, warm-up 50, batch 512, pseudocount 0.01, --drop-last), any setting "
+        "or flag given overriding it",
     ),
 ]
 PatienceOption = Annotated[
