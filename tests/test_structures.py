@@ -149,3 +149,28 @@ def test_mutual_information_matches_brute_force(rng):
             expect = (p * np.log(p / p.sum(1, keepdims=True) / p.sum(0, keepdims=True))).sum()
             assert abs(mi[i, j] - expect) < 1e-10
     assert mi[0, 2] > 5 * mi[0, 1]
+
+
+def test_the_released_hclt_shape_has_no_sum_on_a_leaf():
+    """leaf_sums=False is PyJuice's and Juice's HCLT: a tree leaf's input goes straight into its
+    parent's product, so a 784-variable tree at latents 32 has (inner nodes - 1) x 32^2 + 32 sum
+    weights (ours: a 32 x 32 sum on every one of the 783 edges). On a small tree both shapes are
+    distributions (brute force), and LVD's region map covers every latent once."""
+    from pccompile.lvd import region_map
+    from pccompile.structures import hclt_from_tree
+
+    rng = np.random.default_rng(0)
+    parent = np.array([-1] + [int(rng.integers(0, v)) for v in range(1, 784)])
+    inner = len(set(parent[parent >= 0].tolist()))
+    for leaf_sums, want in ((False, (inner - 1) * 32 * 32 + 32), (True, 783 * 32 * 32 + 32)):
+        c = pc.build(hclt_from_tree(parent, 256, 32, leaf_sums=leaf_sums))
+        weights = sum(n.size * sum(c.nodes[k].size for k in n.children) for n in c.nodes.values() if n.kind == "sum")
+        assert weights == want
+    small = np.array([-1, 0, 0, 1, 1])
+    model = pc.compile(pc.build(hclt_from_tree(small, 3, 4, leaf_sums=False)), passes="init", dtype=torch.float64)
+    rows = np.array(np.meshgrid(*[range(3)] * 5, indexing="ij")).reshape(5, -1).T
+    assert float(model(rows).detach().exp().sum()) == pytest.approx(1.0, abs=1e-9)
+    rmap = region_map(model.circuit)
+    sums = [n.id for n in model.circuit.nodes.values() if n.kind == "sum" and n.id != model.circuit.root]
+    assert sorted(v for lat in rmap.latents for v in lat.vectors if v in sums) == sorted(sums)
+    assert {lat.name for lat in rmap.latents} >= {"Z[0]", "Z[1]"}  # the inner nodes' latents

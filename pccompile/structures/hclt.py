@@ -4,6 +4,11 @@ Every variable v of the Chow-Liu tree gets a latent Z_v with `latents` states: a
 (p(x_v | Z_v = j)) times, for each tree child c, a sum vector P(subtree_c | Z_v = i) =
 sum_j theta_ij [input_c x messages of c's children](j). The root mixes its latent.
 
+`leaf_sums=False` is the released HCLT (PyJuice's `HCLT`, Juice's `hclt`): a leaf of the tree
+gets no latent of its own, its input vector goes straight into its parent's product (row i is
+p(x_leaf | Z_parent = i)), so an inner node has one h x h sum and the circuit (inner nodes - 1)
+x h^2 + h sum weights; ours puts an h x h sum on every tree edge, leaves included.
+
 With `trees=T > 1` the circuit is a mixture of T HCLTs over different spanning trees (picked
 from the heaviest in mutual information), one root sum over all their root latents: the
 "mixture of HCLTs" of Liu & Van den Broeck's regularisation paper.
@@ -20,10 +25,16 @@ from .chow_liu import chow_liu_tree, chow_liu_trees
 
 
 def hclt_from_tree(
-    parent: np.ndarray, num_cats, latents: int, variables: list[int] | None = None, binary_as_bernoulli: bool = True
+    parent: np.ndarray,
+    num_cats,
+    latents: int,
+    variables: list[int] | None = None,
+    binary_as_bernoulli: bool = True,
+    leaf_sums: bool = True,
 ) -> builder.Vec:
     """HCLT over a given rooted tree (`parent[v]` = parent index in 0..V-1, -1 at the root)."""
-    return builder.summate(_root_latent(parent, num_cats, latents, variables, binary_as_bernoulli), size=1)
+    root = _root_latent(parent, num_cats, latents, variables, binary_as_bernoulli, leaf_sums)
+    return builder.summate(root, size=1)
 
 
 def hclt_mixture(
@@ -32,14 +43,15 @@ def hclt_mixture(
     latents: int,
     variables: list[int] | None = None,
     binary_as_bernoulli: bool = True,
+    leaf_sums: bool = True,
 ) -> builder.Vec:
     """A mixture of HCLTs, one per rooted tree: one root sum over every tree's root latent (each
     tree has inputs and sums of its own). One tree gives exactly `hclt_from_tree`."""
-    roots = [_root_latent(p, num_cats, latents, variables, binary_as_bernoulli) for p in parents]
+    roots = [_root_latent(p, num_cats, latents, variables, binary_as_bernoulli, leaf_sums) for p in parents]
     return builder.summate(*roots, size=1)
 
 
-def _root_latent(parent, num_cats, latents, variables, binary_as_bernoulli) -> builder.Vec:
+def _root_latent(parent, num_cats, latents, variables, binary_as_bernoulli, leaf_sums=True) -> builder.Vec:
     """The vector of the root's latent states: the root's input times its children's messages."""
     V = len(parent)
     cats = np.broadcast_to(np.asarray(num_cats), (V,)).astype(int)
@@ -61,9 +73,11 @@ def _root_latent(parent, num_cats, latents, variables, binary_as_bernoulli) -> b
     latent_of: dict[int, builder.Vec] = {}
     for v in reversed(order):  # children before parents
         leaf = builder.input_vector(var_ids[v], latents, int(cats[v]), bernoulli=binary_as_bernoulli)
-        msgs = [builder.summate(latent_of[c], size=latents) for c in kids[v]]
+        # a released-shape leaf has no latent: its input's rows are its parent's states
+        msgs = [builder.summate(latent_of[c], size=latents) if leaf_sums or kids[c] else latent_of[c] for c in kids[v]]
         latent_of[v] = builder.multiply(leaf, *msgs) if msgs else leaf
-        latent_of[v].region = Region(f"Z[{var_ids[v]}]", (var_ids[v],))  # rows: the states of Z_v
+        if leaf_sums or kids[v] or parent[v] < 0:
+            latent_of[v].region = Region(f"Z[{var_ids[v]}]", (var_ids[v],))  # rows: the states of Z_v
     return latent_of[roots[0]]
 
 
@@ -79,6 +93,7 @@ def hclt(
     variables: list[int] | None = None,
     trees: int = 1,
     tree_candidates: int | None = None,
+    leaf_sums: bool = True,
 ) -> builder.Vec:
     """HCLT learned from `data` [N, V] (discrete). `bins` coarsens categories for the MI estimate
     (e.g. 16 for 256-level pixels, as the released code does with x // 16). `trees > 1`: a
@@ -118,7 +133,7 @@ def hclt(
         x, mi_cats = np.where(data >= 0, data // step, -1), -(-cats // step)
     if trees == 1:
         _, parent = chow_liu_tree(x, mi_cats, pseudocount, max_rows)
-        return hclt_from_tree(parent, cats, latents, variables, binary_as_bernoulli)
+        return hclt_from_tree(parent, cats, latents, variables, binary_as_bernoulli, leaf_sums)
     candidates = 5 * trees if tree_candidates is None else tree_candidates
     parents = chow_liu_trees(x, mi_cats, trees, candidates, pseudocount, max_rows)
-    return hclt_mixture(parents, cats, latents, variables, binary_as_bernoulli)
+    return hclt_mixture(parents, cats, latents, variables, binary_as_bernoulli, leaf_sums)

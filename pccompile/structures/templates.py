@@ -57,8 +57,9 @@ LATENTS = dict(lo=1, hi=MAX_VECTOR_SIZE)
     Arg("max_rows", "int", 20000, 1, 10**9),
     Arg("trees", "int", 1, 1, 64),
     Arg("tree_candidates", "int", None, 1, 1000),
+    Arg("leaf_sums", "bool", True, help="a sum on every tree edge (1), or the released HCLT's none on leaves (0)"),
 )
-def hclt_template(ctx, size, variables, latents, data, bins, pseudocount, max_rows, trees, tree_candidates):
+def hclt_template(ctx, size, variables, latents, data, bins, pseudocount, max_rows, trees, tree_candidates, leaf_sums):
     _check_size(ctx, size, "hclt")
     ids, cats = _vars(ctx, variables, "hclt")
     if any(c is None for c in cats):
@@ -80,6 +81,7 @@ def hclt_template(ctx, size, variables, latents, data, bins, pseudocount, max_ro
         max_rows=max_rows,
         trees=trees,
         tree_candidates=tree_candidates,
+        leaf_sums=leaf_sums,
     )
     return _remap(circuit, ids)
 
