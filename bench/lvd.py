@@ -2,6 +2,8 @@
 with the same EM budget, at several latent sizes, on the digits or MNIST (issue 14).
 
     python bench/lvd.py --data digits --latents 32 128 --epochs 30 --out bench/results_lvd_digits.jsonl
+    python bench/lvd.py --data digits --latents 16 64 --structures pixel patch --patch 2 \
+        --inits random lvd-patches lvd-mae --epochs 30 --out bench/results_lvd_patch_digits.jsonl
     python bench/lvd.py --data mnist --mnist ../shared/data/mnist --latents 8 16 --epochs 3 \
         --batch 512 --step 0.1 --step-end 0.1 --out bench/results_lvd_mnist.jsonl
 
@@ -38,21 +40,26 @@ def mnist(root: Path):
     return train[:55000], train[55000:], test
 
 
-def spec_text(data: str, latents: int, train_path: Path) -> str:
+def spec_text(data: str, latents: int, train_path: Path, structure: str = "pixel", patch: int = 2) -> str:
+    """An HCLT with a latent per pixel, or (structure "patch") a patch HCLT, a latent per patch."""
     if data == "digits":
-        return (
-            f'var px[64] : categorical(17)\nimage = [8, 8]\nroot = hclt(px, latents={latents}, data="builtin:digits")\n'
-        )
-    return (
-        f"var px[784] : categorical(256)\nimage = [28, 28]\n"
-        f'root = hclt(px, latents={latents}, data="{train_path}", bins=16, max_rows=5000)\n'
-    )
+        head, source, extra = "var px[64] : categorical(17)\nimage = [8, 8]\n", "builtin:digits", ""
+    else:
+        head, source, extra = "var px[784] : categorical(256)\nimage = [28, 28]\n", train_path, ", max_rows=5000"
+    if structure == "patch":
+        return head + f'root = patch_hclt(px, latents={latents}, patch={patch}, data="{source}"{extra})\n'
+    bins = "" if data == "digits" else ", bins=16"
+    return head + f'root = hclt(px, latents={latents}, data="{source}"{bins}{extra})\n'
 
 
-def run_one(a, splits, latents, init, work):
+def _label(structure: str, init: str) -> str:
+    return init if structure == "pixel" else f"patch {init}"
+
+
+def run_one(a, splits, latents, init, work, structure="pixel"):
     train, valid, test = splits
-    spec = work / f"{a.data}_hclt{latents}.pc"
-    spec.write_text(spec_text(a.data, latents, (work / "train.npy").resolve()))
+    spec = work / f"{a.data}_{structure}_hclt{latents}.pc"
+    spec.write_text(spec_text(a.data, latents, (work / "train.npy").resolve(), structure, a.patch))
     model = pc.compile(spec, seed=a.seed, device=a.device)
     t0 = time.perf_counter()
     lvd = None
@@ -85,7 +92,9 @@ def run_one(a, splits, latents, init, work):
     return {
         "data": a.data,
         "latents": latents,
+        "structure": structure,
         "init": init,
+        "parameters": model.circuit.stats()["parameters"],
         "epochs": a.epochs,
         "lvd_seconds": round(lvd_s, 2),
         "lvd_parts": None if lvd is None else {k: round(v, 2) for k, v in lvd.seconds.items()},
@@ -111,7 +120,8 @@ def plot(rows, path: Path, V: int):
         for r in rows:
             if r["latents"] == k:
                 e = [c["epoch"] for c in r["curve"]]
-                ax.plot(e, [-c["valid_ll"] / (V * math.log(2)) for c in r["curve"]], marker=".", label=r["init"])
+                label = _label(r.get("structure", "pixel"), r["init"])
+                ax.plot(e, [-c["valid_ll"] / (V * math.log(2)) for c in r["curve"]], marker=".", label=label)
         ax.set_title(f"{rows[0]['data']} HCLT, latents {k}")
         ax.set_xlabel("EM epoch (0: after initialisation)")
         ax.set_ylabel("valid bpd")
@@ -134,6 +144,8 @@ def main():
     ap.add_argument("--step-end", type=float, default=0.02)
     ap.add_argument("--mae-steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--structures", nargs="+", default=["pixel"], help="pixel (hclt) and/or patch (patch_hclt)")
+    ap.add_argument("--patch", type=int, default=2, help="patch side of the patch structure")
     ap.add_argument("--device", default="cpu", help="cuda: the GPU runs for larger latents (backend auto: triton)")
     ap.add_argument("--work", type=Path, default=Path("runs/lvd"))
     ap.add_argument("--out", type=Path, default=Path("bench/results_lvd_digits.jsonl"))
@@ -147,17 +159,19 @@ def main():
     rows = []
     with open(a.out, "w") as f:
         for k in a.latents:
-            for init in a.inits:
-                r = run_one(a, splits, k, init, a.work)
-                rows.append(r)
-                f.write(json.dumps(r) + "\n")
-                f.flush()
-                print(
-                    f"{a.data} latents {k:4d} {init:12s} init valid bpd {r['init_valid_bpd']:.3f} -> test bpd "
-                    f"{r['test_bpd']:.4f} (epoch {r['best_epoch']}, lvd {r['lvd_seconds']} s, train {r['train_seconds']} s)",
-                    flush=True,
-                )
-                plot(rows, a.out.with_suffix(".png"), splits[0].shape[1])
+            for structure in a.structures:
+                for init in a.inits:
+                    r = run_one(a, splits, k, init, a.work, structure)
+                    rows.append(r)
+                    f.write(json.dumps(r) + "\n")
+                    f.flush()
+                    print(
+                        f"{a.data} latents {k:4d} {_label(structure, init):18s} {r['parameters']:>9,} params "
+                        f"init valid bpd {r['init_valid_bpd']:.3f} -> test bpd {r['test_bpd']:.4f} (epoch "
+                        f"{r['best_epoch']}, lvd {r['lvd_seconds']} s, train {r['train_seconds']} s)",
+                        flush=True,
+                    )
+                    plot(rows, a.out.with_suffix(".png"), splits[0].shape[1])
 
 
 if __name__ == "__main__":

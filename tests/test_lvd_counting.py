@@ -262,3 +262,33 @@ def test_counts_of_row_shards_sum_to_the_counts_of_all_rows(rng):
     for i, stats in enumerate(whole.inputs):
         for k, v in stats.items():
             torch.testing.assert_close(sum(p.inputs[i][k] for p in parts), v, msg=f"partition {i}: {k}")
+
+
+def test_patch_latents_are_one_per_patch_and_count_their_pixels_by_hand(tmp_path):
+    """A patch HCLT over a 4 x 4 image in 2 x 2 patches has one latent per patch, whose region is
+    the patch's pixels, and the counting MLE gives each pixel the frequencies of its values among
+    the rows its patch's latent puts in each state (hand-counted here, pseudocount 0.5 spread over the
+    categories)."""
+    import pccompile as pc
+    from pccompile.lvd import fit_completed, region_map
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 3, (400, 16))
+    np.save(tmp_path / "x.npy", x)
+    spec = f'var px[16] : categorical(3)\nimage = [4, 4]\nroot = patch_hclt(px, latents=2, patch=2, data="{tmp_path / "x.npy"}")\n'
+    model = pc.compile(spec, dtype=torch.float64)
+    rmap = region_map(model.circuit)
+    patches = [lat for lat in rmap.latents if lat.name.startswith("Z[patch")]
+    assert sorted(lat.variables for lat in patches) == [(0, 1, 4, 5), (2, 3, 6, 7), (8, 9, 12, 13), (10, 11, 14, 15)]
+    assert all(lat.size == 2 for lat in patches)
+    z = rng.integers(0, [lat.size for lat in rmap.latents], (400, len(rmap.latents)))
+    fit_completed(model, x, z, pseudocount=0.5, rmap=rmap)
+    c = model.to_circuit()  # the fitted parameters
+    for lat in patches:
+        states = z[:, lat.id]
+        for var in lat.variables:
+            node = next(n for n in c.nodes.values() if n.kind == "input" and n.var == var)
+            got = np.asarray(c.params[node.id]["probs"], np.float64)
+            # the papers.md rule: the pseudocount spread over the K categories
+            want = np.array([[np.sum((states == s) & (x[:, var] == v)) + 0.5 / 3 for v in range(3)] for s in range(2)])
+            np.testing.assert_allclose(got, want / want.sum(1, keepdims=True), rtol=1e-6)

@@ -174,3 +174,11 @@ def test_the_released_hclt_shape_has_no_sum_on_a_leaf():
     sums = [n.id for n in model.circuit.nodes.values() if n.kind == "sum" and n.id != model.circuit.root]
     assert sorted(v for lat in rmap.latents for v in lat.vectors if v in sums) == sorted(sums)
     assert {lat.name for lat in rmap.latents} >= {"Z[0]", "Z[1]"}  # the inner nodes' latents
+
+
+def test_patch_hclt_needs_an_image_and_names_it():
+    from pccompile.ir import DSLSemanticError
+
+    text = 'var px[16] : categorical(3)\nroot = patch_hclt(px, latents=2, data="builtin:digits")\n'
+    with pytest.raises(DSLSemanticError, match=r"patch_hclt needs an image = \[height, width\] setting covering its 16"):
+        pc.compile(text)

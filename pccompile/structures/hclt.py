@@ -56,6 +56,19 @@ def _root_latent(parent, num_cats, latents, variables, binary_as_bernoulli, leaf
     V = len(parent)
     cats = np.broadcast_to(np.asarray(num_cats), (V,)).astype(int)
     var_ids = list(range(V)) if variables is None else list(variables)
+
+    def own(v: int) -> tuple[builder.Vec, Region]:
+        vec = builder.input_vector(var_ids[v], latents, int(cats[v]), bernoulli=binary_as_bernoulli)
+        return vec, Region(f"Z[{var_ids[v]}]", (var_ids[v],))
+
+    return tree_latent(parent, latents, own, leaf_sums)
+
+
+def tree_latent(parent, latents: int, own, leaf_sums: bool = True) -> builder.Vec:
+    """The root latent of an HCLT over a rooted tree whose node v contributes `own(v)`: (its
+    vector of `latents` rows, the Region of Z_v): one variable's input, or a patch's product of
+    pixel inputs. Each node's latent is own(v) times its children's messages."""
+    V = len(parent)
     kids: list[list[int]] = [[] for _ in range(V)]
     roots = [v for v in range(V) if parent[v] < 0]
     if len(roots) != 1:
@@ -72,12 +85,12 @@ def _root_latent(parent, num_cats, latents, variables, binary_as_bernoulli, leaf
         raise ArgumentError("the parent array does not describe a tree over all variables")
     latent_of: dict[int, builder.Vec] = {}
     for v in reversed(order):  # children before parents
-        leaf = builder.input_vector(var_ids[v], latents, int(cats[v]), bernoulli=binary_as_bernoulli)
+        leaf, region = own(v)
         # a released-shape leaf has no latent: its input's rows are its parent's states
         msgs = [builder.summate(latent_of[c], size=latents) if leaf_sums or kids[c] else latent_of[c] for c in kids[v]]
         latent_of[v] = builder.multiply(leaf, *msgs) if msgs else leaf
         if leaf_sums or kids[v] or parent[v] < 0:
-            latent_of[v].region = Region(f"Z[{var_ids[v]}]", (var_ids[v],))  # rows: the states of Z_v
+            latent_of[v].region = region  # rows: the states of Z_v
     return latent_of[roots[0]]
 
 

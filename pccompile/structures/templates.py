@@ -16,6 +16,7 @@ from pccompile.ir.limits import MAX_CATEGORIES, MAX_HCLT_VARIABLES, MAX_VARIABLE
 
 from .hclt import hclt as _hclt
 from .hmm import hmm as _hmm
+from .patch_hclt import patch_hclt as _patch_hclt
 from .pd import pd as _pd
 from .rat_spn import rat_spn as _rat_spn
 
@@ -65,13 +66,7 @@ def hclt_template(ctx, size, variables, latents, data, bins, pseudocount, max_ro
     if any(c is None for c in cats):
         raise ctx.error("hclt needs discrete variables")
     check_limit("hclt over", len(ids), MAX_HCLT_VARIABLES)  # mutual information is quadratic in them
-    from pccompile.data import check_data, load_array
-
-    try:
-        x = load_array(data if str(data).startswith("builtin:") else ctx.path(data))
-        check_data(x, np.array(cats), [ctx.variables[i].name for i in ids], f"hclt data '{data}'")
-    except PCError as e:
-        raise ctx.error(f"hclt data: {e}") from None
+    x = _template_data(ctx, data, ids, cats, "hclt")
     circuit = _hclt(
         x,
         latents,
@@ -84,6 +79,53 @@ def hclt_template(ctx, size, variables, latents, data, bins, pseudocount, max_ro
         leaf_sums=leaf_sums,
     )
     return _remap(circuit, ids)
+
+
+@template(
+    "patch_hclt",
+    Arg("latents", "int", 16, **LATENTS),
+    Arg("data", "str"),
+    Arg("patch", "int", 2, 1, MAX_VARIABLES),
+    Arg("bins", "int", 16, 2, MAX_CATEGORIES),
+    Arg("pseudocount", "float", 0.1, 0, 1e6),
+    Arg("max_rows", "int", 20000, 1, 10**9),
+    Arg("leaf_sums", "bool", True),
+)
+def patch_hclt_template(ctx, size, variables, latents, data, patch, bins, pseudocount, max_rows, leaf_sums):
+    """One latent per image patch (the LVD paper's PCs); needs `image = [H, W]`."""
+    _check_size(ctx, size, "patch_hclt")
+    ids, cats = _vars(ctx, variables, "patch_hclt")
+    shape = ctx.meta.get("image")
+    if shape is None or len(shape) != 2 or shape[0] * shape[1] != len(ids):
+        raise ctx.error(f"patch_hclt needs an image = [height, width] setting covering its {len(ids)} variables")
+    if any(c is None for c in cats):
+        raise ctx.error("patch_hclt needs discrete variables")
+    x = _template_data(ctx, data, ids, cats, "patch_hclt")
+    circuit = _patch_hclt(
+        x,
+        (int(shape[0]), int(shape[1])),
+        patch,
+        latents,
+        np.array(cats),
+        bins=bins,
+        pseudocount=pseudocount,
+        max_rows=max_rows,
+        leaf_sums=leaf_sums,
+    )
+    return _remap(circuit, ids)
+
+
+def _template_data(ctx, data: str, ids, cats, name: str):
+    """A template's training rows (a path beside the .pc file, or builtin:...), checked against
+    the variables it covers."""
+    from pccompile.data import check_data, load_array
+
+    try:
+        x = load_array(data if str(data).startswith("builtin:") else ctx.path(data))
+        check_data(x, np.array(cats), [ctx.variables[i].name for i in ids], f"{name} data '{data}'")
+    except PCError as e:
+        raise ctx.error(f"{name} data: {e}") from None
+    return x
 
 
 @template(
