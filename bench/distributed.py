@@ -1,5 +1,5 @@
 """Data-parallel EM on the CPU: steps per second with 1 and N gloo processes, and the bytes
-each step all-reduces against the parameter count (issue 15); with `--tasks lvd flows`, the
+each step all-reduces against the parameter count; with `--tasks lvd flows`, the
 seconds of latent variable distillation (patches encoder) and of the edge flows prune-grow
 reads, each split over the ranks.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything a lent GPU should tell us (issue 16), in one run of under 8 minutes that writes each
+# Everything a lent GPU should tell us, in one run of under 8 minutes that writes each
 # result under $OUT as soon as it has it, most important first:
 #   tests    the Triton tests with compiled kernels on the GPU (CUDA graphs included), capped at 90 s
 #   compare  bench/vs_pyjuice.py: HCLT on MNIST at latents 32/128/256/512, then the chain tree at

@@ -1,5 +1,5 @@
 """Latent variable distillation against random initialisation: HCLTs of the same size trained
-with the same EM budget, at several latent sizes, on the digits or MNIST (issue 14).
+with the same EM budget, at several latent sizes, on the digits or MNIST.
 
     python bench/lvd.py --data digits --latents 32 128 --epochs 30 --out bench/results_lvd_digits.jsonl
     python bench/lvd.py --data digits --latents 16 64 --structures pixel patch --patch 2 \

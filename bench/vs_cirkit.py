@@ -47,7 +47,7 @@ SIZES = {"hclt": [16, 32, 64, 128], "rat_spn": [8, 16, 32, 64], "pd": [8, 16, 32
 RAT_DEPTH, RAT_REPETITIONS, PD_DELTA = 3, 4, 2
 OPS = ("forward", "adam", "em")
 LIBS = ("ours", "cirkit")
-# pccompile's torch backend with parts of issue 13 switched off, for the ablation rows
+# pccompile's torch backend with parts of its CPU work switched off, for the ablation rows
 VARIANTS = {
     "default": {"fuse": True, "chunk": None},
     "unchunked": {"fuse": True, "chunk": 1 << 62},  # fused, each sum partition in one piece

@@ -183,7 +183,7 @@ DIGITS_PRUNE_GROW = "rounds=2,fraction=0.75,factor=2,noise=0.1,epochs=40,patienc
 def test_prune_grow_on_the_digits_beats_the_dense_model_it_started_from(tmp_path):
     """The issue's 'done when', as the README gives it: the best round beats round 0 (the dense
     HCLT of examples/digits.pc trained 40 epochs) on validation and on test data. Since the
-    categorical inputs start spread apart (issue 12) the dense model is a nat better, and the
+    categorical inputs start spread apart the dense model is a nat better, and the
     measured test margin is 0.49 nats (-88.32 against -88.81): the test margin asked is 0.25."""
     spec = Path(__file__).parent.parent / "examples" / "digits.pc"
     cmd = ["train", str(spec), "--data", "builtin:digits", "--valid", "builtin:digits:valid"]

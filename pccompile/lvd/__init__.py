@@ -1,4 +1,4 @@
-"""Latent variable distillation (Liu, Zhang & Van den Broeck, ICLR 2023), issue 14: assign each
+"""Latent variable distillation (Liu, Zhang & Van den Broeck, ICLR 2023): assign each
 region's latent from embeddings by k-means, fit the circuit by closed-form MLE on the completed
 data, then fine-tune with EM. The pieces: `region_map` (which latent each sum and input vector's
 rows and columns stand for), `kmeans`, `fit_completed` (the counting MLE), the encoders, and `distill` (all of it)."""
