@@ -142,6 +142,7 @@ def run(name: str, args) -> dict:
     else:
         pg = f"rounds={args.rounds},fraction={args.fraction},factor=2,noise={args.noise},epochs={args.epochs},"
         pg += f"patience={args.patience},growth={args.growth},warmup={args.warmup}"
+    pg += f",{args.pg_extra}" if args.pg_extra else ""
     seconds = _train(dense, sets, work / f"{name}_pg.pcz", args, ["--prune-grow", pg], preset=bool(args.preset))
     rows = json.loads((work / f"{name}_pg.rounds.json").read_text())
     best = max(rows, key=lambda r: r["valid_ll"])
@@ -216,6 +217,7 @@ def main() -> None:
     ap.add_argument("--growth", default="released", help="the grow noise form without a preset")
     ap.add_argument("--warmup", type=int, default=0, help="of each prune-grow round")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--pg-extra", default="", help="more --prune-grow settings, e.g. pseudocount_growth=1")
     args = ap.parse_args()
     Path(args.work).mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:

@@ -277,3 +277,29 @@ def test_the_paper_preset_is_the_released_schedule_and_explicit_settings_win():
         "drop_last": True,
     }
     assert PruneGrowOptions.parse("epochs=30").train_defaults() == {}
+
+
+def test_the_pseudocount_follows_growth_when_asked(tmp_path):
+    """pseudocount_growth: each round trains with the run's pseudocount over factor^round (the
+    strategy the trainer builds for the round's model holds it); without it every round keeps it."""
+    from pccompile.learn import TrainConfig, prune_grow
+    from pccompile.learn.strategies import MiniBatchEM
+
+    seen = []
+    step = MiniBatchEM.step
+
+    def spy(self, x_int, x_real, step_size):
+        seen.append(self.pseudocount)
+        return step(self, x_int, x_real, step_size)
+
+    x = np.random.default_rng(0).integers(0, 17, (120, 64))
+    for grow in (True, False):
+        seen.clear()
+        MiniBatchEM.step = spy
+        try:
+            opts = PruneGrowOptions(rounds=2, epochs=1, fraction=0.5, pseudocount_growth=grow)
+            prune_grow(pc.compile(SPEC), x, x[:40], options=opts, config=TrainConfig(batch_size=120, pseudocount=0.4))
+        finally:
+            MiniBatchEM.step = step
+        want = [0.4, 0.2, 0.1] if grow else [0.4, 0.4, 0.4]
+        assert seen == pytest.approx(want), seen

@@ -180,5 +180,7 @@ def test_patch_hclt_needs_an_image_and_names_it():
     from pccompile.ir import DSLSemanticError
 
     text = 'var px[16] : categorical(3)\nroot = patch_hclt(px, latents=2, data="builtin:digits")\n'
-    with pytest.raises(DSLSemanticError, match=r"patch_hclt needs an image = \[height, width\] setting covering its 16"):
+    with pytest.raises(
+        DSLSemanticError, match=r"patch_hclt needs an image = \[height, width\] setting covering its 16"
+    ):
         pc.compile(text)

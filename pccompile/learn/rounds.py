@@ -88,6 +88,9 @@ class PruneGrowOptions(_RoundOptions):
     # end it: after growing, validation LL dips for several epochs before it passes the start
     warmup: Patience = 0
     round_patience: Rounds = 0  # end the run after this many rounds in a row without a new best (0: never)
+    # divide the EM pseudocount by `factor` at each growth: a grown node's copies share its flow,
+    # so a fixed pseudocount per node weighs `factor` times more against the data every round
+    pseudocount_growth: bool = False
     preset: Literal["none", "paper"] = "none"  # paper: the released SparsePC schedule (PRESETS)
 
     @classmethod
@@ -150,7 +153,11 @@ class PruneGrow:
 
     def begin(self, trainer) -> None:
         """Before a fresh run's first epoch: the starting model is epoch 0 of round 0, so a round
-        0 that only makes a trained model worse (its schedule restarts) ends on the model given."""
+        0 that only makes a trained model worse (its schedule restarts) ends on the model given.
+        (Also after a resume: the round in progress gets its pseudocount.)"""
+        self.base_pseudocount = trainer.config.pseudocount
+        self._round_pseudocount(trainer)
+        trainer.strategy.pseudocount = trainer.config.pseudocount
         if trainer.start_epoch == 0 and not self.rows:
             self._offer_untrained(trainer.model, self._untrained_record(trainer, trainer.model, 0))
 
@@ -224,7 +231,14 @@ class PruneGrow:
             return None
         self.round_best = self._round_best(len(self.rows))
         self._offer_untrained(model, self._untrained_record(trainer, model, rec.epoch))
+        self._round_pseudocount(trainer)  # the trainer builds the next round's strategy with it
         return model
+
+    def _round_pseudocount(self, trainer) -> None:
+        """With `pseudocount_growth`: round r (grown r times) trains with base / factor^r."""
+        if getattr(self.opt, "pseudocount_growth", False):
+            value = self.base_pseudocount / self.opt.factor ** len(self.rows)
+            trainer.config = dataclasses.replace(trainer.config, pseudocount=value)
 
     def _untrained_record(self, trainer, model, epoch: int) -> dict:
         """Epoch 0 of the next round: the pruned (and grown) model before any training."""
