@@ -108,6 +108,9 @@ def _grown_columns(circuit: Circuit, n: SumNode, a: np.ndarray, f: int) -> np.nd
     return np.concatenate(out, axis=1)
 
 
+LOG_FLOOR = -60.0  # e^-60 ~ 9e-27: far inside float32, far below any weight EM cares about
+
+
 def _released_weights(circuit: Circuit, n: SumNode, theta: np.ndarray, f: int, sigma: float, rng) -> np.ndarray:
     """SparsePC's growth noise: one eps ~ N(1, sigma^2) per old edge (a negative draw becomes
     0.1, as there), and copy k of the child column gets theta^(eps^s_k) with s_k running evenly
@@ -125,7 +128,10 @@ def _released_weights(circuit: Circuit, n: SumNode, theta: np.ndarray, f: int, s
         out.extend(np.where(np.isfinite(block), block * e**sk, -np.inf) for sk in spread)
         start += s
     logw = np.concatenate(out, axis=1)
-    return np.exp(logw - logw.max(1, keepdims=True))
+    logw = logw - logw.max(1, keepdims=True)
+    # theta^(1/eps) for a small eps underflows float32 (0.01^20 = 1e-40): a live edge keeps at
+    # least e^-60 of its row's largest, where the released code, in log space, keeps any value
+    return np.exp(np.where(np.isfinite(logw), np.maximum(logw, LOG_FLOOR), -np.inf))
 
 
 def _grown_index(circuit: Circuit, n: ProductNode, f: int):
