@@ -71,7 +71,9 @@ def test_hclt_arguments_and_its_data_are_checked(data5):
         "hclt",
     )
     located("var x[3] : binary\nroot = hclt(x, latents=2)\n", r"hclt needs data=\.\.\.", 2, "hclt")
-    located(f'var x[3] : binary\nroot = hclt(x, 2, "{data5}", 11, 12, 13, 1, 20, 1, 14)\n', r"at most 8 options", 2, "14)")
+    located(
+        f'var x[3] : binary\nroot = hclt(x, 2, "{data5}", 11, 12, 13, 1, 20, 1, 14)\n', r"at most 8 options", 2, "14)"
+    )
     located(
         f"var x[3] : categorical(9)\nroot = hclt(x, latents=2, {d}, trees=0)\n",
         r"trees expects an integer in 1..64",
