@@ -225,7 +225,7 @@ def _fingerprints(splits: dict, model, settings, world: int) -> list[tuple[str, 
         if x is None:  # the same length of numbers either way: all_gather needs equal sizes
             facts.append((f"split:{name}", (-1, 0, 0, 0, *([0] * world))))
             continue
-        x = np.asarray(x)
+        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)  # LVD takes tensors too
         cols = int(np.prod(x.shape[1:], dtype=np.int64)) if x.ndim > 1 else 1
         shards = tuple(_digest(x[Group(r, world).shard(len(x))]) for r in range(world))
         facts.append((f"split:{name}", (len(x), cols, _digest(x.dtype.str), _digest(x), *shards)))
