@@ -395,3 +395,31 @@ def test_a_bad_timeout_is_one_line_naming_the_variable(tmp_path, monkeypatch, va
     r = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "m.pcz")])
     want = f"error: environment variable PCC_DIST_TIMEOUT expects a finite number in [1, 604,800], got '{value}'"
     assert r.exit_code == 2 and r.output.strip() == want, r.output
+
+
+def test_the_fingerprints_name_every_kind_of_disagreement():
+    """What each rank holds differently from rank 0, in words, from the gathered fingerprints
+    (two ranks simulated here; the runs above go through gloo)."""
+    from pccompile.learn.distributed import _disagreements, _fingerprints
+
+    x = np.arange(60).reshape(20, 3)
+
+    def said(**rank1):
+        base = {"splits": {"train": x, "valid": x[:5]}, "settings": {"seed": 0}}
+        mine = {**base, **rank1}
+        f0 = _fingerprints(base["splits"], None, base["settings"], 2)
+        f1 = _fingerprints(mine["splits"], None, mine["settings"], 2)
+        return _disagreements(f0, [[v for f in f0 for v in f[1]], [v for f in f1 for v in f[1]]])
+
+    assert said() == []
+    assert said(splits={"train": x[:18], "valid": x[:5]}) == ["rank 1 has 18 training rows of 3 values, rank 0 20 of 3"]
+    assert said(splits={"train": x.astype(np.int32), "valid": x[:5]}) == [
+        "rank 1's training data are of another element type than rank 0's"
+    ]
+    other = x.copy()
+    other[19, 2] += 1
+    assert said(splits={"train": other, "valid": x[:5]}) == [
+        "rank 1's training data hold other values than rank 0's (20 rows each)"
+    ]
+    assert said(splits={"train": x, "valid": None}) == ["rank 1 has no validation data, rank 0 has"]
+    assert said(settings={"seed": 1}) == ["rank 1 runs with other training settings than rank 0"]
