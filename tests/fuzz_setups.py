@@ -206,7 +206,6 @@ def run_meta(raw: bytes, tmp: Path) -> None:
 # -- environment variables -----------------------------------------------------------------------
 def _dist_timeout():
     import torch.distributed as dist
-    from fuzzing import free_port
 
     from pccompile.learn.distributed import join, leave
 
@@ -286,6 +285,27 @@ def run_env(case, tmp: Path) -> None:
 
 
 # -- shared --------------------------------------------------------------------------------------
+KINDS = ("options", "meta", "env")
+
+
+def cases(kind: str, tmp: Path):
+    """(fn, case, label) for every case of one of KINDS."""
+    if kind == "options":
+        yield from ((run_option, case, label) for label, case in option_cases())
+    elif kind == "meta":
+        yield from ((run_meta, case, label) for label, case in meta_cases(tmp))
+    else:
+        yield from ((run_env, case, label) for label, case in env_cases())
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _invoke(args: list[str], out: Path) -> None:
     """Run `pcc ARGS` in-process: exit 0, or exit 2 with one `error:` line (then a PCError);
     afterwards `out` holds no temporary file, and after a refusal no file at all."""

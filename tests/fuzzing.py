@@ -446,29 +446,13 @@ def run_one(fn, case, tmp: Path, label: str) -> Outcome:
         signal.signal(signal.SIGALRM, old)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-ENUMERATED = ("options", "meta", "env")  # tests/fuzz_setups.py: every case, whatever n says
-
-
 def cases(kind: str, n: int, seed: int, tmp: Path):
-    """(fn, case, label) for n cases of one kind, all drawn from one seed (the enumerated kinds:
-    all their cases)."""
-    if kind in ENUMERATED:
-        import fuzz_setups as fs
+    """(fn, case, label) for n cases of one kind, all drawn from one seed (the enumerated kinds
+    of tests/fuzz_setups.py: all their cases, whatever n says)."""
+    import fuzz_setups
 
-        if kind == "options":
-            yield from ((fs.run_option, case, label) for label, case in fs.option_cases())
-        elif kind == "meta":
-            yield from ((fs.run_meta, case, label) for label, case in fs.meta_cases(tmp))
-        else:
-            yield from ((fs.run_env, case, label) for label, case in fs.env_cases())
+    if kind in fuzz_setups.KINDS:
+        yield from fuzz_setups.cases(kind, tmp)
         return
     rng = np.random.default_rng([seed, {"dsl": 0, "networkx": 1, "pcz": 2, "cli": 3}[kind]])
     if kind == "dsl":

@@ -9,6 +9,20 @@ import typer
 from rich.table import Table
 
 from .common import Backend, Passes, Spec, app, bpd, console, flag, fmt, load_model, run
+from .rounds import attach_rounds_learner, best_round, round_options
+from .train_options import (
+    CompressOption,
+    DistributedOption,
+    DropLastOption,
+    EntropyOption,
+    FinishOption,
+    LVDOption,
+    PatienceOption,
+    PruneGrowOption,
+    SoftenOption,
+    StepSizeOption,
+    TrainData,
+)
 
 
 def run_training(
@@ -39,7 +53,7 @@ def run_training(
 
     flag("--samples", samples)  # every flag is checked before anything is trained or written
     lvd_options = _lvd_options(lvd)
-    pg = _round_options(prune_grow, compress)
+    pg = round_options(prune_grow, compress)
     group = _join(distributed)
     _check_patience(patience if pg is None else pg.patience, valid, "--patience" if pg is None else "patience=")
     cfg = _train_config(pg, **learning)
@@ -67,7 +81,7 @@ def run_training(
         on_epoch=table.on_epoch,
         group=group,
     )
-    hook = None if pg is None else _attach_prune_grow(trainer, pg, sets["train"], out, backend, device, group)
+    hook = None if pg is None else attach_rounds_learner(trainer, pg, sets["train"], out, backend, device, group)
     keep = None if hook is not None or "valid" not in sets else _attach_keep_best(trainer, out, patience, group)
     if resume and ckpt.exists():
         trainer.restore()
@@ -195,7 +209,6 @@ def _train_config(pg, *, epochs: int, finish: int = 0, step_size=None, **fields)
 
 def _step_sizes(text) -> dict:
     """--step-size as TrainConfig fields: one number (step_size), or comma-separated knots."""
-    from typing import Annotated
 
     from pccompile.ir.options import Range, option_value
 
@@ -233,7 +246,7 @@ def _saved_model(trainer, hook, keep, out: Path, backend: str, device: str):
     """The model to save and the label and figures of the result table: the best round of a
     rounds learner, the best epoch of a run with validation data, or the last epoch."""
     if hook is not None:
-        return _best_round(hook, out, backend, device), (
+        return best_round(hook, out, backend, device), (
             f"round {hook.best['round']} (best valid LL)",
             *_lls(hook.best),
         )
@@ -256,100 +269,6 @@ def _attach_keep_best(trainer, out: Path, patience: int, group=None):
 
 def _lls(row: dict) -> tuple:
     return row["train_ll"], row["valid_ll"], row["test_ll"]
-
-
-def _round_options(prune_grow: Optional[str], compress: Optional[str]):
-    """The options of the rounds learner asked for (prune-grow or compression), or None."""
-    from pccompile.ir import ArgumentError
-    from pccompile.learn import CompressOptions, PruneGrowOptions
-
-    if prune_grow is not None and compress is not None:
-        raise ArgumentError("--prune-grow and --compress are two learners; choose one")
-    if prune_grow is not None:
-        return PruneGrowOptions.parse(prune_grow)
-    return None if compress is None else CompressOptions.parse(compress)
-
-
-def _attach_prune_grow(trainer, pg, train, out: Path, backend: str, device: str, group=None):
-    """The rounds learner (prune-grow or compression) as the trainer's between-epochs hook;
-    data-parallel, every rank prunes by the all-reduced flows and rank 0 writes the files."""
-    from pccompile.learn import Compress, CompressOptions, PruneGrow
-
-    cls = Compress if isinstance(pg, CompressOptions) else PruneGrow
-    hook = trainer.between_epochs = cls(
-        pg,
-        train,
-        out,
-        on_round=_round_note,
-        backend=backend,
-        device=None if device == "cpu" else device,
-        group=group,
-    )
-    return hook
-
-
-def _best_round(hook, out: Path, backend: str, device: str):
-    """The best round's model (by validation LL), after the rounds' table and plot."""
-    import pccompile
-
-    model = pccompile.load(hook.best_path, backend=backend, device=None if device == "cpu" else device)
-    _report_rounds(hook, out, model.num_vars)
-    return model
-
-
-def _round_note(row) -> None:
-    console.print(
-        f"[b]round {row['round']}[/b]: {row['nodes']:,} nodes, {row['edges']:,} sum edges, "
-        f"{row['parameters']:,} parameters, valid LL {fmt(row['valid_ll'])}"
-    )
-
-
-def _report_rounds(hook, out: Path, num_vars: int) -> None:
-    """The rounds' table, and a PNG of validation LL against rounds and against parameters."""
-    from pccompile.plots import prune_grow_curve
-
-    table = Table(title="prune-grow rounds (round 0: the dense circuit)", header_style="bold")
-    cols = (
-        "round",
-        "best epoch",
-        "nodes",
-        "sum edges",
-        "parameters",
-        "epoch 0 valid",
-        "train LL",
-        "valid LL",
-        "test LL",
-        "test bpd",
-        "sec",
-    )
-    for col in cols:
-        table.add_column(col, justify="right")
-    best = hook.best
-    for r in hook.rows:
-        mark = " *" if r is best else ""
-        table.add_row(
-            f"{r['round']}{mark}",
-            str(r.get("best_epoch", "")),
-            f"{r['nodes']:,}",
-            f"{r['edges']:,}",
-            f"{r['parameters']:,}",
-            fmt(r.get("untrained_valid_ll")),  # before training: the dip after growing
-            fmt(r["train_ll"]),
-            fmt(r["valid_ll"]),
-            fmt(r["test_ll"]),
-            bpd(r["test_ll"], num_vars),
-            f"{r['seconds']:.1f}",
-        )
-    console.print(table)
-    png = out.with_name(out.stem + "_rounds.png")
-    prune_grow_curve(hook.rows, png, num_vars)
-    console.print(f"best round: {best['round']} (*), saved as {out}; rounds: {png}, {hook.rounds_path}")
-    first = hook.rows[0]
-    if best is not first:
-        console.print(
-            f"against the dense round 0: {best['parameters'] / first['parameters']:.2f}x the parameters, "
-            f"{best['edges'] / first['edges']:.2f}x the sum edges"
-        )
 
 
 class _EpochTable:
@@ -444,106 +363,6 @@ def _report(model, history, spec: Path, out: Path, ckpt: Path, samples: int, see
         xs = model.sample(samples, seed=seed).cpu().numpy()
         sample_grid(xs, image, png, max_value=float(model.program.var_cats.max() - 1), title="samples")
         console.print(f"samples: {png}")
-
-
-TrainData = Annotated[str, typer.Option("--data", "-d", help="training data: .npy/.npz/.data/.txt or builtin:digits")]
-
-
-PruneGrowOption = Annotated[
-    Optional[str],
-    typer.Option(
-        "--prune-grow",
-        help="the prune-grow learner: 'rounds=5,fraction=0.75,factor=2,noise=0.1,epochs=5,patience=0' "
-        "(at most `epochs` per round, replacing --epochs; a round also ends after `patience` epochs without "
-        "a better validation LL, 0: never); each round keeps its best epoch by validation LL, and the best "
-        "round is saved. More: growth=released|independent (the noise form), warmup=N (a round's first N "
-        "epochs can neither be its best nor end it), round_patience=N (stop after N rounds without a new "
-        "best); preset=paper is the released SparsePC loop (20 rounds of 150 epochs through "
-        "0.3,0.1,0.01,0.001, sigma 0.3, warm-up 50, batch 512, pseudocount 0.01, --drop-last), any setting "
-        "or flag given overriding it",
-    ),
-]
-PatienceOption = Annotated[
-    int,
-    typer.Option(
-        min=0,
-        help="with --valid: stop after this many epochs without a better validation LL (0: train every "
-        "epoch); the saved model is always the epoch of best validation LL",
-    ),
-]
-FinishOption = Annotated[
-    int,
-    typer.Option(
-        min=0,
-        help="full-batch EM epochs (step 1) after the --epochs ones, as the released HCLT codes end their "
-        "training; counted in the table, the best epoch and --patience",
-    ),
-]
-SoftenOption = Annotated[
-    float,
-    typer.Option(
-        "--soften",
-        help="data softening beta in [0, 1): EM learns from soft evidence, each observed training value keeping "
-        "weight 1 - beta and beta spread by the value frequencies (Liu & Van den Broeck 2021 used 0.002); "
-        "valid and test data stay hard",
-    ),
-]
-EntropyOption = Annotated[
-    float,
-    typer.Option(
-        "--entropy-reg",
-        help="entropy regularisation tau in [0, 1): every EM M-step also maximises tau x (rows) x each node's "
-        "reach probability x its entropy (Liu & Van den Broeck 2021 used 0.001)",
-    ),
-]
-LVDOption = Annotated[
-    Optional[str],
-    typer.Option(
-        "--lvd",
-        help="latent variable distillation before EM: 'encoder=mae,clusters=auto,pseudocount=0.1' (encoder mae: "
-        "a small masked autoencoder trained on the data and cached; patches: the pixels' own patches); each "
-        "latent's region is embedded, clustered by k-means into its states, and the circuit set to the "
-        "closed-form MLE on the completed data; EM training follows. More settings: patch, own, rows, steps, "
-        "dim, seed (docs/lvd.md)",
-    ),
-]
-CompressOption = Annotated[
-    Optional[str],
-    typer.Option(
-        "--compress",
-        help="compression: 'fraction=0.1,tolerance=0.01,epochs=3,rounds=30,patience=0': prune and fine-tune until "
-        "validation LL falls more than the tolerance (relative) below its start; the smallest model "
-        "within it is saved",
-    ),
-]
-
-StepSizeOption = Annotated[
-    Optional[str],
-    typer.Option(
-        "--step-size",
-        help="EM step size (em 0.1, em-full 1.0) or learning rate (sgd 0.05, adam 0.1); or the knots of "
-        "linear phases of equal length, e.g. 1,0.1,0.01,0.001 (then --schedule and --step-size-end do not apply)",
-    ),
-]
-DropLastOption = Annotated[
-    Optional[bool],
-    typer.Option(
-        "--drop-last/--keep-last",
-        help="skip each epoch's last, incomplete mini-batch, as the released codes do [default: keep, or the "
-        "--prune-grow preset's]",
-        show_default=False,
-    ),
-]
-DistributedOption = Annotated[
-    bool,
-    typer.Option(
-        "--distributed",
-        help="data-parallel training under torchrun (gloo on the CPU, NCCL on GPUs): each process reads its "
-        "share of every batch and the statistics are all-reduced, so N processes train the model one would "
-        "(--prune-grow, --compress and --lvd too); e.g. torchrun --nproc-per-node 2 -m pccompile.cli train ... "
-        "--distributed (docs/distributed.md)",
-    ),
-]
 
 
 @app.command()
