@@ -176,15 +176,15 @@ def test_the_python_learner_keeps_each_rounds_best_epoch_and_stops_a_stalled_rou
     assert float(best(v).detach().mean()) == pytest.approx(max(r["valid_ll"] for r in rows), abs=1e-3)
 
 
-DIGITS_PRUNE_GROW = "rounds=2,fraction=0.75,factor=2,noise=0.1,epochs=40,patience=5"
+DIGITS_PRUNE_GROW = "rounds=2,fraction=0.75,factor=2,noise=0.1,epochs=40,patience=5,warmup=10"
 
 
 @pytest.mark.slow
 def test_prune_grow_on_the_digits_beats_the_dense_model_it_started_from(tmp_path):
-    """The issue's 'done when', as the README gives it: the best round beats round 0 (the dense
-    HCLT of examples/digits.pc trained 40 epochs) on validation and on test data. Since the
-    categorical inputs start spread apart the dense model is a nat better, and the
-    measured test margin is 0.49 nats (-88.32 against -88.81): the test margin asked is 0.25."""
+    """The README's prune-grow command: the best round beats round 0 (the dense HCLT of
+    examples/digits.pc trained 40 epochs) on validation and on test data. With the warm-up the
+    grown rounds train through the dip after growing: the measured margins are 0.98 nats on
+    validation and 0.73 on test (-88.08 against -88.81); the test asks 0.5 and 0.25."""
     spec = Path(__file__).parent.parent / "examples" / "digits.pc"
     cmd = ["train", str(spec), "--data", "builtin:digits", "--valid", "builtin:digits:valid"]
     cmd += ["--test", "builtin:digits:test", "--prune-grow", DIGITS_PRUNE_GROW, "--step-size", "0.2"]
