@@ -99,9 +99,8 @@ class PruneGrowOptions(_RoundOptions):
         given = parse_options(cls, text, cls.flag)
         if given.preset == "none":
             return given
-        explicit = {item.partition("=")[0].strip() for item in text.split(",") if "=" in item}
-        preset = {k: v for k, v in PRESETS[given.preset].items() if k not in explicit}
-        return dataclasses.replace(given, **preset)
+        explicit = {item.partition("=")[0].strip() for item in text.split(",") if "=" in item} - {"preset"}
+        return cls.from_preset(given.preset, **{k: getattr(given, k) for k in explicit})
 
     @classmethod
     def from_preset(cls, name: str = "paper", **overrides) -> "PruneGrowOptions":
