@@ -209,7 +209,6 @@ def _train_config(pg, *, epochs: int, finish: int = 0, step_size=None, **fields)
 
 def _step_sizes(text) -> dict:
     """--step-size as TrainConfig fields: one number (step_size), or comma-separated knots."""
-
     from pccompile.ir.options import Range, option_value
 
     if text is None:
