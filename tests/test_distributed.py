@@ -400,15 +400,15 @@ def test_a_bad_timeout_is_one_line_naming_the_variable(tmp_path, monkeypatch, va
 def test_the_fingerprints_name_every_kind_of_disagreement():
     """What each rank holds differently from rank 0, in words, from the gathered fingerprints
     (two ranks simulated here; the runs above go through gloo)."""
-    from pccompile.learn.distributed import _disagreements, _fingerprints
+    from pccompile.learn.distributed import _disagreements, _fingerprints, _split_numbers
 
     x = np.arange(60).reshape(20, 3)
 
     def said(**rank1):
         base = {"splits": {"train": x, "valid": x[:5]}, "settings": {"seed": 0}}
         mine = {**base, **rank1}
-        f0 = _fingerprints(base["splits"], None, base["settings"], 2)
-        f1 = _fingerprints(mine["splits"], None, mine["settings"], 2)
+        f0 = _fingerprints(base["splits"], None, base["settings"], lambda x: _split_numbers(x, 2))
+        f1 = _fingerprints(mine["splits"], None, mine["settings"], lambda x: _split_numbers(x, 2))
         return _disagreements(f0, [[v for f in f0 for v in f[1]], [v for f in f1 for v in f[1]]])
 
     assert said() == []
@@ -423,3 +423,16 @@ def test_the_fingerprints_name_every_kind_of_disagreement():
     ]
     assert said(splits={"train": x, "valid": None}) == ["rank 1 has no validation data, rank 0 has"]
     assert said(settings={"seed": 1}) == ["rank 1 runs with other training settings than rank 0"]
+
+
+def test_a_split_is_hashed_once_however_often_it_is_checked(monkeypatch):
+    """The CLI, LVD and the trainer each check the same training array: one hash pass, kept
+    with the array (so its id cannot be reused by another)."""
+    import pccompile.learn.distributed as d
+
+    calls = []
+    real = d._split_numbers
+    monkeypatch.setattr(d, "_split_numbers", lambda x, world: calls.append(1) or real(x, world))
+    group, x = Group(0, 2), np.arange(12).reshape(4, 3)
+    assert group._split_fact(x) == group._split_fact(x) == real(x, 2)
+    assert len(calls) == 1 and group._split_fact(x.copy()) == real(x, 2) and len(calls) == 2

@@ -39,7 +39,9 @@ class Group:
     world: int
     timeout_s: float = 120.0
     traffic: dict = field(default_factory=lambda: {"calls": 0, "bytes": 0}, compare=False)  # collectives so far
-    agreed: dict = field(default_factory=dict, compare=False)  # what check_same_data has found equal
+    # check_same_data's fingerprint of each split array seen, by id (the array kept, so the id is
+    # not reused): the CLI, LVD and the trainer each check the same arrays, hashed once
+    hashed: dict = field(default_factory=dict, compare=False)
 
     @property
     def is_main(self) -> bool:
@@ -142,15 +144,10 @@ class Group:
         model's tensors (names and shapes) and variable types, and of the settings is gathered
         by all; a difference is one DistributedError, the same on every rank, naming the ranks
         and what differs. Unequal row counts would otherwise abort inside gloo; rank-dependent
-        files of one shape would train silently wrong. What was found equal once (the same
-        arrays, model and settings) is not hashed again."""
-        key = (tuple((k, id(x)) for k, x in splits.items()), id(model), repr(settings))
-        if self.agreed.get("data") == key:
-            return
-        facts = _fingerprints(splits, model, settings, self.world)
-        mine = torch.tensor([v for f in facts for v in f[1]], dtype=torch.int64)
-        if self._flag(0.0).device.type == "cuda":
-            mine = mine.cuda()
+        files of one shape would train silently wrong. An array checked before is not hashed
+        again; the gather (one small collective) runs every time."""
+        facts = _fingerprints(splits, model, settings, self._split_fact)
+        mine = torch.tensor([v for f in facts for v in f[1]], dtype=torch.int64).to(self._flag(0.0).device)
         everyone = [torch.zeros_like(mine) for _ in range(self.world)]
         try:
             dist.all_gather(everyone, mine)
@@ -163,7 +160,13 @@ class Group:
                 "Every rank reads the whole data set and trains on its shard of each batch: give every "
                 "rank the same files and settings"
             )
-        self.agreed["data"] = key
+
+    def _split_fact(self, x) -> tuple[int, ...]:
+        if x is None:
+            return _split_numbers(None, self.world)
+        if id(x) not in self.hashed:
+            self.hashed[id(x)] = (x, _split_numbers(x, self.world))
+        return self.hashed[id(x)][1]
 
     def barrier(self) -> None:
         """Wait for every rank (e.g. until rank 0 has written a file the others read)."""
@@ -207,33 +210,33 @@ class Group:
 _LABELS = {"train": "training", "valid": "validation", "test": "test"}
 
 
-def _digest(*parts) -> int:
-    """A 63-bit content hash (blake2b) of arrays or text, as an int64 a collective can carry."""
-    h = hashlib.blake2b(digest_size=8)
-    for p in parts:
-        h.update(p.encode() if isinstance(p, str) else np.ascontiguousarray(p).view(np.uint8).reshape(-1).data)
-    return int.from_bytes(h.digest(), "little") >> 1
+def _digest(part) -> int:
+    """A 63-bit content hash (blake2b) of an array or text, as an int64 a collective can carry."""
+    data = part.encode() if isinstance(part, str) else np.ascontiguousarray(part).view(np.uint8).reshape(-1).data
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
 
 
-def _fingerprints(splits: dict, model, settings, world: int) -> list[tuple[str, tuple[int, ...]]]:
-    """(what, numbers) per fact the ranks must agree on; the numbers of one fact keep their
-    meaning in _disagreements (a split: rows, columns, element type, the whole set's hash, then
-    the hash of every rank's shard of it, so that each rank's own shard is compared with
-    rank 0's view of that shard)."""
-    facts = []
-    for name, x in splits.items():
-        if x is None:  # the same length of numbers either way: all_gather needs equal sizes
-            facts.append((f"split:{name}", (-1, 0, 0, 0, *([0] * world))))
-            continue
-        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)  # LVD takes tensors too
-        cols = int(np.prod(x.shape[1:], dtype=np.int64)) if x.ndim > 1 else 1
-        shards = tuple(_digest(x[Group(r, world).shard(len(x))]) for r in range(world))
-        facts.append((f"split:{name}", (len(x), cols, _digest(x.dtype.str), _digest(x), *shards)))
+def _split_numbers(x, world: int) -> tuple[int, ...]:
+    """A split's fingerprint, as _disagreements reads it: rows, columns, element type, a hash of
+    the whole set, then the hash of every rank's shard of it (so each rank's own shard is
+    compared with rank 0's view of it). The shards cover every row once, so the whole set's
+    hash is taken over theirs, in one pass over the data. None (no such split) has the same
+    length: all_gather needs equal sizes."""
+    if x is None:
+        return (-1, 0, 0, 0, *([0] * world))
+    x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)  # LVD takes tensors too
+    cols = int(np.prod(x.shape[1:], dtype=np.int64)) if x.ndim > 1 else 1
+    shards = tuple(_digest(x[Group(r, world).shard(len(x))]) for r in range(world))
+    return (len(x), cols, _digest(x.dtype.str), _digest(np.array(shards, np.int64)), *shards)
+
+
+def _fingerprints(splits: dict, model, settings, split_numbers) -> list[tuple[str, tuple[int, ...]]]:
+    """(what, numbers) per fact the ranks must agree on: each split by `split_numbers(x)`, the
+    model's tensor shapes and variable types, and the settings, as hashes."""
+    facts = [(f"split:{name}", split_numbers(x)) for name, x in splits.items()]
     shapes = "" if model is None else ";".join(f"{k}{tuple(v.shape)}" for k, v in model.state_dict().items())
     cats = np.zeros(0, np.int64) if model is None else np.asarray(model.program.var_cats, dtype=np.int64)
-    facts.append(("model", (_digest(shapes), _digest(cats))))
-    facts.append(("settings", (_digest(repr(settings)),)))
-    return facts
+    return facts + [("model", (_digest(shapes), _digest(cats))), ("settings", (_digest(repr(settings)),))]
 
 
 def _disagreements(facts, gathered: list[list[int]]) -> list[str]:
