@@ -423,6 +423,13 @@ def test_the_fingerprints_name_every_kind_of_disagreement():
     ]
     assert said(splits={"train": x, "valid": None}) == ["rank 1 has no validation data, rank 0 has"]
     assert said(settings={"seed": 1}) == ["rank 1 runs with other training settings than rank 0"]
+    import pccompile as pc
+
+    two = [pc.compile(f"var x[3] : binary\nroot = hmm(x, latents={k})\n") for k in (2, 3)]
+    f0, f1 = (_fingerprints({}, m, None, lambda x: _split_numbers(x, 2)) for m in two)
+    assert _disagreements(f0, [[v for f in f0 for v in f[1]], [v for f in f1 for v in f[1]]]) == [
+        "rank 1 compiled another circuit than rank 0 (other tensors or variable types)"
+    ]
 
 
 def test_a_split_is_hashed_once_however_often_it_is_checked(monkeypatch):

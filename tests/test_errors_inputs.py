@@ -431,6 +431,17 @@ def test_the_cli_refuses_bad_training_and_eval_arguments(tmp_path):
     assert r.exit_code == 2 and "-n expects an integer in 1..1,000,000, got 0" in r.output, r.output
 
 
+def test_sample_refuses_more_rows_than_memory_holds(tmp_path, monkeypatch):
+    spec = tmp_path / "m.pc"
+    spec.write_text(BINARY)
+    monkeypatch.setenv("PCC_MEMORY_LIMIT", str(1 << 20))  # 1 MiB: a quarter holds 16,384 rows of 2 values
+    r = runner.invoke(app, ["sample", str(spec), "-n", "100000", "-o", str(tmp_path / "s.npy")])
+    assert (
+        r.exit_code == 2 and "-n 100,000 samples of 2 variables need 1.5 MiB, beyond the 0.2 MiB allowed" in r.output
+    ), r.output
+    assert not (tmp_path / "s.npy").exists()
+
+
 # -- numerics ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_a_subnormal_gaussian_std_is_floored_not_nan(dtype):

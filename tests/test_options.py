@@ -168,3 +168,12 @@ def test_the_lvd_encoder_choices_are_the_encoder_registry():
 
     kind = typing.get_type_hints(LVDOptions, include_extras=True)["encoder"]
     assert set(typing.get_args(kind)) == set(ENCODERS)
+
+
+def test_packing_options_are_checked():
+    from pccompile.passes import PackOptions
+
+    with pytest.raises(ArgumentError, match=r"packing option 'tolerance' expects a finite number >= 0, got nan"):
+        PackOptions(tolerance=math.nan)
+    with pytest.raises(ArgumentError, match=r"packing option 'max_partitions' expects an integer in 1..4,096, got 0"):
+        PackOptions(max_partitions=0)

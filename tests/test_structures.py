@@ -184,3 +184,14 @@ def test_patch_hclt_needs_an_image_and_names_it():
         DSLSemanticError, match=r"patch_hclt needs an image = \[height, width\] setting covering its 16"
     ):
         pc.compile(text)
+
+
+def test_patch_hclt_refuses_a_patch_larger_than_the_image():
+    from pccompile.ir import ArgumentError
+
+    from pccompile.structures.patch_hclt import patch_hclt
+
+    with pytest.raises(ArgumentError, match=r"patch_hclt needs a patch side in 1..4, got 5"):
+        patch_hclt(np.zeros((10, 16), np.int64), (4, 4), 5, 2, 3)
+    with pytest.raises(ArgumentError, match=r"patch_hclt data must be \[rows, 16\] for an image of 4 x 4"):
+        patch_hclt(np.zeros((10, 15), np.int64), (4, 4), 2, 2, 3)

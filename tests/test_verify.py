@@ -12,6 +12,7 @@ from pccompile.ir import (
     InputNode,
     ParameterError,
     ProductNode,
+    Region,
     SizeMismatchError,
     SmoothnessError,
     StructureError,
@@ -182,3 +183,22 @@ def test_parameters_on_products_and_on_tied_sums():
     w = {"weights": np.full((2, 2), 0.5, np.float32)}
     with pytest.raises(ParameterError, match=r"node 'tied' .*a tied sum stores no parameters of its own"):
         verify(_with({4: src, 5: tied, 6: SumNode(6, "t", (4, 5), 1)}, {5: w}, root=6))
+
+
+@pytest.mark.parametrize(
+    "change,said",
+    [
+        ({"regions": {9: Region("Z9", (0,))}}, r"region 'Z9' names node id 9, which does not exist"),
+        ({"regions": {0: Region("Za", (1,))}}, r"node 'la' .* region 'Za' holds variable 1, which is not in"),
+        ({"meta": {"image": [2, 2]}}, r"meta field 'image' \[2, 2\] has 4 pixels, but the circuit has 2 variables"),
+        ({"meta": {"name": ["x"]}}, r"meta field 'name' is \['x'\]; expected text"),
+    ],
+)
+def test_metadata_and_regions_are_verified(change, said):
+    """Regions name existing nodes and variables of their node's scope; `image` covers the
+    variables and `name` is text, for a circuit from any front end (the loader relies on it)."""
+    c = _ok()
+    bad = Circuit(c.variables, c.nodes, c.root, c.params, change.get("meta", {}), change.get("regions", {}))
+    with pytest.raises(StructureError, match=said):
+        verify(bad)
+    verify(Circuit(c.variables, c.nodes, c.root, c.params, {"image": [1, 2], "name": "ok"}, {2: Region("Z", (0, 1))}))

@@ -33,10 +33,11 @@ def sample(
         flag("-n", n)
         flag("--seed", seed)
         model = load_model(spec, backend=backend)
-        need = n * max(model.num_vars, 1) * 8
-        if need > memory_bytes() // 4:
+        need, allowed = n * max(model.num_vars, 1) * 8, memory_bytes() // 4  # the rows, beside the model's work
+        if need > allowed:
             raise ArgumentError(
-                f"-n {n:,} samples of {model.num_vars} variables need {need / 2**30:,.1f} GiB; draw fewer"
+                f"-n {n:,} samples of {model.num_vars} variables need {need / 2**20:,.1f} MiB, beyond the "
+                f"{allowed / 2**20:,.1f} MiB allowed (a quarter of the memory budget); draw fewer"
             )
         xs = model.sample(n, seed=seed).cpu().numpy()
         if out:
