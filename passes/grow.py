@@ -12,8 +12,9 @@ their children; a sum's copy reads every copy of every child it read. Its weight
   >= 0.1 for every weight of every copy.
 
 The root stays a single node (one sum over every copy). With noise = 0 the distribution is
-unchanged exactly in both forms: each copy puts theta / factor on `factor` identical children. Masks (pruned circuits) are copied
-with the weights, so growing keeps the sparsity pattern; tied sums stay tied to their grown source.
+unchanged exactly in both forms: each copy puts theta / factor on `factor` identical children.
+Masks (pruned circuits) are copied with the weights, so growing keeps the sparsity pattern; tied
+sums stay tied to their grown source.
 """
 
 from __future__ import annotations
