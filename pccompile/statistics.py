@@ -41,19 +41,19 @@ class Statistics:
 class _Counts(Statistics):
     """Categorical and Bernoulli: flow per (row, category), and the flow of missing values.
 
-    When the rows come in runs of L per variable (HCLT, and any node vector per variable), the
-    counts are one batched product per variable: flows [L, B] times the batch's one-hot codes
-    [B, k + 1] (column k: missing), which reads each flow once, instead of building [rows, B]
-    index and mask tensors for a scatter (several passes over rows x batch)."""
+    When the rows come in runs of L per variable (HCLT, and any node vector per variable), every
+    run's flows [L, B] are added by index into its counts [L, k + 1] at the batch's value codes
+    (column k: missing): one pass over the flows, and no [rows, B] index or mask tensor, nor a
+    one-hot [V, B, k + 1] matrix (which on an MNIST HCLT cost 40 times the scatter)."""
 
     def stats(self, part, vars_t, f, x_int, x_real):
         k, L = part.num_cats, part.run_length
         if L is not None:
             nv, B = part.size // L, f.shape[1]
             code = variable_codes(part, vars_t, x_int)  # [nv, B], k where missing
-            onehot = torch.zeros(nv, B, k + 1, dtype=f.dtype, device=f.device)
-            onehot.scatter_(2, code.unsqueeze(2), 1.0)
-            res = torch.bmm(f.reshape(nv, L, B), onehot).reshape(part.size, k + 1)
+            res = torch.zeros(nv, L, k + 1, dtype=f.dtype, device=f.device)
+            res.scatter_add_(2, code.unsqueeze(1).expand(nv, L, B), f.reshape(nv, L, B))
+            res = res.reshape(part.size, k + 1)
             return {"counts": res[:, :k], "missing": res[:, k]}
         xv, fo = _observed_flows(part, vars_t, f, x_int, x_real)
         counts = torch.zeros(part.size, k, dtype=f.dtype, device=f.device)

@@ -90,8 +90,8 @@ def test_em_recovers_a_mixture_and_respects_pseudocount():
     torch.testing.assert_close(model(grid).exp(), torch.full((4,), 0.25, dtype=torch.float64), atol=1e-6, rtol=0)
 
 
-def test_input_counts_by_batched_product_match_the_scatter(rng):
-    """The per-variable batched product (rows in runs of L per variable) and the general scatter
+def test_input_counts_by_run_scatter_match_the_general_scatter(rng):
+    """The scatter over runs (rows in runs of L per variable) and the general scatter
     give the same statistics, equal to a direct count; -1 values count as missing."""
     from pccompile.statistics import STATISTICS
 
@@ -102,7 +102,7 @@ def test_input_counts_by_batched_product_match_the_scatter(rng):
     part = InputPartition("categorical", k, 2, vars_)
     x = torch.as_tensor(rng.integers(-1, k, (B, 6)))
     f = torch.rand(nv * L, B, dtype=torch.float64)
-    assert part.run_length == L  # the batched-product path
+    assert part.run_length == L  # the scatter over runs
     assert InputPartition("categorical", k, 2, np.array([0, 0, 1, 1, 1])).run_length is None
     assert InputPartition("categorical", k, 2, np.array([2, 2, 5, 5])).run_length == 2
     fast = STATISTICS["categorical"].stats(part, torch.as_tensor(vars_), f, x, None)
