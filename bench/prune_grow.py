@@ -138,10 +138,12 @@ def run(name: str, args) -> dict:
     a = _best_epoch(dense.with_name(dense.stem + ".ckpt.pcz"))
     a["parameters"] = pc.load(dense).circuit.stats()["parameters"]
     if args.preset:
-        pg = f"preset={args.preset},epochs={args.epochs}" + (f",warmup={args.warmup}" if args.warmup else "")
+        pg = f"preset={args.preset},epochs={args.epochs}" + (
+            f",warmup={args.warmup}" if args.warmup is not None else ""
+        )
     else:
         pg = f"rounds={args.rounds},fraction={args.fraction},factor=2,noise={args.noise},epochs={args.epochs},"
-        pg += f"patience={args.patience},growth={args.growth},warmup={args.warmup}"
+        pg += f"patience={args.patience},growth={args.growth},warmup={args.warmup or 0}"
     pg += f",{args.pg_extra}" if args.pg_extra else ""
     seconds = _train(dense, sets, work / f"{name}_pg.pcz", args, ["--prune-grow", pg], preset=bool(args.preset))
     rows = json.loads((work / f"{name}_pg.rounds.json").read_text())
@@ -215,7 +217,7 @@ def main() -> None:
     ap.add_argument("--preset", default="", help="a --prune-grow preset (paper): its schedule for (b)")
     ap.add_argument("--knots", default="", help="step knots for (a) and (c), e.g. 1,0.1,0.01,0.001 (with --drop-last)")
     ap.add_argument("--growth", default="released", help="the grow noise form without a preset")
-    ap.add_argument("--warmup", type=int, default=0, help="of each prune-grow round")
+    ap.add_argument("--warmup", type=int, default=None, help="of each prune-grow round (default: the preset's, else 0)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--pg-extra", default="", help="more --prune-grow settings, e.g. pseudocount_growth=1")
     args = ap.parse_args()
