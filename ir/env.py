@@ -37,7 +37,10 @@ VARIABLES = {
         ),
         EnvVar("PCC_CACHE", str, None, "folder of the LVD encoders' cache (default ~/.cache/pccompile)"),
         EnvVar(
-            "PCCOMPILE_CACHE", str, None, "folder of the compiled Triton kernels' cache (default ~/.cache/pccompile)"
+            "PCCOMPILE_CACHE",
+            str,
+            None,
+            "folder of the compiled Triton and CPU kernels' cache (default ~/.cache/pccompile)",
         ),
         EnvVar("PCC_DEBUG", bool, False, "check every lowered Program (verify_program)"),
         EnvVar("LOCAL_RANK", Annotated[int, Range(0, 1 << 16)], 0, "torchrun: this process's GPU on its machine"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from pathlib import Path
 import networkx as nx
 import torch
 
+from pccompile.codegen.backends import choose_backend
 from pccompile.ir import ArgumentError, Circuit, compact_ids, verify
 from pccompile.passes import (
     InitParams,
@@ -97,8 +97,9 @@ def compile(
     passes: extra passes run after initialisation, as text ("normalize,verify") or Pass objects;
     the pipeline is vectorize, normalize, init{seed}, <passes>, verify (see `pcc check`); without
     extra passes, missing parameters are drawn by the runtime module instead of the init pass.
-    backend: "auto" picks triton on CUDA and torch elsewhere ("triton" on the CPU needs
-    TRITON_INTERPRET=1). triton: options for the Triton backend (codegen.triton.TritonOptions).
+    backend: a name of codegen.backends' table; "auto" picks triton on CUDA, the cpu target on
+    the CPU (where its kernels build) and torch otherwise, or for float64 ("triton" on the CPU
+    needs TRITON_INTERPRET=1). triton: options for the Triton backend (codegen.triton.TritonOptions).
     seed: parameters not given in the source are drawn from it. dtype: parameter and computation
     precision (float32 default, float64 for exact checks). cuda_graphs: on the triton backend on
     CUDA, capture inference and EM steps as CUDA graphs per batch shape (pccompile.cuda_graphs).
@@ -116,8 +117,12 @@ def compile(
     t2 = time.perf_counter()
     program = lower(circuit, pack)
     t3 = time.perf_counter()
-    chosen = _choose_backend(backend, device, dtype)
-    options = {"triton": {"fuse": bool(fuse), **(triton or {})}, "torch": {"fuse": bool(fuse)}}
+    chosen = choose_backend(backend, device, dtype)
+    options = {
+        "triton": {"fuse": bool(fuse), **(triton or {})},
+        "torch": {"fuse": bool(fuse)},
+        "cpu": {"fuse": bool(fuse)},
+    }
     options["cuda_graphs"] = bool(cuda_graphs)
     model = CompiledCircuit(
         circuit, program, backend=chosen, dtype=dtype or torch.float32, options=options, device=device
@@ -131,28 +136,3 @@ def compile(
         {"front end": t1 - t0, "passes": t2 - t1, "lower": t3 - t2, "module": t4 - t3, "total": t4 - t0}
     )
     return model
-
-
-def _triton_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("triton") is not None
-
-
-def _choose_backend(backend: str, device, dtype=None) -> str:
-    """auto: triton on CUDA devices (when installed) in float32, torch otherwise."""
-    if backend not in ("auto", "torch", "triton"):
-        raise ArgumentError(f"unknown backend '{backend}'; expected auto, torch or triton")
-    on_cuda = device is not None and torch.device(device).type == "cuda"
-    if backend == "auto":
-        exact = dtype is not None and dtype != torch.float32
-        return "triton" if on_cuda and _triton_available() and not exact else "torch"
-    if backend == "triton":
-        if not _triton_available():
-            raise ArgumentError("backend 'triton' needs the triton package (pip install triton)")
-        if not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-            raise ArgumentError(
-                "backend 'triton' runs on a CUDA device; on the CPU set TRITON_INTERPRET=1 "
-                "(slow, for testing) or use backend 'torch'"
-            )
-    return backend

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pccompile.codegen.torch_backend import CircuitLogLikelihood, TorchExecutor, partition_log_probs
+from pccompile.codegen.backends import BACKENDS, make_executor
+from pccompile.codegen.torch_backend import CircuitLogLikelihood, partition_log_probs
 from pccompile.ir import Circuit, Program
 
 from .batch import encode_batch
@@ -22,19 +23,6 @@ from .params import (
     input_params_from_circuit,
     sum_logits_from_circuit,
 )
-
-
-def make_executor(program: Program, backend: str, options: dict, dtype: torch.dtype = torch.float32):
-    """The backend's executor: torch reference or emitted Triton kernels (float32 only)."""
-    if backend == "triton":
-        if dtype != torch.float32:
-            from pccompile.ir import ArgumentError
-
-            raise ArgumentError(f"the triton backend computes in float32, not {dtype}; use backend='torch'")
-        from pccompile.codegen.triton import TritonExecutor, TritonOptions
-
-        return TritonExecutor(program, TritonOptions(**options.get("triton", {})))
-    return TorchExecutor(program, **options.get("torch", {}))
 
 
 class CompiledCircuit(nn.Module):
@@ -91,7 +79,7 @@ class CompiledCircuit(nn.Module):
         """Whether steps on CUDA tensors are captured and replayed as CUDA graphs: the triton
         backend (the torch path waits on the device to repair underflow, so it cannot be
         captured), unless compiled with cuda_graphs=False or switched off by assignment."""
-        return self.backend == "triton" and bool(self.options.get("cuda_graphs", True))
+        return BACKENDS[self.backend].captures_graphs and bool(self.options.get("cuda_graphs", True))
 
     @cuda_graphs.setter
     def cuda_graphs(self, on: bool) -> None:

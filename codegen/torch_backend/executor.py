@@ -35,7 +35,11 @@ def _underflows(s: torch.Tensor) -> bool:
 
 
 class TorchExecutor(nn.Module):
-    """The torch backend's Executor (codegen.executor): plain torch ops over ProgramTensors."""
+    """The torch backend's Executor (codegen.executor): plain torch ops over ProgramTensors.
+    `poison`: fill every value buffer with NaN before a pass writes it (tests: a row read before
+    it is written, or never written, shows up)."""
+
+    poison = False
 
     def __init__(self, program: Program, fuse: bool = True):
         super().__init__()
@@ -71,6 +75,8 @@ class TorchExecutor(nn.Module):
             pt.reset_padding(mars)
         else:
             mars = pt.empty_mars(B, logw.dtype, x_int.device)
+        if self.poison:
+            pt.reset_padding(mars.fill_(float("nan")))
         row = FIRST_ROW
         for k, (part, p) in enumerate(zip(self.program.input_partitions, inputs)):
             partition_log_probs(part, p, self.tensors.input_vars(k), x_int, x_real, out=mars[row : row + part.size])
@@ -81,7 +87,10 @@ class TorchExecutor(nn.Module):
         """input_logp [R_in, B], logw [P] normalised log-weights -> mars [rows, B]: every row in
         Program order when `complete`, else the fused buffer (rows of `self.fused`)."""
         pt = self.tensors if complete else self.fused
-        return self._layers(pt, pt.start_mars(input_logp), logw)
+        mars = pt.start_mars(input_logp)
+        if self.poison:
+            mars[FIRST_ROW + self.num_inputs :] = float("nan")
+        return self._layers(pt, mars, logw)
 
     def _layers(self, pt: ProgramTensors, mars: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
         """Every layer of `pt` in order, into mars (its padding and input rows already written)."""

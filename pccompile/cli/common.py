@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from pccompile.codegen.backends import backend_help
 from pccompile.ir import PCError
 from pccompile.ir.options import Positive, Range, Seed
 from pccompile.metrics import bits_per_dim
@@ -41,7 +42,7 @@ Passes = Annotated[
 PassData = Annotated[
     Optional[str], typer.Option("--data", "-d", help="data the passes' analyses use (prune's edge flows)")
 ]
-Backend = Annotated[str, typer.Option("--backend", help="auto (triton on CUDA, else torch), torch or triton")]
+Backend = Annotated[str, typer.Option("--backend", help=backend_help())]
 
 
 def load_model(

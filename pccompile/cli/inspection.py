@@ -11,6 +11,7 @@ import torch
 import typer
 from rich.table import Table
 
+from pccompile.ir import ArgumentError
 from pccompile.metrics import bits_per_dim
 
 from .common import Backend, PassData, Passes, Spec, app, console, flag, load_model, run
@@ -86,6 +87,7 @@ def show(
 def emit(
     spec: Spec,
     passes: Passes = None,
+    target: str = typer.Option("triton", "--target", help="triton (GPU kernels) or cpu (C kernels with OpenMP)"),
     block_b: int = typer.Option(64, "--block-b", help="batch tile of every kernel"),
     no_fuse: bool = typer.Option(False, "--no-fuse", help="keep product layers as separate kernels"),
     precision: str = typer.Option("tf32", help="tl.dot operands: tf32, bf16 or ieee (exact fp32); fp32 accumulation"),
@@ -98,9 +100,10 @@ def emit(
         "print registers, spills and shared memory per variant",
     ),
 ):
-    """Print the Triton source generated for a circuit: kernels plus one launch line per partition.
+    """Print the source generated for a circuit: kernels plus one launch line per partition.
 
-    Examples: [b]pcc emit examples/mixture.pc[/b] (the source);
+    Examples: [b]pcc emit examples/mixture.pc[/b] (the Triton source);
+    [b]pcc emit examples/digits.pc --target cpu[/b] (the CPU target's C kernels and launch plan);
     [b]pcc emit examples/digits.pc --compile-for sm_90[/b] (does every kernel compile for an H100, and
     does any spill registers?)"""
 
@@ -110,6 +113,13 @@ def emit(
 
         flag("--block-b", block_b)
         model = load_model(spec, passes, backend="torch")
+        if target == "cpu":
+            from pccompile.codegen.cpu.plan import emit_source as emit_cpu
+
+            sys.stdout.write(emit_cpu(model.program, fuse=not no_fuse))
+            return
+        if target != "triton":
+            raise ArgumentError(f"--target: unknown target '{target}'; expected triton or cpu")
         emitted = emit_source(model.program, TritonOptions(block_b=block_b, fuse=not no_fuse, precision=precision))
         if compile_for is None:
             sys.stdout.write(emitted.source)

@@ -1,0 +1,96 @@
+"""One EM step of an MNIST-sized HCLT on the CPU, per backend, beside this machine's floor.
+
+    python bench/cpu_step.py --latents 16 32 --backends torch cpu --threads 2
+
+The circuit: an HCLT over 784 categorical(256) variables on a random tree (the step's cost does
+not depend on which tree), batch 512. The floor is what the arithmetic and the input layer's
+memory traffic alone would take: the sum layers' FLOPs (2 per edge per row each for the forward
+product, the flows and the weight flows: 6) at the `torch.mm` rate measured in the same run, plus
+the input layer's bytes (its [rows, B] values written and its flows read) at the measured copy
+bandwidth. Prints one line per backend and latent size; `--json` appends them to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import pccompile as pc
+from pccompile.learn.em import em_step
+from pccompile.structures import hclt_from_tree
+
+
+def median_s(fn, repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def mm_rate() -> float:
+    """FLOP/s of torch.mm on 32 x 32 blocks against a batch of 512 (the sums' shape), batched."""
+    a, b = torch.rand(256, 32, 32), torch.rand(256, 32, 512)
+    return 2 * 256 * 32 * 32 * 512 / median_s(lambda: torch.bmm(a, b))
+
+
+def copy_rate() -> float:
+    """Bytes/s of a large copy (read plus write)."""
+    a = torch.rand(1 << 24)
+    b = torch.empty_like(a)
+    return 2 * a.numel() * 4 / median_s(lambda: b.copy_(a))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--latents", type=int, nargs="+", default=[32])
+    ap.add_argument("--backends", nargs="+", default=["torch", "cpu"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--vars", type=int, default=784)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    V, B = args.vars, args.batch
+    parent = np.array([-1] + [int(rng.integers(0, i)) for i in range(1, V)])
+    x = torch.as_tensor(rng.integers(0, 256, (B, V)))
+    flops_rate, bytes_rate = mm_rate(), copy_rate()
+    for L in args.latents:
+        spec = pc.build(hclt_from_tree(parent, 256, L))
+        for backend in args.backends:
+            model = pc.compile(spec, backend=backend)
+            xi, xr = model.encode(x)
+            edges = model.program.num_sum_params
+            input_rows = sum(p.size for p in model.program.input_partitions)
+            floor = 6 * edges * B / flops_rate + 2 * input_rows * B * 4 / bytes_rate
+            step = median_s(lambda: em_step(model, xi, xr, 0.1, 0.1))
+            with torch.no_grad():
+                fwd = median_s(lambda: model(x))
+            row = {
+                "latents": L,
+                "backend": model.backend,
+                "em_step_ms": round(step * 1e3, 1),
+                "forward_ms": round(fwd * 1e3, 1),
+                "floor_ms": round(floor * 1e3, 1),
+                "x_floor": round(step / floor, 1),
+                "sum_edges": edges,
+                "threads": args.threads,
+                "mm_gflops": round(flops_rate / 1e9, 1),
+                "copy_gbs": round(bytes_rate / 1e9, 1),
+            }
+            print(json.dumps(row), flush=True)
+            if args.json:
+                with open(args.json, "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The CPU target's Executor: the torch backend's buffers, partitions and fusion plan, with every
+product and sum partition run by the C kernels (kernels.c) instead of torch ops.
+
+It reads the same ProgramTensors as the torch backend (so the fusion plan, the row numbering,
+the weight layout and the decoder are shared, not copied) and replaces only the two loops that
+cost: the layers of a forward pass and of a backward pass. Input log-probabilities, max-product
+passes and everything the runtime does around them stay the torch backend's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import torch
+from pccompile.ir import ONE_ROW, ZERO_ROW, Program
+
+from ..torch_backend.children import ChildFactors, ChildOuter
+from ..torch_backend.executor import TorchExecutor, _tiny
+from ..torch_backend.program_tensors import ProgramTensors
+from .build import load_library
+
+
+def outer_factors(a_rows: np.ndarray, b_rows: np.ndarray) -> np.ndarray:
+    """[g, Ka, Fa] and [g, Kb, Fb] factor rows -> [g, Ka * Kb, Fa + Fb]: child i * Kb + j reads
+    a's factors i and b's factors j, the children an outer product stands for."""
+    g, Ka, Fa = a_rows.shape
+    Kb, Fb = b_rows.shape[1:]
+    a = np.broadcast_to(a_rows[:, :, None, :], (g, Ka, Kb, Fa))
+    b = np.broadcast_to(b_rows[:, None, :, :], (g, Ka, Kb, Fb))
+    return np.concatenate([a, b], axis=3).reshape(g, Ka * Kb, Fa + Fb)
+
+
+def launch_arrays(pt: ProgramTensors) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per partition of one ProgramTensors, the contiguous int64 arrays the kernels read: a
+    product's child rows [m, F] and rows [m]; a sum's factor rows [g, K, F] and rows [g * G]."""
+    arrays = {}
+    for kind, keys in pt.layer_specs:
+        for key in keys:
+            rows = getattr(pt, key + "_rows").reshape(-1).contiguous()
+            if kind == "product":
+                arrays[key] = (pt.part(key)[1].contiguous(), rows)
+                continue
+            source = pt.sources[key]
+            if isinstance(source, ChildOuter):
+                comp = torch.as_tensor(outer_factors(source.a_rows.numpy(), source.b_rows.numpy()))
+            elif isinstance(source, ChildFactors):
+                comp = source.comp
+            else:  # pragma: no cover - every rule is one of the two
+                raise TypeError(f"no CPU kernel reads children of kind {type(source).__name__}")
+            arrays[key] = (comp.contiguous(), rows)
+    return arrays
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of returning it to the system: the torch
+    ops around the kernels (input log-probabilities, the M-step) allocate and free tensors of
+    tens of MB each step, and on this kind of machine the page faults of touching fresh memory
+    again cost more than the arithmetic (an MNIST HCLT's input layer: 64 ms against 26 ms).
+    Returns whether the setting took (False where the C library is not glibc)."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(mallopt(M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1))
+
+
+class CpuExecutor(TorchExecutor):
+    """Executor (codegen.executor) whose layers run as the CPU target's kernels: float32 buffers
+    on the CPU; anything else (another dtype or device) takes the torch backend's path."""
+
+    def __init__(self, program: Program, fuse: bool = True):
+        super().__init__(program, fuse)
+        self.lib = load_library()
+        keep_freed_memory()
+        self._arrays = {id(self.tensors): launch_arrays(self.tensors)}
+        if self.fused is not self.tensors:
+            self._arrays[id(self.fused)] = launch_arrays(self.fused)
+
+    @staticmethod
+    def _runs_here(mars: torch.Tensor) -> bool:
+        return mars.device.type == "cpu" and mars.dtype == torch.float32 and mars.is_contiguous()
+
+    def _layers(self, pt: ProgramTensors, mars: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
+        if not self._runs_here(mars):
+            return super()._layers(pt, mars, logw)
+        B, threads, lib = mars.shape[1], torch.get_num_threads(), self.lib
+        arrays = self._arrays[id(pt)]
+        logw_ext = pt.extend_logw(logw, mars.dtype)
+        tiny = _tiny(torch.float32)
+        for kind, keys in pt.layer_specs:
+            for key in keys:
+                a, rows = arrays[key]
+                if kind == "product":
+                    lib.pc_product_forward(_ptr(mars), B, a.shape[0], a.shape[1], _ptr(a), _ptr(rows), threads)
+                    continue
+                lw = pt.log_weights(key, logw_ext).contiguous()
+                w = lw.exp()
+                g, G, K = lw.shape
+                lib.pc_sum_forward(
+                    _ptr(mars), B, g, G, K, a.shape[2], _ptr(a), _ptr(rows), _ptr(w), _ptr(lw), tiny, threads
+                )
+        return mars
+
+    def backward_flows(self, mars: torch.Tensor, logw: torch.Tensor, grad_root: torch.Tensor, reuse: bool = False):
+        """As the torch backend's (same buffers and result), with the kernels' backward pass."""
+        if not self._runs_here(mars):
+            return super().backward_flows(mars, logw, grad_root, reuse)
+        pt = self.fused
+        if reuse:
+            flows = self._workspace("flows", mars.shape[0], mars.shape[1], mars.dtype, mars.device).zero_()
+        else:
+            flows = torch.zeros_like(mars)
+        flows[self.out_row] = grad_root.to(mars.dtype)
+        B, threads, lib = mars.shape[1], torch.get_num_threads(), self.lib
+        arrays = self._arrays[id(pt)]
+        logw_ext = pt.extend_logw(logw, mars.dtype)
+        grad_logw = torch.zeros(logw_ext.shape[0], dtype=mars.dtype)
+        tiny = _tiny(torch.float32)
+        for kind, keys in reversed(pt.layer_specs):
+            for key in reversed(keys):
+                a, rows = arrays[key]
+                if kind == "product":
+                    lib.pc_product_backward(_ptr(flows), B, a.shape[0], a.shape[1], _ptr(a), _ptr(rows), threads)
+                    continue
+                lw = pt.log_weights(key, logw_ext).contiguous()
+                w = lw.exp()
+                g, G, K = lw.shape
+                wt = w.transpose(1, 2).contiguous()
+                wflows = torch.zeros_like(w)
+                lib.pc_sum_backward(
+                    _ptr(mars), _ptr(flows), B, g, G, K, a.shape[2], _ptr(a), _ptr(rows), _ptr(w), _ptr(wt), _ptr(lw),
+                    tiny, _ptr(wflows), threads,
+                )  # fmt: skip
+                pt.add_weight_flows(key, grad_logw, wflows)
+        flows[ZERO_ROW] = 0
+        flows[ONE_ROW] = 0
+        return flows, grad_logw[:-1]

@@ -1,0 +1,37 @@
+"""What `pcc emit --target cpu` prints: the kernels' C source, then the launch plan of a Program
+(one kernel call per partition, in the order the executor makes them, with its sizes), as C
+comments so that the whole text still compiles."""
+
+from __future__ import annotations
+
+from pccompile.ir import Program
+
+from ..fusion import plan_fusion
+from ..torch_backend.program_tensors import ProgramTensors
+from .build import kernel_source
+from .executor import launch_arrays
+
+
+def launch_plan(program: Program, fuse: bool = True) -> str:
+    """The forward and backward passes' kernel calls, one line each."""
+    pt = ProgramTensors(program, plan_fusion(program, fuse))
+    arrays = launch_arrays(pt)
+    lines = [f"/* launch plan: {pt.num_rows} rows x B samples, fusion {'on' if pt.fused else 'off'} */"]
+    calls = []
+    for kind, keys in pt.layer_specs:
+        for key in keys:
+            a, rows = arrays[key]
+            if kind == "product":
+                calls.append((key, "product", f"m={a.shape[0]}, F={a.shape[1]}"))
+            else:
+                g, K, F = a.shape
+                calls.append((key, "sum", f"g={g}, G={rows.shape[0] // g}, K={K}, F={F}"))
+    for direction, order in (("forward", calls), ("backward", calls[::-1])):
+        lines.append(f"/* {direction}: */")
+        lines += [f"/*   {key}: pc_{kind}_{direction}({sizes}) */" for key, kind, sizes in order]
+    return "\n".join(lines) + "\n"
+
+
+def emit_source(program: Program, fuse: bool = True) -> str:
+    """The CPU target's text for a Program: kernels, then its launch plan."""
+    return kernel_source() + "\n" + launch_plan(program, fuse)

@@ -1,0 +1,237 @@
+"""The CPU target (codegen.cpu: C kernels with OpenMP) against the torch backend, the reference,
+on random circuits of every structure and input family: likelihoods, marginals, flows, EM steps,
+gradients, MPE and sampling. Value buffers are poisoned with NaN before each pass, so a row read
+before it is written, or never written, shows up. Without a C compiler these tests are skipped
+and the fallback tests below still run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import all_assignments, random_circuit
+from pccompile.codegen import backends
+from pccompile.codegen.cpu import build
+from pccompile.ir import ArgumentError
+
+import pccompile as pc
+from pccompile.flows import batch_flows
+from pccompile.learn import em_update
+from pccompile.structures import hclt_from_tree, hmm, pd, rat_spn
+
+needs_compiler = pytest.mark.skipif(build.build_error() is not None, reason="the CPU kernels do not build here")
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def _pair(circuit, **kw):
+    ref = pc.compile(circuit, backend="torch", **kw)
+    cpu = pc.compile(circuit, backend="cpu", **kw)
+    cpu.executor.poison = True
+    return ref, cpu
+
+
+def _data(circuit, rng, n, missing=0.15):
+    cols = []
+    for v in circuit.variables:
+        k = v.domain.num_cats
+        cols.append(rng.integers(k, size=n).astype(float) if k else rng.normal(size=n))
+    x = torch.tensor(np.stack(cols, 1), dtype=torch.float32)
+    x[torch.as_tensor(rng.random(x.shape) < missing)] = float("nan")
+    return x
+
+
+def _structures(rng):
+    """(name, circuit): one of each template and random circuits using every IR feature."""
+    parent = np.array([-1, 0, 0, 1, 1, 2, 3])
+    yield "hclt", pc.to_circuit(hclt_from_tree(parent, [3, 2, 4, 3, 2, 5, 3], latents=8))
+    yield "hclt-released", pc.to_circuit(hclt_from_tree(parent, 4, latents=6, leaf_sums=False))
+    yield "rat-spn", pc.to_circuit(rat_spn(6, 3, depth=2, repetitions=2, num_sums=4, num_inputs=3))
+    yield "pd", pc.to_circuit(pd(2, 3, 3, latents=3))
+    yield "hmm", pc.to_circuit(hmm(5, 3, 4))
+    yield "random-sparse-tied", random_circuit(rng, num_vars=5, sparse=True, tie=True)
+    yield "random-gaussian", random_circuit(rng, num_vars=5, gaussian=True)
+    yield "random-binomial", random_circuit(rng, num_vars=5, binomial=True)
+
+
+def _compare_likelihoods_and_gradients(ref, cpu, x):
+    a, b = ref(x), cpu(x)
+    assert not torch.isnan(b).any()
+    torch.testing.assert_close(b, a, **TOL)
+    g = torch.randn(x.shape[0])
+    (a * g).sum().backward()
+    (b * g).sum().backward()
+    for (name, p), q in zip(ref.named_parameters(), cpu.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=name)
+    with torch.no_grad():
+        torch.testing.assert_close(cpu(x), a.detach(), **TOL)
+
+
+@needs_compiler
+def test_every_structure_and_family_matches_the_torch_backend(rng):
+    for name, circuit in _structures(rng):
+        ref, cpu = _pair(circuit)
+        assert cpu.backend == "cpu"
+        x = _data(circuit, rng, 45)  # a partial last tile of samples
+        _compare_likelihoods_and_gradients(ref, cpu, x)
+        fr, fc = batch_flows(ref, x), batch_flows(cpu, x)
+        torch.testing.assert_close(fc.sum_flows, fr.sum_flows, rtol=1e-4, atol=1e-4, msg=name)
+        for sr, sc in zip(fr.inputs, fc.inputs):
+            for key in sr:
+                torch.testing.assert_close(sc[key], sr[key], rtol=1e-4, atol=1e-4, msg=f"{name} {key}")
+        em_update(ref, fr, 0.5, 0.1)
+        em_update(cpu, fc, 0.5, 0.1)
+        for p, q in zip(ref.parameters(), cpu.parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-4, msg=name)
+        q = x.clone()
+        q[:, ::2] = float("nan")
+        torch.testing.assert_close(cpu.mpe(q), ref.mpe(q), msg=name)
+        torch.testing.assert_close(cpu.sample(6, seed=3), ref.sample(6, seed=3), msg=name)
+
+
+@needs_compiler
+@pytest.mark.parametrize("fuse", [True, False])
+def test_fused_and_unfused_layers_and_batch_sizes(rng, fuse):
+    """A larger HCLT (groups of 32 nodes and children, four-row blocks and a remainder) with and
+    without product fusion, at batch sizes around the tile of 32 samples."""
+    parent = np.array([-1] + [int(rng.integers(0, i)) for i in range(1, 12)])
+    circuit = pc.to_circuit(hclt_from_tree(parent, 6, latents=33))
+    ref, cpu = _pair(circuit, fuse=fuse)
+    for n in (1, 31, 32, 33, 70):
+        _compare_likelihoods_and_gradients(ref, cpu, _data(circuit, rng, n))
+        ref.zero_grad()
+        cpu.zero_grad()
+
+
+@needs_compiler
+def test_brute_force_marginals_sum_to_one_and_match_enumeration(rng):
+    circuit = random_circuit(rng, num_vars=4, sparse=True)
+    _, cpu = _pair(circuit)
+    grid = torch.tensor(all_assignments(circuit))
+    with torch.no_grad():
+        total = torch.logsumexp(cpu(grid), 0)
+        partial = grid.clone().float()
+        partial[:, 0] = float("nan")
+        marg = cpu(partial)
+    torch.testing.assert_close(total, torch.tensor(0.0), atol=1e-5, rtol=0)
+    ll = cpu(grid).detach()  # each marginal is the sum over variable 0's values of the joint
+    for row in range(0, len(grid), 7):
+        same = (grid[:, 1:] == grid[row, 1:]).all(1)
+        torch.testing.assert_close(marg[row], torch.logsumexp(ll[same], 0), atol=1e-5, rtol=0)
+
+
+@needs_compiler
+def test_underflowing_sums_are_recomputed_exactly():
+    """Node 0 puts all its weight on a child 5,000 nats below its sibling (the group max): the
+    factored sum underflows, and the kernel's exact path must return the true value."""
+    src = """var h : real
+    lh[2] = gaussian(h, mean=[0, 100], std=[1, 1])
+    s[2] = sum(lh, mask=[[1, 1], [1, 1]], weights=[[1, 0], [0, 1]])
+    p[2] = product(s)
+    root = sum(p, weights=[[1, 0]])
+    """
+    ref, cpu = _pair(src)
+    x = torch.tensor([[100.0]])
+    expect = -0.5 * 100.0**2 - 0.5 * np.log(2 * np.pi)
+    torch.testing.assert_close(cpu(x), torch.tensor([expect], dtype=torch.float32), rtol=1e-5, atol=1e-3)
+    _compare_likelihoods_and_gradients(ref, cpu, x)
+
+
+@needs_compiler
+def test_zero_probability_evidence_is_minus_inf_without_nan():
+    src = (
+        "var a, b : binary\nla[2] = bernoulli(a, p=[0, 0])\nlb[2] = bernoulli(b)\np = product(la, lb)\nroot = sum(p)\n"
+    )
+    ref, cpu = _pair(src)
+    x = torch.tensor([[1, 0], [0, 1], [1, 1]])
+    out = cpu(x)
+    assert out[0] == float("-inf") and out[2] == float("-inf") and torch.isfinite(out[1])
+    torch.testing.assert_close(out, ref(x))
+    assert not torch.isnan(batch_flows(cpu, x).sum_flows).any()
+
+
+@needs_compiler
+def test_auto_picks_the_cpu_target_in_float32_and_the_reference_in_float64():
+    assert pc.compile("examples/mixture.pc").backend == "cpu"
+    assert pc.compile("examples/mixture.pc", dtype=torch.float64).backend == "torch"
+    with pytest.raises(ArgumentError, match="float32, not torch.float64"):
+        pc.compile("examples/mixture.pc", backend="cpu", dtype=torch.float64)
+
+
+def test_without_a_compiler_auto_falls_back_with_one_line_and_cpu_is_refused(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("PCCOMPILE_CACHE", str(tmp_path))
+    monkeypatch.setattr(backends, "_told", set())
+    build.build_error.cache_clear()
+    build.load_library.cache_clear()
+    try:
+        assert "no C compiler found" in build.build_error()
+        assert backends.choose_backend("auto", "cpu") == "torch"
+        assert backends.choose_backend("auto", "cpu") == "torch"
+        err = capsys.readouterr().err
+        assert err.count("using the torch backend") == 1 and "no C compiler found" in err
+        with pytest.raises(ArgumentError, match="backend 'cpu' cannot build its kernels here: no C compiler"):
+            pc.compile("examples/mixture.pc", backend="cpu")
+    finally:
+        build.build_error.cache_clear()
+        build.load_library.cache_clear()
+
+
+def test_a_failing_compiler_is_reported_with_its_first_message(monkeypatch, tmp_path):
+    fake = tmp_path / "cc"
+    fake.write_text(
+        "#!/bin/sh\nif [ \"$1\" = --version ]; then echo fake 1.0; exit 0; fi\necho 'kernels.c:1: error: broken' >&2\nexit 1\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("CC", str(fake))
+    monkeypatch.setenv("PCCOMPILE_CACHE", str(tmp_path / "cache"))
+    build.build_error.cache_clear()
+    build.load_library.cache_clear()
+    try:
+        assert build.build_error() == "cc failed to build the CPU kernels: kernels.c:1: error: broken"
+    finally:
+        build.build_error.cache_clear()
+        build.load_library.cache_clear()
+
+
+def test_unknown_backends_and_the_wrong_device_are_refused():
+    with pytest.raises(ArgumentError, match="unknown backend 'gpu'; expected auto, triton, cpu, torch"):
+        pc.compile("examples/mixture.pc", backend="gpu")
+    with pytest.raises(ArgumentError, match="backend 'cpu' runs on the CPU, not on cuda"):
+        backends.choose_backend("cpu", "cuda")
+
+
+@needs_compiler
+def test_the_build_is_cached_by_its_key(monkeypatch, tmp_path):
+    monkeypatch.setenv("PCCOMPILE_CACHE", str(tmp_path))
+    build.load_library.cache_clear()
+    try:
+        build.load_library()
+        built = list((tmp_path / "cpu").glob("kernels-*.so"))
+        assert len(built) == 1
+        stamp = built[0].stat().st_mtime_ns
+        build.load_library.cache_clear()
+        build.load_library()  # a second process: reads the cache, builds nothing
+        assert [p.stat().st_mtime_ns for p in (tmp_path / "cpu").glob("kernels-*.so")] == [stamp]
+    finally:
+        build.load_library.cache_clear()
+
+
+def test_pcc_emit_target_cpu_prints_the_kernels_and_one_call_per_partition(tmp_path):
+    from typer.testing import CliRunner
+
+    from pccompile.cli import app
+    from pccompile.dsl import print_circuit
+
+    circuit = pc.to_circuit(hclt_from_tree(np.array([-1, 0, 0, 1]), 3, latents=4))
+    program = pc.compile(circuit, backend="torch").program
+    sums = sum(len(lay.partitions) for lay in program.layers if lay.kind == "sum")
+    spec = tmp_path / "c.pc"
+    spec.write_text(print_circuit(circuit))
+    runner = CliRunner()
+    out = runner.invoke(app, ["emit", str(spec), "--target", "cpu"])
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith(build.kernel_source())
+    assert out.output.count("pc_sum_forward(g=") == sums == out.output.count("pc_sum_backward(g=")
+    assert "/*   l1p0: pc_sum_forward(g=" in out.output and "G=4, K=4" in out.output
+    bad = runner.invoke(app, ["emit", str(spec), "--target", "gpu"])
+    assert bad.exit_code != 0 and "unknown target 'gpu'; expected triton or cpu" in bad.output
