@@ -2,27 +2,32 @@
 
     python bench/cpu_step.py --latents 16 32 --backends torch cpu --threads 2
 
-The circuit: an HCLT over 784 categorical(256) variables on a random tree (the step's cost does
-not depend on which tree), batch 512. The floor is what the arithmetic and the input layer's
+The circuit: an HCLT over MNIST's 784 pixels as categorical(256), on the Chow-Liu tree of 5,000
+training images in 16 bins (as bench/mnist.py builds it), one batch of 512 training images;
+without `--mnist` a random tree and random values (whose high fan-out makes the fused sums read
+more factor rows). The floor is what the arithmetic and the input layer's
 memory traffic alone would take: the sum layers' FLOPs (2 per edge per row each for the forward
 product, the flows and the weight flows: 6) at the `torch.mm` rate measured in the same run, plus
 the input layer's bytes (its [rows, B] values written and its flows read) at the measured copy
-bandwidth. Prints one line per backend and latent size; `--json` appends them to a file.
+bandwidth. Prints one line per backend and latent size; `--json` appends them to a file. To compare with an
+older version in the same run, run this script with that checkout's interpreter and `--label`.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import pccompile as pc
 from pccompile.learn.em import em_step
-from pccompile.structures import hclt_from_tree
+from pccompile.structures import chow_liu_tree, hclt_from_tree
 
 
 def median_s(fn, repeats: int = 5) -> float:
@@ -36,9 +41,9 @@ def median_s(fn, repeats: int = 5) -> float:
 
 
 def mm_rate() -> float:
-    """FLOP/s of torch.mm on 32 x 32 blocks against a batch of 512 (the sums' shape), batched."""
-    a, b = torch.rand(256, 32, 32), torch.rand(256, 32, 512)
-    return 2 * 256 * 32 * 32 * 512 / median_s(lambda: torch.bmm(a, b))
+    """FLOP/s of torch.mm on 2048 x 2048 matrices: what this machine's matrix product reaches."""
+    a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
+    return 2 * 2048**3 / median_s(lambda: torch.mm(a, b))
 
 
 def copy_rate() -> float:
@@ -55,13 +60,22 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--vars", type=int, default=784)
+    ap.add_argument("--mnist", type=Path, default=Path("../shared/data/mnist"), help="folder of MNIST's idx files")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--label", default="", help="appended to each row's backend (e.g. 'before' for an older checkout)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     V, B = args.vars, args.batch
-    parent = np.array([-1] + [int(rng.integers(0, i)) for i in range(1, V)])
-    x = torch.as_tensor(rng.integers(0, 256, (B, V)))
+    images = args.mnist / "train-images-idx3-ubyte.gz"
+    if images.exists():
+        train = np.frombuffer(gzip.open(images).read(), np.uint8, offset=16).reshape(-1, 784).astype(np.int64)
+        V = 784
+        _, parent = chow_liu_tree(train // 16, 16, max_rows=5000)
+        x = torch.as_tensor(train[:B])
+    else:
+        parent = np.array([-1] + [int(rng.integers(0, i)) for i in range(1, V)])
+        x = torch.as_tensor(rng.integers(0, 256, (B, V)))
     flops_rate, bytes_rate = mm_rate(), copy_rate()
     for L in args.latents:
         spec = pc.build(hclt_from_tree(parent, 256, L))
@@ -76,7 +90,7 @@ def main():
                 fwd = median_s(lambda: model(x))
             row = {
                 "latents": L,
-                "backend": model.backend,
+                "backend": model.backend + (f" ({args.label})" if args.label else ""),
                 "em_step_ms": round(step * 1e3, 1),
                 "forward_ms": round(fwd * 1e3, 1),
                 "floor_ms": round(floor * 1e3, 1),

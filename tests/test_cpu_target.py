@@ -235,3 +235,13 @@ def test_pcc_emit_target_cpu_prints_the_kernels_and_one_call_per_partition(tmp_p
     assert "/*   l1p0: pc_sum_forward(g=" in out.output and "G=4, K=4" in out.output
     bad = runner.invoke(app, ["emit", str(spec), "--target", "gpu"])
     assert bad.exit_code != 0 and "unknown target 'gpu'; expected triton or cpu" in bad.output
+
+
+def test_factor_counts_put_real_factors_first_and_count_them():
+    from pccompile.codegen.cpu.executor import factor_counts
+    from pccompile.ir import ONE_ROW, ZERO_ROW
+
+    comp = np.array([[[5, ONE_ROW, 7], [ONE_ROW, ONE_ROW, ONE_ROW], [ZERO_ROW, ONE_ROW, ONE_ROW]]])
+    packed, counts = factor_counts(comp)
+    assert packed.tolist() == [[[5, 7, ONE_ROW], [ONE_ROW, ONE_ROW, ONE_ROW], [ZERO_ROW, ONE_ROW, ONE_ROW]]]
+    assert counts.tolist() == [[2, 1, 1]]  # a child of no factor reads one ONE_ROW: log 1

@@ -25,9 +25,11 @@ FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fPI
 
 _i64, _f32p, _i64p = ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p
 SIGNATURES = {
-    "pc_sum_forward": [_f32p, _i64, _i64, _i64, _i64, _i64, _i64p, _i64p, _f32p, _f32p, ctypes.c_float, ctypes.c_int],
-    "pc_sum_backward": [_f32p, _f32p, _i64, _i64, _i64, _i64, _i64, _i64p, _i64p, _f32p, _f32p, _f32p]
+    "pc_sum_forward": [_f32p, _i64, _i64, _i64, _i64, _i64, _i64p, _i64p, _i64p, _f32p, _f32p, ctypes.c_float]
+    + [ctypes.c_int],
+    "pc_sum_backward": [_f32p, _f32p, _i64, _i64, _i64, _i64, _i64, _i64p, _i64p, _i64p, _f32p, _f32p, _f32p]
     + [ctypes.c_float, _f32p, ctypes.c_int],
+    "pc_table_inputs": [_f32p, _i64, _i64, _i64, _i64, _f32p, _i64p, ctypes.c_int],
     "pc_product_forward": [_f32p, _i64, _i64, _i64, _i64p, _i64p, ctypes.c_int],
     "pc_product_backward": [_f32p, _i64, _i64, _i64, _i64p, _i64p, ctypes.c_int],
 }

@@ -17,6 +17,7 @@ from pccompile.ir import ONE_ROW, ZERO_ROW, Program
 
 from ..torch_backend.children import ChildFactors, ChildOuter
 from ..torch_backend.executor import TorchExecutor, _tiny
+from ..torch_backend.inputs import TORCH_INPUTS, variable_codes
 from ..torch_backend.program_tensors import ProgramTensors
 from .build import load_library
 
@@ -31,9 +32,10 @@ def outer_factors(a_rows: np.ndarray, b_rows: np.ndarray) -> np.ndarray:
     return np.concatenate([a, b], axis=3).reshape(g, Ka * Kb, Fa + Fb)
 
 
-def launch_arrays(pt: ProgramTensors) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def launch_arrays(pt: ProgramTensors) -> dict[str, tuple[torch.Tensor, ...]]:
     """Per partition of one ProgramTensors, the contiguous int64 arrays the kernels read: a
-    product's child rows [m, F] and rows [m]; a sum's factor rows [g, K, F] and rows [g * G]."""
+    product's child rows [m, F] and rows [m]; a sum's factor rows [g, K, F], factor counts
+    [g, K] and rows [g * G]."""
     arrays = {}
     for kind, keys in pt.layer_specs:
         for key in keys:
@@ -48,12 +50,30 @@ def launch_arrays(pt: ProgramTensors) -> dict[str, tuple[torch.Tensor, torch.Ten
                 comp = source.comp
             else:  # pragma: no cover - every rule is one of the two
                 raise TypeError(f"no CPU kernel reads children of kind {type(source).__name__}")
-            arrays[key] = (comp.contiguous(), rows)
+            arrays[key] = (*factor_counts(comp.numpy()), rows)
     return arrays
+
+
+def factor_counts(comp: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """[g, K, F] factor rows -> (the same with each child's real factors first, [g, K] how many):
+    ONE_ROW padding (log 1) adds nothing, and a partition padded to its widest product (an
+    MNIST tree's hub pixel has 137 children) would otherwise read it for every child. A child
+    of no real factor keeps one ONE_ROW (its value, log 1)."""
+    pad = comp == ONE_ROW
+    order = np.argsort(pad, axis=2, kind="stable")
+    packed = np.take_along_axis(comp, order, axis=2)
+    counts = np.maximum((~pad).sum(2), 1)
+    return torch.as_tensor(np.ascontiguousarray(packed)), torch.as_tensor(counts.astype(np.int64))
 
 
 def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
+
+
+def _weights(pt: ProgramTensors, key: str, logw_ext: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A sum partition's [g, G, K] log-weights and weights, contiguous, as the kernels read them."""
+    lw = pt.log_weights(key, logw_ext).contiguous()
+    return lw, lw.exp()
 
 
 def keep_freed_memory() -> bool:
@@ -83,6 +103,22 @@ class CpuExecutor(TorchExecutor):
         if self.fused is not self.tensors:
             self._arrays[id(self.fused)] = launch_arrays(self.fused)
 
+    def _input_rows(self, k: int, part, params: dict, x_int, x_real, out: torch.Tensor) -> None:
+        """Families over K values with rows in runs per variable (an HCLT's inputs): the table of
+        log-probabilities from torch, its lookup at the batch's codes in the kernel (no padded
+        table copy, no [m, B] index); others as the torch backend."""
+        table = None
+        if part.run_length is not None and self._runs_here(out) and out.is_contiguous():
+            table = TORCH_INPUTS[part.dist].log_table(part, params)
+        if table is None or table.dtype != torch.float32:
+            return super()._input_rows(k, part, params, x_int, x_real, out)
+        table = table.contiguous()
+        codes = variable_codes(part, self.tensors.input_vars(k), x_int).contiguous()
+        self.lib.pc_table_inputs(
+            _ptr(out), out.shape[1], part.size, part.run_length, table.shape[1], _ptr(table), _ptr(codes),
+            torch.get_num_threads(),
+        )  # fmt: skip
+
     @staticmethod
     def _runs_here(mars: torch.Tensor) -> bool:
         return mars.device.type == "cpu" and mars.dtype == torch.float32 and mars.is_contiguous()
@@ -96,15 +132,15 @@ class CpuExecutor(TorchExecutor):
         tiny = _tiny(torch.float32)
         for kind, keys in pt.layer_specs:
             for key in keys:
-                a, rows = arrays[key]
                 if kind == "product":
+                    a, rows = arrays[key]
                     lib.pc_product_forward(_ptr(mars), B, a.shape[0], a.shape[1], _ptr(a), _ptr(rows), threads)
                     continue
-                lw = pt.log_weights(key, logw_ext).contiguous()
-                w = lw.exp()
+                a, nf, rows = arrays[key]
+                lw, w = _weights(pt, key, logw_ext)
                 g, G, K = lw.shape
                 lib.pc_sum_forward(
-                    _ptr(mars), B, g, G, K, a.shape[2], _ptr(a), _ptr(rows), _ptr(w), _ptr(lw), tiny, threads
+                    _ptr(mars), B, g, G, K, a.shape[2], _ptr(a), _ptr(nf), _ptr(rows), _ptr(w), _ptr(lw), tiny, threads
                 )
         return mars
 
@@ -125,18 +161,18 @@ class CpuExecutor(TorchExecutor):
         tiny = _tiny(torch.float32)
         for kind, keys in reversed(pt.layer_specs):
             for key in reversed(keys):
-                a, rows = arrays[key]
                 if kind == "product":
+                    a, rows = arrays[key]
                     lib.pc_product_backward(_ptr(flows), B, a.shape[0], a.shape[1], _ptr(a), _ptr(rows), threads)
                     continue
-                lw = pt.log_weights(key, logw_ext).contiguous()
-                w = lw.exp()
+                a, nf, rows = arrays[key]
+                lw, w = _weights(pt, key, logw_ext)
                 g, G, K = lw.shape
                 wt = w.transpose(1, 2).contiguous()
                 wflows = torch.zeros_like(w)
                 lib.pc_sum_backward(
-                    _ptr(mars), _ptr(flows), B, g, G, K, a.shape[2], _ptr(a), _ptr(rows), _ptr(w), _ptr(wt), _ptr(lw),
-                    tiny, _ptr(wflows), threads,
+                    _ptr(mars), _ptr(flows), B, g, G, K, a.shape[2], _ptr(a), _ptr(nf), _ptr(rows), _ptr(w), _ptr(wt),
+                    _ptr(lw), tiny, _ptr(wflows), threads,
                 )  # fmt: skip
                 pt.add_weight_flows(key, grad_logw, wflows)
         flows[ZERO_ROW] = 0

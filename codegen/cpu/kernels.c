@@ -2,16 +2,17 @@
  * `mars [rows, B]` (float32, row-major, log space), forward and backward (flows), with OpenMP.
  *
  * A sum partition is g groups of G nodes that read the same K children. Child k of group j is
- * the sum of F factor rows comp[j][k][0..F-1] (one row when the children are stored; the
- * factors of a product that fusion removed otherwise), formed in a tile of TB samples and never
- * stored. Per group and tile: the max over the children m, e = exp(c - m), then for every node
+ * the sum of its nf[j][k] factor rows comp[j][k][0..nf-1] (one row when the children are stored;
+ * the factors of a product that fusion removed otherwise; the padding to F columns is skipped),
+ * formed in a tile of TB samples and never stored. Per group and tile: the max over the children m, e = exp(c - m), then for every node
  * out = m + log(sum_k w_k e_k). A node whose sum falls below `tiny` is recomputed exactly in log
  * space (the same rule as the torch backend). The backward pass recomputes the same tiles and
  * gives each child flow e_k sum_i w_ik f_i / s_i, and each weight w_ik sum_b e_k f_i / s_i.
  *
- * Forward work is split over (group, tile) pairs; backward work over tiles only, so that two
- * threads never add into the same flow entry (groups may share factor rows), and each thread
- * accumulates its weight flows apart, summed at the end.
+ * Forward work is split over (group, tile) pairs; backward work over ranges of samples only, so
+ * that two threads never add into the same flow entry (groups may share factor rows), and each
+ * thread accumulates its weight flows apart, summed at the end. Within a thread a group's tiles
+ * follow each other, so its rows are read in order.
  */
 #include <math.h>
 #include <omp.h>
@@ -80,15 +81,19 @@ static void *tile_alloc(int64_t floats) { return aligned_alloc(64, (size_t)((flo
 
 /* The K children of one group in one tile: c[k][b] (b < nb; -inf beyond), their max m[b] (0 where
  * all are -inf) and e[k][b] = exp(c - m) (0 beyond nb). */
-static void child_tile(const float *mars, int64_t B, const int64_t *comp, int64_t K, int64_t F, int64_t b0,
-                       int64_t nb, float *c, float *e, float *m) {
+static void child_tile(const float *mars, int64_t B, const int64_t *comp, const int64_t *nf, int64_t K, int64_t F,
+                       int64_t b0, int64_t nb, float *c, float *e, float *m) {
     for (int64_t b = 0; b < TB; b++) m[b] = -INFINITY;
     for (int64_t k = 0; k < K; k++) {
         float *ck = c + k * TB;
-        const int64_t *rows = comp + k * F;
-        const float *r0 = mars + rows[0] * B + b0;
+        const int64_t *rows = comp + k * F, n = nf[k];
+        const float *r0 = mars + rows[0] * B + b0; /* n >= 1: a child of no factor reads ONE_ROW */
+        for (int64_t f = 0; f < n && b0 + TB < B; f++) { /* the next tile of each row: random rows defeat the prefetcher */
+            __builtin_prefetch(mars + rows[f] * B + b0 + TB);
+            __builtin_prefetch(mars + rows[f] * B + b0 + TB + 16);
+        }
         for (int64_t b = 0; b < nb; b++) ck[b] = r0[b];
-        for (int64_t f = 1; f < F; f++) {
+        for (int64_t f = 1; f < n; f++) {
             const float *rf = mars + rows[f] * B + b0;
             for (int64_t b = 0; b < nb; b++) ck[b] += rf[b];
         }
@@ -175,7 +180,7 @@ static float exact_node(const float *logw, const float *c, int64_t K, int64_t b)
 }
 
 void pc_sum_forward(float *mars, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F, const int64_t *comp,
-                    const int64_t *rows, const float *w, const float *logw, float tiny, int threads) {
+                    const int64_t *nf, const int64_t *rows, const float *w, const float *logw, float tiny, int threads) {
     const int64_t tiles = (B + TB - 1) / TB;
 #pragma omp parallel num_threads(threads)
     {
@@ -185,7 +190,7 @@ void pc_sum_forward(float *mars, int64_t B, int64_t g, int64_t G, int64_t K, int
         for (int64_t j = 0; j < g; j++) {
             for (int64_t t = 0; t < tiles; t++) {
                 const int64_t b0 = t * TB, nb = min64(TB, B - b0);
-                child_tile(mars, B, comp + j * K * F, K, F, b0, nb, c, e, m);
+                child_tile(mars, B, comp + j * K * F, nf + j * K, K, F, b0, nb, c, e, m);
                 mm_tile(w + j * G * K, K, G, K, (const vf *)e, (vf *)s);
                 for (int64_t i = 0; i < G; i++) {
                     const int64_t node = j * G + i;
@@ -210,7 +215,7 @@ void pc_sum_forward(float *mars, int64_t B, int64_t g, int64_t G, int64_t K, int
 
 /* wt is w transposed per group ([g][K][G]): the child flows are wt times the nodes' f / s. */
 void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F,
-                     const int64_t *comp, const int64_t *rows, const float *w, const float *wt, const float *logw,
+                     const int64_t *comp, const int64_t *nf, const int64_t *rows, const float *w, const float *wt, const float *logw,
                      float tiny, float *wflow, int threads) {
     const int64_t tiles = (B + TB - 1) / TB, P = g * G * K;
     float *acc = calloc((size_t)threads * P, sizeof(float));
@@ -223,17 +228,18 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
         float *et = tile_alloc(KP * TB);
         memset(et, 0, sizeof(float) * KP * TB);
         float m[TB];
-#pragma omp for schedule(static)
-        for (int64_t t = 0; t < tiles; t++) {
-            const int64_t b0 = t * TB, nb = min64(TB, B - b0);
-            for (int64_t j = 0; j < g; j++) {
+        const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
+        const int64_t t_lo = tiles * q / nq, t_hi = tiles * (q + 1) / nq; /* this thread's samples */
+        for (int64_t j = 0; j < g; j++) {
+            for (int64_t t = t_lo; t < t_hi; t++) { /* a group's rows read in order: prefetchable */
+                const int64_t b0 = t * TB, nb = min64(TB, B - b0);
                 int any = 0;
                 for (int64_t i = 0; i < G && !any; i++) {
                     const float *f = flows + rows[j * G + i] * B + b0;
                     for (int64_t b = 0; b < nb; b++) any |= f[b] != 0.0f;
                 }
                 if (!any) continue;
-                child_tile(mars, B, comp + j * K * F, K, F, b0, nb, c, e, m);
+                child_tile(mars, B, comp + j * K * F, nf + j * K, K, F, b0, nb, c, e, m);
                 mm_tile(w + j * G * K, K, G, K, (const vf *)e, (vf *)s);
                 int bad = 0;
                 for (int64_t i = 0; i < G; i++) {
@@ -263,11 +269,15 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
                         }
                     }
                 }
-                const int64_t *cj = comp + j * K * F;
+                const int64_t *cj = comp + j * K * F, *nj = nf + j * K;
                 for (int64_t k = 0; k < K; k++) {
                     const float *cfk = cf + k * TB;
-                    for (int64_t q = 0; q < F; q++) {
+                    for (int64_t q = 0; q < nj[k]; q++) {
                         float *dst = flows + cj[k * F + q] * B + b0;
+                        if (t + 1 < t_hi) {
+                            __builtin_prefetch(dst + TB, 1);
+                            __builtin_prefetch(dst + TB + 16, 1);
+                        }
                         for (int64_t b = 0; b < nb; b++) dst[b] += cfk[b];
                     }
                 }
@@ -304,19 +314,33 @@ void pc_product_forward(float *mars, int64_t B, int64_t m, int64_t F, const int6
     }
 }
 
-/* Every factor row gets its product's flow; split over tiles of samples (factors may be shared). */
+/* Every factor row gets its product's flow; each thread takes a range of samples (factors may be
+ * shared between rows, so rows cannot be split). */
 void pc_product_backward(float *flows, int64_t B, int64_t m, int64_t F, const int64_t *child, const int64_t *rows,
                          int threads) {
-    const int64_t tiles = (B + TB - 1) / TB;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t t = 0; t < tiles; t++) {
-        const int64_t b0 = t * TB, nb = min64(TB, B - b0);
+#pragma omp parallel num_threads(threads)
+    {
+        const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
+        const int64_t lo = B * q / nq, hi = B * (q + 1) / nq;
         for (int64_t r = 0; r < m; r++) {
-            const float *src = flows + rows[r] * B + b0;
+            const float *src = flows + rows[r] * B;
             for (int64_t f = 0; f < F; f++) {
-                float *dst = flows + child[r * F + f] * B + b0;
-                for (int64_t b = 0; b < nb; b++) dst[b] += src[b];
+                float *dst = flows + child[r * F + f] * B;
+                for (int64_t b = lo; b < hi; b++) dst[b] += src[b];
             }
         }
+    }
+}
+
+/* Input rows of a family over K values whose rows come in runs of L per variable: out[r][b] =
+ * table[r][codes[r / L][b]], 0 (log 1: marginalised) where the code is K (missing). */
+void pc_table_inputs(float *out, int64_t B, int64_t m, int64_t L, int64_t K, const float *table,
+                     const int64_t *codes, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < m; r++) {
+        const float *t = table + r * K;
+        const int64_t *code = codes + (r / L) * B;
+        float *o = out + r * B;
+        for (int64_t b = 0; b < B; b++) o[b] = code[b] >= K ? 0.0f : t[code[b]];
     }
 }

@@ -20,12 +20,14 @@ def launch_plan(program: Program, fuse: bool = True) -> str:
     calls = []
     for kind, keys in pt.layer_specs:
         for key in keys:
-            a, rows = arrays[key]
             if kind == "product":
+                a, rows = arrays[key]
                 calls.append((key, "product", f"m={a.shape[0]}, F={a.shape[1]}"))
             else:
+                a, nf, rows = arrays[key]
                 g, K, F = a.shape
-                calls.append((key, "sum", f"g={g}, G={rows.shape[0] // g}, K={K}, F={F}"))
+                used = int(nf.sum())
+                calls.append((key, "sum", f"g={g}, G={rows.shape[0] // g}, K={K}, F={F}, factors read {used}"))
     for direction, order in (("forward", calls), ("backward", calls[::-1])):
         lines.append(f"/* {direction}: */")
         lines += [f"/*   {key}: pc_{kind}_{direction}({sizes}) */" for key, kind, sizes in order]

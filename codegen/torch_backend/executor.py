@@ -79,9 +79,13 @@ class TorchExecutor(nn.Module):
             pt.reset_padding(mars.fill_(float("nan")))
         row = FIRST_ROW
         for k, (part, p) in enumerate(zip(self.program.input_partitions, inputs)):
-            partition_log_probs(part, p, self.tensors.input_vars(k), x_int, x_real, out=mars[row : row + part.size])
+            self._input_rows(k, part, p, x_int, x_real, mars[row : row + part.size])
             row += part.size
         return self._layers(pt, mars, logw)
+
+    def _input_rows(self, k: int, part, params: dict, x_int, x_real, out: torch.Tensor) -> None:
+        """Write input partition k's log-probabilities [m, B] into `out` (rows of the buffer)."""
+        partition_log_probs(part, params, self.tensors.input_vars(k), x_int, x_real, out=out)
 
     def forward_mars(self, input_logp: torch.Tensor, logw: torch.Tensor, complete: bool = True) -> torch.Tensor:
         """input_logp [R_in, B], logw [P] normalised log-weights -> mars [rows, B]: every row in
