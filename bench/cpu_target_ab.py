@@ -44,6 +44,7 @@ def main():
     mars = torch.randn(2 + g * L * 2, B) - 5
     mars[0], mars[1] = float("-inf"), 0.0
     comp = (2 + torch.arange(g * L)).view(g, L, 1).contiguous()
+    counts = torch.ones(g, L, dtype=torch.int64)
     rows = (2 + g * L + torch.arange(g * L)).contiguous()
     logw = torch.log_softmax(torch.randn(g, L, L), 2).contiguous()
     w = logw.exp()
@@ -64,7 +65,7 @@ def main():
 
     def c_way():
         lib.pc_sum_forward(
-            mars.data_ptr(), B, g, L, L, 1, comp.data_ptr(), rows.data_ptr(), w.data_ptr(), logw.data_ptr(), 1e-30, args.threads
+            mars.data_ptr(), B, g, L, L, 1, comp.data_ptr(), counts.data_ptr(), rows.data_ptr(), w.data_ptr(), logw.data_ptr(), 1e-30, args.threads
         )  # fmt: skip
 
     out = {}
