@@ -54,3 +54,8 @@ class Executor(Protocol):
     ) -> bool:
         """Apply the EM update to the dense weight blocks in place if this backend has a kernel
         for it, and say so; False leaves every weight to the runtime's update."""
+
+    def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
+        """Apply the M-step to one input partition's tensors `h` in place from its statistics if
+        this backend has a kernel for its family, and say so; False leaves it to the family's
+        own update (pccompile.statistics)."""

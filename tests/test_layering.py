@@ -61,7 +61,14 @@ def test_both_backends_implement_the_executor_interface_on_their_own():
 
     assert not issubclass(TritonExecutor, TorchExecutor) and not issubclass(TorchExecutor, TritonExecutor)
     methods = [n for n, v in vars(Executor).items() if inspect.isfunction(v) and not n.startswith("_")]
-    assert set(methods) == {"node_values", "forward_mars", "forward_max", "backward_flows", "em_dense_blocks"}
+    assert set(methods) == {
+        "node_values",
+        "forward_mars",
+        "forward_max",
+        "backward_flows",
+        "em_dense_blocks",
+        "em_inputs",
+    }
     for cls in (TorchExecutor, TritonExecutor):
         for name in methods:
             ours = inspect.signature(getattr(cls, name)).parameters

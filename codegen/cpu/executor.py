@@ -20,6 +20,7 @@ from ..torch_backend.executor import TorchExecutor, _tiny
 from ..torch_backend.inputs import TORCH_INPUTS, variable_codes
 from ..torch_backend.program_tensors import ProgramTensors
 from .build import load_library
+from .inputs import CPU_M_STEPS
 
 
 def outer_factors(a_rows: np.ndarray, b_rows: np.ndarray) -> np.ndarray:
@@ -118,6 +119,11 @@ class CpuExecutor(TorchExecutor):
             _ptr(out), out.shape[1], part.size, part.run_length, table.shape[1], _ptr(table), _ptr(codes),
             torch.get_num_threads(),
         )  # fmt: skip
+
+    def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
+        """A family with an M-step kernel (codegen.cpu.inputs) runs it in place; others: False."""
+        kernel = CPU_M_STEPS.get(part.dist)
+        return kernel is not None and kernel(self.lib, part, h, stats, float(step), float(pseudocount))
 
     @staticmethod
     def _runs_here(mars: torch.Tensor) -> bool:

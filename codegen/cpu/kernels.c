@@ -344,3 +344,35 @@ void pc_table_inputs(float *out, int64_t B, int64_t m, int64_t L, int64_t K, con
         for (int64_t b = 0; b < B; b++) o[b] = code[b] >= K ? 0.0f : t[code[b]];
     }
 }
+
+/* The categorical M-step of m rows over K values, in place on the logits: theta_k <- (1 - a) old_k
+ * + a (F_k + pc / K + F_miss old_k) / (F + F_miss + pc), old = softmax(logits), logits <- log theta
+ * (the formula of pccompile.statistics). counts has row stride ld. */
+void pc_categorical_m_step(float *logits, int64_t m, int64_t K, const float *counts, int64_t ld, const float *missing,
+                           float a, float pc, int threads) {
+#pragma omp parallel num_threads(threads)
+    {
+        float *old = tile_alloc(K);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < m; r++) {
+            float *l = logits + r * K;
+            const float *c = counts + r * ld;
+            float mx = -INFINITY, z = 0.0f, total = 0.0f;
+            for (int64_t k = 0; k < K; k++) mx = l[k] > mx ? l[k] : mx;
+            for (int64_t k = 0; k < K; k++) {
+                old[k] = pc_exp(l[k] - mx);
+                z += old[k];
+                total += c[k];
+            }
+            const float miss = missing[r], denom = total + miss + pc, inv = 1.0f / z;
+            for (int64_t k = 0; k < K; k++) {
+                const float o = old[k] * inv;
+                const float fresh = denom > 0.0f ? (c[k] + pc / (float)K + miss * o) / denom : o;
+                float theta = (1.0f - a) * o + a * fresh;
+                theta = theta > 0.0f ? theta : 0.0f;
+                l[k] = theta >= 1.17549435e-38f ? pc_log(theta) : logf(theta); /* log 0 = -inf */
+            }
+        }
+        free(old);
+    }
+}

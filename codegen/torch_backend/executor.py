@@ -144,6 +144,10 @@ class TorchExecutor(nn.Module):
         """No kernel of its own: the runtime's update (SumRows) does every weight."""
         return False
 
+    def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
+        """No kernel of its own: each family's M-step (pccompile.statistics) runs."""
+        return False
+
     # -- backward (flows) ------------------------------------------------------------------
     def backward_flows(self, mars: torch.Tensor, logw: torch.Tensor, grad_root: torch.Tensor, reuse: bool = False):
         """Top-down pass over the fused buffer (mars from an incomplete pass). grad_root [B] is

@@ -187,3 +187,7 @@ class TritonExecutor(nn.Module):
             logits, logw.contiguous(), flows.contiguous(), step.float().reshape(1), float(pseudocount)
         )
         return True
+
+    def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
+        """No input kernel: each family's M-step (pccompile.statistics) runs."""
+        return False

@@ -44,6 +44,8 @@ def em_update(
         model.sum_rows.em_update(logits, logw, F, a, pc, blocks=not fused, entropy=sum_b)
     # -- inputs: each family's M-step (pccompile.statistics) ------------------------------------
     for part, h, s, b in zip(model.program.input_partitions, model.inputs, stats.inputs, input_b):
+        if b is None and model.executor.em_inputs(part, h, s, a, pc):  # a backend kernel
+            continue
         STATISTICS[part.dist].m_step(part, h, s, a, pc, model.dtype, entropy=b)
 
 
