@@ -47,11 +47,13 @@ SIZES = {"hclt": [16, 32, 64, 128], "rat_spn": [8, 16, 32, 64], "pd": [8, 16, 32
 RAT_DEPTH, RAT_REPETITIONS, PD_DELTA = 3, 4, 2
 OPS = ("forward", "adam", "em")
 LIBS = ("ours", "cirkit")
-# pccompile's torch backend with parts of its CPU work switched off, for the ablation rows
+# pccompile as `auto` runs it on the CPU (the CPU target), its torch backend, and the torch
+# backend with parts of its CPU work switched off, for the ablation rows
 VARIANTS = {
-    "default": {"fuse": True, "chunk": None},
-    "unchunked": {"fuse": True, "chunk": 1 << 62},  # fused, each sum partition in one piece
-    "unfused": {"fuse": False, "chunk": None},  # products stored as rows, as before fusion
+    "default": {"fuse": True, "chunk": None, "backend": "auto"},
+    "torch": {"fuse": True, "chunk": None, "backend": "torch"},
+    "unchunked": {"fuse": True, "chunk": 1 << 62, "backend": "torch"},  # fused, each sum partition in one piece
+    "unfused": {"fuse": False, "chunk": None, "backend": "torch"},  # products stored as rows, as before fusion
 }
 MARKERS = ("<!-- vs-cirkit-table -->", "<!-- /vs-cirkit-table -->")
 
@@ -228,7 +230,7 @@ def build(structure: str, K: int, args, libs=("ours", "cirkit")) -> dict:
         from pccompile.codegen.torch_backend import executor
 
         executor.PIECE_BUDGET = variant["chunk"]
-    options = {} if variant["fuse"] else {"fuse": False}
+    options = {"backend": variant["backend"]} | ({} if variant["fuse"] else {"fuse": False})
     if "cirkit" in libs:
         out["cc_em"] = cirkit_compile(sc_direct)
     if "ours" in libs:
@@ -317,7 +319,11 @@ def measure(structure: str, K: int, args) -> dict:
 
 
 # -- the table ---------------------------------------------------------------------------------
-NAMES = {"hclt": "HCLT (plants, CP)", "rat_spn": "RAT-SPN (plants, Tucker)", "pd": "PD (digits 8x8, CP-T)"}
+NAMES = {
+    "hclt": "HCLT (plants, CP)",
+    "rat_spn": "RAT-SPN (plants, Tucker)",
+    "pd": "PD (digits 8x8, CP-T)",
+}
 
 
 def table(rows: list[dict]) -> str:

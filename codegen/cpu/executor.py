@@ -2,14 +2,17 @@
 product and sum partition run by the C kernels (kernels.c) instead of torch ops.
 
 It reads the same ProgramTensors as the torch backend (so the fusion plan, the row numbering,
-the weight layout and the decoder are shared, not copied) and replaces only the two loops that
-cost: the layers of a forward pass and of a backward pass. Input log-probabilities, max-product
-passes and everything the runtime does around them stay the torch backend's.
+the weight layout and the decoder are shared, not copied) and replaces what costs: the layers of
+a forward pass and of a backward pass, the lookup of table families' input rows, and the
+categorical M-step (codegen.cpu.inputs). The tables themselves (a log-softmax), the EM
+statistics, max-product passes and everything the runtime does around them stay the torch
+backend's.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 
 import numpy as np
 import torch
@@ -82,7 +85,11 @@ def keep_freed_memory() -> bool:
     ops around the kernels (input log-probabilities, the M-step) allocate and free tensors of
     tens of MB each step, and on this kind of machine the page faults of touching fresh memory
     again cost more than the arithmetic (an MNIST HCLT's input layer: 64 ms against 26 ms).
-    Returns whether the setting took (False where the C library is not glibc)."""
+    Returns whether the setting took (False where the C library is not glibc, or where the
+    process was started with glibc's own MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_,
+    which are left as the user set them)."""
+    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        return False
     try:
         libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
