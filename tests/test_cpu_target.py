@@ -245,3 +245,27 @@ def test_factor_counts_put_real_factors_first_and_count_them():
     packed, counts = factor_counts(comp)
     assert packed.tolist() == [[[5, 7, ONE_ROW], [ONE_ROW, ONE_ROW, ONE_ROW], [ZERO_ROW, ONE_ROW, ONE_ROW]]]
     assert counts.tolist() == [[2, 1, 1]]  # a child of no factor reads one ONE_ROW: log 1
+
+
+@needs_compiler
+@pytest.mark.parametrize("granularity", ["edge", "block"])
+def test_pruned_and_trimmed_hclts_match_the_torch_backend(rng, tmp_path, granularity):
+    """Prune leaves masked sums (weight ids with the padding slot), trimmed vectors and indexed
+    products: the kernels read them as the torch backend does, flows and EM included."""
+    from pccompile.passes import run
+
+    x = pc.datasets.load_builtin("builtin:digits")[:200, :12]
+    np.save(tmp_path / "x.npy", x)
+    src = f'var px[12] : categorical(17)\nroot = hclt(px, latents=8, data="{tmp_path / "x.npy"}")\n'
+    circuit = pc.compile(src, passes="init").to_circuit()
+    block = 4 if granularity == "block" else 1
+    pruned = run(circuit, f"prune{{fraction=0.8,granularity={granularity},block={block}}}", data=x)
+    ref, cpu = _pair(pruned)
+    data = _data(pruned, rng, 40)
+    _compare_likelihoods_and_gradients(ref, cpu, data)
+    fr, fc = batch_flows(ref, data), batch_flows(cpu, data)
+    torch.testing.assert_close(fc.sum_flows, fr.sum_flows, rtol=1e-4, atol=1e-4)
+    em_update(ref, fr, 0.5, 0.1)
+    em_update(cpu, fc, 0.5, 0.1)
+    for p, q in zip(ref.parameters(), cpu.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-4)
