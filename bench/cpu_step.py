@@ -53,6 +53,42 @@ def copy_rate() -> float:
     return 2 * a.numel() * 4 / median_s(lambda: b.copy_(a))
 
 
+@torch.no_grad()
+def phases(model, xi, xr) -> dict:
+    """Median ms of each part of an EM step, run apart: the sum weights' normalisation, the
+    forward pass (inputs and layers), the backward pass, the input statistics, the M-step."""
+    from pccompile.flows import encoded_flows
+    from pccompile.learn.em import em_update
+    from pccompile.statistics import STATISTICS
+
+    ex = model.executor
+    logw = model.sum_log_weights(padded=True)
+    mars = model.node_values(xi, xr, logw).clone()
+    grad = torch.ones(xi.shape[0])
+    flows, _ = ex.backward_flows(mars, logw, grad)
+    parts = list(zip(model.program.input_partitions, model.inputs))
+    stats = encoded_flows(model, xi, xr)
+    saved = [p.detach().clone() for p in model.parameters()]
+
+    def m_step():
+        em_update(model, stats, 0.1, 0.1)
+        for p, v in zip(model.parameters(), saved):
+            p.copy_(v)
+
+    def statistics_():
+        for part, h in parts:
+            STATISTICS[part.dist].stats(part, h.vars, flows[part.start : part.start + part.size], xi, xr)
+
+    timed = {
+        "normalise": lambda: model.sum_log_weights(padded=True),
+        "forward": lambda: model.node_values(xi, xr, logw, reuse=True),
+        "backward": lambda: ex.backward_flows(mars, logw, grad, reuse=True),
+        "statistics": statistics_,
+        "m_step (with a parameter restore)": m_step,
+    }
+    return {name: round(median_s(fn) * 1e3, 1) for name, fn in timed.items()}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--latents", type=int, nargs="+", default=[32])
@@ -62,6 +98,7 @@ def main():
     ap.add_argument("--vars", type=int, default=784)
     ap.add_argument("--mnist", type=Path, default=Path("../shared/data/mnist"), help="folder of MNIST's idx files")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--phases", action="store_true", help="also time the step's parts apart")
     ap.add_argument("--label", default="", help="appended to each row's backend (e.g. 'before' for an older checkout)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -100,6 +137,8 @@ def main():
                 "mm_gflops": round(flops_rate / 1e9, 1),
                 "copy_gbs": round(bytes_rate / 1e9, 1),
             }
+            if args.phases:
+                row["phases_ms"] = phases(model, xi, xr)
             print(json.dumps(row), flush=True)
             if args.json:
                 with open(args.json, "a") as fh:
