@@ -107,6 +107,9 @@ class CpuExecutor(TorchExecutor):
         super().__init__(program, fuse)
         self.lib = load_library()
         keep_freed_memory()
+        # outer-product children (RAT-SPN, Tucker): the torch backend's backward sends their flows
+        # back as row and column sums, Ka + Kb scatters where the kernel makes 2 Ka Kb
+        self._outer = {key for key, source in self.fused.sources.items() if isinstance(source, ChildOuter)}
         self._arrays = {id(self.tensors): launch_arrays(self.tensors)}
         if self.fused is not self.tensors:
             self._arrays[id(self.fused)] = launch_arrays(self.fused)
@@ -177,6 +180,9 @@ class CpuExecutor(TorchExecutor):
                 if kind == "product":
                     a, rows = arrays[key]
                     lib.pc_product_backward(_ptr(flows), B, a.shape[0], a.shape[1], _ptr(a), _ptr(rows), threads)
+                    continue
+                if key in self._outer:
+                    self._sum_backward(pt, key, mars, flows, grad_logw, logw_ext)
                     continue
                 a, nf, rows = arrays[key]
                 lw, w = _weights(pt, key, logw_ext)
