@@ -75,9 +75,11 @@ def phases(model, xi, xr) -> dict:
         for p, v in zip(model.parameters(), saved):
             p.copy_(v)
 
-    def statistics_():
+    def statistics_():  # the backend's counting kernel where it has one, as pccompile.flows does
         for part, h in parts:
-            STATISTICS[part.dist].stats(part, h.vars, flows[part.start : part.start + part.size], xi, xr)
+            f = flows[part.start : part.start + part.size]
+            if ex.input_stats(part, h.vars, f, xi, xr) is None:
+                STATISTICS[part.dist].stats(part, h.vars, f, xi, xr)
 
     timed = {
         "normalise": lambda: model.sum_log_weights(padded=True),

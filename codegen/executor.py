@@ -59,3 +59,7 @@ class Executor(Protocol):
         """Apply the M-step to one input partition's tensors `h` in place from its statistics if
         this backend has a kernel for its family, and say so; False leaves it to the family's
         own update (pccompile.statistics)."""
+
+    def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
+        """One input partition's EM statistics from its flows [m, B] if this backend has a kernel
+        for its family (the same keys as pccompile.statistics gives), else None."""

@@ -269,3 +269,18 @@ def test_pruned_and_trimmed_hclts_match_the_torch_backend(rng, tmp_path, granula
     em_update(cpu, fc, 0.5, 0.1)
     for p, q in zip(ref.parameters(), cpu.parameters()):
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-4)
+
+
+@needs_compiler
+def test_the_categorical_m_step_keeps_zero_probabilities_at_minus_inf():
+    """A value no row shows, with pseudocount 0 and probability 0 before: theta 0, logit -inf,
+    on both backends (the kernel's row with a zero takes libm's log)."""
+    src = "var a : categorical(3)\nvar b : binary\nla[2] = categorical(a, probs=[[0.5, 0.5, 0], [0.2, 0.8, 0]])\n"
+    src += "lb[2] = bernoulli(b)\np[2] = product(la, lb)\nroot = sum(p)\n"
+    ref, cpu = _pair(src)
+    x = torch.tensor([[0, 1], [1, 0], [1, 1], [0, 0]])
+    em_update(ref, batch_flows(ref, x), 1.0, 0.0)
+    em_update(cpu, batch_flows(cpu, x), 1.0, 0.0)
+    logits = cpu.inputs[0].logits
+    assert torch.isinf(logits[:, 2]).all() and torch.isfinite(logits[:, :2]).all()
+    torch.testing.assert_close(torch.softmax(logits, 1), torch.softmax(ref.inputs[0].logits, 1), rtol=1e-5, atol=1e-6)

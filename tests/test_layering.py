@@ -68,6 +68,7 @@ def test_both_backends_implement_the_executor_interface_on_their_own():
         "backward_flows",
         "em_dense_blocks",
         "em_inputs",
+        "input_stats",
     }
     for cls in (TorchExecutor, TritonExecutor):
         for name in methods:

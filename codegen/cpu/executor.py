@@ -23,7 +23,7 @@ from ..torch_backend.executor import TorchExecutor, _tiny
 from ..torch_backend.inputs import TORCH_INPUTS, variable_codes
 from ..torch_backend.program_tensors import ProgramTensors
 from .build import load_library
-from .inputs import CPU_M_STEPS
+from .inputs import CPU_COUNTS, CPU_M_STEPS
 
 
 def outer_factors(a_rows: np.ndarray, b_rows: np.ndarray) -> np.ndarray:
@@ -129,6 +129,11 @@ class CpuExecutor(TorchExecutor):
             _ptr(out), out.shape[1], part.size, part.run_length, table.shape[1], _ptr(table), _ptr(codes),
             torch.get_num_threads(),
         )  # fmt: skip
+
+    def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
+        """A family with a counting kernel (codegen.cpu.inputs) counts there; others: None."""
+        kernel = CPU_COUNTS.get(part.dist)
+        return None if kernel is None else kernel(self.lib, part, vars_t, flows, x_int)
 
     def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
         """A family with an M-step kernel (codegen.cpu.inputs) runs it in place; others: False."""

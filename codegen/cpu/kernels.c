@@ -355,24 +355,66 @@ void pc_categorical_m_step(float *logits, int64_t m, int64_t K, const float *cou
         float *old = tile_alloc(K);
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < m; r++) {
-            float *l = logits + r * K;
-            const float *c = counts + r * ld;
+            float *restrict l = logits + r * K, *restrict th = old;
+            const float *restrict c = counts + r * ld;
             float mx = -INFINITY, z = 0.0f, total = 0.0f;
+            int small = 0;
+            /* every loop below vectorises: reductions are declared as such (no -ffast-math) */
+#pragma omp simd reduction(max : mx)
             for (int64_t k = 0; k < K; k++) mx = l[k] > mx ? l[k] : mx;
+#pragma omp simd
+            for (int64_t k = 0; k < K; k++) th[k] = pc_exp(l[k] - mx);
+#pragma omp simd reduction(+ : z, total)
             for (int64_t k = 0; k < K; k++) {
-                old[k] = pc_exp(l[k] - mx);
-                z += old[k];
+                z += th[k];
                 total += c[k];
             }
-            const float miss = missing[r], denom = total + miss + pc, inv = 1.0f / z;
-            for (int64_t k = 0; k < K; k++) {
-                const float o = old[k] * inv;
-                const float fresh = denom > 0.0f ? (c[k] + pc / (float)K + miss * o) / denom : o;
-                float theta = (1.0f - a) * o + a * fresh;
-                theta = theta > 0.0f ? theta : 0.0f;
-                l[k] = theta >= 1.17549435e-38f ? pc_log(theta) : logf(theta); /* log 0 = -inf */
+            const float miss = missing[r], denom = total + miss + pc, inv = 1.0f / z, prior = pc / (float)K;
+            const float keep = denom > 0.0f ? 1.0f - a : 1.0f, scale = denom > 0.0f ? a / denom : 0.0f;
+#pragma omp simd
+            for (int64_t k = 0; k < K; k++) { /* (1 - a) o + a (c + prior + miss o) / denom */
+                const float o = th[k] * inv;
+                const float theta = keep * o + scale * (c[k] + prior + miss * o);
+                th[k] = theta > 0.0f ? theta : 0.0f;
             }
+#pragma omp simd reduction(| : small)
+            for (int64_t k = 0; k < K; k++) small |= th[k] < 1.17549435e-38f;
+            if (small) { /* a zero or subnormal probability: libm's log (log 0 = -inf) for the row */
+                for (int64_t k = 0; k < K; k++) l[k] = logf(th[k]);
+                continue;
+            }
+#pragma omp simd
+            for (int64_t k = 0; k < K; k++) l[k] = pc_log(th[k]);
         }
         free(old);
+    }
+}
+
+/* EM counts of a family over K values whose rows come in runs of L per variable: counts[r][code]
+ * += f[r][b] at the batch's code of the row's variable (code K: missing). counts [m][K + 1] is
+ * zeroed by the caller. Four rows at a time, so that four additions per sample are in flight
+ * instead of one chain through the same counter (most pixels share one value). */
+void pc_table_counts(float *counts, const float *f, int64_t B, int64_t m, int64_t L, int64_t K, const int64_t *codes,
+                     int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r0 = 0; r0 < m; r0 += 4) {
+        if (r0 + 4 <= m) {
+            const int64_t *c0 = codes + (r0 / L) * B, *c1 = codes + ((r0 + 1) / L) * B;
+            const int64_t *c2 = codes + ((r0 + 2) / L) * B, *c3 = codes + ((r0 + 3) / L) * B;
+            float *h0 = counts + r0 * (K + 1), *h1 = h0 + (K + 1), *h2 = h1 + (K + 1), *h3 = h2 + (K + 1);
+            const float *f0 = f + r0 * B, *f1 = f0 + B, *f2 = f1 + B, *f3 = f2 + B;
+            for (int64_t b = 0; b < B; b++) {
+                h0[c0[b]] += f0[b];
+                h1[c1[b]] += f1[b];
+                h2[c2[b]] += f2[b];
+                h3[c3[b]] += f3[b];
+            }
+            continue;
+        }
+        for (int64_t r = r0; r < m; r++) {
+            const int64_t *c = codes + (r / L) * B;
+            float *h = counts + r * (K + 1);
+            for (int64_t b = 0; b < B; b++) h[c[b]] += f[r * B + b];
+        }
     }
 }

@@ -148,6 +148,10 @@ class TorchExecutor(nn.Module):
         """No kernel of its own: each family's M-step (pccompile.statistics) runs."""
         return False
 
+    def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
+        """No kernel of its own: each family's statistics (pccompile.statistics) are computed."""
+        return None
+
     # -- backward (flows) ------------------------------------------------------------------
     def backward_flows(self, mars: torch.Tensor, logw: torch.Tensor, grad_root: torch.Tensor, reuse: bool = False):
         """Top-down pass over the fused buffer (mars from an incomplete pass). grad_root [B] is

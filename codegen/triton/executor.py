@@ -191,3 +191,7 @@ class TritonExecutor(nn.Module):
     def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
         """No input kernel: each family's M-step (pccompile.statistics) runs."""
         return False
+
+    def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
+        """No input kernel: each family's statistics (pccompile.statistics) are computed."""
+        return None
