@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 import torch
-from pccompile.ir import ONE_ROW, ZERO_ROW, Program
+from pccompile.ir import ONE_ROW, Program
 
 from ..torch_backend.children import ChildFactors, ChildOuter
 from ..torch_backend.executor import TorchExecutor, _tiny
@@ -74,6 +74,11 @@ def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
 
 
+def _threads() -> int:
+    """The kernels' OpenMP threads: as many as torch's own."""
+    return torch.get_num_threads()
+
+
 def _weights(pt: ProgramTensors, key: str, logw_ext: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A sum partition's [g, G, K] log-weights and weights, contiguous, as the kernels read them."""
     lw = pt.log_weights(key, logw_ext).contiguous()
@@ -127,7 +132,7 @@ class CpuExecutor(TorchExecutor):
         codes = variable_codes(part, self.tensors.input_vars(k), x_int).contiguous()
         self.lib.pc_table_inputs(
             _ptr(out), out.shape[1], part.size, part.run_length, table.shape[1], _ptr(table), _ptr(codes),
-            torch.get_num_threads(),
+            _threads(),
         )  # fmt: skip
 
     def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
@@ -144,61 +149,43 @@ class CpuExecutor(TorchExecutor):
     def _runs_here(mars: torch.Tensor) -> bool:
         return mars.device.type == "cpu" and mars.dtype == torch.float32 and mars.is_contiguous()
 
-    def _layers(self, pt: ProgramTensors, mars: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
+    def _product_layer(self, pt: ProgramTensors, key: str, mars: torch.Tensor) -> None:
         if not self._runs_here(mars):
-            return super()._layers(pt, mars, logw)
-        B, threads, lib = mars.shape[1], torch.get_num_threads(), self.lib
-        arrays = self._arrays[id(pt)]
-        logw_ext = pt.extend_logw(logw, mars.dtype)
-        tiny = _tiny(torch.float32)
-        for kind, keys in pt.layer_specs:
-            for key in keys:
-                if kind == "product":
-                    a, rows = arrays[key]
-                    lib.pc_product_forward(_ptr(mars), B, a.shape[0], a.shape[1], _ptr(a), _ptr(rows), threads)
-                    continue
-                a, nf, rows = arrays[key]
-                lw, w = _weights(pt, key, logw_ext)
-                g, G, K = lw.shape
-                lib.pc_sum_forward(
-                    _ptr(mars), B, g, G, K, a.shape[2], _ptr(a), _ptr(nf), _ptr(rows), _ptr(w), _ptr(lw), tiny, threads
-                )
-        return mars
+            return super()._product_layer(pt, key, mars)
+        a, rows = self._arrays[id(pt)][key]
+        self.lib.pc_product_forward(_ptr(mars), mars.shape[1], a.shape[0], a.shape[1], _ptr(a), _ptr(rows), _threads())
 
-    def backward_flows(self, mars: torch.Tensor, logw: torch.Tensor, grad_root: torch.Tensor, reuse: bool = False):
-        """As the torch backend's (same buffers and result), with the kernels' backward pass."""
+    def _sum_layer(self, pt: ProgramTensors, key: str, mars: torch.Tensor, logw_ext: torch.Tensor) -> None:
         if not self._runs_here(mars):
-            return super().backward_flows(mars, logw, grad_root, reuse)
-        pt = self.fused
-        if reuse:
-            flows = self._workspace("flows", mars.shape[0], mars.shape[1], mars.dtype, mars.device).zero_()
-        else:
-            flows = torch.zeros_like(mars)
-        flows[self.out_row] = grad_root.to(mars.dtype)
-        B, threads, lib = mars.shape[1], torch.get_num_threads(), self.lib
-        arrays = self._arrays[id(pt)]
-        logw_ext = pt.extend_logw(logw, mars.dtype)
-        grad_logw = torch.zeros(logw_ext.shape[0], dtype=mars.dtype)
-        tiny = _tiny(torch.float32)
-        for kind, keys in reversed(pt.layer_specs):
-            for key in reversed(keys):
-                if kind == "product":
-                    a, rows = arrays[key]
-                    lib.pc_product_backward(_ptr(flows), B, a.shape[0], a.shape[1], _ptr(a), _ptr(rows), threads)
-                    continue
-                if key in self._outer:
-                    self._sum_backward(pt, key, mars, flows, grad_logw, logw_ext)
-                    continue
-                a, nf, rows = arrays[key]
-                lw, w = _weights(pt, key, logw_ext)
-                g, G, K = lw.shape
-                wt = w.transpose(1, 2).contiguous()
-                wflows = torch.zeros_like(w)
-                lib.pc_sum_backward(
-                    _ptr(mars), _ptr(flows), B, g, G, K, a.shape[2], _ptr(a), _ptr(nf), _ptr(rows), _ptr(w), _ptr(wt),
-                    _ptr(lw), tiny, _ptr(wflows), threads,
-                )  # fmt: skip
-                pt.add_weight_flows(key, grad_logw, wflows)
-        flows[ZERO_ROW] = 0
-        flows[ONE_ROW] = 0
-        return flows, grad_logw[:-1]
+            return super()._sum_layer(pt, key, mars, logw_ext)
+        a, nf, rows = self._arrays[id(pt)][key]
+        lw, w = _weights(pt, key, logw_ext)
+        g, G, K = lw.shape
+        self.lib.pc_sum_forward(
+            _ptr(mars), mars.shape[1], g, G, K, a.shape[2], _ptr(a), _ptr(nf), _ptr(rows), _ptr(w), _ptr(lw),
+            _tiny(torch.float32), _threads(),
+        )  # fmt: skip
+
+    def _product_backward(self, pt: ProgramTensors, key: str, flows: torch.Tensor) -> None:
+        if not self._runs_here(flows):
+            return super()._product_backward(pt, key, flows)
+        a, rows = self._arrays[id(pt)][key]
+        self.lib.pc_product_backward(
+            _ptr(flows), flows.shape[1], a.shape[0], a.shape[1], _ptr(a), _ptr(rows), _threads()
+        )
+
+    def _sum_backward(self, pt: ProgramTensors, key: str, mars, flows, grad_logw, logw_ext) -> None:
+        """The kernel's backward, except for outer-product children (see __init__) and buffers
+        the kernels do not read, which take the torch backend's."""
+        if key in self._outer or not (self._runs_here(mars) and self._runs_here(flows)):
+            return super()._sum_backward(pt, key, mars, flows, grad_logw, logw_ext)
+        a, nf, rows = self._arrays[id(pt)][key]
+        lw, w = _weights(pt, key, logw_ext)
+        g, G, K = lw.shape
+        wt = w.transpose(1, 2).contiguous()
+        wflows = torch.zeros_like(w)
+        self.lib.pc_sum_backward(
+            _ptr(mars), _ptr(flows), mars.shape[1], g, G, K, a.shape[2], _ptr(a), _ptr(nf), _ptr(rows), _ptr(w),
+            _ptr(wt), _ptr(lw), _tiny(torch.float32), _ptr(wflows), _threads(),
+        )  # fmt: skip
+        pt.add_weight_flows(key, grad_logw, wflows)

@@ -98,20 +98,26 @@ class TorchExecutor(nn.Module):
 
     def _layers(self, pt: ProgramTensors, mars: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
         """Every layer of `pt` in order, into mars (its padding and input rows already written)."""
-        B = mars.shape[1]
         logw_ext = pt.extend_logw(logw, mars.dtype)
         for kind, keys in pt.layer_specs:
             for key in keys:
                 if kind == "product":
-                    rows, child, _ = pt.part(key)
-                    pt.write(mars, key, pt.product(mars, child))
-                    continue
-                rows = getattr(pt, key + "_rows")
-                span = pt.spans[key]  # contiguous rows: the sums are written into the buffer
-                out = self._sum_forward(pt, key, mars, logw_ext, None if span is None else mars[span[0] : span[1]])
-                if span is None:
-                    pt.write(mars, key, out.reshape(rows.shape[0], B))
+                    self._product_layer(pt, key, mars)
+                else:
+                    self._sum_layer(pt, key, mars, logw_ext)
         return mars
+
+    def _product_layer(self, pt: ProgramTensors, key: str, mars: torch.Tensor) -> None:
+        """One product partition's rows of mars: the sums of their factor rows."""
+        _, child, _ = pt.part(key)
+        pt.write(mars, key, pt.product(mars, child))
+
+    def _sum_layer(self, pt: ProgramTensors, key: str, mars: torch.Tensor, logw_ext: torch.Tensor) -> None:
+        """One sum partition's rows of mars (written in place when they are one contiguous span)."""
+        span = pt.spans[key]
+        out = self._sum_forward(pt, key, mars, logw_ext, None if span is None else mars[span[0] : span[1]])
+        if span is None:
+            pt.write(mars, key, out.reshape(getattr(pt, key + "_rows").shape[0], mars.shape[1]))
 
     def _sum_forward(self, pt: ProgramTensors, key: str, mars: torch.Tensor, logw_ext: torch.Tensor, out=None):
         """[g, G, B] values of one sum partition (into `out`, [g * G, B], when given), in
@@ -170,15 +176,19 @@ class TorchExecutor(nn.Module):
         for kind, keys in reversed(pt.layer_specs):
             for key in reversed(keys):
                 if kind == "product":
-                    f = pt.read(flows, key).clone()  # [m, B], apart from the buffer it is added into
-                    _, child, _ = pt.part(key)
-                    for c in range(child.shape[1]):  # each factor gets the product's flow
-                        flows.index_add_(0, child[:, c], f)
+                    self._product_backward(pt, key, flows)
                 else:
                     self._sum_backward(pt, key, mars, flows, grad_logw, logw_ext)
         flows[ZERO_ROW] = 0
         flows[ONE_ROW] = 0
         return flows, grad_logw[:-1]
+
+    def _product_backward(self, pt: ProgramTensors, key: str, flows: torch.Tensor) -> None:
+        """Each factor row of one product partition gets the product's flow."""
+        f = pt.read(flows, key).clone()  # [m, B], apart from the buffer it is added into
+        _, child, _ = pt.part(key)
+        for c in range(child.shape[1]):
+            flows.index_add_(0, child[:, c], f)
 
     def _sum_backward(self, pt: ProgramTensors, key: str, mars, flows, grad_logw, logw_ext):
         """Flows of one sum partition's children and weights, in the chunks of the forward."""
