@@ -18,39 +18,28 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import median_seconds
 
 import pccompile as pc
 from pccompile.learn.em import em_step
 from pccompile.structures import chow_liu_tree, hclt_from_tree
 
 
-def median_s(fn, repeats: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def mm_rate() -> float:
     """FLOP/s of torch.mm on 2048 x 2048 matrices: what this machine's matrix product reaches."""
     a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
-    return 2 * 2048**3 / median_s(lambda: torch.mm(a, b))
+    return 2 * 2048**3 / median_seconds(lambda: torch.mm(a, b))
 
 
 def copy_rate() -> float:
     """Bytes/s of a large copy (read plus write)."""
     a = torch.rand(1 << 24)
     b = torch.empty_like(a)
-    return 2 * a.numel() * 4 / median_s(lambda: b.copy_(a))
+    return 2 * a.numel() * 4 / median_seconds(lambda: b.copy_(a))
 
 
 @torch.no_grad()
@@ -88,7 +77,7 @@ def phases(model, xi, xr) -> dict:
         "statistics": statistics_,
         "m_step (with a parameter restore)": m_step,
     }
-    return {name: round(median_s(fn) * 1e3, 1) for name, fn in timed.items()}
+    return {name: round(median_seconds(fn) * 1e3, 1) for name, fn in timed.items()}
 
 
 def main():
@@ -124,9 +113,9 @@ def main():
             edges = model.program.num_sum_params
             input_rows = sum(p.size for p in model.program.input_partitions)
             floor = 6 * edges * B / flops_rate + 2 * input_rows * B * 4 / bytes_rate
-            step = median_s(lambda: em_step(model, xi, xr, 0.1, 0.1))
+            step = median_seconds(lambda: em_step(model, xi, xr, 0.1, 0.1))
             with torch.no_grad():
-                fwd = median_s(lambda: model(x))
+                fwd = median_seconds(lambda: model(x))
             row = {
                 "latents": L,
                 "backend": model.backend + (f" ({args.label})" if args.label else ""),

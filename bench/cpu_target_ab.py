@@ -9,21 +9,15 @@ buffer: the torch backend's chunked batched products, `torch.compile` of the sam
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 from pccompile.codegen.cpu.build import load_library
+from timing import median_seconds
 
 
 def median_ms(fn, repeats: int = 7) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+    return 1e3 * median_seconds(fn, repeats)
 
 
 def layer(children: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

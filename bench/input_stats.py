@@ -9,13 +9,12 @@ row order, and the one-hot batched product [V, L, B] x [V, B, k + 1] it replaced
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 from pccompile.codegen.torch_backend.inputs import variable_codes
 from pccompile.ir import InputPartition
+from timing import median_seconds
 
 from pccompile.statistics import STATISTICS
 
@@ -55,12 +54,8 @@ def main():
     for name, fn in ways.items():
         out = fn()
         np.testing.assert_allclose(out["counts"].numpy(), ref["counts"].numpy(), rtol=1e-4, atol=1e-3)
-        times = []
-        for _ in range(7):
-            t = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t) * 1000)
-        print(f"{name:>18}: {statistics.median(times):8.1f} ms  ({part.size} rows x batch {args.batch}, {k} values)")
+        ms = 1e3 * median_seconds(fn, 7)
+        print(f"{name:>18}: {ms:8.1f} ms  ({part.size} rows x batch {args.batch}, {k} values)")
 
 
 if __name__ == "__main__":
