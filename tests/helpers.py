@@ -159,3 +159,18 @@ def reference_values(circuit: Circuit, row) -> dict[int, np.ndarray]:
 def all_assignments(circuit: Circuit):
     cats = [v.domain.num_cats for v in circuit.variables]
     return [list(a) for a in itertools.product(*[range(k) for k in cats])]
+
+
+# Node 0 puts all its weight on a child 5,000 nats below its sibling (the group max), so the
+# factored sum underflows; an exact path must give the true value. The root reads only node 0.
+UNDERFLOW_CIRCUIT = """var h : real
+lh[2] = gaussian(h, mean=[0, 100], std=[1, 1])
+s[2] = sum(lh, mask=[[1, 1], [1, 1]], weights=[[1, 0], [0, 1]])
+p[2] = product(s)
+root = sum(p, weights=[[1, 0]])
+"""
+
+# Variable a has probability 0 of being 1 in every component: evidence a = 1 is impossible.
+ZERO_EVIDENCE_CIRCUIT = (
+    "var a, b : binary\nla[2] = bernoulli(a, p=[0, 0])\nlb[2] = bernoulli(b)\np = product(la, lb)\nroot = sum(p)\n"
+)

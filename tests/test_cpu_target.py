@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import all_assignments, random_circuit
+from helpers import UNDERFLOW_CIRCUIT, ZERO_EVIDENCE_CIRCUIT, all_assignments, random_circuit
 from pccompile.codegen import backends
 from pccompile.codegen.cpu import build
 from pccompile.ir import ArgumentError
@@ -123,12 +123,7 @@ def test_brute_force_marginals_sum_to_one_and_match_enumeration(rng):
 def test_underflowing_sums_are_recomputed_exactly():
     """Node 0 puts all its weight on a child 5,000 nats below its sibling (the group max): the
     factored sum underflows, and the kernel's exact path must return the true value."""
-    src = """var h : real
-    lh[2] = gaussian(h, mean=[0, 100], std=[1, 1])
-    s[2] = sum(lh, mask=[[1, 1], [1, 1]], weights=[[1, 0], [0, 1]])
-    p[2] = product(s)
-    root = sum(p, weights=[[1, 0]])
-    """
+    src = UNDERFLOW_CIRCUIT
     ref, cpu = _pair(src)
     x = torch.tensor([[100.0]])
     expect = -0.5 * 100.0**2 - 0.5 * np.log(2 * np.pi)
@@ -138,9 +133,7 @@ def test_underflowing_sums_are_recomputed_exactly():
 
 @needs_compiler
 def test_zero_probability_evidence_is_minus_inf_without_nan():
-    src = (
-        "var a, b : binary\nla[2] = bernoulli(a, p=[0, 0])\nlb[2] = bernoulli(b)\np = product(la, lb)\nroot = sum(p)\n"
-    )
+    src = ZERO_EVIDENCE_CIRCUIT
     ref, cpu = _pair(src)
     x = torch.tensor([[1, 0], [0, 1], [1, 1]])
     out = cpu(x)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from helpers import random_circuit
+from helpers import UNDERFLOW_CIRCUIT, ZERO_EVIDENCE_CIRCUIT, random_circuit
 from pccompile.ir import InputNode, ProductNode
 
 import pccompile as pc
@@ -71,7 +71,7 @@ def test_gradients_match_autograd_reference(rng, trial):
 
 def test_zero_probability_evidence_gives_minus_inf_and_no_nan():
     model = pc.compile(
-        "var a, b : binary\nla[2] = bernoulli(a, p=[0, 0])\nlb[2] = bernoulli(b)\np = product(la, lb)\nroot = sum(p)\n",
+        ZERO_EVIDENCE_CIRCUIT,
         dtype=torch.float64,
     )
     out = model(torch.tensor([[1, 0], [0, 1], [-1, 1]]))
@@ -91,12 +91,7 @@ def test_underflowing_sums_are_recomputed_exactly():
     # Node 0 puts all its weight on a child 5000 nats below its sibling (the group max): the
     # factored matmul underflows to -inf; the exact fallback must return the true, finite value,
     # and the root reads only that node.
-    src = """var h : real
-    lh[2] = gaussian(h, mean=[0, 100], std=[1, 1])
-    s[2] = sum(lh, mask=[[1, 1], [1, 1]], weights=[[1, 0], [0, 1]])
-    p[2] = product(s)
-    root = sum(p, weights=[[1, 0]])
-    """
+    src = UNDERFLOW_CIRCUIT
     model = pc.compile(src)
     out = model(torch.tensor([[100.0]]))
     np.testing.assert_allclose(out.detach().numpy(), -0.5 * 100.0**2 - 0.5 * np.log(2 * np.pi), rtol=1e-6)

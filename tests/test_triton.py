@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import all_assignments, random_circuit
+from helpers import UNDERFLOW_CIRCUIT, ZERO_EVIDENCE_CIRCUIT, all_assignments, random_circuit
 
 import pccompile as pc
 from pccompile.flows import batch_flows
@@ -145,9 +145,7 @@ def test_tied_hmm_and_batch_sizes_without_recompiling(rng):
 
 
 def test_zero_probability_evidence_is_minus_inf_without_nan():
-    src = (
-        "var a, b : binary\nla[2] = bernoulli(a, p=[0, 0])\nlb[2] = bernoulli(b)\np = product(la, lb)\nroot = sum(p)\n"
-    )
+    src = ZERO_EVIDENCE_CIRCUIT
     ref, tri = _pair(src)
     x = torch.tensor([[1, 0], [0, 1], [1, 1]])
     out = tri(x).cpu()
@@ -210,12 +208,7 @@ def test_underflowing_sums_are_recomputed_exactly_in_the_kernels():
     """Node 0 puts all its weight on a child 5000 nats below its sibling (the group max): the
     factored sum underflows to -inf; the kernels must return the true value, and the root reads
     only that node."""
-    src = """var h : real
-    lh[2] = gaussian(h, mean=[0, 100], std=[1, 1])
-    s[2] = sum(lh, mask=[[1, 1], [1, 1]], weights=[[1, 0], [0, 1]])
-    p[2] = product(s)
-    root = sum(p, weights=[[1, 0]])
-    """
+    src = UNDERFLOW_CIRCUIT
     ref, tri = _pair(src)
     x = torch.tensor([[100.0]])
     expect = -0.5 * 100.0**2 - 0.5 * np.log(2 * np.pi)
