@@ -24,7 +24,7 @@ class Backend:
     summary: str  # one phrase for --help
     make: Callable[[Program, dict], object]  # (program, its options) -> an Executor
     problem: Callable[[str, torch.dtype], str | None]  # why it cannot run on (device type, dtype); None if it can
-    preferred: Callable[[str, torch.dtype], bool]  # whether `auto` picks it there when it can run
+    preferred: Callable[[str, torch.dtype], bool]  # whether `auto` tries it there (float64: the reference)
     captures_graphs: bool = False  # its steps on CUDA may be replayed as CUDA graphs
 
 
@@ -46,8 +46,12 @@ def _make_cpu(program: Program, options: dict):
     return CpuExecutor(program, **options.get("cpu", {}))
 
 
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
 def _triton_problem(device: str, dtype: torch.dtype) -> str | None:
-    if importlib.util.find_spec("triton") is None:
+    if not _triton_installed():
         return "backend 'triton' needs the triton package (pip install triton)"
     if dtype != torch.float32:
         return f"the triton backend computes in float32, not {dtype}; use backend='torch'"
@@ -78,10 +82,17 @@ BACKENDS: dict[str, Backend] = {
             "emitted Triton kernels (CUDA)",
             _make_triton,
             _triton_problem,
-            lambda device, dtype: device == "cuda",
+            # a GPU without Triton installed runs torch without a word: nothing is broken there
+            lambda device, dtype: device == "cuda" and dtype == torch.float32 and _triton_installed(),
             captures_graphs=True,
         ),
-        Backend("cpu", "emitted C kernels with OpenMP (the CPU)", _make_cpu, _cpu_problem, lambda d, t: d == "cpu"),
+        Backend(
+            "cpu",
+            "emitted C kernels with OpenMP (the CPU)",
+            _make_cpu,
+            _cpu_problem,
+            lambda device, dtype: device == "cpu" and dtype == torch.float32,
+        ),
         Backend(
             "torch", "plain torch ops, the reference (anywhere)", _make_torch, lambda d, t: None, lambda d, t: True
         ),
@@ -100,8 +111,7 @@ _told: set[str] = set()
 
 def choose_backend(name: str, device, dtype: torch.dtype | None = None) -> str:
     """The backend to run: `name` checked against the table, or auto's choice. A preferred
-    backend that cannot run makes auto fall back, saying why once per process on stderr (unless
-    it merely does not apply, as Triton to float64)."""
+    backend that cannot run makes auto fall back, saying why once per process on stderr."""
     if name != "auto" and name not in BACKENDS:
         raise ArgumentError(f"unknown backend '{name}'; expected auto, {', '.join(BACKENDS)}")
     kind = torch.device(device).type if device is not None else "cpu"
@@ -114,12 +124,10 @@ def choose_backend(name: str, device, dtype: torch.dtype | None = None) -> str:
     for backend in BACKENDS.values():
         if not backend.preferred(kind, dtype):
             continue
-        if dtype != torch.float32 and backend.name != "torch":
-            continue  # the fused targets compute in float32: exact dtypes take the reference
         problem = backend.problem(kind, dtype)
         if problem is None:
             return backend.name
-        if backend.name not in _told and "needs the triton package" not in problem:
+        if backend.name not in _told:
             _told.add(backend.name)
             print(f"pccompile: using the torch backend: {problem}", file=sys.stderr)
     return "torch"
