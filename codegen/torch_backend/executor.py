@@ -216,7 +216,7 @@ class TorchExecutor(nn.Module):
                 total = logw[gi, i] + children.exact(view, gi, b)  # [nbad, K]
                 ef = fc[gi - gs.start, i, b].unsqueeze(1) * (total - n[gi, i, b + bs.start].unsqueeze(1)).exp()
                 children.scatter_exact(fview, gi, b, ef)
-                wflows[gi, i] += ef
+                wflows.index_put_((gi, i), ef, accumulate=True)  # a node may underflow at several samples
         pt.add_weight_flows(key, grad_logw, wflows)
 
 
