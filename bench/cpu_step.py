@@ -5,7 +5,10 @@
 The circuit: an HCLT over MNIST's 784 pixels as categorical(256), on the Chow-Liu tree of 5,000
 training images in 16 bins (as bench/mnist.py builds it), one batch of 512 training images;
 without `--mnist` a random tree and random values (whose high fan-out makes the fused sums read
-more factor rows). The floor is what the arithmetic and the input layer's
+more factor rows). `--grown 0.75` prunes that fraction of the sum edges by flow on the batch
+and grows every vector to twice its size (a prune-grow round's circuit: masked sums at about
+25% density); `--sparse-density 0 0.5` then times the CPU target with masked sums run dense
+(0) and as sparse blocks, in the same run. The floor is what the arithmetic and the input layer's
 memory traffic alone would take: the sum layers' FLOPs (2 per edge per row each for the forward
 product, the flows and the weight flows: 6) at the `torch.mm` rate measured in the same run, plus
 the input layer's bytes (its [rows, B] values written and its flows read) at the measured copy
@@ -90,6 +93,8 @@ def main():
     ap.add_argument("--mnist", type=Path, default=Path("../shared/data/mnist"), help="folder of MNIST's idx files")
     ap.add_argument("--json", default=None)
     ap.add_argument("--phases", action="store_true", help="also time the step's parts apart")
+    ap.add_argument("--grown", type=float, default=None, help="prune this fraction by flow, then grow x2")
+    ap.add_argument("--sparse-density", type=float, nargs="+", default=[0.5], help="CPU target option(s)")
     ap.add_argument("--label", default="", help="appended to each row's backend (e.g. 'before' for an older checkout)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -107,8 +112,14 @@ def main():
     flops_rate, bytes_rate = mm_rate(), copy_rate()
     for L in args.latents:
         spec = pc.build(hclt_from_tree(parent, 256, L))
-        for backend in args.backends:
-            model = pc.compile(spec, backend=backend)
+        if args.grown is not None:
+            from pccompile.passes import run
+
+            start = pc.compile(spec, passes="init").to_circuit()
+            spec = run(start, f"prune{{fraction={args.grown}}}, grow{{factor=2}}", data=x.numpy())
+        runs = [(b, d) for b in args.backends for d in (args.sparse_density if b == "cpu" else [None])]
+        for backend, density in runs:
+            model = pc.compile(spec, backend=backend, cpu={} if density is None else {"sparse_density": density})
             xi, xr = model.encode(x)
             edges = model.program.num_sum_params
             input_rows = sum(p.size for p in model.program.input_partitions)
@@ -119,6 +130,8 @@ def main():
             row = {
                 "latents": L,
                 "backend": model.backend + (f" ({args.label})" if args.label else ""),
+                "grown": args.grown,
+                "sparse_density": density,
                 "em_step_ms": round(step * 1e3, 1),
                 "forward_ms": round(fwd * 1e3, 1),
                 "floor_ms": round(floor * 1e3, 1),

@@ -88,6 +88,7 @@ def compile(
     report: CompileReport | None = None,
     trace: Callable | None = None,
     triton: dict | None = None,
+    cpu: dict | None = None,
     cuda_graphs: bool = True,
     fuse: bool = True,
     data=None,
@@ -99,7 +100,8 @@ def compile(
     extra passes, missing parameters are drawn by the runtime module instead of the init pass.
     backend: a name of codegen.backends' table; "auto" picks triton on CUDA, the cpu target on
     the CPU (where its kernels build) and torch otherwise, or for float64 ("triton" on the CPU
-    needs TRITON_INTERPRET=1). triton: options for the Triton backend (codegen.triton.TritonOptions).
+    needs TRITON_INTERPRET=1). triton: options for the Triton backend (codegen.triton.TritonOptions);
+    cpu: options for the CPU target (codegen.cpu.CpuExecutor: `sparse_density`).
     seed: parameters not given in the source are drawn from it. dtype: parameter and computation
     precision (float32 default, float64 for exact checks). cuda_graphs: on the triton backend on
     CUDA, capture inference and EM steps as CUDA graphs per batch shape (pccompile.cuda_graphs).
@@ -121,7 +123,7 @@ def compile(
     options = {
         "triton": {"fuse": bool(fuse), **(triton or {})},
         "torch": {"fuse": bool(fuse)},
-        "cpu": {"fuse": bool(fuse)},
+        "cpu": {"fuse": bool(fuse), **(cpu or {})},
     }
     options["cuda_graphs"] = bool(cuda_graphs)
     model = CompiledCircuit(

@@ -23,9 +23,9 @@ needs_compiler = pytest.mark.skipif(build.build_error() is not None, reason="the
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
-def _pair(circuit, **kw):
+def _pair(circuit, cpu_options=None, **kw):
     ref = pc.compile(circuit, backend="torch", **kw)
-    cpu = pc.compile(circuit, backend="cpu", **kw)
+    cpu = pc.compile(circuit, backend="cpu", cpu=cpu_options, **kw)
     cpu.executor.poison = True
     return ref, cpu
 
@@ -240,11 +240,19 @@ def test_factor_counts_put_real_factors_first_and_count_them():
     assert counts.tolist() == [[2, 1, 1]]  # a child of no factor reads one ONE_ROW: log 1
 
 
+def _sparse_runs(model) -> int:
+    """How many partitions the CPU target runs as sparse blocks."""
+    return sum(len(found) for found in model.executor._sparse.values())
+
+
 @needs_compiler
 @pytest.mark.parametrize("granularity", ["edge", "block"])
-def test_pruned_and_trimmed_hclts_match_the_torch_backend(rng, tmp_path, granularity):
+@pytest.mark.parametrize("grow", [False, True])
+@pytest.mark.parametrize("sparse_density", [0.0, 1.0])
+def test_pruned_and_grown_hclts_match_the_torch_backend(rng, tmp_path, granularity, grow, sparse_density):
     """Prune leaves masked sums (weight ids with the padding slot), trimmed vectors and indexed
-    products: the kernels read them as the torch backend does, flows and EM included."""
+    products, and grow copies the masks: the kernels read them as the torch backend does, flows
+    and EM included, whether the masked sums run dense (0) or as sparse blocks (1)."""
     from pccompile.passes import run
 
     x = pc.datasets.load_builtin("builtin:digits")[:200, :12]
@@ -252,8 +260,11 @@ def test_pruned_and_trimmed_hclts_match_the_torch_backend(rng, tmp_path, granula
     src = f'var px[12] : categorical(17)\nroot = hclt(px, latents=8, data="{tmp_path / "x.npy"}")\n'
     circuit = pc.compile(src, passes="init").to_circuit()
     block = 4 if granularity == "block" else 1
-    pruned = run(circuit, f"prune{{fraction=0.8,granularity={granularity},block={block}}}", data=x)
-    ref, cpu = _pair(pruned)
+    steps = f"prune{{fraction=0.8,granularity={granularity},block={block}}}" + (", grow{factor=2}" if grow else "")
+    pruned = run(circuit, steps, data=x)
+    ref, cpu = _pair(pruned, cpu_options={"sparse_density": sparse_density})
+    if sparse_density == 0 or granularity == "edge":  # whole pruned tiles may leave no masked group
+        assert (_sparse_runs(cpu) > 0) == (sparse_density > 0)
     data = _data(pruned, rng, 40)
     _compare_likelihoods_and_gradients(ref, cpu, data)
     fr, fc = batch_flows(ref, data), batch_flows(cpu, data)
@@ -262,6 +273,62 @@ def test_pruned_and_trimmed_hclts_match_the_torch_backend(rng, tmp_path, granula
     em_update(cpu, fc, 0.5, 0.1)
     for p, q in zip(ref.parameters(), cpu.parameters()):
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-4)
+
+
+@needs_compiler
+def test_random_sparse_circuits_run_as_sparse_blocks_match_the_torch_backend(rng):
+    for _ in range(3):
+        circuit = random_circuit(rng, num_vars=6, sparse=True, tie=True)
+        ref, cpu = _pair(circuit, cpu_options={"sparse_density": 1.0})
+        x = _data(circuit, rng, 37)
+        _compare_likelihoods_and_gradients(ref, cpu, x)
+        fr, fc = batch_flows(ref, x), batch_flows(cpu, x)
+        torch.testing.assert_close(fc.sum_flows, fr.sum_flows, rtol=1e-4, atol=1e-4)
+
+
+# Node 0 of s reads children 0 and 1 but weighs only child 0, 5,000 nats below child 1 at h = 100:
+# its factored sum underflows. The mask makes s a masked group, so the sparse kernels run it.
+SPARSE_UNDERFLOW_CIRCUIT = """var h : real
+lh[3] = gaussian(h, mean=[0, 100, 50], std=[1, 1, 1])
+s[2] = sum(lh, mask=[[1, 1, 0], [0, 1, 1]], weights=[[1, 0, 0], [0, 0.5, 0.5]])
+p[2] = product(s)
+root = sum(p, weights=[[1, 0]])
+"""
+
+
+@needs_compiler
+def test_sparse_blocks_recompute_underflowing_sums_exactly():
+    ref, cpu = _pair(SPARSE_UNDERFLOW_CIRCUIT, cpu_options={"sparse_density": 1.0})
+    assert _sparse_runs(cpu) == 1
+    x = torch.tensor([[100.0], [0.0], [60.0]])
+    expect = -0.5 * 100.0**2 - 0.5 * np.log(2 * np.pi)
+    torch.testing.assert_close(cpu(x)[0], torch.tensor(expect, dtype=torch.float32), rtol=1e-5, atol=1e-3)
+    _compare_likelihoods_and_gradients(ref, cpu, x)
+    fr, fc = batch_flows(ref, x), batch_flows(cpu, x)
+    # node 0's edge to child 0 carries its whole flow (1 per sample), two of the three samples
+    # through the exact path: both backends must add both
+    assert fr.sum_flows[0].item() == pytest.approx(3.0) and fc.sum_flows[0].item() == pytest.approx(3.0)
+    torch.testing.assert_close(fc.sum_flows, fr.sum_flows, rtol=1e-4, atol=1e-5)
+
+
+def test_sparse_blocks_group_rows_with_the_same_live_columns():
+    """Hand-worked layout: group 0 has rows 0 and 2 alike (one block of two) and row 1 alone;
+    group 1 has five alike rows (blocks of four and one). Pad is slot 99."""
+    from pccompile.codegen.cpu.sparse import sparse_blocks
+
+    P = 99
+    g0 = [[10, P, 11], [P, 12, P], [13, P, 14], [P, P, P], [P, P, P]]
+    g1 = [[20 + 2 * i, 21 + 2 * i, P] for i in range(5)]
+    blocks = sparse_blocks(np.array([g0, g1]), P)
+    assert blocks.group_start.tolist() == [0, 3, 5]
+    assert blocks.count.tolist() == [2, 1, 2, 4, 1]
+    assert blocks.rows.view(-1, 4)[:, :2].tolist() == [[3, 4], [1, 0], [0, 2], [0, 1], [4, 0]]
+    cols = [blocks.cols[a:b].tolist() for a, b in zip(blocks.col_start[:-1], blocks.col_start[1:])]
+    assert cols == [[], [1], [0, 2], [0, 1], [0, 1]]
+    # edges: per block, per column, its rows in order
+    assert blocks.param_ids.tolist() == [12, 10, 13, 11, 14, 20, 22, 24, 26, 21, 23, 25, 27, 28, 29]
+    assert blocks.w_start.tolist() == [0, 0, 1, 5, 13]
+    assert blocks.group_edges == 10 and blocks.density == pytest.approx(15 / 30)
 
 
 @needs_compiler

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pccompile.ir.env import env_value
 
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC", "-std=c11")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=fast", "-shared", "-fPIC", "-std=c11")
 
 _i64, _f32p, _i64p = ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p
 SIGNATURES = {
@@ -29,8 +29,14 @@ SIGNATURES = {
     + [ctypes.c_int],
     "pc_sum_backward": [_f32p, _f32p, _i64, _i64, _i64, _i64, _i64, _i64p, _i64p, _i64p, _f32p, _f32p, _f32p]
     + [ctypes.c_float, _f32p, ctypes.c_int],
-    "pc_table_inputs": [_f32p, _i64, _i64, _i64, _i64, _f32p, _i64p, ctypes.c_int],
-    "pc_table_counts": [_f32p, _f32p, _i64, _i64, _i64, _i64, _i64p, ctypes.c_int],
+    "pc_sparse_forward": [_f32p, _i64, _i64, _i64, _i64, _i64, _i64p, _i64p, _i64p]
+    + [_i64p] * 6
+    + [_f32p, _f32p, ctypes.c_float, ctypes.c_int],
+    "pc_sparse_backward": [_f32p, _f32p, _i64, _i64, _i64, _i64, _i64, _i64p, _i64p, _i64p]
+    + [_i64p] * 6
+    + [_f32p, _f32p, _i64, _i64, ctypes.c_float, _f32p, ctypes.c_int],
+    "pc_table_inputs": [_f32p, _i64, _i64, _i64p, _i64, _f32p, _i64p, ctypes.c_int],
+    "pc_table_counts": [_f32p, _f32p, _i64, _i64, _i64p, _i64, _i64p, ctypes.c_int],
     "pc_categorical_m_step": [_f32p, _i64, _i64, _f32p, _i64, _f32p, ctypes.c_float, ctypes.c_float, ctypes.c_int],
     "pc_product_forward": [_f32p, _i64, _i64, _i64, _i64p, _i64p, ctypes.c_int],
     "pc_product_backward": [_f32p, _i64, _i64, _i64, _i64p, _i64p, ctypes.c_int],

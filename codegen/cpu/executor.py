@@ -20,10 +20,11 @@ from pccompile.ir import ONE_ROW, Program
 
 from ..torch_backend.children import ChildFactors, ChildOuter
 from ..torch_backend.executor import TorchExecutor, _tiny
-from ..torch_backend.inputs import TORCH_INPUTS, variable_codes
+from ..torch_backend.inputs import TORCH_INPUTS
 from ..torch_backend.program_tensors import ProgramTensors
 from .build import load_library
-from .inputs import CPU_COUNTS, CPU_M_STEPS
+from .inputs import CPU_COUNTS, CPU_M_STEPS, run_codes, variable_runs
+from .sparse import SparseBlocks, sparse_blocks
 
 
 def outer_factors(a_rows: np.ndarray, b_rows: np.ndarray) -> np.ndarray:
@@ -58,6 +59,20 @@ def launch_arrays(pt: ProgramTensors) -> dict[str, tuple[torch.Tensor, ...]]:
     return arrays
 
 
+def sparse_partitions(pt: ProgramTensors, max_density: float) -> dict[str, SparseBlocks]:
+    """The masked sum partitions of one ProgramTensors at most `max_density` live, as sparse
+    blocks (codegen.cpu.sparse); dense and outer-product partitions have no padding to skip."""
+    found = {}
+    for kind, keys in pt.layer_specs:
+        for key in keys:
+            if kind != "sum" or key in pt.weight_blocks or isinstance(pt.sources[key], ChildOuter):
+                continue
+            blocks = sparse_blocks(pt.param_ids(key).numpy(), pt.num_params)
+            if blocks.density <= max_density:
+                found[key] = blocks
+    return found
+
+
 def factor_counts(comp: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """[g, K, F] factor rows -> (the same with each child's real factors first, [g, K] how many):
     ONE_ROW padding (log 1) adds nothing, and a partition padded to its widest product (an
@@ -72,6 +87,13 @@ def factor_counts(comp: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
+
+
+def _block_ptrs(blocks: SparseBlocks) -> tuple[int, ...]:
+    """The sparse kernels' block arrays, in their argument order."""
+    return tuple(
+        _ptr(t) for t in (blocks.group_start, blocks.rows, blocks.count, blocks.col_start, blocks.cols, blocks.w_start)
+    )
 
 
 def _threads() -> int:
@@ -106,9 +128,14 @@ def keep_freed_memory() -> bool:
 
 class CpuExecutor(TorchExecutor):
     """Executor (codegen.executor) whose layers run as the CPU target's kernels: float32 buffers
-    on the CPU; anything else (another dtype or device) takes the torch backend's path."""
+    on the CPU; anything else (another dtype or device) takes the torch backend's path.
 
-    def __init__(self, program: Program, fuse: bool = True):
+    sparse_density: masked sum partitions with at most this fraction of their padded edges
+    live run as sparse blocks, each node's live edges only (0 turns that off). Above it the
+    dense kernel's register blocking does the padded work faster than the sparse one skips it
+    (bench/cpu_step.py --grown)."""
+
+    def __init__(self, program: Program, fuse: bool = True, sparse_density: float = 0.5):
         super().__init__(program, fuse)
         self.lib = load_library()
         keep_freed_memory()
@@ -118,22 +145,22 @@ class CpuExecutor(TorchExecutor):
         self._arrays = {id(self.tensors): launch_arrays(self.tensors)}
         if self.fused is not self.tensors:
             self._arrays[id(self.fused)] = launch_arrays(self.fused)
+        self._sparse = {id(pt): sparse_partitions(pt, sparse_density) for pt in (self.tensors, self.fused)}
 
     def _input_rows(self, k: int, part, params: dict, x_int, x_real, out: torch.Tensor) -> None:
-        """Families over K values with rows in runs per variable (an HCLT's inputs): the table of
-        log-probabilities from torch, its lookup at the batch's codes in the kernel (no padded
-        table copy, no [m, B] index); others as the torch backend."""
+        """Families over K values: the table of log-probabilities from torch, its lookup at the
+        batch's codes in the kernel (no padded table copy, no [m, B] index; rows in runs per
+        variable read one row of codes per run); others as the torch backend."""
         table = None
-        if part.run_length is not None and self._runs_here(out) and out.is_contiguous():
+        if self._runs_here(out) and x_int.device.type == "cpu":
             table = TORCH_INPUTS[part.dist].log_table(part, params)
         if table is None or table.dtype != torch.float32:
             return super()._input_rows(k, part, params, x_int, x_real, out)
         table = table.contiguous()
-        codes = variable_codes(part, self.tensors.input_vars(k), x_int).contiguous()
+        run, codes = variable_runs(part)[0], run_codes(part, x_int)
         self.lib.pc_table_inputs(
-            _ptr(out), out.shape[1], part.size, part.run_length, table.shape[1], _ptr(table), _ptr(codes),
-            _threads(),
-        )  # fmt: skip
+            _ptr(out), out.shape[1], part.size, _ptr(run), table.shape[1], _ptr(table), _ptr(codes), _threads()
+        )
 
     def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
         """A family with a counting kernel (codegen.cpu.inputs) counts there; others: None."""
@@ -159,6 +186,15 @@ class CpuExecutor(TorchExecutor):
         if not self._runs_here(mars):
             return super()._sum_layer(pt, key, mars, logw_ext)
         a, nf, rows = self._arrays[id(pt)][key]
+        blocks = self._sparse[id(pt)].get(key)
+        if blocks is not None:
+            lw = logw_ext[blocks.param_ids]
+            w = lw.exp()  # held: the kernel reads it through a raw pointer
+            self.lib.pc_sparse_forward(
+                _ptr(mars), mars.shape[1], a.shape[0], rows.shape[0] // a.shape[0], a.shape[1], a.shape[2], _ptr(a),
+                _ptr(nf), _ptr(rows), *_block_ptrs(blocks), _ptr(w), _ptr(lw), _tiny(torch.float32), _threads(),
+            )  # fmt: skip
+            return
         lw, w = _weights(pt, key, logw_ext)
         g, G, K = lw.shape
         self.lib.pc_sum_forward(
@@ -180,6 +216,17 @@ class CpuExecutor(TorchExecutor):
         if key in self._outer or not (self._runs_here(mars) and self._runs_here(flows)):
             return super()._sum_backward(pt, key, mars, flows, grad_logw, logw_ext)
         a, nf, rows = self._arrays[id(pt)][key]
+        blocks = self._sparse[id(pt)].get(key)
+        if blocks is not None:
+            lw = logw_ext[blocks.param_ids]
+            w, wflows = lw.exp(), torch.zeros_like(lw)
+            self.lib.pc_sparse_backward(
+                _ptr(mars), _ptr(flows), mars.shape[1], a.shape[0], rows.shape[0] // a.shape[0], a.shape[1], a.shape[2],
+                _ptr(a), _ptr(nf), _ptr(rows), *_block_ptrs(blocks), _ptr(w), _ptr(lw), lw.shape[0],
+                blocks.group_edges, _tiny(torch.float32), _ptr(wflows), _threads(),
+            )  # fmt: skip
+            grad_logw.index_add_(0, blocks.param_ids, wflows)
+            return
         lw, w = _weights(pt, key, logw_ext)
         g, G, K = lw.shape
         wt = w.transpose(1, 2).contiguous()

@@ -7,21 +7,42 @@ makes about ten passes over [rows, K] tensors). A family without an entry takes 
 
 from __future__ import annotations
 
+import weakref
+
+import numpy as np
 import torch
+
+_RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def variable_runs(part) -> tuple[torch.Tensor, torch.Tensor]:
+    """([m] each row's run, [runs] each run's variable) of an input partition: its rows in
+    consecutive runs of one variable, of any lengths (an HCLT's node vectors, also after `trim`
+    left them of different sizes). The kernels read one row of codes per run, not per row."""
+    if part not in _RUNS:
+        v = np.asarray(part.vars)
+        starts = np.flatnonzero(np.concatenate([[True], v[1:] != v[:-1]])) if v.size else np.zeros(0, np.int64)
+        run = np.cumsum(np.isin(np.arange(v.size), starts)) - 1
+        _RUNS[part] = (torch.as_tensor(run.astype(np.int64)), torch.as_tensor(v[starts].astype(np.int64)))
+    return _RUNS[part]
+
+
+def run_codes(part, x_int: torch.Tensor) -> torch.Tensor:
+    """[runs, B] the value of each run's variable, a missing one coded as K = part.num_cats."""
+    xv = x_int[:, variable_runs(part)[1]].T
+    return torch.where(xv < 0, part.num_cats, xv).contiguous()
 
 
 def _table_counts(lib, part, vars_t, f: torch.Tensor, x_int) -> dict | None:
     """{"counts" [m, K], "missing" [m]} as pccompile.statistics gives them, or None where the
-    kernel does not apply (rows not in runs per variable, another dtype or device)."""
-    from ..torch_backend.inputs import variable_codes
-
-    if part.run_length is None or f.device.type != "cpu" or f.dtype != torch.float32 or not f.is_contiguous():
+    kernel does not apply (another dtype or device)."""
+    if f.device.type != "cpu" or f.dtype != torch.float32 or not f.is_contiguous() or x_int.device.type != "cpu":
         return None
     K, B = part.num_cats, f.shape[1]
-    codes = variable_codes(part, vars_t, x_int).contiguous()
+    run, codes = variable_runs(part)[0], run_codes(part, x_int)
     res = torch.zeros(part.size, K + 1, dtype=f.dtype)
     lib.pc_table_counts(
-        res.data_ptr(), f.data_ptr(), B, part.size, part.run_length, K, codes.data_ptr(), torch.get_num_threads()
+        res.data_ptr(), f.data_ptr(), B, part.size, run.data_ptr(), K, codes.data_ptr(), torch.get_num_threads()
     )
     return {"counts": res[:, :K], "missing": res[:, K]}
 

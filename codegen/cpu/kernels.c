@@ -24,6 +24,23 @@
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* Tiles are vectors of TB floats: NV vectors of VL lanes, as wide as the machine's registers
+ * (GCC vector types: a type wider than the registers is lowered lane by lane through memory, at
+ * a tenth of the speed). MR rows of a matrix product share each loaded vector: as many as keep
+ * their accumulators, MR * NV vectors, within half of the register file. */
+#if defined(__AVX512F__)
+#define VL 16
+#define MR 4
+#elif defined(__AVX__)
+#define VL 8
+#define MR 2
+#else
+#define VL 4
+#define MR 1
+#endif
+typedef float vf __attribute__((vector_size(VL * 4)));
+#define NV (TB / VL)
+
 /* exp(x) for a vectorising compiler: x = n ln 2 + r, |r| <= ln 2 / 2, a degree-6 polynomial for
  * exp(r) (Cephes' expf coefficients), scaled by 2^n through the exponent bits. Below -87.3 the
  * result would be subnormal and is 0; -inf gives 0. */
@@ -72,95 +89,229 @@ static inline float pc_log(float x) {
     return m + y + 0.693359375f * fe;
 }
 
-/* Tiles are vectors of TB floats: NV vectors of 16 (GCC vector types; on a CPU without 512-bit
- * registers the compiler splits each into narrower ones). */
-typedef float vf __attribute__((vector_size(64)));
-#define NV (TB / 16)
+/* The same two functions on whole vectors, written with vector operations so that they do not
+ * depend on the compiler's auto-vectoriser (which leaves the scalar forms' loops scalar on some
+ * targets). Comparisons give lane masks of all ones or zeros; `pick` selects by them. */
+typedef int32_t vi __attribute__((vector_size(VL * 4)));
 
-static void *tile_alloc(int64_t floats) { return aligned_alloc(64, (size_t)((floats + 15) / 16) * 64); }
+static inline vf vsplat(float x) { return (vf){0} + x; }
+static inline vf pick(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
+static inline vf vmax(vf a, vf b) { return pick(a > b, a, b); }
+static inline vf loadu(const float *p) {
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void storeu(float *p, vf v) { memcpy(p, &v, sizeof v); }
+static inline int any_lane(vi mask) {
+    int32_t any = 0;
+    for (int l = 0; l < VL; l++) any |= mask[l];
+    return any != 0;
+}
+
+static inline vf v_exp(vf x) {
+    const vi under = x < -87.3f;
+    x = pick(x < -87.3f, vsplat(-87.3f), x);
+    x = pick(x > 88.7f, vsplat(88.7f), x);
+    const float round = 12582912.0f; /* 1.5 * 2^23: adding and subtracting it rounds to an integer */
+    vf n = (x * 1.44269504088896341f + round) - round;
+    vf r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    vf p = vsplat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const vi scale = (__builtin_convertvector(n, vi) + 127) << 23;
+    return (vf)((vi)(p * (vf)scale) & ~under);
+}
+
+static inline vf v_log(vf x) {
+    vi u = (vi)x;
+    vf fe = __builtin_convertvector(((u >> 23) & 0xff) - 126, vf);
+    u = (u & 0x807fffff) | 0x3f000000;
+    vf m = (vf)u;
+    const vf small = (vf)((m < 0.707106781186547524f) & (vi)vsplat(1.0f));
+    fe -= small;
+    m = m + small * m - 1.0f;
+    const vf z = m * m;
+    vf y = vsplat(7.0376836292e-2f);
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    y += -2.12194440e-4f * fe;
+    y += -0.5f * z;
+    return m + y + 0.693359375f * fe;
+}
+
+static void *tile_alloc(int64_t floats) { return aligned_alloc(64, (size_t)((floats + 15) / 16) * 64); } /* 64-byte lines */
 
 /* The K children of one group in one tile: c[k][b] (b < nb; -inf beyond), their max m[b] (0 where
  * all are -inf) and e[k][b] = exp(c - m) (0 beyond nb). */
 static void child_tile(const float *mars, int64_t B, const int64_t *comp, const int64_t *nf, int64_t K, int64_t F,
                        int64_t b0, int64_t nb, float *c, float *e, float *m) {
-    for (int64_t b = 0; b < TB; b++) m[b] = -INFINITY;
+    vf *C = (vf *)c, *E = (vf *)e, M[NV];
+    for (int v = 0; v < NV; v++) M[v] = vsplat(-INFINITY);
     for (int64_t k = 0; k < K; k++) {
-        float *ck = c + k * TB;
         const int64_t *rows = comp + k * F, n = nf[k];
         const float *r0 = mars + rows[0] * B + b0; /* n >= 1: a child of no factor reads ONE_ROW */
         for (int64_t f = 0; f < n && b0 + TB < B; f++) { /* the next tile of each row: random rows defeat the prefetcher */
             __builtin_prefetch(mars + rows[f] * B + b0 + TB);
             __builtin_prefetch(mars + rows[f] * B + b0 + TB + 16);
         }
-        for (int64_t b = 0; b < nb; b++) ck[b] = r0[b];
-        for (int64_t f = 1; f < n; f++) {
-            const float *rf = mars + rows[f] * B + b0;
-            for (int64_t b = 0; b < nb; b++) ck[b] += rf[b];
+        vf *ck = C + k * NV;
+        if (nb == TB) {
+            for (int v = 0; v < NV; v++) ck[v] = loadu(r0 + v * VL);
+            for (int64_t f = 1; f < n; f++) {
+                const float *rf = mars + rows[f] * B + b0;
+                for (int v = 0; v < NV; v++) ck[v] += loadu(rf + v * VL);
+            }
+        } else { /* the batch's last, partial tile */
+            float *cs = c + k * TB;
+            for (int64_t b = 0; b < nb; b++) cs[b] = r0[b];
+            for (int64_t f = 1; f < n; f++) {
+                const float *rf = mars + rows[f] * B + b0;
+                for (int64_t b = 0; b < nb; b++) cs[b] += rf[b];
+            }
+            for (int64_t b = nb; b < TB; b++) cs[b] = -INFINITY;
         }
-        for (int64_t b = nb; b < TB; b++) ck[b] = -INFINITY;
-        for (int64_t b = 0; b < TB; b++) m[b] = ck[b] > m[b] ? ck[b] : m[b];
+        for (int v = 0; v < NV; v++) M[v] = vmax(M[v], ck[v]);
     }
-    for (int64_t b = 0; b < TB; b++) m[b] = m[b] == -INFINITY ? 0.0f : m[b];
-    for (int64_t k = 0; k < K; k++) {
-        const float *ck = c + k * TB;
-        float *ek = e + k * TB;
-        for (int64_t b = 0; b < TB; b++) ek[b] = pc_exp(ck[b] - m[b]);
-    }
+    for (int v = 0; v < NV; v++) M[v] = pick(M[v] == -INFINITY, vsplat(0.0f), M[v]);
+    for (int64_t k = 0; k < K; k++)
+        for (int v = 0; v < NV; v++) E[k * NV + v] = v_exp(C[k * NV + v] - M[v]);
+    memcpy(m, M, sizeof M);
 }
 
-/* out[i] = sum_l W[i][l] X[l] for i < M: rows of W (stride ldw) times a [L][TB] tile, four rows
- * at a time so that each loaded tile vector feeds four multiply-adds held in registers. */
+/* A node's output for one tile: out[b] = m[b] + log s[b] for b < nb, where the sum s is at least
+ * tiny; returns whether some s fell under it (the caller recomputes those exactly). */
+static int write_node(float *out, const vf *s, const float *m, int64_t nb, float tiny) {
+    vi low = {0};
+    float lg[TB];
+    for (int v = 0; v < NV; v++) {
+        const vi under = s[v] < tiny;
+        low |= under;
+        storeu(lg + v * VL, v_log(pick(under, vsplat(1.0f), s[v])) + loadu(m + v * VL));
+    }
+    if (nb == TB)
+        memcpy(out, lg, sizeof lg);
+    else
+        for (int64_t b = 0; b < nb; b++) out[b] = lg[b];
+    return any_lane(low);
+}
+
+/* Whether one of a tile's nb flows is nonzero (a tile no flow reaches is skipped). */
+static int any_flow(const float *f, int64_t nb) {
+    if (nb == TB) {
+        vi nz = {0};
+        for (int v = 0; v < NV; v++) nz |= loadu(f + v * VL) != 0.0f;
+        return any_lane(nz);
+    }
+    for (int64_t b = 0; b < nb; b++)
+        if (f[b] != 0.0f) return 1;
+    return 0;
+}
+
+/* a = f / s for one node's tile, 0 where s < tiny and beyond nb; returns whether a nonzero flow
+ * met an underflowed sum (the exact path's work). */
+static int flow_ratio(const float *f, const vf *s, vf *a, int64_t nb, float tiny) {
+    if (nb == TB) {
+        vi bad = {0};
+        for (int v = 0; v < NV; v++) {
+            const vf fv = loadu(f + v * VL);
+            const vi under = s[v] < tiny;
+            a[v] = pick(under, vsplat(0.0f), fv / s[v]);
+            bad |= under & (fv != 0.0f);
+        }
+        return any_lane(bad);
+    }
+    const float *sf = (const float *)s;
+    float *af = (float *)a;
+    int bad = 0;
+    for (int64_t b = 0; b < TB; b++) af[b] = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        af[b] = sf[b] < tiny ? 0.0f : f[b] / sf[b];
+        bad |= sf[b] < tiny && f[b] != 0.0f;
+    }
+    return bad;
+}
+
+/* dst[b] += src[b] for b < nb, with the next tile of dst prefetched when there is one. */
+static void add_tile(float *dst, const vf *src, int64_t nb, int prefetch) {
+    if (prefetch) {
+        __builtin_prefetch(dst + TB, 1);
+        __builtin_prefetch(dst + TB + 16, 1);
+    }
+    if (nb == TB) {
+        for (int v = 0; v < NV; v++) storeu(dst + v * VL, loadu(dst + v * VL) + src[v]);
+        return;
+    }
+    const float *sf = (const float *)src;
+    for (int64_t b = 0; b < nb; b++) dst[b] += sf[b];
+}
+
+/* The child flows of one tile into the factor rows they came from: flows[row] += cf[k]. */
+static void scatter_child_flows(float *flows, int64_t B, int64_t b0, int64_t nb, const int64_t *cj, const int64_t *nj,
+                                int64_t K, int64_t F, const float *cf, int prefetch) {
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t q = 0; q < nj[k]; q++) add_tile(flows + cj[k * F + q] * B + b0, (const vf *)(cf + k * TB), nb, prefetch);
+}
+
+/* cf[k] *= e[k] over K tiles. */
+static void scale_tiles(float *cf, const float *e, int64_t K) {
+    vf *C = (vf *)cf;
+    const vf *E = (const vf *)e;
+    for (int64_t k = 0; k < K * NV; k++) C[k] *= E[k];
+}
+
+/* out[i] = sum_l W[i][l] X[l] for i < M: rows of W (stride ldw) times a [L][TB] tile, MR rows
+ * at a time so that each loaded tile vector feeds MR multiply-adds held in registers. */
+static inline __attribute__((always_inline)) void mm_rows(const int R, const float *W, int64_t ldw, int64_t L,
+                                                          const vf *X, vf *out) {
+    vf a[MR][NV] = {{0}};
+    for (int64_t l = 0; l < L; l++)
+        for (int v = 0; v < NV; v++) {
+            const vf x = X[l * NV + v];
+            for (int r = 0; r < R; r++) a[r][v] += W[r * ldw + l] * x;
+        }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) out[r * NV + v] = a[r][v];
+}
+
 static void mm_tile(const float *W, int64_t ldw, int64_t M, int64_t L, const vf *X, vf *out) {
     int64_t i = 0;
-    for (; i + 4 <= M; i += 4) {
-        const float *w0 = W + i * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
-        vf a0[NV] = {0}, a1[NV] = {0}, a2[NV] = {0}, a3[NV] = {0};
-        for (int64_t l = 0; l < L; l++) {
-            for (int v = 0; v < NV; v++) {
-                const vf x = X[l * NV + v];
-                a0[v] += w0[l] * x;
-                a1[v] += w1[l] * x;
-                a2[v] += w2[l] * x;
-                a3[v] += w3[l] * x;
-            }
-        }
-        for (int v = 0; v < NV; v++) {
-            out[i * NV + v] = a0[v];
-            out[(i + 1) * NV + v] = a1[v];
-            out[(i + 2) * NV + v] = a2[v];
-            out[(i + 3) * NV + v] = a3[v];
-        }
-    }
-    for (; i < M; i++) {
-        const float *w0 = W + i * ldw;
-        vf a0[NV] = {0};
-        for (int64_t l = 0; l < L; l++)
-            for (int v = 0; v < NV; v++) a0[v] += w0[l] * X[l * NV + v];
-        for (int v = 0; v < NV; v++) out[i * NV + v] = a0[v];
-    }
+    for (; i + MR <= M; i += MR) mm_rows(MR, W + i * ldw, ldw, L, X, out + i * NV);
+    for (; i < M; i++) mm_rows(1, W + i * ldw, ldw, L, X, out + i * NV);
 }
 
 /* acc[i][k] += w[i][k] sum_b A[i][b] E[k][b] for i < M, k < K: the weight flows of one tile.
- * et is E transposed, [TB][KP] with KP = K rounded up to 32 (zeros beyond K): four rows of A by
+ * et is E transposed, [TB][KP] with KP = K rounded up to 32 (zeros beyond K): MR rows of A by
  * 32 columns at a time, accumulated in registers over the tile's samples. */
+#define KC 32 /* columns per register block */
 static void weight_flow_tile(const float *w, int64_t M, int64_t K, int64_t KP, const float *A, const float *et,
                              float *acc) {
-    for (int64_t i0 = 0; i0 < M; i0 += 4) {
-        const int64_t rows = min64(4, M - i0);
-        for (int64_t k0 = 0; k0 < KP; k0 += 32) {
-            vf s[4][2] = {{0}};
+    for (int64_t i0 = 0; i0 < M; i0 += MR) {
+        const int64_t rows = min64(MR, M - i0);
+        for (int64_t k0 = 0; k0 < KP; k0 += KC) {
+            vf s[MR][KC / VL] = {{0}};
             for (int64_t b = 0; b < TB; b++) {
-                const vf x0 = *(const vf *)(et + b * KP + k0), x1 = *(const vf *)(et + b * KP + k0 + 16);
-                for (int r = 0; r < 4; r++) {
+                for (int r = 0; r < MR; r++) {
                     const float ab = r < rows ? A[(i0 + r) * TB + b] : 0.0f;
-                    s[r][0] += ab * x0;
-                    s[r][1] += ab * x1;
+                    for (int u = 0; u < KC / VL; u++) s[r][u] += ab * *(const vf *)(et + b * KP + k0 + u * VL);
                 }
             }
             for (int64_t r = 0; r < rows; r++) {
                 const int64_t i = i0 + r;
-                for (int64_t k = k0; k < min64(K, k0 + 32); k++)
-                    acc[i * K + k] += w[i * K + k] * s[r][(k - k0) / 16][(k - k0) % 16];
+                for (int64_t k = k0; k < min64(K, k0 + KC); k++)
+                    acc[i * K + k] += w[i * K + k] * s[r][(k - k0) / VL][(k - k0) % VL];
             }
         }
     }
@@ -195,14 +346,9 @@ void pc_sum_forward(float *mars, int64_t B, int64_t g, int64_t G, int64_t K, int
                 for (int64_t i = 0; i < G; i++) {
                     const int64_t node = j * G + i;
                     const float *si = s + i * TB;
-                    float *out = mars + rows[node] * B + b0, lg[TB];
-                    float low = si[0];
-                    for (int64_t b = 0; b < TB; b++) low = si[b] < low ? si[b] : low;
-                    const int under = low < tiny;
-                    for (int64_t b = 0; b < TB; b++) lg[b] = si[b] < tiny ? 1.0f : si[b];
-                    for (int64_t b = 0; b < TB; b++) lg[b] = pc_log(lg[b]) + m[b]; /* whole tiles: vectorised */
-                    for (int64_t b = 0; b < nb; b++) out[b] = lg[b];
-                    for (int64_t b = 0; under && b < nb; b++)
+                    float *out = mars + rows[node] * B + b0;
+                    if (!write_node(out, (const vf *)si, m, nb, tiny)) continue;
+                    for (int64_t b = 0; b < nb; b++)
                         if (si[b] < tiny) out[b] = exact_node(logw + node * K, c, K, b);
                 }
             }
@@ -224,7 +370,7 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
         float *my = acc + (int64_t)omp_get_thread_num() * P;
         float *c = tile_alloc(K * TB), *e = tile_alloc(K * TB), *cf = tile_alloc(K * TB);
         float *s = tile_alloc(G * TB), *a = tile_alloc(G * TB);
-        const int64_t KP = (K + 31) / 32 * 32;
+        const int64_t KP = (K + KC - 1) / KC * KC;
         float *et = tile_alloc(KP * TB);
         memset(et, 0, sizeof(float) * KP * TB);
         float m[TB];
@@ -234,29 +380,18 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
             for (int64_t t = t_lo; t < t_hi; t++) { /* a group's rows read in order: prefetchable */
                 const int64_t b0 = t * TB, nb = min64(TB, B - b0);
                 int any = 0;
-                for (int64_t i = 0; i < G && !any; i++) {
-                    const float *f = flows + rows[j * G + i] * B + b0;
-                    for (int64_t b = 0; b < nb; b++) any |= f[b] != 0.0f;
-                }
+                for (int64_t i = 0; i < G && !any; i++) any = any_flow(flows + rows[j * G + i] * B + b0, nb);
                 if (!any) continue;
                 child_tile(mars, B, comp + j * K * F, nf + j * K, K, F, b0, nb, c, e, m);
                 mm_tile(w + j * G * K, K, G, K, (const vf *)e, (vf *)s);
                 int bad = 0;
-                for (int64_t i = 0; i < G; i++) {
-                    const float *f = flows + rows[j * G + i] * B + b0, *si = s + i * TB;
-                    float *ai = a + i * TB;
-                    for (int64_t b = 0; b < TB; b++) ai[b] = 0.0f;
-                    for (int64_t b = 0; b < nb; b++) {
-                        ai[b] = si[b] < tiny ? 0.0f : f[b] / si[b];
-                        bad |= si[b] < tiny && f[b] != 0.0f;
-                    }
-                }
+                for (int64_t i = 0; i < G; i++)
+                    bad |= flow_ratio(flows + rows[j * G + i] * B + b0, (const vf *)(s + i * TB), (vf *)(a + i * TB), nb, tiny);
                 mm_tile(wt + j * G * K, G, K, G, (const vf *)a, (vf *)cf);
                 for (int64_t k = 0; k < K; k++)
                     for (int64_t b = 0; b < TB; b++) et[b * KP + k] = e[k * TB + b];
                 weight_flow_tile(w + j * G * K, G, K, KP, a, et, my + j * G * K);
-                for (int64_t k = 0; k < K; k++)
-                    for (int64_t b = 0; b < TB; b++) cf[k * TB + b] *= e[k * TB + b];
+                scale_tiles(cf, e, K);
                 for (int64_t i = 0; bad && i < G; i++) { /* the exact path of underflowed sums */
                     const int64_t node = j * G + i;
                     const float *f = flows + rows[node] * B + b0, *n = mars + rows[node] * B + b0, *si = s + i * TB;
@@ -269,18 +404,7 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
                         }
                     }
                 }
-                const int64_t *cj = comp + j * K * F, *nj = nf + j * K;
-                for (int64_t k = 0; k < K; k++) {
-                    const float *cfk = cf + k * TB;
-                    for (int64_t q = 0; q < nj[k]; q++) {
-                        float *dst = flows + cj[k * F + q] * B + b0;
-                        if (t + 1 < t_hi) {
-                            __builtin_prefetch(dst + TB, 1);
-                            __builtin_prefetch(dst + TB + 16, 1);
-                        }
-                        for (int64_t b = 0; b < nb; b++) dst[b] += cfk[b];
-                    }
-                }
+                scatter_child_flows(flows, B, b0, nb, comp + j * K * F, nf + j * K, K, F, cf, t + 1 < t_hi);
             }
         }
         free(c);
@@ -332,14 +456,15 @@ void pc_product_backward(float *flows, int64_t B, int64_t m, int64_t F, const in
     }
 }
 
-/* Input rows of a family over K values whose rows come in runs of L per variable: out[r][b] =
- * table[r][codes[r / L][b]], 0 (log 1: marginalised) where the code is K (missing). */
-void pc_table_inputs(float *out, int64_t B, int64_t m, int64_t L, int64_t K, const float *table,
+/* Input rows of a family over K values: out[r][b] = table[r][codes[run[r]][b]], 0 (log 1:
+ * marginalised) where the code is K (missing). Rows come in runs per variable (an HCLT's node
+ * vectors, of any lengths); codes [runs][B] holds each run's variable's values. */
+void pc_table_inputs(float *out, int64_t B, int64_t m, const int64_t *run, int64_t K, const float *table,
                      const int64_t *codes, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < m; r++) {
         const float *t = table + r * K;
-        const int64_t *code = codes + (r / L) * B;
+        const int64_t *code = codes + run[r] * B;
         float *o = out + r * B;
         for (int64_t b = 0; b < B; b++) o[b] = code[b] >= K ? 0.0f : t[code[b]];
     }
@@ -350,57 +475,76 @@ void pc_table_inputs(float *out, int64_t B, int64_t m, int64_t L, int64_t K, con
  * (the formula of pccompile.statistics). counts has row stride ld. */
 void pc_categorical_m_step(float *logits, int64_t m, int64_t K, const float *counts, int64_t ld, const float *missing,
                            float a, float pc, int threads) {
+    const int64_t KV = K / VL * VL; /* the row's whole vectors; the rest lane by lane */
 #pragma omp parallel num_threads(threads)
     {
         float *old = tile_alloc(K);
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < m; r++) {
-            float *restrict l = logits + r * K, *restrict th = old;
-            const float *restrict c = counts + r * ld;
-            float mx = -INFINITY, z = 0.0f, total = 0.0f;
-            int small = 0;
-            /* every loop below vectorises: reductions are declared as such (no -ffast-math) */
-#pragma omp simd reduction(max : mx)
-            for (int64_t k = 0; k < K; k++) mx = l[k] > mx ? l[k] : mx;
-#pragma omp simd
-            for (int64_t k = 0; k < K; k++) th[k] = pc_exp(l[k] - mx);
-#pragma omp simd reduction(+ : z, total)
-            for (int64_t k = 0; k < K; k++) {
+            float *l = logits + r * K, *th = old;
+            const float *c = counts + r * ld;
+            vf vmx = vsplat(-INFINITY), vz = vsplat(0.0f), vt = vsplat(0.0f);
+            for (int64_t k = 0; k < KV; k += VL) vmx = vmax(vmx, loadu(l + k));
+            float mx = -INFINITY;
+            for (int v = 0; v < VL; v++) mx = vmx[v] > mx ? vmx[v] : mx;
+            for (int64_t k = KV; k < K; k++) mx = l[k] > mx ? l[k] : mx;
+            for (int64_t k = 0; k < KV; k += VL) {
+                const vf o = v_exp(loadu(l + k) - mx);
+                storeu(th + k, o);
+                vz += o;
+                vt += loadu(c + k);
+            }
+            float z = 0.0f, total = 0.0f;
+            for (int v = 0; v < VL; v++) {
+                z += vz[v];
+                total += vt[v];
+            }
+            for (int64_t k = KV; k < K; k++) {
+                th[k] = pc_exp(l[k] - mx);
                 z += th[k];
                 total += c[k];
             }
             const float miss = missing[r], denom = total + miss + pc, inv = 1.0f / z, prior = pc / (float)K;
             const float keep = denom > 0.0f ? 1.0f - a : 1.0f, scale = denom > 0.0f ? a / denom : 0.0f;
-#pragma omp simd
-            for (int64_t k = 0; k < K; k++) { /* (1 - a) o + a (c + prior + miss o) / denom */
+            /* theta = (1 - a) o + a (c + prior + miss o) / denom, o = th / z; a zero or subnormal
+             * theta sends the row to libm's log (log 0 = -inf) */
+            vi vsmall = {0};
+            for (int64_t k = 0; k < KV; k += VL) {
+                const vf o = loadu(th + k) * inv;
+                vf theta = keep * o + scale * (loadu(c + k) + prior + miss * o);
+                theta = pick(theta > 0.0f, theta, vsplat(0.0f));
+                vsmall |= theta < 1.17549435e-38f;
+                storeu(th + k, theta);
+            }
+            int small = any_lane(vsmall);
+            for (int64_t k = KV; k < K; k++) {
                 const float o = th[k] * inv;
                 const float theta = keep * o + scale * (c[k] + prior + miss * o);
                 th[k] = theta > 0.0f ? theta : 0.0f;
+                small |= th[k] < 1.17549435e-38f;
             }
-#pragma omp simd reduction(| : small)
-            for (int64_t k = 0; k < K; k++) small |= th[k] < 1.17549435e-38f;
-            if (small) { /* a zero or subnormal probability: libm's log (log 0 = -inf) for the row */
+            if (small) {
                 for (int64_t k = 0; k < K; k++) l[k] = logf(th[k]);
                 continue;
             }
-#pragma omp simd
-            for (int64_t k = 0; k < K; k++) l[k] = pc_log(th[k]);
+            for (int64_t k = 0; k < KV; k += VL) storeu(l + k, v_log(loadu(th + k)));
+            for (int64_t k = KV; k < K; k++) l[k] = pc_log(th[k]);
         }
         free(old);
     }
 }
 
-/* EM counts of a family over K values whose rows come in runs of L per variable: counts[r][code]
- * += f[r][b] at the batch's code of the row's variable (code K: missing). counts [m][K + 1] is
+/* EM counts of a family over K values: counts[r][code] += f[r][b] at the batch's code of the
+ * row's variable (code K: missing; codes and runs as in pc_table_inputs). counts [m][K + 1] is
  * zeroed by the caller. Four rows at a time, so that four additions per sample are in flight
  * instead of one chain through the same counter (most pixels share one value). */
-void pc_table_counts(float *counts, const float *f, int64_t B, int64_t m, int64_t L, int64_t K, const int64_t *codes,
-                     int threads) {
+void pc_table_counts(float *counts, const float *f, int64_t B, int64_t m, const int64_t *run, int64_t K,
+                     const int64_t *codes, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r0 = 0; r0 < m; r0 += 4) {
         if (r0 + 4 <= m) {
-            const int64_t *c0 = codes + (r0 / L) * B, *c1 = codes + ((r0 + 1) / L) * B;
-            const int64_t *c2 = codes + ((r0 + 2) / L) * B, *c3 = codes + ((r0 + 3) / L) * B;
+            const int64_t *c0 = codes + run[r0] * B, *c1 = codes + run[r0 + 1] * B;
+            const int64_t *c2 = codes + run[r0 + 2] * B, *c3 = codes + run[r0 + 3] * B;
             float *h0 = counts + r0 * (K + 1), *h1 = h0 + (K + 1), *h2 = h1 + (K + 1), *h3 = h2 + (K + 1);
             const float *f0 = f + r0 * B, *f1 = f0 + B, *f2 = f1 + B, *f3 = f2 + B;
             for (int64_t b = 0; b < B; b++) {
@@ -412,9 +556,194 @@ void pc_table_counts(float *counts, const float *f, int64_t B, int64_t m, int64_
             continue;
         }
         for (int64_t r = r0; r < m; r++) {
-            const int64_t *c = codes + (r / L) * B;
+            const int64_t *c = codes + run[r] * B;
             float *h = counts + r * (K + 1);
             for (int64_t b = 0; b < B; b++) h[c[b]] += f[r * B + b];
         }
     }
+}
+
+/* Sparse sums: a masked partition's live edges only (codegen/cpu/sparse.py lays them out). The
+ * nodes of group j are blocks of R <= 4 rows that read the same columns; edge w_start[b] + p R + r
+ * is row r's weight on the block's column p. Child tiles are formed as in the dense kernels. */
+
+/* acc[r] = sum_p w[p S + r] e[cols[p]] for R rows of a block whose weights have stride S: each
+ * loaded child tile feeds R multiply-adds. Where R * NV accumulators are fewer than 8 (too few
+ * additions in flight to hide their latency), two sets alternate columns. R is a literal at
+ * every call: the loops unroll. */
+static inline __attribute__((always_inline)) void block_rows(const int R, int64_t S, const float *w,
+                                                             const int64_t *cols, int64_t n, const vf *E,
+                                                             vf acc[][NV]) {
+    vf a[MR][NV] = {{0}}, z[MR][NV] = {{0}};
+    const int two = R * NV < 8;
+    int64_t p = 0;
+    for (; two && p + 2 <= n; p += 2) {
+        const vf *x0 = E + cols[p] * NV, *x1 = E + cols[p + 1] * NV;
+        for (int r = 0; r < R; r++)
+            for (int v = 0; v < NV; v++) {
+                a[r][v] += w[p * S + r] * x0[v];
+                z[r][v] += w[(p + 1) * S + r] * x1[v];
+            }
+    }
+    for (; p < n; p++) {
+        const vf *x = E + cols[p] * NV;
+        for (int r = 0; r < R; r++)
+            for (int v = 0; v < NV; v++) a[r][v] += w[p * S + r] * x[v];
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = a[r][v] + z[r][v];
+}
+
+/* All R (<= 4) rows of a block, MR at a time. */
+static void block_sums(int64_t R, const float *w, const int64_t *cols, int64_t n, const vf *E, vf acc[4][NV]) {
+    int64_t r = 0;
+    for (; r + MR <= R; r += MR) block_rows(MR, R, w + r, cols, n, E, acc + r);
+    for (; r < R; r++) block_rows(1, R, w + r, cols, n, E, acc + r);
+}
+
+/* log sum_p exp(logw[p R + r] + c[cols[p]][b]) in libm precision: an underflowed sparse node. */
+static float exact_block_node(const float *logw, int64_t R, int64_t r, const int64_t *cols, int64_t n, const float *c,
+                              int64_t b) {
+    float mx = -INFINITY;
+    for (int64_t p = 0; p < n; p++) {
+        float v = logw[p * R + r] + c[cols[p] * TB + b];
+        mx = v > mx ? v : mx;
+    }
+    if (mx == -INFINITY) return -INFINITY;
+    double s = 0.0;
+    for (int64_t p = 0; p < n; p++) s += exp((double)(logw[p * R + r] + c[cols[p] * TB + b] - mx));
+    return (float)log(s) + mx;
+}
+
+void pc_sparse_forward(float *mars, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F, const int64_t *comp,
+                       const int64_t *nf, const int64_t *rows, const int64_t *group_start, const int64_t *brows,
+                       const int64_t *count, const int64_t *col_start, const int64_t *cols, const int64_t *w_start,
+                       const float *w, const float *logw, float tiny, int threads) {
+    const int64_t tiles = (B + TB - 1) / TB;
+#pragma omp parallel num_threads(threads)
+    {
+        float *c = tile_alloc(K * TB), *e = tile_alloc(K * TB);
+        float m[TB];
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t j = 0; j < g; j++) {
+            for (int64_t t = 0; t < tiles; t++) {
+                const int64_t b0 = t * TB, nb = min64(TB, B - b0);
+                child_tile(mars, B, comp + j * K * F, nf + j * K, K, F, b0, nb, c, e, m);
+                for (int64_t k = group_start[j]; k < group_start[j + 1]; k++) {
+                    const int64_t R = count[k], n = col_start[k + 1] - col_start[k], *bc = cols + col_start[k];
+                    vf acc[4][NV];
+                    block_sums(R, w + w_start[k], bc, n, (const vf *)e, acc);
+                    for (int64_t r = 0; r < R; r++) {
+                        const float *si = (const float *)acc[r];
+                        float *out = mars + rows[j * G + brows[k * 4 + r]] * B + b0;
+                        if (!write_node(out, acc[r], m, nb, tiny)) continue;
+                        for (int64_t b = 0; b < nb; b++)
+                            if (si[b] < tiny) out[b] = exact_block_node(logw + w_start[k], R, r, bc, n, c, b);
+                    }
+                }
+            }
+        }
+        free(c);
+        free(e);
+    }
+}
+
+/* How many edges group j has: from its first block's first to its last block's last. */
+static int64_t group_edge_count(const int64_t *group_start, const int64_t *count, const int64_t *col_start,
+                                const int64_t *w_start, int64_t j) {
+    const int64_t last = group_start[j + 1] - 1;
+    return w_start[last] + count[last] * (col_start[last + 1] - col_start[last]) - w_start[group_start[j]];
+}
+
+/* The flows of a sparse partition. Each thread takes a range of samples (as the dense backward)
+ * and keeps, for the group at hand, one vector per edge of sum_b a_r e_k over its tiles; their
+ * horizontal sums (times w, into the thread's weight flows) wait for the group's last tile. */
+void pc_sparse_backward(const float *mars, float *flows, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F,
+                        const int64_t *comp, const int64_t *nf, const int64_t *rows, const int64_t *group_start,
+                        const int64_t *brows, const int64_t *count, const int64_t *col_start, const int64_t *cols,
+                        const int64_t *w_start, const float *w, const float *logw, int64_t edges, int64_t group_edges,
+                        float tiny, float *wflow, int threads) {
+    const int64_t tiles = (B + TB - 1) / TB;
+    float *acc_all = calloc((size_t)threads * edges, sizeof(float));
+#pragma omp parallel num_threads(threads)
+    {
+        float *my = acc_all + (int64_t)omp_get_thread_num() * edges;
+        float *c = tile_alloc(K * TB), *e = tile_alloc(K * TB), *cf = tile_alloc(K * TB);
+        vf *dots = tile_alloc((group_edges > 0 ? group_edges : 1) * VL);
+        float m[TB];
+        const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
+        const int64_t t_lo = tiles * q / nq, t_hi = tiles * (q + 1) / nq;
+        for (int64_t j = 0; j < g; j++) {
+            const int64_t e0 = w_start[group_start[j]], ne = group_edge_count(group_start, count, col_start, w_start, j);
+            int touched = 0;
+            for (int64_t t = t_lo; t < t_hi; t++) {
+                const int64_t b0 = t * TB, nb = min64(TB, B - b0);
+                int any = 0;
+                for (int64_t i = 0; i < G && !any; i++) any = any_flow(flows + rows[j * G + i] * B + b0, nb);
+                if (!any) continue;
+                if (!touched) memset(dots, 0, sizeof(vf) * (size_t)ne);
+                touched = 1;
+                child_tile(mars, B, comp + j * K * F, nf + j * K, K, F, b0, nb, c, e, m);
+                memset(cf, 0, sizeof(float) * K * TB);
+                int bad = 0;
+                for (int64_t k = group_start[j]; k < group_start[j + 1]; k++) {
+                    const int64_t R = count[k], n = col_start[k + 1] - col_start[k], *bc = cols + col_start[k];
+                    const float *wk = w + w_start[k];
+                    vf acc[4][NV], a[4][NV];
+                    block_sums(R, wk, bc, n, (const vf *)e, acc);
+                    for (int64_t r = 0; r < R; r++)
+                        bad |= flow_ratio(flows + rows[j * G + brows[k * 4 + r]] * B + b0, acc[r], a[r], nb, tiny);
+                    vf *dk = dots + (w_start[k] - e0);
+                    for (int64_t p = 0; p < n; p++) {
+                        const vf *x = (const vf *)e + bc[p] * NV;
+                        vf *cfk = (vf *)cf + bc[p] * NV;
+                        for (int64_t r = 0; r < R; r++) {
+                            vf d = a[r][0] * x[0];
+                            for (int v = 1; v < NV; v++) d += a[r][v] * x[v];
+                            dk[p * R + r] += d;
+                            for (int v = 0; v < NV; v++) cfk[v] += wk[p * R + r] * a[r][v];
+                        }
+                    }
+                }
+                scale_tiles(cf, e, K);
+                for (int64_t k = group_start[j]; bad && k < group_start[j + 1]; k++) {
+                    /* the exact path of underflowed sums: their sums again, then each edge's flow
+                     * f exp(logw + c - node) in libm precision, added after the scaling by e */
+                    const int64_t R = count[k], n = col_start[k + 1] - col_start[k], *bc = cols + col_start[k];
+                    vf acc[4][NV];
+                    block_sums(R, w + w_start[k], bc, n, (const vf *)e, acc);
+                    for (int64_t r = 0; r < R; r++) {
+                        const int64_t row = rows[j * G + brows[k * 4 + r]];
+                        const float *f = flows + row * B + b0, *nv = mars + row * B + b0, *si = (const float *)acc[r];
+                        for (int64_t b = 0; b < nb; b++) {
+                            if (!(si[b] < tiny && f[b] != 0.0f && isfinite(nv[b]))) continue;
+                            for (int64_t p = 0; p < n; p++) {
+                                const int64_t ei = w_start[k] + p * R + r;
+                                const float ef = f[b] * expf(logw[ei] + c[bc[p] * TB + b] - nv[b]);
+                                cf[bc[p] * TB + b] += ef;
+                                my[ei] += ef;
+                            }
+                        }
+                    }
+                }
+                scatter_child_flows(flows, B, b0, nb, comp + j * K * F, nf + j * K, K, F, cf, t + 1 < t_hi);
+            }
+            for (int64_t p = 0; touched && p < ne; p++) {
+                float s = 0.0f;
+                for (int v = 0; v < VL; v++) s += dots[p][v];
+                my[e0 + p] += w[e0 + p] * s;
+            }
+        }
+        free(c);
+        free(e);
+        free(cf);
+        free(dots);
+    }
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t p = 0; p < edges; p++) {
+        float v = 0.0f;
+        for (int q = 0; q < threads; q++) v += acc_all[(int64_t)q * edges + p];
+        wflow[p] += v;
+    }
+    free(acc_all);
 }
