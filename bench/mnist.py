@@ -13,17 +13,12 @@ released HCLT code does). Prints the exact command and the test bits per dimensi
 
 import argparse
 import gzip
-import json
 import math
 import shlex
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
-
-from pccompile.io import read
+from pcc_run import best_epoch, commit, keep, run, train_command
 
 
 def idx_images(path: Path) -> np.ndarray:
@@ -57,34 +52,9 @@ def main():
         + ")\n"
     )
     out = a.work / f"hclt{a.latents}.pcz"
-    cmd = [
-        "pcc",
-        "train",
-        str(spec),
-        "--data",
-        str(a.work / "train.npy"),
-        "--valid",
-        str(a.work / "valid.npy"),
-        "--test",
-        str(a.work / "test.npy"),
-        "--epochs",
-        str(a.epochs),
-        "-b",
-        str(a.batch),
-        *(["--step-size", a.knots, "--drop-last"] if a.knots else ["--step-size", "0.1"]),
-        "--pseudocount",
-        a.pseudocount,
-        "-o",
-        str(out),
-        "--samples",
-        "16",
-    ]
-    print(shlex.join(cmd), flush=True)
-    t0 = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).parent / "pcc"), *cmd[1:]], check=True)
-    hist = read(a.work / f"hclt{a.latents}.ckpt.pcz")[0]["extra"]["train_state"]["history"]
-    best = max(hist, key=lambda r: r["valid_ll"])
-    bpd = -best["test_ll"] / (784 * math.log(2))
+    cmd = train_command(spec, a.work, out, a.epochs, a.batch, a.knots, a.pseudocount) + ["--samples", "16"]
+    seconds = run(cmd)
+    best = best_epoch(a.work / f"hclt{a.latents}.ckpt.pcz")
     row = {
         "data": a.mnist.name,
         "latents": a.latents,
@@ -93,17 +63,12 @@ def main():
         "best_epoch": best["epoch"],
         "valid_ll": best["valid_ll"],
         "test_ll": best["test_ll"],
-        "test_bpd": bpd,
-        "seconds": round(time.perf_counter() - t0, 1),
+        "test_bpd": -best["test_ll"] / (784 * math.log(2)),
+        "seconds": round(seconds, 1),
         "command": shlex.join(cmd),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": commit(),
     }
-    print(json.dumps(row), flush=True)
-    if a.json:
-        with open(a.json, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+    keep(row, a.json)
 
 
 if __name__ == "__main__":
