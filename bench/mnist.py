@@ -18,7 +18,7 @@ import shlex
 from pathlib import Path
 
 import numpy as np
-from pcc_run import best_epoch, commit, keep, run, train_command
+from pcc_run import best_epoch, commit, keep, parameters, run, train_command
 
 
 def idx_images(path: Path) -> np.ndarray:
@@ -60,6 +60,7 @@ def main():
         "latents": a.latents,
         "shape": a.shape,
         "epochs": a.epochs,
+        "parameters": parameters(out),
         "best_epoch": best["epoch"],
         "valid_ll": best["valid_ll"],
         "test_ll": best["test_ll"],

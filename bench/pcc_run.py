@@ -39,6 +39,13 @@ def best_epoch(checkpoint: Path) -> dict:
     return max(hist, key=lambda r: r["valid_ll"])
 
 
+def parameters(model_path: Path) -> int:
+    """The parameter count of a saved model, as `pcc train` prints it."""
+    from pccompile.io import load
+
+    return int(load(model_path, backend="torch").circuit.stats()["parameters"])
+
+
 def commit() -> str:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 

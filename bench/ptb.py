@@ -30,7 +30,7 @@ import shlex
 from pathlib import Path
 
 import numpy as np
-from pcc_run import best_epoch, commit, keep, run, train_command
+from pcc_run import best_epoch, commit, keep, parameters, run, train_command
 
 LENGTH = 288
 PAD = "@"
@@ -117,7 +117,7 @@ def main():
         row.update(learner=f"prune-grow {a.prune_grow}", best_round=best["round"], rounds=rounds)
     else:
         best = best_epoch(out.with_name(out.stem + ".ckpt.pcz"))
-        row.update(best_epoch=best["epoch"])
+        row.update(best_epoch=best["epoch"], parameters=parameters(out))
     row.update(valid_ll=best["valid_ll"], test_ll=best["test_ll"])
     row.update({f"test_{k}": v for k, v in measures(best["test_ll"], test["characters"], test["rows"]).items()})
     row.update(seconds=round(seconds, 1), command=shlex.join(cmd), commit=commit())
