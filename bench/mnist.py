@@ -4,6 +4,8 @@
     python bench/mnist.py --mnist ../shared/data/mnist --latents 16 --epochs 5
     python bench/mnist.py --latents 32 --epochs 60 --valid 3000 --shape released \
         --knots 1,0.1,0.01,0.001 --pseudocount 0.01 --work runs/mnist_released --json bench/results_mnist.jsonl
+    python bench/mnist.py --latents 32 --valid 3000 --shape released --work runs/mnist_released \
+        --prune-grow preset=paper,epochs=8,warmup=2,rounds=3 --json bench/results_mnist.jsonl
 
 Split: the last `--valid` training images (default 5,000; the released prune-grow code holds out
 5%, 3,000) are the validation set; the 10,000 test images are the test set. `--shape released`
@@ -13,12 +15,13 @@ released HCLT code does). Prints the exact command and the test bits per dimensi
 
 import argparse
 import gzip
+import json
 import math
 import shlex
 from pathlib import Path
 
 import numpy as np
-from pcc_run import best_epoch, commit, keep, parameters, run, train_command
+from pcc_run import best_epoch, commit, data_flags, keep, parameters, run, train_command
 
 
 def idx_images(path: Path) -> np.ndarray:
@@ -36,6 +39,8 @@ def main():
     ap.add_argument("--shape", choices=["ours", "released"], default="ours")
     ap.add_argument("--knots", default=None, help="step-size knots, e.g. 1,0.1,0.01,0.001 (with --drop-last)")
     ap.add_argument("--pseudocount", default="0.1")
+    ap.add_argument("--prune-grow", default=None, help="prune-grow options; starts from the dense model in --work")
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="append the result row to this file")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
@@ -52,6 +57,8 @@ def main():
         + ")\n"
     )
     out = a.work / f"hclt{a.latents}.pcz"
+    if a.prune_grow:
+        return prune_grow(a, out)
     cmd = train_command(spec, a.work, out, a.epochs, a.batch, a.knots, a.pseudocount) + ["--samples", "16"]
     seconds = run(cmd)
     best = best_epoch(a.work / f"hclt{a.latents}.ckpt.pcz")
@@ -65,6 +72,32 @@ def main():
         "valid_ll": best["valid_ll"],
         "test_ll": best["test_ll"],
         "test_bpd": -best["test_ll"] / (784 * math.log(2)),
+        "seconds": round(seconds, 1),
+        "command": shlex.join(cmd),
+        "commit": commit(),
+    }
+    keep(row, a.json)
+
+
+def prune_grow(a, dense: Path) -> None:
+    """Prune-grow from the dense model `dense` (trained by an earlier run of this script), with
+    the learner's own schedule (its preset's); the row holds every round."""
+    out = a.work / "pg" / "pg.pcz"
+    out.parent.mkdir(exist_ok=True)
+    cmd = ["pcc", "train", str(dense), *data_flags(a.work), "--prune-grow", a.prune_grow, "--seed", str(a.seed)]
+    cmd += ["-o", str(out), "--samples", "16"]
+    seconds = run(cmd)
+    rounds = json.loads(out.with_name("pg.rounds.json").read_text())
+    best = max(rounds, key=lambda r: r["valid_ll"])
+    row = {
+        "data": a.mnist.name,
+        "latents": a.latents,
+        "shape": a.shape,
+        "learner": f"prune-grow {a.prune_grow}",
+        "seed": a.seed,
+        "best_round": best["round"],
+        "test_bpd": -best["test_ll"] / (784 * math.log(2)),
+        "rounds": rounds,
         "seconds": round(seconds, 1),
         "command": shlex.join(cmd),
         "commit": commit(),

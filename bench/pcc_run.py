@@ -13,12 +13,16 @@ from pathlib import Path
 from pccompile.io import read
 
 
+def data_flags(work: Path) -> list[str]:
+    """--data, --valid and --test at work/{train,valid,test}.npy."""
+    return ["--data", str(work / "train.npy"), "--valid", str(work / "valid.npy"), "--test", str(work / "test.npy")]
+
+
 def train_command(spec: Path, work: Path, out: Path, epochs: int, batch: int, knots: str | None, pseudocount: str):
     """`pcc train` on work/{train,valid,test}.npy: the knots schedule with the last partial batch
     dropped (the released recipe), or a constant step of 0.1 without knots."""
     return [
-        "pcc", "train", str(spec),
-        "--data", str(work / "train.npy"), "--valid", str(work / "valid.npy"), "--test", str(work / "test.npy"),
+        "pcc", "train", str(spec), *data_flags(work),
         "--epochs", str(epochs), "-b", str(batch),
         *(["--step-size", knots, "--drop-last"] if knots else ["--step-size", "0.1"]),
         "--pseudocount", pseudocount, "-o", str(out),

@@ -4,7 +4,7 @@
     python bench/ptb.py --structure hclt --latents 32 --epochs 30 --knots 0.3,0.1,0.01,0.001 \
         --pseudocount 0.01 --json bench/results_ptb.jsonl
     python bench/ptb.py --structure hmm --latents 64 ...
-    python bench/ptb.py --structure hclt --latents 32 --prune-grow preset=paper,epochs=8,warmup=2,rounds=2 ...
+    python bench/ptb.py --structure hclt --latents 32 --prune-grow preset=paper,epochs=8,warmup=2,rounds=2
 
 The rows are built here from the shared Mikolov files (`ptb.{train,valid,test}.txt.gz`; nothing of
 PTB enters the project): each line without its leading and trailing space, its characters mapped
@@ -30,7 +30,7 @@ import shlex
 from pathlib import Path
 
 import numpy as np
-from pcc_run import best_epoch, commit, keep, parameters, run, train_command
+from pcc_run import best_epoch, commit, data_flags, keep, parameters, run, train_command
 
 LENGTH = 288
 PAD = "@"
@@ -100,9 +100,9 @@ def main():
     name = f"{a.structure}{a.latents}"
     dense = a.work / f"{name}.pcz"
     if a.prune_grow:
-        out = a.work / f"{name}_pg.pcz"
-        cmd = train_command(dense, a.work, out, a.epochs, a.batch, a.knots, a.pseudocount)
-        cmd += ["--prune-grow", a.prune_grow, "--seed", str(a.seed)]
+        out = a.work / f"{name}_pg.pcz"  # the schedule is the learner's (its preset's), as for MNIST
+        cmd = ["pcc", "train", str(dense), *data_flags(a.work), "--prune-grow", a.prune_grow]
+        cmd += ["--seed", str(a.seed), "-o", str(out)]
     else:
         spec = a.work / f"{name}.pc"
         spec.write_text(spec_text(a.structure, a.latents, info["vocabulary"]))
@@ -110,14 +110,14 @@ def main():
         cmd = train_command(spec, a.work, out, a.epochs, a.batch, a.knots, a.pseudocount) + ["--seed", str(a.seed)]
     seconds = run(cmd)
     test = info["test"]
-    row = {"data": "ptbchar_288", "structure": a.structure, "latents": a.latents, "epochs": a.epochs, "seed": a.seed}
+    row = {"data": "ptbchar_288", "structure": a.structure, "latents": a.latents, "seed": a.seed}
     if a.prune_grow:
         rounds = json.loads(out.with_name(out.stem + ".rounds.json").read_text())
         best = max(rounds, key=lambda r: r["valid_ll"])
         row.update(learner=f"prune-grow {a.prune_grow}", best_round=best["round"], rounds=rounds)
     else:
         best = best_epoch(out.with_name(out.stem + ".ckpt.pcz"))
-        row.update(best_epoch=best["epoch"], parameters=parameters(out))
+        row.update(epochs=a.epochs, best_epoch=best["epoch"], parameters=parameters(out))
     row.update(valid_ll=best["valid_ll"], test_ll=best["test_ll"])
     row.update({f"test_{k}": v for k, v in measures(best["test_ll"], test["characters"], test["rows"]).items()})
     row.update(seconds=round(seconds, 1), command=shlex.join(cmd), commit=commit())
