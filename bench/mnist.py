@@ -60,6 +60,7 @@ def main():
     if a.prune_grow:
         return prune_grow(a, out)
     cmd = train_command(spec, a.work, out, a.epochs, a.batch, a.knots, a.pseudocount) + ["--samples", "16"]
+    head = commit()  # the code that runs, before anything else lands
     seconds = run(cmd)
     best = best_epoch(a.work / f"hclt{a.latents}.ckpt.pcz")
     row = {
@@ -74,7 +75,7 @@ def main():
         "test_bpd": -best["test_ll"] / (784 * math.log(2)),
         "seconds": round(seconds, 1),
         "command": shlex.join(cmd),
-        "commit": commit(),
+        "commit": head,
     }
     keep(row, a.json)
 
@@ -86,6 +87,7 @@ def prune_grow(a, dense: Path) -> None:
     out.parent.mkdir(exist_ok=True)
     cmd = ["pcc", "train", str(dense), *data_flags(a.work), "--prune-grow", a.prune_grow, "--seed", str(a.seed)]
     cmd += ["-o", str(out), "--samples", "16"]
+    head = commit()  # the code that runs, before anything else lands
     seconds = run(cmd)
     rounds = json.loads(out.with_name("pg.rounds.json").read_text())
     best = max(rounds, key=lambda r: r["valid_ll"])
@@ -100,7 +102,7 @@ def prune_grow(a, dense: Path) -> None:
         "rounds": rounds,
         "seconds": round(seconds, 1),
         "command": shlex.join(cmd),
-        "commit": commit(),
+        "commit": head,
     }
     keep(row, a.json)
 

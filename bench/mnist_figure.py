@@ -34,7 +34,12 @@ def rows(path: Path) -> list[dict]:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", type=Path, default=Path("bench/results_mnist.jsonl"))
-    ap.add_argument("--lvd", type=Path, default=Path("bench/results_lvd_mnist.jsonl"))
+    ap.add_argument(
+        "--lvd",
+        type=Path,
+        nargs="+",
+        default=[Path("bench/results_lvd_mnist.jsonl"), Path("bench/results_lvd_mnist_scale.jsonl")],
+    )
     ap.add_argument("--out", type=Path, default=Path("bench/results_mnist_bpd_params.png"))
     a = ap.parse_args()
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -53,7 +58,7 @@ def main():
             ax.plot(r["parameters"], r["test_bpd"], marker, color="tab:blue", label=f"dense HCLT ({r['shape']} shape)")
             ax.annotate(f"L={r['latents']}", (r["parameters"], r["test_bpd"]), textcoords="offset points",
                         xytext=(5, -10), fontsize=8)  # fmt: skip
-    for r in rows(a.lvd):
+    for r in (r for path in a.lvd for r in rows(path)):
         if "parameters" in r:
             color = "tab:green" if r["init"].startswith("lvd") else "tab:gray"
             ax.plot(r["parameters"], r["test_bpd"], "^", color=color, label=f"HCLT, {r['init']} init")

@@ -108,6 +108,7 @@ def main():
         spec.write_text(spec_text(a.structure, a.latents, info["vocabulary"]))
         out = dense
         cmd = train_command(spec, a.work, out, a.epochs, a.batch, a.knots, a.pseudocount) + ["--seed", str(a.seed)]
+    head = commit()  # the code that runs, before anything else lands
     seconds = run(cmd)
     test = info["test"]
     row = {"data": "ptbchar_288", "structure": a.structure, "latents": a.latents, "seed": a.seed}
@@ -120,7 +121,7 @@ def main():
         row.update(epochs=a.epochs, best_epoch=best["epoch"], parameters=parameters(out))
     row.update(valid_ll=best["valid_ll"], test_ll=best["test_ll"])
     row.update({f"test_{k}": v for k, v in measures(best["test_ll"], test["characters"], test["rows"]).items()})
-    row.update(seconds=round(seconds, 1), command=shlex.join(cmd), commit=commit())
+    row.update(seconds=round(seconds, 1), command=shlex.join(cmd), commit=head)
     keep(row, a.json)
 
 
