@@ -15,7 +15,7 @@
 #
 # BUDGET (seconds, default 420) bounds the whole run: each command gets the smaller of its cap and
 # what is left, and a stage that would get less than it needs is skipped and says so. $OUT
-# (default runs/gpu) receives at most 8 files, as the device tool brings back: summary.txt (the
+# (default runs/gpu) receives at most 8 files (a remote run may return only a few): summary.txt (the
 # GPU, versions, each command's exit status and time), tests.txt, vs_pyjuice.jsonl,
 # vs_pyjuice.txt (its log, then the table), train.txt, prune.txt, sweep.txt and sweep.jsonl.
 #
