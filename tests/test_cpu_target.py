@@ -230,6 +230,28 @@ def test_pcc_emit_target_cpu_prints_the_kernels_and_one_call_per_partition(tmp_p
     assert bad.exit_code != 0 and "unknown target 'gpu'; expected triton or cpu" in bad.output
 
 
+def test_the_launch_plan_names_the_sparse_kernels_for_masked_partitions(tmp_path):
+    """A pruned HCLT's masked partitions are pc_sparse_* calls in the plan, exactly the ones the
+    executor runs as sparse blocks; the others stay pc_sum_*."""
+    from pccompile.codegen.cpu.executor import CpuExecutor
+    from pccompile.codegen.cpu.plan import launch_plan
+    from pccompile.passes import run
+
+    x = pc.datasets.load_builtin("builtin:digits")[:200, :12]
+    np.save(tmp_path / "x.npy", x)
+    src = f'var px[12] : categorical(17)\nroot = hclt(px, latents=8, data="{tmp_path / "x.npy"}")\n'
+    pruned = run(pc.compile(src, passes="init").to_circuit(), "prune{fraction=0.8}", data=x)
+    program = pc.compile(pruned, backend="torch").program
+    sums = sum(len(lay.partitions) for lay in program.layers if lay.kind == "sum")
+    plan = launch_plan(program)
+    ex = CpuExecutor(program) if build.build_error() is None else None
+    sparse = None if ex is None else len(ex._sparse[id(ex.fused)])  # the fused pass's, as the plan shows
+    assert plan.count("pc_sparse_forward(g=") == plan.count("pc_sparse_backward(g=") > 0
+    assert plan.count("pc_sparse_forward(g=") + plan.count("pc_sum_forward(g=") == sums
+    assert "% live" in plan and (sparse is None or plan.count("pc_sparse_forward(g=") == sparse)
+    assert launch_plan(program, sparse_density=0.0).count("pc_sparse_forward") == 0
+
+
 def test_factor_counts_put_real_factors_first_and_count_them():
     from pccompile.codegen.cpu.executor import factor_counts
     from pccompile.ir import ONE_ROW, ZERO_ROW

@@ -59,6 +59,9 @@ def launch_arrays(pt: ProgramTensors) -> dict[str, tuple[torch.Tensor, ...]]:
     return arrays
 
 
+SPARSE_DENSITY = 0.5  # the default: masked partitions at most half live run as sparse blocks
+
+
 def sparse_partitions(pt: ProgramTensors, max_density: float) -> dict[str, SparseBlocks]:
     """The masked sum partitions of one ProgramTensors at most `max_density` live, as sparse
     blocks (codegen.cpu.sparse); dense and outer-product partitions have no padding to skip."""
@@ -135,7 +138,7 @@ class CpuExecutor(TorchExecutor):
     dense kernel's register blocking does the padded work faster than the sparse one skips it
     (bench/cpu_step.py --grown)."""
 
-    def __init__(self, program: Program, fuse: bool = True, sparse_density: float = 0.5):
+    def __init__(self, program: Program, fuse: bool = True, sparse_density: float = SPARSE_DENSITY):
         super().__init__(program, fuse)
         self.lib = load_library()
         keep_freed_memory()

@@ -9,13 +9,15 @@ from pccompile.ir import Program
 from ..fusion import plan_fusion
 from ..torch_backend.program_tensors import ProgramTensors
 from .build import kernel_source
-from .executor import launch_arrays
+from .executor import SPARSE_DENSITY, launch_arrays, sparse_partitions
 
 
-def launch_plan(program: Program, fuse: bool = True) -> str:
-    """The forward and backward passes' kernel calls, one line each."""
+def launch_plan(program: Program, fuse: bool = True, sparse_density: float = SPARSE_DENSITY) -> str:
+    """The forward and backward passes' kernel calls, one line each; masked partitions the
+    executor runs as sparse blocks (codegen.cpu.sparse) call the sparse kernels."""
     pt = ProgramTensors(program, plan_fusion(program, fuse))
     arrays = launch_arrays(pt)
+    sparse = sparse_partitions(pt, sparse_density)
     lines = [f"/* launch plan: {pt.num_rows} rows x B samples, fusion {'on' if pt.fused else 'off'} */"]
     calls = []
     for kind, keys in pt.layer_specs:
@@ -26,8 +28,13 @@ def launch_plan(program: Program, fuse: bool = True) -> str:
             else:
                 a, nf, rows = arrays[key]
                 g, K, F = a.shape
-                used = int(nf.sum())
-                calls.append((key, "sum", f"g={g}, G={rows.shape[0] // g}, K={K}, F={F}, factors read {used}"))
+                sizes = f"g={g}, G={rows.shape[0] // g}, K={K}, F={F}, factors read {int(nf.sum())}"
+                blocks = sparse.get(key)
+                if blocks is None:
+                    calls.append((key, "sum", sizes))
+                    continue
+                live = f"{blocks.count.shape[0]} blocks, {blocks.param_ids.shape[0]} edges, {blocks.density:.0%} live"
+                calls.append((key, "sparse", f"{sizes}, {live}"))
     for direction, order in (("forward", calls), ("backward", calls[::-1])):
         lines.append(f"/* {direction}: */")
         lines += [f"/*   {key}: pc_{kind}_{direction}({sizes}) */" for key, kind, sizes in order]
