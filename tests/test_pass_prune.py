@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import all_assignments, random_circuit, reference_flows, reference_prob
 from pccompile.ir import ArgumentError, verify
-from pccompile.passes import Prune, parse_pipeline, run
+from pccompile.passes import PassContext, Prune, parse_pipeline, run
 
 import pccompile as pc
 
@@ -50,17 +50,11 @@ def test_theorem_1_holds_exactly_for_one_edge(rng):
         theta = w[i, c] / w[i].sum()
         flows = [reference_flows(circuit, r)[n.id] for r in data]
         predicted = np.mean([math.log((1 - theta) / (1 - theta + theta * f[i].sum() - f[i, c])) for f in flows])
-        mask = circuit.edge_mask(n).copy()
-        mask[i, c] = False
-        new_w = np.where(mask, w, 0)
-        new_w /= new_w.sum(1, keepdims=True)
-        nodes = dict(circuit.nodes)
-        import dataclasses
-
-        nodes[n.id] = dataclasses.replace(n, mask=mask)
-        params = dict(circuit.params)
-        params[n.id] = {"weights": new_w}
-        pruned = circuit.replace(nodes=nodes, params=params)
+        # the pass itself removes just that edge: every candidate scores 1 but (n, i, c), 0
+        scores = {m.id: np.ones(circuit.edge_mask(m).shape) for m in sums if m.tie is None}
+        scores[n.id][i, c] = 0.0
+        pruned = Prune(threshold=0.5, trim=False).run(circuit, PassContext(analyses={"edge_flows": scores}))
+        assert int(pruned.edge_mask(pruned.nodes[n.id]).sum()) == int(circuit.edge_mask(n).sum()) - 1
         actual = _mean_ll(circuit, data) - _mean_ll(pruned, data)
         assert actual == pytest.approx(predicted, abs=1e-6)
         checked += 1
