@@ -4,8 +4,9 @@ regenerate after new runs with
 
     python bench/mnist_figure.py            # writes bench/results_mnist_bpd_params.png
 
-Dense rows and LVD rows are points (their `parameters`); a prune-grow row is a line through its
-rounds, round 0 (the dense model trained on) first. Rows without a parameter count are skipped.
+Dense rows and LVD rows are points (their `parameters`); the latest prune-grow row is a line
+through its rounds, round 0 (the dense model trained on) first. Rows without a parameter count
+are skipped.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ def main():
     ap.add_argument("--out", type=Path, default=Path("bench/results_mnist_bpd_params.png"))
     a = ap.parse_args()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in rows(a.results):
-        if r.get("data") != "mnist":
-            continue
+    mnist = [r for r in rows(a.results) if r.get("data") == "mnist"]
+    runs = [r for r in mnist if "rounds" in r]
+    for r in [r for r in mnist if "rounds" not in r] + runs[-1:]:  # the latest prune-grow run
         if "rounds" in r:
             rounds = [x for x in r["rounds"] if x.get("test_ll") is not None]
             xs, ys = [x["parameters"] for x in rounds], [bpd(x["test_ll"]) for x in rounds]
@@ -61,7 +62,14 @@ def main():
     for r in (r for path in a.lvd for r in rows(path)):
         if "parameters" in r:
             color = "tab:green" if r["init"].startswith("lvd") else "tab:gray"
-            ax.plot(r["parameters"], r["test_bpd"], "^", color=color, label=f"HCLT, {r['init']} init")
+            kind = "patch HCLT" if r.get("structure") == "patch" else "HCLT"
+            ax.plot(
+                r["parameters"],
+                r["test_bpd"],
+                "^",
+                color=color,
+                label=f"{kind}, {r['init']} init, {r['epochs']} epochs",
+            )
     for i, (name, value) in enumerate(PUBLISHED.items()):
         ax.axhline(value, ls="--", lw=1, color=("black", "tab:red")[i], label=f"{name}: {value}")
     handles, labels = ax.get_legend_handles_labels()
