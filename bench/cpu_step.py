@@ -7,8 +7,9 @@ training images in 16 bins (as bench/mnist.py builds it), one batch of 512 train
 without `--mnist` a random tree and random values (whose high fan-out makes the fused sums read
 more factor rows). `--grown 0.75` prunes that fraction of the sum edges by flow on the batch
 and grows every vector to twice its size (a prune-grow round's circuit: masked sums at about
-25% density); `--sparse-density 0 0.5` then times the CPU target with masked sums run dense
-(0) and as sparse blocks, in the same run. The floor is what the arithmetic and the input layer's
+25% density); `--model runs/.../pg.best.pcz` times a saved model instead (a prune-grow round's);
+`--sparse-density 0 0.5` then times the CPU target with masked sums run dense (0) and as
+sparse blocks, in the same run. The floor is what the arithmetic and the input layer's
 memory traffic alone would take: the sum layers' FLOPs (2 per edge per row each for the forward
 product, the flows and the weight flows: 6) at the `torch.mm` rate measured in the same run, plus
 the input layer's bytes (its [rows, B] values written and its flows read) at the measured copy
@@ -94,6 +95,7 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--phases", action="store_true", help="also time the step's parts apart")
     ap.add_argument("--grown", type=float, default=None, help="prune this fraction by flow, then grow x2")
+    ap.add_argument("--model", type=Path, default=None, help="a saved MNIST model (.pcz) instead of a new HCLT")
     ap.add_argument("--sparse-density", type=float, nargs="+", default=[0.5], help="CPU target option(s)")
     ap.add_argument("--label", default="", help="appended to each row's backend (e.g. 'before' for an older checkout)")
     args = ap.parse_args()
@@ -111,7 +113,11 @@ def main():
         x = torch.as_tensor(rng.integers(0, 256, (B, V)))
     flops_rate, bytes_rate = mm_rate(), copy_rate()
     for L in args.latents:
-        spec = pc.build(hclt_from_tree(parent, 256, L))
+        spec = (
+            pc.load(args.model, backend="torch").to_circuit()
+            if args.model
+            else pc.build(hclt_from_tree(parent, 256, L))
+        )
         if args.grown is not None:
             from pccompile.passes import run
 
