@@ -134,7 +134,8 @@ def main():
             with torch.no_grad():
                 fwd = median_seconds(lambda: model(x))
             row = {
-                "latents": L,
+                "latents": None if args.model else L,
+                "model": str(args.model) if args.model else None,
                 "backend": model.backend + (f" ({args.label})" if args.label else ""),
                 "grown": args.grown,
                 "sparse_density": density,
