@@ -110,6 +110,13 @@ def _weights(pt: ProgramTensors, key: str, logw_ext: torch.Tensor) -> tuple[torc
     return lw, lw.exp()
 
 
+def _sparse_weights(blocks: SparseBlocks, logw_ext: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A sparse partition's log-weights and weights, edge by edge in block order (held by the
+    caller: the kernels read them through raw pointers)."""
+    lw = logw_ext[blocks.param_ids]
+    return lw, lw.exp()
+
+
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse instead of returning it to the system: the torch
     ops around the kernels (input log-probabilities, the M-step) allocate and free tensors of
@@ -145,10 +152,9 @@ class CpuExecutor(TorchExecutor):
         # outer-product children (RAT-SPN, Tucker): the torch backend's backward sends their flows
         # back as row and column sums, Ka + Kb scatters where the kernel makes 2 Ka Kb
         self._outer = {key for key, source in self.fused.sources.items() if isinstance(source, ChildOuter)}
-        self._arrays = {id(self.tensors): launch_arrays(self.tensors)}
-        if self.fused is not self.tensors:
-            self._arrays[id(self.fused)] = launch_arrays(self.fused)
-        self._sparse = {id(pt): sparse_partitions(pt, sparse_density) for pt in (self.tensors, self.fused)}
+        distinct = {id(pt): pt for pt in (self.tensors, self.fused)}  # one object when nothing is fused
+        self._arrays = {key: launch_arrays(pt) for key, pt in distinct.items()}
+        self._sparse = {key: sparse_partitions(pt, sparse_density) for key, pt in distinct.items()}
 
     def _input_rows(self, k: int, part, params: dict, x_int, x_real, out: torch.Tensor) -> None:
         """Families over K values: the table of log-probabilities from torch, its lookup at the
@@ -191,8 +197,7 @@ class CpuExecutor(TorchExecutor):
         a, nf, rows = self._arrays[id(pt)][key]
         blocks = self._sparse[id(pt)].get(key)
         if blocks is not None:
-            lw = logw_ext[blocks.param_ids]
-            w = lw.exp()  # held: the kernel reads it through a raw pointer
+            lw, w = _sparse_weights(blocks, logw_ext)
             self.lib.pc_sparse_forward(
                 _ptr(mars), mars.shape[1], a.shape[0], rows.shape[0] // a.shape[0], a.shape[1], a.shape[2], _ptr(a),
                 _ptr(nf), _ptr(rows), *_block_ptrs(blocks), _ptr(w), _ptr(lw), _tiny(torch.float32), _threads(),
@@ -221,8 +226,8 @@ class CpuExecutor(TorchExecutor):
         a, nf, rows = self._arrays[id(pt)][key]
         blocks = self._sparse[id(pt)].get(key)
         if blocks is not None:
-            lw = logw_ext[blocks.param_ids]
-            w, wflows = lw.exp(), torch.zeros_like(lw)
+            lw, w = _sparse_weights(blocks, logw_ext)
+            wflows = torch.zeros_like(lw)
             self.lib.pc_sparse_backward(
                 _ptr(mars), _ptr(flows), mars.shape[1], a.shape[0], rows.shape[0] // a.shape[0], a.shape[1], a.shape[2],
                 _ptr(a), _ptr(nf), _ptr(rows), *_block_ptrs(blocks), _ptr(w), _ptr(lw), lw.shape[0],

@@ -21,9 +21,9 @@ def variable_runs(part) -> tuple[torch.Tensor, torch.Tensor]:
     left them of different sizes). The kernels read one row of codes per run, not per row."""
     if part not in _RUNS:
         v = np.asarray(part.vars)
-        starts = np.flatnonzero(np.concatenate([[True], v[1:] != v[:-1]])) if v.size else np.zeros(0, np.int64)
-        run = np.cumsum(np.isin(np.arange(v.size), starts)) - 1
-        _RUNS[part] = (torch.as_tensor(run.astype(np.int64)), torch.as_tensor(v[starts].astype(np.int64)))
+        first = np.concatenate([[True], v[1:] != v[:-1]])[: v.size]  # a run starts here
+        run = np.cumsum(first) - 1
+        _RUNS[part] = (torch.as_tensor(run.astype(np.int64)), torch.as_tensor(v[first].astype(np.int64)))
     return _RUNS[part]
 
 

@@ -359,6 +359,17 @@ void pc_sum_forward(float *mars, int64_t B, int64_t g, int64_t G, int64_t K, int
     }
 }
 
+/* wflow[p] += the threads' own weight flows acc[q][p] (q < threads), summed; frees acc. */
+static void reduce_thread_flows(float *acc, int64_t P, int threads, float *wflow) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t p = 0; p < P; p++) {
+        float v = 0.0f;
+        for (int q = 0; q < threads; q++) v += acc[(int64_t)q * P + p];
+        wflow[p] += v;
+    }
+    free(acc);
+}
+
 /* wt is w transposed per group ([g][K][G]): the child flows are wt times the nodes' f / s. */
 void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F,
                      const int64_t *comp, const int64_t *nf, const int64_t *rows, const float *w, const float *wt, const float *logw,
@@ -414,13 +425,7 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
         free(a);
         free(et);
     }
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t p = 0; p < P; p++) {
-        float v = 0.0f;
-        for (int q = 0; q < threads; q++) v += acc[(int64_t)q * P + p];
-        wflow[p] += v;
-    }
-    free(acc);
+    reduce_thread_flows(acc, P, threads, wflow);
 }
 
 /* out row r = sum of its F factor rows (log space). */
@@ -739,11 +744,5 @@ void pc_sparse_backward(const float *mars, float *flows, int64_t B, int64_t g, i
         free(cf);
         free(dots);
     }
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t p = 0; p < edges; p++) {
-        float v = 0.0f;
-        for (int q = 0; q < threads; q++) v += acc_all[(int64_t)q * edges + p];
-        wflow[p] += v;
-    }
-    free(acc_all);
+    reduce_thread_flows(acc_all, edges, threads, wflow);
 }

@@ -79,7 +79,7 @@ def sparse_blocks(param_ids: np.ndarray, pad: int) -> SparseBlocks:
     block_edges = count * ncols
     w_start = np.concatenate([[0], np.cumsum(block_edges)[:-1]]).astype(np.int64)
     group_start = np.searchsorted(block_group, np.arange(g + 1)).astype(np.int64)
-    group_edges = np.add.reduceat(block_edges, group_start[:-1]) if nb else np.zeros(1, np.int64)
+    group_edges = int(np.add.reduceat(block_edges, group_start[:-1]).max()) if nb else 0
     t = torch.as_tensor
     return SparseBlocks(
         group_start=t(group_start),
@@ -89,6 +89,6 @@ def sparse_blocks(param_ids: np.ndarray, pad: int) -> SparseBlocks:
         cols=t(pair_col.astype(np.int64)),
         w_start=t(w_start),
         param_ids=t(edge_ids.astype(np.int64)),
-        group_edges=int(group_edges.max()) if nb else 0,
+        group_edges=group_edges,
         density=float(live.mean()) if live.size else 1.0,
     )
