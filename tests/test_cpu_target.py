@@ -298,6 +298,33 @@ def test_pruned_and_grown_hclts_match_the_torch_backend(rng, tmp_path, granulari
 
 
 @needs_compiler
+def test_table_kernels_read_runs_of_unequal_length(rng, tmp_path):
+    """After prune and trim, an HCLT's input vectors have different sizes per variable (no single
+    run length): the counting kernel still applies (it returned None for such partitions and
+    left them to torch) and gives torch's counts; the lookup gives torch's log-probabilities."""
+    from pccompile.passes import run
+
+    from pccompile.statistics import STATISTICS
+
+    x = pc.datasets.load_builtin("builtin:digits")[:200, :12]
+    np.save(tmp_path / "x.npy", x)
+    src = f'var px[12] : categorical(17)\nroot = hclt(px, latents=8, data="{tmp_path / "x.npy"}")\n'
+    pruned = run(pc.compile(src, passes="init").to_circuit(), "prune{fraction=0.8}", data=x)
+    ref, cpu = _pair(pruned)
+    part, h = cpu.program.input_partitions[0], cpu.inputs[0]
+    assert part.run_length is None and len(set(np.unique(part.vars, return_counts=True)[1])) > 1
+    data = _data(pruned, rng, 40)
+    xi, xr = cpu.encode(data)
+    f = torch.rand(part.size, xi.shape[0])
+    counted = cpu.executor.input_stats(part, h.vars, f, xi, xr)
+    assert counted is not None
+    expect = STATISTICS[part.dist].stats(part, h.vars, f, xi, xr)
+    for key in expect:
+        torch.testing.assert_close(counted[key], expect[key], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cpu(data), ref(data), **TOL)
+
+
+@needs_compiler
 def test_random_sparse_circuits_run_as_sparse_blocks_match_the_torch_backend(rng):
     for _ in range(3):
         circuit = random_circuit(rng, num_vars=6, sparse=True, tie=True)
