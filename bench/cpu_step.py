@@ -50,9 +50,10 @@ def copy_rate() -> float:
 def phases(model, xi, xr) -> dict:
     """Median ms of each part of an EM step, run apart: the sum weights' normalisation, the
     forward pass (inputs and layers), the backward pass, the input statistics, the M-step."""
+    from pccompile.ir import family
+
     from pccompile.flows import encoded_flows
     from pccompile.learn.em import em_update
-    from pccompile.statistics import STATISTICS
 
     ex = model.executor
     logw = model.sum_log_weights(padded=True)
@@ -72,7 +73,7 @@ def phases(model, xi, xr) -> dict:
         for part, h in parts:
             f = flows[part.start : part.start + part.size]
             if ex.input_stats(part, h.vars, f, xi, xr) is None:
-                STATISTICS[part.dist].stats(part, h.vars, f, xi, xr)
+                family(part.dist).stats(part, h.vars, f, xi, xr)
 
     timed = {
         "normalise": lambda: model.sum_log_weights(padded=True),

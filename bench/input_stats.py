@@ -12,11 +12,9 @@ import argparse
 
 import numpy as np
 import torch
-from pccompile.codegen.torch_backend.inputs import variable_codes
-from pccompile.ir import InputPartition
+from pccompile.ir import InputPartition, family
+from pccompile.ir.families import variable_codes
 from timing import median_seconds
-
-from pccompile.statistics import STATISTICS
 
 
 def onehot_product(part, vars_t, f, x_int):
@@ -44,7 +42,7 @@ def main():
     general.__dict__["run_length"] = None  # as if the rows were in any order: the general scatter
     x_int = torch.randint(-1, k, (args.batch, V))
     f = torch.rand(part.size, args.batch)
-    stats = STATISTICS["categorical"]
+    stats = family("categorical")
     ways = {
         "scatter over runs": lambda: stats.stats(part, vars_t, f, x_int, None),
         "general scatter": lambda: stats.stats(general, vars_t, f, x_int, None),

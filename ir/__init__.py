@@ -1,18 +1,7 @@
 """pccompile.ir: circuit IR (node vectors), verification, and the lowered Program."""
 
 from .circuit import Circuit, Region, Variable, compact_ids, infer_variables, same_circuit
-from .distributions import (
-    BINARY,
-    DISTRIBUTIONS,
-    REAL,
-    Bernoulli,
-    Binomial,
-    Categorical,
-    Distribution,
-    Domain,
-    Gaussian,
-    make_distribution,
-)
+from .distributions import BINARY, REAL, Distribution, Domain
 from .errors import (
     ArgumentError,
     CircuitError,
@@ -31,6 +20,17 @@ from .errors import (
     SmoothnessError,
     SourceError,
     StructureError,
+)
+from .families import (
+    DISTRIBUTIONS,
+    FAMILIES,
+    Bernoulli,
+    Binomial,
+    Categorical,
+    Family,
+    Gaussian,
+    family,
+    make_distribution,
 )
 from .nodes import InputNode, Node, ProductNode, SumNode
 from .program import (

@@ -13,7 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .distributions import make_distribution
+from .families import make_distribution
 
 ZERO_ROW = 0
 ONE_ROW = 1

@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from .circuit import Circuit, Region, Variable
-from .distributions import DISTRIBUTIONS, Domain, make_distribution
+from .distributions import Domain
 from .errors import FormatError
+from .families import DISTRIBUTIONS, make_distribution
 from .nodes import InputNode, ProductNode, SumNode
 
 IR_VERSION = 1

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 
+from .ir.families import FAMILIES  # numpy only: the input families' classes are exported below
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
@@ -36,15 +38,12 @@ _EXPORTS = {
         name: "ir"
         for name in (
             "ArgumentError",
-            "Bernoulli",
-            "Categorical",
             "Circuit",
             "CircuitError",
             "DataError",
             "DSLSemanticError",
             "DSLSyntaxError",
             "FormatError",
-            "Gaussian",
             "PCError",
             "ResourceError",
             "DistributedError",
@@ -52,6 +51,7 @@ _EXPORTS = {
             "verify",
         )
     },
+    **{cls.__name__: "ir.families" for cls in FAMILIES},  # every registered input family
 }
 _SUBMODULES = ("structures", "learn", "datasets", "data", "queries", "cuda_graphs", "plots", "cli")
 

@@ -12,6 +12,7 @@ from itertools import count
 import numpy as np
 
 from pccompile.ir import (
+    FAMILIES,
     ArgumentError,
     Bernoulli,
     Categorical,
@@ -56,7 +57,8 @@ def inputs(var: int, size: int, dist: Distribution, *, name: str | None = None, 
     mean=[...], std=[...] (random when omitted)."""
     if not isinstance(dist, Distribution):
         raise ArgumentError(
-            f"dist must be an input family such as Categorical(k), Bernoulli(), Binomial(n) or Gaussian(), got {dist!r}"
+            f"dist must be an input family ({', '.join(c.__name__ for c in FAMILIES)}; e.g. Categorical(k), "
+            f"Binomial(n), Gaussian()), got {dist!r}"
         )
     if size < 1:
         raise ArgumentError(f"size must be >= 1, got {size}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .statistics import STATISTICS
+from pccompile.ir import family
 
 
 @dataclass
@@ -68,7 +68,7 @@ def encoded_flows(model, x_int, x_real, input_logp: torch.Tensor | None = None) 
 def _input_stats(ex, part, vars_t, f, x_int, x_real) -> dict:
     """A partition's statistics from the backend's kernel where it has one, else its family's."""
     stats = ex.input_stats(part, vars_t, f, x_int, x_real)
-    return STATISTICS[part.dist].stats(part, vars_t, f, x_int, x_real) if stats is None else stats
+    return family(part.dist).stats(part, vars_t, f, x_int, x_real) if stats is None else stats
 
 
 def dataset_flows(model, data, batch_size: int = 512) -> FlowStats:

@@ -7,14 +7,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pccompile.ir import Circuit, Program, distributions
-from pccompile.ir.distributions import LOG_MIN_STD, MIN_STD
-from pccompile.maxent import entropic_probs, row_sum_last, segment_rows
-
-
-def _log(a: np.ndarray, dtype=np.float64) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.log(np.asarray(a, dtype=dtype))
+from pccompile.ir import Circuit, Program, family
+from pccompile.ir.distributions import log_array
+from pccompile.ir.families.maxent import entropic_probs, row_sum_last, segment_rows
 
 
 def sum_logits_from_circuit(circuit: Circuit, program: Program, dtype=np.float64):
@@ -29,105 +24,21 @@ def sum_logits_from_circuit(circuit: Circuit, program: Program, dtype=np.float64
             continue
         w = np.asarray(circuit.params[lay.node]["weights"])
         vals = w.reshape(-1) if lay.mask is None else w[np.asarray(lay.mask, bool)]
-        flat[lay.offset : lay.offset + nnz] = _log(vals, dtype)
+        flat[lay.offset : lay.offset + nnz] = log_array(vals, dtype)
     return flat, missing
-
-
-class RuntimeForm:
-    """How a family's parameters live in the module: named unconstrained arrays per partition,
-    converted from and to the IR's probabilities, and drawn when the source gave none."""
-
-    def empty(self, part, dtype) -> dict[str, np.ndarray]:
-        raise NotImplementedError  # pragma: no cover - interface
-
-    def from_ir(self, p: dict, dst: dict, sl: slice, dtype) -> None:
-        raise NotImplementedError  # pragma: no cover - interface
-
-    def to_ir(self, src: dict, sl: slice) -> dict[str, np.ndarray]:
-        raise NotImplementedError  # pragma: no cover - interface
-
-    def draw(self, h, sl: slice, gen: torch.Generator) -> None:
-        raise NotImplementedError  # pragma: no cover - interface
-
-
-class _Logits(RuntimeForm):
-    """Categorical: `logits [m, K]` (log-probabilities up to a constant); drawn as -k U(0, 1)
-    with k = ir.distributions.CATEGORICAL_INIT_SPREAD, as the IR's `init` pass draws them."""
-
-    def empty(self, part, dtype):
-        return {"logits": np.zeros((part.size, part.num_cats), dtype=dtype)}
-
-    def from_ir(self, p, dst, sl, dtype):
-        dst["logits"][sl] = _log(p["probs"], dtype)
-
-    def to_ir(self, src, sl):
-        lg = src["logits"][sl].astype(np.float64)
-        pr = np.exp(lg - lg.max(1, keepdims=True))
-        return {"probs": (pr / pr.sum(1, keepdims=True)).astype(np.float32)}
-
-    def draw(self, h, sl, gen):
-        h.logits[sl].uniform_(0.0, 1.0, generator=gen).mul_(-distributions.CATEGORICAL_INIT_SPREAD)
-
-
-class _Logit(RuntimeForm):
-    """Bernoulli and binomial: `logit [m]` of p; p drawn from U(0.2, 0.8)."""
-
-    def empty(self, part, dtype):
-        return {"logit": np.zeros(part.size, dtype=dtype)}
-
-    def from_ir(self, p, dst, sl, dtype):
-        q = np.asarray(p["p"], dtype=np.float64)
-        dst["logit"][sl] = _log(q) - _log(1 - q)
-
-    def to_ir(self, src, sl):
-        return {"p": (1 / (1 + np.exp(-src["logit"][sl].astype(np.float64)))).astype(np.float32)}
-
-    def draw(self, h, sl, gen):
-        q = h.logit[sl].uniform_(0.2, 0.8, generator=gen)
-        q.copy_(q.log() - (1 - q).log())
-
-
-class _MeanLogStd(RuntimeForm):
-    """Gaussian: `mean [m]`, `log_std [m]` (floored at the documented MIN_STD both ways); drawn
-    as N(0, 1) means with unit std."""
-
-    def empty(self, part, dtype):
-        return {"mean": np.zeros(part.size, dtype=dtype), "log_std": np.zeros(part.size, dtype=dtype)}
-
-    def from_ir(self, p, dst, sl, dtype):
-        dst["mean"][sl] = np.asarray(p["mean"])
-        dst["log_std"][sl] = _log(np.maximum(np.asarray(p["std"], dtype=np.float64), MIN_STD))
-
-    def to_ir(self, src, sl):
-        return {
-            "mean": src["mean"][sl].astype(np.float32),
-            "std": np.exp(np.maximum(src["log_std"][sl], LOG_MIN_STD)).astype(np.float32),
-        }
-
-    def draw(self, h, sl, gen):
-        h.mean[sl].normal_(generator=gen)
-        h.log_std[sl] = 0.0
-
-
-RUNTIME_FORMS: dict[str, RuntimeForm] = {
-    "categorical": _Logits(),
-    "bernoulli": _Logit(),
-    "binomial": _Logit(),
-    "gaussian": _MeanLogStd(),
-}
 
 
 def input_params_from_circuit(circuit: Circuit, program: Program, dtype=np.float64):
     """Per input partition, its parameter arrays; and the (partition, first row, rows) ranges of
     input nodes without parameters, left for the runtime to draw."""
-    out = [RUNTIME_FORMS[part.dist].empty(part, dtype) for part in program.input_partitions]
+    out = [family(part.dist).runtime_empty(part, dtype) for part in program.input_partitions]
     missing = []
     for lay in program.input_layout:
         if lay.node not in circuit.params:
             missing.append((lay.partition, lay.start, lay.size))
             continue
         part = program.input_partitions[lay.partition]
-        RUNTIME_FORMS[part.dist].from_ir(
+        family(part.dist).runtime_from_ir(
             circuit.params[lay.node], out[lay.partition], slice(lay.start, lay.start + lay.size), dtype
         )
     return out, missing
@@ -156,7 +67,7 @@ def draw_missing(sum_logits: torch.Tensor, inputs, partitions, sum_missing, inpu
     for off, n in _merge(sum_missing):
         sum_logits[off : off + n].uniform_(0.6, 1.4, generator=gen).log_()
     for pi, start, n in _merge(input_missing):
-        RUNTIME_FORMS[partitions[pi].dist].draw(inputs[pi], slice(start, start + n), gen)
+        family(partitions[pi].dist).runtime_draw(inputs[pi], slice(start, start + n), gen)
 
 
 def segment_log_softmax(logits: torch.Tensor, segment: torch.Tensor, num_segments: int) -> torch.Tensor:
@@ -223,7 +134,7 @@ class SumRows(nn.Module):
         `step` is a float or a device scalar tensor. `blocks=False` leaves the dense blocks to a
         fused kernel and updates only the tail. `entropy` [P]: per weight, a share of its row's
         entropy weight b (their row sum; learn.regularize gives the reach pass's flows): the new
-        theta maximises sum (F + pc/deg) log theta + b H(theta) instead (pccompile.maxent)."""
+        theta maximises sum (F + pc/deg) log theta + b H(theta) instead (pccompile.ir.families.maxent)."""
 
         def upd(old, f, row, deg, b, row_sum):
             if b is not None:
@@ -263,5 +174,5 @@ def circuit_params_from_runtime(
     for lay in program.input_layout:
         part = program.input_partitions[lay.partition]
         src = inputs[lay.partition]
-        params[lay.node] = RUNTIME_FORMS[part.dist].to_ir(src, slice(lay.start, lay.start + lay.size))
+        params[lay.node] = family(part.dist).runtime_to_ir(src, slice(lay.start, lay.start + lay.size))
     return params

@@ -302,9 +302,8 @@ def test_table_kernels_read_runs_of_unequal_length(rng, tmp_path):
     """After prune and trim, an HCLT's input vectors have different sizes per variable (no single
     run length): the counting kernel still applies (it returned None for such partitions and
     left them to torch) and gives torch's counts; the lookup gives torch's log-probabilities."""
+    from pccompile.ir import family
     from pccompile.passes import run
-
-    from pccompile.statistics import STATISTICS
 
     x = pc.datasets.load_builtin("builtin:digits")[:200, :12]
     np.save(tmp_path / "x.npy", x)
@@ -318,7 +317,7 @@ def test_table_kernels_read_runs_of_unequal_length(rng, tmp_path):
     f = torch.rand(part.size, xi.shape[0])
     counted = cpu.executor.input_stats(part, h.vars, f, xi, xr)
     assert counted is not None
-    expect = STATISTICS[part.dist].stats(part, h.vars, f, xi, xr)
+    expect = family(part.dist).stats(part, h.vars, f, xi, xr)
     for key in expect:
         torch.testing.assert_close(counted[key], expect[key], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(cpu(data), ref(data), **TOL)

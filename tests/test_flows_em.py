@@ -93,7 +93,7 @@ def test_em_recovers_a_mixture_and_respects_pseudocount():
 def test_input_counts_by_run_scatter_match_the_general_scatter(rng):
     """The scatter over runs (rows in runs of L per variable) and the general scatter
     give the same statistics, equal to a direct count; -1 values count as missing."""
-    from pccompile.statistics import STATISTICS
+    from pccompile.ir import family
 
     L, nv, B, k = 3, 4, 50, 5
     from pccompile.ir import InputPartition
@@ -105,7 +105,7 @@ def test_input_counts_by_run_scatter_match_the_general_scatter(rng):
     assert part.run_length == L  # the scatter over runs
     assert InputPartition("categorical", k, 2, np.array([0, 0, 1, 1, 1])).run_length is None
     assert InputPartition("categorical", k, 2, np.array([2, 2, 5, 5])).run_length == 2
-    fast = STATISTICS["categorical"].stats(part, torch.as_tensor(vars_), f, x, None)
+    fast = family("categorical").stats(part, torch.as_tensor(vars_), f, x, None)
     expect = np.zeros((nv * L, k))
     miss = np.zeros(nv * L)
     for r in range(nv * L):
@@ -119,6 +119,6 @@ def test_input_counts_by_run_scatter_match_the_general_scatter(rng):
     np.testing.assert_allclose(fast["missing"].numpy(), miss, rtol=1e-12)
     general = InputPartition("categorical", k, 2, vars_)
     general.__dict__["run_length"] = None  # as if the rows were in any order: the scatter
-    slow = STATISTICS["categorical"].stats(general, torch.as_tensor(vars_), f, x, None)
+    slow = family("categorical").stats(general, torch.as_tensor(vars_), f, x, None)
     np.testing.assert_allclose(slow["counts"].numpy(), expect, rtol=1e-12)
     np.testing.assert_allclose(slow["missing"].numpy(), miss, rtol=1e-12)

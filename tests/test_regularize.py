@@ -7,13 +7,13 @@ import pytest
 import torch
 from helpers import all_assignments, reference_flows, reference_prob
 from pccompile.ir import ArgumentError, Domain, InputNode, SumNode, Variable
+from pccompile.ir.families.maxent import entropic_probs, row_sum_last
 from pccompile.passes import InitParams
 
 import pccompile as pc
 from pccompile.learn import TrainConfig
 from pccompile.learn.em import em_step
 from pccompile.learn.regularize import Regularization, value_frequencies
-from pccompile.maxent import entropic_probs, row_sum_last
 from pccompile.structures import hclt_from_tree
 
 CATS = [3, 2, 3]

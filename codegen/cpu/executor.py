@@ -16,14 +16,13 @@ import os
 
 import numpy as np
 import torch
-from pccompile.ir import ONE_ROW, Program
+from pccompile.ir import ONE_ROW, Program, family
 
 from ..torch_backend.children import ChildFactors, ChildOuter
 from ..torch_backend.executor import TorchExecutor, _tiny
-from ..torch_backend.inputs import TORCH_INPUTS
 from ..torch_backend.program_tensors import ProgramTensors
 from .build import load_library
-from .inputs import CPU_COUNTS, CPU_M_STEPS, run_codes, variable_runs
+from .inputs import cpu_counts, cpu_m_step, run_codes, variable_runs
 from .sparse import SparseBlocks, sparse_blocks
 
 
@@ -162,7 +161,7 @@ class CpuExecutor(TorchExecutor):
         variable read one row of codes per run); others as the torch backend."""
         table = None
         if self._runs_here(out) and x_int.device.type == "cpu":
-            table = TORCH_INPUTS[part.dist].log_table(part, params)
+            table = family(part.dist).log_table(part, params)
         if table is None or table.dtype != torch.float32:
             return super()._input_rows(k, part, params, x_int, x_real, out)
         table = table.contiguous()
@@ -173,12 +172,12 @@ class CpuExecutor(TorchExecutor):
 
     def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
         """A family with a counting kernel (codegen.cpu.inputs) counts there; others: None."""
-        kernel = CPU_COUNTS.get(part.dist)
+        kernel = cpu_counts(part.dist)
         return None if kernel is None else kernel(self.lib, part, vars_t, flows, x_int)
 
     def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
         """A family with an M-step kernel (codegen.cpu.inputs) runs it in place; others: False."""
-        kernel = CPU_M_STEPS.get(part.dist)
+        kernel = cpu_m_step(part.dist)
         return kernel is not None and kernel(self.lib, part, h, stats, float(step), float(pseudocount))
 
     @staticmethod

@@ -1,9 +1,9 @@
-"""Input families' kernels on the CPU target, one table per job, keyed by family: the EM counts of
-families over K values (`CPU_COUNTS`: four rows at a time, at the batch's codes) and the M-step of
-a categorical partition as one pass over its logits (`CPU_M_STEPS`; the family's torch update
-makes about ten passes over [rows, K] tensors). A family without an entry takes its own code
-(pccompile.statistics); the table lookup of the forward pass serves every family with a
-`log_table` and needs no entry."""
+"""Input families' kernels on the CPU target: the EM counts of every family whose statistics
+are counts per value (`ir.families.counts.CountsFamily`: four rows at a time, at the batch's
+codes), and the M-step of a categorical partition as one pass over its logits (`CPU_M_STEPS`,
+keyed by family class; the family's torch update makes about ten passes over [rows, K]
+tensors). Other families take their own code (ir.families); the table lookup of the forward
+pass serves every family with a `log_table` and needs no entry."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import weakref
 
 import numpy as np
 import torch
+from pccompile.ir.families import Categorical, family
+from pccompile.ir.families.counts import CountsFamily
 
 _RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -60,5 +62,14 @@ def _categorical_m_step(lib, part, h, stats: dict, step: float, pseudocount: flo
     return True
 
 
-CPU_COUNTS = {"categorical": _table_counts, "bernoulli": _table_counts}
-CPU_M_STEPS = {"categorical": _categorical_m_step}
+CPU_M_STEPS = {Categorical: _categorical_m_step}
+
+
+def cpu_counts(name: str):
+    """The counting kernel of the family `name`, or None (it keeps its own statistics)."""
+    return _table_counts if isinstance(family(name), CountsFamily) else None
+
+
+def cpu_m_step(name: str):
+    """The M-step kernel of the family `name`, or None."""
+    return CPU_M_STEPS.get(type(family(name)))

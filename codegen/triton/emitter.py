@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from pccompile.ir import Program
+from pccompile.ir.families import triton_code
 
 from ..fusion import FusionPlan, plan_fusion
-from .inputs import TRITON_INPUTS
 from .kernels import HEADER, TEMPLATES
 
 
@@ -292,7 +292,7 @@ class _Renderer:
                 src.line(
                     f"input_fwd[(triton.cdiv({M}, {bm}), triton.cdiv(B, {bb}))](mars, x_int, x_real, *params[{i}], "
                     f"idx[{vi}], {int(self.perm[part.start])}, {M}, {V}, B, K={part.num_cats or 1}, "
-                    f"DIST={TRITON_INPUTS[part.dist].code}, BLOCK_M={bm}, BLOCK_B={bb})"
+                    f"DIST={triton_code(part.dist)}, BLOCK_M={bm}, BLOCK_B={bb})"
                 )
 
     def forward_max(self) -> None:

@@ -20,7 +20,7 @@ from pccompile.ir.env import env_value
 from torch import nn
 
 from .emitter import Emitted, TritonOptions, emit
-from .inputs import TRITON_INPUTS
+from .inputs import input_tensors
 
 
 def cache_dir() -> Path:
@@ -152,7 +152,7 @@ class TritonExecutor(nn.Module):
         self._check(logw)
         B = x_int.shape[0]
         mars = self._buffer(B, x_int.device, complete)
-        params = [TRITON_INPUTS[part.dist].tensors(p, part) for part, p in zip(self.program.input_partitions, inputs)]
+        params = [input_tensors(part, p) for part, p in zip(self.program.input_partitions, inputs)]
         x_int = x_int.contiguous()
         x_real = x_int if x_real is None else x_real.contiguous()
         self.kernels.inputs(mars, x_int, x_real, params, self.index, B)

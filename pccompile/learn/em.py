@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 
 from pccompile.flows import FlowStats, encoded_flows
-from pccompile.statistics import STATISTICS
+from pccompile.ir import family
 
 from .regularize import Regularization
 
@@ -46,7 +46,7 @@ def em_update(
     for part, h, s, b in zip(model.program.input_partitions, model.inputs, stats.inputs, input_b):
         if b is None and model.executor.em_inputs(part, h, s, a, pc):  # a backend kernel
             continue
-        STATISTICS[part.dist].m_step(part, h, s, a, pc, model.dtype, entropy=b)
+        family(part.dist).m_step(part, h, s, a, pc, model.dtype, entropy=b)
 
 
 def e_step(model, x_int: torch.Tensor, x_real: torch.Tensor | None, reg: Regularization | None = None) -> FlowStats:

@@ -11,7 +11,7 @@ Broeck, NeurIPS 2021), the techniques behind its HCLT results:
   categorical input n, sum_c a_c log theta_c + b_n H(theta_n) with b_n = tau (N + pc) phi_n, where
   N is the batch's row count and phi_n the probability that a top-down pass through the circuit
   reaches n (its flow when every variable is missing). For a deterministic circuit this is the
-  exact entropy of the distribution; for others, the paper's approximation (pccompile.maxent
+  exact entropy of the distribution; for others, the paper's approximation (pccompile.ir.families.maxent
   solves each node's problem).
 
 Both work through the executor's plain interface (input log-values in, flows out), so they run
@@ -27,12 +27,8 @@ import numpy as np
 import torch
 
 from pccompile.flows import FlowStats, encoded_flows
-from pccompile.ir import ArgumentError
+from pccompile.ir import ArgumentError, family
 from pccompile.ir.options import Range, option_value
-from pccompile.statistics import STATISTICS
-
-SOFTENED_FAMILIES = ("categorical", "bernoulli")
-
 
 Strength = Annotated[float, Range(0, 1, open_hi=True)]  # of either regulariser
 
@@ -73,10 +69,10 @@ class Regularization:
         marginals m [m, K], log soft table [m, K]); None for the others."""
         out = []
         for part, h in zip(model.program.input_partitions, model.inputs):
-            if part.dist not in SOFTENED_FAMILIES or part.num_cats is None:
+            if not family(part.dist).softened or part.num_cats is None:
                 out.append(None)
                 continue
-            theta = STATISTICS[part.dist].probs(h)
+            theta = family(part.dist).probs(h)
             m = torch.as_tensor(self.marginals[:, : part.num_cats], dtype=theta.dtype, device=theta.device)[h.vars]
             s = (theta * m).sum(1, keepdim=True)
             out.append((theta, m, ((1 - self.soften) * theta + self.soften * s).log()))
@@ -99,7 +95,7 @@ class Regularization:
         reach = encoded_flows(model, *missing_row(model))
         scale = self.entropy * (rows + pseudocount)
         inputs = [
-            scale * s["missing"] if part.dist in SOFTENED_FAMILIES else None
+            scale * s["missing"] if family(part.dist).softened else None
             for part, s in zip(model.program.input_partitions, reach.inputs)
         ]
         return scale * reach.sum_flows, inputs

@@ -18,11 +18,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pccompile.codegen.torch_backend.inputs import TORCH_INPUTS, observed
 from pccompile.flows import FlowStats
 from pccompile.ir import ArgumentError, InputNode, ProductNode
+from pccompile.ir.families import family, observed
 from pccompile.learn.em import em_update
-from pccompile.statistics import STATISTICS
 
 from .regions import RegionMap, region_map
 
@@ -78,7 +77,7 @@ def _input_logp(model, t: _Tables, node: InputNode, rows: torch.Tensor, x_int, x
     """[B] log p(x_var | the active row) of one input vector (0 where x_var is missing)."""
     lay = t.inputs[node.id]
     part = model.program.input_partitions[lay.partition]
-    fam = TORCH_INPUTS[part.dist]
+    fam = family(part.dist)
     sl = slice(lay.start, lay.start + lay.size)
     p = {k: v[sl] for k, v in t.params[lay.partition].items()}
     xv, miss = observed(part, torch.tensor([node.var], device=rows.device), x_int, x_real)
@@ -178,7 +177,7 @@ def _input_stats(model, input_flows, x_int, x_real) -> list[dict[str, torch.Tens
             for start, rows, f in by_part.get(pi, []):
                 dense.index_put_((start + rows[b0:b1], cols), f[b0:b1], accumulate=True)
             xr = None if x_real is None else x_real[b0:b1]
-            s = STATISTICS[part.dist].stats(part, h.vars, dense, x_int[b0:b1], xr)
+            s = family(part.dist).stats(part, h.vars, dense, x_int[b0:b1], xr)
             total = s if total is None else {k: total[k] + s[k] for k in total}
         out.append(total)
     return out

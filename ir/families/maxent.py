@@ -16,10 +16,14 @@ optimum, to float precision, in fewer steps.)
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
+from .lazy import torch
 
-RowSum = Callable[[torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    import torch  # noqa: F811
+
+RowSum = Callable[["torch.Tensor"], "torch.Tensor"]
 """Sum of a flat tensor's entries over each row, broadcast back to the entries."""
 
 OUTER_STEPS = 6
