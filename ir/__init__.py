@@ -27,8 +27,10 @@ from .families import (
     Bernoulli,
     Binomial,
     Categorical,
+    Exponential,
     Family,
     Gaussian,
+    LogNormal,
     family,
     make_distribution,
 )

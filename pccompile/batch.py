@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pccompile.ir import DataError
+from pccompile.ir import DataError, family
 
 
 def numeric_array(x, source: str = "data") -> np.ndarray:
@@ -27,6 +27,17 @@ def numeric_array(x, source: str = "data") -> np.ndarray:
     return x
 
 
+def variable_support(program) -> tuple[np.ndarray, np.ndarray] | None:
+    """([V] lowest, [V] highest value) a real variable may take: the narrowest support of the
+    families that read it (an exponential input: x >= 0); None when no family restricts one."""
+    lo, hi = np.full(program.num_vars, -np.inf), np.full(program.num_vars, np.inf)
+    for part in program.input_partitions:
+        a, b = family(part.dist).support
+        v = np.asarray(part.vars)
+        lo[v], hi[v] = np.maximum(lo[v], a), np.minimum(hi[v], b)
+    return None if np.isneginf(lo).all() and np.isposinf(hi).all() else (lo, hi)
+
+
 def encode_batch(
     x,
     var_cats: np.ndarray,
@@ -35,9 +46,11 @@ def encode_batch(
     device: torch.device | None = None,
     dtype: torch.dtype = torch.float32,
     row_offset: int = 0,
+    support: tuple[np.ndarray, np.ndarray] | None = None,
 ):
     """-> (x_int [B, V] long with -1 for missing, x_real [B, V] float with NaN for missing, or None
-    when the circuit has no real variables). `row_offset` is added to row numbers in errors."""
+    when the circuit has no real variables). `row_offset` is added to row numbers in errors;
+    `support` (variable_support) refuses real values where their families have no density."""
     if not isinstance(x, torch.Tensor):
         x = numeric_array(x)
         if x.dtype.kind == "u" and x.dtype.itemsize == 8:
@@ -92,6 +105,15 @@ def encode_batch(
             x_real = torch.where(missing, torch.full_like(x_real, float("nan")), x_real)
         if bool(torch.isinf(x_real[:, ~discrete]).any()):
             _raise_bad(torch.isinf(x_real) & ~discrete, x, var_names, "is infinite", row_offset)
+        if support is not None:
+            lo, hi = (torch.as_tensor(s, dtype=x_real.dtype, device=x.device) for s in support)
+            outside = (x_real < lo) | (x_real > hi)  # NaN (missing) compares false
+            if bool(outside.any()):
+                b, v = (int(t) for t in outside.nonzero()[0])
+                raise DataError(
+                    f"variable '{var_names[v]}' (column {v}) has value {x[b, v].item()} in row {b + row_offset}, "
+                    f"outside [{float(support[0][v]):g}, {float(support[1][v]):g}] where its input families have density"
+                )
     return x_int, x_real
 
 

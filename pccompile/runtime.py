@@ -14,7 +14,7 @@ from pccompile.codegen.backends import BACKENDS, make_executor
 from pccompile.codegen.torch_backend import CircuitLogLikelihood, partition_log_probs
 from pccompile.ir import Circuit, Program
 
-from .batch import encode_batch
+from .batch import encode_batch, variable_support
 from .cuda_graphs import GraphCache
 from .params import (
     SumRows,
@@ -111,8 +111,16 @@ class CompiledCircuit(nn.Module):
 
     # -- evaluation -------------------------------------------------------------------------
     def encode(self, x, missing=None):
+        if not hasattr(self, "_support"):
+            self._support = variable_support(self.program)
         return encode_batch(
-            x, self.program.var_cats, self.program.var_names, missing, device=self.device, dtype=self.dtype
+            x,
+            self.program.var_cats,
+            self.program.var_names,
+            missing,
+            device=self.device,
+            dtype=self.dtype,
+            support=self._support,
         )
 
     def sum_log_weights(self, padded: bool = False) -> torch.Tensor:

@@ -201,7 +201,30 @@ def test_emitted_source_is_stable():
     if os.environ.get("PCC_UPDATE_GOLDEN") == "1":
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(text)
-    assert text == golden.read_text()
+    old, new = _kernels(golden.read_text()), _kernels(text)
+    changed = sorted(k for k in old.keys() & new.keys() if old[k] != new[k])
+    added, removed = sorted(new.keys() - old.keys()), sorted(old.keys() - new.keys())
+    assert text == golden.read_text(), f"kernels changed: {changed}, added: {added}, removed: {removed}"
+
+
+def _kernels(source: str) -> dict[str, list[str]]:
+    """The emitted source cut at each `def NAME(`: {NAME: its lines} (repeated names numbered),
+    so that a golden mismatch names the kernels it concerns."""
+    out: dict[str, list[str]] = {}
+    name = "(header)"
+    for line in source.splitlines():
+        if line.startswith("def "):
+            name = line[4 : line.index("(")]
+            while name in out:
+                name += "'"
+        out.setdefault(name, []).append(line)
+    return out
+
+
+def test_a_golden_mismatch_names_the_kernels_it_concerns():
+    src = "# h\n@triton.jit\ndef a(x):\n    return x\n@triton.jit\ndef b(x):\n    return 1\n"
+    old, new = _kernels(src), _kernels(src.replace("return 1", "return 2") + "def c():\n    pass\n")
+    assert [k for k in old if old[k] != new[k]] == ["b"] and new.keys() - old.keys() == {"c"}
 
 
 def test_underflowing_sums_are_recomputed_exactly_in_the_kernels():
@@ -315,3 +338,17 @@ def test_pruned_and_trimmed_hclts_match_torch(rng, tmp_path, granularity):
     assert sum(n.size for n in pruned.nodes.values()) < sum(n.size for n in circuit.nodes.values())  # trimmed
     ref, tri = _pair(pruned)
     _compare(ref, tri, _data(pruned, rng, 24))
+
+
+def test_exponential_and_lognormal_inputs_match_torch(rng):
+    """The two families on a restricted support: their kernel branches against the torch backend,
+    with gradients, missing values and a value at the edge of the support (log-normal at 0)."""
+    from test_families import TWO
+
+    circuit = pc.compile(TWO).to_circuit()
+    ref, tri = _pair(circuit)
+    x = torch.tensor(np.stack([rng.exponential(1.0, 24), rng.lognormal(0.0, 1.0, 24)], 1), dtype=torch.float32)
+    x[torch.rand(x.shape, generator=torch.Generator().manual_seed(3)) < 0.15] = float("nan")
+    _compare(ref, tri, x)
+    edge = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    torch.testing.assert_close(tri(edge).detach().cpu(), ref(edge).detach())  # -inf where log-normal has no density

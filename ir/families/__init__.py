@@ -14,6 +14,8 @@ from .categorical import CATEGORICAL_INIT_SPREAD, Categorical  # isort: skip
 from .bernoulli import Bernoulli  # isort: skip
 from .gaussian import Gaussian  # isort: skip
 from .binomial import Binomial  # isort: skip
+from .exponential import Exponential  # isort: skip
+from .lognormal import LogNormal  # isort: skip
 
 DISTRIBUTIONS = {cls.name: cls for cls in FAMILIES}
 """Family name -> class (the DSL's and networkx's spelling)."""

@@ -34,6 +34,8 @@ class Family(Distribution):
     registered family gives each one."""
 
     softened: ClassVar[bool] = False  # learn.regularize softens its evidence (finite values, `probs`)
+    support: ClassVar[tuple[float, float]] = (float("-inf"), float("inf"))
+    """Where a real family has density; a value outside is refused in the data, naming it."""
 
     # -- the module's tensors ----------------------------------------------------------------
     def runtime_empty(self, part, dtype) -> dict:

@@ -11,11 +11,36 @@ registration order."""
 _BY_NAME: dict[str, object] = {}
 
 
+REQUIRED_PARTS = (
+    "param_shapes", "random_params", "check_params", "from_nx",
+    "runtime_empty", "runtime_from_ir", "runtime_to_ir", "runtime_draw",
+    "log_probs", "mode", "sample", "stats", "m_step", "triton_tensors",
+)  # fmt: skip
+
+
+def missing_parts(cls) -> list[str]:
+    """The parts `cls` leaves as the base's (those raise NotImplementedError)."""
+    from ..distributions import Distribution
+    from .base import Family
+
+    def own(part: str) -> bool:  # defined below the two bases
+        return next(k for k in cls.__mro__ if part in vars(k)) not in (Family, Distribution)
+
+    missing = [p for p in REQUIRED_PARTS if not own(p)]
+    if cls.softened and not own("probs"):
+        missing.append("probs")
+    if not cls.triton_snippet or not cls.triton_doc:
+        missing.append("triton_snippet")
+    return missing
+
+
 def register(cls):
-    """Class decorator: add a family. Its name must be new, and it must be constructible with
-    no arguments (the prototype)."""
+    """Class decorator: add a family. Its name must be new, it must give every part
+    (missing_parts), and it must be constructible with no arguments (the prototype)."""
     if not cls.name or cls.name in _BY_NAME:
         raise ValueError(f"family name {cls.name!r} is empty or registered twice")
+    if missing_parts(cls):
+        raise TypeError(f"family '{cls.name}' lacks {', '.join(missing_parts(cls))}")
     proto = cls()
     FAMILIES[cls] = proto
     _BY_NAME[cls.name] = proto
