@@ -1,7 +1,7 @@
 """pccompile.ir: circuit IR (node vectors), verification, and the lowered Program."""
 
 from .circuit import Circuit, Region, Variable, compact_ids, infer_variables, same_circuit
-from .distributions import BINARY, REAL, Distribution, Domain
+from .distributions import BINARY, COUNT, REAL, Distribution, Domain
 from .errors import (
     ArgumentError,
     CircuitError,
@@ -30,7 +30,9 @@ from .families import (
     Exponential,
     Family,
     Gaussian,
+    Geometric,
     LogNormal,
+    Poisson,
     family,
     make_distribution,
 )

@@ -16,15 +16,19 @@ from .errors import ParameterError
 
 @dataclass(frozen=True)
 class Domain:
-    """What values a variable takes: `num_cats` categories (0..K-1), or reals when None."""
+    """What values a variable takes: `num_cats` categories (0..K-1); with None, reals, or the
+    counts 0, 1, 2, ... without an upper bound when `count`."""
 
     num_cats: int | None
+    count: bool = False
 
     @property
     def is_real(self) -> bool:
-        return self.num_cats is None
+        return self.num_cats is None and not self.count
 
     def describe(self) -> str:
+        if self.count:
+            return "count"
         if self.num_cats is None:
             return "real"
         if self.num_cats == 2:
@@ -34,6 +38,7 @@ class Domain:
 
 BINARY = Domain(2)
 REAL = Domain(None)
+COUNT = Domain(None, count=True)
 
 
 class Distribution:
@@ -44,13 +49,14 @@ class Distribution:
     name: ClassVar[str] = ""
     param_names: ClassVar[tuple[str, ...]] = ()
     is_real: ClassVar[bool] = False  # reads real values (x_real), not categories (x_int)
+    is_count: ClassVar[bool] = False  # reads unbounded counts (x_int, no num_cats)
     num_cats: int | None = None
 
     def fits(self, domain: Domain) -> bool:
-        return domain.num_cats == self.num_cats
+        return domain == self.domain()
 
     def domain(self) -> Domain:
-        return Domain(self.num_cats)
+        return Domain(self.num_cats, count=self.is_count)
 
     def describe(self) -> str:
         return self.name

@@ -122,7 +122,7 @@ class InputParamLayout:
 class Program:
     num_rows: int
     root_row: int
-    var_cats: np.ndarray  # [V] categories per variable, 0 for real variables
+    var_cats: np.ndarray  # [V] categories per variable, 0 for real variables, -1 for counts
     var_names: tuple[str, ...]
     layers: tuple[Layer, ...]
     num_sum_params: int

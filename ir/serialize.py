@@ -45,7 +45,10 @@ def circuit_to_storage(circuit: Circuit) -> tuple[dict, dict[str, np.ndarray]]:
         "regions": [
             {"node": nid, "name": r.name, "variables": list(r.variables)} for nid, r in circuit.regions.items()
         ],
-        "variables": [{"name": v.name, "num_cats": v.domain.num_cats} for v in circuit.variables],
+        "variables": [
+            {"name": v.name, "num_cats": v.domain.num_cats, **({"count": True} if v.domain.count else {})}
+            for v in circuit.variables
+        ],
         "nodes": nodes,
     }
     return meta, arrays
@@ -126,7 +129,8 @@ def _variable(k: int, v) -> Variable:
     cats = v.get("num_cats") if isinstance(v, dict) else None
     if cats is not None and (isinstance(cats, bool) or not isinstance(cats, int) or cats < 2):
         raise FormatError(f"{where}: field 'num_cats' is {_short(cats)}; expected an integer >= 2 or null")
-    return Variable(name, Domain(cats))
+    count = v.get("count", False) is True and cats is None
+    return Variable(name, Domain(cats, count=count))
 
 
 def _array(arrays: dict, key: str, where: str, kinds: str) -> np.ndarray:
@@ -148,7 +152,8 @@ def _node(d, arrays: dict, where: str):
         dist_name = _field(d, "dist", str, where)
         if dist_name not in DISTRIBUTIONS:
             raise FormatError(f"{where}: unknown distribution {dist_name!r}")
-        cats = None if DISTRIBUTIONS[dist_name].is_real else _int(d, "num_cats", where, 2)
+        fam = DISTRIBUTIONS[dist_name]
+        cats = None if fam.is_real or fam.is_count else _int(d, "num_cats", where, 2)
         dist = make_distribution(dist_name, cats)
         return InputNode(nid, name, _int(d, "var", where), size, dist)
     if kind not in ("product", "sum"):

@@ -290,7 +290,7 @@ def pack(circuit: Circuit, plan: LayerPlan | None = None, options: PackOptions |
             layers.append(pack_products(circuit, prods, rows, opt))
         if sums:
             layers.append(pack_sums(circuit, sums, rows, params, opt))
-    var_cats = np.array([v.domain.num_cats or 0 for v in circuit.variables], dtype=np.int64)
+    var_cats = np.array([-1 if v.domain.count else v.domain.num_cats or 0 for v in circuit.variables], dtype=np.int64)
     segments = params.tail_segments
     return Program(
         num_rows=rows.next,

@@ -1,6 +1,7 @@
 """Validation and encoding of a data batch for a Program's variables.
 
-Discrete variables take integers 0..K-1 with -1 (or NaN in a float array) for missing; real
+Discrete variables take integers 0..K-1 (count variables: any integer >= 0; `var_cats` -1) with
+-1 (or NaN in a float array) for missing; real
 variables take floats with NaN for missing. An explicit boolean `missing` mask adds to that.
 Anything else is a DataError naming the variable, the row and the value.
 """
@@ -67,7 +68,7 @@ def encode_batch(
         raise DataError(f"data must have shape [batch, {V}] (one column per variable), got {tuple(x.shape)}")
     if device is not None:
         x = x.to(device)
-    discrete = torch.as_tensor(var_cats > 0, device=x.device)
+    discrete = torch.as_tensor(var_cats != 0, device=x.device)
     cats = torch.as_tensor(var_cats, device=x.device)
     has_real = bool((~discrete).any())
     if missing is not None:
@@ -88,12 +89,13 @@ def encode_batch(
         x_int = xd.round().long()
     else:  # integers are valid values for real variables too (they are converted below)
         x_int = x.long()
-    bad = discrete & ((x_int < -1) | (x_int >= cats))
+    bad = discrete & ((x_int < -1) | ((cats > 0) & (x_int >= cats)))
     if bool(bad.any()):
         b, v = (int(t) for t in bad.nonzero()[0])
         raise DataError(
             f"variable '{var_names[v]}' (column {v}) has value {x[b, v].item()} in row {b + row_offset}; "
-            f"expected 0..{int(var_cats[v]) - 1}, or -1 for missing"
+            + (f"expected 0..{int(var_cats[v]) - 1}" if var_cats[v] > 0 else "expected a count >= 0")
+            + ", or -1 for missing"
         )
     if missing is not None:
         x_int = torch.where(missing, torch.full_like(x_int, -1), x_int)

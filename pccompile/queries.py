@@ -57,7 +57,7 @@ def _fill(model, active, x_int, x_real, values_of):
 def _result(model, out_int, out_real):
     if out_real is None:
         return out_int
-    discrete = torch.as_tensor(model.program.var_cats > 0, device=out_int.device)
+    discrete = torch.as_tensor(model.program.var_cats != 0, device=out_int.device)
     return torch.where(discrete, out_int.to(out_real.dtype), out_real)
 
 

@@ -39,7 +39,7 @@ def test_syntax_errors_name_line_column_and_expectation(text, line, col, expect)
     "body,line,col,expect",
     [
         ("la[2] = bernoulli(z)\n", 2, 19, "unknown variable 'z'"),
-        ("la[2] = poisson(a)\n", 2, 9, "unknown function 'poisson'"),
+        ("la[2] = weibull(a)\n", 2, 9, "unknown function 'weibull'"),
         ("la[2] = bernoulli(a)\nla[2] = bernoulli(b)\n", 3, 1, "already defined"),
         ("la[2] = bernoulli(a, p=[0.5])\n", 2, 24, "shape (1,), expected (2,)"),
         ("la[2] = bernoulli(a, p=[0.5, 1.5])\n", 2, 9, "[0, 1]"),

@@ -139,7 +139,11 @@ def _mixture() -> nx.DiGraph:
         ("params", [1.5], r"node 'my leaf' .*bernoulli p must lie in \[0, 1\]"),
         ("var", "0", r"node 'my leaf' .*integer attribute 'var' >= 0, got '0'"),
         ("var", 10**9, r"node 'my leaf' .*variable index 1,000,000,000 is beyond the limit"),
-        ("dist", "poisson", r"node 'my leaf' .*'dist' must be bernoulli, binomial, categorical or gaussian"),
+        (
+            "dist",
+            "weibull",
+            r"node 'my leaf' .*'dist' must be bernoulli, binomial, categorical, exponential, gaussian, geometric, lognormal or poisson",
+        ),
     ],
 )
 def test_networkx_node_attributes_are_checked_naming_the_users_node(attr, value, match):

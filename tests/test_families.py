@@ -134,7 +134,82 @@ def test_the_builder_and_networkx_spell_them_too():
     g.add_node("s", type="sum")
     g.add_edge("s", "p", weight=1.0)
     g.add_edges_from([("p", "e"), ("p", "l")])
-    got = float(pc.compile(g)(torch.tensor([[0.5, 1.0]]))[0])
+    got = float(pc.compile(g)(torch.tensor([[0.5, 1.0]])).detach()[0])
     np.testing.assert_allclose(got, math.log(_exp_pdf(0.5, 2.0) * _lognormal_pdf(1.0, 0.0, 1.0)), rtol=1e-5)
     round_trip = pc.to_networkx(pc.compile(g).to_circuit())
     assert {d.get("dist") for _, d in round_trip.nodes(data=True)} >= {"exponential", "lognormal"}
+
+
+COUNTS = """var n : count
+var m : count
+pn[2] = poisson(n, rate=[0.5, 7.0])
+gm[2] = geometric(m, p=[0.3, 0.8])
+c = product(pn, gm)
+root = sum(c, weights=[[0.4, 0.6]])
+"""
+
+
+def _count_reference(n, m):
+    def log_poisson(r):
+        return n * math.log(r) - r - math.lgamma(n + 1)
+
+    def log_geometric(p):
+        return math.log(p) + m * math.log(1 - p)
+
+    return float(
+        np.logaddexp(
+            math.log(0.4) + log_poisson(0.5) + log_geometric(0.3), math.log(0.6) + log_poisson(7.0) + log_geometric(0.8)
+        )
+    )
+
+
+def test_count_families_against_their_formulas_on_every_backend(rng):
+    x = np.stack([rng.poisson(4.0, 40), rng.geometric(0.4, 40) - 1], 1)
+    x[0] = [500, 0]  # far beyond any category count: counts have no upper bound
+    want = [_count_reference(int(a), int(b)) for a, b in x]
+    for backend in ("torch", "cpu"):
+        got = pc.compile(COUNTS, backend=backend)(torch.as_tensor(x)).detach().double().numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_count_distributions_sum_to_one_and_missing_counts_marginalise():
+    model = pc.compile(COUNTS, dtype=torch.float64)
+    n = torch.arange(400)
+    grid = torch.stack([n.repeat_interleave(400), n.repeat(400)], 1)
+    assert abs(float(model(grid).detach().exp().sum()) - 1) < 1e-9
+    got = float(model(torch.tensor([[3, -1]])).detach()[0])
+    want = math.log(sum(w * math.exp(3 * math.log(r) - r - math.lgamma(4)) for w, r in ((0.4, 0.5), (0.6, 7.0))))
+    assert abs(got - want) < 1e-6  # the rate 7 is stored as float32
+
+
+def test_count_data_is_checked_and_the_domain_is_enforced():
+    model = pc.compile(COUNTS)
+    with pytest.raises(DataError, match=r"variable 'n' \(column 0\) has value -2 in row 1; expected a count >= 0"):
+        model(torch.tensor([[1, 1], [-2, 0]]))
+    with pytest.raises(DataError, match="variable 'm' .* has value 1.5 in row 0, which is not an integer"):
+        model(torch.tensor([[1.0, 1.5]]))
+    with pytest.raises(pc.DSLSemanticError, match="a poisson input does not fit variable 'a' of domain binary"):
+        pc.compile("var a : binary\nl = poisson(a)\nroot = sum(l)\n")
+    with pytest.raises(pc.DSLSemanticError, match="a gaussian input does not fit variable 'n' of domain count"):
+        pc.compile("var n : count\nl = gaussian(n)\nroot = sum(l)\n")
+
+
+def test_count_em_reaches_the_closed_form_mle_and_samples_follow(rng, tmp_path):
+    x = rng.negative_binomial(3, 0.4, size=(5000, 1))
+    model = pc.compile("var n : count\na = poisson(n)\nb = geometric(n)\nroot = sum(a)\n", dtype=torch.float64)
+    from pccompile.learn import em_step
+
+    for _ in range(2):
+        em_step(model, *model.encode(x), step_size=1.0, pseudocount=0.0)
+    (rate,) = [p["rate"] for p in model.to_circuit().params.values() if "rate" in p]
+    np.testing.assert_allclose(rate, [x.mean()], rtol=1e-6)
+    geo = pc.compile("var n : count\nl = geometric(n)\nroot = sum(l)\n", dtype=torch.float64)
+    for _ in range(2):
+        em_step(geo, *geo.encode(x), step_size=1.0, pseudocount=0.0)
+    (p,) = [p["p"] for p in geo.to_circuit().params.values() if "p" in p]
+    np.testing.assert_allclose(p, [1 / (1 + x.mean())], rtol=1e-6)
+    s = geo.sample(20000, seed=1).numpy()[:, 0]
+    assert abs(s.mean() - x.mean()) < 0.05 * x.mean()
+    assert int(geo.mpe(torch.tensor([[-1]]))[0, 0]) == 0
+    pc.save(geo, tmp_path / "g.pcz")
+    assert torch.equal(pc.load(tmp_path / "g.pcz")(torch.as_tensor(x[:50])), geo(torch.as_tensor(x[:50])))

@@ -153,7 +153,7 @@ def test_vectorize_packs_scalar_graphs():
     [
         (lambda G: G.add_node("extra", type="sum"), "exactly one node without parents"),
         (lambda G: G.nodes["a"].update(type="mixture"), "'type' must be"),
-        (lambda G: G.nodes["a"].update(dist="poisson"), "'dist' must be"),
+        (lambda G: G.nodes["a"].update(dist="weibull"), "'dist' must be"),
         (lambda G: G.nodes["a"].pop("var"), "'var'"),
         (lambda G: G.edges["r", "p"].pop("weight"), "'weight'"),
     ],

@@ -16,6 +16,8 @@ from .gaussian import Gaussian  # isort: skip
 from .binomial import Binomial  # isort: skip
 from .exponential import Exponential  # isort: skip
 from .lognormal import LogNormal  # isort: skip
+from .poisson import Poisson  # isort: skip
+from .geometric import Geometric  # isort: skip
 
 DISTRIBUTIONS = {cls.name: cls for cls in FAMILIES}
 """Family name -> class (the DSL's and networkx's spelling)."""

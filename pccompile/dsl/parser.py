@@ -28,7 +28,7 @@ from pccompile.ir import (
     SourceError,
     Variable,
 )
-from pccompile.ir.distributions import BINARY, REAL, Domain
+from pccompile.ir.distributions import BINARY, COUNT, REAL, Domain
 from pccompile.ir.limits import (
     MAX_CATEGORIES,
     MAX_NESTING,
@@ -267,7 +267,7 @@ class _Compiler:
         name_tok, k_tok = dom.children
         name = str(name_tok)
         # domain keywords: (takes a category count, the domain)
-        known = {"binary": (False, BINARY), "real": (False, REAL), "categorical": (True, None)}
+        known = {"binary": (False, BINARY), "real": (False, REAL), "count": (False, COUNT), "categorical": (True, None)}
         takes_k, fixed = known.get(name, (None, None))
         if takes_k is False and k_tok is None:
             return fixed
@@ -276,7 +276,7 @@ class _Compiler:
         raise self.error(
             name_tok,
             f"unknown domain '{name}{'(' + str(k_tok) + ')' if k_tok else ''}'; "
-            "expected binary, real or categorical(K)",
+            "expected binary, real, count or categorical(K)",
         )
 
     def setting_stmt(self, stmt):
