@@ -4,54 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from ..distributions import log_array, require
-from ..errors import ParameterError, StructureError
-from .base import Family, mix, observed_flows
+from .base import mix, observed_flows
 from .lazy import torch
+from .one_rate import OneRate
 from .registry import register
 
 
 @register
 @dataclass(frozen=True)
-class Exponential(Family):
+class Exponential(OneRate):
     """IR `rate [n]` > 0; in the module `log_rate [m]`, drawn from log U(0.5, 2)."""
 
     name = "exponential"
-    param_names = ("rate",)
     is_real = True
     support = (0.0, float("inf"))
-
-    def param_shapes(self, n):
-        return {"rate": (n,)}
-
-    def random_params(self, n, rng):
-        return {"rate": rng.uniform(0.5, 2.0, size=n).astype(np.float32)}
-
-    def check_params(self, node, params, n):
-        rate = require(node, params, "rate", (n,))
-        if not np.all(np.isfinite(rate)) or np.any(rate <= 0):
-            raise ParameterError(node, f"exponential rate must be finite and > 0, got {rate.tolist()[:8]}")
-
-    @classmethod
-    def from_nx(cls, node, values):
-        if values.size != 1:
-            raise StructureError(node, f"exponential params are [rate], got {values.tolist()[:8]}")
-        return cls(), {"rate": values.astype(np.float32)}
-
-    # -- the module's tensors ----------------------------------------------------------------
-    def runtime_empty(self, part, dtype):
-        return {"log_rate": np.zeros(part.size, dtype=dtype)}
-
-    def runtime_from_ir(self, p, dst, sl, dtype):
-        dst["log_rate"][sl] = log_array(p["rate"], dtype)
-
-    def runtime_to_ir(self, src, sl):
-        return {"rate": np.exp(src["log_rate"][sl].astype(np.float64)).astype(np.float32)}
-
-    def runtime_draw(self, h, sl, gen):
-        h.log_rate[sl].uniform_(0.5, 2.0, generator=gen).log_()
 
     # -- inference ---------------------------------------------------------------------------
     def log_probs(self, part, p, xv):
@@ -84,6 +50,3 @@ log_rate = tl.load(p0 + offs_m, mask=mask_m, other=0.0)
 lp = log_rate[:, None] - tl.exp(log_rate)[:, None] * tl.maximum(xv, 0.0)
 lp = tl.where(xv >= 0, lp, float("-inf"))  # no density below 0"""
     triton_doc = "p0 = log rate [M]"
-
-    def triton_tensors(self, p, part):
-        return p["log_rate"], p["log_rate"]
