@@ -1,6 +1,6 @@
 """EM statistics of a categorical input partition (flow per row and category, plus missing), three
 ways on the same flows: the scatter by index over runs of rows per variable (what
-pccompile.statistics does when rows come in runs, as in an HCLT), the general scatter over any
+the categorical family's stats do when rows come in runs, as in an HCLT), the general scatter over any
 row order, and the one-hot batched product [V, L, B] x [V, B, k + 1] it replaced.
 
     python bench/input_stats.py --vars 784 --latents 32 --batch 512 --cats 256   # MNIST HCLT

@@ -58,8 +58,8 @@ class Executor(Protocol):
     def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
         """Apply the M-step to one input partition's tensors `h` in place from its statistics if
         this backend has a kernel for its family, and say so; False leaves it to the family's
-        own update (pccompile.statistics)."""
+        own update (Family.m_step)."""
 
     def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
         """One input partition's EM statistics from its flows [m, B] if this backend has a kernel
-        for its family (the same keys as pccompile.statistics gives), else None."""
+        for its family (the same keys as Family.stats gives), else None."""

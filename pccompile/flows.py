@@ -58,17 +58,19 @@ def encoded_flows(model, x_int, x_real, input_logp: torch.Tensor | None = None) 
     grad = ok.to(mars.dtype)
     flows, sum_flows = ex.backward_flows(mars, logw, grad, reuse=True)
     stats = [
-        _input_stats(ex, part, h.vars, flows[part.start : part.start + part.size], x_int, x_real)
+        _input_stats(ex, part, h, flows[part.start : part.start + part.size], x_int, x_real)
         for part, h in zip(model.program.input_partitions, model.inputs)
     ]
     ll = torch.where(ok, root, torch.zeros_like(root)).double().sum()
     return FlowStats(sum_flows, stats, ll, int(x_int.shape[0]), logw)
 
 
-def _input_stats(ex, part, vars_t, f, x_int, x_real) -> dict:
+def _input_stats(ex, part, h, f, x_int, x_real) -> dict:
     """A partition's statistics from the backend's kernel where it has one, else its family's."""
-    stats = ex.input_stats(part, vars_t, f, x_int, x_real)
-    return family(part.dist).stats(part, vars_t, f, x_int, x_real) if stats is None else stats
+    stats = ex.input_stats(part, h.vars, f, x_int, x_real)
+    if stats is None:
+        stats = family(part.dist).stats(part, dict(h.named_parameters()), h.vars, f, x_int, x_real)
+    return stats
 
 
 def dataset_flows(model, data, batch_size: int = 512) -> FlowStats:

@@ -4,7 +4,8 @@ Format (a contract users and tests rely on): a `networkx.DiGraph`, edges parent 
 attribute `type` in {"sum", "product", "input"}; input nodes carry `var` (int), `dist`
 (a family of pccompile.ir.DISTRIBUTIONS) and `params` (categorical: list of probabilities;
 bernoulli: [p]; binomial: [trials, p]; gaussian: [mean, std]; exponential: [rate];
-lognormal: [mu, sigma]); sum edges carry `weight`; the root is the unique node
+lognormal: [mu, sigma]; poisson: [rate]; geometric: [p]; negative_binomial: [r, p];
+gamma: [shape, rate]; laplace: [loc, scale]; beta: [alpha, beta]); sum edges carry `weight`; the root is the unique node
 with no parent. Sum children are taken in sorted-key order when keys are sortable.
 """
 

@@ -317,7 +317,7 @@ def test_table_kernels_read_runs_of_unequal_length(rng, tmp_path):
     f = torch.rand(part.size, xi.shape[0])
     counted = cpu.executor.input_stats(part, h.vars, f, xi, xr)
     assert counted is not None
-    expect = family(part.dist).stats(part, h.vars, f, xi, xr)
+    expect = family(part.dist).stats(part, dict(h.named_parameters()), h.vars, f, xi, xr)
     for key in expect:
         torch.testing.assert_close(counted[key], expect[key], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(cpu(data), ref(data), **TOL)

@@ -142,7 +142,7 @@ def _mixture() -> nx.DiGraph:
         (
             "dist",
             "weibull",
-            r"node 'my leaf' .*'dist' must be bernoulli, binomial, categorical, exponential, gaussian, geometric, lognormal or poisson",
+            r"node 'my leaf' .*'dist' must be bernoulli, beta, binomial, categorical, exponential, gamma, gaussian, geometric, laplace, lognormal, negative_binomial or poisson",
         ),
     ],
 )

@@ -105,7 +105,7 @@ def test_input_counts_by_run_scatter_match_the_general_scatter(rng):
     assert part.run_length == L  # the scatter over runs
     assert InputPartition("categorical", k, 2, np.array([0, 0, 1, 1, 1])).run_length is None
     assert InputPartition("categorical", k, 2, np.array([2, 2, 5, 5])).run_length == 2
-    fast = family("categorical").stats(part, torch.as_tensor(vars_), f, x, None)
+    fast = family("categorical").stats(part, {}, torch.as_tensor(vars_), f, x, None)
     expect = np.zeros((nv * L, k))
     miss = np.zeros(nv * L)
     for r in range(nv * L):
@@ -119,6 +119,6 @@ def test_input_counts_by_run_scatter_match_the_general_scatter(rng):
     np.testing.assert_allclose(fast["missing"].numpy(), miss, rtol=1e-12)
     general = InputPartition("categorical", k, 2, vars_)
     general.__dict__["run_length"] = None  # as if the rows were in any order: the scatter
-    slow = family("categorical").stats(general, torch.as_tensor(vars_), f, x, None)
+    slow = family("categorical").stats(general, {}, torch.as_tensor(vars_), f, x, None)
     np.testing.assert_allclose(slow["counts"].numpy(), expect, rtol=1e-12)
     np.testing.assert_allclose(slow["missing"].numpy(), miss, rtol=1e-12)

@@ -365,3 +365,17 @@ def test_poisson_and_geometric_inputs_match_torch(rng):
     x[0, 0], x[1, 1] = 2500.0, 0.0
     x[torch.rand(x.shape, generator=torch.Generator().manual_seed(4)) < 0.15] = float("nan")
     _compare(ref, tri, x)
+
+
+def test_gamma_laplace_beta_and_negative_binomial_inputs_match_torch(rng):
+    """The four families with shape parameters: their kernel branches (log Gamma of x + r by
+    Stirling's series in the kernel) against the torch backend, with gradients, missing values,
+    the clamped ends of the Beta's support and a count in the thousands."""
+    from test_families_shapes import MIXED, _mixed_data
+
+    circuit = pc.compile(MIXED).to_circuit()
+    ref, tri = _pair(circuit)
+    x = torch.as_tensor(_mixed_data(rng, 24))
+    x[0, 3], x[1, 2], x[2, 2], x[3, 0] = 2500.0, 0.0, 1.0, 0.0
+    x[torch.rand(x.shape, generator=torch.Generator().manual_seed(6)) < 0.15] = float("nan")
+    _compare(ref, tri, x)

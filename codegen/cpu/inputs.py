@@ -36,7 +36,7 @@ def run_codes(part, x_int: torch.Tensor) -> torch.Tensor:
 
 
 def _table_counts(lib, part, vars_t, f: torch.Tensor, x_int) -> dict | None:
-    """{"counts" [m, K], "missing" [m]} as pccompile.statistics gives them, or None where the
+    """{"counts" [m, K], "missing" [m]} as Family.stats gives them, or None where the
     kernel does not apply (another dtype or device)."""
     if f.device.type != "cpu" or f.dtype != torch.float32 or not f.is_contiguous() or x_int.device.type != "cpu":
         return None

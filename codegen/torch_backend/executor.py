@@ -151,11 +151,11 @@ class TorchExecutor(nn.Module):
         return False
 
     def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
-        """No kernel of its own: each family's M-step (pccompile.statistics) runs."""
+        """No kernel of its own: each family's M-step (Family.m_step) runs."""
         return False
 
     def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
-        """No kernel of its own: each family's statistics (pccompile.statistics) are computed."""
+        """No kernel of its own: each family's statistics (Family.stats) are computed."""
         return None
 
     # -- backward (flows) ------------------------------------------------------------------

@@ -189,9 +189,9 @@ class TritonExecutor(nn.Module):
         return True
 
     def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
-        """No input kernel: each family's M-step (pccompile.statistics) runs."""
+        """No input kernel: its family's M-step runs."""
         return False
 
     def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
-        """No input kernel: each family's statistics (pccompile.statistics) are computed."""
+        """No input kernel: its family computes the statistics."""
         return None

@@ -18,6 +18,10 @@ from .exponential import Exponential  # isort: skip
 from .lognormal import LogNormal  # isort: skip
 from .poisson import Poisson  # isort: skip
 from .geometric import Geometric  # isort: skip
+from .negative_binomial import NegativeBinomial  # isort: skip
+from .gamma import Gamma  # isort: skip
+from .laplace import Laplace  # isort: skip
+from .beta import Beta  # isort: skip
 
 DISTRIBUTIONS = {cls.name: cls for cls in FAMILIES}
 """Family name -> class (the DSL's and networkx's spelling)."""

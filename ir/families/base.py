@@ -73,9 +73,10 @@ class Family(Distribution):
         raise NotImplementedError
 
     # -- learning --------------------------------------------------------------------------
-    def stats(self, part, vars_t, f, x_int, x_real) -> dict:
+    def stats(self, part, p, vars_t, f, x_int, x_real) -> dict:
         """Reduce the partition's flows f [m, B] to its sufficient statistics (sums over the
-        batch, so that batches add)."""
+        batch, so that batches add). `p`: the partition's current tensors, for the families whose
+        M-step takes statistics at the current parameters (a generalised EM step)."""
         raise NotImplementedError
 
     def m_step(self, part, h, s: dict, a, pc: float, dtype, entropy=None) -> None:

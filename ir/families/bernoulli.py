@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from ..errors import StructureError
 from .base import LOG_SIGMOID
 from .counts import CountsFamily
 from .lazy import F, torch
@@ -19,12 +16,6 @@ from .registry import register
 class Bernoulli(OneProbability, CountsFamily):
     num_cats: int = 2
     name = "bernoulli"
-
-    @classmethod
-    def from_nx(cls, node, values):
-        if values.size != 1:
-            raise StructureError(node, f"bernoulli params are [p], got {values.tolist()[:8]}")
-        return cls(), {"p": values.astype(np.float32)}
 
     def log_probs(self, part, p, xv):
         logit = p["logit"].unsqueeze(1)

@@ -71,7 +71,7 @@ class Binomial(OneProbability):
         count = torch.full_like(prob, float(part.num_cats - 1))
         return torch.binomial(count, prob, generator=gen).long()
 
-    def stats(self, part, vars_t, f, x_int, x_real):
+    def stats(self, part, p, vars_t, f, x_int, x_real):
         """Successes S = sum f x and the flows W (the flow of missing values counts at p)."""
         xv, fo = observed_flows(part, vars_t, f, x_int, x_real)
         return {"w": fo.sum(1), "wx": (fo * xv.to(f.dtype)).sum(1), "missing": (f - fo).sum(1)}

@@ -23,7 +23,7 @@ class CountsFamily(Family):
     def store(self, h, theta) -> None:
         raise NotImplementedError
 
-    def stats(self, part, vars_t, f, x_int, x_real):
+    def stats(self, part, p, vars_t, f, x_int, x_real):
         k, L = part.num_cats, part.run_length
         if L is not None:
             nv, B = part.size // L, f.shape[1]

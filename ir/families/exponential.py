@@ -33,7 +33,7 @@ class Exponential(OneRate):
         return -torch.log1p(-u) * torch.exp(-p["log_rate"][rows])
 
     # -- learning: rate = flow / (flow-weighted sum of x), pc pseudo-observations at the current mean
-    def stats(self, part, vars_t, f, x_int, x_real):
+    def stats(self, part, p, vars_t, f, x_int, x_real):
         xv, fo = observed_flows(part, vars_t, f, x_int, x_real)
         return {"w": fo.sum(1), "wx": (fo * xv).sum(1), "missing": (f - fo).sum(1)}
 

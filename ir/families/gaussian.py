@@ -5,65 +5,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
-from ..distributions import LOG_MIN_STD, MIN_STD, log_array, require
-from ..errors import ParameterError, StructureError
-from .base import Family, mix, observed_flows
+from ..distributions import LOG_MIN_STD, MIN_STD
+from .base import mix, observed_flows
+from .declared import DeclaredParams, Param
 from .lazy import torch
 from .registry import register
 
 
 @register
 @dataclass(frozen=True)
-class Gaussian(Family):
+class Gaussian(DeclaredParams):
     """IR `mean [n]`, `std [n]`; in the module `mean`, `log_std`. Every evaluation floors the
     standard deviation at MIN_STD (1e-6): any std > 0 is valid, and a smaller one (1e-40, or a
     log-std that gradient steps drove towards -inf) is evaluated as MIN_STD, so that no valid
     parameters give NaN or an infinite density."""
 
     name = "gaussian"
-    param_names = ("mean", "std")
     is_real = True
+    declared = (Param("mean", kind="real", draw=None), Param("std", draw=(1.0, 1.0), floor=MIN_STD))
     min_std = 1e-3  # the M-step's variance floor, larger than the evaluation floor
-
-    def param_shapes(self, n):
-        return {"mean": (n,), "std": (n,)}
-
-    def random_params(self, n, rng):
-        return {"mean": rng.normal(0.0, 1.0, size=n).astype(np.float32), "std": np.ones(n, dtype=np.float32)}
-
-    def check_params(self, node, params, n):
-        mean = require(node, params, "mean", (n,))
-        std = require(node, params, "std", (n,))
-        if not np.all(np.isfinite(mean)):
-            raise ParameterError(node, "gaussian mean must be finite")
-        if not np.all(np.isfinite(std)) or np.any(std <= 0):
-            raise ParameterError(node, f"gaussian std must be finite and > 0, got {std.tolist()[:8]}")
-
-    @classmethod
-    def from_nx(cls, node, values):
-        if values.size != 2:
-            raise StructureError(node, f"gaussian params are [mean, std], got {values.tolist()[:8]}")
-        return cls(), {"mean": values[:1].astype(np.float32), "std": values[1:].astype(np.float32)}
-
-    # -- the module's tensors: N(0, 1) means with unit std when drawn --------------------------
-    def runtime_empty(self, part, dtype):
-        return {"mean": np.zeros(part.size, dtype=dtype), "log_std": np.zeros(part.size, dtype=dtype)}
-
-    def runtime_from_ir(self, p, dst, sl, dtype):
-        dst["mean"][sl] = np.asarray(p["mean"])
-        dst["log_std"][sl] = log_array(np.maximum(np.asarray(p["std"], dtype=np.float64), MIN_STD))
-
-    def runtime_to_ir(self, src, sl):
-        return {
-            "mean": src["mean"][sl].astype(np.float32),
-            "std": np.exp(np.maximum(src["log_std"][sl], LOG_MIN_STD)).astype(np.float32),
-        }
-
-    def runtime_draw(self, h, sl, gen):
-        h.mean[sl].normal_(generator=gen)
-        h.log_std[sl] = 0.0
 
     # -- inference ---------------------------------------------------------------------------
     def log_probs(self, part, p, xv):
@@ -79,7 +39,7 @@ class Gaussian(Family):
         return p["mean"][rows] + p["log_std"][rows].clamp_min(LOG_MIN_STD).exp() * noise
 
     # -- learning: weighted moments, the pseudocount a prior at the current values ------------
-    def stats(self, part, vars_t, f, x_int, x_real):
+    def stats(self, part, p, vars_t, f, x_int, x_real):
         xv, fo = observed_flows(part, vars_t, f, x_int, x_real)
         return {"w": fo.sum(1), "wx": (fo * xv).sum(1), "wxx": (fo * xv * xv).sum(1), "missing": (f - fo).sum(1)}
 

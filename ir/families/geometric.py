@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from ..errors import StructureError
 from .base import LOG_SIGMOID, mix, observed_flows
 from .counting import CountFamily
 from .lazy import F, torch
@@ -21,12 +18,6 @@ class Geometric(OneProbability, CountFamily):
 
     name = "geometric"
 
-    @classmethod
-    def from_nx(cls, node, values):
-        if values.size != 1:
-            raise StructureError(node, f"geometric params are [p], got {values.tolist()[:8]}")
-        return cls(), {"p": values.astype(np.float32)}
-
     def log_probs(self, part, p, xv):
         logit = p["logit"].unsqueeze(1)
         return F.logsigmoid(logit) + xv.to(logit.dtype) * F.logsigmoid(-logit)
@@ -38,7 +29,7 @@ class Geometric(OneProbability, CountFamily):
         u = torch.rand(rows.shape, generator=gen, device=rows.device, dtype=p["logit"].dtype).clamp_min(1e-30)
         return torch.floor(u.log() / F.logsigmoid(-p["logit"][rows])).long()  # P(X >= k) = (1 - p)^k
 
-    def stats(self, part, vars_t, f, x_int, x_real):
+    def stats(self, part, p, vars_t, f, x_int, x_real):
         xv, fo = observed_flows(part, vars_t, f, x_int, x_real)
         return {"w": fo.sum(1), "wx": (fo * xv.to(f.dtype)).sum(1), "missing": (f - fo).sum(1)}
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
-from ..distributions import LOG_MIN_STD, MIN_STD, log_array, require
-from ..errors import ParameterError, StructureError
-from .base import Family, mix, observed_flows
+from ..distributions import LOG_MIN_STD, MIN_STD
+from .base import mix, observed_flows
+from .declared import DeclaredParams, Param
 from .lazy import torch
 from .registry import register
 
@@ -18,53 +16,15 @@ _TINY = 1e-30  # log x is taken of x clamped here, so that 0 and missing entries
 
 @register
 @dataclass(frozen=True)
-class LogNormal(Family):
+class LogNormal(DeclaredParams):
     """IR `mu [n]`, `sigma [n]` (of log x); in the module `mu`, `log_sigma`, the evaluation's
     sigma floored at MIN_STD as the Gaussian's. Drawn as N(0, 1) mu with unit sigma."""
 
     name = "lognormal"
-    param_names = ("mu", "sigma")
     is_real = True
     support = (0.0, float("inf"))
+    declared = (Param("mu", kind="real", draw=None), Param("sigma", draw=(1.0, 1.0), floor=MIN_STD))
     min_std = 1e-3  # the M-step's floor of sigma
-
-    def param_shapes(self, n):
-        return {"mu": (n,), "sigma": (n,)}
-
-    def random_params(self, n, rng):
-        return {"mu": rng.normal(0.0, 1.0, size=n).astype(np.float32), "sigma": np.ones(n, dtype=np.float32)}
-
-    def check_params(self, node, params, n):
-        mu = require(node, params, "mu", (n,))
-        sigma = require(node, params, "sigma", (n,))
-        if not np.all(np.isfinite(mu)):
-            raise ParameterError(node, "lognormal mu must be finite")
-        if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
-            raise ParameterError(node, f"lognormal sigma must be finite and > 0, got {sigma.tolist()[:8]}")
-
-    @classmethod
-    def from_nx(cls, node, values):
-        if values.size != 2:
-            raise StructureError(node, f"lognormal params are [mu, sigma], got {values.tolist()[:8]}")
-        return cls(), {"mu": values[:1].astype(np.float32), "sigma": values[1:].astype(np.float32)}
-
-    # -- the module's tensors ----------------------------------------------------------------
-    def runtime_empty(self, part, dtype):
-        return {"mu": np.zeros(part.size, dtype=dtype), "log_sigma": np.zeros(part.size, dtype=dtype)}
-
-    def runtime_from_ir(self, p, dst, sl, dtype):
-        dst["mu"][sl] = np.asarray(p["mu"])
-        dst["log_sigma"][sl] = log_array(np.maximum(np.asarray(p["sigma"], dtype=np.float64), MIN_STD))
-
-    def runtime_to_ir(self, src, sl):
-        return {
-            "mu": src["mu"][sl].astype(np.float32),
-            "sigma": np.exp(np.maximum(src["log_sigma"][sl], LOG_MIN_STD)).astype(np.float32),
-        }
-
-    def runtime_draw(self, h, sl, gen):
-        h.mu[sl].normal_(generator=gen)
-        h.log_sigma[sl] = 0.0
 
     # -- inference ---------------------------------------------------------------------------
     def log_probs(self, part, p, xv):
@@ -85,7 +45,7 @@ class LogNormal(Family):
         return torch.exp(p["mu"][rows] + p["log_sigma"][rows].clamp_min(LOG_MIN_STD).exp() * noise)
 
     # -- learning: the Gaussian's weighted moments, of log x -----------------------------------
-    def stats(self, part, vars_t, f, x_int, x_real):
+    def stats(self, part, p, vars_t, f, x_int, x_real):
         xv, fo = observed_flows(part, vars_t, f, x_int, x_real)
         lx = torch.where(fo > 0, xv.clamp_min(_TINY).log(), torch.zeros_like(xv))
         return {"w": fo.sum(1), "wl": (fo * lx).sum(1), "wll": (fo * lx * lx).sum(1), "missing": (f - fo).sum(1)}

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .base import mix, observed_flows
 from .counting import TRITON_LOG_FACTORIAL, CountFamily
+from .declared import Param
 from .lazy import torch
 from .one_rate import OneRate
 from .registry import register
@@ -17,7 +18,7 @@ class Poisson(OneRate, CountFamily):
     """IR `rate [n]` > 0; in the module `log_rate [m]`, drawn from log U(0.5, 5)."""
 
     name = "poisson"
-    rate_draw = (0.5, 5.0)
+    declared = (Param("rate", draw=(0.5, 5.0)),)
 
     @staticmethod
     def _lp(log_rate, x):
@@ -34,7 +35,7 @@ class Poisson(OneRate, CountFamily):
     def sample(self, part, p, rows, gen):
         return torch.poisson(p["log_rate"][rows].exp(), generator=gen).long()
 
-    def stats(self, part, vars_t, f, x_int, x_real):
+    def stats(self, part, p, vars_t, f, x_int, x_real):
         xv, fo = observed_flows(part, vars_t, f, x_int, x_real)
         return {"w": fo.sum(1), "wx": (fo * xv.to(f.dtype)).sum(1), "missing": (f - fo).sum(1)}
 

@@ -42,7 +42,7 @@ def em_update(
         logits, logw = model.sum_logits.data, logw[: F.numel()]
         fused = sum_b is None and model.executor.em_dense_blocks(logits, logw, F, a, pc)  # a backend kernel
         model.sum_rows.em_update(logits, logw, F, a, pc, blocks=not fused, entropy=sum_b)
-    # -- inputs: each family's M-step (pccompile.statistics) ------------------------------------
+    # -- inputs: each family's M-step (Family.m_step) ------------------------------------------
     for part, h, s, b in zip(model.program.input_partitions, model.inputs, stats.inputs, input_b):
         if b is None and model.executor.em_inputs(part, h, s, a, pc):  # a backend kernel
             continue

@@ -161,7 +161,7 @@ def _downward(model, t, row, val, edges, counts, input_flows) -> None:
 
 def _input_stats(model, input_flows, x_int, x_real) -> list[dict[str, torch.Tensor]]:
     """Each partition's sufficient statistics from the hard input flows, through the family's
-    own reduction (pccompile.statistics) on dense [rows, B] blocks built in pieces."""
+    own reduction (Family.stats) on dense [rows, B] blocks built in pieces."""
     B = x_int.shape[0]
     by_part: dict[int, list] = {}
     for lay, rows, f in input_flows:
@@ -177,7 +177,7 @@ def _input_stats(model, input_flows, x_int, x_real) -> list[dict[str, torch.Tens
             for start, rows, f in by_part.get(pi, []):
                 dense.index_put_((start + rows[b0:b1], cols), f[b0:b1], accumulate=True)
             xr = None if x_real is None else x_real[b0:b1]
-            s = family(part.dist).stats(part, h.vars, dense, x_int[b0:b1], xr)
+            s = family(part.dist).stats(part, dict(h.named_parameters()), h.vars, dense, x_int[b0:b1], xr)
             total = s if total is None else {k: total[k] + s[k] for k in total}
         out.append(total)
     return out
