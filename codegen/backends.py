@@ -26,6 +26,8 @@ class Backend:
     problem: Callable[[str, torch.dtype], str | None]  # why it cannot run on (device type, dtype); None if it can
     preferred: Callable[[str, torch.dtype], bool]  # whether `auto` tries it there (float64: the reference)
     captures_graphs: bool = False  # its steps on CUDA may be replayed as CUDA graphs
+    dtypes: tuple[torch.dtype, ...] | None = (torch.float32,)  # what it computes in (None: any)
+    emit: Callable[[Program, dict], str] | None = None  # its generated source (`pcc emit --target`)
 
 
 def _make_torch(program: Program, options: dict):
@@ -44,6 +46,18 @@ def _make_cpu(program: Program, options: dict):
     from .cpu import CpuExecutor
 
     return CpuExecutor(program, **options.get("cpu", {}))
+
+
+def _emit_triton(program: Program, options: dict) -> str:
+    from .triton import TritonOptions, emit
+
+    return emit(program, TritonOptions(**options)).source
+
+
+def _emit_cpu(program: Program, options: dict) -> str:
+    from .cpu.plan import emit_source
+
+    return emit_source(program, fuse=options.get("fuse", True))
 
 
 def _triton_installed() -> bool:
@@ -85,6 +99,7 @@ BACKENDS: dict[str, Backend] = {
             # a GPU without Triton installed runs torch without a word: nothing is broken there
             lambda device, dtype: device == "cuda" and dtype == torch.float32 and _triton_installed(),
             captures_graphs=True,
+            emit=_emit_triton,
         ),
         Backend(
             "cpu",
@@ -92,9 +107,15 @@ BACKENDS: dict[str, Backend] = {
             _make_cpu,
             _cpu_problem,
             lambda device, dtype: device == "cpu" and dtype == torch.float32,
+            emit=_emit_cpu,
         ),
         Backend(
-            "torch", "plain torch ops, the reference (anywhere)", _make_torch, lambda d, t: None, lambda d, t: True
+            "torch",
+            "plain torch ops, the reference (anywhere)",
+            _make_torch,
+            lambda d, t: None,
+            lambda d, t: True,
+            dtypes=None,
         ),
     )
 }
@@ -133,8 +154,34 @@ def choose_backend(name: str, device, dtype: torch.dtype | None = None) -> str:
     return "torch"
 
 
+def backend_options(fuse: bool, **given: dict | None) -> dict:
+    """Every backend's options: `fuse` for all, and what the caller gave under its name."""
+    unknown = set(given) - set(BACKENDS)
+    if unknown:
+        raise ArgumentError(f"options for unknown backends {sorted(unknown)}; expected {', '.join(BACKENDS)}")
+    return {name: {"fuse": bool(fuse), **(given.get(name) or {})} for name in BACKENDS}
+
+
 def make_executor(program: Program, backend: str, options: dict, dtype: torch.dtype = torch.float32):
     """The named backend's executor for a Program (its options under options[name])."""
-    if backend != "torch" and dtype != torch.float32:
+    dtypes = BACKENDS[backend].dtypes
+    if dtypes is not None and dtype not in dtypes:
         raise ArgumentError(f"the {backend} backend computes in float32, not {dtype}; use backend='torch'")
     return BACKENDS[backend].make(program, options)
+
+
+def emitters() -> tuple[str, ...]:
+    """The backends that generate source (`pcc emit --target`)."""
+    return tuple(name for name, b in BACKENDS.items() if b.emit is not None)
+
+
+def emit_source(program: Program, target: str, options: dict) -> str:
+    """The generated source of backend `target` for a Program."""
+    if target not in emitters():
+        raise ArgumentError(f"--target: unknown target '{target}'; expected {' or '.join(emitters())}")
+    return BACKENDS[target].emit(program, options)
+
+
+def emit_help() -> str:
+    """--target's help text, from the table."""
+    return " or ".join(f"{name} ({BACKENDS[name].summary})" for name in emitters())

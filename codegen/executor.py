@@ -21,7 +21,7 @@ class Executor(Protocol):
     out_row: int  # the root's row in buffers from node_values (complete=False) and backward_flows
     root_row: int  # the root's row in Program order (complete buffers, forward_max)
     num_inputs: int  # input rows, which start at FIRST_ROW in every buffer
-    tensors: torch.nn.Module  # ProgramTensors: the Program-order partitions the torch decoder reads
+    tensors: torch.nn.Module  # codegen.layers.ProgramTensors: the Program-order partitions decode reads
 
     def node_values(
         self,
@@ -43,6 +43,13 @@ class Executor(Protocol):
     def forward_max(self, input_logp: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
         """Max-product values of every row, in Program order."""
 
+    def decode(
+        self, mars: torch.Tensor, logw: torch.Tensor, sample: bool = False, gen: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The top-down walk from complete, Program-order values `mars`: active [rows, B] marks
+        each sample's chosen subcircuit (argmax at sums for MPE from forward_max's values, a draw
+        for sampling from node_values')."""
+
     def backward_flows(
         self, mars: torch.Tensor, logw: torch.Tensor, grad_root: torch.Tensor, reuse: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,3 +70,15 @@ class Executor(Protocol):
     def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
         """One input partition's EM statistics from its flows [m, B] if this backend has a kernel
         for its family (the same keys as Family.stats gives), else None."""
+
+
+class ProgramOrderDecoder:
+    """`Executor.decode` for a backend whose complete buffers are in Program order and that keeps
+    its Program-order partitions as `self.tensors`: the shared walk of codegen.layers."""
+
+    tensors: torch.nn.Module
+
+    def decode(self, mars, logw, sample: bool = False, gen: torch.Generator | None = None) -> torch.Tensor:
+        from .layers import decode
+
+        return decode(self.tensors, mars, logw, sample=sample, gen=gen)

@@ -10,7 +10,7 @@ from pathlib import Path
 import networkx as nx
 import torch
 
-from pccompile.codegen.backends import choose_backend
+from pccompile.codegen.backends import backend_options, choose_backend
 from pccompile.ir import ArgumentError, Circuit, compact_ids, verify
 from pccompile.passes import (
     InitParams,
@@ -120,11 +120,7 @@ def compile(
     program = lower(circuit, pack)
     t3 = time.perf_counter()
     chosen = choose_backend(backend, device, dtype)
-    options = {
-        "triton": {"fuse": bool(fuse), **(triton or {})},
-        "torch": {"fuse": bool(fuse)},
-        "cpu": {"fuse": bool(fuse), **(cpu or {})},
-    }
+    options = backend_options(fuse, triton=triton, cpu=cpu)
     options["cuda_graphs"] = bool(cuda_graphs)
     model = CompiledCircuit(
         circuit, program, backend=chosen, dtype=dtype or torch.float32, options=options, device=device

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 
 from pccompile.codegen.torch_backend.inputs import observed, partition_log_probs, partition_sample, partition_stats
-from pccompile.codegen.torch_backend.topdown import decode
 from pccompile.ir import DISTRIBUTIONS, ArgumentError
 
 
@@ -79,7 +78,7 @@ def mpe(model, x, missing=None) -> torch.Tensor:
     params = _input_params(model)
     logw = model.sum_log_weights()
     mars = model.executor.forward_max(_max_input_log_probs(model, x_int, x_real, params), logw)
-    active = decode(model.executor.tensors, mars, logw)
+    active = model.executor.decode(mars, logw)
     modes = [partition_stats(part, p)[0] for part, p in zip(model.program.input_partitions, params)]
     out_int, out_real = _fill(model, active, x_int, x_real, lambda pi, part, r: modes[pi][r])
     return _result(model, out_int, out_real)
@@ -107,7 +106,7 @@ def sample(model, n: int | None = None, evidence=None, seed: int | None = None) 
     gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,))))
     logw = model.sum_log_weights(padded=True)
     mars = model.node_values(x_int, x_real, logw, complete=True)
-    active = decode(model.executor.tensors, mars, logw, sample=True, gen=gen)
+    active = model.executor.decode(mars, logw, sample=True, gen=gen)
     params = _input_params(model)
     out_int, out_real = _fill(
         model, active, x_int, x_real, lambda pi, part, r: partition_sample(part, params[pi], r, gen)

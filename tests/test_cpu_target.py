@@ -191,6 +191,28 @@ def test_unknown_backends_and_the_wrong_device_are_refused():
         pc.compile("examples/mixture.pc", backend="gpu")
     with pytest.raises(ArgumentError, match="backend 'cpu' runs on the CPU, not on cuda"):
         backends.choose_backend("cpu", "cuda")
+    with pytest.raises(ArgumentError, match=r"options for unknown backends \['gpu'\]"):
+        backends.backend_options(True, gpu={"fuse": False})
+    program = pc.compile("examples/mixture.pc", backend="torch").program
+    with pytest.raises(ArgumentError, match="the cpu backend computes in float32, not torch.float64"):
+        backends.make_executor(program, "cpu", backends.backend_options(True), torch.float64)
+    assert backends.make_executor(program, "torch", backends.backend_options(True), torch.float64) is not None
+
+
+def test_the_backends_table_is_the_only_list_of_backends():
+    """Each entry brings its options, dtypes, device rule and source; nothing outside the table
+    names a backend to decide something."""
+    assert set(backends.backend_options(False)) == set(backends.BACKENDS)
+    assert backends.emitters() == ("triton", "cpu")
+    assert "pc_sum_forward" in backends.emit_source(pc.compile("examples/mixture.pc").program, "cpu", {})
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for f in ("pccompile/runtime.py", "pccompile/compiler.py", "pccompile/io.py", "pccompile/cli/common.py"):
+        text = (root / f).read_text()
+        assert not re.search(r"backend\s*[!=]=\s*[\"'](torch|cpu|triton)", text), f
+        assert not re.search(r"[\"'](triton|cpu)[\"']\s*:\s*\{", text), f  # per-backend option dicts
 
 
 @needs_compiler

@@ -60,6 +60,7 @@ def test_both_backends_implement_the_executor_interface_on_their_own():
         "node_values",
         "forward_mars",
         "forward_max",
+        "decode",
         "backward_flows",
         "em_dense_blocks",
         "em_inputs",
@@ -79,3 +80,7 @@ def test_both_backends_implement_the_executor_interface_on_their_own():
     for f in ("pccompile/runtime.py", "pccompile/flows.py", "pccompile/learn/em.py", "pccompile/queries.py"):
         text = (root / f).read_text()
         assert "getattr(self.executor" not in text and "executor._" not in text, f  # the interface only
+        assert "executor.tensors" not in text, f  # the decoder is the executor's, not read around it
+    for folder in ("codegen/triton", "codegen/layers"):  # what backends share lives in codegen.layers
+        for path in (root / folder).glob("*.py"):
+            assert "torch_backend" not in path.read_text(), path

@@ -10,10 +10,10 @@ import pytest
 import torch
 from helpers import all_assignments, reference_flows, reference_prob
 from pccompile.codegen.fusion import outer_split
+from pccompile.codegen.layers import ProgramTensors
+from pccompile.codegen.layers.children import ChildFactors, ChildOuter
 from pccompile.codegen.torch_backend import TorchExecutor
 from pccompile.codegen.torch_backend import executor as executor_module
-from pccompile.codegen.torch_backend.children import ChildFactors, ChildOuter
-from pccompile.codegen.torch_backend.program_tensors import ProgramTensors
 from pccompile.ir import ONE_ROW, Categorical, Domain, Gaussian, Variable
 
 import pccompile as pc

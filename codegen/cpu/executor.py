@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from pccompile.ir import ONE_ROW, Program, family
 
-from ..torch_backend.children import ChildFactors, ChildOuter
+from ..layers import ProgramTensors
+from ..layers.children import ChildFactors, ChildOuter
 from ..torch_backend.executor import TorchExecutor, _tiny
-from ..torch_backend.program_tensors import ProgramTensors
 from .build import load_library
 from .inputs import cpu_counts, cpu_m_step, run_codes, variable_runs
 from .sparse import SparseBlocks, sparse_blocks

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pccompile.ir import Program
 
 from ..fusion import plan_fusion
-from ..torch_backend.program_tensors import ProgramTensors
+from ..layers import ProgramTensors
 from .build import kernel_source
 from .executor import SPARSE_DENSITY, launch_arrays, sparse_partitions
 

@@ -20,9 +20,10 @@ import torch
 from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW, Program
 from torch import nn
 
+from ..executor import ProgramOrderDecoder
 from ..fusion import plan_fusion
+from ..layers import ProgramTensors
 from .inputs import partition_log_probs
-from .program_tensors import ProgramTensors
 
 
 def _tiny(dtype: torch.dtype) -> float:
@@ -34,7 +35,7 @@ def _underflows(s: torch.Tensor) -> bool:
     return s.numel() > 0 and bool(s.amin() < _tiny(s.dtype))
 
 
-class TorchExecutor(nn.Module):
+class TorchExecutor(ProgramOrderDecoder, nn.Module):
     """The torch backend's Executor (codegen.executor): plain torch ops over ProgramTensors.
     `poison`: fill every value buffer with NaN before a pass writes it (tests: a row read before
     it is written, or never written, shows up)."""
@@ -142,7 +143,7 @@ class TorchExecutor(nn.Module):
 
     def forward_max(self, input_logp: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
         """Max-product values of every row (sums take the max of log w + child)."""
-        from .topdown import forward_max
+        from ..layers import forward_max
 
         return forward_max(self.tensors, input_logp, logw)
 

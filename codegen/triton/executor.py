@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 
 import torch
-from pccompile.codegen.torch_backend.program_tensors import ProgramTensors
+from pccompile.codegen.layers import ProgramTensors
 from pccompile.ir import FIRST_ROW, ONE_ROW, ZERO_ROW, ArgumentError, Program
 from pccompile.ir.env import env_value
 from torch import nn
 
+from ..executor import ProgramOrderDecoder
 from .emitter import Emitted, TritonOptions, emit
 from .inputs import input_tensors
 
@@ -46,7 +47,7 @@ def load_module(em: Emitted):
     return module
 
 
-class TritonExecutor(nn.Module):
+class TritonExecutor(ProgramOrderDecoder, nn.Module):
     """Runs the emitted kernels on float32 buffers laid out as the emitter renumbered them
     (Emitted.perm): `out_row` is the renumbered root. `complete` passes and max-product values,
     which the torch decoder reads (sampling, MPE), are put back in Program order; `tensors`

@@ -11,6 +11,7 @@ import torch
 import typer
 from rich.table import Table
 
+from pccompile.codegen.backends import emit_help
 from pccompile.ir import ArgumentError
 from pccompile.metrics import bits_per_dim
 
@@ -87,7 +88,7 @@ def show(
 def emit(
     spec: Spec,
     passes: Passes = None,
-    target: str = typer.Option("triton", "--target", help="triton (GPU kernels) or cpu (C kernels with OpenMP)"),
+    target: str = typer.Option("triton", "--target", help=f"the backend whose source to print: {emit_help()}"),
     block_b: int = typer.Option(64, "--block-b", help="batch tile of every kernel"),
     no_fuse: bool = typer.Option(False, "--no-fuse", help="keep product layers as separate kernels"),
     precision: str = typer.Option("tf32", help="tl.dot operands: tf32, bf16 or ieee (exact fp32); fp32 accumulation"),
@@ -108,23 +109,22 @@ def emit(
     does any spill registers?)"""
 
     def go():
-        from pccompile.codegen.triton import TritonOptions
-        from pccompile.codegen.triton import emit as emit_source
+        from pccompile.codegen.backends import emit_source
 
         flag("--block-b", block_b)
         model = load_model(spec, passes, backend="torch")
-        if target == "cpu":
-            from pccompile.codegen.cpu.plan import emit_source as emit_cpu
+        if compile_for is not None:
+            if target != "triton":
+                raise ArgumentError("--compile-for compiles Triton kernels; it needs --target triton")
+            from pccompile.codegen.triton import TritonOptions, emit
 
-            sys.stdout.write(emit_cpu(model.program, fuse=not no_fuse))
+            emitted = emit(model.program, TritonOptions(block_b=block_b, fuse=not no_fuse, precision=precision))
+            _compile_report(emitted, model.program, compile_for)
             return
-        if target != "triton":
-            raise ArgumentError(f"--target: unknown target '{target}'; expected triton or cpu")
-        emitted = emit_source(model.program, TritonOptions(block_b=block_b, fuse=not no_fuse, precision=precision))
-        if compile_for is None:
-            sys.stdout.write(emitted.source)
-            return
-        _compile_report(emitted, model.program, compile_for)
+        options = {"fuse": not no_fuse}
+        if target == "triton":  # the Triton kernels' tiling and matrix-unit precision
+            options.update(block_b=block_b, precision=precision)
+        sys.stdout.write(emit_source(model.program, target, options))
 
     run(go)
 

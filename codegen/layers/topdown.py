@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from pccompile.ir import ONE_ROW, ZERO_ROW
 
-from .program_tensors import ProgramTensors
+from .tensors import ProgramTensors
 
 _CHUNK = 1 << 24  # elements of the [g, G, K, B] score tensor materialised at once
 

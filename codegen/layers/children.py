@@ -1,4 +1,4 @@
-"""How a sum partition reads its K children in the torch backend: one rule per layout.
+"""How a sum partition reads its K children in torch (the torch backend and the CPU target): one rule per layout.
 
 - `ChildRows`: the children are rows of the buffer (`child [g, K]`), the unfused layout.
 - `ChildFactors`: the children are products that were fused away (codegen.fusion); child k of

@@ -1,5 +1,5 @@
 """A Program's partitions as torch buffers: what the torch executor runs, and (in Program order,
-unfused) what the top-down decoder (sampling, MPE) reads on either backend."""
+unfused) what the top-down decoder (sampling, MPE) reads on every backend."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .children import ChildFactors, ChildOuter, ChildRows, sum_rows
 class ProgramTensors(nn.Module):
     """Index arrays as non-persistent buffers (so `.to(device)` moves them); `part(key)` gives a
     partition's (rows, child rows, weight ids or None for products) and `sources[key]` how a
-    sum partition reads its children (torch_backend.children).
+    sum partition reads its children (layers.children).
 
     With a fusion plan (codegen.fusion) the skipped product layers are gone: their rows are not
     in the buffer (`num_rows` counts the rest, renumbered in order), and the sums after them

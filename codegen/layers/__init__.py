@@ -1,0 +1,6 @@
+"""A Program's layers as torch tensors, shared by every backend: the partitions' index buffers
+(`ProgramTensors`), how a sum reads its children (`children`), and the top-down walks over them
+(`topdown`: max-product values, and the decoder behind sampling and MPE)."""
+
+from .tensors import ProgramTensors
+from .topdown import decode, forward_max
