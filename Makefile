@@ -1,5 +1,5 @@
 # Quick start:  make demo   (install + compile and train an HCLT on bundled data)
-#               make test   (install + lint, format check and the test suite; CI runs exactly this)
+#               make test   (install + lint, format and type checks, the test suite; CI runs exactly this)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -22,6 +22,7 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 
-from .distributions import Domain
+from .distributions import Distribution, Domain
 from .errors import DomainError, StructureError
 from .nodes import InputNode, Node, ProductNode, SumNode, same_structure
 
@@ -67,7 +68,7 @@ class Circuit:
             if node.id in seen:
                 raise StructureError(node.name, "tie chain loops back on itself")
             seen.add(node.id)
-            node = self.nodes[node.tie]
+            node = cast(SumNode, self.nodes[node.tie])  # verify: a tie names a sum node
         return node
 
     def edge_mask(self, node: SumNode) -> np.ndarray:
@@ -142,7 +143,7 @@ class Circuit:
     # -- rebuilding ----------------------------------------------------------------------
     def replace(self, **changes) -> "Circuit":
         """A copy with some fields changed; region annotations of nodes no longer present go."""
-        fields = dict(
+        fields: dict[str, Any] = dict(
             variables=self.variables,
             nodes=self.nodes,
             root=self.root,
@@ -194,7 +195,7 @@ def compact_ids(circuit: Circuit) -> Circuit:
     remap = {old: new for new, old in enumerate(circuit.nodes)}
     nodes = {}
     for old, n in circuit.nodes.items():
-        changes = {"id": remap[old]}
+        changes: dict[str, Any] = {"id": remap[old]}
         if not isinstance(n, InputNode):
             changes["children"] = tuple(remap[c] for c in n.children)
         if isinstance(n, SumNode) and n.tie is not None:
@@ -205,7 +206,7 @@ def compact_ids(circuit: Circuit) -> Circuit:
     return circuit.replace(nodes=nodes, root=remap[circuit.root], params=params, regions=regions)
 
 
-def infer_variables(inputs: Iterable[tuple[str, int, object]], count: int | None = None) -> tuple[Variable, ...]:
+def infer_variables(inputs: Iterable[tuple[str, int, Distribution]], count: int | None = None) -> tuple[Variable, ...]:
     """Variables x0.. with the domains their input nodes imply, from (node name, variable,
     distribution) triples; `count` variables (default: up to the largest index used); unused
     ones binary. One variable read as two domains is a DomainError naming the node."""

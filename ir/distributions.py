@@ -6,6 +6,7 @@ in the circuit's parameter table so passes can rewrite them like any other param
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -73,7 +74,7 @@ class Distribution:
     def random_params(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         raise NotImplementedError  # pragma: no cover - interface
 
-    def check_params(self, node: str, params: dict[str, np.ndarray], n: int) -> None:
+    def check_params(self, node: str, params: Mapping[str, np.ndarray], n: int) -> None:
         raise NotImplementedError  # pragma: no cover - interface
 
     def nx_values(self, params: dict[str, np.ndarray], row: int) -> list[float]:
@@ -96,7 +97,7 @@ def log_array(a, dtype=np.float64) -> np.ndarray:
         return np.log(np.asarray(a, dtype=dtype))
 
 
-def require(node: str, params: dict[str, np.ndarray], key: str, shape: tuple[int, ...]) -> np.ndarray:
+def require(node: str, params: Mapping[str, np.ndarray], key: str, shape: tuple[int, ...]) -> np.ndarray:
     if key not in params:
         raise ParameterError(node, f"missing parameter '{key}'")
     arr = np.asarray(params[key])

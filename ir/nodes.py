@@ -79,13 +79,16 @@ def same_structure(a: Node, b: Node) -> bool:
     if type(a) is not type(b) or a.id != b.id or a.name != b.name or a.size != b.size:
         return False
     if isinstance(a, InputNode):
+        assert isinstance(b, InputNode)
         return a.var == b.var and a.dist == b.dist
     if a.children != b.children:
         return False
     if isinstance(a, ProductNode):
+        assert isinstance(b, ProductNode)
         return all(np.array_equal(a.child_rows(c), b.child_rows(c)) for c in range(len(a.children)))
+    assert isinstance(a, SumNode) and isinstance(b, SumNode)
     if a.tie != b.tie:
         return False
-    if (a.mask is None) != (b.mask is None):
-        return False
-    return a.mask is None or np.array_equal(a.mask, b.mask)
+    if a.mask is None or b.mask is None:
+        return a.mask is None and b.mask is None
+    return np.array_equal(a.mask, b.mask)

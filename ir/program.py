@@ -85,6 +85,7 @@ class SumPartition:
         """[g, G, K] ids, materialised (dense partitions compute them from start and fan-in)."""
         if self.param_ids is not None:
             return self.param_ids
+        assert self.fanin is not None and self.param_start is not None  # a dense partition
         _, G, K = self.shape
         k = np.arange(K)[None, None, :]
         fan = self.fanin[:, None, None]

@@ -5,13 +5,15 @@ safetensors can hold them without pickling anything."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .circuit import Circuit, Region, Variable
 from .distributions import Domain
 from .errors import FormatError
 from .families import DISTRIBUTIONS, make_distribution
-from .nodes import InputNode, ProductNode, SumNode
+from .nodes import InputNode, Node, ProductNode, SumNode
 
 IR_VERSION = 1
 
@@ -20,7 +22,7 @@ def circuit_to_storage(circuit: Circuit) -> tuple[dict, dict[str, np.ndarray]]:
     arrays: dict[str, np.ndarray] = {}
     nodes = []
     for nid, n in circuit.nodes.items():
-        d = {"id": nid, "name": n.name, "kind": n.kind, "size": n.size}
+        d: dict[str, Any] = {"id": nid, "name": n.name, "kind": n.kind, "size": n.size}
         if isinstance(n, InputNode):
             d.update(var=n.var, dist=n.dist.name, num_cats=n.dist.num_cats)
         else:
@@ -36,9 +38,9 @@ def circuit_to_storage(circuit: Circuit) -> tuple[dict, dict[str, np.ndarray]]:
                 arrays[f"mask.{nid}"] = np.ascontiguousarray(n.mask, dtype=np.uint8)
         nodes.append(d)
     for nid, p in circuit.params.items():
-        for k, v in p.items():
-            arrays[f"param.{nid}.{k}"] = np.ascontiguousarray(np.asarray(v, dtype=np.float32))
-    meta = {
+        for key, v in p.items():
+            arrays[f"param.{nid}.{key}"] = np.ascontiguousarray(np.asarray(v, dtype=np.float32))
+    meta: dict[str, Any] = {
         "ir_version": IR_VERSION,
         "root": circuit.root,
         "meta": dict(circuit.meta),
@@ -63,7 +65,7 @@ def circuit_from_storage(meta: dict, arrays: dict[str, np.ndarray]) -> Circuit:
     if meta.get("ir_version") != IR_VERSION:
         raise FormatError(f"IR version {meta.get('ir_version')!r} is not supported (this build reads {IR_VERSION})")
     variables = tuple(_variable(k, v) for k, v in enumerate(_field(meta, "variables", list, "circuit")))
-    nodes: dict[int, object] = {}
+    nodes: dict[int, Node] = {}
     for k, d in enumerate(_field(meta, "nodes", list, "circuit")):
         node = _node(d, arrays, f"node record {k}")
         if node.id in nodes:
@@ -142,7 +144,7 @@ def _array(arrays: dict, key: str, where: str, kinds: str) -> np.ndarray:
     return a
 
 
-def _node(d, arrays: dict, where: str):
+def _node(d, arrays: dict, where: str) -> Node:
     nid = _int(d, "id", where)
     where = f"node {nid}"
     name = _field(d, "name", str, where)

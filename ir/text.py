@@ -10,8 +10,8 @@ from .nodes import InputNode, ProductNode
 
 
 def _rows(rows: np.ndarray) -> str:
-    rows = [int(r) for r in rows]
-    return "[[" + ", ".join(map(str, rows[:8])) + (", ..." if len(rows) > 8 else "") + "]]"
+    shown = [int(r) for r in rows]
+    return "[[" + ", ".join(map(str, shown[:8])) + (", ..." if len(shown) > 8 else "") + "]]"
 
 
 def format_node(circuit: Circuit, nid: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ def verify(circuit: Circuit, *, require_params: bool = False, atol: float = 1e-4
     names = [n.name for n in nodes.values()]
     if len(set(names)) != len(names):
         seen: set[str] = set()
-        dup = next(n for n in names if n in seen or seen.add(n))
+        dup = next(n for n in names if n in seen or _add(seen, n))
         raise StructureError(dup, "two node vectors share this name")
     root = nodes[circuit.root]
     if root.size != 1:
@@ -82,12 +83,18 @@ def _check_region(circuit: Circuit, node, scope: int) -> None:
             )
 
 
+def _add(seen: set[str], name: str) -> bool:
+    """Add `name` to `seen`; False, so that a generator's condition can record as it scans."""
+    seen.add(name)
+    return False
+
+
 def _check_meta(circuit: Circuit) -> None:
     """The metadata pccompile reads: `image`, the shape sample grids and LVD's patches use, must
     cover the variables exactly; `name` is text."""
     meta = circuit.meta
     if "image" in meta:
-        shape = meta["image"]
+        shape: Any = meta["image"]
         ok = isinstance(shape, (list, tuple)) and len(shape) in (2, 3)
         ok = ok and all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= circuit.num_vars for s in shape)
         if not ok:

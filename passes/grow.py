@@ -122,7 +122,8 @@ def _released_weights(circuit: Circuit, n: SumNode, theta: np.ndarray, f: int, s
     spread = np.linspace(1.0, -1.0, f)
     with np.errstate(divide="ignore"):
         log_theta = np.log(theta)
-    out, start = [], 0
+    out: list[np.ndarray] = []
+    start = 0
     for c in n.children:
         s = circuit.nodes[c].size
         block, e = log_theta[:, start : start + s], eps[:, start : start + s]
@@ -140,7 +141,7 @@ def _grown_index(circuit: Circuit, n: ProductNode, f: int):
     old size (an elementwise product stays elementwise)."""
     if n.index is None:
         return None
-    out = []
+    out: list[np.ndarray | None] = []
     for k, c in enumerate(n.children):
         ix = n.index[k]
         if ix is None:

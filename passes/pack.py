@@ -16,6 +16,7 @@ stays within (1 + tolerance) x the real edges.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -92,12 +93,12 @@ def plan_partitions(
     bounds = []
     j = u - 1
     for kk in range(k - 1, -1, -1):
-        i = int(backs[kk][j]) if kk > 0 else 0
-        bounds.append((i, j))
-        j = i - 1
+        lo = int(backs[kk][j]) if kk > 0 else 0
+        bounds.append((lo, j))
+        j = lo - 1
     out = []
-    for i, j in reversed(bounds):
-        items = np.flatnonzero((inv >= i) & (inv <= j))
+    for lo, j in reversed(bounds):
+        items = np.flatnonzero((inv >= lo) & (inv <= j))
         out.append((int(caps[j]), items))
     return out
 
@@ -114,10 +115,10 @@ def masked_groups(rows: np.ndarray, crow: np.ndarray, pid: np.ndarray, mask: np.
 
     S = mask.shape[0]
     every = np.arange(S)
-    layouts = [[(every, mask.any(0))]]
+    layouts: list[list[tuple[np.ndarray, np.ndarray]]] = [[(every, np.asarray(mask.any(0)))]]
     if S > opt.min_group:
         blocks = [every[a : a + opt.min_group] for a in range(0, S, opt.min_group)]
-        layouts.append([(b, mask[b].any(0)) for b in blocks])
+        layouts.append([(b, np.asarray(mask[b].any(0))) for b in blocks])
     patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     layouts.append([(np.flatnonzero(inverse == k), sel) for k, sel in enumerate(patterns)])
@@ -128,7 +129,7 @@ def masked_groups(rows: np.ndarray, crow: np.ndarray, pid: np.ndarray, mask: np.
 class _Rows:
     """Hands out buffer rows in execution order: each node vector gets a contiguous block."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.next = FIRST_ROW
         self.of: dict[int, tuple[int, int]] = {}  # node id -> (first row, size)
 
@@ -148,7 +149,8 @@ def pack_inputs(circuit: Circuit, plan: LayerPlan, rows: _Rows) -> tuple[Layer, 
     for i in plan.inputs:
         n = circuit.nodes[i]
         by_kind.setdefault((n.dist.name, n.dist.num_cats), []).append(i)
-    parts, layout = [], []
+    parts: list[InputPartition] = []
+    layout: list[InputParamLayout] = []
     for (dist, k), ids in by_kind.items():
         start, local, vars_ = rows.next, 0, []
         for i in ids:
@@ -180,7 +182,10 @@ class SumParams:
         nodes = circuit.nodes
         owners = [i for i, n in nodes.items() if isinstance(n, SumNode) and n.tie is None and i in reach]
         dense = sorted((i for i in owners if nodes[i].mask is None), key=lambda i: circuit.child_size(nodes[i]))
-        layout, table, blocks, segments = [], {}, [], []
+        layout: list[SumParamLayout] = []
+        table: dict[int, tuple[int, np.ndarray | None]] = {}
+        blocks: list[tuple[int, int, int]] = []
+        segments: list[np.ndarray] = []
         offset = tail_rows = 0
         for i in dense:
             n, width = nodes[i], circuit.child_size(nodes[i])
@@ -211,7 +216,7 @@ class SumParams:
         return pid
 
 
-def pack_products(circuit: Circuit, prods: list[int], rows: _Rows, opt: PackOptions) -> Layer:
+def pack_products(circuit: Circuit, prods: Sequence[int], rows: _Rows, opt: PackOptions) -> Layer:
     """A product layer: partitions by fan-in (plan_partitions), padded with ONE_ROW."""
     items = []  # (rows [n], child rows [n, F])
     for i in prods:
@@ -225,16 +230,16 @@ def pack_products(circuit: Circuit, prods: list[int], rows: _Rows, opt: PackOpti
     for cap, idx in plan_partitions(fan, wts, opt.tolerance, opt.max_partitions):
         out_rows = np.concatenate([items[j][0] for j in idx])
         ch = np.full((out_rows.size, cap), ONE_ROW, dtype=np.int64)
-        r = 0
+        at = 0
         for j in idx:
             c = items[j][1]
-            ch[r : r + c.shape[0], : c.shape[1]] = c
-            r += c.shape[0]
+            ch[at : at + c.shape[0], : c.shape[1]] = c
+            at += c.shape[0]
         parts.append(ProductPartition(out_rows, ch, int(sum(items[j][1].size for j in idx))))
     return Layer("product", tuple(parts))
 
 
-def pack_sums(circuit: Circuit, sums: list[int], rows: _Rows, params: SumParams, opt: PackOptions) -> Layer:
+def pack_sums(circuit: Circuit, sums: Sequence[int], rows: _Rows, params: SumParams, opt: PackOptions) -> Layer:
     """A sum layer: node vectors as groups (dense ones addressed by start and fan-in, masked ones
     by explicit ids, laid out by `masked_groups`), partitioned by fan-in per group size."""
     groups: dict[tuple[int, bool], list[tuple]] = {}

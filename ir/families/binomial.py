@@ -26,7 +26,7 @@ class Binomial(OneProbability):
     name = "binomial"
 
     @property
-    def num_cats(self) -> int:
+    def num_cats(self) -> int:  # type: ignore[override]  # derived from trials, not a field here
         return self.trials + 1
 
     def describe(self) -> str:

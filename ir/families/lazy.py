@@ -8,6 +8,7 @@ imports the module and stores it, so later reads are plain attribute lookups."""
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 
 class LazyModule:
@@ -20,5 +21,5 @@ class LazyModule:
         return value
 
 
-torch = LazyModule("torch")
-F = LazyModule("torch.nn.functional")
+torch: Any = LazyModule("torch")
+F: Any = LazyModule("torch.nn.functional")

@@ -21,21 +21,21 @@ from typing import TYPE_CHECKING
 from .lazy import torch
 
 if TYPE_CHECKING:
-    import torch  # noqa: F811
+    from torch import Tensor
 
-RowSum = Callable[["torch.Tensor"], "torch.Tensor"]
+RowSum = Callable[["Tensor"], "Tensor"]
 """Sum of a flat tensor's entries over each row, broadcast back to the entries."""
 
 OUTER_STEPS = 6
 INNER_STEPS = 3  # 5 x 2 already reach 1e-12 on rows of 2..64 entries with b up to sum(a)
 
 
-def row_sum_last(t: torch.Tensor) -> torch.Tensor:
+def row_sum_last(t: Tensor) -> Tensor:
     """Row sums over the last axis of a [rows, k] tensor."""
     return t.sum(-1, keepdim=True).expand_as(t)
 
 
-def segment_rows(segment: torch.Tensor, rows: int) -> RowSum:
+def segment_rows(segment: Tensor, rows: int) -> RowSum:
     """Row sums for entries grouped by `segment` ids."""
 
     def row_sum(t):
@@ -44,7 +44,7 @@ def segment_rows(segment: torch.Tensor, rows: int) -> RowSum:
     return row_sum
 
 
-def entropic_probs(a: torch.Tensor, b: torch.Tensor, row_sum: RowSum) -> torch.Tensor:
+def entropic_probs(a: Tensor, b: Tensor, row_sum: RowSum) -> Tensor:
     """theta* for counts a > 0 and entropy weights b >= 0 (one value per entry, equal within a
     row), in float64 whatever the inputs' dtype."""
     a, b = a.double().clamp_min(1e-300), b.double().expand_as(a)

@@ -4,11 +4,16 @@ the Triton kernel's DIST codes (a family's place in `FAMILIES`)."""
 
 from __future__ import annotations
 
-FAMILIES: dict[type, object] = {}
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .base import Family
+
+FAMILIES: dict[type[Family], Family] = {}
 """Family class -> its prototype (the instance the kernel parts are called on), in
 registration order."""
 
-_BY_NAME: dict[str, object] = {}
+_BY_NAME: dict[str, Family] = {}
 
 
 REQUIRED_PARTS = (
@@ -47,7 +52,7 @@ def register(cls):
     return cls
 
 
-def family(name: str):
+def family(name: str) -> Any:
     """The prototype of the family called `name` (an InputPartition's `dist`)."""
     return _BY_NAME[name]
 
