@@ -271,12 +271,12 @@ def check_fields(obj, what) -> None:
             object.__setattr__(obj, name, converted)  # a numpy int or an int for a float, made exact
 
 
-def parse_options(cls, text: str, what: str):
-    """An options dataclass from 'key=value,key=value' (any subset of its fields), each value
-    converted by its field's type. `what` names the source ('pass \\'grow\\'', '--lvd') and
-    unknown keys are listed with the known ones."""
+def given_options(cls, text: str, what: str) -> dict[str, Any]:
+    """The options 'key=value,key=value' names, each converted by its field's type of the
+    options dataclass `cls` (only the keys given: presets fill the rest). `what` names the
+    source ('pass \'grow\'', '--lvd') and unknown keys are listed with the known ones."""
     kinds = option_types(cls)
-    values = {}
+    values: dict[str, Any] = {}
     for item in filter(None, (t.strip() for t in text.split(","))):
         key, sep, value = item.partition("=")
         key = key.strip()
@@ -285,4 +285,9 @@ def parse_options(cls, text: str, what: str):
         if key in values:
             raise ArgumentError(f"{what}: option '{key}' is given twice")
         values[key] = option_value(value.strip(), kinds[key], f"{what}: option '{key}'")
-    return cls(**values)
+    return values
+
+
+def parse_options(cls, text: str, what: str):
+    """An options dataclass from 'key=value,key=value' (any subset of its fields; given_options)."""
+    return cls(**given_options(cls, text, what))

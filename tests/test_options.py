@@ -177,3 +177,20 @@ def test_packing_options_are_checked():
         PackOptions(tolerance=math.nan)
     with pytest.raises(ArgumentError, match=r"packing option 'max_partitions' expects an integer in 1..4,096, got 0"):
         PackOptions(max_partitions=0)
+
+
+def test_options_text_is_parsed_in_one_place_only():
+    """Every learner, pass and template reads 'key=value,...' through ir.options (typed fields,
+    one set of messages); a module splitting such text itself would drift from it."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    pattern = re.compile(r"""\.(partition|split)\(\s*["']=["']""")
+    found = [
+        str(path.relative_to(root))
+        for folder in ("pccompile", "ir", "passes", "codegen")
+        for path in (root / folder).rglob("*.py")
+        if path.name != "options.py" and pattern.search(path.read_text())
+    ]
+    assert found == []

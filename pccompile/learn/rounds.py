@@ -23,7 +23,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pccompile.ir import ArgumentError
 from pccompile.ir.limits import MAX_EPOCHS, MAX_ROUNDS, MAX_VECTOR_SIZE
-from pccompile.ir.options import Fraction, NonNegative, Range, check_fields, parse_options
+from pccompile.ir.options import Fraction, NonNegative, Range, check_fields, given_options, parse_options
 
 from .best import BestEpoch, better
 
@@ -96,11 +96,9 @@ class PruneGrowOptions(_RoundOptions):
     @classmethod
     def parse(cls, text: str):
         """'key=value,...'; with preset=NAME the preset's values stand for every key not given."""
-        given = parse_options(cls, text, cls.flag)
-        if given.preset == "none":
-            return given
-        explicit = {item.partition("=")[0].strip() for item in text.split(",") if "=" in item} - {"preset"}
-        return cls.from_preset(given.preset, **{k: getattr(given, k) for k in explicit})
+        given = given_options(cls, text, cls.flag)
+        preset = given.pop("preset", "none")
+        return cls(**given) if preset == "none" else cls.from_preset(preset, **given)
 
     @classmethod
     def from_preset(cls, name: str = "paper", **overrides) -> "PruneGrowOptions":
