@@ -120,7 +120,7 @@ def main():
             else pc.build(hclt_from_tree(parent, 256, L))
         )
         if args.grown is not None:
-            from pccompile.passes import run
+            from pccompile import run_passes as run
 
             start = pc.compile(spec, passes="init").to_circuit()
             spec = run(start, f"prune{{fraction={args.grown}}}, grow{{factor=2}}", data=x.numpy())

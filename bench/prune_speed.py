@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 import torch
-from pccompile.passes import run
 
 import pccompile as pc
+from pccompile import run_passes as run
 from pccompile.learn import em_step
 
 

@@ -11,9 +11,9 @@ import argparse
 
 import numpy as np
 import torch
-from pccompile.passes import run
 
 import pccompile as pc
+from pccompile import run_passes as run
 from pccompile.analysis import circuit_edge_flows
 from pccompile.data import load_array
 

@@ -14,18 +14,13 @@ from .trim import Trim
 from .vectorize import Vectorize
 
 
-def run(circuit, pipeline, *, data=None, trace=None, device=None, group=None):
+def run(circuit, pipeline, *, provider=None, trace=None):
     """Run a pipeline (text such as "prune{fraction=0.3},grow" or Pass objects) on a circuit.
-    With `data`, analyses the passes need (edge flows for `prune`) are computed on it for the
-    circuit each pass sees, in batches on `device`, by the driver's flow code; the passes get
-    plain arrays and never launch kernels themselves. `group` (learn.distributed): the analyses
-    are computed on each rank's shard of `data` and all-reduced."""
+    `provider(name, circuit)` computes the analyses the passes need (edge flows for `prune`)
+    for the circuit each pass sees; the driver builds one from data
+    (`pccompile.run_passes(..., data=x)`), so the passes get plain arrays and never launch
+    kernels themselves."""
     passes = parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
-    provider = None
-    if data is not None:
-        from pccompile.analysis import provider_for  # the driver layer: torch, only when asked
-
-        provider = provider_for(data, device=device, group=group)
     return PassManager(passes).run(circuit, trace, PassContext(provider=provider))
 
 

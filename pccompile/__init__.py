@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "compile": "compiler",
     "to_circuit": "compiler",
+    "run_passes": "compiler",
     "CompileReport": "compiler",
     "load": "io",
     "save": "io",

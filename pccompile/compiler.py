@@ -134,3 +134,13 @@ def compile(
         {"front end": t1 - t0, "passes": t2 - t1, "lower": t3 - t2, "module": t4 - t3, "total": t4 - t0}
     )
     return model
+
+
+def run_passes(circuit, pipeline, *, data=None, trace=None, device=None, group=None):
+    """`passes.run` with the analyses the passes need (edge flows for `prune`) computed on
+    `data` for the circuit each pass sees, in batches on `device` by the flow code; `group`
+    (learn.distributed): on each rank's shard of `data`, all-reduced."""
+    from .passes import run
+
+    provider = None if data is None else provider_for(data, device=device, group=group)
+    return run(circuit, pipeline, provider=provider, trace=trace)

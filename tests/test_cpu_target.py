@@ -257,7 +257,8 @@ def test_the_launch_plan_names_the_sparse_kernels_for_masked_partitions(tmp_path
     executor runs as sparse blocks; the others stay pc_sum_*."""
     from pccompile.codegen.cpu.executor import CpuExecutor
     from pccompile.codegen.cpu.plan import launch_plan
-    from pccompile.passes import run
+
+    from pccompile import run_passes as run
 
     x = pc.datasets.load_builtin("builtin:digits")[:200, :12]
     np.save(tmp_path / "x.npy", x)
@@ -297,7 +298,7 @@ def test_pruned_and_grown_hclts_match_the_torch_backend(rng, tmp_path, granulari
     """Prune leaves masked sums (weight ids with the padding slot), trimmed vectors and indexed
     products, and grow copies the masks: the kernels read them as the torch backend does, flows
     and EM included, whether the masked sums run dense (0) or as sparse blocks (1)."""
-    from pccompile.passes import run
+    from pccompile import run_passes as run
 
     x = pc.datasets.load_builtin("builtin:digits")[:200, :12]
     np.save(tmp_path / "x.npy", x)
@@ -325,7 +326,8 @@ def test_table_kernels_read_runs_of_unequal_length(rng, tmp_path):
     run length): the counting kernel still applies (it returned None for such partitions and
     left them to torch) and gives torch's counts; the lookup gives torch's log-probabilities."""
     from pccompile.ir import family
-    from pccompile.passes import run
+
+    from pccompile import run_passes as run
 
     x = pc.datasets.load_builtin("builtin:digits")[:200, :12]
     np.save(tmp_path / "x.npy", x)

@@ -84,3 +84,21 @@ def test_both_backends_implement_the_executor_interface_on_their_own():
     for folder in ("codegen/triton", "codegen/layers"):  # what backends share lives in codegen.layers
         for path in (root / folder).glob("*.py"):
             assert "torch_backend" not in path.read_text(), path
+
+
+def test_the_ir_and_the_passes_import_nothing_above_them():
+    """docs/architecture.md: nothing imports upwards. The IR and the passes may import the IR
+    (and the passes each other), never the codegen, the runtime or the driver, even inside a
+    function: an analysis the passes need arrives through PassContext."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    above = re.compile(r"^\s*(from|import)\s+pccompile(\.(?!ir\b|passes\b)\w+|\s+import|\s*$)", re.M)
+    hits = [
+        f"{f.relative_to(root)}: {m.group(0).strip()}"
+        for folder in ("ir", "passes")
+        for f in (root / folder).rglob("*.py")
+        for m in above.finditer(f.read_text())
+    ]
+    assert not hits, hits

@@ -8,9 +8,10 @@ import pytest
 import torch
 from helpers import all_assignments, random_circuit, reference_flows, reference_prob
 from pccompile.ir import ArgumentError, verify
-from pccompile.passes import PassContext, Prune, parse_pipeline, run
+from pccompile.passes import PassContext, Prune, parse_pipeline
 
 import pccompile as pc
+from pccompile import run_passes as run
 
 
 def _data(circuit, rng, n=30):

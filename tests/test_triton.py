@@ -327,7 +327,7 @@ def test_binomial_inputs_match_torch_and_compile_for_an_h100(rng, tmp_path, monk
 @pytest.mark.parametrize("granularity", ["edge", "block"])
 def test_pruned_and_trimmed_hclts_match_torch(rng, tmp_path, granularity):
     """Prune leaves masks, trimmed vectors and indexed products: the kernels read them as torch does."""
-    from pccompile.passes import run
+    from pccompile import run_passes as run
 
     x = pc.datasets.load_builtin("builtin:digits")[:200, :12]
     np.save(tmp_path / "x.npy", x)

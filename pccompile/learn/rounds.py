@@ -269,7 +269,7 @@ class PruneGrow:
     def _next(self, trainer, round_: int):
         """The model of the next round: pruned by flow on the training set, then grown."""
         from pccompile import compile as _compile
-        from pccompile.passes import run
+        from pccompile import run_passes as run
 
         if round_ >= self.opt.rounds or self._out_of_patience():
             return None
