@@ -20,6 +20,7 @@ _EXPORTS = {
     "compile": "compiler",
     "to_circuit": "compiler",
     "run_passes": "compiler",
+    "load_or_compile": "compiler",
     "CompileReport": "compiler",
     "load": "io",
     "save": "io",

@@ -144,3 +144,25 @@ def run_passes(circuit, pipeline, *, data=None, trace=None, device=None, group=N
 
     provider = None if data is None else provider_for(data, device=device, group=group)
     return run(circuit, pipeline, provider=provider, trace=trace)
+
+
+def load_or_compile(spec, passes=None, seed: int = 0, report=None, device=None, backend: str = "auto", data=None):
+    """A CompiledCircuit from a .pc file, or a saved .pcz model (with passes, recompiled from its
+    circuit); `data` is what analyses such as prune's edge flows are computed on (a path or an
+    array). `device` "cpu" or None: the CPU."""
+    from pathlib import Path
+
+    from .data import load_array
+    from .io import load
+
+    dev = None if device in (None, "cpu") else device
+    spec = Path(spec)
+    if spec.suffix == ".pcz":
+        model = load(spec, device=dev, backend=backend)
+        if not passes:
+            return model
+        circuit = model.to_circuit()
+    else:
+        circuit = spec
+    rows = None if data is None or not passes else (load_array(data) if isinstance(data, str) else data)
+    return compile(circuit, passes=passes, seed=seed, report=report, device=dev, backend=backend, data=rows)

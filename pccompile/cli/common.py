@@ -46,27 +46,12 @@ Backend = Annotated[str, typer.Option("--backend", help=backend_help())]
 
 
 def load_model(
-    spec: Path,
-    passes: Optional[str] = None,
-    seed: int = 0,
-    report=None,
-    device: Optional[str] = None,
-    backend: str = "auto",
-    data: Optional[str] = None,
+    spec: Path, passes: Optional[str] = None, seed: int = 0, report=None, device=None, backend="auto", data=None
 ):
-    """A CompiledCircuit from a .pc file, or a saved .pcz model (with passes, recompiled from its
-    circuit); `data` is what analyses such as prune's edge flows are computed on."""
+    """pccompile.load_or_compile: a .pc file compiled, or a .pcz model loaded (recompiled with passes)."""
     import pccompile
-    from pccompile.data import load_array
 
-    dev = None if device in (None, "cpu") else device
-    if spec.suffix == ".pcz":
-        model = pccompile.load(spec, device=dev, backend=backend)
-        if not passes:
-            return model
-        spec = model.to_circuit()
-    rows = None if data is None or not passes else load_array(data)  # only passes' analyses read it
-    return pccompile.compile(spec, passes=passes, seed=seed, report=report, device=dev, backend=backend, data=rows)
+    return pccompile.load_or_compile(spec, passes, seed, report=report, device=device, backend=backend, data=data)
 
 
 def run(fn, interrupted: str = "interrupted"):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Optional
 
 import typer
 from rich.table import Table
 
-from .common import Backend, Passes, Spec, app, bpd, console, flag, fmt, load_model, run
-from .rounds import attach_rounds_learner, best_round, round_options
+from pccompile.learn.run import RunSettings, run_training
+
+from .common import Backend, Passes, Spec, app, bpd, console, flag, fmt, run
+from .rounds import report_rounds, round_note
 from .train_options import (
     CompressOption,
     DistributedOption,
@@ -25,252 +28,60 @@ from .train_options import (
 )
 
 
-def run_training(
-    spec: Path,
-    data: str,
-    valid: Optional[str],
-    test: Optional[str],
-    *,
-    device: str,
-    out: Path,
-    resume: bool,
-    passes: Optional[str] = None,
-    samples: int = 0,
-    backend: str = "auto",
-    prune_grow: Optional[str] = None,
-    compress: Optional[str] = None,
-    patience: int = 0,
-    lvd: Optional[str] = None,
-    distributed: bool = False,
-    **learning,
-) -> list:
-    """Shared by `pcc train` and `pcc demo`: compile, train with progress and a table per epoch,
-    checkpoint every epoch, write the model, the learning curve and (for images) samples.
-    `learning`: the TrainConfig settings by their CLI names (epochs, batch_size, optimizer,
-    step_size, step_size_end, schedule, pseudocount, seed, finish, soften, entropy)."""
-    import pccompile
-    from pccompile.learn import Trainer
+class RichView:
+    """learn.run's RunView on the terminal: rich tables, progress bars, PNGs."""
 
-    flag("--samples", samples)  # every flag is checked before anything is trained or written
-    lvd_options = _lvd_options(lvd)
-    pg = round_options(prune_grow, compress)
-    group = _join(distributed)
-    _check_patience(patience if pg is None else pg.patience, valid, "--patience" if pg is None else "patience=")
-    cfg = _train_config(pg, **learning)
-    seed = cfg.seed
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = out.with_name(out.stem + ".ckpt.pcz")
-    model = _model_or_checkpoint(spec, ckpt, resume, passes, seed, device, backend)
-    sets = _data_sets(model, data, valid, test)
-    _announce(model, spec, sets, cfg, device)
-    if group is not None:  # every split, the model and the settings, before LVD's collectives too
-        from dataclasses import asdict
-
-        group.check_same_data({k: sets.get(k) for k in ("train", "valid", "test")}, model, asdict(cfg))
-    if lvd_options is not None and not (resume and ckpt.exists()):
-        _distill(model, sets, lvd_options, group)
-    table = _EpochTable(model.num_vars)
-    trainer = Trainer(
-        model,
-        cfg,
-        sets["train"],
-        sets.get("valid"),
-        sets.get("test"),
-        checkpoint=ckpt,
-        on_batch=table.on_batch,
-        on_epoch=table.on_epoch,
-        group=group,
-    )
-    hook = None if pg is None else attach_rounds_learner(trainer, pg, sets["train"], out, backend, device, group)
-    keep = None if hook is not None or "valid" not in sets else _attach_keep_best(trainer, out, patience, group)
-    if resume and ckpt.exists():
-        trainer.restore()
-        for r in trainer.history:
-            table.row(r, "  (checkpoint)")
-        if hook is not None:
-            hook.restore(trainer.start_epoch)
-        if keep is not None:
-            keep.restore(trainer.start_epoch, trainer.finish_from)
-    if hook is not None:
-        hook.begin(trainer)
-    history = table.run(trainer)
-    if group is not None:
-        from pccompile.learn.distributed import leave
-
-        leave()  # every rank has trained: rank 0 alone goes on to write the model, curve and samples
-        if not group.is_main:
-            return history
-    model, saved = _saved_model(trainer, hook, keep, out, backend, device)
-    pccompile.save(model, out)
-    _report(model, history, spec, out, ckpt, samples, seed, saved)
-    return history
-
-
-def _join(distributed: bool) -> object | None:
-    """The data-parallel group of a `--distributed` run (under torchrun), None otherwise. Ranks
-    other than 0 print nothing: rank 0 speaks, draws the progress bars and writes the files."""
-    if not distributed:
-        return None
-    import torch
-
-    from pccompile.ir.env import env_value
-    from pccompile.learn.distributed import join
-
-    if torch.cuda.is_available():  # NCCL: each process on its own GPU ("cuda" is then that one)
-        torch.cuda.set_device(env_value("LOCAL_RANK"))
-    group = join()
-    if not group.is_main:
+    def quiet(self) -> None:
         console.quiet = True
-    return group
 
+    def note(self, text: str) -> None:
+        console.print(text)
 
-def _lvd_options(text: Optional[str]):
-    if text is None:
-        return None
-    from pccompile.lvd import LVDOptions
-
-    return LVDOptions.parse(text)
-
-
-def _distill(model, sets: dict, options, group=None) -> None:
-    """Latent variable distillation before EM: the encoder (trained or loaded from its cache),
-    k-means per latent and the counting MLE, each under a progress bar, then a line of figures.
-    Data-parallel: rank 0 trains the encoder, the ranks share the k-means and the counts."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from pccompile.learn.trainer import mean_log_likelihood
-    from pccompile.lvd import distill
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[note]}"),
-        console=console,
-        transient=True,
-    ) as bar:
-        tasks = {}
-
-        def on(name, total):
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total, note="")
-            return tasks[name]
-
-        def on_mae(step, total, loss):
-            bar.update(on("LVD: training the MAE", total), completed=step, note=f"loss {loss:.4f}")
-
-        def on_latent(done, total):
-            bar.update(on("LVD: k-means per latent", total), completed=done)
-
-        report = distill(model, sets["train"], options, on_mae=on_mae, on_latent=on_latent, group=group)
-    enc = report.encoder
-    where = (
-        f" ({'trained, cached at' if enc.trained else 'loaded from'} {enc.cached})"
-        if getattr(enc, "cached", None)
-        else ""
-    )
-    lls = "; ".join(
-        f"{name} LL {mean_log_likelihood(model, x, group=group):.3f}" for name, x in sets.items() if name != "test"
-    )
-    s = report.seconds
-    console.print(
-        f"LVD: encoder {options.encoder}{where}; {report.latents} latents assigned by k-means; "
-        f"MLE in {s['mle']:.2f} s (encoder {s['encoder']:.1f} s, k-means {s['kmeans']:.1f} s); {lls}"
-    )
-
-
-TRAIN_DEFAULTS = {"batch_size": 512, "pseudocount": 0.1, "drop_last": False}
-
-
-def _train_config(pg, *, epochs: int, finish: int = 0, step_size=None, **fields):
-    """The TrainConfig of a run; a rounds learner sets the epochs (its rounds x epochs per round,
-    the schedule restarting each round) and takes no finishing phase. Settings left unset take
-    the --prune-grow preset's values, then TRAIN_DEFAULTS."""
-    import pccompile
-    from pccompile.learn import TrainConfig
-
-    if finish and pg is not None:
-        raise pccompile.ArgumentError("--finish adds full-batch EM epochs to plain training, not to a rounds learner")
-    fields |= _step_sizes(step_size)
-    preset = pg.train_defaults() if hasattr(pg, "train_defaults") else {}
-    if step_size is not None or fields.get("schedule", "constant") != "constant":
-        preset.pop("step_knots", None)  # a step size or schedule of the user's own wins
-    for key, value in {**TRAIN_DEFAULTS, **preset}.items():
-        if fields.get(key) is None:
-            fields[key] = value
-    return TrainConfig(
-        epochs=epochs if pg is None else pg.total_epochs,
-        phase_epochs=None if pg is None else pg.epochs,
-        finish_epochs=finish,
-        **fields,
-    )
-
-
-def _step_sizes(text) -> dict:
-    """--step-size as TrainConfig fields: one number (step_size), or comma-separated knots."""
-    from pccompile.ir.options import Range, option_value
-
-    if text is None:
-        return {}
-    number = Annotated[float, Range(0, None)]
-    if isinstance(text, (int, float)):
-        return {"step_size": float(text)}
-    parts = text.split(",")
-    values = tuple(option_value(p.strip(), number, "--step-size") for p in parts)
-    return {"step_size": values[0]} if len(values) == 1 else {"step_knots": values}
-
-
-def _check_patience(patience: int, valid: Optional[str], flag: str) -> None:
-    """Patience counts epochs without a better validation LL: without validation data it would
-    silently never stop a run."""
-    from pccompile.ir import ArgumentError
-
-    if patience and valid is None:
-        raise ArgumentError(f"{flag} needs validation data (--valid): it counts epochs without a better validation LL")
-
-
-def _announce(model, spec: Path, sets: dict, cfg, device: str) -> None:
-    s = model.circuit.stats()
-    console.print(
-        f"[b]{model.circuit.meta.get('name', spec.stem)}[/b]: {model.num_vars} variables, {s['nodes']:,} nodes, "
-        f"{s['parameters']:,} parameters; {len(sets['train']):,} training rows; optimizer {cfg.optimizer}, "
-        f"step {cfg.step_size:g}, batch {cfg.batch_size}, device {device}"
-        + (f", softening {cfg.soften:g}" if cfg.soften else "")
-        + (f", entropy reg {cfg.entropy:g}" if cfg.entropy else "")
-    )
-
-
-def _saved_model(trainer, hook, keep, out: Path, backend: str, device: str):
-    """The model to save and the label and figures of the result table: the best round of a
-    rounds learner, the best epoch of a run with validation data, or the last epoch."""
-    if hook is not None:
-        return best_round(hook, out, backend, device), (
-            f"round {hook.best['round']} (best valid LL)",
-            *_lls(hook.best),
+    def announce(self, model, settings, sets: dict, cfg) -> None:
+        s = model.circuit.stats()
+        console.print(
+            f"[b]{model.circuit.meta.get('name', settings.spec.stem)}[/b]: {model.num_vars} variables, "
+            f"{s['nodes']:,} nodes, {s['parameters']:,} parameters; {len(sets['train']):,} training rows; "
+            f"optimizer {cfg.optimizer}, step {cfg.step_size:g}, batch {cfg.batch_size}, device {settings.device}"
+            + (f", softening {cfg.soften:g}" if cfg.soften else "")
+            + (f", entropy reg {cfg.entropy:g}" if cfg.entropy else "")
         )
-    if keep is not None and keep.best.record is not None:
-        keep.best.load_into(trainer.model)
-        best = keep.best.record
-        return trainer.model, (f"epoch {best['epoch']} (best valid LL)", *_lls(best))
-    return trainer.model, None
+
+    @contextmanager
+    def distilling(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, TextColumn("{task.fields[note]}"), console=console, transient=True) as bar:
+            tasks: dict = {}
+
+            def task(name, total):
+                if name not in tasks:
+                    tasks[name] = bar.add_task(name, total=total, note="")
+                return tasks[name]
+
+            def on_mae(step, total, loss):
+                bar.update(task("LVD: training the MAE", total), completed=step, note=f"loss {loss:.4f}")
+
+            def on_latent(done, total):
+                bar.update(task("LVD: k-means per latent", total), completed=done)
+
+            yield on_mae, on_latent
+
+    def epochs(self, num_vars: int):
+        return EpochTable(num_vars)
+
+    def round_done(self, row: dict) -> None:
+        round_note(row)
+
+    def rounds(self, hook, out: Path, num_vars: int) -> None:
+        report_rounds(hook, out, num_vars)
+
+    def result(self, model, history, settings, saved) -> None:
+        _report(model, history, settings, saved)
 
 
-def _attach_keep_best(trainer, out: Path, patience: int, group=None):
-    """Plain training with validation data: the best epoch is the saved model; `patience` stops
-    early. Data-parallel: rank 0 alone writes the best epoch's file."""
-    from pccompile.learn import KeepBest
-
-    writer = group is None or group.is_main
-    keep = trainer.between_epochs = KeepBest(out.with_name(out.stem + ".best.pcz"), patience, writer)
-    return keep
-
-
-def _lls(row: dict) -> tuple:
-    return row["train_ll"], row["valid_ll"], row["test_ll"]
-
-
-class _EpochTable:
+class EpochTable:
     """The epoch table printed as training goes, under a progress bar over the batches."""
 
     def __init__(self, num_vars: int):
@@ -308,36 +119,12 @@ class _EpochTable:
             return trainer.run()
 
 
-def _model_or_checkpoint(spec: Path, ckpt: Path, resume: bool, passes, seed: int, device: str, backend: str):
-    """The model to train: the checkpoint's when resuming from one, else compiled from `spec`."""
-    import pccompile
-
-    if resume and ckpt.exists():
-        console.print(f"resuming from [b]{ckpt}[/b]")
-        return pccompile.load(ckpt, backend=backend, device=None if device == "cpu" else device)
-    if resume:
-        console.print(f"no checkpoint at {ckpt}; starting fresh")
-    return load_model(spec, passes, seed, device=device, backend=backend)
-
-
-def _data_sets(model, data: str, valid: Optional[str], test: Optional[str]) -> dict:
-    """The named splits, each loaded and checked against the model's variables."""
-    from pccompile.data import check_data, load_array
-
-    sets = {}
-    for name, src in (("train", data), ("valid", valid), ("test", test)):
-        if src is not None:
-            x = load_array(src)
-            check_data(x, model.program.var_cats, model.program.var_names, f"{name} data '{src}'")
-            sets[name] = x
-    return sets
-
-
-def _report(model, history, spec: Path, out: Path, ckpt: Path, samples: int, seed: int, saved=None) -> None:
+def _report(model, history, settings, saved=None) -> None:
     """The result table (of the last epoch, or of `saved`: the round a rounds learner kept), the
     learning-curve PNG and (for images) a PNG grid of samples."""
     from pccompile.plots import learning_curve, sample_grid
 
+    spec, out, ckpt, samples, seed = settings.spec, settings.out, settings.checkpoint, settings.samples, settings.seed
     V = model.num_vars
     curve = out.with_name(out.stem + "_curve.png")
     learning_curve(history, curve, V, title=str(model.circuit.meta.get("name", spec.stem)))
@@ -408,40 +195,17 @@ def train(
 
     Interrupted? Run the same command with [b]--resume[/b]: training continues exactly where the last
     checkpoint ([i]OUT[/i].ckpt.pcz) left it."""
-    ckpt = out.with_name(out.stem + ".ckpt.pcz")
+    settings = RunSettings(**locals())  # the parameters are its fields, one for one
     run(
-        lambda: run_training(
-            spec,
-            data,
-            valid,
-            test,
-            epochs=epochs,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            step_size=step_size,
-            step_size_end=step_size_end,
-            schedule=schedule,
-            pseudocount=pseudocount,
-            drop_last=drop_last,
-            device=device,
-            seed=seed,
-            out=out,
-            resume=resume,
-            passes=passes,
-            samples=samples,
-            backend=backend,
-            prune_grow=prune_grow,
-            compress=compress,
-            patience=patience,
-            finish=finish,
-            soften=soften,
-            entropy=entropy,
-            lvd=lvd,
-            distributed=distributed,
-        ),
-        interrupted=f"interrupted: the last finished epoch is saved in {ckpt}; "
+        lambda: _train(settings),
+        interrupted=f"interrupted: the last finished epoch is saved in {settings.checkpoint}; "
         "run the same command with --resume to continue",
     )
+
+
+def _train(settings: RunSettings) -> list:
+    flag("--samples", settings.samples)  # every flag is checked before anything is trained or written
+    return run_training(settings, RichView())
 
 
 DEMO_SPEC = """# HCLT over the bundled 8x8 digits (64 pixels, 17 gray levels)
@@ -465,25 +229,21 @@ def demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = out_dir / "digits.pc"
     spec.write_text(DEMO_SPEC)
-    run(
-        lambda: run_training(
-            spec,
-            "builtin:digits",
-            "builtin:digits:valid",
-            "builtin:digits:test",
-            epochs=epochs,
-            batch_size=64,
-            optimizer="em",
-            step_size=0.2,
-            step_size_end=0.02,
-            schedule="linear",
-            pseudocount=0.1,
-            device=device,
-            seed=0,
-            out=out_dir / "model.pcz",
-            resume=False,
-            samples=16,
-            backend=backend,
-            finish=finish,
-        )
+    settings = RunSettings(
+        spec,
+        "builtin:digits",
+        "builtin:digits:valid",
+        "builtin:digits:test",
+        out=out_dir / "model.pcz",
+        device=device,
+        backend=backend,
+        epochs=epochs,
+        batch_size=64,
+        optimizer="em",
+        step_size=0.2,
+        step_size_end=0.02,
+        schedule="linear",
+        pseudocount=0.1,
+        finish=finish,
     )
+    run(lambda: _train(settings))
