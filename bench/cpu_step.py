@@ -52,7 +52,7 @@ def phases(model, xi, xr) -> dict:
     forward pass (inputs and layers), the backward pass, the input statistics, the M-step."""
     from pccompile.ir import family
 
-    from pccompile.flows import encoded_flows
+    from pccompile.analysis.flows import encoded_flows
     from pccompile.learn.em import em_update
 
     ex = model.executor
@@ -69,7 +69,7 @@ def phases(model, xi, xr) -> dict:
         for p, v in zip(model.parameters(), saved):
             p.copy_(v)
 
-    def statistics_():  # the backend's counting kernel where it has one, as pccompile.flows does
+    def statistics_():  # the backend's counting kernel where it has one, as pccompile.analysis.flows does
         for part, h in parts:
             f = flows[part.start : part.start + part.size]
             if ex.input_stats(part, h.vars, f, xi, xr) is None:

@@ -110,7 +110,7 @@ def epoch_seconds(name: str, root: Path, cfg: dict, device: str) -> float:
     import torch
 
     import pccompile as pc
-    from pccompile.data import load_array
+    from pccompile.io.data import load_array
     from pccompile.learn.em import em_step
     from pccompile.learn.regularize import Regularization
 

@@ -17,7 +17,7 @@ import numpy as np
 import pccompile.ir.distributions as dist
 
 import pccompile as pc
-import pccompile.params as params
+import pccompile.runtime.params as params
 from pccompile.datasets import load_builtin
 from pccompile.learn import TrainConfig, Trainer
 

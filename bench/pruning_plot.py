@@ -15,7 +15,7 @@ import torch
 import pccompile as pc
 from pccompile import run_passes as run
 from pccompile.analysis import circuit_edge_flows
-from pccompile.data import load_array
+from pccompile.io.data import load_array
 
 
 def mean_ll(circuit, x) -> float:

@@ -22,7 +22,7 @@ import torch
 from pccompile.ir import SumNode
 
 import pccompile as pc
-from pccompile.data import load_array
+from pccompile.io.data import load_array
 from pccompile.structures import hclt
 
 

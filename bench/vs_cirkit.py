@@ -70,7 +70,7 @@ def dataset(structure: str, data_root: Path) -> tuple[np.ndarray, int]:
         images = data_root.parent / "mnist" / "train-images-idx3-ubyte.gz"
         return np.frombuffer(gzip.open(images).read(), np.uint8, offset=16).reshape(-1, 784).astype(np.int64), 256
     if structure == "pd":
-        from pccompile.data import load_array
+        from pccompile.io.data import load_array
 
         return load_array("builtin:digits").astype(np.int64), 17
     path = data_root / "plants" / "plants.train.data.gz"

@@ -1,9 +1,9 @@
 """The interface a backend implements to run a lowered Program (both backends implement it on
 their own; the runtime, flows, EM and the queries use nothing else).
 
-Plain tensors cross it: batches encoded by pccompile.batch (`x_int [B, V]` long with -1 for
+Plain tensors cross it: batches encoded by pccompile.runtime.batch (`x_int [B, V]` long with -1 for
 missing, `x_real [B, V]` float with NaN or None), the input partitions' parameters as one dict
-of tensors per partition (pccompile.params names them), normalised log-weights `logw` ([P], or
+of tensors per partition (pccompile.runtime.params names them), normalised log-weights `logw` ([P], or
 [P + 1] with the padding slot), and log-value buffers `mars [rows, B]`.
 """
 

@@ -37,7 +37,7 @@ class InputPartition:
     def run_length(self) -> int | None:
         """L when the rows come in runs of L per variable (var0 x L, var1 x L, ...; one node
         vector per variable, as in an HCLT), else None. Lets per-variable work be one batched
-        product (the EM statistics in pccompile.flows)."""
+        product (the EM statistics in pccompile.analysis.flows)."""
         n = self.size
         if n == 0:
             return None

@@ -22,8 +22,8 @@ _EXPORTS = {
     "run_passes": "compiler",
     "load_or_compile": "compiler",
     "CompileReport": "compiler",
-    "load": "io",
-    "save": "io",
+    "load": "io.model_file",
+    "save": "io.model_file",
     "parse": "dsl",
     "parse_file": "dsl",
     "print_circuit": "dsl",
@@ -34,8 +34,8 @@ _EXPORTS = {
     "summate": "builder",
     "build": "builder",
     "Vec": "builder",
-    "edge_flows": "flows",
-    "CompiledCircuit": "runtime",
+    "edge_flows": "analysis.flows",
+    "CompiledCircuit": "runtime.module",
     **{
         name: "ir"
         for name in (
@@ -55,7 +55,13 @@ _EXPORTS = {
     },
     **{cls.__name__: "ir.families" for cls in FAMILIES},  # every registered input family
 }
-_SUBMODULES = ("structures", "learn", "datasets", "data", "queries", "cuda_graphs", "plots", "cli")
+_SUBMODULES = {name: name for name in ("structures", "learn", "datasets", "cli", "runtime", "analysis", "io")} | {
+    "data": "io.data",
+    "plots": "io.plots",
+    "queries": "runtime.queries",
+    "cuda_graphs": "runtime.cuda_graphs",
+}
+"""Modules the facade offers as attributes (pc.data: pccompile.io.data), imported on first use."""
 
 __all__ = ["__version__", *_EXPORTS, "structures"]
 
@@ -64,7 +70,7 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
     elif name in _SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
+        value = importlib.import_module(f"{__name__}.{_SUBMODULES[name]}")
     else:
         raise AttributeError(f"module 'pccompile' has no attribute '{name}'")
     globals()[name] = value  # later look-ups are plain attribute reads

@@ -104,7 +104,7 @@ def compile(
     cpu: options for the CPU target (codegen.cpu.CpuExecutor: `sparse_density`).
     seed: parameters not given in the source are drawn from it. dtype: parameter and computation
     precision (float32 default, float64 for exact checks). cuda_graphs: on the triton backend on
-    CUDA, capture inference and EM steps as CUDA graphs per batch shape (pccompile.cuda_graphs).
+    CUDA, capture inference and EM steps as CUDA graphs per batch shape (pccompile.runtime.cuda_graphs).
     fuse: let sums compute the products only they read instead of storing them (codegen.fusion;
     both backends; off is the plain layer-by-layer reference, and `triton={"fuse": ...}` wins).
     data: rows the passes' analyses are computed on (edge flows for `prune`)."""
@@ -152,8 +152,8 @@ def load_or_compile(spec, passes=None, seed: int = 0, report=None, device=None, 
     array). `device` "cpu" or None: the CPU."""
     from pathlib import Path
 
-    from .data import load_array
     from .io import load
+    from .io.data import load_array
 
     dev = None if device in (None, "cpu") else device
     spec = Path(spec)

@@ -56,7 +56,7 @@ def test_one_em_step_gives_the_closed_form_estimate():
     """A single binomial(4): full EM (a = 1, no pseudocount) sets p to mean(x) / 4."""
     model = pc.compile("var k : categorical(5)\nl = binomial(k, p=[0.5])\n", dtype=torch.float64)
     x = np.array([[0], [4], [3], [3], [-1]])
-    from pccompile.flows import batch_flows
+    from pccompile.analysis.flows import batch_flows
     from pccompile.learn import em_update
 
     em_update(model, batch_flows(model, x), 1.0, 0.0)

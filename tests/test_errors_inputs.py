@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import pccompile as pc
 from pccompile.cli import app
-from pccompile.data import load_array
+from pccompile.io.data import load_array
 from pccompile.learn import TrainConfig, Trainer
 
 runner = CliRunner()

@@ -7,7 +7,7 @@ from helpers import all_assignments, random_circuit
 from test_gradients import naive_log_likelihood
 
 import pccompile as pc
-from pccompile.flows import batch_flows, dataset_flows, edge_flows
+from pccompile.analysis.flows import batch_flows, dataset_flows, edge_flows
 from pccompile.learn import em_update, mean_log_likelihood
 
 

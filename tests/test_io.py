@@ -10,7 +10,7 @@ from helpers import all_assignments, random_circuit
 from pccompile.ir import DataError, FormatError, StructureError, same_circuit
 
 import pccompile as pc
-from pccompile.data import check_data, load_array
+from pccompile.io.data import check_data, load_array
 
 
 def test_save_load_gives_identical_model(rng, tmp_path):

@@ -184,7 +184,7 @@ def test_tampered_regions_are_refused_on_load(tmp_path, edit, said):
 
 @pytest.mark.parametrize("shape", [[3, 2, 2], [2, 2, 3], [1, 3, 4], [3, 4]])
 def test_sample_grids_draw_every_image_shape(tmp_path, shape):
-    from pccompile.plots import sample_grid
+    from pccompile.io.plots import sample_grid
 
     xs = np.random.default_rng(0).integers(0, 4, (5, int(np.prod(shape))))
     sample_grid(xs, shape, tmp_path / "g.png", max_value=3)

@@ -8,7 +8,7 @@ import torch
 from helpers import all_assignments, random_circuit, reference_prob
 
 import pccompile as pc
-from pccompile.queries import max_product_value
+from pccompile.runtime.queries import max_product_value
 
 
 def deterministic_circuit(rng, num_vars=4):

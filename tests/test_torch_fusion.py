@@ -18,7 +18,7 @@ from pccompile.ir import ONE_ROW, Categorical, Domain, Gaussian, Variable
 
 import pccompile as pc
 from pccompile import builder
-from pccompile.flows import batch_flows, edge_flows
+from pccompile.analysis.flows import batch_flows, edge_flows
 from pccompile.structures import hclt, rat_spn
 
 

@@ -223,7 +223,7 @@ def test_explicit_step_knots_and_dropping_the_last_partial_batch():
 def test_finishing_epochs_are_full_batch_em_steps():
     """After `epochs` mini-batch epochs, each finishing epoch is one EM update with step 1 on the
     flows of the whole training set: checked against that update done by hand."""
-    from pccompile.flows import dataset_flows
+    from pccompile.analysis.flows import dataset_flows
     from pccompile.learn import Trainer, em_update
 
     x = np.random.default_rng(1).integers(0, 3, size=(300, 6))
@@ -292,8 +292,8 @@ def test_a_hook_can_start_the_finishing_phase_early_and_a_resume_keeps_it(tmp_pa
 def test_learning_curve_draws_a_split_that_began_mid_run(tmp_path):
     """A run resumed with --valid added has no valid LL for its first epochs: those are gaps in
     the plot, not a crash."""
+    from pccompile.io.plots import learning_curve
     from pccompile.learn.trainer import EpochRecord
-    from pccompile.plots import learning_curve
 
     history = [EpochRecord(1, -90.0, None, None, 0.1, 0.1), EpochRecord(2, -89.0, -91.0, None, 0.1, 0.1)]
     learning_curve(history, tmp_path / "c.png", 64)

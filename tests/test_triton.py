@@ -20,7 +20,7 @@ import torch
 from helpers import UNDERFLOW_CIRCUIT, ZERO_EVIDENCE_CIRCUIT, all_assignments, random_circuit
 
 import pccompile as pc
-from pccompile.flows import batch_flows
+from pccompile.analysis.flows import batch_flows
 from pccompile.learn import em_update
 from pccompile.structures import hclt_from_tree, hmm
 

@@ -10,10 +10,10 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from pccompile.analysis.metrics import bits_per_dim
 from pccompile.codegen.backends import backend_help
 from pccompile.ir import PCError
 from pccompile.ir.options import Positive, Range, Seed
-from pccompile.metrics import bits_per_dim
 
 app = typer.Typer(
     add_completion=False,

@@ -11,9 +11,9 @@ import torch
 import typer
 from rich.table import Table
 
+from pccompile.analysis.metrics import bits_per_dim
 from pccompile.codegen.backends import emit_help
 from pccompile.ir import ArgumentError
-from pccompile.metrics import bits_per_dim
 
 from .common import Backend, PassData, Passes, Spec, app, console, flag, load_model, run
 
@@ -176,7 +176,7 @@ def eval_(
 
     Missing values (-1, or NaN for real variables) are marginalised.
     Example: [b]pcc eval runs/demo/model.pcz --data builtin:digits:test[/b]"""
-    from pccompile.data import check_data, load_array
+    from pccompile.io.data import check_data, load_array
 
     def go():
         flag("--batch-size", batch_size)

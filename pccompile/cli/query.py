@@ -26,9 +26,9 @@ def sample(
     Example: [b]pcc sample runs/model.pcz -n 16 --png samples.png[/b]"""
 
     def go():
+        from pccompile.io.plots import sample_grid
         from pccompile.ir import ArgumentError
         from pccompile.ir.limits import memory_bytes
-        from pccompile.plots import sample_grid
 
         flag("-n", n)
         flag("--seed", seed)
@@ -73,7 +73,7 @@ def mpe(
     Example: [b]pcc mpe runs/model.pcz --data partial.npy -o completed.npy[/b]"""
 
     def go():
-        from pccompile.data import check_data, load_array
+        from pccompile.io.data import check_data, load_array
 
         model = load_model(spec, backend=backend)
         x = load_array(data)

@@ -19,7 +19,7 @@ def round_note(row) -> None:
 
 def report_rounds(hook, out: Path, num_vars: int) -> None:
     """The rounds' table, and a PNG of validation LL against rounds and against parameters."""
-    from pccompile.plots import prune_grow_curve
+    from pccompile.io.plots import prune_grow_curve
 
     table = Table(title="prune-grow rounds (round 0: the dense circuit)", header_style="bold")
     cols = (

@@ -122,7 +122,7 @@ class EpochTable:
 def _report(model, history, settings, saved=None) -> None:
     """The result table (of the last epoch, or of `saved`: the round a rounds learner kept), the
     learning-curve PNG and (for images) a PNG grid of samples."""
-    from pccompile.plots import learning_curve, sample_grid
+    from pccompile.io.plots import learning_curve, sample_grid
 
     spec, out, ckpt, samples, seed = settings.spec, settings.out, settings.checkpoint, settings.samples, settings.seed
     V = model.num_vars

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from pccompile.flows import FlowStats
+from pccompile.analysis.flows import FlowStats
 from pccompile.ir import ArgumentError, DistributedError
 from pccompile.ir.env import env_value
 

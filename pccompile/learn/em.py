@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from pccompile.flows import FlowStats, encoded_flows
+from pccompile.analysis.flows import FlowStats, encoded_flows
 from pccompile.ir import family
 
 from .regularize import Regularization
@@ -69,7 +69,7 @@ def em_step(
     all-reduce for data-parallel training) before the update; every process then applies the
     same update. Returns the batch's summed log-likelihood as a 0-d device tensor, without
     waiting for the device. On the triton backend on CUDA the step is captured as a CUDA graph
-    per batch shape and replayed (pccompile.cuda_graphs); the step size is an input of the graph.
+    per batch shape and replayed (pccompile.runtime.cuda_graphs); the step size is an input of the graph.
     `reg`: data softening and entropy regularisation (learn.regularize); a regularised step runs
     eagerly (it copies the marginals and a missing row to the device), not as a graph."""
     pc = float(pseudocount)

@@ -26,7 +26,7 @@ from typing import Annotated
 import numpy as np
 import torch
 
-from pccompile.flows import FlowStats, encoded_flows
+from pccompile.analysis.flows import FlowStats, encoded_flows
 from pccompile.ir import ArgumentError, family
 from pccompile.ir.options import Range, option_value
 

@@ -261,7 +261,7 @@ def _model_or_checkpoint(s: RunSettings, view: RunView):
 
 def data_sets(model, data: str, valid: str | None, test: str | None) -> dict:
     """The named splits, each loaded and checked against the model's variables."""
-    from pccompile.data import check_data, load_array
+    from pccompile.io.data import check_data, load_array
 
     sets = {}
     for name, src in (("train", data), ("valid", valid), ("test", test)):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pccompile.flows import FlowStats
+from pccompile.analysis.flows import FlowStats
 from pccompile.ir import ArgumentError, InputNode, ProductNode
 from pccompile.ir.families import family, observed
 from pccompile.learn.em import em_update

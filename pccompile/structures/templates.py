@@ -118,7 +118,7 @@ def patch_hclt_template(ctx, size, variables, latents, data, patch, bins, pseudo
 def _template_data(ctx, data: str, ids, cats, name: str):
     """A template's training rows (a path beside the .pc file, or builtin:...), checked against
     the variables it covers."""
-    from pccompile.data import check_data, load_array
+    from pccompile.io.data import check_data, load_array
 
     try:
         x = load_array(data if str(data).startswith("builtin:") else ctx.path(data))

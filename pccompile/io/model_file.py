@@ -154,7 +154,7 @@ def load(path: str | Path, *, device=None, backend: str = "auto"):
     was wrong, so a damaged file never loads with fresh random or NaN parameters."""
     import torch
 
-    from .compiler import compile as _compile
+    from ..compiler import compile as _compile
 
     record, arrays = read(path)
     circuit = circuit_from_storage(record["circuit"], arrays)

@@ -14,7 +14,7 @@ import numpy as np
 
 from pccompile.ir import ArgumentError, DataError
 
-from .batch import encode_batch, numeric_array
+from ..runtime.batch import encode_batch, numeric_array
 
 
 def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
@@ -86,7 +86,7 @@ def as_rows(arr, source: str = "data") -> np.ndarray:
 
 def check_data(x: np.ndarray, var_cats: np.ndarray, var_names, source: str = "data", chunk: int = 65536) -> None:
     """Raise DataError for the first value outside its variable's domain, checked with the same
-    rule the model applies to every batch (pccompile.batch.encode_batch), chunk by chunk."""
+    rule the model applies to every batch (pccompile.runtime.batch.encode_batch), chunk by chunk."""
     x = numeric_array(x, source)
     if x.ndim != 2 or x.shape[1] != len(var_cats):
         raise DataError(f"{source} has shape {x.shape}; the circuit expects [rows, {len(var_cats)}]")

@@ -86,7 +86,7 @@ class CompiledCircuit(nn.Module):
         self.options["cuda_graphs"] = bool(on)
 
     def graph_cache(self, key, fn) -> GraphCache:
-        """The GraphCache for `key`, created around `fn` on first use (see pccompile.cuda_graphs)."""
+        """The GraphCache for `key`, created around `fn` on first use (see pccompile.runtime.cuda_graphs)."""
         cache = self._graph_caches.get(key)
         if cache is None:
             cache = self._graph_caches[key] = GraphCache(fn)
@@ -170,7 +170,7 @@ class CompiledCircuit(nn.Module):
             self.sum_log_weights(padded=True), self.executor, *self.input_blocks(x_int, x_real)
         )
 
-    # -- queries (implemented in pccompile.queries) -------------------------------------------
+    # -- queries (implemented in pccompile.runtime.queries) -------------------------------------------
     def conditional(self, x, query) -> torch.Tensor:
         """log p(x[query] | the observed non-query entries of x); query: bool [V] or [B, V]."""
         from . import queries

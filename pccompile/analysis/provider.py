@@ -18,10 +18,10 @@ def circuit_edge_flows(
     sums are all-reduced, so every rank sees the same flows and prunes the same edges."""
     import torch
 
-    from .data import as_rows
+    from ..io.data import as_rows
+    from ..passes import lower
+    from ..runtime import CompiledCircuit
     from .flows import edge_flows
-    from .passes import lower
-    from .runtime import CompiledCircuit
 
     verify(circuit, require_params=True)
     model = CompiledCircuit(circuit, lower(circuit), dtype=torch.float64)

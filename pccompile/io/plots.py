@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import bits_per_dim
+from ..analysis.metrics import bits_per_dim
 
 
 def _plt():
