@@ -271,21 +271,43 @@ def check_fields(obj, what) -> None:
             object.__setattr__(obj, name, converted)  # a numpy int or an int for a float, made exact
 
 
+def _takes_list(kind) -> bool:
+    """Whether `kind` (or one of its alternatives) is a tuple type."""
+    return any(typing.get_origin(_split(k)[0]) is tuple for k in (_alternatives(kind) or (kind,)))
+
+
+def split_option(item: str) -> tuple[str, str | None]:
+    """'key=value' as (key, value); (item, None) without '='."""
+    key, sep, value = item.partition("=")
+    return (key.strip(), value.strip()) if sep else (item.strip(), None)
+
+
 def given_options(cls, text: str, what: str) -> dict[str, Any]:
     """The options 'key=value,key=value' names, each converted by its field's type of the
-    options dataclass `cls` (only the keys given: presets fill the rest). `what` names the
-    source ('pass \'grow\'', '--lvd') and unknown keys are listed with the known ones."""
+    options dataclass `cls` (only the keys given: presets fill the rest). An item without '='
+    continues the list of the tuple-typed option before it (vars=x0,x1). A class with a
+    `free_options` field takes the keys it has no field for as 'key=value' items there
+    (condition{x3=1}). `what` names the source ('pass \'grow\'', '--lvd') and unknown keys are
+    listed with the known ones."""
     kinds = option_types(cls)
-    values: dict[str, Any] = {}
+    free = getattr(cls, "free_options", None)
+    raw: dict[str, Any] = {}
+    last = None
     for item in filter(None, (t.strip() for t in text.split(","))):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or key not in kinds:
+        key, value = split_option(item)
+        if value is None and last is not None and _takes_list(kinds[last]):
+            raw[last] = (raw[last] if isinstance(raw[last], list) else [raw[last]]) + [key]
+            continue
+        if value is not None and key not in kinds and free in kinds:
+            raw.setdefault(free, []).append(f"{key}={value}")
+            continue
+        if value is None or key not in kinds:
             raise ArgumentError(f"{what} has no option '{key}'; options: {', '.join(kinds) or 'none'}")
-        if key in values:
+        if key in raw:
             raise ArgumentError(f"{what}: option '{key}' is given twice")
-        values[key] = option_value(value.strip(), kinds[key], f"{what}: option '{key}'")
-    return values
+        raw[key] = value
+        last = key
+    return {key: option_value(v, kinds[key], f"{what}: option '{key}'") for key, v in raw.items()}
 
 
 def parse_options(cls, text: str, what: str):

@@ -6,6 +6,7 @@ from pccompile.ir.verify_program import verify_program
 from .base import Pass, PassContext, PassManager, parse_pipeline, register, registered
 from .grow import Grow
 from .layer import LayerPlan, layer
+from .marginalize import Condition, Integrate
 from .normalize import Collapse, Normalize
 from .pack import PackOptions, pack, plan_partitions
 from .prune import Prune
@@ -15,12 +16,15 @@ from .vectorize import Vectorize
 
 
 def run(circuit, pipeline, *, provider=None, trace=None):
-    """Run a pipeline (text such as "prune{fraction=0.3},grow" or Pass objects) on a circuit.
-    `provider(name, circuit)` computes the analyses the passes need (edge flows for `prune`)
+    """Run a pipeline (text such as "prune{fraction=0.3},grow", a Pass, or Pass objects) on a
+    circuit. `provider(name, circuit, pass)` computes the analyses the passes need (edge flows for `prune`)
     for the circuit each pass sees; the driver builds one from data
     (`pccompile.run_passes(..., data=x)`), so the passes get plain arrays and never launch
     kernels themselves."""
-    passes = parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
+    if isinstance(pipeline, str):
+        passes = parse_pipeline(pipeline)
+    else:
+        passes = [pipeline] if isinstance(pipeline, Pass) else list(pipeline)
     return PassManager(passes).run(circuit, trace, PassContext(provider=provider))
 
 

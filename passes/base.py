@@ -25,15 +25,22 @@ class PassContext:
 
     analyses: dict[str, Any] = dataclasses.field(default_factory=dict)
     # computes an analysis of the circuit a pass is about to see (the driver supplies it, with data)
-    provider: Callable[[str, Circuit], Any] | None = None
+    provider: Callable[[str, Circuit, Any], Any] | None = None  # (analysis, circuit, the pass)
 
     def require(self, name: str, pass_name: str) -> Any:
         if name not in self.analyses:
+            how = ANALYSES.get(name, "the driver computes: run the pass through")
             raise ArgumentError(
-                f"pass '{pass_name}' needs the '{name}' analysis, which needs data: pass data=x to "
-                f"pccompile.compile or pccompile.passes.run"
+                f"pass '{pass_name}' needs the '{name}' analysis, which {how} pccompile.compile or pccompile.run_passes"
             )
         return self.analyses[name]
+
+
+ANALYSES = {
+    "edge_flows": "needs data: pass data=x to",  # flows of each edge on the rows given
+    "evidence_log_probs": "the driver computes: run the pass through",  # inputs at the evidence
+}
+"""The analyses a pass may need, and what the driver needs to compute each."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +127,7 @@ class PassManager:
         for p in self.passes:
             for name in getattr(p, "needs", ()):  # analyses of the circuit as this pass sees it
                 if ctx.provider is not None:
-                    ctx.analyses[name] = ctx.provider(name, circuit)
+                    ctx.analyses[name] = ctx.provider(name, circuit, p)
             p.check_resources(circuit)
             # a pass whose run takes no context (run(self, circuit)) is called without one
             takes_ctx = "ctx" in inspect.signature(p.run).parameters

@@ -113,7 +113,7 @@ def compile(
     circuit = to_circuit(src)
     t1 = time.perf_counter()
     steps = pipeline(passes, seed)
-    ctx = PassContext(provider=None if data is None else provider_for(data, device=device))
+    ctx = PassContext(provider=provider_for(data, device=device))
     circuit = PassManager(steps).run(circuit, trace, ctx)
     circuit = compact_ids(circuit)
     t2 = time.perf_counter()
@@ -142,7 +142,7 @@ def run_passes(circuit, pipeline, *, data=None, trace=None, device=None, group=N
     (learn.distributed): on each rank's shard of `data`, all-reduced."""
     from .passes import run
 
-    provider = None if data is None else provider_for(data, device=device, group=group)
+    provider = provider_for(data, device=device, group=group)
     return run(circuit, pipeline, provider=provider, trace=trace)
 
 

@@ -194,3 +194,22 @@ def test_options_text_is_parsed_in_one_place_only():
         if path.name != "options.py" and pattern.search(path.read_text())
     ]
     assert found == []
+
+
+def test_a_list_option_runs_across_commas_and_free_keys_go_to_their_field():
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from pccompile.ir.options import given_options
+
+    @dataclass(frozen=True)
+    class Opts:
+        free_options: ClassVar[str] = "rest"
+        names: tuple[str, ...] | None = None
+        shape: tuple[int, ...] | None = None
+        rest: tuple[str, ...] | None = None
+
+    got = given_options(Opts, "names=x0,x1,x2,shape=28x28,a=1,b=2", "test")
+    assert got == {"names": ("x0", "x1", "x2"), "shape": (28, 28), "rest": ("a=1", "b=2")}
+    with pytest.raises(ArgumentError, match="test has no option 'x1'; options: names, shape, rest"):
+        given_options(Opts, "x1", "test")

@@ -33,7 +33,7 @@ def test_names_options_and_spaces():
     [
         (
             "distil",
-            r"unknown pass 'distil'; known passes: collapse, grow, init, normalize, prune, trim, vectorize, verify",
+            r"unknown pass 'distil'; known passes: collapse, condition, grow, init, integrate, normalize, prune, trim, vectorize, verify",
         ),
         ("init{colour=1}", r"pass 'init' has no option 'colour'; options: seed"),
         ("init{seed}", r"pass 'init' has no option 'seed'"),
