@@ -9,7 +9,7 @@ constant; a node over eliminated variables only is a constant itself. What is le
 smaller circuit over the other variables, with normalised weights, and a constant at the
 root: log 1 = 0 for `integrate` (so the circuit is the marginal p(rest)), log p(e) for
 `condition` (the circuit is then p(rest | e), and p(rest, e) = p(e) p(rest | e)); it is kept in
-`circuit.meta["log_evidence"]`.
+`circuit.meta["log_scale"]`.
 
 Smoothness (every child of a sum over the sum's variables) is what makes this exact: a sum's
 children are then eliminated all or none. The IR's verifier guarantees it; the pass checks it
@@ -68,7 +68,7 @@ class _Folded:
 def eliminate(circuit: Circuit, gone: set[int], log_inputs: dict[int, np.ndarray], what: str) -> Circuit:
     """The circuit over the variables not in `gone`, each input node over a variable in `gone`
     replaced by its log-constants `log_inputs[node id]` (default 0: integrated out); the
-    root's constant in meta["log_evidence"]."""
+    root's constant in meta["log_scale"]."""
     folded: dict[int, _Folded] = {}
     params: dict[int, dict[str, np.ndarray]] = {}
     keep_var = {old: new for new, old in enumerate(k for k in range(circuit.num_vars) if k not in gone)}
@@ -90,8 +90,8 @@ def eliminate(circuit: Circuit, gone: set[int], log_inputs: dict[int, np.ndarray
         raise ArgumentError(f"{what}: nothing is left of the circuit")
     nodes = {i: f.node for i, f in folded.items() if f.node is not None}
     variables = tuple(Variable(circuit.variables[k].name, circuit.variables[k].domain) for k in keep_var)
-    meta = {k: v for k, v in circuit.meta.items() if k not in ("image", "log_evidence")}  # fewer pixels now
-    meta["log_evidence"] = float(circuit.meta.get("log_evidence", 0.0)) + float(root.log_c[0])
+    meta = {k: v for k, v in circuit.meta.items() if k not in ("image", "log_scale")}  # fewer pixels now
+    meta["log_scale"] = float(circuit.meta.get("log_scale", 0.0)) + float(root.log_c[0])
     regions = {
         i: Region(r.name, tuple(keep_var[v] for v in r.variables if v in keep_var))
         for i, r in circuit.regions.items()
@@ -158,7 +158,7 @@ class Integrate(Pass):
 @dataclass(frozen=True)
 class Condition(Pass):
     """Set the named variables to their evidence, e.g. condition{x3=1,x4=0}: the circuit of
-    p(rest | evidence) over the other variables, log p(evidence) in meta["log_evidence"].
+    p(rest | evidence) over the other variables, log p(evidence) in meta["log_scale"].
     `evidence`: "name=value" items (the pipeline's unknown keys are taken as evidence)."""
 
     name: ClassVar[str] = "condition"

@@ -66,7 +66,7 @@ def test_integrate_equals_the_runtimes_marginal_on_every_structure(rng):
         small = run(circuit, Integrate(tuple(names)))
         verify(small, require_params=True)
         assert [v.name for v in small.variables] == [v.name for k, v in enumerate(circuit.variables) if k not in gone]
-        assert abs(small.meta["log_evidence"]) < 1e-12  # log 1, to rounding
+        assert abs(small.meta["log_scale"]) < 1e-12  # log 1, to rounding
         x = _rows(circuit, rng)
         masked = x.copy()
         masked[:, gone] = np.nan
@@ -87,7 +87,7 @@ def test_condition_gives_the_conditional_and_the_evidence_on_every_structure(rng
         e_row = np.full((1, circuit.num_vars), np.nan)
         e_row[0, gone] = x[0, gone]
         log_e = float(model(torch.as_tensor(e_row)).detach()[0])
-        assert small.meta["log_evidence"] == pytest.approx(log_e, abs=1e-9)
+        assert small.meta["log_scale"] == pytest.approx(log_e, abs=1e-9)
         x[:, gone] = x[0, gone]  # every row agrees with the evidence
         joint = model(torch.as_tensor(x)).detach()
         keep = [k for k in range(circuit.num_vars) if k not in gone]
@@ -119,7 +119,7 @@ def test_what_is_left_filecheck():
 def test_impossible_evidence_gives_minus_infinity():
     circuit = pc.compile(ZERO_EVIDENCE_CIRCUIT).to_circuit()
     small = pc.run_passes(circuit, "condition{a=1}")
-    assert small.meta["log_evidence"] == -math.inf
+    assert small.meta["log_scale"] == -math.inf
     verify(small, require_params=True)
 
 
@@ -143,7 +143,7 @@ def test_the_pipeline_spells_them_and_errors_name_the_variable():
 def test_compile_runs_them_and_keeps_the_evidence():
     model = pc.compile(MIX, passes="condition{c=1}")
     assert model.num_vars == 2
-    assert model.circuit.meta["log_evidence"] == pytest.approx(math.log(0.3 * 0.6 + 0.7 * 0.1))  # s sums to 1
+    assert model.circuit.meta["log_scale"] == pytest.approx(math.log(0.3 * 0.6 + 0.7 * 0.1))  # s sums to 1
 
 
 def test_pcc_show_runs_them_from_the_command_line():
