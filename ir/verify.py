@@ -27,6 +27,7 @@ def verify(circuit: Circuit, *, require_params: bool = False, atol: float = 1e-4
     Scopes are bitsets (Python ints) kept only while a parent still has to read them, so a chain
     over many variables (an HMM) costs time and memory linear in its length, not quadratic."""
     check_circuit(circuit)  # sizes first: nothing below runs over a circuit memory cannot hold
+    _check_meta(circuit)  # before the parameters: `signed` decides what their rules are
     _check_order_and_cycles(circuit)
     nodes = circuit.nodes
     names = [n.name for n in nodes.values()]
@@ -66,7 +67,6 @@ def verify(circuit: Circuit, *, require_params: bool = False, atol: float = 1e-4
         raise StructureError(
             None, f"region '{circuit.regions[stray[0]].name}' names node id {stray[0]}, which does not exist"
         )
-    _check_meta(circuit)
 
 
 def _check_region(circuit: Circuit, node, scope: int) -> None:
@@ -107,6 +107,8 @@ def _check_meta(circuit: Circuit) -> None:
                 None,
                 f"meta field 'image' {list(shape)} has {int(np.prod(shape, dtype=object)):,} pixels, but the circuit has {circuit.num_vars} variables",
             )
+    if "signed" in meta and not isinstance(meta["signed"], bool):
+        raise StructureError(None, f"meta field 'signed' is {meta['signed']!r}; expected true or false")
     if "name" in meta and not isinstance(meta["name"], str):
         raise StructureError(None, f"meta field 'name' is {meta['name']!r}; expected text")
 
@@ -247,12 +249,19 @@ def _check_params(circuit: Circuit, node, require: bool, atol: float) -> None:
         raise ParameterError(node.name, f"weights have shape {w.shape}, expected {(node.size, k)}")
     if not np.all(np.isfinite(w)):
         raise ParameterError(node.name, "weights contain NaN or infinite values")
-    if np.any(w < 0):
+    signed = circuit.meta.get("signed") is True
+    if np.any(w < 0) and not signed:
         r, c = np.argwhere(w < 0)[0]
-        raise ParameterError(node.name, f"weight [{r}, {c}] is negative ({float(w[r, c]):.6g})")
+        raise ParameterError(
+            node.name,
+            f"weight [{r}, {c}] is negative ({float(w[r, c]):.6g}); only a circuit declared signed "
+            "(meta signed: true, evaluated by pccompile.signed) may subtract",
+        )
     mask = circuit.edge_mask(node)
     if np.any(w[~mask] != 0):
         raise ParameterError(node.name, "weights are non-zero on edges outside the mask")
+    if signed:
+        return  # signed weights have no normalisation: the circuit is normalised by its square's integral
     sums = w.sum(1)
     bad = np.flatnonzero(np.abs(sums - 1) > atol)
     if bad.size:

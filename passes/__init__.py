@@ -7,7 +7,7 @@ from .base import Pass, PassContext, PassManager, parse_pipeline, register, regi
 from .grow import Grow
 from .layer import LayerPlan, layer
 from .marginalize import Condition, Integrate
-from .multiply import log_inner_product, multiply, squared_distance
+from .multiply import log_inner_product, multiply, signed_integral, square, squared_distance
 from .normalize import Collapse, Normalize
 from .pack import PackOptions, pack, plan_partitions
 from .prune import Prune

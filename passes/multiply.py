@@ -40,6 +40,13 @@ def multiply(a: Circuit, b: Circuit) -> Circuit:
     return _Product(a, b).build()
 
 
+def square(c: Circuit) -> Circuit:
+    """c^2 / Z with Z the integral of c^2 (log Z in meta["log_scale"]): a density for any
+    signed (or monotone) circuit c, since c^2 >= 0. `multiply(c, c)`, whose signed result is
+    normalised by its own integral."""
+    return multiply(c, c)
+
+
 def log_inner_product(a: Circuit, b: Circuit) -> float:
     """log of the integral (sum) over x of p_a(x) p_b(x): E_{p_a}[p_b], the expectation of
     circuit b under circuit a."""
@@ -51,30 +58,23 @@ def squared_distance(a: Circuit, b: Circuit) -> float:
     return math.exp(log_inner_product(a, a)) - 2 * math.exp(log_inner_product(a, b)) + math.exp(log_inner_product(b, b))
 
 
-class _Product:
+class Pairing:
+    """Which pairs of node vectors (one of a, one of b) the product of two circuits needs, from
+    the roots down, and how a pair of products matches its factors: the structure of `multiply`,
+    shared with evaluators that walk the pairs without building the product (pccompile.signed's
+    integral of a square)."""
+
     def __init__(self, a: Circuit, b: Circuit):
         self.a, self.b = a, b
         self.scope_a, self.scope_b = a.scopes(), b.scopes()
-        self.nodes: dict[int, object] = {}
-        self.params: dict[int, dict[str, np.ndarray]] = {}
-        self.const: dict[int, np.ndarray] = {}  # log-constant per row of each new vector
-        self.ids: dict[tuple[int, int], int] = {}
 
-    def build(self) -> Circuit:
+    def pairs(self) -> list[tuple[int, int]]:
+        """Every pair the product needs, children before parents."""
         pos_a = {i: k for k, i in enumerate(self.a.nodes)}
         pos_b = {i: k for k, i in enumerate(self.b.nodes)}
-        for pair in sorted(self._pairs(), key=lambda p: (pos_a[p[0]] + pos_b[p[1]], p)):
-            self._make(*pair)
-        root = self.ids[(self.a.root, self.b.root)]
-        log_scale = float(self.a.meta.get("log_scale", 0.0)) + float(self.b.meta.get("log_scale", 0.0))
-        meta: dict[str, object] = {"name": f"{self.a.meta.get('name', 'a')} * {self.b.meta.get('name', 'b')}"}
-        meta["log_scale"] = log_scale + float(self.const[root][0])
-        if "image" in self.a.meta:
-            meta["image"] = self.a.meta["image"]
-        return Circuit(self.a.variables, self.nodes, root, self.params, meta)
+        return sorted(self._pairs(), key=lambda p: (pos_a[p[0]] + pos_b[p[1]], p))
 
-    # -- which pairs the product needs, from the roots down ---------------------------------
-    def _children(self, i: int, j: int) -> list[tuple[int, int]]:
+    def children(self, i: int, j: int) -> list[tuple[int, int]]:
         n, m = self.a.nodes[i], self.b.nodes[j]
         if self.scope_a[i] != self.scope_b[j]:
             raise StructureError(
@@ -86,7 +86,7 @@ class _Product:
             return [(c, d) for c in kids_a for d in kids_b]
         if isinstance(n, InputNode) and isinstance(m, InputNode):
             return []
-        return [(c, d) for c, d, _, _ in self._matched(n, m)]
+        return [(c, d) for c, d, _, _ in self.matched(i, j)]
 
     def _pairs(self) -> set[tuple[int, int]]:
         todo, seen = [(self.a.root, self.b.root)], set()
@@ -94,19 +94,22 @@ class _Product:
             p = todo.pop()
             if p not in seen:
                 seen.add(p)
-                todo.extend(self._children(*p))
+                todo.extend(self.children(*p))
         return seen
 
-    def _factors(self, circuit, scopes, n) -> list[tuple[int, np.ndarray]]:
+    @staticmethod
+    def _factors(n) -> list[tuple[int, np.ndarray]]:
         """A product's (child, its rows per row); an input read as a product of itself."""
         if isinstance(n, ProductNode):
             return [(c, n.child_rows(k)) for k, c in enumerate(n.children)]
         return [(n.id, np.arange(n.size))]
 
-    def _matched(self, n, m):
-        """(child of n, child of m, rows of each) with equal scopes, or an incompatibility error."""
-        fa = self._factors(self.a, self.scope_a, n)
-        fb = {self.scope_b[d]: (d, rows) for d, rows in self._factors(self.b, self.scope_b, m)}
+    def matched(self, i: int, j: int) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+        """(child of a's node i, child of b's node j, rows of each) with equal scopes, or an
+        incompatibility error."""
+        n, m = self.a.nodes[i], self.b.nodes[j]
+        fa = self._factors(n)
+        fb = {self.scope_b[d]: (d, rows) for d, rows in self._factors(m)}
         out = []
         for c, rows in fa:
             if self.scope_a[c] not in fb:
@@ -119,6 +122,30 @@ class _Product:
             d, rows_b = fb[self.scope_a[c]]
             out.append((c, d, rows, rows_b))
         return out
+
+
+class _Product(Pairing):
+    def __init__(self, a: Circuit, b: Circuit):
+        super().__init__(a, b)
+        self.nodes: dict[int, object] = {}
+        self.params: dict[int, dict[str, np.ndarray]] = {}
+        self.const: dict[int, np.ndarray] = {}  # log-constant per row of each new vector
+        self.ids: dict[tuple[int, int], int] = {}
+        self.signed = bool(a.meta.get("signed")) or bool(b.meta.get("signed"))
+
+    def build(self) -> Circuit:
+        for pair in self.pairs():
+            self._make(*pair)
+        root = self.ids[(self.a.root, self.b.root)]
+        log_scale = float(self.a.meta.get("log_scale", 0.0)) + float(self.b.meta.get("log_scale", 0.0))
+        meta: dict[str, object] = {"name": f"{self.a.meta.get('name', 'a')} * {self.b.meta.get('name', 'b')}"}
+        meta["log_scale"] = log_scale + float(self.const[root][0])
+        if "image" in self.a.meta:
+            meta["image"] = self.a.meta["image"]
+        if not self.signed:
+            return Circuit(self.a.variables, self.nodes, root, self.params, meta)
+        meta["signed"] = True
+        return _normalised_signed(Circuit(self.a.variables, self.nodes, root, self.params, meta))
 
     # -- one pair ------------------------------------------------------------------------------
     def _new(self, i: int, j: int, node_fn, log_c: np.ndarray, params: dict | None) -> None:
@@ -154,7 +181,7 @@ class _Product:
         n, m = self.a.nodes[i], self.b.nodes[j]
         kids, index = [], []
         log_c = np.zeros(n.size * m.size)
-        for c, d, rows_a, rows_b in self._matched(n, m):
+        for c, d, rows_a, rows_b in self.matched(i, j):
             pid = self.ids[(c, d)]
             rows = (np.repeat(rows_a, m.size) * self.b.nodes[d].size + np.tile(rows_b, n.size)).astype(np.int64)
             kids.append(pid)
@@ -171,6 +198,8 @@ class _Product:
         w = np.asarray(circuit.params[circuit.param_source(n).id]["weights"], np.float64)
         mask = circuit.edge_mask(n)
         w = np.where(mask, w, 0.0)
+        if circuit.meta.get("signed"):
+            return list(n.children), w, mask  # signed weights mean what they say, unnormalised
         return list(n.children), w / w.sum(1, keepdims=True), mask
 
     def _sum(self, i: int, j: int) -> None:
@@ -192,10 +221,55 @@ class _Product:
                 kids.append(self.ids[(c, d)])
         w, mask = np.concatenate(cols_w, 1), np.concatenate(cols_m, 1)
         with np.errstate(divide="ignore"):
-            logw = np.where(mask, np.log(w), -np.inf) + np.concatenate(cols_c)[None, :]
+            logw = np.where(mask, np.log(np.abs(w)), -np.inf) + np.concatenate(cols_c)[None, :]
+        # rows scaled by the sum of |w| (the sum itself when w >= 0): a positive constant per
+        # row moves up, the signs stay in the weights
         w_new, log_c = _log_normalise(logw)
+        w_new = w_new * np.sign(w)
         dense = bool(mask.all())
         params = {"weights": np.where(mask, w_new, 0.0).astype(np.float32)}
         self._new(
             i, j, lambda nid, name, size: SumNode(nid, name, tuple(kids), size, None if dense else mask), log_c, params
         )
+
+
+def signed_integral(circuit: Circuit) -> float:
+    """The integral of a circuit's value over every variable, in float64 linear space with its
+    weights as stored (no renormalisation: the meaning of a signed circuit). Inputs integrate
+    to 1; every row is a sum of |weights| at most 1 per level in the circuits `multiply`
+    builds, so nothing overflows."""
+    vals: dict[int, np.ndarray] = {}
+    for nid, n in circuit.nodes.items():
+        if isinstance(n, InputNode):
+            vals[nid] = np.ones(n.size)
+        elif isinstance(n, ProductNode):
+            out = np.ones(n.size)
+            for k, c in enumerate(n.children):
+                out = out * vals[c][n.child_rows(k)]
+            vals[nid] = out
+        else:
+            w = np.asarray(circuit.params[circuit.param_source(n).id]["weights"], np.float64)
+            vals[nid] = np.where(circuit.edge_mask(n), w, 0.0) @ np.concatenate([vals[c] for c in n.children])
+    return float(vals[circuit.root][0])
+
+
+def _normalised_signed(c: Circuit) -> Circuit:
+    """A signed product divided by its integral I, so that it integrates to 1 (log I moves
+    into meta["log_scale"]); refused when I <= 0, which no square has."""
+    total = signed_integral(c)
+    if not total > 0:
+        raise StructureError(
+            None, f"multiply: the signed product integrates to {total:.6g}, so no normalisation makes it a density"
+        )
+    root = c.nodes[c.root]
+    nodes, params = dict(c.nodes), {k: dict(v) for k, v in c.params.items()}
+    if isinstance(root, SumNode) and root.tie is None:
+        params[root.id]["weights"] = (np.asarray(params[root.id]["weights"], np.float64) / total).astype(np.float32)
+        new_root = root.id
+    else:  # a new root: a sum of the old one with weight 1 / I
+        new_root = max(nodes) + 1
+        nodes[new_root] = SumNode(new_root, f"{root.name}__scaled", (root.id,), 1)
+        params[new_root] = {"weights": np.full((1, 1), 1.0 / total, np.float32)}
+    meta = dict(c.meta)
+    meta["log_scale"] = float(meta["log_scale"]) + math.log(total)
+    return Circuit(c.variables, nodes, new_root, params, meta, c.regions)

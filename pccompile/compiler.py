@@ -11,7 +11,7 @@ import networkx as nx
 import torch
 
 from pccompile.codegen.backends import backend_options, choose_backend
-from pccompile.ir import ArgumentError, Circuit, compact_ids, verify
+from pccompile.ir import ArgumentError, Circuit, StructureError, compact_ids, verify
 from pccompile.passes import (
     InitParams,
     Normalize,
@@ -116,6 +116,12 @@ def compile(
     ctx = PassContext(provider=provider_for(data, device=device))
     circuit = PassManager(steps).run(circuit, trace, ctx)
     circuit = compact_ids(circuit)
+    if circuit.meta.get("signed"):
+        raise StructureError(
+            None,
+            "the circuit is signed (negative weights): the compiled backends evaluate monotone circuits; "
+            "evaluate and train it with pccompile.signed.SignedCircuit",
+        )
     t2 = time.perf_counter()
     program = lower(circuit, pack)
     t3 = time.perf_counter()
