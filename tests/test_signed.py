@@ -223,3 +223,33 @@ def test_incompatible_squares_and_negative_products_are_refused(rng):
     b = Circuit(a.variables, a.nodes, a.root, flipped, a.meta, a.regions)
     with pytest.raises(StructureError, match="integrates to -"):
         multiply(a, b)  # the integral of a * (-a) is below 0
+
+
+SIGNED_PC = """signed = true
+var a, b : binary
+ia[2] = bernoulli(a, p=[0.2, 0.9])
+ib[2] = bernoulli(b, p=[0.6, 0.3])
+pr[2] = product(ia, ib)
+root = sum(pr, weights=[[1.5, -1.0]])
+"""
+
+
+def test_the_dsl_declares_signed_circuits():
+    c = pc.parse(SIGNED_PC)
+    assert c.meta["signed"] is True
+    model = SignedCircuit(c, dtype=torch.float64)
+    rows = all_assignments(c)
+    want = [
+        1.5 * pa * pb - 1.0 * qa * qb
+        for pa, pb, qa, qb in [
+            ((0.2 if a else 0.8), (0.6 if b else 0.4), (0.9 if a else 0.1), (0.3 if b else 0.7)) for a, b in rows
+        ]
+    ]
+    np.testing.assert_allclose(_values(model, rows), want, rtol=1e-6)
+    with pytest.raises(pc.ir.DSLSemanticError, match=r"<string>:6:\d+: weights must be non-negative .*signed = true"):
+        pc.parse(SIGNED_PC.replace("signed = true\n", "\n"))
+    with pytest.raises(pc.ir.DSLSemanticError, match=r"<string>:1:10: signed expects true or false"):
+        pc.parse(SIGNED_PC.replace("signed = true", "signed = yes"))
+    with pytest.raises(pc.ir.DSLSemanticError, match="signed must be set before the first node statement"):
+        late = SIGNED_PC.replace("signed = true\n", "").replace("1.5, -1.0", "0.5, 0.5")
+        pc.parse(late + "signed = true\n")

@@ -299,10 +299,18 @@ class _Compiler:
             self.meta["image"] = [int(s) for s in shape]
         elif key == "name":
             self.meta["name"] = str(self.value(value))
+        elif key == "signed":
+            flag = str(value.children[0]) if isinstance(value, lark.Tree) and value.data == "name_ref" else None
+            if flag not in ("true", "false"):
+                raise self.error(value, "signed expects true or false")
+            if self.nodes:
+                raise self.error(name_tok, "signed must be set before the first node statement")
+            self.meta["signed"] = flag == "true"
         else:
             raise self.error(
                 name_tok,
-                f"unknown setting '{key}'; expected image or name (a node statement needs a call such as sum(...))",
+                f"unknown setting '{key}'; expected image, name or signed "
+                "(a node statement needs a call such as sum(...))",
             )
 
     def node_stmt(self, stmt) -> str:
@@ -469,13 +477,19 @@ class _Compiler:
             weights = self.array(kw["weights"][1])
             if weights.shape != (size, width):
                 raise self.error(kw["weights"][1], f"weights have shape {weights.shape}, expected {(size, width)}")
-            if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-                raise self.error(kw["weights"][1], "weights must be finite and non-negative")
+            signed = self.meta.get("signed") is True
+            if not np.all(np.isfinite(weights)):
+                raise self.error(kw["weights"][1], "weights must be finite")
+            if np.any(weights < 0) and not signed:
+                raise self.error(
+                    kw["weights"][1],
+                    "weights must be non-negative (a subtractive circuit says `signed = true` before its first node)",
+                )
             if mask is not None and np.any(weights[~mask] != 0):
                 raise self.error(kw["weights"][1], "weights must be 0 where the mask has no edge")
             sums = weights.sum(1)
             bad = np.flatnonzero(np.abs(sums - 1) > 1e-4)
-            if bad.size:
+            if bad.size and not signed:  # signed weights are not normalised: the square's integral is
                 raise self.error(kw["weights"][1], f"weights of row {int(bad[0])} sum to {sums[bad[0]]:.6g}, not 1")
         if "tie" in kw:
             tok, v = kw["tie"]
