@@ -18,8 +18,11 @@ costs one evaluation of c per row. Observed variables enter the same recursion w
 f_i(x) g_j(x) in place of the integral, which gives marginals and the exact autoregressive
 conditionals that `sample` draws from.
 
-`squared=False` is the monotone baseline of the same structure: softmax weights and
-p(x) = c(x), so both are trained by the same code with the same budget.
+`squared=False` evaluates the circuit itself as the density, p(x) = c(x) / (integral of c):
+for a monotone circuit that is the baseline of the same structure (softmax weights, the
+integral 1), trained by the same code with the same budget; for a signed circuit that is
+non-negative by construction (the IR circuit `passes.square` builds) the weights stay as they
+are and the integral is c with every variable integrated out.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pccompile.ir import Circuit, InputNode, ProductNode, StructureError, SumNode, verify
+from pccompile.ir import Circuit, InputNode, ProductNode, SumNode, verify
 from pccompile.passes.multiply import Pairing
 
 from .inputs import input_module
@@ -57,6 +60,7 @@ class SignedCircuit(nn.Module):
         super().__init__()
         verify(circuit, require_params=True)
         self.circuit, self.squared = circuit, squared
+        self.raw_weights = squared or circuit.meta.get("signed") is True  # else the monotone softmax
         self.inputs = nn.ModuleDict()
         self.weight = nn.ParameterDict()
         self.masks: dict[int, torch.Tensor] = {}
@@ -76,11 +80,9 @@ class SignedCircuit(nn.Module):
         w = np.asarray(self.circuit.params[n.id]["weights"], np.float64)
         mask = self.circuit.edge_mask(n)
         self.masks[n.id] = torch.as_tensor(mask)
-        if self.squared:
+        if self.raw_weights:
             self.weight[str(n.id)] = nn.Parameter(torch.as_tensor(np.where(mask, w, 0.0), dtype=dtype))
         else:  # the monotone baseline: logits of a softmax over each row's edges
-            if np.any(w < 0):
-                raise StructureError(n.name, "a monotone circuit (squared=False) needs weights >= 0")
             with np.errstate(divide="ignore"):
                 logits = np.where(mask, np.log(np.maximum(w, 1e-30)), 0.0)
             self.weight[str(n.id)] = nn.Parameter(torch.as_tensor(logits, dtype=dtype))
@@ -90,7 +92,7 @@ class SignedCircuit(nn.Module):
         """The sum's effective weights [size, K]: as stored (signed), or the monotone softmax."""
         src = self.circuit.param_source(n)
         w, mask = self.weight[str(src.id)], self.masks[src.id]
-        if self.squared:
+        if self.raw_weights:
             return torch.where(mask, w, torch.zeros_like(w))
         return torch.softmax(torch.where(mask, w, torch.full_like(w, -torch.inf)), 1)
 
@@ -104,7 +106,7 @@ class SignedCircuit(nn.Module):
             if isinstance(n, SumNode) and n.tie is None:
                 params[n.id] = {"weights": self.weights(n).detach().cpu().numpy().astype(np.float32)}
         meta = dict(self.circuit.meta)
-        meta["signed"] = self.squared
+        meta["signed"] = self.raw_weights
         return Circuit(
             self.circuit.variables, self.circuit.nodes, self.circuit.root, params, meta, self.circuit.regions
         )
@@ -114,13 +116,16 @@ class SignedCircuit(nn.Module):
         discrete = torch.tensor([v.domain.num_cats is not None for v in self.circuit.variables], device=x.device)
         return torch.isnan(x) | (discrete[None, :] & (x == -1))
 
-    def signed_values(self, x: torch.Tensor) -> Signed:
-        """(log|c(x)|, sign c(x)), each [B]."""
+    def signed_values(self, x: torch.Tensor, below: tuple[int, torch.Tensor] | None = None) -> Signed:
+        """(log|c(x)|, sign c(x)), each [B]. `below` = (v, t [B]): variable v integrated from
+        -inf to t instead of observed (the CDF that sampling a real variable inverts)."""
         missing = self._missing(x)
         vals: dict[int, Signed] = {}
         for nid, n in self.circuit.nodes.items():
             if isinstance(n, InputNode):
-                lp = self.inputs[str(nid)].log_density(x[:, n.var])
+                mod = self.inputs[str(nid)]
+                at_cdf = below is not None and below[0] == n.var
+                lp = mod.log_cdf(below[1]) if at_cdf else mod.log_density(x[:, n.var])
                 lp = torch.where(missing[:, n.var, None], torch.zeros_like(lp), lp)
                 vals[nid] = (lp, torch.ones_like(lp))
             elif isinstance(n, ProductNode):
@@ -141,9 +146,10 @@ class SignedCircuit(nn.Module):
             self._pairing = [(i, j, pairing.children(i, j), pairing) for i, j in pairing.pairs()]
         return self._pairing
 
-    def log_gram(self, x: torch.Tensor | None = None) -> torch.Tensor:
+    def log_gram(self, x: torch.Tensor | None = None, below: tuple[int, torch.Tensor] | None = None) -> torch.Tensor:
         """log of the integral of c^2 over the variables missing in x (all of them when x is
-        None, [1]), at x's observed values: [B]. c^2 >= 0, so the sign is dropped."""
+        None, [1]), at x's observed values: [B]. c^2 >= 0, so the sign is dropped. `below` =
+        (v, t [B]): variable v integrated from -inf to t only."""
         missing = None if x is None else self._missing(x)
         gram: dict[tuple[int, int], Signed] = {}
         nodes = self.circuit.nodes
@@ -152,14 +158,17 @@ class SignedCircuit(nn.Module):
             if isinstance(n, SumNode) or isinstance(m, SumNode):
                 gram[(i, j)] = self._sum_gram(n, m, kids, gram)
             elif isinstance(n, InputNode) and isinstance(m, InputNode):
-                gram[(i, j)] = self._input_gram(n, m, x, missing)
+                gram[(i, j)] = self._input_gram(n, m, x, missing, below)
             else:
                 gram[(i, j)] = self._product_gram(pairing.matched(i, j), gram)
         la, _ = gram[(self.circuit.root, self.circuit.root)]
         return la[:, 0, 0]
 
-    def _input_gram(self, n: InputNode, m: InputNode, x, missing) -> Signed:
+    def _input_gram(self, n: InputNode, m: InputNode, x, missing, below) -> Signed:
         a, b = self.inputs[str(n.id)], self.inputs[str(m.id)]
+        if below is not None and below[0] == n.var:
+            part = a.log_gram_below(b, below[1])  # [B, N, M]
+            return part, torch.ones_like(part)
         full = a.log_gram(b)[None]  # [1, N, M]
         if x is not None:
             at = a.log_density(x[:, n.var])[:, :, None] + b.log_density(x[:, m.var])[:, None, :]
@@ -194,16 +203,20 @@ class SignedCircuit(nn.Module):
 
     # -- the density ---------------------------------------------------------------------------
     def log_norm(self) -> torch.Tensor:
-        """log Z: the integral of c^2 (squared), 0 for the monotone baseline (normalised)."""
+        """log Z: the integral of c^2 (squared), of c (a signed circuit read as is), 0 for the
+        monotone baseline (normalised by its softmax weights and inputs)."""
         if self.squared:
             return self.log_gram()[0]
         ref = next(iter(self.parameters()))
+        if self.raw_weights:
+            everything = torch.full((1, self.circuit.num_vars), float("nan"), dtype=ref.dtype, device=ref.device)
+            return self.signed_values(everything)[0][0]
         return torch.zeros((), dtype=ref.dtype, device=ref.device)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x) [B]; missing values integrated out (the marginal)."""
         if not self.squared:
-            return self.signed_values(x)[0]
+            return self.signed_values(x)[0] - self.log_norm() if self.raw_weights else self.signed_values(x)[0]
         if bool(self._missing(x).any()):
             return self.log_gram(x) - self.log_norm()
         return 2 * self.signed_values(x)[0] - self.log_norm()

@@ -85,6 +85,19 @@ class GaussianInput(nn.Module):
         d = self.mean[:, None] - other.mean[None, :]
         return -0.5 * d * d / var - 0.5 * torch.log(2 * math.pi * var)
 
+    def log_cdf(self, t: torch.Tensor) -> torch.Tensor:
+        """[B, N]: log of the integral of f_i from -inf to t [B]."""
+        return torch.special.log_ndtr((t[:, None] - self.mean[None, :]) / self.log_std.exp()[None, :])
+
+    def log_gram_below(self, other: GaussianInput, t: torch.Tensor) -> torch.Tensor:
+        """[B, N, M]: log of the integral of f_i g_j from -inf to t [B]. The product is
+        N(m1; m2, s1^2 + s2^2) times a Gaussian of mean (m1 s2^2 + m2 s1^2) / (s1^2 + s2^2)
+        and variance s1^2 s2^2 / (s1^2 + s2^2)."""
+        v1, v2 = (2 * self.log_std).exp()[:, None], (2 * other.log_std).exp()[None, :]
+        mean = (self.mean[:, None] * v2 + other.mean[None, :] * v1) / (v1 + v2)
+        std = (v1 * v2 / (v1 + v2)).sqrt()
+        return self.log_gram(other)[None] + torch.special.log_ndtr((t[:, None, None] - mean[None]) / std[None])
+
     def ir_params(self) -> dict[str, np.ndarray]:
         return {
             "mean": self.mean.detach().cpu().numpy().astype(np.float32),

@@ -1,39 +1,67 @@
-"""Exact samples of a signed circuit's square (or of the monotone baseline), one variable at a
-time: x_v is drawn from p(x_v | x_<v), which the Gram recursion gives exactly as the integral
-of c^2 over the later variables with x_<v and each candidate value of x_v observed."""
+"""Exact samples of a signed circuit's square (or of a circuit read as its own density), one
+variable at a time: x_v is drawn from p(x_v | x_<v), which the Gram recursion (or, for a
+circuit read as is, one evaluation with the later variables integrated out) gives exactly as a
+function of x_v. A discrete x_v is drawn from its values' probabilities; a real one by inverting
+its conditional CDF, in closed form per input (Gaussian CDFs), by bisection to `tol`."""
 
 from __future__ import annotations
 
 import torch
 
-from pccompile.ir import ArgumentError
-
 from .circuit import SignedCircuit
 
 
-def _log_unnormalised(model: SignedCircuit, x: torch.Tensor) -> torch.Tensor:
-    """log of the density of the observed values of x, up to a constant shared by all rows."""
-    return model.log_gram(x) if model.squared else model.signed_values(x)[0]
+def _log_mass(model: SignedCircuit, x: torch.Tensor, below=None) -> torch.Tensor:
+    """log of the density of the observed values of x, up to a constant shared by all rows;
+    `below` = (v, t): variable v integrated up to t."""
+    return model.log_gram(x, below) if model.squared else model.signed_values(x, below)[0]
+
+
+def _draw_discrete(model, x: torch.Tensor, v: int, k: int, generator) -> torch.Tensor:
+    num = x.shape[0]
+    trial = x.repeat_interleave(k, 0)
+    trial[:, v] = torch.arange(k, dtype=x.dtype, device=x.device).repeat(num)
+    logits = _log_mass(model, trial).reshape(num, k)
+    probs = torch.softmax(logits.nan_to_num(nan=-torch.inf), 1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0].to(x.dtype)
+
+
+def _bracket(model: SignedCircuit, v: int) -> tuple[float, float]:
+    """An interval holding all but a negligible tail of every input over variable v."""
+    lo, hi = float("inf"), -float("inf")
+    for mod in model.inputs.values():
+        if mod.node.var == v:
+            spread = 40 * float(mod.log_std.detach().exp().max())
+            lo = min(lo, float(mod.mean.detach().min()) - spread)
+            hi = max(hi, float(mod.mean.detach().max()) + spread)
+    return lo, hi
+
+
+def _draw_real(model, x: torch.Tensor, v: int, generator, tol: float) -> torch.Tensor:
+    num = x.shape[0]
+    total = _log_mass(model, x)  # x_v still missing: its whole mass
+    u = torch.rand(num, generator=generator, dtype=x.dtype).to(x.device).clamp(1e-12, 1 - 1e-12).log()
+    lo_f, hi_f = _bracket(model, v)
+    lo = torch.full((num,), lo_f, dtype=x.dtype, device=x.device)
+    hi = torch.full((num,), hi_f, dtype=x.dtype, device=x.device)
+    for _ in range(200):  # halves the bracket; float32 stops refining after about 30
+        if float((hi - lo).max()) <= tol * max(1.0, hi_f - lo_f):
+            break
+        mid = (lo + hi) / 2
+        below = _log_mass(model, x, (v, mid)) - total < u  # the CDF at mid is under the target
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return (lo + hi) / 2
 
 
 @torch.no_grad()
-def sample(model: SignedCircuit, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """[num, num_vars] samples of p (float tensor of values), for circuits over discrete
-    variables."""
+def sample(model: SignedCircuit, num: int, generator: torch.Generator | None = None, tol: float = 1e-7) -> torch.Tensor:
+    """[num, num_vars] samples of p (float tensor of values)."""
     variables = model.circuit.variables
-    real = [v.name for v in variables if v.domain.num_cats is None]
-    if real:
-        raise ArgumentError(
-            f"sampling a signed circuit draws each variable from its exact conditional over its values; "
-            f"'{real[0]}' is not discrete (sample discrete circuits, or evaluate densities on a grid)"
-        )
     ref = next(iter(model.parameters()))
     x = torch.full((num, len(variables)), float("nan"), dtype=ref.dtype, device=ref.device)
     for v, var in enumerate(variables):
-        k = int(var.domain.num_cats)
-        trial = x.repeat_interleave(k, 0)
-        trial[:, v] = torch.arange(k, dtype=x.dtype, device=x.device).repeat(num)
-        logits = _log_unnormalised(model, trial).reshape(num, k)
-        probs = torch.softmax(logits.nan_to_num(nan=-torch.inf), 1)
-        x[:, v] = torch.multinomial(probs, 1, generator=generator)[:, 0].to(x.dtype)
+        if var.domain.num_cats is None:
+            x[:, v] = _draw_real(model, x, v, generator, tol)
+        else:
+            x[:, v] = _draw_discrete(model, x, v, int(var.domain.num_cats), generator)
     return x
