@@ -7,7 +7,6 @@ semantic error points at the offending token.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -38,6 +37,8 @@ from pccompile.ir.limits import (
     check_memory,
 )
 
+from . import algebra
+from .settings import apply_setting
 from .templates import TEMPLATES, TemplateContext
 
 _PARSER: lark.Lark | None = None
@@ -178,6 +179,7 @@ class _Compiler:
         self.nodes: dict[str, builder.Vec] = {}
         self.where: dict[str, _Pos] = {}
         self.meta: dict[str, object] = {}
+        self.seed = 0  # draws the parameters an algebra operation's arguments leave out
         self.output: tuple[str, _Pos] | None = None
         self.parameters = 0
 
@@ -212,7 +214,7 @@ class _Compiler:
             elif stmt.data == "node_stmt":
                 last = self.node_stmt(stmt)
             elif stmt.data == "setting_stmt":
-                self.setting_stmt(stmt)
+                apply_setting(self, stmt)
             else:
                 name = stmt.children[0]
                 if str(name) not in self.nodes:
@@ -227,8 +229,11 @@ class _Compiler:
             )
         root_name = self.output[0] if self.output else ("root" if "root" in self.nodes else last)
         root = self.nodes[root_name]
+        if isinstance(root, algebra.CircuitExpr):
+            return algebra.evaluate(self, root, self.meta, self.seed)
         try:  # build verifies the circuit as written
-            circuit = builder.build(root, self.variables, self.meta, order=list(self.nodes.values()))
+            order = [v for v in self.nodes.values() if not isinstance(v, algebra.CircuitExpr)]
+            circuit = builder.build(root, self.variables, self.meta, order=order)
         except CircuitError as e:
             # a node the user named, else (a node a template made) the statement of the root
             at = self.where.get(e.node, self.where.get(root_name, _Pos(1, 1)))
@@ -279,40 +284,6 @@ class _Compiler:
             "expected binary, real, count or categorical(K)",
         )
 
-    def setting_stmt(self, stmt):
-        name_tok, value = stmt.children
-        key = str(name_tok)
-        if key == "image":
-            shape = self.value(value)
-            if not (
-                isinstance(shape, list) and len(shape) in (2, 3) and all(isinstance(s, int) and s >= 1 for s in shape)
-            ):
-                raise self.error(
-                    value, "image expects [height, width] or [channels, height, width] of positive integers"
-                )
-            if math.prod(shape) != len(self.variables):
-                raise self.error(
-                    value,
-                    f"image shape {shape} has {math.prod(shape):,} pixels but "
-                    f"{len(self.variables)} variables are declared",
-                )
-            self.meta["image"] = [int(s) for s in shape]
-        elif key == "name":
-            self.meta["name"] = str(self.value(value))
-        elif key == "signed":
-            flag = str(value.children[0]) if isinstance(value, lark.Tree) and value.data == "name_ref" else None
-            if flag not in ("true", "false"):
-                raise self.error(value, "signed expects true or false")
-            if self.nodes:
-                raise self.error(name_tok, "signed must be set before the first node statement")
-            self.meta["signed"] = flag == "true"
-        else:
-            raise self.error(
-                name_tok,
-                f"unknown setting '{key}'; expected image, name or signed "
-                "(a node statement needs a call such as sum(...))",
-            )
-
     def node_stmt(self, stmt) -> str:
         name_tok, size_tok, func_tok, *args = stmt.children
         name = str(name_tok)
@@ -345,11 +316,14 @@ class _Compiler:
             vec = self.sum_node(func_tok, size, pos_args, kw)
         elif func in TEMPLATES:
             vec = self.template_node(func_tok, size, pos_args, kw)
+        elif func in algebra.ARITY:
+            vec = algebra.read_call(self, func_tok, size, pos_args, kw)
         else:
             raise self.error(
                 func_tok,
                 f"unknown function '{func}'; expected {', '.join(sorted(DISTRIBUTIONS))}, "
-                f"product, sum" + (", or a template: " + ", ".join(sorted(TEMPLATES)) if TEMPLATES else ""),
+                f"product, sum, {', '.join(algebra.ARITY)}"
+                + (", or a template: " + ", ".join(sorted(TEMPLATES)) if TEMPLATES else ""),
             )
         vec.name = name
         self.nodes[name] = vec
@@ -424,7 +398,14 @@ class _Compiler:
                 else ""
             )
             raise self.error(tok, f"unknown node '{name}'{hint}")
-        return self.nodes[name]
+        node = self.nodes[name]
+        if isinstance(node, algebra.CircuitExpr):
+            raise self.error(
+                tok,
+                f"'{name}' is a whole circuit ({node.op}(...)); use it as the output or in "
+                f"{', '.join(algebra.ARITY)}, not as a child",
+            )
+        return node
 
     def product_node(self, func_tok, size, pos_args, kw):
         if kw:
@@ -525,7 +506,7 @@ class _Compiler:
             if name in self.var_index:
                 return [self.var_index[name]]
             if name in self.nodes:
-                return self.nodes[name]
+                return self.lookup(v.children[0])
             raise self.error(v, f"unknown name '{name}'")
         return self.value(v)
 
