@@ -16,6 +16,7 @@ from pccompile.passes import multiply, square
 
 import pccompile as pc
 from pccompile.signed import SignedCircuit, fit, mean_log_prob, sample
+from pccompile.signed.program import _SignedPass
 from pccompile.structures import hclt_from_tree, hmm, rat_spn
 
 
@@ -82,6 +83,18 @@ def test_signed_evaluation_matches_float64_on_random_circuits(rng):
         want = np.array([_direct(c, r) for r in rows])
         assert np.any(want < 0)  # the signs matter
         np.testing.assert_allclose(_values(model, rows), want, rtol=1e-6, atol=1e-12)
+
+
+def test_the_hand_written_backward_matches_finite_differences(rng):
+    """Gradients of log|c| w.r.t. the input rows' log-values and the flat weights, on random
+    signed circuits with masks, ties and indexed products, against torch.autograd.gradcheck."""
+    for _ in range(4):
+        c = _signed(random_circuit(rng, int(rng.integers(2, 5))), rng)
+        prog = SignedCircuit(c, dtype=torch.float64).program
+        x = torch.tensor(all_assignments(c)[:6], dtype=torch.float64)
+        logp = prog.input_log_probs(*prog.encode(x)).detach().requires_grad_(True)
+        flat = prog.weights.detach().clone().requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda a, w: _SignedPass.apply(a, w, prog)[0], (logp, flat))
 
 
 def test_cancellations_give_exact_zeros():

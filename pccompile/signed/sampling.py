@@ -29,11 +29,10 @@ def _draw_discrete(model, x: torch.Tensor, v: int, k: int, generator) -> torch.T
 def _bracket(model: SignedCircuit, v: int) -> tuple[float, float]:
     """An interval holding all but a negligible tail of every input over variable v."""
     lo, hi = float("inf"), -float("inf")
-    for mod in model.inputs.values():
-        if mod.node.var == v:
-            spread = 40 * float(mod.log_std.detach().exp().max())
-            lo = min(lo, float(mod.mean.detach().min()) - spread)
-            hi = max(hi, float(mod.mean.detach().max()) + spread)
+    for nid, rule in model.rules.items():
+        if model.circuit.nodes[nid].var == v:
+            a, b = rule.bracket(model.program.input_params(nid))
+            lo, hi = min(lo, a), max(hi, b)
     return lo, hi
 
 
@@ -57,7 +56,7 @@ def _draw_real(model, x: torch.Tensor, v: int, generator, tol: float) -> torch.T
 def sample(model: SignedCircuit, num: int, generator: torch.Generator | None = None, tol: float = 1e-7) -> torch.Tensor:
     """[num, num_vars] samples of p (float tensor of values)."""
     variables = model.circuit.variables
-    ref = next(iter(model.parameters()))
+    ref = model.program.weights
     x = torch.full((num, len(variables)), float("nan"), dtype=ref.dtype, device=ref.device)
     for v, var in enumerate(variables):
         if var.domain.num_cats is None:
