@@ -32,6 +32,22 @@ from .nx import from_networkx
 from .runtime import CompiledCircuit
 
 
+class SignedCircuitError(StructureError):
+    """compile() of a signed circuit, which the compiled backends do not evaluate; carries the
+    circuit (after the passes) for what can still be done with it: show, check, pccompile.signed."""
+
+    def __init__(self, circuit: Circuit):
+        super().__init__(
+            None,
+            "the circuit is signed (negative weights): the compiled backends evaluate monotone circuits; "
+            "evaluate and train it with pccompile.signed.SignedCircuit",
+        )
+        self.circuit = circuit
+
+    def renamed(self, node):
+        return self
+
+
 def to_circuit(src) -> Circuit:
     """Front-end dispatch: .pc path, DSL text, networkx.DiGraph, builder Vec, or Circuit.
 
@@ -117,11 +133,7 @@ def compile(
     circuit = PassManager(steps).run(circuit, trace, ctx)
     circuit = compact_ids(circuit)
     if circuit.meta.get("signed"):
-        raise StructureError(
-            None,
-            "the circuit is signed (negative weights): the compiled backends evaluate monotone circuits; "
-            "evaluate and train it with pccompile.signed.SignedCircuit",
-        )
+        raise SignedCircuitError(circuit)
     t2 = time.perf_counter()
     program = lower(circuit, pack)
     t3 = time.perf_counter()

@@ -104,3 +104,27 @@ def test_incompatible_factors_are_refused_at_the_call():
     text += "d02[2] = product(a0, a2)\nds[2] = sum(d02)\ndp[2] = product(ds, a1)\nd = sum(dp)\n"
     with pytest.raises(DSLSemanticError, match="multiply: .*not compatible|multiply: .*different"):
         pc.parse(text + "root = multiply(c, d)\n")
+
+
+SIGNED_SQUARE = "signed = true\n" + TEXT.replace(_factor("a", PA, WA), _factor("a", PA, [1.5, 1.0], sign="-"))
+SIGNED_SQUARE += "root = square(a)\n"
+
+
+def test_a_signed_square_prints_back_and_the_cli_checks_and_shows_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from pccompile.cli import app
+
+    circuit = pc.parse(SIGNED_SQUARE)
+    again = pc.parse(pc.print_circuit(circuit))  # `signed = true` printed before the nodes
+    x = torch.tensor(ROWS, dtype=torch.float64)
+    p = SignedCircuit(circuit, squared=False, dtype=torch.float64).log_prob(x)
+    np.testing.assert_allclose(
+        SignedCircuit(again, squared=False, dtype=torch.float64).log_prob(x).detach(), p.detach(), rtol=1e-5
+    )
+    path = tmp_path / "square.pc"
+    path.write_text(SIGNED_SQUARE)
+    r = CliRunner().invoke(app, ["check", str(path)])
+    assert r.exit_code == 0 and "signed: evaluate and train it with pccompile.signed" in r.output, r.output
+    r = CliRunner().invoke(app, ["show", str(path), "--dsl"])
+    assert r.exit_code == 0 and "signed = true" in r.output and "a__a[1] = sum(ap__ap" in r.output, r.output

@@ -31,11 +31,17 @@ def check(
     import pccompile
 
     def go():
+        from pccompile.compiler import SignedCircuitError
+        from pccompile.passes import lower
+
         report = pccompile.CompileReport()
         flag("--seed", seed)
-        model = load_model(spec, passes, seed, report, backend=backend)
-        stats = model.circuit.stats()
-        prog = model.program
+        try:
+            model = load_model(spec, passes, seed, report, backend=backend)
+            circuit, prog = model.circuit, model.program
+        except SignedCircuitError as e:  # valid, but for pccompile.signed rather than the backends
+            circuit, prog = e.circuit, lower(e.circuit)
+        stats = circuit.stats()
         table = Table(title=f"{spec}", show_header=True, header_style="bold")
         table.add_column("property")
         table.add_column("value", justify="right")
@@ -48,7 +54,13 @@ def check(
         console.print(table)
         if report.passes:
             console.print("passes: " + " -> ".join(report.passes), highlight=False)
-        console.print("[green]ok[/]: the circuit is valid (acyclic, smooth, decomposable, normalised)")
+        if circuit.meta.get("signed"):
+            console.print(
+                "[green]ok[/]: the circuit is valid (acyclic, smooth, decomposable) and signed: "
+                "evaluate and train it with pccompile.signed (docs/algebra.md)"
+            )
+        else:
+            console.print("[green]ok[/]: the circuit is valid (acyclic, smooth, decomposable, normalised)")
 
     run(go)
 
@@ -71,15 +83,21 @@ def show(
     import pccompile
 
     def go():
-        model = load_model(spec, passes, backend=backend, data=data)
-        if dsl:
-            sys.stdout.write(pccompile.print_circuit(model.to_circuit(), params=not no_params))
-        elif program:
-            print(model.program)
-        else:
-            from pccompile.ir.text import format_circuit
+        from pccompile.compiler import SignedCircuitError
+        from pccompile.ir.text import format_circuit
+        from pccompile.passes import lower
 
-            print(format_circuit(model.circuit))
+        try:
+            model = load_model(spec, passes, backend=backend, data=data)
+            circuit, prog = model.to_circuit(), model.program
+        except SignedCircuitError as e:  # shown as it is: the backends do not run it
+            circuit, prog = e.circuit, None
+        if dsl:
+            sys.stdout.write(pccompile.print_circuit(circuit, params=not no_params))
+        elif program:
+            print(prog if prog is not None else lower(circuit))
+        else:
+            print(format_circuit(circuit))
 
     run(go)
 

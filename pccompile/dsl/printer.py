@@ -64,6 +64,8 @@ def print_circuit(circuit: Circuit, *, params: bool = True) -> str:
         out.append(f"image = [{', '.join(str(s) for s in circuit.meta['image'])}]")
     if "name" in circuit.meta:
         out.append(f'name = "{circuit.meta["name"]}"')
+    if circuit.meta.get("signed"):
+        out.append("signed = true")
     nodes = circuit.nodes
     for nid, n in nodes.items():
         name = _check_name(n.name, "node")
