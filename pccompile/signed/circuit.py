@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pccompile.ir import FIRST_ROW, Circuit, InputNode, ProductNode, SumNode, compact_ids, verify
+from pccompile.ir import FIRST_ROW, Circuit, InputNode, SumNode, compact_ids, verify
 from pccompile.passes.multiply import Pairing
 
 from .inputs import rule_for
@@ -65,11 +65,6 @@ class SignedCircuit(nn.Module):
         self.program = SignedProgram(circuit, signed=self.raw_weights, dtype=dtype)
         rows = self.program.program.node_rows
         self.input_rows = {nid: rows[nid] for nid in self.rules}  # (first row, size) in the buffer
-        self.factor_rows = {
-            nid: [torch.as_tensor(n.child_rows(k), dtype=torch.long) for k in range(len(n.children))]
-            for nid, n in circuit.nodes.items()
-            if isinstance(n, ProductNode)
-        }
         self._pairing: list | None = None
 
     # -- parameters ----------------------------------------------------------------------------
@@ -123,9 +118,22 @@ class SignedCircuit(nn.Module):
 
     # -- the square's integral -----------------------------------------------------------------
     def _pairs(self) -> list:
+        """(i, j, matched factors with row index tensors, for a pair of products) of every pair
+        the square needs, children first; computed once."""
         if self._pairing is None:
             pairing = Pairing(self.circuit, self.circuit)
-            self._pairing = [(i, j, pairing) for i, j in pairing.pairs()]
+            out = []
+            for i, j in pairing.pairs():
+                n, m = self.circuit.nodes[i], self.circuit.nodes[j]
+                matched = None
+                sums = isinstance(n, SumNode) or isinstance(m, SumNode)
+                if not sums and not (isinstance(n, InputNode) and isinstance(m, InputNode)):
+                    matched = [
+                        (c, d, torch.as_tensor(ra, dtype=torch.long), torch.as_tensor(rb, dtype=torch.long))
+                        for c, d, ra, rb in pairing.matched(i, j)
+                    ]
+                out.append((i, j, matched))
+            self._pairing = out
         return self._pairing
 
     def log_gram(self, x: torch.Tensor | None = None, below: tuple[int, torch.Tensor] | None = None) -> torch.Tensor:
@@ -136,14 +144,14 @@ class SignedCircuit(nn.Module):
         flat = self.program.flat_weights()
         gram: dict[tuple[int, int], Signed] = {}
         nodes = self.circuit.nodes
-        for i, j, pairing in self._pairs():
+        for i, j, matched in self._pairs():
             n, m = nodes[i], nodes[j]
             if isinstance(n, SumNode) or isinstance(m, SumNode):
                 gram[(i, j)] = self._sum_gram(n, m, gram, flat)
             elif isinstance(n, InputNode) and isinstance(m, InputNode):
                 gram[(i, j)] = self._input_gram(n, m, evidence, below)
             else:
-                gram[(i, j)] = self._product_gram(pairing.matched(i, j), gram)
+                gram[(i, j)] = self._product_gram(matched, gram)
         la, _ = gram[(self.circuit.root, self.circuit.root)]
         return la[:, 0, 0]
 
@@ -168,7 +176,7 @@ class SignedCircuit(nn.Module):
         sg: torch.Tensor | int = 1
         for c, d, rows_a, rows_b in matched:
             gl, gs = gram[(c, d)]
-            ra, rb = torch.as_tensor(rows_a, dtype=torch.long), torch.as_tensor(rows_b, dtype=torch.long)
+            ra, rb = rows_a.to(gl.device), rows_b.to(gl.device)
             la = la + gl[:, ra][:, :, rb]
             sg = sg * gs[:, ra][:, :, rb]
         return la, sg  # type: ignore[return-value]
