@@ -97,6 +97,32 @@ def test_the_hand_written_backward_matches_finite_differences(rng):
         assert torch.autograd.gradcheck(lambda a, w: _SignedPass.apply(a, w, prog)[0], (logp, flat))
 
 
+@pytest.mark.parametrize("target", ["cpu", "torch"])
+def test_both_targets_write_every_row_and_agree(rng, monkeypatch, target):
+    """The CPU target's signed kernels and the torch pass, over buffers poisoned with NaN, on
+    random signed circuits: the same values and signs, against float64 enumeration too."""
+    from pccompile.codegen.cpu.build import build_error
+
+    if target == "cpu" and build_error() is not None:
+        pytest.skip(build_error())
+    monkeypatch.setattr("pccompile.signed.program.SignedProgram.poison", True)
+    for _ in range(8):
+        c = _signed(random_circuit(rng, int(rng.integers(2, 5))), rng)
+        rows = all_assignments(c)
+        got = _values(SignedCircuit(c, target=target), rows)
+        np.testing.assert_allclose(got, [_direct(c, r) for r in rows], rtol=2e-4, atol=1e-7)
+
+
+def test_without_a_compiler_auto_falls_back_and_cpu_says_why(rng, monkeypatch):
+    c = next(_compatible(rng))
+    rows = all_assignments(c)
+    want = _values(SignedCircuit(c, target="torch"), rows)
+    monkeypatch.setattr("pccompile.codegen.cpu.build.build_error", lambda: "no C compiler found")
+    np.testing.assert_allclose(_values(SignedCircuit(c), rows), want, rtol=1e-6)
+    with pytest.raises(RuntimeError, match="target 'cpu': no C compiler found"):
+        SignedCircuit(c, target="cpu").signed_values(torch.tensor(rows, dtype=torch.float32))
+
+
 def test_cancellations_give_exact_zeros():
     """c = b1 - b2 for two Bernoulli inputs: zero where they agree, +-0.4 where they do not."""
     variables = (Variable("a", BINARY),)
@@ -113,6 +139,8 @@ def test_cancellations_give_exact_zeros():
         la, sg = SignedCircuit(c, dtype=torch.float64).signed_values(torch.tensor([[0.0], [1.0]], dtype=torch.float64))
         np.testing.assert_allclose((sg * la.exp()).detach().numpy(), want, atol=1e-7)
         if q == 0.3:
+            assert torch.all(la == -torch.inf) and torch.all(sg == 0)
+            la, sg = SignedCircuit(c).signed_values(torch.tensor([[0.0], [1.0]]))  # float32: the CPU kernels
             assert torch.all(la == -torch.inf) and torch.all(sg == 0)
 
 

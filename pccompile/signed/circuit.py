@@ -53,16 +53,20 @@ class SignedCircuit(nn.Module):
     square's integral). Its parameters start at the circuit's; `to_circuit` gives them back.
 
     x: a float tensor [B, num_vars] of values, NaN (or -1 for a discrete variable) where a
-    value is missing; missing variables are integrated out."""
+    value is missing; missing variables are integrated out. `target`: where c(x)'s forward pass
+    runs: the CPU target's C kernels ("cpu"; float32 on the CPU), torch ("torch"), or the first
+    that applies ("auto")."""
 
-    def __init__(self, circuit: Circuit, *, squared: bool = True, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, circuit: Circuit, *, squared: bool = True, dtype: torch.dtype = torch.float32, target: str = "auto"
+    ):
         super().__init__()
         verify(circuit, require_params=True)
         self.circuit = circuit = compact_ids(circuit)
         self.squared = squared
         self.raw_weights = squared or circuit.meta.get("signed") is True  # else the monotone softmax
         self.rules = {nid: rule_for(n) for nid, n in circuit.nodes.items() if isinstance(n, InputNode)}
-        self.program = SignedProgram(circuit, signed=self.raw_weights, dtype=dtype)
+        self.program = SignedProgram(circuit, signed=self.raw_weights, dtype=dtype, target=target)
         rows = self.program.program.node_rows
         self.input_rows = {nid: rows[nid] for nid in self.rules}  # (first row, size) in the buffer
         self._pairing: list | None = None

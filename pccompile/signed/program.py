@@ -7,8 +7,9 @@ to the buffer of log-magnitudes [rows, B] runs one of signs. A product partition
 factor rows' log-magnitudes and multiplies their signs; a sum partition gathers its children
 [g, K, B], shifts each group and sample by the largest log-magnitude, multiplies the signed
 exponentials by the signed weights [g, G, K] (one batched matrix product) and takes log| |
-and the sign of the result. Unfused (every row is kept): sampling and the Gram recursion read
-node values by IR node.
+and the sign of the result. Unfused (every row is kept). The forward pass runs on the CPU
+target's signed C kernels (codegen/cpu/kernels.c) for float32 on the CPU where they build, on
+torch otherwise (`target`: auto, cpu or torch); the backward pass is torch's.
 
 Parameters: the flat sum weights (raw, any sign; for a monotone circuit read as is, logits of a
 per-row softmax) and the input partitions' runtime tensors (the families' own: categorical
@@ -25,7 +26,7 @@ from torch import nn
 from pccompile.codegen.layers import ProgramTensors
 from pccompile.codegen.layers.children import gather_rows
 from pccompile.codegen.torch_backend.inputs import partition_log_probs
-from pccompile.ir import FIRST_ROW, ZERO_ROW, Circuit, SumNode
+from pccompile.ir import FIRST_ROW, ZERO_ROW, ArgumentError, Circuit, SumNode
 from pccompile.passes import lower
 from pccompile.runtime.batch import encode_batch
 from pccompile.runtime.params import SumRows, input_params_from_circuit
@@ -44,9 +45,13 @@ def _flat_weights(circuit: Circuit, program, signed: bool) -> np.ndarray:
 
 
 class SignedProgram(nn.Module):
-    def __init__(self, circuit: Circuit, *, signed: bool, dtype: torch.dtype):
+    poison = False  # tests: fill every row a layer writes with NaN first (a row left unwritten shows)
+
+    def __init__(self, circuit: Circuit, *, signed: bool, dtype: torch.dtype, target: str = "auto"):
         super().__init__()
-        self.circuit, self.signed = circuit, signed
+        if target not in ("auto", "cpu", "torch"):
+            raise ArgumentError(f"target must be auto, cpu or torch, got {target!r}")
+        self.circuit, self.signed, self.target = circuit, signed, target
         self.program = program = lower(circuit)
         self.tensors = ProgramTensors(program)
         self.weights = nn.Parameter(torch.as_tensor(_flat_weights(circuit, program, signed), dtype=dtype))
@@ -58,6 +63,7 @@ class SignedProgram(nn.Module):
         self.sum_at = {lay.node: lay for lay in program.sum_layout}
         self.input_at = {lay.node: lay for lay in program.input_layout}
         self.dtype = dtype
+        self._indices: dict[str, tuple] = {}
 
     # -- parameters ----------------------------------------------------------------------------
     def flat_weights(self) -> torch.Tensor:
@@ -96,17 +102,47 @@ class SignedProgram(nn.Module):
         both the input log-values and the weights (a hand-written backward: see _SignedPass)."""
         return _SignedPass.apply(input_logp, self.flat_weights(), self)
 
+    def _kernels(self, t: torch.Tensor):
+        """The CPU target's C kernels when they run this pass (float32 on the CPU, built here,
+        not turned off by target="torch"), else None."""
+        if self.target == "torch" or t.dtype != torch.float32 or t.device.type != "cpu":
+            return None
+        from pccompile.codegen.cpu.build import build_error, load_library
+
+        if build_error() is not None:
+            if self.target == "cpu":
+                raise RuntimeError(f"target 'cpu': {build_error()}")
+            return None
+        return load_library()
+
+    def c_indices(self, key: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(output rows, child rows, weight ids or None) of a partition, contiguous, kept: the
+        kernels' arguments that do not change between passes."""
+        got = self._indices.get(key)
+        if got is None:
+            rows, child, pids = self.tensors.part(key)
+            got = (rows.contiguous(), child.contiguous(), None if pids is None else pids.contiguous())
+            self._indices[key] = got
+        return got
+
     @torch.no_grad()
     def values(self, input_logp: torch.Tensor, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log-magnitudes, signs) [rows, B] of every row."""
         pt, B = self.tensors, input_logp.shape[1]
-        mags = pt.start_mars(input_logp)
+        mags = pt.start_mars(input_logp.contiguous())
         signs = torch.ones_like(mags)
         signs[ZERO_ROW] = 0.0
+        if self.poison:
+            mags[FIRST_ROW + pt.num_inputs :] = float("nan")
+            signs[FIRST_ROW + pt.num_inputs :] = float("nan")
         w_ext = torch.cat([flat, flat.new_zeros(1)])  # the padding slot: weight 0
+        lib = self._kernels(mags)
         for kind, keys in pt.layer_specs:
             for key in keys:
                 _, child, _ = pt.part(key)
+                if lib is not None:
+                    _c_layer(lib, self, key, kind, mags, signs, w_ext)
+                    continue
                 if kind == "product":
                     pt.write(mags, key, pt.product(mags, child))
                     pt.write(signs, key, gather_rows(signs, child).prod(1))
@@ -147,6 +183,20 @@ class SignedProgram(nn.Module):
                 grad_w.index_add_(0, pids.reshape(-1), torch.bmm(down, e.transpose(1, 2)).reshape(-1))
         first = FIRST_ROW
         return flows[first : first + pt.num_inputs], grad_w[:-1]
+
+
+def _c_layer(lib, prog: SignedProgram, key: str, kind: str, mags, signs, w_ext) -> None:
+    """One partition by the CPU target's signed kernels (codegen/cpu/kernels.c)."""
+    rows, child, pids = prog.c_indices(key)
+    B, threads = mags.shape[1], torch.get_num_threads()
+    ptrs = (mags.data_ptr(), signs.data_ptr())
+    if kind == "product":
+        m, F = child.shape
+        lib.pc_signed_product_forward(*ptrs, B, m, F, child.data_ptr(), rows.data_ptr(), threads)
+        return
+    w = w_ext[pids].contiguous()
+    g, G, K = pids.shape
+    lib.pc_signed_sum_forward(*ptrs, B, g, G, K, child.data_ptr(), rows.data_ptr(), w.data_ptr(), threads)
 
 
 def _shifted_children(mags, signs, child) -> tuple[torch.Tensor, torch.Tensor]:
