@@ -242,7 +242,7 @@ def test_the_square_as_a_circuit_is_its_own_density(rng):
         got = as_is.log_prob(x).exp().detach().numpy()  # the square's weights are float32, and cancel
         np.testing.assert_allclose(got, want.exp().detach().numpy(), rtol=1e-3, atol=1e-7)
         s = sample(as_is, 2000, torch.Generator().manual_seed(0))
-        assert float(as_is.log_prob(s).exp().mean()) > 0  # every sample is a possible row
+        assert float(as_is.log_prob(s).detach().exp().mean()) > 0  # every sample is a possible row
 
 
 def test_adam_training_raises_likelihood_and_keeps_the_square_normalised(rng):
