@@ -72,7 +72,7 @@ def _compatible(rng):
 
 def _values(model, rows):
     la, sg = model.signed_values(torch.tensor(rows, dtype=torch.float64))
-    return (sg * la.exp()).detach().numpy()
+    return (sg * la.exp()).detach().cpu().numpy()
 
 
 def test_signed_evaluation_matches_float64_on_random_circuits(rng):

@@ -54,8 +54,9 @@ class SignedCircuit(nn.Module):
 
     x: a float tensor [B, num_vars] of values, NaN (or -1 for a discrete variable) where a
     value is missing; missing variables are integrated out. `target`: where c(x)'s forward pass
-    runs: the CPU target's C kernels ("cpu"; float32 on the CPU), torch ("torch"), or the first
-    that applies ("auto")."""
+    runs (float32): Triton kernels ("triton"; on CUDA, or on the CPU under TRITON_INTERPRET=1),
+    the CPU target's C kernels ("cpu"), torch ("torch"), or "auto": Triton on CUDA, C on the
+    CPU where it builds, torch otherwise."""
 
     def __init__(
         self, circuit: Circuit, *, squared: bool = True, dtype: torch.dtype = torch.float32, target: str = "auto"

@@ -7,9 +7,10 @@ to the buffer of log-magnitudes [rows, B] runs one of signs. A product partition
 factor rows' log-magnitudes and multiplies their signs; a sum partition gathers its children
 [g, K, B], shifts each group and sample by the largest log-magnitude, multiplies the signed
 exponentials by the signed weights [g, G, K] (one batched matrix product) and takes log| |
-and the sign of the result. Unfused (every row is kept). The forward pass runs on the CPU
-target's signed C kernels (codegen/cpu/kernels.c) for float32 on the CPU where they build, on
-torch otherwise (`target`: auto, cpu or torch); the backward pass is torch's.
+and the sign of the result. Unfused (every row is kept). The forward pass runs in float32 on
+the Triton kernels of codegen/triton/signed.py on CUDA, on the CPU target's signed C kernels
+(codegen/cpu/kernels.c) on the CPU where they build, on torch otherwise or for float64
+(`target`: auto, cpu, triton or torch); the backward pass is torch's.
 
 Parameters: the flat sum weights (raw, any sign; for a monotone circuit read as is, logits of a
 per-row softmax) and the input partitions' runtime tensors (the families' own: categorical
@@ -49,8 +50,8 @@ class SignedProgram(nn.Module):
 
     def __init__(self, circuit: Circuit, *, signed: bool, dtype: torch.dtype, target: str = "auto"):
         super().__init__()
-        if target not in ("auto", "cpu", "torch"):
-            raise ArgumentError(f"target must be auto, cpu or torch, got {target!r}")
+        if target not in ("auto", "cpu", "triton", "torch"):
+            raise ArgumentError(f"target must be auto, cpu, triton or torch, got {target!r}")
         self.circuit, self.signed, self.target = circuit, signed, target
         self.program = program = lower(circuit)
         self.tensors = ProgramTensors(program)
@@ -87,7 +88,9 @@ class SignedProgram(nn.Module):
     # -- evaluation ------------------------------------------------------------------------------
     def encode(self, x: torch.Tensor):
         """(x_int, x_real) as the runtime encodes a batch; a bad value names its variable."""
-        return encode_batch(x, self.program.var_cats, self.program.var_names, dtype=self.dtype)
+        return encode_batch(
+            x, self.program.var_cats, self.program.var_names, device=self.weights.device, dtype=self.dtype
+        )
 
     def input_log_probs(self, x_int, x_real) -> torch.Tensor:
         """[R_in, B] log-densities of every input row (0 where the value is missing)."""
@@ -103,9 +106,21 @@ class SignedProgram(nn.Module):
         return _SignedPass.apply(input_logp, self.flat_weights(), self)
 
     def _kernels(self, t: torch.Tensor):
-        """The CPU target's C kernels when they run this pass (float32 on the CPU, built here,
-        not turned off by target="torch"), else None."""
-        if self.target == "torch" or t.dtype != torch.float32 or t.device.type != "cpu":
+        """The layer kernels that run this pass, a function (key, kind, mags, signs, w_ext), or
+        None for the torch ops: the Triton kernels on CUDA (or when asked for: under
+        TRITON_INTERPRET=1 they run on the CPU), the CPU target's C kernels for float32 on the
+        CPU where they build; target="torch" turns both off."""
+        if self.target == "torch" or t.dtype != torch.float32:
+            return None
+        if self.target == "triton" or (self.target == "auto" and t.device.type == "cuda"):
+            from pccompile.codegen.triton.signed import signed_layer
+
+            def run_triton(key, kind, mags, signs, w_ext):
+                rows, child, pids = self.c_indices(key)
+                signed_layer(kind, rows, child, None if pids is None else w_ext[pids].contiguous(), mags, signs)
+
+            return run_triton
+        if t.device.type != "cpu":
             return None
         from pccompile.codegen.cpu.build import build_error, load_library
 
@@ -113,7 +128,8 @@ class SignedProgram(nn.Module):
             if self.target == "cpu":
                 raise RuntimeError(f"target 'cpu': {build_error()}")
             return None
-        return load_library()
+        lib = load_library()
+        return lambda key, kind, mags, signs, w_ext: _c_layer(lib, self, key, kind, mags, signs, w_ext)
 
     def c_indices(self, key: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(output rows, child rows, weight ids or None) of a partition, contiguous, kept: the
@@ -136,12 +152,12 @@ class SignedProgram(nn.Module):
             mags[FIRST_ROW + pt.num_inputs :] = float("nan")
             signs[FIRST_ROW + pt.num_inputs :] = float("nan")
         w_ext = torch.cat([flat, flat.new_zeros(1)])  # the padding slot: weight 0
-        lib = self._kernels(mags)
+        kernels = self._kernels(mags)
         for kind, keys in pt.layer_specs:
             for key in keys:
                 _, child, _ = pt.part(key)
-                if lib is not None:
-                    _c_layer(lib, self, key, kind, mags, signs, w_ext)
+                if kernels is not None:
+                    kernels(key, kind, mags, signs, w_ext)
                     continue
                 if kind == "product":
                     pt.write(mags, key, pt.product(mags, child))
