@@ -95,7 +95,7 @@ stage_tests() {
     local env=()
     [ "$SMOKE" = 1 ] || env=(PCC_TEST_DEVICE=cuda)
     timed tests 90 30 "$OUT/tests.txt" env "${env[@]}" python3 -m pytest -q -p no:cacheprovider --maxfail=5 \
-        tests/test_triton.py tests/test_graphs.py
+        tests/test_triton.py tests/test_graphs.py tests/test_signed_triton.py
 }
 
 stage_compare() {
