@@ -38,6 +38,13 @@ from .program import SignedProgram
 Signed = tuple[torch.Tensor, torch.Tensor]  # (log-magnitude, sign), same shape
 
 
+def _rows(rows: np.ndarray, size: int) -> torch.Tensor | None:
+    """A factor's rows as an index tensor, or None when they are all of its `size` rows in order
+    (an elementwise product reads them as they are)."""
+    rows = np.asarray(rows)
+    return None if np.array_equal(rows, np.arange(size)) else torch.as_tensor(rows, dtype=torch.long)
+
+
 def _signed_combine(logabs: torch.Tensor, sign: torch.Tensor, apply, dims) -> Signed:
     """(log|y|, sign y) for y = apply(sign * exp(logabs)), a linear map, computed after
     shifting by the max log-magnitude over `dims` (0 where all are -inf)."""
@@ -134,7 +141,7 @@ class SignedCircuit(nn.Module):
                 sums = isinstance(n, SumNode) or isinstance(m, SumNode)
                 if not sums and not (isinstance(n, InputNode) and isinstance(m, InputNode)):
                     matched = [
-                        (c, d, torch.as_tensor(ra, dtype=torch.long), torch.as_tensor(rb, dtype=torch.long))
+                        (c, d, _rows(ra, self.circuit.nodes[c].size), _rows(rb, self.circuit.nodes[d].size))
                         for c, d, ra, rb in pairing.matched(i, j)
                     ]
                 out.append((i, j, matched))
@@ -181,17 +188,24 @@ class SignedCircuit(nn.Module):
         sg: torch.Tensor | int = 1
         for c, d, rows_a, rows_b in matched:
             gl, gs = gram[(c, d)]
-            ra, rb = rows_a.to(gl.device), rows_b.to(gl.device)
-            la = la + gl[:, ra][:, :, rb]
-            sg = sg * gs[:, ra][:, :, rb]
+            if rows_a is not None:
+                ra = rows_a.to(gl.device)
+                gl, gs = gl[:, ra], gs[:, ra]
+            if rows_b is not None:
+                rb = rows_b.to(gl.device)
+                gl, gs = gl[:, :, rb], gs[:, :, rb]
+            la, sg = la + gl, sg * gs
         return la, sg  # type: ignore[return-value]
 
     def _sum_gram(self, n, m, gram, flat) -> Signed:
         wa, ka = self._as_sum(n, flat)
         wb, kb = self._as_sum(m, flat)
-        blocks = [[gram[(c, d)] for d in kb] for c in ka]  # the children pairs' Grams, [B, Ka, Kb]
-        la = torch.cat([torch.cat([g[0] for g in r], 2) for r in blocks], 1)
-        sg = torch.cat([torch.cat([g[1] for g in r], 2) for r in blocks], 1)
+        if len(ka) == 1 and len(kb) == 1:
+            la, sg = gram[(ka[0], kb[0])]
+        else:
+            blocks = [[gram[(c, d)] for d in kb] for c in ka]  # the children pairs' Grams, [B, Ka, Kb]
+            la = torch.cat([torch.cat([g[0] for g in r], 2) for r in blocks], 1)
+            sg = torch.cat([torch.cat([g[1] for g in r], 2) for r in blocks], 1)
         return _signed_combine(la, sg, lambda e: wa @ e @ wb.t(), (1, 2))
 
     def _as_sum(self, n, flat) -> tuple[torch.Tensor, tuple[int, ...]]:
