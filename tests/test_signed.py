@@ -173,6 +173,7 @@ def test_marginals_of_the_square_are_sums_of_its_values(rng):
             keep = [v for v in range(rows.shape[1]) if v not in drop]
             want = [p[(rows[:, keep] == r[keep]).all(1)].sum() for r in rows]
             np.testing.assert_allclose(model.log_prob(x).exp().detach().numpy(), want, rtol=1e-6)
+            assert mean_log_prob(model, x, batch_size=7) == pytest.approx(float(np.log(want).mean()), rel=1e-9)
 
 
 def _subtractive_gaussians() -> Circuit:

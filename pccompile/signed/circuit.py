@@ -152,7 +152,10 @@ class SignedCircuit(nn.Module):
         """log of the integral of c^2 over the variables missing in x (all of them when x is
         None, [1]), at x's observed values: [B]. c^2 >= 0, so the sign is dropped. `below` =
         (v, t [B]): variable v integrated from -inf to t only."""
-        evidence = None if x is None else self._inputs(x)
+        return self._gram(None if x is None else self._inputs(x), below)
+
+    def _gram(self, evidence, below) -> torch.Tensor:
+        """log_gram from the inputs' (log-values, missing) of `_inputs`, or None for none observed."""
         flat = self.program.flat_weights()
         gram: dict[tuple[int, int], Signed] = {}
         nodes = self.circuit.nodes
@@ -226,16 +229,16 @@ class SignedCircuit(nn.Module):
             return self.signed_values(everything)[0][0]
         return torch.zeros((), dtype=ref.dtype, device=ref.device)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x) [B]; missing values integrated out (the marginal)."""
+    def log_prob(self, x: torch.Tensor, log_z: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(x) [B]; missing values integrated out (the marginal). `log_z`: log_norm(),
+        when the caller has it already (it depends on the parameters only)."""
+        logp, missing = self._inputs(x)
+        log_z = self.log_norm() if log_z is None else log_z
         if not self.squared:
-            return self.signed_values(x)[0] - self.log_norm() if self.raw_weights else self.signed_values(x)[0]
-        x_int, x_real = self.program.encode(x)
-        if bool((x_int[:, self.program.program.var_cats != 0] == -1).any()) or (
-            x_real is not None and bool(torch.isnan(x_real[:, self.program.program.var_cats == 0]).any())
-        ):
-            return self.log_gram(x) - self.log_norm()
-        return 2 * self.signed_values(x)[0] - self.log_norm()
+            return self.program.root_values(logp)[0] - log_z
+        if bool(missing.any()):
+            return self._gram((logp, missing), None) - log_z
+        return 2 * self.program.root_values(logp)[0] - log_z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.log_prob(x)

@@ -27,11 +27,7 @@ def mean_log_prob(model: SignedCircuit, x: torch.Tensor, batch_size: int = 4096)
     log_z = model.log_norm()
     total = 0.0
     for s in range(0, x.shape[0], batch_size):
-        xb = x[s : s + batch_size]
-        if model.squared:
-            total += float((2 * model.signed_values(xb)[0] - log_z).sum())
-        else:
-            total += float(model.log_prob(xb).sum())
+        total += float(model.log_prob(x[s : s + batch_size], log_z).sum())
     return total / x.shape[0]
 
 
