@@ -1,4 +1,5 @@
-"""Test helpers: random circuits and an independent reference evaluator.
+"""Test helpers: random circuits, an independent reference evaluator, and the check that a DSL
+error stands where it should.
 
 The reference evaluator implements the meaning of the IR directly (linear space, float64, one
 node vector at a time) and shares no code with lowering or the backends."""
@@ -9,7 +10,8 @@ import itertools
 import math
 
 import numpy as np
-from pccompile.ir import Binomial, Circuit, Domain, InputNode, ProductNode, Variable
+import pytest
+from pccompile.ir import Binomial, Circuit, Domain, InputNode, ProductNode, SourceError, Variable
 
 import pccompile as pc
 
@@ -174,3 +176,17 @@ root = sum(p, weights=[[1, 0]])
 ZERO_EVIDENCE_CIRCUIT = (
     "var a, b : binary\nla[2] = bernoulli(a, p=[0, 0])\nlb[2] = bernoulli(b)\np = product(la, lb)\nroot = sum(p)\n"
 )
+
+
+def located(text: str, match: str, line: int, token: str, **kw) -> SourceError:
+    """The error of compiling `text`: its message matches, it is on `line`, and its caret stands
+    under the first character of `token` on that line."""
+    with pytest.raises(SourceError, match=match) as info:
+        pc.compile(text, **kw)
+    e = info.value
+    assert e.line == line, str(e)
+    src = text.split("\n")[line - 1]
+    assert e.column == src.index(token) + 1, str(e)
+    shown, caret = str(e).split("\n")[1:3]
+    assert caret.index("^") - 4 == src.index(token), str(e)
+    return e

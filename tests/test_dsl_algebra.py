@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import located
 from pccompile.ir import DSLSemanticError, StructureError
 
 import pccompile as pc
@@ -90,12 +91,8 @@ def test_parameters_left_out_are_drawn_from_the_seed_setting():
 )
 def test_algebra_errors_name_the_place(line, match, token):
     text = TEXT + line + "\n"
-    with pytest.raises(DSLSemanticError, match=match) as info:
-        pc.parse(text)
-    e = info.value
-    lines = text.split("\n")
-    assert e.line == len(lines) - 1, str(e)
-    assert e.column == lines[e.line - 1].index(token) + 1, str(e)
+    e = located(text, match, len(text.split("\n")) - 1, token)
+    assert isinstance(e, DSLSemanticError)
 
 
 def test_incompatible_factors_are_refused_at_the_call():

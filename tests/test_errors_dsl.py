@@ -5,23 +5,10 @@ import time
 
 import numpy as np
 import pytest
-from pccompile.ir import DSLSemanticError, DSLSyntaxError, ResourceError, SourceError
+from helpers import located
+from pccompile.ir import DSLSemanticError, DSLSyntaxError, ResourceError
 
 import pccompile as pc
-
-
-def located(text: str, match: str, line: int, token: str, **kw) -> SourceError:
-    """The error of compiling `text`: its message matches, it is on `line`, and its caret stands
-    under the first character of `token` on that line."""
-    with pytest.raises(SourceError, match=match) as info:
-        pc.compile(text, **kw)
-    e = info.value
-    assert e.line == line, str(e)
-    src = text.split("\n")[line - 1]
-    assert e.column == src.index(token) + 1, str(e)
-    shown, caret = str(e).split("\n")[1:3]
-    assert caret.index("^") - 4 == src.index(token), str(e)
-    return e
 
 
 @pytest.fixture

@@ -70,13 +70,6 @@ def _kernels():
     return signed_prod_fwd, signed_sum_fwd
 
 
-def _pow2(n: int, cap: int) -> int:
-    p = 1
-    while p < min(n, cap):
-        p *= 2
-    return p
-
-
 def signed_layer(kind: str, rows: torch.Tensor, child: torch.Tensor, w: torch.Tensor | None, mags, signs) -> None:
     """One partition: `rows` [m] or [g * G] output rows, `child` [m, F] factor rows or [g, K]
     children, `w` [g, G, K] signed weights of a sum (None for a product)."""
@@ -86,12 +79,12 @@ def signed_layer(kind: str, rows: torch.Tensor, child: torch.Tensor, w: torch.Te
     B = mags.shape[1]
     if kind == "product":
         m, F = child.shape
-        block_m = _pow2(m, 16)
+        block_m = triton.next_power_of_2(min(m, 16))
         prod[(triton.cdiv(m, block_m), triton.cdiv(B, BLOCK_B))](
             mags, signs, rows, child, B, m, F=F, BLOCK_M=block_m, BLOCK=BLOCK_B
         )
         return
     g, G, K = w.shape
-    block_g = _pow2(G, 32)
+    block_g = triton.next_power_of_2(min(G, 32))
     ngb = triton.cdiv(G, block_g)
     summ[(g * ngb, triton.cdiv(B, BLOCK_B))](mags, signs, rows, child, w, B, G, ngb, K, BLOCK_G=block_g, BLOCK=BLOCK_B)

@@ -72,8 +72,7 @@ def _variables(parser, v) -> list[int]:
     out: list[int] = []
     for item in items:
         if isinstance(item, lark.Tree) and item.data == "name_ref" and str(item.children[0]) in parser.var_arrays:
-            name = str(item.children[0])
-            out.extend(parser.var_index[f"{name}[{i}]"] for i in range(len(parser.var_arrays[name])))
+            out.extend(parser.var_arrays[str(item.children[0])])
         else:
             out.append(parser.variable(item)[0])
     if len(set(out)) != len(out):

@@ -502,7 +502,7 @@ class _Compiler:
         if isinstance(v, lark.Tree) and v.data == "name_ref":
             name = str(v.children[0])
             if name in self.var_arrays:
-                return [self.var_index[f"{name}[{i}]"] for i in range(len(self.var_arrays[name]))]
+                return list(self.var_arrays[name])
             if name in self.var_index:
                 return [self.var_index[name]]
             if name in self.nodes:

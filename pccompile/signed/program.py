@@ -65,6 +65,14 @@ class SignedProgram(nn.Module):
         self.input_at = {lay.node: lay for lay in program.input_layout}
         self.dtype = dtype
         self._indices: dict[str, tuple] = {}
+        self._masks: dict[int, tuple[torch.Tensor, int]] = {}  # a masked sum's edges and their count
+
+    def _apply(self, fn, *args, **kwargs):
+        """Moving the module (`.to`) drops the kept index tensors: they are made again on the
+        new device."""
+        self._indices.clear()
+        self._masks.clear()
+        return super()._apply(fn, *args, **kwargs)
 
     # -- parameters ----------------------------------------------------------------------------
     def flat_weights(self) -> torch.Tensor:
@@ -74,10 +82,13 @@ class SignedProgram(nn.Module):
     def node_weights(self, n: SumNode, flat: torch.Tensor) -> torch.Tensor:
         """[size, width] weights of one IR sum node (its tie source's), zero off its mask."""
         lay = self.sum_at[self.circuit.param_source(n).id]
-        vals = flat[lay.offset : lay.offset + (lay.size * lay.width if lay.mask is None else int(lay.mask.sum()))]
         if lay.mask is None:
-            return vals.view(lay.size, lay.width)
-        mask = torch.as_tensor(np.asarray(lay.mask, bool), device=flat.device)
+            return flat[lay.offset : lay.offset + lay.size * lay.width].view(lay.size, lay.width)
+        if lay.node not in self._masks:
+            mask = np.asarray(lay.mask, bool)
+            self._masks[lay.node] = (torch.as_tensor(mask, device=flat.device), int(mask.sum()))
+        mask, count = self._masks[lay.node]
+        vals = flat[lay.offset : lay.offset + count]
         return torch.zeros(lay.size, lay.width, dtype=flat.dtype, device=flat.device).masked_scatter(mask, vals)
 
     def input_params(self, node_id: int) -> dict[str, torch.Tensor]:
@@ -132,8 +143,8 @@ class SignedProgram(nn.Module):
         return lambda key, kind, mags, signs, w_ext: _c_layer(lib, self, key, kind, mags, signs, w_ext)
 
     def c_indices(self, key: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(output rows, child rows, weight ids or None) of a partition, contiguous, kept: the
-        kernels' arguments that do not change between passes."""
+        """(output rows, child rows, weight ids or None) of a partition, contiguous, kept: what
+        every pass reads of a partition and does not change between passes."""
         got = self._indices.get(key)
         if got is None:
             rows, child, pids = self.tensors.part(key)
@@ -155,7 +166,7 @@ class SignedProgram(nn.Module):
         kernels = self._kernels(mags)
         for kind, keys in pt.layer_specs:
             for key in keys:
-                _, child, _ = pt.part(key)
+                _, child, pids = self.c_indices(key)
                 if kernels is not None:
                     kernels(key, kind, mags, signs, w_ext)
                     continue
@@ -164,7 +175,7 @@ class SignedProgram(nn.Module):
                     pt.write(signs, key, gather_rows(signs, child).prod(1))
                     continue
                 top, e = _shifted_children(mags, signs, child)
-                total = torch.bmm(w_ext[pt.param_ids(key)], e)  # [g, G, B]
+                total = torch.bmm(w_ext[pids], e)  # [g, G, B]
                 pt.write(mags, key, (total.abs().log() + top).reshape(-1, B))
                 pt.write(signs, key, torch.sign(total).reshape(-1, B))
         return mags, signs
@@ -182,7 +193,7 @@ class SignedProgram(nn.Module):
         w_ext = torch.cat([flat, flat.new_zeros(1)])
         for kind, keys in reversed(pt.layer_specs):
             for key in reversed(keys):
-                _, child, pids = pt.part(key)
+                _, child, pids = self.c_indices(key)
                 f = pt.read(flows, key)
                 if kind == "product":
                     f = f.clone()  # a view of the rows index_add_ writes into
