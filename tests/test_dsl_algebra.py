@@ -87,6 +87,9 @@ def test_parameters_left_out_are_drawn_from_the_seed_setting():
         ("root = integrate(a, over=[x[1], x[1]])", r"a variable is named twice", "["),
         ("root = square(a, by=b)", r"square has no argument 'by'", "by"),
         ("root = integrate(a, over=[x[0], x[1], x[2]])", r"integrate: .*keep at least one", "integrate"),
+        ("root = square(zz)", r"unknown node 'zz'", "zz"),
+        ("root = square(0.5)", r"square takes node names \(whole circuits\)", "0.5"),
+        ("seed = -1", r"seed expects a non-negative integer", "-1"),
     ],
 )
 def test_algebra_errors_name_the_place(line, match, token):

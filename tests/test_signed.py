@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import all_assignments, random_circuit
-from pccompile.ir import Circuit, InputNode, ParameterError, StructureError, SumNode, Variable, verify
+from pccompile.ir import ArgumentError, Circuit, InputNode, ParameterError, StructureError, SumNode, Variable, verify
 from pccompile.ir.distributions import BINARY, REAL
 from pccompile.passes import multiply, square
 
@@ -270,6 +270,8 @@ def test_signed_circuits_are_refused_where_they_do_not_belong(rng):
     unsigned = Circuit(c.variables, c.nodes, c.root, c.params, {})
     with pytest.raises(ParameterError, match="negative.*declared signed"):
         verify(unsigned)
+    with pytest.raises(ArgumentError, match="target must be auto, cpu, triton or torch, got 'gpu'"):
+        SignedCircuit(c, target="gpu")
     with pytest.raises(StructureError, match="meta field 'signed'"):
         verify(Circuit(c.variables, c.nodes, c.root, c.params, {"signed": "yes"}))
     p = pc.builder.inputs(0, 2, pc.Poisson())

@@ -27,9 +27,7 @@ class TableRule:
 
     @staticmethod
     def log_gram(node_a: InputNode, pa: dict, node_b: InputNode, pb: dict) -> torch.Tensor:
-        la, lb = node_a.dist.log_table(None, pa), node_b.dist.log_table(None, pb)
-        if la.shape[1] != lb.shape[1]:
-            raise StructureError(node_a.name, f"'{node_a.name}' and '{node_b.name}' take different numbers of values")
+        la, lb = node_a.dist.log_table(None, pa), node_b.dist.log_table(None, pb)  # one variable: one K
         return torch.logsumexp(la[:, None, :] + lb[None, :, :], 2)
 
 
