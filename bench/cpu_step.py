@@ -33,6 +33,20 @@ from pccompile.learn.em import em_step
 from pccompile.structures import chow_liu_tree, hclt_from_tree
 
 
+def tree_and_batch(mnist: Path, V: int, B: int) -> tuple[np.ndarray, torch.Tensor]:
+    """The HCLT's tree (parents) and one batch: MNIST's Chow-Liu tree of 5,000 training images in
+    16 bins, and its first B images, where the idx files are, else a random tree over V variables
+    and random values."""
+    images = mnist / "train-images-idx3-ubyte.gz"
+    if images.exists():
+        train = np.frombuffer(gzip.open(images).read(), np.uint8, offset=16).reshape(-1, 784)
+        _, parent = chow_liu_tree(train // 16, 16, max_rows=5000)  # 5,000 rows drawn from all of them
+        return parent, torch.as_tensor(train[:B].astype(np.int64))
+    rng = np.random.default_rng(0)
+    parent = np.array([-1] + [int(rng.integers(0, i)) for i in range(1, V)])
+    return parent, torch.as_tensor(rng.integers(0, 256, (B, V)))
+
+
 def mm_rate() -> float:
     """FLOP/s of torch.mm on 2048 x 2048 matrices: what this machine's matrix product reaches."""
     a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
@@ -101,17 +115,8 @@ def main():
     ap.add_argument("--label", default="", help="appended to each row's backend (e.g. 'before' for an older checkout)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    rng = np.random.default_rng(0)
-    V, B = args.vars, args.batch
-    images = args.mnist / "train-images-idx3-ubyte.gz"
-    if images.exists():
-        train = np.frombuffer(gzip.open(images).read(), np.uint8, offset=16).reshape(-1, 784).astype(np.int64)
-        V = 784
-        _, parent = chow_liu_tree(train // 16, 16, max_rows=5000)
-        x = torch.as_tensor(train[:B])
-    else:
-        parent = np.array([-1] + [int(rng.integers(0, i)) for i in range(1, V)])
-        x = torch.as_tensor(rng.integers(0, 256, (B, V)))
+    parent, x = tree_and_batch(args.mnist, args.vars, args.batch)
+    B = args.batch
     flops_rate, bytes_rate = mm_rate(), copy_rate()
     for L in args.latents:
         spec = (

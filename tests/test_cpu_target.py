@@ -120,14 +120,15 @@ def test_brute_force_marginals_sum_to_one_and_match_enumeration(rng):
 
 
 @needs_compiler
-def test_underflowing_sums_are_recomputed_exactly():
+@pytest.mark.parametrize("rows", [1, 45])  # a partial tile only; a full tile of 32 samples and a partial one
+def test_underflowing_sums_are_recomputed_exactly(rows):
     """Node 0 puts all its weight on a child 5,000 nats below its sibling (the group max): the
     factored sum underflows, and the kernel's exact path must return the true value."""
     src = UNDERFLOW_CIRCUIT
     ref, cpu = _pair(src)
-    x = torch.tensor([[100.0]])
+    x = torch.full((rows, 1), 100.0)
     expect = -0.5 * 100.0**2 - 0.5 * np.log(2 * np.pi)
-    torch.testing.assert_close(cpu(x), torch.tensor([expect], dtype=torch.float32), rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(cpu(x), torch.full((rows,), expect, dtype=torch.float32), rtol=1e-5, atol=1e-3)
     _compare_likelihoods_and_gradients(ref, cpu, x)
 
 
@@ -374,17 +375,19 @@ root = sum(p, weights=[[1, 0]])
 
 
 @needs_compiler
-def test_sparse_blocks_recompute_underflowing_sums_exactly():
+@pytest.mark.parametrize("repeats", [1, 15])  # 3 samples (a partial tile), 45 (a full tile and a partial one)
+def test_sparse_blocks_recompute_underflowing_sums_exactly(repeats):
     ref, cpu = _pair(SPARSE_UNDERFLOW_CIRCUIT, cpu_options={"sparse_density": 1.0})
     assert _sparse_runs(cpu) == 1
-    x = torch.tensor([[100.0], [0.0], [60.0]])
+    x = torch.tensor([[100.0], [0.0], [60.0]]).repeat(repeats, 1)
     expect = -0.5 * 100.0**2 - 0.5 * np.log(2 * np.pi)
     torch.testing.assert_close(cpu(x)[0], torch.tensor(expect, dtype=torch.float32), rtol=1e-5, atol=1e-3)
     _compare_likelihoods_and_gradients(ref, cpu, x)
     fr, fc = batch_flows(ref, x), batch_flows(cpu, x)
-    # node 0's edge to child 0 carries its whole flow (1 per sample), two of the three samples
+    # node 0's edge to child 0 carries its whole flow (1 per sample), two of every three samples
     # through the exact path: both backends must add both
-    assert fr.sum_flows[0].item() == pytest.approx(3.0) and fc.sum_flows[0].item() == pytest.approx(3.0)
+    n = 3.0 * repeats
+    assert fr.sum_flows[0].item() == pytest.approx(n) and fc.sum_flows[0].item() == pytest.approx(n)
     torch.testing.assert_close(fc.sum_flows, fr.sum_flows, rtol=1e-4, atol=1e-5)
 
 

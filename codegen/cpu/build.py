@@ -80,10 +80,16 @@ def _key(cc: str, source: str) -> str:
 @functools.lru_cache(maxsize=1)
 def load_library() -> ctypes.CDLL:
     """The built kernels (built on first use, then read from the cache). Raises BuildError."""
+    return build_library(kernel_source())
+
+
+def build_library(source: str) -> ctypes.CDLL:
+    """Kernels built from `source` (the cache's library when one has its key), with every
+    kernel's signature set. Raises BuildError. Benchmarks load an older version's source this
+    way to time it beside the current one in one process."""
     cc = compiler()
     if cc is None:
         raise BuildError("no C compiler found (cc, gcc or clang on the PATH, or $CC)")
-    source = kernel_source()
     path = _cache_dir() / f"kernels-{_key(cc, source)}.so"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,9 @@
  * the factors of a product that fusion removed otherwise; the padding to F columns is skipped),
  * formed in a tile of TB samples and never stored. Per group and tile: the max over the children m, e = exp(c - m), then for every node
  * out = m + log(sum_k w_k e_k). A node whose sum falls below `tiny` is recomputed exactly in log
- * space (the same rule as the torch backend). The backward pass recomputes the same tiles and
- * gives each child flow e_k sum_i w_ik f_i / s_i, and each weight w_ik sum_b e_k f_i / s_i.
+ * space (the same rule as the torch backend). The backward pass recomputes the children's tiles
+ * (m and e), reads each node's s back from its stored value (s = exp(n - m)), and gives each child
+ * flow e_k sum_i w_ik f_i / s_i, and each weight w_ik sum_b e_k f_i / s_i.
  *
  * Forward work is split over (group, tile) pairs; backward work over ranges of samples only, so
  * that two threads never add into the same flow entry (groups may share factor rows), and each
@@ -220,29 +221,35 @@ static int any_flow(const float *f, int64_t nb) {
     return 0;
 }
 
-/* a = f / s for one node's tile, 0 where s < tiny and beyond nb; returns whether a nonzero flow
- * met an underflowed sum (the exact path's work). */
-static int flow_ratio(const float *f, const vf *s, vf *a, int64_t nb, float tiny) {
+/* a = f / s for one node's tile, with s read back from the node's stored value n = m + log s
+ * (a = f exp(m - n): one exp per node where recomputing s would take the group's matrix product
+ * again); 0 where n - m < log tiny (the sum underflowed, and the exact path takes the node) and
+ * beyond nb. Returns whether a nonzero flow met such a node. */
+static int flow_scale(const float *f, const float *n, const float *m, vf *a, int64_t nb, float logtiny) {
     if (nb == TB) {
         vi bad = {0};
         for (int v = 0; v < NV; v++) {
-            const vf fv = loadu(f + v * VL);
-            const vi under = s[v] < tiny;
-            a[v] = pick(under, vsplat(0.0f), fv / s[v]);
+            const vf fv = loadu(f + v * VL), d = loadu(n + v * VL) - loadu(m + v * VL);
+            const vi under = ~(d >= logtiny); /* NaN-free: d is -inf where the node is 0 */
+            a[v] = pick(under, vsplat(0.0f), fv * v_exp(-d));
             bad |= under & (fv != 0.0f);
         }
         return any_lane(bad);
     }
-    const float *sf = (const float *)s;
     float *af = (float *)a;
     int bad = 0;
     for (int64_t b = 0; b < TB; b++) af[b] = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
-        af[b] = sf[b] < tiny ? 0.0f : f[b] / sf[b];
-        bad |= sf[b] < tiny && f[b] != 0.0f;
+        const float d = n[b] - m[b];
+        const int under = !(d >= logtiny);
+        af[b] = under ? 0.0f : f[b] * pc_exp(-d);
+        bad |= under && f[b] != 0.0f;
     }
     return bad;
 }
+
+/* Whether the node value n at one sample came from the exact path: its sum was under tiny. */
+static inline int underflowed(float n, float m, float logtiny) { return !(n - m >= logtiny); }
 
 /* dst[b] += src[b] for b < nb, with the next tile of dst prefetched when there is one. */
 static void add_tile(float *dst, const vf *src, int64_t nb, int prefetch) {
@@ -292,28 +299,35 @@ static void mm_tile(const float *W, int64_t ldw, int64_t M, int64_t L, const vf 
     for (; i < M; i++) mm_rows(1, W + i * ldw, ldw, L, X, out + i * NV);
 }
 
-/* acc[i][k] += w[i][k] sum_b A[i][b] E[k][b] for i < M, k < K: the weight flows of one tile.
- * et is E transposed, [TB][KP] with KP = K rounded up to 32 (zeros beyond K): MR rows of A by
- * 32 columns at a time, accumulated in registers over the tile's samples. */
-#define KC 32 /* columns per register block */
-static void weight_flow_tile(const float *w, int64_t M, int64_t K, int64_t KP, const float *A, const float *et,
-                             float *acc) {
-    for (int64_t i0 = 0; i0 < M; i0 += MR) {
-        const int64_t rows = min64(MR, M - i0);
-        for (int64_t k0 = 0; k0 < KP; k0 += KC) {
-            vf s[MR][KC / VL] = {{0}};
-            for (int64_t b = 0; b < TB; b++) {
-                for (int r = 0; r < MR; r++) {
-                    const float ab = r < rows ? A[(i0 + r) * TB + b] : 0.0f;
-                    for (int u = 0; u < KC / VL; u++) s[r][u] += ab * *(const vf *)(et + b * KP + k0 + u * VL);
-                }
-            }
-            for (int64_t r = 0; r < rows; r++) {
-                const int64_t i = i0 + r;
-                for (int64_t k = k0; k < min64(K, k0 + KC); k++)
-                    acc[i * K + k] += w[i * K + k] * s[r][(k - k0) / VL][(k - k0) % VL];
-            }
+/* dots[i][k] += A[i] E[k], lane by lane, for i < M, k < K: the weight flows' products of one tile
+ * as VL partial sums per edge, summed across lanes once per group (sum_dots). MR rows of A stay
+ * in registers while every child's tile streams past them. */
+static inline __attribute__((always_inline)) void dot_rows(const int R, int64_t K, const vf *A, const vf *E, vf *dots) {
+    vf a[MR][NV];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) a[r][v] = A[r * NV + v];
+    for (int64_t k = 0; k < K; k++) {
+        const vf *ek = E + k * NV;
+        for (int r = 0; r < R; r++) {
+            vf d = a[r][0] * ek[0];
+            for (int v = 1; v < NV; v++) d += a[r][v] * ek[v];
+            dots[r * K + k] += d;
         }
+    }
+}
+
+static void weight_dots(int64_t M, int64_t K, const vf *A, const vf *E, vf *dots) {
+    int64_t i = 0;
+    for (; i + MR <= M; i += MR) dot_rows(MR, K, A + i * NV, E, dots + i * K);
+    for (; i < M; i++) dot_rows(1, K, A + i * NV, E, dots + i * K);
+}
+
+/* acc[p] += w[p] (the lanes of dots[p] summed), p < n: one group's weight flows. */
+static void sum_dots(float *acc, const float *w, const vf *dots, int64_t n) {
+    for (int64_t p = 0; p < n; p++) {
+        float s = 0.0f;
+        for (int v = 0; v < VL; v++) s += dots[p][v];
+        acc[p] += w[p] * s;
     }
 }
 
@@ -380,34 +394,41 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
     {
         float *my = acc + (int64_t)omp_get_thread_num() * P;
         float *c = tile_alloc(K * TB), *e = tile_alloc(K * TB), *cf = tile_alloc(K * TB);
-        float *s = tile_alloc(G * TB), *a = tile_alloc(G * TB);
-        const int64_t KP = (K + KC - 1) / KC * KC;
-        float *et = tile_alloc(KP * TB);
-        memset(et, 0, sizeof(float) * KP * TB);
+        float *a = tile_alloc(G * TB);
+        vf *dots = tile_alloc(G * K * VL);
+        const float logtiny = logf(tiny);
         float m[TB];
         const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
         const int64_t t_lo = tiles * q / nq, t_hi = tiles * (q + 1) / nq; /* this thread's samples */
         for (int64_t j = 0; j < g; j++) {
+            int touched = 0;
             for (int64_t t = t_lo; t < t_hi; t++) { /* a group's rows read in order: prefetchable */
                 const int64_t b0 = t * TB, nb = min64(TB, B - b0);
                 int any = 0;
                 for (int64_t i = 0; i < G && !any; i++) any = any_flow(flows + rows[j * G + i] * B + b0, nb);
                 if (!any) continue;
+                if (!touched) memset(dots, 0, sizeof(vf) * (size_t)(G * K));
+                touched = 1;
                 child_tile(mars, B, comp + j * K * F, nf + j * K, K, F, b0, nb, c, e, m);
-                mm_tile(w + j * G * K, K, G, K, (const vf *)e, (vf *)s);
                 int bad = 0;
-                for (int64_t i = 0; i < G; i++)
-                    bad |= flow_ratio(flows + rows[j * G + i] * B + b0, (const vf *)(s + i * TB), (vf *)(a + i * TB), nb, tiny);
+                for (int64_t i = 0; i < G; i++) {
+                    const int64_t r = rows[j * G + i] * B + b0;
+                    if (t + 1 < t_hi) { /* the node's next tile, as child_tile does for the children */
+                        __builtin_prefetch(flows + r + TB);
+                        __builtin_prefetch(flows + r + TB + 16);
+                        __builtin_prefetch(mars + r + TB);
+                        __builtin_prefetch(mars + r + TB + 16);
+                    }
+                    bad |= flow_scale(flows + r, mars + r, m, (vf *)(a + i * TB), nb, logtiny);
+                }
                 mm_tile(wt + j * G * K, G, K, G, (const vf *)a, (vf *)cf);
-                for (int64_t k = 0; k < K; k++)
-                    for (int64_t b = 0; b < TB; b++) et[b * KP + k] = e[k * TB + b];
-                weight_flow_tile(w + j * G * K, G, K, KP, a, et, my + j * G * K);
+                weight_dots(G, K, (const vf *)a, (const vf *)e, dots);
                 scale_tiles(cf, e, K);
                 for (int64_t i = 0; bad && i < G; i++) { /* the exact path of underflowed sums */
                     const int64_t node = j * G + i;
-                    const float *f = flows + rows[node] * B + b0, *n = mars + rows[node] * B + b0, *si = s + i * TB;
+                    const float *f = flows + rows[node] * B + b0, *n = mars + rows[node] * B + b0;
                     for (int64_t b = 0; b < nb; b++) {
-                        if (!(si[b] < tiny && f[b] != 0.0f && isfinite(n[b]))) continue;
+                        if (!(underflowed(n[b], m[b], logtiny) && f[b] != 0.0f && isfinite(n[b]))) continue;
                         for (int64_t k = 0; k < K; k++) {
                             float ef = f[b] * expf(logw[node * K + k] + c[k * TB + b] - n[b]);
                             cf[k * TB + b] += ef;
@@ -417,13 +438,13 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
                 }
                 scatter_child_flows(flows, B, b0, nb, comp + j * K * F, nf + j * K, K, F, cf, t + 1 < t_hi);
             }
+            if (touched) sum_dots(my + j * G * K, w + j * G * K, dots, G * K);
         }
         free(c);
         free(e);
         free(cf);
-        free(s);
         free(a);
-        free(et);
+        free(dots);
     }
     reduce_thread_flows(acc, P, threads, wflow);
 }
@@ -675,6 +696,7 @@ void pc_sparse_backward(const float *mars, float *flows, int64_t B, int64_t g, i
         float *my = acc_all + (int64_t)omp_get_thread_num() * edges;
         float *c = tile_alloc(K * TB), *e = tile_alloc(K * TB), *cf = tile_alloc(K * TB);
         vf *dots = tile_alloc((group_edges > 0 ? group_edges : 1) * VL);
+        const float logtiny = logf(tiny);
         float m[TB];
         const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
         const int64_t t_lo = tiles * q / nq, t_hi = tiles * (q + 1) / nq;
@@ -694,10 +716,11 @@ void pc_sparse_backward(const float *mars, float *flows, int64_t B, int64_t g, i
                 for (int64_t k = group_start[j]; k < group_start[j + 1]; k++) {
                     const int64_t R = count[k], n = col_start[k + 1] - col_start[k], *bc = cols + col_start[k];
                     const float *wk = w + w_start[k];
-                    vf acc[4][NV], a[4][NV];
-                    block_sums(R, wk, bc, n, (const vf *)e, acc);
-                    for (int64_t r = 0; r < R; r++)
-                        bad |= flow_ratio(flows + rows[j * G + brows[k * 4 + r]] * B + b0, acc[r], a[r], nb, tiny);
+                    vf a[4][NV];
+                    for (int64_t r = 0; r < R; r++) {
+                        const int64_t at = rows[j * G + brows[k * 4 + r]] * B + b0;
+                        bad |= flow_scale(flows + at, mars + at, m, a[r], nb, logtiny);
+                    }
                     vf *dk = dots + (w_start[k] - e0);
                     for (int64_t p = 0; p < n; p++) {
                         const vf *x = (const vf *)e + bc[p] * NV;
@@ -712,16 +735,14 @@ void pc_sparse_backward(const float *mars, float *flows, int64_t B, int64_t g, i
                 }
                 scale_tiles(cf, e, K);
                 for (int64_t k = group_start[j]; bad && k < group_start[j + 1]; k++) {
-                    /* the exact path of underflowed sums: their sums again, then each edge's flow
-                     * f exp(logw + c - node) in libm precision, added after the scaling by e */
+                    /* the exact path of underflowed sums: each edge's flow f exp(logw + c - node)
+                     * in libm precision, added after the scaling by e */
                     const int64_t R = count[k], n = col_start[k + 1] - col_start[k], *bc = cols + col_start[k];
-                    vf acc[4][NV];
-                    block_sums(R, w + w_start[k], bc, n, (const vf *)e, acc);
                     for (int64_t r = 0; r < R; r++) {
                         const int64_t row = rows[j * G + brows[k * 4 + r]];
-                        const float *f = flows + row * B + b0, *nv = mars + row * B + b0, *si = (const float *)acc[r];
+                        const float *f = flows + row * B + b0, *nv = mars + row * B + b0;
                         for (int64_t b = 0; b < nb; b++) {
-                            if (!(si[b] < tiny && f[b] != 0.0f && isfinite(nv[b]))) continue;
+                            if (!(underflowed(nv[b], m[b], logtiny) && f[b] != 0.0f && isfinite(nv[b]))) continue;
                             for (int64_t p = 0; p < n; p++) {
                                 const int64_t ei = w_start[k] + p * R + r;
                                 const float ef = f[b] * expf(logw[ei] + c[bc[p] * TB + b] - nv[b]);
@@ -733,11 +754,7 @@ void pc_sparse_backward(const float *mars, float *flows, int64_t B, int64_t g, i
                 }
                 scatter_child_flows(flows, B, b0, nb, comp + j * K * F, nf + j * K, K, F, cf, t + 1 < t_hi);
             }
-            for (int64_t p = 0; touched && p < ne; p++) {
-                float s = 0.0f;
-                for (int v = 0; v < VL; v++) s += dots[p][v];
-                my[e0 + p] += w[e0 + p] * s;
-            }
+            if (touched) sum_dots(my + e0, w + e0, dots, ne);
         }
         free(c);
         free(e);

@@ -1,0 +1,108 @@
+"""The CPU target's kernels against an older version of them, in one process: the same model, the
+same buffers, the two libraries taking turns call by call.
+
+    python bench/kernel_ab.py --base HEAD --latents 32 --threads 2 --rounds 7
+
+`--base` is a git revision whose codegen/cpu/kernels.c (or a path to a kernels.c file) is built
+beside the working tree's (both with the same flags, cached as usual). The circuit is bench/cpu_step.py's MNIST HCLT. Each round
+times, with the base library and then with the current one, an EM step, a forward pass and a
+backward pass (flows from the kept buffers); the table gives the medians over rounds,
+current / base, and each library's fastest round (the steadier figure on a shared machine). Only the kernels differ: the Python around them is the working tree's, so the
+kernels' signatures must not have changed between the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+from cpu_step import tree_and_batch
+from pccompile.codegen.cpu.build import build_library, kernel_source
+
+import pccompile as pc
+from pccompile.learn.em import em_step
+from pccompile.structures import hclt_from_tree
+
+
+def base_source(rev: str) -> str:
+    """A kernels.c file's text, or that file at a git revision."""
+    if Path(rev).is_file():
+        return Path(rev).read_text()
+    return subprocess.run(
+        ["git", "show", f"{rev}:codegen/cpu/kernels.c"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def seconds(fn, calls: int) -> float:
+    t = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t) / calls
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", default="HEAD", help="git revision (or kernels.c file) to compare with")
+    ap.add_argument("--latents", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--calls", type=int, default=3, help="calls per timing")
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--mnist", type=Path, default=Path("../shared/data/mnist"))
+    ap.add_argument("--json", default=None, help="append the result row to this file")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    libs = {"base": build_library(base_source(args.base)), "current": build_library(kernel_source())}
+    parent, x = tree_and_batch(args.mnist, 784, args.batch)
+    model = pc.compile(pc.build(hclt_from_tree(parent, 256, args.latents)), backend="cpu")
+    ex = model.executor
+    xi, xr = model.encode(x)
+    saved = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        logw = model.sum_log_weights(padded=True)
+        mars = model.node_values(xi, xr, logw).clone()
+    grad = torch.ones(x.shape[0])
+
+    def step():
+        em_step(model, xi, xr, 0.1, 0.1)
+        with torch.no_grad():  # every step from the same parameters
+            for p, v in zip(model.parameters(), saved):
+                p.copy_(v)
+
+    parts = {
+        "em_step": step,
+        "forward": lambda: model.node_values(xi, xr, logw, reuse=True),
+        "backward": lambda: ex.backward_flows(mars, logw, grad, reuse=True),
+    }
+    times = {(lib, part): [] for lib in libs for part in parts}
+    with torch.no_grad():
+        for lib in libs.values():  # warm-up: first touches, caches
+            ex.lib = lib
+            for fn in parts.values():
+                fn()
+        for _ in range(args.rounds):
+            for name, lib in libs.items():
+                ex.lib = lib
+                for part, fn in parts.items():
+                    times[name, part].append(seconds(fn, args.calls))
+    row = {"latents": args.latents, "threads": args.threads, "base": args.base, "rounds": args.rounds}
+    print(f"| part | base ({args.base}) ms | current ms | current / base | fastest round: base / current ms |")
+    print("|---|---:|---:|---:|---:|")
+    for part in parts:
+        b, c = (statistics.median(times[n, part]) * 1e3 for n in libs)
+        bmin, cmin = (min(times[n, part]) * 1e3 for n in libs)
+        row[part] = {"base_ms": round(b, 2), "current_ms": round(c, 2), "base_min_ms": round(bmin, 2)}
+        row[part]["current_min_ms"] = round(cmin, 2)
+        print(f"| {part} | {b:.1f} | {c:.1f} | {c / b:.2f} | {bmin:.1f} / {cmin:.1f} |")
+    if args.json:
+        with open(args.json, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
