@@ -59,7 +59,8 @@ def main():
 
     def c_way():
         lib.pc_sum_forward(
-            mars.data_ptr(), B, g, L, L, 1, comp.data_ptr(), counts.data_ptr(), rows.data_ptr(), w.data_ptr(), logw.data_ptr(), 1e-30, args.threads
+            mars.data_ptr(), B, g, L, L, 1, comp.data_ptr(), counts.data_ptr(), 0, 0, None, None, rows.data_ptr(),
+            w.data_ptr(), logw.data_ptr(), 1e-30, args.threads,
         )  # fmt: skip
 
     out = {}

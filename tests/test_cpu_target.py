@@ -424,3 +424,39 @@ def test_the_categorical_m_step_keeps_zero_probabilities_at_minus_inf():
     logits = cpu.inputs[0].logits
     assert torch.isinf(logits[:, 2]).all() and torch.isfinite(logits[:, :2]).all()
     torch.testing.assert_close(torch.softmax(logits, 1), torch.softmax(ref.inputs[0].logits, 1), rtol=1e-5, atol=1e-6)
+
+
+# s0 weighs only the children of la0, 5,000 nats below la1 at h = 100: its factored sum over the
+# outer product of la and lb underflows, and the outer-product kernels' exact path must take it,
+# forward and backward (the root's flow all goes to s0).
+OUTER_UNDERFLOW_CIRCUIT = """var h : real
+var u : real
+la[2] = gaussian(h, mean=[0, 100], std=[1, 1])
+lb[2] = gaussian(u, mean=[0, 1], std=[1, 1])
+ab[4] = product(la[[0, 0, 1, 1]], lb[[0, 1, 0, 1]])
+s[2] = sum(ab, weights=[[0.5, 0.5, 0, 0], [0.25, 0.25, 0.25, 0.25]])
+root = sum(s, weights=[[1, 0]])
+"""
+
+
+def _outer_runs(model) -> int:
+    """How many sum partitions the CPU target reads as an outer product."""
+    return sum(sl.outer for arrays in model.executor._arrays.values() for sl in arrays.values() if hasattr(sl, "outer"))
+
+
+@needs_compiler
+@pytest.mark.parametrize("rows", [1, 45])
+def test_outer_products_are_read_as_two_vectors_and_underflow_exactly(rows):
+    ref, cpu = _pair(OUTER_UNDERFLOW_CIRCUIT)
+    assert _outer_runs(cpu) >= 1
+    u = torch.linspace(-2, 2, rows)
+    x = torch.stack([torch.full((rows,), 100.0), u], 1)
+    log_n = lambda v, mu: -0.5 * (v - mu) ** 2 - 0.5 * np.log(2 * np.pi)  # noqa: E731
+    la = [log_n(100.0, 0.0), log_n(100.0, 100.0)]
+    s0 = la[0] + torch.logsumexp(torch.stack([log_n(u, 0.0), log_n(u, 1.0)]) + np.log(0.5), 0)
+    torch.testing.assert_close(cpu(x), s0.float(), rtol=1e-5, atol=1e-3)
+    _compare_likelihoods_and_gradients(ref, cpu, x)
+    fr, fc = batch_flows(ref, x), batch_flows(cpu, x)
+    torch.testing.assert_close(fc.sum_flows, fr.sum_flows, rtol=1e-4, atol=1e-5)
+    # all of it on the root's and s0's edges: 1 per sample each, to float32's precision at log values near -5,000
+    torch.testing.assert_close(fc.sum_flows.sum(), torch.tensor(2.0 * rows), rtol=1e-3, atol=0)

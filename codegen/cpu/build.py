@@ -24,10 +24,10 @@ from pccompile.ir.env import env_value
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=fast", "-shared", "-fPIC", "-std=c11")
 
 _i64, _f32p, _i64p = ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p
+_CHILDREN = [_i64, _i64, _i64p, _i64p, _i64, _i64, _i64p, _i64p]  # K, F, comp, nf, Kb, Fb, comp_b, nf_b
 SIGNATURES = {
-    "pc_sum_forward": [_f32p, _i64, _i64, _i64, _i64, _i64, _i64p, _i64p, _i64p, _f32p, _f32p, ctypes.c_float]
-    + [ctypes.c_int],
-    "pc_sum_backward": [_f32p, _f32p, _i64, _i64, _i64, _i64, _i64, _i64p, _i64p, _i64p, _f32p, _f32p, _f32p]
+    "pc_sum_forward": [_f32p, _i64, _i64, _i64, *_CHILDREN, _i64p, _f32p, _f32p, ctypes.c_float, ctypes.c_int],
+    "pc_sum_backward": [_f32p, _f32p, _i64, _i64, _i64, *_CHILDREN, _i64p, _f32p, _f32p, _f32p]
     + [ctypes.c_float, _f32p, ctypes.c_int],
     "pc_sparse_forward": [_f32p, _i64, _i64, _i64, _i64, _i64, _i64p, _i64p, _i64p]
     + [_i64p] * 6

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,21 +27,47 @@ from .inputs import cpu_counts, cpu_m_step, run_codes, variable_runs
 from .sparse import SparseBlocks, sparse_blocks
 
 
-def outer_factors(a_rows: np.ndarray, b_rows: np.ndarray) -> np.ndarray:
-    """[g, Ka, Fa] and [g, Kb, Fb] factor rows -> [g, Ka * Kb, Fa + Fb]: child i * Kb + j reads
-    a's factors i and b's factors j, the children an outer product stands for."""
-    g, Ka, Fa = a_rows.shape
-    Kb, Fb = b_rows.shape[1:]
-    a = np.broadcast_to(a_rows[:, :, None, :], (g, Ka, Kb, Fa))
-    b = np.broadcast_to(b_rows[:, None, :, :], (g, Ka, Kb, Fb))
-    return np.concatenate([a, b], axis=3).reshape(g, Ka * Kb, Fa + Fb)
+@dataclass(frozen=True)
+class SumLaunch:
+    """A sum partition's arrays as the kernels read them (contiguous int64): factor rows comp
+    [g, K, F] and their counts nf [g, K] (factor_counts), and the nodes' rows [g * G]. For an
+    outer product (ChildOuter) comp and nf are its first vector's and comp_b, nf_b [g, Kb, Fb]
+    its second's, child i * Kb + j reading both; for plain children they are empty (Kb = 0)."""
+
+    comp: torch.Tensor
+    nf: torch.Tensor
+    rows: torch.Tensor
+    comp_b: torch.Tensor
+    nf_b: torch.Tensor
+
+    @property
+    def groups(self) -> int:
+        return self.comp.shape[0]
+
+    @property
+    def group_size(self) -> int:
+        return self.rows.shape[0] // self.groups
+
+    @property
+    def outer(self) -> bool:
+        return self.comp_b.shape[1] > 0
+
+    @property
+    def children(self) -> int:
+        """K: children per group (Ka * Kb for an outer product)."""
+        return self.comp.shape[1] * max(1, self.comp_b.shape[1])
+
+    def child_args(self) -> tuple[int, ...]:
+        """The kernels' children arguments: K, F, comp, nf, Kb, Fb, comp_b, nf_b."""
+        K, F = self.comp.shape[1:]
+        Kb, Fb = self.comp_b.shape[1:]
+        return (K, F, self.comp.data_ptr(), self.nf.data_ptr(), Kb, Fb, self.comp_b.data_ptr(), self.nf_b.data_ptr())
 
 
-def launch_arrays(pt: ProgramTensors) -> dict[str, tuple[torch.Tensor, ...]]:
-    """Per partition of one ProgramTensors, the contiguous int64 arrays the kernels read: a
-    product's child rows [m, F] and rows [m]; a sum's factor rows [g, K, F], factor counts
-    [g, K] and rows [g * G]."""
-    arrays = {}
+def launch_arrays(pt: ProgramTensors) -> dict[str, tuple[torch.Tensor, torch.Tensor] | SumLaunch]:
+    """Per partition of one ProgramTensors, what the kernels read: a product's child rows [m, F]
+    and rows [m]; a sum's SumLaunch."""
+    arrays: dict[str, tuple[torch.Tensor, torch.Tensor] | SumLaunch] = {}
     for kind, keys in pt.layer_specs:
         for key in keys:
             rows = getattr(pt, key + "_rows").reshape(-1).contiguous()
@@ -49,12 +76,17 @@ def launch_arrays(pt: ProgramTensors) -> dict[str, tuple[torch.Tensor, ...]]:
                 continue
             source = pt.sources[key]
             if isinstance(source, ChildOuter):
-                comp = torch.as_tensor(outer_factors(source.a_rows.numpy(), source.b_rows.numpy()))
+                comp, nf = factor_counts(source.a_rows.numpy())
+                comp_b, nf_b = factor_counts(source.b_rows.numpy())
             elif isinstance(source, ChildFactors):
-                comp = source.comp
+                comp, nf = factor_counts(source.comp.numpy())
+                comp_b, nf_b = (
+                    torch.zeros(comp.shape[0], 0, 1, dtype=torch.int64),
+                    torch.zeros(comp.shape[0], 0, dtype=torch.int64),
+                )
             else:  # pragma: no cover - every rule is one of the two
                 raise TypeError(f"no CPU kernel reads children of kind {type(source).__name__}")
-            arrays[key] = (*factor_counts(comp.numpy()), rows)
+            arrays[key] = SumLaunch(comp, nf, rows, comp_b, nf_b)
     return arrays
 
 
@@ -148,9 +180,6 @@ class CpuExecutor(TorchExecutor):
         super().__init__(program, fuse)
         self.lib = load_library()
         keep_freed_memory()
-        # outer-product children (RAT-SPN, Tucker): the torch backend's backward sends their flows
-        # back as row and column sums, Ka + Kb scatters where the kernel makes 2 Ka Kb
-        self._outer = {key for key, source in self.fused.sources.items() if isinstance(source, ChildOuter)}
         distinct = {id(pt): pt for pt in (self.tensors, self.fused)}  # one object when nothing is fused
         self._arrays = {key: launch_arrays(pt) for key, pt in distinct.items()}
         self._sparse = {key: sparse_partitions(pt, sparse_density) for key, pt in distinct.items()}
@@ -193,19 +222,18 @@ class CpuExecutor(TorchExecutor):
     def _sum_layer(self, pt: ProgramTensors, key: str, mars: torch.Tensor, logw_ext: torch.Tensor) -> None:
         if not self._runs_here(mars):
             return super()._sum_layer(pt, key, mars, logw_ext)
-        a, nf, rows = self._arrays[id(pt)][key]
+        sl = self._arrays[id(pt)][key]
         blocks = self._sparse[id(pt)].get(key)
         if blocks is not None:
             lw, w = _sparse_weights(blocks, logw_ext)
             self.lib.pc_sparse_forward(
-                _ptr(mars), mars.shape[1], a.shape[0], rows.shape[0] // a.shape[0], a.shape[1], a.shape[2], _ptr(a),
-                _ptr(nf), _ptr(rows), *_block_ptrs(blocks), _ptr(w), _ptr(lw), _tiny(torch.float32), _threads(),
+                _ptr(mars), mars.shape[1], sl.groups, sl.group_size, *sl.child_args()[:4], _ptr(sl.rows),
+                *_block_ptrs(blocks), _ptr(w), _ptr(lw), _tiny(torch.float32), _threads(),
             )  # fmt: skip
             return
         lw, w = _weights(pt, key, logw_ext)
-        g, G, K = lw.shape
         self.lib.pc_sum_forward(
-            _ptr(mars), mars.shape[1], g, G, K, a.shape[2], _ptr(a), _ptr(nf), _ptr(rows), _ptr(w), _ptr(lw),
+            _ptr(mars), mars.shape[1], sl.groups, sl.group_size, *sl.child_args(), _ptr(sl.rows), _ptr(w), _ptr(lw),
             _tiny(torch.float32), _threads(),
         )  # fmt: skip
 
@@ -218,28 +246,27 @@ class CpuExecutor(TorchExecutor):
         )
 
     def _sum_backward(self, pt: ProgramTensors, key: str, mars, flows, grad_logw, logw_ext) -> None:
-        """The kernel's backward, except for outer-product children (see __init__) and buffers
-        the kernels do not read, which take the torch backend's."""
-        if key in self._outer or not (self._runs_here(mars) and self._runs_here(flows)):
+        """The kernel's backward, except for buffers the kernels do not read, which take the
+        torch backend's."""
+        if not (self._runs_here(mars) and self._runs_here(flows)):
             return super()._sum_backward(pt, key, mars, flows, grad_logw, logw_ext)
-        a, nf, rows = self._arrays[id(pt)][key]
+        sl = self._arrays[id(pt)][key]
         blocks = self._sparse[id(pt)].get(key)
         if blocks is not None:
             lw, w = _sparse_weights(blocks, logw_ext)
             wflows = torch.zeros_like(lw)
             self.lib.pc_sparse_backward(
-                _ptr(mars), _ptr(flows), mars.shape[1], a.shape[0], rows.shape[0] // a.shape[0], a.shape[1], a.shape[2],
-                _ptr(a), _ptr(nf), _ptr(rows), *_block_ptrs(blocks), _ptr(w), _ptr(lw), lw.shape[0],
-                blocks.group_edges, _tiny(torch.float32), _ptr(wflows), _threads(),
+                _ptr(mars), _ptr(flows), mars.shape[1], sl.groups, sl.group_size, *sl.child_args()[:4], _ptr(sl.rows),
+                *_block_ptrs(blocks), _ptr(w), _ptr(lw), lw.shape[0], blocks.group_edges, _tiny(torch.float32),
+                _ptr(wflows), _threads(),
             )  # fmt: skip
             grad_logw.index_add_(0, blocks.param_ids, wflows)
             return
         lw, w = _weights(pt, key, logw_ext)
-        g, G, K = lw.shape
         wt = w.transpose(1, 2).contiguous()
         wflows = torch.zeros_like(w)
         self.lib.pc_sum_backward(
-            _ptr(mars), _ptr(flows), mars.shape[1], g, G, K, a.shape[2], _ptr(a), _ptr(nf), _ptr(rows), _ptr(w),
-            _ptr(wt), _ptr(lw), _tiny(torch.float32), _ptr(wflows), _threads(),
+            _ptr(mars), _ptr(flows), mars.shape[1], sl.groups, sl.group_size, *sl.child_args(), _ptr(sl.rows),
+            _ptr(w), _ptr(wt), _ptr(lw), _tiny(torch.float32), _ptr(wflows), _threads(),
         )  # fmt: skip
         pt.add_weight_flows(key, grad_logw, wflows)

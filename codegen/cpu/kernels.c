@@ -192,6 +192,58 @@ static void child_tile(const float *mars, int64_t B, const int64_t *comp, const 
     memcpy(m, M, sizeof M);
 }
 
+/* The K children of a sum partition's groups, as the kernels read them. Plain (Kb = 0): child k
+ * of group j is the sum of its nf[j][k] factor rows comp[j][k][..] (F columns). Outer (Kb > 0,
+ * Tucker and RAT-SPN layers): the K = Ka Kb children are the outer product of two vectors, child
+ * i Kb + l = a_i + b_l, with a's Ka children read as above from comp and nf and b's Kb from comp_b
+ * and nf_b (Fb columns). Only Ka + Kb rows are read and exponentiated instead of Ka Kb. */
+typedef struct {
+    const int64_t *comp, *nf, *comp_b, *nf_b;
+    int64_t Ka, F, Kb, Fb, K;
+} children;
+
+static children make_children(const int64_t *comp, const int64_t *nf, int64_t K, int64_t F, const int64_t *comp_b,
+                              const int64_t *nf_b, int64_t Kb, int64_t Fb) {
+    children kd = {comp, nf, comp_b, nf_b, K, F, Kb, Fb, Kb > 0 ? K * Kb : K};
+    return kd;
+}
+
+/* Scratch of an outer product's two vectors in one tile: values and exponentials of a and b. */
+static float *outer_scratch(const children *kd) { return kd->Kb > 0 ? tile_alloc(2 * (kd->Ka + kd->Kb) * TB) : NULL; }
+
+/* Group j's children in one tile: e[k] = exp(c_k - m) and m (0 where all are -inf), as
+ * child_tile. Plain children also leave their values in c; an outer product leaves its two
+ * vectors' in ab, and outer_values forms c from them when an underflowed sum needs it. */
+static void group_tile(const children *kd, const float *mars, int64_t B, int64_t j, int64_t b0, int64_t nb, float *c,
+                       float *e, float *m, float *ab) {
+    if (kd->Kb == 0) {
+        child_tile(mars, B, kd->comp + j * kd->K * kd->F, kd->nf + j * kd->K, kd->K, kd->F, b0, nb, c, e, m);
+        return;
+    }
+    const int64_t Ka = kd->Ka, Kb = kd->Kb;
+    float *ca = ab, *ea = ab + Ka * TB, *cb = ea + Ka * TB, *eb = cb + Kb * TB;
+    float mb[TB];
+    child_tile(mars, B, kd->comp + j * Ka * kd->F, kd->nf + j * Ka, Ka, kd->F, b0, nb, ca, ea, m);
+    child_tile(mars, B, kd->comp_b + j * Kb * kd->Fb, kd->nf_b + j * Kb, Kb, kd->Fb, b0, nb, cb, eb, mb);
+    for (int64_t b = 0; b < TB; b++) m[b] += mb[b];
+    const vf *EA = (const vf *)ea, *EB = (const vf *)eb;
+    vf *E = (vf *)e;
+    for (int64_t i = 0; i < Ka; i++)
+        for (int64_t l = 0; l < Kb; l++)
+            for (int v = 0; v < NV; v++) E[(i * Kb + l) * NV + v] = EA[i * NV + v] * EB[l * NV + v];
+}
+
+/* c[i Kb + l] = a_i + b_l over the tile: an outer product's children's values (plain children
+ * have them already). */
+static void outer_values(const children *kd, const float *ab, float *c) {
+    if (kd->Kb == 0) return;
+    const vf *A = (const vf *)ab, *Bv = (const vf *)(ab + 2 * kd->Ka * TB);
+    vf *C = (vf *)c;
+    for (int64_t i = 0; i < kd->Ka; i++)
+        for (int64_t l = 0; l < kd->Kb; l++)
+            for (int v = 0; v < NV; v++) C[(i * kd->Kb + l) * NV + v] = A[i * NV + v] + Bv[l * NV + v];
+}
+
 /* A node's output for one tile: out[b] = m[b] + log s[b] for b < nb, where the sum s is at least
  * tiny; returns whether some s fell under it (the caller recomputes those exactly). */
 static int write_node(float *out, const vf *s, const float *m, int64_t nb, float tiny) {
@@ -272,6 +324,31 @@ static void scatter_child_flows(float *flows, int64_t B, int64_t b0, int64_t nb,
         for (int64_t q = 0; q < nj[k]; q++) add_tile(flows + cj[k * F + q] * B + b0, (const vf *)(cf + k * TB), nb, prefetch);
 }
 
+/* Group j's child flows cf [K][TB] into the rows they came from. An outer product's child i Kb + l
+ * sends its flow to a_i and to b_l: a's flows are cf's row sums, b's its column sums, formed in ab
+ * (whose values are no longer needed). */
+static void scatter_group_flows(const children *kd, float *flows, int64_t B, int64_t j, int64_t b0, int64_t nb,
+                                const float *cf, float *ab, int prefetch) {
+    if (kd->Kb == 0) {
+        scatter_child_flows(flows, B, b0, nb, kd->comp + j * kd->K * kd->F, kd->nf + j * kd->K, kd->K, kd->F, cf, prefetch);
+        return;
+    }
+    const int64_t Ka = kd->Ka, Kb = kd->Kb;
+    vf *FA = (vf *)ab, *FB = (vf *)(ab + Ka * TB);
+    const vf *CF = (const vf *)cf;
+    for (int64_t k = 0; k < (Ka + Kb) * NV; k++) FA[k] = vsplat(0.0f);
+    for (int64_t i = 0; i < Ka; i++)
+        for (int64_t l = 0; l < Kb; l++)
+            for (int v = 0; v < NV; v++) {
+                const vf x = CF[(i * Kb + l) * NV + v];
+                FA[i * NV + v] += x;
+                FB[l * NV + v] += x;
+            }
+    scatter_child_flows(flows, B, b0, nb, kd->comp + j * Ka * kd->F, kd->nf + j * Ka, Ka, kd->F, (const float *)FA, prefetch);
+    scatter_child_flows(flows, B, b0, nb, kd->comp_b + j * Kb * kd->Fb, kd->nf_b + j * Kb, Kb, kd->Fb, (const float *)FB,
+                        prefetch);
+}
+
 /* cf[k] *= e[k] over K tiles. */
 static void scale_tiles(float *cf, const float *e, int64_t K) {
     vf *C = (vf *)cf;
@@ -344,32 +421,41 @@ static float exact_node(const float *logw, const float *c, int64_t K, int64_t b)
     return (float)log(s) + mx;
 }
 
+/* Kb > 0: the children are an outer product (see `children`); K and F are then a's, Kb and Fb
+ * b's, and comp_b, nf_b b's factor rows. */
 void pc_sum_forward(float *mars, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F, const int64_t *comp,
-                    const int64_t *nf, const int64_t *rows, const float *w, const float *logw, float tiny, int threads) {
+                    const int64_t *nf, int64_t Kb, int64_t Fb, const int64_t *comp_b, const int64_t *nf_b,
+                    const int64_t *rows, const float *w, const float *logw, float tiny, int threads) {
     const int64_t tiles = (B + TB - 1) / TB;
+    const children kd = make_children(comp, nf, K, F, comp_b, nf_b, Kb, Fb);
+    const int64_t KK = kd.K;
 #pragma omp parallel num_threads(threads)
     {
-        float *c = tile_alloc(K * TB), *e = tile_alloc(K * TB), *s = tile_alloc(G * TB);
+        float *c = tile_alloc(KK * TB), *e = tile_alloc(KK * TB), *s = tile_alloc(G * TB), *ab = outer_scratch(&kd);
         float m[TB];
 #pragma omp for collapse(2) schedule(static)
         for (int64_t j = 0; j < g; j++) {
             for (int64_t t = 0; t < tiles; t++) {
                 const int64_t b0 = t * TB, nb = min64(TB, B - b0);
-                child_tile(mars, B, comp + j * K * F, nf + j * K, K, F, b0, nb, c, e, m);
-                mm_tile(w + j * G * K, K, G, K, (const vf *)e, (vf *)s);
+                group_tile(&kd, mars, B, j, b0, nb, c, e, m, ab);
+                mm_tile(w + j * G * KK, KK, G, KK, (const vf *)e, (vf *)s);
+                int have_values = kd.Kb == 0;
                 for (int64_t i = 0; i < G; i++) {
                     const int64_t node = j * G + i;
                     const float *si = s + i * TB;
                     float *out = mars + rows[node] * B + b0;
                     if (!write_node(out, (const vf *)si, m, nb, tiny)) continue;
+                    if (!have_values) outer_values(&kd, ab, c);
+                    have_values = 1;
                     for (int64_t b = 0; b < nb; b++)
-                        if (si[b] < tiny) out[b] = exact_node(logw + node * K, c, K, b);
+                        if (si[b] < tiny) out[b] = exact_node(logw + node * KK, c, KK, b);
                 }
             }
         }
         free(c);
         free(e);
         free(s);
+        free(ab);
     }
 }
 
@@ -384,18 +470,59 @@ static void reduce_thread_flows(float *acc, int64_t P, int threads, float *wflow
     free(acc);
 }
 
-/* wt is w transposed per group ([g][K][G]): the child flows are wt times the nodes' f / s. */
+/* The exact path of one group's underflowed sums in one tile: each edge's flow f exp(logw + c -
+ * node) in libm precision, into the child flows cf (after their scaling by e) and the weight
+ * flows acc. */
+static void exact_group_flows(const float *mars, const float *flows, int64_t B, int64_t j, int64_t G, int64_t K,
+                              const int64_t *rows, const float *logw, const float *c, const float *m, int64_t b0,
+                              int64_t nb, float logtiny, float *cf, float *acc) {
+    for (int64_t i = 0; i < G; i++) {
+        const int64_t node = j * G + i;
+        const float *f = flows + rows[node] * B + b0, *n = mars + rows[node] * B + b0;
+        for (int64_t b = 0; b < nb; b++) {
+            if (!(underflowed(n[b], m[b], logtiny) && f[b] != 0.0f && isfinite(n[b]))) continue;
+            for (int64_t k = 0; k < K; k++) {
+                float ef = f[b] * expf(logw[node * K + k] + c[k * TB + b] - n[b]);
+                cf[k * TB + b] += ef;
+                acc[node * K + k] += ef;
+            }
+        }
+    }
+}
+
+/* a[i] = f_i / s_i for group j's G nodes in one tile (flow_scale), with each node's next tile
+ * prefetched when the thread has one; returns whether some nonzero flow met an underflowed sum. */
+static int group_flow_scale(const float *mars, const float *flows, int64_t B, int64_t j, int64_t G, const int64_t *rows,
+                            const float *m, int64_t b0, int64_t nb, float logtiny, int prefetch, float *a) {
+    int bad = 0;
+    for (int64_t i = 0; i < G; i++) {
+        const int64_t r = rows[j * G + i] * B + b0;
+        if (prefetch) { /* the node's next tile, as child_tile does for the children */
+            __builtin_prefetch(flows + r + TB);
+            __builtin_prefetch(flows + r + TB + 16);
+            __builtin_prefetch(mars + r + TB);
+            __builtin_prefetch(mars + r + TB + 16);
+        }
+        bad |= flow_scale(flows + r, mars + r, m, (vf *)(a + i * TB), nb, logtiny);
+    }
+    return bad;
+}
+
+/* wt is w transposed per group ([g][K][G]): the child flows are wt times the nodes' f / s. The
+ * children are read as by pc_sum_forward (Kb > 0: an outer product). */
 void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F,
-                     const int64_t *comp, const int64_t *nf, const int64_t *rows, const float *w, const float *wt, const float *logw,
+                     const int64_t *comp, const int64_t *nf, int64_t Kb, int64_t Fb, const int64_t *comp_b,
+                     const int64_t *nf_b, const int64_t *rows, const float *w, const float *wt, const float *logw,
                      float tiny, float *wflow, int threads) {
-    const int64_t tiles = (B + TB - 1) / TB, P = g * G * K;
+    const children kd = make_children(comp, nf, K, F, comp_b, nf_b, Kb, Fb);
+    const int64_t KK = kd.K, tiles = (B + TB - 1) / TB, P = g * G * KK;
     float *acc = calloc((size_t)threads * P, sizeof(float));
 #pragma omp parallel num_threads(threads)
     {
         float *my = acc + (int64_t)omp_get_thread_num() * P;
-        float *c = tile_alloc(K * TB), *e = tile_alloc(K * TB), *cf = tile_alloc(K * TB);
+        float *c = tile_alloc(KK * TB), *e = tile_alloc(KK * TB), *cf = tile_alloc(KK * TB), *ab = outer_scratch(&kd);
         float *a = tile_alloc(G * TB);
-        vf *dots = tile_alloc(G * K * VL);
+        vf *dots = tile_alloc(G * KK * VL);
         const float logtiny = logf(tiny);
         float m[TB];
         const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
@@ -407,42 +534,25 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
                 int any = 0;
                 for (int64_t i = 0; i < G && !any; i++) any = any_flow(flows + rows[j * G + i] * B + b0, nb);
                 if (!any) continue;
-                if (!touched) memset(dots, 0, sizeof(vf) * (size_t)(G * K));
+                if (!touched) memset(dots, 0, sizeof(vf) * (size_t)(G * KK));
                 touched = 1;
-                child_tile(mars, B, comp + j * K * F, nf + j * K, K, F, b0, nb, c, e, m);
-                int bad = 0;
-                for (int64_t i = 0; i < G; i++) {
-                    const int64_t r = rows[j * G + i] * B + b0;
-                    if (t + 1 < t_hi) { /* the node's next tile, as child_tile does for the children */
-                        __builtin_prefetch(flows + r + TB);
-                        __builtin_prefetch(flows + r + TB + 16);
-                        __builtin_prefetch(mars + r + TB);
-                        __builtin_prefetch(mars + r + TB + 16);
-                    }
-                    bad |= flow_scale(flows + r, mars + r, m, (vf *)(a + i * TB), nb, logtiny);
+                group_tile(&kd, mars, B, j, b0, nb, c, e, m, ab);
+                const int bad = group_flow_scale(mars, flows, B, j, G, rows, m, b0, nb, logtiny, t + 1 < t_hi, a);
+                mm_tile(wt + j * G * KK, G, KK, G, (const vf *)a, (vf *)cf);
+                weight_dots(G, KK, (const vf *)a, (const vf *)e, dots);
+                scale_tiles(cf, e, KK);
+                if (bad) {
+                    outer_values(&kd, ab, c);
+                    exact_group_flows(mars, flows, B, j, G, KK, rows, logw, c, m, b0, nb, logtiny, cf, my);
                 }
-                mm_tile(wt + j * G * K, G, K, G, (const vf *)a, (vf *)cf);
-                weight_dots(G, K, (const vf *)a, (const vf *)e, dots);
-                scale_tiles(cf, e, K);
-                for (int64_t i = 0; bad && i < G; i++) { /* the exact path of underflowed sums */
-                    const int64_t node = j * G + i;
-                    const float *f = flows + rows[node] * B + b0, *n = mars + rows[node] * B + b0;
-                    for (int64_t b = 0; b < nb; b++) {
-                        if (!(underflowed(n[b], m[b], logtiny) && f[b] != 0.0f && isfinite(n[b]))) continue;
-                        for (int64_t k = 0; k < K; k++) {
-                            float ef = f[b] * expf(logw[node * K + k] + c[k * TB + b] - n[b]);
-                            cf[k * TB + b] += ef;
-                            my[node * K + k] += ef;
-                        }
-                    }
-                }
-                scatter_child_flows(flows, B, b0, nb, comp + j * K * F, nf + j * K, K, F, cf, t + 1 < t_hi);
+                scatter_group_flows(&kd, flows, B, j, b0, nb, cf, ab, t + 1 < t_hi);
             }
-            if (touched) sum_dots(my + j * G * K, w + j * G * K, dots, G * K);
+            if (touched) sum_dots(my + j * G * KK, w + j * G * KK, dots, G * KK);
         }
         free(c);
         free(e);
         free(cf);
+        free(ab);
         free(a);
         free(dots);
     }

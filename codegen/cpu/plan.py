@@ -26,9 +26,12 @@ def launch_plan(program: Program, fuse: bool = True, sparse_density: float = SPA
                 a, rows = arrays[key]
                 calls.append((key, "product", f"m={a.shape[0]}, F={a.shape[1]}"))
             else:
-                a, nf, rows = arrays[key]
-                g, K, F = a.shape
-                sizes = f"g={g}, G={rows.shape[0] // g}, K={K}, F={F}, factors read {int(nf.sum())}"
+                sl = arrays[key]
+                K, F = sl.comp.shape[1:]
+                sizes = f"g={sl.groups}, G={sl.group_size}, K={K}, F={F}, factors read {int(sl.nf.sum())}"
+                if sl.outer:  # the outer product of a (K above) and b
+                    Kb, Fb = sl.comp_b.shape[1:]
+                    sizes += f", outer with Kb={Kb}, Fb={Fb}, factors read {int(sl.nf_b.sum())}"
                 blocks = sparse.get(key)
                 if blocks is None:
                     calls.append((key, "sum", sizes))
