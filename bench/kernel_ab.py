@@ -4,7 +4,9 @@ same buffers, the two libraries taking turns call by call.
     python bench/kernel_ab.py --base HEAD --latents 32 --threads 2 --rounds 7
 
 `--base` is a git revision whose codegen/cpu/kernels.c (or a path to a kernels.c file) is built
-beside the working tree's (both with the same flags, cached as usual). The circuit is bench/cpu_step.py's MNIST HCLT. Each round
+beside the working tree's (both with the same flags, cached as usual). The circuit is bench/cpu_step.py's MNIST HCLT, or with
+`--structure rat_spn` a RAT-SPN over 69 binary variables (depth 3, 4 repetitions, Tucker layers
+of `--latents` sums). Each round
 times, with the base library and then with the current one, an EM step, a forward pass and a
 backward pass (flows from the kept buffers); the table gives the medians over rounds,
 current / base, and each library's fastest round (the steadier figure on a shared machine). Only the kernels differ: the Python around them is the working tree's, so the
@@ -20,13 +22,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from cpu_step import tree_and_batch
 from pccompile.codegen.cpu.build import build_library, kernel_source
 
 import pccompile as pc
 from pccompile.learn.em import em_step
-from pccompile.structures import hclt_from_tree
+from pccompile.structures import hclt_from_tree, rat_spn
 
 
 def base_source(rev: str) -> str:
@@ -48,7 +51,8 @@ def seconds(fn, calls: int) -> float:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", default="HEAD", help="git revision (or kernels.c file) to compare with")
-    ap.add_argument("--latents", type=int, default=32)
+    ap.add_argument("--structure", choices=["hclt", "rat_spn"], default="hclt")
+    ap.add_argument("--latents", type=int, default=32, help="latents (HCLT), sums and inputs per region (RAT-SPN)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=3, help="calls per timing")
@@ -58,8 +62,13 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     libs = {"base": build_library(base_source(args.base)), "current": build_library(kernel_source())}
-    parent, x = tree_and_batch(args.mnist, 784, args.batch)
-    model = pc.compile(pc.build(hclt_from_tree(parent, 256, args.latents)), backend="cpu")
+    if args.structure == "hclt":
+        parent, x = tree_and_batch(args.mnist, 784, args.batch)
+        spec = hclt_from_tree(parent, 256, args.latents)
+    else:  # plants-sized: 69 binary variables, random values
+        x = torch.as_tensor(np.random.default_rng(0).integers(0, 2, (args.batch, 69)))
+        spec = rat_spn(69, 2, depth=3, repetitions=4, num_sums=args.latents, num_inputs=args.latents)
+    model = pc.compile(pc.build(spec), backend="cpu")
     ex = model.executor
     xi, xr = model.encode(x)
     saved = [p.detach().clone() for p in model.parameters()]
@@ -90,7 +99,13 @@ def main():
                 ex.lib = lib
                 for part, fn in parts.items():
                     times[name, part].append(seconds(fn, args.calls))
-    row = {"latents": args.latents, "threads": args.threads, "base": args.base, "rounds": args.rounds}
+    row = {
+        "structure": args.structure,
+        "latents": args.latents,
+        "threads": args.threads,
+        "base": args.base,
+        "rounds": args.rounds,
+    }
     print(f"| part | base ({args.base}) ms | current ms | current / base | fastest round: base / current ms |")
     print("|---|---:|---:|---:|---:|")
     for part in parts:

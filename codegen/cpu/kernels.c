@@ -356,11 +356,15 @@ static void scale_tiles(float *cf, const float *e, int64_t K) {
     for (int64_t k = 0; k < K * NV; k++) C[k] *= E[k];
 }
 
-/* out[i] = sum_l W[i][l] X[l] for i < M: rows of W (stride ldw) times a [L][TB] tile, MR rows
- * at a time so that each loaded tile vector feeds MR multiply-adds held in registers. */
+/* out[i] (+)= sum_l W[i][l] X[l] for i < M: rows of W (stride ldw) times a [L][TB] tile, MR rows
+ * at a time so that each loaded tile vector feeds MR multiply-adds held in registers; `add`
+ * accumulates into out instead of overwriting it. */
 static inline __attribute__((always_inline)) void mm_rows(const int R, const float *W, int64_t ldw, int64_t L,
-                                                          const vf *X, vf *out) {
+                                                          const vf *X, vf *out, int add) {
     vf a[MR][NV] = {{0}};
+    if (add)
+        for (int r = 0; r < R; r++)
+            for (int v = 0; v < NV; v++) a[r][v] = out[r * NV + v];
     for (int64_t l = 0; l < L; l++)
         for (int v = 0; v < NV; v++) {
             const vf x = X[l * NV + v];
@@ -370,10 +374,17 @@ static inline __attribute__((always_inline)) void mm_rows(const int R, const flo
         for (int v = 0; v < NV; v++) out[r * NV + v] = a[r][v];
 }
 
+/* The tile's children in blocks of LC, every row block passing over one block while it is in
+ * cache (16 KB): a group of Ka Kb = 4096 children (a Tucker layer at K = 64) has a 512 KB tile,
+ * which each of the G / MR row blocks would otherwise stream from memory again. */
+#define LC 128
 static void mm_tile(const float *W, int64_t ldw, int64_t M, int64_t L, const vf *X, vf *out) {
-    int64_t i = 0;
-    for (; i + MR <= M; i += MR) mm_rows(MR, W + i * ldw, ldw, L, X, out + i * NV);
-    for (; i < M; i++) mm_rows(1, W + i * ldw, ldw, L, X, out + i * NV);
+    for (int64_t l0 = 0; l0 < L; l0 += LC) {
+        const int64_t lc = min64(LC, L - l0);
+        int64_t i = 0;
+        for (; i + MR <= M; i += MR) mm_rows(MR, W + i * ldw + l0, ldw, lc, X + l0 * NV, out + i * NV, l0 > 0);
+        for (; i < M; i++) mm_rows(1, W + i * ldw + l0, ldw, lc, X + l0 * NV, out + i * NV, l0 > 0);
+    }
 }
 
 /* dots[i][k] += A[i] E[k], lane by lane, for i < M, k < K: the weight flows' products of one tile
@@ -397,6 +408,45 @@ static void weight_dots(int64_t M, int64_t K, const vf *A, const vf *E, vf *dots
     int64_t i = 0;
     for (; i + MR <= M; i += MR) dot_rows(MR, K, A + i * NV, E, dots + i * K);
     for (; i < M; i++) dot_rows(1, K, A + i * NV, E, dots + i * K);
+}
+
+/* The weight flows' products of one tile for groups too large for per-lane dots (G K VL floats
+ * over DOTS_MAX, which would stream through memory every tile: 8 MB for a Tucker layer at
+ * K = 64): un[i][k] += sum_b A[i][b] E[k][b], with E transposed into et [TB][KP] (KP: K rounded
+ * up to KC, zeros beyond K) so that MR rows of A by KC children add up in registers over the
+ * tile's samples, and each tile adds G K sums into un instead of G K VL lanes into dots. KP is
+ * padded by 16 more: with a power-of-two stride every row of et falls into the same cache sets. */
+#define DOTS_MAX (1 << 16)
+#define KC 32
+static void transpose_tile(const float *e, int64_t K, int64_t KP, float *et) {
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t b = 0; b < TB; b++) et[b * KP + k] = e[k * TB + b];
+}
+
+static void weight_flow_tile(int64_t M, int64_t K, int64_t KP, const float *A, const float *et, float *un) {
+    for (int64_t k0 = 0; k0 < K; k0 += KC) { /* one block of et (TB x KC) in cache for every row block */
+        for (int64_t i0 = 0; i0 < M; i0 += MR) {
+            const int64_t rows = min64(MR, M - i0);
+            vf s[MR][KC / VL] = {{0}};
+            for (int64_t b = 0; b < TB; b++)
+                for (int r = 0; r < MR; r++) {
+                    const float ab = r < rows ? A[(i0 + r) * TB + b] : 0.0f;
+                    for (int u = 0; u < KC / VL; u++) s[r][u] += ab * loadu(et + b * KP + k0 + u * VL);
+                }
+            for (int64_t r = 0; r < rows; r++) {
+                float *dst = un + (i0 + r) * K + k0;
+                if (k0 + KC <= K)
+                    for (int u = 0; u < KC / VL; u++) storeu(dst + u * VL, loadu(dst + u * VL) + s[r][u]);
+                else
+                    for (int64_t k = k0; k < K; k++) dst[k - k0] += s[r][(k - k0) / VL][(k - k0) % VL];
+            }
+        }
+    }
+}
+
+/* acc[p] += w[p] un[p], p < n. */
+static void add_weighted(float *acc, const float *w, const float *un, int64_t n) {
+    for (int64_t p = 0; p < n; p++) acc[p] += w[p] * un[p];
 }
 
 /* acc[p] += w[p] (the lanes of dots[p] summed), p < n: one group's weight flows. */
@@ -522,7 +572,11 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
         float *my = acc + (int64_t)omp_get_thread_num() * P;
         float *c = tile_alloc(KK * TB), *e = tile_alloc(KK * TB), *cf = tile_alloc(KK * TB), *ab = outer_scratch(&kd);
         float *a = tile_alloc(G * TB);
-        vf *dots = tile_alloc(G * KK * VL);
+        const int big = G * KK * VL > DOTS_MAX; /* weight flows: per-lane dots, or sums through et */
+        const int64_t KP = (KK + KC - 1) / KC * KC + 16; /* +16: et's rows off a power-of-two stride (cache sets) */
+        vf *dots = big ? NULL : tile_alloc(G * KK * VL);
+        float *et = big ? tile_alloc(KP * TB) : NULL, *un = big ? tile_alloc(G * KK) : NULL;
+        if (big) memset(et, 0, sizeof(float) * (size_t)(KP * TB));
         const float logtiny = logf(tiny);
         float m[TB];
         const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
@@ -534,12 +588,18 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
                 int any = 0;
                 for (int64_t i = 0; i < G && !any; i++) any = any_flow(flows + rows[j * G + i] * B + b0, nb);
                 if (!any) continue;
-                if (!touched) memset(dots, 0, sizeof(vf) * (size_t)(G * KK));
+                if (!touched && big) memset(un, 0, sizeof(float) * (size_t)(G * KK));
+                if (!touched && !big) memset(dots, 0, sizeof(vf) * (size_t)(G * KK));
                 touched = 1;
                 group_tile(&kd, mars, B, j, b0, nb, c, e, m, ab);
                 const int bad = group_flow_scale(mars, flows, B, j, G, rows, m, b0, nb, logtiny, t + 1 < t_hi, a);
                 mm_tile(wt + j * G * KK, G, KK, G, (const vf *)a, (vf *)cf);
-                weight_dots(G, KK, (const vf *)a, (const vf *)e, dots);
+                if (big) {
+                    transpose_tile(e, KK, KP, et);
+                    weight_flow_tile(G, KK, KP, a, et, un);
+                } else {
+                    weight_dots(G, KK, (const vf *)a, (const vf *)e, dots);
+                }
                 scale_tiles(cf, e, KK);
                 if (bad) {
                     outer_values(&kd, ab, c);
@@ -547,7 +607,8 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
                 }
                 scatter_group_flows(&kd, flows, B, j, b0, nb, cf, ab, t + 1 < t_hi);
             }
-            if (touched) sum_dots(my + j * G * KK, w + j * G * KK, dots, G * KK);
+            if (touched && big) add_weighted(my + j * G * KK, w + j * G * KK, un, G * KK);
+            if (touched && !big) sum_dots(my + j * G * KK, w + j * G * KK, dots, G * KK);
         }
         free(c);
         free(e);
@@ -555,6 +616,8 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
         free(ab);
         free(a);
         free(dots);
+        free(et);
+        free(un);
     }
     reduce_thread_flows(acc, P, threads, wflow);
 }
