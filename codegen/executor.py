@@ -67,6 +67,10 @@ class Executor(Protocol):
         this backend has a kernel for its family, and say so; False leaves it to the family's
         own update (Family.m_step)."""
 
+    def input_block(self, part, params: dict[str, torch.Tensor], vars_t, x_int, x_real) -> torch.Tensor:
+        """One input partition's [m, B] log-probabilities for the autograd path (gradients flow
+        back to `params`); a backend may compute them, and their gradients, in kernels."""
+
     def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
         """One input partition's EM statistics from its flows [m, B] if this backend has a kernel
         for its family (the same keys as Family.stats gives), else None."""

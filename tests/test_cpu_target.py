@@ -460,3 +460,17 @@ def test_outer_products_are_read_as_two_vectors_and_underflow_exactly(rows):
     torch.testing.assert_close(fc.sum_flows, fr.sum_flows, rtol=1e-4, atol=1e-5)
     # all of it on the root's and s0's edges: 1 per sample each, to float32's precision at log values near -5,000
     torch.testing.assert_close(fc.sum_flows.sum(), torch.tensor(2.0 * rows), rtol=1e-3, atol=0)
+
+
+@needs_compiler
+def test_table_inputs_on_the_autograd_path_use_the_kernels_and_match_torch_gradients(rng):
+    """An HCLT's categorical rows through TableLookup (lookup kernel forward, counting kernel
+    backward), with missing values: the logits' gradients equal the torch backend's gather."""
+    parent = np.array([-1, 0, 0, 1, 1, 2])
+    ref, cpu = _pair(pc.build(hclt_from_tree(parent, 5, 4)))
+    x = _data(ref.circuit, rng, 45)
+    xi, xr = cpu.encode(x)
+    part, h = cpu.program.input_partitions[0], cpu.inputs[0]
+    block = cpu.executor.input_block(part, dict(h.named_parameters()), h.vars, xi, xr)
+    assert type(block.grad_fn).__name__ == "TableLookupBackward"
+    _compare_likelihoods_and_gradients(ref, cpu, x)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from pccompile.codegen.torch_backend.inputs import partition_log_probs
+from pccompile.codegen.layers.inputs import partition_log_probs
 from pccompile.ir import InputPartition
 
 

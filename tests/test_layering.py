@@ -65,6 +65,7 @@ def test_both_backends_implement_the_executor_interface_on_their_own():
         "em_dense_blocks",
         "em_inputs",
         "input_stats",
+        "input_block",
     }
     for cls in (TorchExecutor, TritonExecutor):
         for name in methods:

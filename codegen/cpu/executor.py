@@ -23,7 +23,7 @@ from ..layers import ProgramTensors
 from ..layers.children import ChildFactors, ChildOuter
 from ..torch_backend.executor import TorchExecutor, _tiny
 from .build import load_library
-from .inputs import cpu_counts, cpu_m_step, run_codes, variable_runs
+from .inputs import cpu_counts, cpu_m_step, run_codes, table_block, variable_runs
 from .sparse import SparseBlocks, sparse_blocks
 
 
@@ -198,6 +198,12 @@ class CpuExecutor(TorchExecutor):
         self.lib.pc_table_inputs(
             _ptr(out), out.shape[1], part.size, _ptr(run), table.shape[1], _ptr(table), _ptr(codes), _threads()
         )
+
+    def input_block(self, part, params: dict, vars_t, x_int, x_real) -> torch.Tensor:
+        """Table families' rows and gradients in the kernels (TableLookup); others as the
+        torch backend."""
+        block = table_block(self.lib, part, params, x_int)
+        return super().input_block(part, params, vars_t, x_int, x_real) if block is None else block
 
     def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
         """A family with a counting kernel (codegen.cpu.inputs) counts there; others: None."""

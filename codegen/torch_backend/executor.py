@@ -23,7 +23,7 @@ from torch import nn
 from ..executor import ProgramOrderDecoder
 from ..fusion import plan_fusion
 from ..layers import ProgramTensors
-from .inputs import partition_log_probs
+from ..layers.inputs import partition_log_probs
 
 
 def _tiny(dtype: torch.dtype) -> float:
@@ -67,7 +67,7 @@ class TorchExecutor(ProgramOrderDecoder, nn.Module):
 
     # -- forward ---------------------------------------------------------------------------
     def node_values(self, x_int, x_real, inputs, logw, complete: bool = False, reuse: bool = False) -> torch.Tensor:
-        """Input log-probabilities (torch_backend.inputs), written into the buffer's input rows,
+        """Input log-probabilities (codegen.layers.inputs), written into the buffer's input rows,
         then the layers. `reuse`: into this executor's kept buffer (valid until the next reuse)."""
         pt = self.tensors if complete else self.fused
         B = x_int.shape[0]
@@ -83,6 +83,10 @@ class TorchExecutor(ProgramOrderDecoder, nn.Module):
             self._input_rows(k, part, p, x_int, x_real, mars[row : row + part.size])
             row += part.size
         return self._layers(pt, mars, logw)
+
+    def input_block(self, part, params: dict, vars_t, x_int, x_real) -> torch.Tensor:
+        """[m, B] log-probabilities of one input partition, differentiable in `params`."""
+        return partition_log_probs(part, params, vars_t, x_int, x_real)
 
     def _input_rows(self, k: int, part, params: dict, x_int, x_real, out: torch.Tensor) -> None:
         """Write input partition k's log-probabilities [m, B] into `out` (rows of the buffer)."""

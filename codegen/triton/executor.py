@@ -20,6 +20,7 @@ from pccompile.ir.env import env_value
 from torch import nn
 
 from ..executor import ProgramOrderDecoder
+from ..layers.inputs import partition_log_probs
 from .emitter import Emitted, TritonOptions, emit
 from .inputs import input_tensors
 
@@ -196,3 +197,7 @@ class TritonExecutor(ProgramOrderDecoder, nn.Module):
     def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
         """No input kernel: its family computes the statistics."""
         return None
+
+    def input_block(self, part, params: dict, vars_t, x_int, x_real) -> torch.Tensor:
+        """The torch backend's input rows (the autograd path reads no kernel here)."""
+        return partition_log_probs(part, params, vars_t, x_int, x_real)

@@ -142,7 +142,9 @@ class CompiledCircuit(nn.Module):
         hands the executor, so they need not be concatenated)."""
         tables = tables or [None] * len(self.inputs)
         return [
-            partition_log_probs(part, dict(h.named_parameters()), h.vars, x_int, x_real, table)
+            self.executor.input_block(part, dict(h.named_parameters()), h.vars, x_int, x_real)
+            if table is None
+            else partition_log_probs(part, dict(h.named_parameters()), h.vars, x_int, x_real, table)
             for part, h, table in zip(self.program.input_partitions, self.inputs, tables)
         ]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from pccompile.codegen.torch_backend.inputs import observed, partition_log_probs, partition_sample, partition_stats
+from pccompile.codegen.layers.inputs import observed, partition_log_probs, partition_sample, partition_stats
 from pccompile.ir import DISTRIBUTIONS, ArgumentError
 
 

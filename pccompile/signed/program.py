@@ -26,7 +26,7 @@ from torch import nn
 
 from pccompile.codegen.layers import ProgramTensors
 from pccompile.codegen.layers.children import gather_rows
-from pccompile.codegen.torch_backend.inputs import partition_log_probs
+from pccompile.codegen.layers.inputs import partition_log_probs
 from pccompile.ir import FIRST_ROW, ZERO_ROW, ArgumentError, Circuit, SumNode
 from pccompile.passes import lower
 from pccompile.runtime.batch import encode_batch
