@@ -3,8 +3,8 @@ same buffers, the two libraries taking turns call by call.
 
     python bench/kernel_ab.py --base HEAD --latents 32 --threads 2 --rounds 7
 
-`--base` is a git revision whose codegen/cpu/kernels.c (or a path to a kernels.c file) is built
-beside the working tree's (both with the same flags, cached as usual). The circuit is bench/cpu_step.py's MNIST HCLT, or with
+`--base` is a git revision whose CPU kernels (codegen/cpu/kernels/, or a path to one C file) are
+built beside the working tree's (both with the same flags, cached as usual). The circuit is bench/cpu_step.py's MNIST HCLT, or with
 `--structure rat_spn` a RAT-SPN over 69 binary variables (depth 3, 4 repetitions, Tucker layers
 of `--latents` sums). Each round
 times, with the base library and then with the current one, an EM step, a forward pass and a
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from cpu_step import tree_and_batch
-from pccompile.codegen.cpu.build import build_library, kernel_source
+from pccompile.codegen.cpu.build import KERNEL_FILES, build_library, kernel_source
 
 import pccompile as pc
 from pccompile.learn.em import em_step
@@ -33,12 +33,21 @@ from pccompile.structures import hclt_from_tree, rat_spn
 
 
 def base_source(rev: str) -> str:
-    """A kernels.c file's text, or that file at a git revision."""
+    """The kernels' source at a git revision (its codegen/cpu/kernels/ files joined as the build
+    joins them, or the single kernels.c of older revisions), or a C file's text."""
     if Path(rev).is_file():
         return Path(rev).read_text()
-    return subprocess.run(
-        ["git", "show", f"{rev}:codegen/cpu/kernels.c"], capture_output=True, text=True, check=True
-    ).stdout
+
+    def show(path: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+
+    single = show("codegen/cpu/kernels.c")
+    if single.returncode == 0:
+        return single.stdout
+    parts = [show(f"codegen/cpu/kernels/{name}") for name in KERNEL_FILES]
+    if any(p.returncode for p in parts):
+        raise SystemExit(f"{rev}: no CPU kernels found ({parts[0].stderr.strip()})")
+    return "\n".join(p.stdout for p in parts)
 
 
 def seconds(fn, calls: int) -> float:
@@ -50,7 +59,7 @@ def seconds(fn, calls: int) -> float:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base", default="HEAD", help="git revision (or kernels.c file) to compare with")
+    ap.add_argument("--base", default="HEAD", help="git revision (or C file) to compare with")
     ap.add_argument("--structure", choices=["hclt", "rat_spn"], default="hclt")
     ap.add_argument("--latents", type=int, default=32, help="latents (HCLT), sums and inputs per region (RAT-SPN)")
     ap.add_argument("--threads", type=int, default=2)

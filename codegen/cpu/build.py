@@ -1,4 +1,4 @@
-"""Building the CPU target's kernels: a C compiler turns kernels.c into a shared library, loaded
+"""Building the CPU target's kernels: a C compiler turns kernels/*.c, joined into one source, into a shared library, loaded
 with ctypes, cached on disk under a key of the source, the compiler and the flags.
 
 The library takes raw pointers, so it needs no torch headers: a build takes about a second
@@ -49,9 +49,17 @@ class BuildError(RuntimeError):
     """The kernels could not be built here (no compiler, or it failed): the message says which."""
 
 
+# The kernels' source files, in the order they are joined into one translation unit: the tiles'
+# vector types and exp/log, then the sum and product partitions, which the input, sparse and
+# signed kernels build on.
+KERNEL_FILES = ("common.c", "sums.c", "inputs.c", "sparse.c", "signed.c")
+
+
 def kernel_source() -> str:
-    """The C source of the CPU target's kernels (what `pcc emit --target cpu` prints first)."""
-    return resources.files(__package__).joinpath("kernels.c").read_text()
+    """The C source of the CPU target's kernels, its files joined (what `pcc emit --target cpu`
+    prints first)."""
+    folder = resources.files(__package__).joinpath("kernels")
+    return "\n".join(folder.joinpath(name).read_text() for name in KERNEL_FILES)
 
 
 def compiler() -> str | None:

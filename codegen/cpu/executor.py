@@ -1,5 +1,5 @@
 """The CPU target's Executor: the torch backend's buffers, partitions and fusion plan, with every
-product and sum partition run by the C kernels (kernels.c) instead of torch ops.
+product and sum partition run by the C kernels (kernels/*.c) instead of torch ops.
 
 It reads the same ProgramTensors as the torch backend (so the fusion plan, the row numbering,
 the weight layout and the decoder are shared, not copied) and replaces what costs: the layers of

@@ -9,7 +9,7 @@ factor rows' log-magnitudes and multiplies their signs; a sum partition gathers 
 exponentials by the signed weights [g, G, K] (one batched matrix product) and takes log| |
 and the sign of the result. Unfused (every row is kept). The forward pass runs in float32 on
 the Triton kernels of codegen/triton/signed.py on CUDA, on the CPU target's signed C kernels
-(codegen/cpu/kernels.c) on the CPU where they build, on torch otherwise or for float64
+(codegen/cpu/kernels/signed.c) on the CPU where they build, on torch otherwise or for float64
 (`target`: auto, cpu, triton or torch); the backward pass is torch's.
 
 Parameters: the flat sum weights (raw, any sign; for a monotone circuit read as is, logits of a
@@ -213,7 +213,7 @@ class SignedProgram(nn.Module):
 
 
 def _c_layer(lib, prog: SignedProgram, key: str, kind: str, mags, signs, w_ext) -> None:
-    """One partition by the CPU target's signed kernels (codegen/cpu/kernels.c)."""
+    """One partition by the CPU target's signed kernels (codegen/cpu/kernels/signed.c)."""
     rows, child, pids = prog.c_indices(key)
     B, threads = mags.shape[1], torch.get_num_threads()
     ptrs = (mags.data_ptr(), signs.data_ptr())

@@ -1,0 +1,109 @@
+/* Input partitions of families over K values: the table lookup, the categorical M-step and the
+ * EM counts. */
+
+/* Input rows of a family over K values: out[r][b] = table[r][codes[run[r]][b]], 0 (log 1:
+ * marginalised) where the code is K (missing). Rows come in runs per variable (an HCLT's node
+ * vectors, of any lengths); codes [runs][B] holds each run's variable's values. */
+void pc_table_inputs(float *out, int64_t B, int64_t m, const int64_t *run, int64_t K, const float *table,
+                     const int64_t *codes, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < m; r++) {
+        const float *t = table + r * K;
+        const int64_t *code = codes + run[r] * B;
+        float *o = out + r * B;
+        for (int64_t b = 0; b < B; b++) o[b] = code[b] >= K ? 0.0f : t[code[b]];
+    }
+}
+
+/* The categorical M-step of m rows over K values, in place on the logits: theta_k <- (1 - a) old_k
+ * + a (F_k + pc / K + F_miss old_k) / (F + F_miss + pc), old = softmax(logits), logits <- log theta
+ * (the formula of pccompile.statistics). counts has row stride ld. */
+void pc_categorical_m_step(float *logits, int64_t m, int64_t K, const float *counts, int64_t ld, const float *missing,
+                           float a, float pc, int threads) {
+    const int64_t KV = K / VL * VL; /* the row's whole vectors; the rest lane by lane */
+#pragma omp parallel num_threads(threads)
+    {
+        float *old = tile_alloc(K);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < m; r++) {
+            float *l = logits + r * K, *th = old;
+            const float *c = counts + r * ld;
+            vf vmx = vsplat(-INFINITY), vz = vsplat(0.0f), vt = vsplat(0.0f);
+            for (int64_t k = 0; k < KV; k += VL) vmx = vmax(vmx, loadu(l + k));
+            float mx = -INFINITY;
+            for (int v = 0; v < VL; v++) mx = vmx[v] > mx ? vmx[v] : mx;
+            for (int64_t k = KV; k < K; k++) mx = l[k] > mx ? l[k] : mx;
+            for (int64_t k = 0; k < KV; k += VL) {
+                const vf o = v_exp(loadu(l + k) - mx);
+                storeu(th + k, o);
+                vz += o;
+                vt += loadu(c + k);
+            }
+            float z = 0.0f, total = 0.0f;
+            for (int v = 0; v < VL; v++) {
+                z += vz[v];
+                total += vt[v];
+            }
+            for (int64_t k = KV; k < K; k++) {
+                th[k] = pc_exp(l[k] - mx);
+                z += th[k];
+                total += c[k];
+            }
+            const float miss = missing[r], denom = total + miss + pc, inv = 1.0f / z, prior = pc / (float)K;
+            const float keep = denom > 0.0f ? 1.0f - a : 1.0f, scale = denom > 0.0f ? a / denom : 0.0f;
+            /* theta = (1 - a) o + a (c + prior + miss o) / denom, o = th / z; a zero or subnormal
+             * theta sends the row to libm's log (log 0 = -inf) */
+            vi vsmall = {0};
+            for (int64_t k = 0; k < KV; k += VL) {
+                const vf o = loadu(th + k) * inv;
+                vf theta = keep * o + scale * (loadu(c + k) + prior + miss * o);
+                theta = pick(theta > 0.0f, theta, vsplat(0.0f));
+                vsmall |= theta < 1.17549435e-38f;
+                storeu(th + k, theta);
+            }
+            int small = any_lane(vsmall);
+            for (int64_t k = KV; k < K; k++) {
+                const float o = th[k] * inv;
+                const float theta = keep * o + scale * (c[k] + prior + miss * o);
+                th[k] = theta > 0.0f ? theta : 0.0f;
+                small |= th[k] < 1.17549435e-38f;
+            }
+            if (small) {
+                for (int64_t k = 0; k < K; k++) l[k] = logf(th[k]);
+                continue;
+            }
+            for (int64_t k = 0; k < KV; k += VL) storeu(l + k, v_log(loadu(th + k)));
+            for (int64_t k = KV; k < K; k++) l[k] = pc_log(th[k]);
+        }
+        free(old);
+    }
+}
+
+/* EM counts of a family over K values: counts[r][code] += f[r][b] at the batch's code of the
+ * row's variable (code K: missing; codes and runs as in pc_table_inputs). counts [m][K + 1] is
+ * zeroed by the caller. Four rows at a time, so that four additions per sample are in flight
+ * instead of one chain through the same counter (most pixels share one value). */
+void pc_table_counts(float *counts, const float *f, int64_t B, int64_t m, const int64_t *run, int64_t K,
+                     const int64_t *codes, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r0 = 0; r0 < m; r0 += 4) {
+        if (r0 + 4 <= m) {
+            const int64_t *c0 = codes + run[r0] * B, *c1 = codes + run[r0 + 1] * B;
+            const int64_t *c2 = codes + run[r0 + 2] * B, *c3 = codes + run[r0 + 3] * B;
+            float *h0 = counts + r0 * (K + 1), *h1 = h0 + (K + 1), *h2 = h1 + (K + 1), *h3 = h2 + (K + 1);
+            const float *f0 = f + r0 * B, *f1 = f0 + B, *f2 = f1 + B, *f3 = f2 + B;
+            for (int64_t b = 0; b < B; b++) {
+                h0[c0[b]] += f0[b];
+                h1[c1[b]] += f1[b];
+                h2[c2[b]] += f2[b];
+                h3[c3[b]] += f3[b];
+            }
+            continue;
+        }
+        for (int64_t r = r0; r < m; r++) {
+            const int64_t *c = codes + run[r] * B;
+            float *h = counts + r * (K + 1);
+            for (int64_t b = 0; b < B; b++) h[c[b]] += f[r * B + b];
+        }
+    }
+}

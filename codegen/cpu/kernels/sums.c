@@ -1,0 +1,502 @@
+/* Sum and product partitions: a group's children in tiles (plain factor rows or an outer
+ * product), the matrix products, the forward and backward passes, and the weight flows. */
+
+/* The K children of one group in one tile: c[k][b] (b < nb; -inf beyond), their max m[b] (0 where
+ * all are -inf) and e[k][b] = exp(c - m) (0 beyond nb). */
+static void child_tile(const float *mars, int64_t B, const int64_t *comp, const int64_t *nf, int64_t K, int64_t F,
+                       int64_t b0, int64_t nb, float *c, float *e, float *m) {
+    vf *C = (vf *)c, *E = (vf *)e, M[NV];
+    for (int v = 0; v < NV; v++) M[v] = vsplat(-INFINITY);
+    for (int64_t k = 0; k < K; k++) {
+        const int64_t *rows = comp + k * F, n = nf[k];
+        const float *r0 = mars + rows[0] * B + b0; /* n >= 1: a child of no factor reads ONE_ROW */
+        for (int64_t f = 0; f < n && b0 + TB < B; f++) { /* the next tile of each row: random rows defeat the prefetcher */
+            __builtin_prefetch(mars + rows[f] * B + b0 + TB);
+            __builtin_prefetch(mars + rows[f] * B + b0 + TB + 16);
+        }
+        vf *ck = C + k * NV;
+        if (nb == TB) {
+            for (int v = 0; v < NV; v++) ck[v] = loadu(r0 + v * VL);
+            for (int64_t f = 1; f < n; f++) {
+                const float *rf = mars + rows[f] * B + b0;
+                for (int v = 0; v < NV; v++) ck[v] += loadu(rf + v * VL);
+            }
+        } else { /* the batch's last, partial tile */
+            float *cs = c + k * TB;
+            for (int64_t b = 0; b < nb; b++) cs[b] = r0[b];
+            for (int64_t f = 1; f < n; f++) {
+                const float *rf = mars + rows[f] * B + b0;
+                for (int64_t b = 0; b < nb; b++) cs[b] += rf[b];
+            }
+            for (int64_t b = nb; b < TB; b++) cs[b] = -INFINITY;
+        }
+        for (int v = 0; v < NV; v++) M[v] = vmax(M[v], ck[v]);
+    }
+    for (int v = 0; v < NV; v++) M[v] = pick(M[v] == -INFINITY, vsplat(0.0f), M[v]);
+    for (int64_t k = 0; k < K; k++)
+        for (int v = 0; v < NV; v++) E[k * NV + v] = v_exp(C[k * NV + v] - M[v]);
+    memcpy(m, M, sizeof M);
+}
+
+/* The K children of a sum partition's groups, as the kernels read them. Plain (Kb = 0): child k
+ * of group j is the sum of its nf[j][k] factor rows comp[j][k][..] (F columns). Outer (Kb > 0,
+ * Tucker and RAT-SPN layers): the K = Ka Kb children are the outer product of two vectors, child
+ * i Kb + l = a_i + b_l, with a's Ka children read as above from comp and nf and b's Kb from comp_b
+ * and nf_b (Fb columns). Only Ka + Kb rows are read and exponentiated instead of Ka Kb. */
+typedef struct {
+    const int64_t *comp, *nf, *comp_b, *nf_b;
+    int64_t Ka, F, Kb, Fb, K;
+} children;
+
+static children make_children(const int64_t *comp, const int64_t *nf, int64_t K, int64_t F, const int64_t *comp_b,
+                              const int64_t *nf_b, int64_t Kb, int64_t Fb) {
+    children kd = {comp, nf, comp_b, nf_b, K, F, Kb, Fb, Kb > 0 ? K * Kb : K};
+    return kd;
+}
+
+/* Scratch of an outer product's two vectors in one tile: values and exponentials of a and b. */
+static float *outer_scratch(const children *kd) { return kd->Kb > 0 ? tile_alloc(2 * (kd->Ka + kd->Kb) * TB) : NULL; }
+
+/* Group j's children in one tile: e[k] = exp(c_k - m) and m (0 where all are -inf), as
+ * child_tile. Plain children also leave their values in c; an outer product leaves its two
+ * vectors' in ab, and outer_values forms c from them when an underflowed sum needs it. */
+static void group_tile(const children *kd, const float *mars, int64_t B, int64_t j, int64_t b0, int64_t nb, float *c,
+                       float *e, float *m, float *ab) {
+    if (kd->Kb == 0) {
+        child_tile(mars, B, kd->comp + j * kd->K * kd->F, kd->nf + j * kd->K, kd->K, kd->F, b0, nb, c, e, m);
+        return;
+    }
+    const int64_t Ka = kd->Ka, Kb = kd->Kb;
+    float *ca = ab, *ea = ab + Ka * TB, *cb = ea + Ka * TB, *eb = cb + Kb * TB;
+    float mb[TB];
+    child_tile(mars, B, kd->comp + j * Ka * kd->F, kd->nf + j * Ka, Ka, kd->F, b0, nb, ca, ea, m);
+    child_tile(mars, B, kd->comp_b + j * Kb * kd->Fb, kd->nf_b + j * Kb, Kb, kd->Fb, b0, nb, cb, eb, mb);
+    for (int64_t b = 0; b < TB; b++) m[b] += mb[b];
+    const vf *EA = (const vf *)ea, *EB = (const vf *)eb;
+    vf *E = (vf *)e;
+    for (int64_t i = 0; i < Ka; i++)
+        for (int64_t l = 0; l < Kb; l++)
+            for (int v = 0; v < NV; v++) E[(i * Kb + l) * NV + v] = EA[i * NV + v] * EB[l * NV + v];
+}
+
+/* c[i Kb + l] = a_i + b_l over the tile: an outer product's children's values (plain children
+ * have them already). */
+static void outer_values(const children *kd, const float *ab, float *c) {
+    if (kd->Kb == 0) return;
+    const vf *A = (const vf *)ab, *Bv = (const vf *)(ab + 2 * kd->Ka * TB);
+    vf *C = (vf *)c;
+    for (int64_t i = 0; i < kd->Ka; i++)
+        for (int64_t l = 0; l < kd->Kb; l++)
+            for (int v = 0; v < NV; v++) C[(i * kd->Kb + l) * NV + v] = A[i * NV + v] + Bv[l * NV + v];
+}
+
+/* A node's output for one tile: out[b] = m[b] + log s[b] for b < nb, where the sum s is at least
+ * tiny; returns whether some s fell under it (the caller recomputes those exactly). */
+static int write_node(float *out, const vf *s, const float *m, int64_t nb, float tiny) {
+    vi low = {0};
+    float lg[TB];
+    for (int v = 0; v < NV; v++) {
+        const vi under = s[v] < tiny;
+        low |= under;
+        storeu(lg + v * VL, v_log(pick(under, vsplat(1.0f), s[v])) + loadu(m + v * VL));
+    }
+    if (nb == TB)
+        memcpy(out, lg, sizeof lg);
+    else
+        for (int64_t b = 0; b < nb; b++) out[b] = lg[b];
+    return any_lane(low);
+}
+
+/* Whether one of a tile's nb flows is nonzero (a tile no flow reaches is skipped). */
+static int any_flow(const float *f, int64_t nb) {
+    if (nb == TB) {
+        vi nz = {0};
+        for (int v = 0; v < NV; v++) nz |= loadu(f + v * VL) != 0.0f;
+        return any_lane(nz);
+    }
+    for (int64_t b = 0; b < nb; b++)
+        if (f[b] != 0.0f) return 1;
+    return 0;
+}
+
+/* a = f / s for one node's tile, with s read back from the node's stored value n = m + log s
+ * (a = f exp(m - n): one exp per node where recomputing s would take the group's matrix product
+ * again); 0 where n - m < log tiny (the sum underflowed, and the exact path takes the node) and
+ * beyond nb. Returns whether a nonzero flow met such a node. */
+static int flow_scale(const float *f, const float *n, const float *m, vf *a, int64_t nb, float logtiny) {
+    if (nb == TB) {
+        vi bad = {0};
+        for (int v = 0; v < NV; v++) {
+            const vf fv = loadu(f + v * VL), d = loadu(n + v * VL) - loadu(m + v * VL);
+            const vi under = ~(d >= logtiny); /* NaN-free: d is -inf where the node is 0 */
+            a[v] = pick(under, vsplat(0.0f), fv * v_exp(-d));
+            bad |= under & (fv != 0.0f);
+        }
+        return any_lane(bad);
+    }
+    float *af = (float *)a;
+    int bad = 0;
+    for (int64_t b = 0; b < TB; b++) af[b] = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const float d = n[b] - m[b];
+        const int under = !(d >= logtiny);
+        af[b] = under ? 0.0f : f[b] * pc_exp(-d);
+        bad |= under && f[b] != 0.0f;
+    }
+    return bad;
+}
+
+/* Whether the node value n at one sample came from the exact path: its sum was under tiny. */
+static inline int underflowed(float n, float m, float logtiny) { return !(n - m >= logtiny); }
+
+/* dst[b] += src[b] for b < nb, with the next tile of dst prefetched when there is one. */
+static void add_tile(float *dst, const vf *src, int64_t nb, int prefetch) {
+    if (prefetch) {
+        __builtin_prefetch(dst + TB, 1);
+        __builtin_prefetch(dst + TB + 16, 1);
+    }
+    if (nb == TB) {
+        for (int v = 0; v < NV; v++) storeu(dst + v * VL, loadu(dst + v * VL) + src[v]);
+        return;
+    }
+    const float *sf = (const float *)src;
+    for (int64_t b = 0; b < nb; b++) dst[b] += sf[b];
+}
+
+/* The child flows of one tile into the factor rows they came from: flows[row] += cf[k]. */
+static void scatter_child_flows(float *flows, int64_t B, int64_t b0, int64_t nb, const int64_t *cj, const int64_t *nj,
+                                int64_t K, int64_t F, const float *cf, int prefetch) {
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t q = 0; q < nj[k]; q++) add_tile(flows + cj[k * F + q] * B + b0, (const vf *)(cf + k * TB), nb, prefetch);
+}
+
+/* Group j's child flows cf [K][TB] into the rows they came from. An outer product's child i Kb + l
+ * sends its flow to a_i and to b_l: a's flows are cf's row sums, b's its column sums, formed in ab
+ * (whose values are no longer needed). */
+static void scatter_group_flows(const children *kd, float *flows, int64_t B, int64_t j, int64_t b0, int64_t nb,
+                                const float *cf, float *ab, int prefetch) {
+    if (kd->Kb == 0) {
+        scatter_child_flows(flows, B, b0, nb, kd->comp + j * kd->K * kd->F, kd->nf + j * kd->K, kd->K, kd->F, cf, prefetch);
+        return;
+    }
+    const int64_t Ka = kd->Ka, Kb = kd->Kb;
+    vf *FA = (vf *)ab, *FB = (vf *)(ab + Ka * TB);
+    const vf *CF = (const vf *)cf;
+    for (int64_t k = 0; k < (Ka + Kb) * NV; k++) FA[k] = vsplat(0.0f);
+    for (int64_t i = 0; i < Ka; i++)
+        for (int64_t l = 0; l < Kb; l++)
+            for (int v = 0; v < NV; v++) {
+                const vf x = CF[(i * Kb + l) * NV + v];
+                FA[i * NV + v] += x;
+                FB[l * NV + v] += x;
+            }
+    scatter_child_flows(flows, B, b0, nb, kd->comp + j * Ka * kd->F, kd->nf + j * Ka, Ka, kd->F, (const float *)FA, prefetch);
+    scatter_child_flows(flows, B, b0, nb, kd->comp_b + j * Kb * kd->Fb, kd->nf_b + j * Kb, Kb, kd->Fb, (const float *)FB,
+                        prefetch);
+}
+
+/* cf[k] *= e[k] over K tiles. */
+static void scale_tiles(float *cf, const float *e, int64_t K) {
+    vf *C = (vf *)cf;
+    const vf *E = (const vf *)e;
+    for (int64_t k = 0; k < K * NV; k++) C[k] *= E[k];
+}
+
+/* out[i] (+)= sum_l W[i][l] X[l] for i < M: rows of W (stride ldw) times a [L][TB] tile, MR rows
+ * at a time so that each loaded tile vector feeds MR multiply-adds held in registers; `add`
+ * accumulates into out instead of overwriting it. */
+static inline __attribute__((always_inline)) void mm_rows(const int R, const float *W, int64_t ldw, int64_t L,
+                                                          const vf *X, vf *out, int add) {
+    vf a[MR][NV] = {{0}};
+    if (add)
+        for (int r = 0; r < R; r++)
+            for (int v = 0; v < NV; v++) a[r][v] = out[r * NV + v];
+    for (int64_t l = 0; l < L; l++)
+        for (int v = 0; v < NV; v++) {
+            const vf x = X[l * NV + v];
+            for (int r = 0; r < R; r++) a[r][v] += W[r * ldw + l] * x;
+        }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) out[r * NV + v] = a[r][v];
+}
+
+/* The tile's children in blocks of LC, every row block passing over one block while it is in
+ * cache (16 KB): a group of Ka Kb = 4096 children (a Tucker layer at K = 64) has a 512 KB tile,
+ * which each of the G / MR row blocks would otherwise stream from memory again. */
+#define LC 128
+static void mm_tile(const float *W, int64_t ldw, int64_t M, int64_t L, const vf *X, vf *out) {
+    for (int64_t l0 = 0; l0 < L; l0 += LC) {
+        const int64_t lc = min64(LC, L - l0);
+        int64_t i = 0;
+        for (; i + MR <= M; i += MR) mm_rows(MR, W + i * ldw + l0, ldw, lc, X + l0 * NV, out + i * NV, l0 > 0);
+        for (; i < M; i++) mm_rows(1, W + i * ldw + l0, ldw, lc, X + l0 * NV, out + i * NV, l0 > 0);
+    }
+}
+
+/* dots[i][k] += A[i] E[k], lane by lane, for i < M, k < K: the weight flows' products of one tile
+ * as VL partial sums per edge, summed across lanes once per group (sum_dots). MR rows of A stay
+ * in registers while every child's tile streams past them. */
+static inline __attribute__((always_inline)) void dot_rows(const int R, int64_t K, const vf *A, const vf *E, vf *dots) {
+    vf a[MR][NV];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) a[r][v] = A[r * NV + v];
+    for (int64_t k = 0; k < K; k++) {
+        const vf *ek = E + k * NV;
+        for (int r = 0; r < R; r++) {
+            vf d = a[r][0] * ek[0];
+            for (int v = 1; v < NV; v++) d += a[r][v] * ek[v];
+            dots[r * K + k] += d;
+        }
+    }
+}
+
+static void weight_dots(int64_t M, int64_t K, const vf *A, const vf *E, vf *dots) {
+    int64_t i = 0;
+    for (; i + MR <= M; i += MR) dot_rows(MR, K, A + i * NV, E, dots + i * K);
+    for (; i < M; i++) dot_rows(1, K, A + i * NV, E, dots + i * K);
+}
+
+/* The weight flows' products of one tile for groups too large for per-lane dots (G K VL floats
+ * over DOTS_MAX, which would stream through memory every tile: 8 MB for a Tucker layer at
+ * K = 64): un[i][k] += sum_b A[i][b] E[k][b], with E transposed into et [TB][KP] (KP: K rounded
+ * up to KC, zeros beyond K) so that MR rows of A by KC children add up in registers over the
+ * tile's samples, and each tile adds G K sums into un instead of G K VL lanes into dots. KP is
+ * padded by 16 more: with a power-of-two stride every row of et falls into the same cache sets. */
+#define DOTS_MAX (1 << 16)
+#define KC 32
+static void transpose_tile(const float *e, int64_t K, int64_t KP, float *et) {
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t b = 0; b < TB; b++) et[b * KP + k] = e[k * TB + b];
+}
+
+static void weight_flow_tile(int64_t M, int64_t K, int64_t KP, const float *A, const float *et, float *un) {
+    for (int64_t k0 = 0; k0 < K; k0 += KC) { /* one block of et (TB x KC) in cache for every row block */
+        for (int64_t i0 = 0; i0 < M; i0 += MR) {
+            const int64_t rows = min64(MR, M - i0);
+            vf s[MR][KC / VL] = {{0}};
+            for (int64_t b = 0; b < TB; b++)
+                for (int r = 0; r < MR; r++) {
+                    const float ab = r < rows ? A[(i0 + r) * TB + b] : 0.0f;
+                    for (int u = 0; u < KC / VL; u++) s[r][u] += ab * loadu(et + b * KP + k0 + u * VL);
+                }
+            for (int64_t r = 0; r < rows; r++) {
+                float *dst = un + (i0 + r) * K + k0;
+                if (k0 + KC <= K)
+                    for (int u = 0; u < KC / VL; u++) storeu(dst + u * VL, loadu(dst + u * VL) + s[r][u]);
+                else
+                    for (int64_t k = k0; k < K; k++) dst[k - k0] += s[r][(k - k0) / VL][(k - k0) % VL];
+            }
+        }
+    }
+}
+
+/* acc[p] += w[p] un[p], p < n. */
+static void add_weighted(float *acc, const float *w, const float *un, int64_t n) {
+    for (int64_t p = 0; p < n; p++) acc[p] += w[p] * un[p];
+}
+
+/* acc[p] += w[p] (the lanes of dots[p] summed), p < n: one group's weight flows. */
+static void sum_dots(float *acc, const float *w, const vf *dots, int64_t n) {
+    for (int64_t p = 0; p < n; p++) {
+        float s = 0.0f;
+        for (int v = 0; v < VL; v++) s += dots[p][v];
+        acc[p] += w[p] * s;
+    }
+}
+
+/* log sum_k exp(logw[k] + c[k][b]), in libm precision: the few nodes whose sum underflowed. */
+static float exact_node(const float *logw, const float *c, int64_t K, int64_t b) {
+    float mx = -INFINITY;
+    for (int64_t k = 0; k < K; k++) {
+        float v = logw[k] + c[k * TB + b];
+        mx = v > mx ? v : mx;
+    }
+    if (mx == -INFINITY) return -INFINITY;
+    double s = 0.0;
+    for (int64_t k = 0; k < K; k++) s += exp((double)(logw[k] + c[k * TB + b] - mx));
+    return (float)log(s) + mx;
+}
+
+/* Kb > 0: the children are an outer product (see `children`); K and F are then a's, Kb and Fb
+ * b's, and comp_b, nf_b b's factor rows. */
+void pc_sum_forward(float *mars, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F, const int64_t *comp,
+                    const int64_t *nf, int64_t Kb, int64_t Fb, const int64_t *comp_b, const int64_t *nf_b,
+                    const int64_t *rows, const float *w, const float *logw, float tiny, int threads) {
+    const int64_t tiles = (B + TB - 1) / TB;
+    const children kd = make_children(comp, nf, K, F, comp_b, nf_b, Kb, Fb);
+    const int64_t KK = kd.K;
+#pragma omp parallel num_threads(threads)
+    {
+        float *c = tile_alloc(KK * TB), *e = tile_alloc(KK * TB), *s = tile_alloc(G * TB), *ab = outer_scratch(&kd);
+        float m[TB];
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t j = 0; j < g; j++) {
+            for (int64_t t = 0; t < tiles; t++) {
+                const int64_t b0 = t * TB, nb = min64(TB, B - b0);
+                group_tile(&kd, mars, B, j, b0, nb, c, e, m, ab);
+                mm_tile(w + j * G * KK, KK, G, KK, (const vf *)e, (vf *)s);
+                int have_values = kd.Kb == 0;
+                for (int64_t i = 0; i < G; i++) {
+                    const int64_t node = j * G + i;
+                    const float *si = s + i * TB;
+                    float *out = mars + rows[node] * B + b0;
+                    if (!write_node(out, (const vf *)si, m, nb, tiny)) continue;
+                    if (!have_values) outer_values(&kd, ab, c);
+                    have_values = 1;
+                    for (int64_t b = 0; b < nb; b++)
+                        if (si[b] < tiny) out[b] = exact_node(logw + node * KK, c, KK, b);
+                }
+            }
+        }
+        free(c);
+        free(e);
+        free(s);
+        free(ab);
+    }
+}
+
+/* wflow[p] += the threads' own weight flows acc[q][p] (q < threads), summed; frees acc. */
+static void reduce_thread_flows(float *acc, int64_t P, int threads, float *wflow) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t p = 0; p < P; p++) {
+        float v = 0.0f;
+        for (int q = 0; q < threads; q++) v += acc[(int64_t)q * P + p];
+        wflow[p] += v;
+    }
+    free(acc);
+}
+
+/* The exact path of one group's underflowed sums in one tile: each edge's flow f exp(logw + c -
+ * node) in libm precision, into the child flows cf (after their scaling by e) and the weight
+ * flows acc. */
+static void exact_group_flows(const float *mars, const float *flows, int64_t B, int64_t j, int64_t G, int64_t K,
+                              const int64_t *rows, const float *logw, const float *c, const float *m, int64_t b0,
+                              int64_t nb, float logtiny, float *cf, float *acc) {
+    for (int64_t i = 0; i < G; i++) {
+        const int64_t node = j * G + i;
+        const float *f = flows + rows[node] * B + b0, *n = mars + rows[node] * B + b0;
+        for (int64_t b = 0; b < nb; b++) {
+            if (!(underflowed(n[b], m[b], logtiny) && f[b] != 0.0f && isfinite(n[b]))) continue;
+            for (int64_t k = 0; k < K; k++) {
+                float ef = f[b] * expf(logw[node * K + k] + c[k * TB + b] - n[b]);
+                cf[k * TB + b] += ef;
+                acc[node * K + k] += ef;
+            }
+        }
+    }
+}
+
+/* a[i] = f_i / s_i for group j's G nodes in one tile (flow_scale), with each node's next tile
+ * prefetched when the thread has one; returns whether some nonzero flow met an underflowed sum. */
+static int group_flow_scale(const float *mars, const float *flows, int64_t B, int64_t j, int64_t G, const int64_t *rows,
+                            const float *m, int64_t b0, int64_t nb, float logtiny, int prefetch, float *a) {
+    int bad = 0;
+    for (int64_t i = 0; i < G; i++) {
+        const int64_t r = rows[j * G + i] * B + b0;
+        if (prefetch) { /* the node's next tile, as child_tile does for the children */
+            __builtin_prefetch(flows + r + TB);
+            __builtin_prefetch(flows + r + TB + 16);
+            __builtin_prefetch(mars + r + TB);
+            __builtin_prefetch(mars + r + TB + 16);
+        }
+        bad |= flow_scale(flows + r, mars + r, m, (vf *)(a + i * TB), nb, logtiny);
+    }
+    return bad;
+}
+
+/* wt is w transposed per group ([g][K][G]): the child flows are wt times the nodes' f / s. The
+ * children are read as by pc_sum_forward (Kb > 0: an outer product). */
+void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F,
+                     const int64_t *comp, const int64_t *nf, int64_t Kb, int64_t Fb, const int64_t *comp_b,
+                     const int64_t *nf_b, const int64_t *rows, const float *w, const float *wt, const float *logw,
+                     float tiny, float *wflow, int threads) {
+    const children kd = make_children(comp, nf, K, F, comp_b, nf_b, Kb, Fb);
+    const int64_t KK = kd.K, tiles = (B + TB - 1) / TB, P = g * G * KK;
+    float *acc = calloc((size_t)threads * P, sizeof(float));
+#pragma omp parallel num_threads(threads)
+    {
+        float *my = acc + (int64_t)omp_get_thread_num() * P;
+        float *c = tile_alloc(KK * TB), *e = tile_alloc(KK * TB), *cf = tile_alloc(KK * TB), *ab = outer_scratch(&kd);
+        float *a = tile_alloc(G * TB);
+        const int big = G * KK * VL > DOTS_MAX; /* weight flows: per-lane dots, or sums through et */
+        const int64_t KP = (KK + KC - 1) / KC * KC + 16; /* +16: et's rows off a power-of-two stride (cache sets) */
+        vf *dots = big ? NULL : tile_alloc(G * KK * VL);
+        float *et = big ? tile_alloc(KP * TB) : NULL, *un = big ? tile_alloc(G * KK) : NULL;
+        if (big) memset(et, 0, sizeof(float) * (size_t)(KP * TB));
+        const float logtiny = logf(tiny);
+        float m[TB];
+        const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
+        const int64_t t_lo = tiles * q / nq, t_hi = tiles * (q + 1) / nq; /* this thread's samples */
+        for (int64_t j = 0; j < g; j++) {
+            int touched = 0;
+            for (int64_t t = t_lo; t < t_hi; t++) { /* a group's rows read in order: prefetchable */
+                const int64_t b0 = t * TB, nb = min64(TB, B - b0);
+                int any = 0;
+                for (int64_t i = 0; i < G && !any; i++) any = any_flow(flows + rows[j * G + i] * B + b0, nb);
+                if (!any) continue;
+                if (!touched && big) memset(un, 0, sizeof(float) * (size_t)(G * KK));
+                if (!touched && !big) memset(dots, 0, sizeof(vf) * (size_t)(G * KK));
+                touched = 1;
+                group_tile(&kd, mars, B, j, b0, nb, c, e, m, ab);
+                const int bad = group_flow_scale(mars, flows, B, j, G, rows, m, b0, nb, logtiny, t + 1 < t_hi, a);
+                mm_tile(wt + j * G * KK, G, KK, G, (const vf *)a, (vf *)cf);
+                if (big) {
+                    transpose_tile(e, KK, KP, et);
+                    weight_flow_tile(G, KK, KP, a, et, un);
+                } else {
+                    weight_dots(G, KK, (const vf *)a, (const vf *)e, dots);
+                }
+                scale_tiles(cf, e, KK);
+                if (bad) {
+                    outer_values(&kd, ab, c);
+                    exact_group_flows(mars, flows, B, j, G, KK, rows, logw, c, m, b0, nb, logtiny, cf, my);
+                }
+                scatter_group_flows(&kd, flows, B, j, b0, nb, cf, ab, t + 1 < t_hi);
+            }
+            if (touched && big) add_weighted(my + j * G * KK, w + j * G * KK, un, G * KK);
+            if (touched && !big) sum_dots(my + j * G * KK, w + j * G * KK, dots, G * KK);
+        }
+        free(c);
+        free(e);
+        free(cf);
+        free(ab);
+        free(a);
+        free(dots);
+        free(et);
+        free(un);
+    }
+    reduce_thread_flows(acc, P, threads, wflow);
+}
+
+/* out row r = sum of its F factor rows (log space). */
+void pc_product_forward(float *mars, int64_t B, int64_t m, int64_t F, const int64_t *child, const int64_t *rows,
+                        int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < m; r++) {
+        float *out = mars + rows[r] * B;
+        const float *r0 = mars + child[r * F] * B;
+        for (int64_t b = 0; b < B; b++) out[b] = r0[b];
+        for (int64_t f = 1; f < F; f++) {
+            const float *rf = mars + child[r * F + f] * B;
+            for (int64_t b = 0; b < B; b++) out[b] += rf[b];
+        }
+    }
+}
+
+/* Every factor row gets its product's flow; each thread takes a range of samples (factors may be
+ * shared between rows, so rows cannot be split). */
+void pc_product_backward(float *flows, int64_t B, int64_t m, int64_t F, const int64_t *child, const int64_t *rows,
+                         int threads) {
+#pragma omp parallel num_threads(threads)
+    {
+        const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
+        const int64_t lo = B * q / nq, hi = B * (q + 1) / nq;
+        for (int64_t r = 0; r < m; r++) {
+            const float *src = flows + rows[r] * B;
+            for (int64_t f = 0; f < F; f++) {
+                float *dst = flows + child[r * F + f] * B;
+                for (int64_t b = lo; b < hi; b++) dst[b] += src[b];
+            }
+        }
+    }
+}
