@@ -23,7 +23,7 @@ from ..layers import ProgramTensors
 from ..layers.children import ChildFactors, ChildOuter
 from ..torch_backend.executor import TorchExecutor, _tiny
 from .build import load_library
-from .inputs import cpu_counts, cpu_m_step, run_codes, table_block, variable_runs
+from .inputs import cpu_counts, cpu_m_step, lookup_rows, run_codes, table_block
 from .sparse import SparseBlocks, sparse_blocks
 
 
@@ -51,11 +51,6 @@ class SumLaunch:
     @property
     def outer(self) -> bool:
         return self.comp_b.shape[1] > 0
-
-    @property
-    def children(self) -> int:
-        """K: children per group (Ka * Kb for an outer product)."""
-        return self.comp.shape[1] * max(1, self.comp_b.shape[1])
 
     def child_args(self) -> tuple[int, ...]:
         """The kernels' children arguments: K, F, comp, nf, Kb, Fb, comp_b, nf_b."""
@@ -193,11 +188,7 @@ class CpuExecutor(TorchExecutor):
             table = family(part.dist).log_table(part, params)
         if table is None or table.dtype != torch.float32:
             return super()._input_rows(k, part, params, x_int, x_real, out)
-        table = table.contiguous()
-        run, codes = variable_runs(part)[0], run_codes(part, x_int)
-        self.lib.pc_table_inputs(
-            _ptr(out), out.shape[1], part.size, _ptr(run), table.shape[1], _ptr(table), _ptr(codes), _threads()
-        )
+        lookup_rows(self.lib, part, table.contiguous(), run_codes(part, x_int), out)
 
     def input_block(self, part, params: dict, vars_t, x_int, x_real) -> torch.Tensor:
         """Table families' rows and gradients in the kernels (TableLookup); others as the

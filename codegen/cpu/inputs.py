@@ -35,17 +35,41 @@ def run_codes(part, x_int: torch.Tensor) -> torch.Tensor:
     return torch.where(xv < 0, part.num_cats, xv).contiguous()
 
 
+def lookup_rows(lib, part, table: torch.Tensor, codes: torch.Tensor, out: torch.Tensor) -> None:
+    """out [m, B] = each row's table [m, K] entry at its run's codes (run_codes), 0 where missing:
+    the lookup kernel. table and out are contiguous float32."""
+    run = variable_runs(part)[0]
+    lib.pc_table_inputs(
+        out.data_ptr(), out.shape[1], part.size, run.data_ptr(), table.shape[1], table.data_ptr(), codes.data_ptr(),
+        torch.get_num_threads(),
+    )  # fmt: skip
+
+
+def count_at_codes(lib, part, f: torch.Tensor, codes: torch.Tensor, K: int) -> torch.Tensor:
+    """[m, K + 1]: the sum of each row's f [m, B] (contiguous float32) at each of its codes, the
+    missing ones in column K: the counting kernel."""
+    run = variable_runs(part)[0]
+    res = torch.zeros(part.size, K + 1, dtype=f.dtype)
+    lib.pc_table_counts(
+        res.data_ptr(),
+        f.data_ptr(),
+        f.shape[1],
+        part.size,
+        run.data_ptr(),
+        K,
+        codes.data_ptr(),
+        torch.get_num_threads(),
+    )
+    return res
+
+
 def _table_counts(lib, part, vars_t, f: torch.Tensor, x_int) -> dict | None:
     """{"counts" [m, K], "missing" [m]} as Family.stats gives them, or None where the
     kernel does not apply (another dtype or device)."""
     if f.device.type != "cpu" or f.dtype != torch.float32 or not f.is_contiguous() or x_int.device.type != "cpu":
         return None
-    K, B = part.num_cats, f.shape[1]
-    run, codes = variable_runs(part)[0], run_codes(part, x_int)
-    res = torch.zeros(part.size, K + 1, dtype=f.dtype)
-    lib.pc_table_counts(
-        res.data_ptr(), f.data_ptr(), B, part.size, run.data_ptr(), K, codes.data_ptr(), torch.get_num_threads()
-    )
+    K = part.num_cats
+    res = count_at_codes(lib, part, f, run_codes(part, x_int), K)
     return {"counts": res[:, :K], "missing": res[:, K]}
 
 
@@ -73,26 +97,18 @@ class TableLookup(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, table, lib, part, x_int):
-        run, codes = variable_runs(part)[0], run_codes(part, x_int)
+        codes = run_codes(part, x_int)
         t = table.detach().contiguous()
         out = torch.empty(part.size, x_int.shape[0], dtype=t.dtype)
-        threads = torch.get_num_threads()
-        lib.pc_table_inputs(
-            out.data_ptr(), out.shape[1], part.size, run.data_ptr(), t.shape[1], t.data_ptr(), codes.data_ptr(), threads
-        )
-        ctx.lib, ctx.K = lib, t.shape[1]
-        ctx.save_for_backward(run, codes)
+        lookup_rows(lib, part, t, codes, out)
+        ctx.lib, ctx.part, ctx.K = lib, part, t.shape[1]
+        ctx.save_for_backward(codes)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        run, codes = ctx.saved_tensors
-        g = grad.contiguous()
-        res = torch.zeros(g.shape[0], ctx.K + 1, dtype=g.dtype)
-        threads = torch.get_num_threads()
-        ctx.lib.pc_table_counts(
-            res.data_ptr(), g.data_ptr(), g.shape[1], g.shape[0], run.data_ptr(), ctx.K, codes.data_ptr(), threads
-        )
+        (codes,) = ctx.saved_tensors
+        res = count_at_codes(ctx.lib, ctx.part, grad.contiguous(), codes, ctx.K)
         return res[:, : ctx.K], None, None, None
 
 

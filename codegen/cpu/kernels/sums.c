@@ -119,6 +119,9 @@ static int any_flow(const float *f, int64_t nb) {
     return 0;
 }
 
+/* Whether the node value n at one sample came from the exact path: its sum was under tiny. */
+static inline int underflowed(float n, float m, float logtiny) { return !(n - m >= logtiny); }
+
 /* a = f / s for one node's tile, with s read back from the node's stored value n = m + log s
  * (a = f exp(m - n): one exp per node where recomputing s would take the group's matrix product
  * again); 0 where n - m < log tiny (the sum underflowed, and the exact path takes the node) and
@@ -138,16 +141,12 @@ static int flow_scale(const float *f, const float *n, const float *m, vf *a, int
     int bad = 0;
     for (int64_t b = 0; b < TB; b++) af[b] = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
-        const float d = n[b] - m[b];
-        const int under = !(d >= logtiny);
-        af[b] = under ? 0.0f : f[b] * pc_exp(-d);
+        const int under = underflowed(n[b], m[b], logtiny);
+        af[b] = under ? 0.0f : f[b] * pc_exp(m[b] - n[b]);
         bad |= under && f[b] != 0.0f;
     }
     return bad;
 }
-
-/* Whether the node value n at one sample came from the exact path: its sum was under tiny. */
-static inline int underflowed(float n, float m, float logtiny) { return !(n - m >= logtiny); }
 
 /* dst[b] += src[b] for b < nb, with the next tile of dst prefetched when there is one. */
 static void add_tile(float *dst, const vf *src, int64_t nb, int prefetch) {
