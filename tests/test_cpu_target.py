@@ -474,3 +474,37 @@ def test_table_inputs_on_the_autograd_path_use_the_kernels_and_match_torch_gradi
     block = cpu.executor.input_block(part, dict(h.named_parameters()), h.vars, xi, xr)
     assert type(block.grad_fn).__name__ == "TableLookupBackward"
     _compare_likelihoods_and_gradients(ref, cpu, x)
+
+
+@needs_compiler
+def test_tied_sums_in_one_partition_add_their_weight_flows_on_one_thread(rng):
+    x = [pc.inputs(i, 2, pc.Categorical(3)) for i in range(4)]
+    s1 = pc.summate(pc.multiply(x[0], x[1]), size=2)
+    s2 = pc.summate(pc.multiply(x[2], x[3]), size=2, tie=s1)  # the same weights, the same layer
+    circuit = pc.to_circuit(pc.summate(pc.multiply(s1, s2), size=1))
+    ref, cpu = _pair(circuit)
+    for layout in cpu.executor._layouts.values():  # the unfused and the fused layout
+        assert sorted(layout.unique.values()) == [False, True]  # the tied layer, and the root
+    data = torch.as_tensor(rng.integers(0, 3, (200, 4)), dtype=torch.float32)
+    _compare_likelihoods_and_gradients(ref, cpu, data)
+    fr, fc = batch_flows(ref, data), batch_flows(cpu, data)
+    torch.testing.assert_close(fc.sum_flows, fr.sum_flows, rtol=1e-4, atol=1e-4)
+
+
+@needs_compiler
+def test_a_pass_gathers_the_weights_once_and_a_changed_tensor_gathers_them_again(rng):
+    circuit = pc.to_circuit(hclt_from_tree(np.array([-1, 0, 0, 1]), 3, latents=4))
+    ref, cpu = _pair(circuit)
+    x = _data(circuit, rng, 40)
+    ex = cpu.executor
+    with torch.no_grad():
+        logw = cpu.sum_log_weights(padded=True)
+        mars = cpu.node_values(*cpu.encode(x), logw)
+        first = next(iter(ex._pass.values()))
+        ex.backward_flows(mars, logw, torch.ones(40))
+        assert next(iter(ex._pass.values())) is first  # the backward reused the forward's
+        logw[0] -= 1.0  # in place: the version counter moves, the weights are gathered again
+        mars = cpu.node_values(*cpu.encode(x), logw)
+        assert next(iter(ex._pass.values())) is not first
+        ref_mars = ref.node_values(*ref.encode(x), logw)
+    torch.testing.assert_close(mars[ref.executor.out_row], ref_mars[ref.executor.out_row], **TOL)

@@ -25,6 +25,7 @@ from ..torch_backend.executor import TorchExecutor, _tiny
 from .build import load_library
 from .inputs import cpu_counts, cpu_m_step, lookup_rows, run_codes, table_block
 from .sparse import SparseBlocks, sparse_blocks
+from .weights import PassWeights, WeightLayout, weight_layout
 
 
 @dataclass(frozen=True)
@@ -130,19 +131,6 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def _weights(pt: ProgramTensors, key: str, logw_ext: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A sum partition's [g, G, K] log-weights and weights, contiguous, as the kernels read them."""
-    lw = pt.log_weights(key, logw_ext).contiguous()
-    return lw, lw.exp()
-
-
-def _sparse_weights(blocks: SparseBlocks, logw_ext: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A sparse partition's log-weights and weights, edge by edge in block order (held by the
-    caller: the kernels read them through raw pointers)."""
-    lw = logw_ext[blocks.param_ids]
-    return lw, lw.exp()
-
-
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse instead of returning it to the system: the torch
     ops around the kernels (input log-probabilities, the M-step) allocate and free tensors of
@@ -178,6 +166,18 @@ class CpuExecutor(TorchExecutor):
         distinct = {id(pt): pt for pt in (self.tensors, self.fused)}  # one object when nothing is fused
         self._arrays = {key: launch_arrays(pt) for key, pt in distinct.items()}
         self._sparse = {key: sparse_partitions(pt, sparse_density) for key, pt in distinct.items()}
+        self._layouts: dict[int, WeightLayout] = {
+            key: weight_layout(pt, self._sparse[key]) for key, pt in distinct.items()
+        }
+        self._pass: dict[int, PassWeights] = {}  # the last pass's weights, per ProgramTensors
+
+    def _pass_weights(self, pt: ProgramTensors, key: str, logw_ext: torch.Tensor) -> PassWeights:
+        """The weights of every partition of this pass, gathered at its first partition and kept
+        while logw_ext is unchanged (the backward of a step reuses its forward's)."""
+        pw = self._pass.get(id(pt))
+        if pw is None or not pw.matches(logw_ext):
+            pw = self._pass[id(pt)] = PassWeights(self._layouts[id(pt)], logw_ext)
+        return pw
 
     def _input_rows(self, k: int, part, params: dict, x_int, x_real, out: torch.Tensor) -> None:
         """Families over K values: the table of log-probabilities from torch, its lookup at the
@@ -221,14 +221,13 @@ class CpuExecutor(TorchExecutor):
             return super()._sum_layer(pt, key, mars, logw_ext)
         sl = self._arrays[id(pt)][key]
         blocks = self._sparse[id(pt)].get(key)
+        lw, w = self._pass_weights(pt, key, logw_ext).of(key)
         if blocks is not None:
-            lw, w = _sparse_weights(blocks, logw_ext)
             self.lib.pc_sparse_forward(
                 _ptr(mars), mars.shape[1], sl.groups, sl.group_size, *sl.child_args()[:4], _ptr(sl.rows),
                 *_block_ptrs(blocks), _ptr(w), _ptr(lw), _tiny(torch.float32), _threads(),
             )  # fmt: skip
             return
-        lw, w = _weights(pt, key, logw_ext)
         self.lib.pc_sum_forward(
             _ptr(mars), mars.shape[1], sl.groups, sl.group_size, *sl.child_args(), _ptr(sl.rows), _ptr(w), _ptr(lw),
             _tiny(torch.float32), _threads(),
@@ -245,25 +244,21 @@ class CpuExecutor(TorchExecutor):
     def _sum_backward(self, pt: ProgramTensors, key: str, mars, flows, grad_logw, logw_ext) -> None:
         """The kernel's backward, except for buffers the kernels do not read, which take the
         torch backend's."""
-        if not (self._runs_here(mars) and self._runs_here(flows)):
+        if not (self._runs_here(mars) and self._runs_here(flows) and self._runs_here(grad_logw)):
             return super()._sum_backward(pt, key, mars, flows, grad_logw, logw_ext)
         sl = self._arrays[id(pt)][key]
         blocks = self._sparse[id(pt)].get(key)
+        pw = self._pass_weights(pt, key, logw_ext)
+        lw, w = pw.of(key)
+        grad = (_ptr(grad_logw), _threads())
         if blocks is not None:
-            lw, w = _sparse_weights(blocks, logw_ext)
-            wflows = torch.zeros_like(lw)
             self.lib.pc_sparse_backward(
                 _ptr(mars), _ptr(flows), mars.shape[1], sl.groups, sl.group_size, *sl.child_args()[:4], _ptr(sl.rows),
                 *_block_ptrs(blocks), _ptr(w), _ptr(lw), lw.shape[0], blocks.group_edges, _tiny(torch.float32),
-                _ptr(wflows), _threads(),
+                *pw.flow_args(key), *grad,
             )  # fmt: skip
-            grad_logw.index_add_(0, blocks.param_ids, wflows)
             return
-        lw, w = _weights(pt, key, logw_ext)
-        wt = w.transpose(1, 2).contiguous()
-        wflows = torch.zeros_like(w)
         self.lib.pc_sum_backward(
             _ptr(mars), _ptr(flows), mars.shape[1], sl.groups, sl.group_size, *sl.child_args(), _ptr(sl.rows),
-            _ptr(w), _ptr(wt), _ptr(lw), _tiny(torch.float32), _ptr(wflows), _threads(),
+            _ptr(w), _ptr(lw), _tiny(torch.float32), *pw.flow_args(key), *grad,
         )  # fmt: skip
-        pt.add_weight_flows(key, grad_logw, wflows)

@@ -47,7 +47,7 @@ void pc_signed_sum_forward(float *mags, float *signs, int64_t B, int64_t g, int6
             for (int64_t t = 0; t < tiles; t++) {
                 const int64_t b0 = t * TB, nb = min64(TB, B - b0);
                 signed_children(mags, signs, B, child + j * K, K, b0, nb, lm, sg, (vf *)e, top);
-                mm_tile(w + j * G * K, K, G, K, (const vf *)e, (vf *)s);
+                mm_tile(w + j * G * K, K, 1, G, K, (const vf *)e, (vf *)s);
                 for (int64_t i = 0; i < G; i++) {
                     const int64_t row = rows[j * G + i];
                     float om[TB], os[TB];

@@ -92,12 +92,13 @@ static int64_t group_edge_count(const int64_t *group_start, const int64_t *count
 
 /* The flows of a sparse partition. Each thread takes a range of samples (as the dense backward)
  * and keeps, for the group at hand, one vector per edge of sum_b a_r e_k over its tiles; their
- * horizontal sums (times w, into the thread's weight flows) wait for the group's last tile. */
+ * horizontal sums (times w, into the thread's weight flows) wait for the group's last tile; the
+ * flows go to grad at the edges' ids, as in pc_sum_backward. */
 void pc_sparse_backward(const float *mars, float *flows, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F,
                         const int64_t *comp, const int64_t *nf, const int64_t *rows, const int64_t *group_start,
                         const int64_t *brows, const int64_t *count, const int64_t *col_start, const int64_t *cols,
                         const int64_t *w_start, const float *w, const float *logw, int64_t edges, int64_t group_edges,
-                        float tiny, float *wflow, int threads) {
+                        float tiny, const int64_t *ids, int64_t pad, int unique, float *grad, int threads) {
     const int64_t tiles = (B + TB - 1) / TB;
     float *acc_all = calloc((size_t)threads * edges, sizeof(float));
 #pragma omp parallel num_threads(threads)
@@ -170,5 +171,5 @@ void pc_sparse_backward(const float *mars, float *flows, int64_t B, int64_t g, i
         free(cf);
         free(dots);
     }
-    reduce_thread_flows(acc_all, edges, threads, wflow);
+    reduce_thread_flows(acc_all, edges, threads, ids, pad, unique, grad);
 }

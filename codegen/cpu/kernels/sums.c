@@ -201,19 +201,20 @@ static void scale_tiles(float *cf, const float *e, int64_t K) {
     for (int64_t k = 0; k < K * NV; k++) C[k] *= E[k];
 }
 
-/* out[i] (+)= sum_l W[i][l] X[l] for i < M: rows of W (stride ldw) times a [L][TB] tile, MR rows
- * at a time so that each loaded tile vector feeds MR multiply-adds held in registers; `add`
- * accumulates into out instead of overwriting it. */
-static inline __attribute__((always_inline)) void mm_rows(const int R, const float *W, int64_t ldw, int64_t L,
-                                                          const vf *X, vf *out, int add) {
+/* out[i] (+)= sum_l W[i][l] X[l] for i < M: W's element (i, l) at W[i rs + l cs] (a row-major
+ * block, or its transpose without a copy), times a [L][TB] tile, MR rows at a time so that each
+ * loaded tile vector feeds MR multiply-adds held in registers; `add` accumulates into out
+ * instead of overwriting it. */
+static inline __attribute__((always_inline)) void mm_rows(const int R, const float *W, int64_t rs, int64_t cs,
+                                                          int64_t L, const vf *X, vf *out, int add) {
     vf a[MR][NV] = {{0}};
     if (add)
         for (int r = 0; r < R; r++)
             for (int v = 0; v < NV; v++) a[r][v] = out[r * NV + v];
-    for (int64_t l = 0; l < L; l++)
+    for (int64_t l = 0; l < L; l++, W += cs)
         for (int v = 0; v < NV; v++) {
             const vf x = X[l * NV + v];
-            for (int r = 0; r < R; r++) a[r][v] += W[r * ldw + l] * x;
+            for (int r = 0; r < R; r++) a[r][v] += W[r * rs] * x;
         }
     for (int r = 0; r < R; r++)
         for (int v = 0; v < NV; v++) out[r * NV + v] = a[r][v];
@@ -223,12 +224,13 @@ static inline __attribute__((always_inline)) void mm_rows(const int R, const flo
  * cache (16 KB): a group of Ka Kb = 4096 children (a Tucker layer at K = 64) has a 512 KB tile,
  * which each of the G / MR row blocks would otherwise stream from memory again. */
 #define LC 128
-static void mm_tile(const float *W, int64_t ldw, int64_t M, int64_t L, const vf *X, vf *out) {
+static void mm_tile(const float *W, int64_t rs, int64_t cs, int64_t M, int64_t L, const vf *X, vf *out) {
     for (int64_t l0 = 0; l0 < L; l0 += LC) {
         const int64_t lc = min64(LC, L - l0);
+        const float *Wl = W + l0 * cs;
         int64_t i = 0;
-        for (; i + MR <= M; i += MR) mm_rows(MR, W + i * ldw + l0, ldw, lc, X + l0 * NV, out + i * NV, l0 > 0);
-        for (; i < M; i++) mm_rows(1, W + i * ldw + l0, ldw, lc, X + l0 * NV, out + i * NV, l0 > 0);
+        for (; i + MR <= M; i += MR) mm_rows(MR, Wl + i * rs, rs, cs, lc, X + l0 * NV, out + i * NV, l0 > 0);
+        for (; i < M; i++) mm_rows(1, Wl + i * rs, rs, cs, lc, X + l0 * NV, out + i * NV, l0 > 0);
     }
 }
 
@@ -333,7 +335,7 @@ void pc_sum_forward(float *mars, int64_t B, int64_t g, int64_t G, int64_t K, int
             for (int64_t t = 0; t < tiles; t++) {
                 const int64_t b0 = t * TB, nb = min64(TB, B - b0);
                 group_tile(&kd, mars, B, j, b0, nb, c, e, m, ab);
-                mm_tile(w + j * G * KK, KK, G, KK, (const vf *)e, (vf *)s);
+                mm_tile(w + j * G * KK, KK, 1, G, KK, (const vf *)e, (vf *)s);
                 int have_values = kd.Kb == 0;
                 for (int64_t i = 0; i < G; i++) {
                     const int64_t node = j * G + i;
@@ -354,13 +356,16 @@ void pc_sum_forward(float *mars, int64_t B, int64_t g, int64_t G, int64_t K, int
     }
 }
 
-/* wflow[p] += the threads' own weight flows acc[q][p] (q < threads), summed; frees acc. */
-static void reduce_thread_flows(float *acc, int64_t P, int threads, float *wflow) {
-#pragma omp parallel for num_threads(threads) schedule(static)
+/* grad[ids[p]] += the threads' own weight flows acc[q][p] (q < threads), summed, except at the
+ * padding slot `pad`; frees acc. Ids repeat only where weights are tied (`unique` = 0), and
+ * then one thread adds them all. */
+static void reduce_thread_flows(float *acc, int64_t P, int threads, const int64_t *ids, int64_t pad, int unique,
+                                float *grad) {
+#pragma omp parallel for num_threads(unique ? threads : 1) schedule(static)
     for (int64_t p = 0; p < P; p++) {
         float v = 0.0f;
         for (int q = 0; q < threads; q++) v += acc[(int64_t)q * P + p];
-        wflow[p] += v;
+        if (ids[p] != pad) grad[ids[p]] += v;
     }
     free(acc);
 }
@@ -403,12 +408,13 @@ static int group_flow_scale(const float *mars, const float *flows, int64_t B, in
     return bad;
 }
 
-/* wt is w transposed per group ([g][K][G]): the child flows are wt times the nodes' f / s. The
- * children are read as by pc_sum_forward (Kb > 0: an outer product). */
+/* The child flows are w transposed times the nodes' f / s; each weight's flow goes to grad at its
+ * id (ids [g G K], `pad` the padding slot, `unique`: no id repeats). The children are read as by
+ * pc_sum_forward (Kb > 0: an outer product). */
 void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F,
                      const int64_t *comp, const int64_t *nf, int64_t Kb, int64_t Fb, const int64_t *comp_b,
-                     const int64_t *nf_b, const int64_t *rows, const float *w, const float *wt, const float *logw,
-                     float tiny, float *wflow, int threads) {
+                     const int64_t *nf_b, const int64_t *rows, const float *w, const float *logw, float tiny,
+                     const int64_t *ids, int64_t pad, int unique, float *grad, int threads) {
     const children kd = make_children(comp, nf, K, F, comp_b, nf_b, Kb, Fb);
     const int64_t KK = kd.K, tiles = (B + TB - 1) / TB, P = g * G * KK;
     float *acc = calloc((size_t)threads * P, sizeof(float));
@@ -438,7 +444,7 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
                 touched = 1;
                 group_tile(&kd, mars, B, j, b0, nb, c, e, m, ab);
                 const int bad = group_flow_scale(mars, flows, B, j, G, rows, m, b0, nb, logtiny, t + 1 < t_hi, a);
-                mm_tile(wt + j * G * KK, G, KK, G, (const vf *)a, (vf *)cf);
+                mm_tile(w + j * G * KK, 1, KK, KK, G, (const vf *)a, (vf *)cf); /* w transposed */
                 if (big) {
                     transpose_tile(e, KK, KP, et);
                     weight_flow_tile(G, KK, KP, a, et, un);
@@ -464,7 +470,7 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
         free(et);
         free(un);
     }
-    reduce_thread_flows(acc, P, threads, wflow);
+    reduce_thread_flows(acc, P, threads, ids, pad, unique, grad);
 }
 
 /* out row r = sum of its F factor rows (log space). */
