@@ -508,3 +508,53 @@ def test_a_pass_gathers_the_weights_once_and_a_changed_tensor_gathers_them_again
         assert next(iter(ex._pass.values())) is not first
         ref_mars = ref.node_values(*ref.encode(x), logw)
     torch.testing.assert_close(mars[ref.executor.out_row], ref_mars[ref.executor.out_row], **TOL)
+
+
+@needs_compiler
+def test_run_codes_match_the_batch_and_follow_changes_to_it(rng):
+    from pccompile.codegen.cpu.inputs import run_codes, variable_runs
+
+    circuit = pc.to_circuit(hclt_from_tree(np.array([-1, 0, 0, 1, 1]), 4, latents=3))
+    cpu = pc.compile(circuit, backend="cpu")
+    part = cpu.program.input_partitions[0]
+    x = torch.as_tensor(rng.integers(-1, 4, (37, 5)))  # -1: missing
+    var = variable_runs(part)[1]
+    expected = torch.where(x[:, var] < 0, part.num_cats, x[:, var]).T
+    codes = run_codes(cpu.executor.lib, part, x)
+    torch.testing.assert_close(codes, expected)
+    assert run_codes(cpu.executor.lib, part, x) is codes  # the same batch: kept
+    x[0, int(var[0])] = (int(x[0, int(var[0])]) + 1) % 4  # in place: gathered again
+    assert int(run_codes(cpu.executor.lib, part, x)[0, 0]) == int(x[0, int(var[0])])
+    y = x.clone()
+    assert run_codes(cpu.executor.lib, part, y) is not codes
+    strided = torch.as_tensor(rng.integers(-1, 4, (5, 37))).T  # not contiguous: the torch path
+    torch.testing.assert_close(
+        run_codes(cpu.executor.lib, part, strided), torch.where(strided[:, var] < 0, part.num_cats, strided[:, var]).T
+    )
+
+
+@needs_compiler
+@pytest.mark.parametrize("structure", ["hclt", "rat-spn", "random-sparse-tied"])
+def test_flows_are_written_without_zeroing_where_whole_tiles_get_no_flow(rng, structure):
+    """The flows buffer is not zeroed (each row's first flow is stored): a tile no flow reaches
+    must still write zeros into the rows it is the first to reach. The root's flow is 0 on the
+    first tile of samples, so every group skips it."""
+    circuit = dict(_structures(rng))[structure]
+    ref, cpu = _pair(circuit)
+    assert cpu.executor._first.untouched.numel() < cpu.executor.fused.num_rows
+    x = _data(circuit, rng, 45)
+    grad = torch.rand(45) + 0.5
+    grad[:32] = 0.0
+    with torch.no_grad():
+        out = []
+        for model in (ref, cpu):
+            logw = model.sum_log_weights(padded=True)
+            mars = model.node_values(*model.encode(x), logw)
+            for _ in range(2):  # the kept buffer, holding the last step's flows, the second time
+                flows, wf = model.executor.backward_flows(mars, logw, grad, reuse=True)
+            out.append((flows.clone(), wf.clone()))
+    (fr, wr), (fc, wc) = out
+    assert not torch.isnan(fc).any()
+    assert torch.all(fc[:, :32] == 0)
+    torch.testing.assert_close(fc, fr, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(wc, wr, rtol=1e-4, atol=1e-5)

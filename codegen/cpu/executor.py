@@ -23,6 +23,7 @@ from ..layers import ProgramTensors
 from ..layers.children import ChildFactors, ChildOuter
 from ..torch_backend.executor import TorchExecutor, _tiny
 from .build import load_library
+from .first_touch import FirstTouch, first_touch
 from .inputs import cpu_counts, cpu_m_step, lookup_rows, run_codes, table_block
 from .sparse import SparseBlocks, sparse_blocks
 from .weights import PassWeights, WeightLayout, weight_layout
@@ -170,6 +171,7 @@ class CpuExecutor(TorchExecutor):
             key: weight_layout(pt, self._sparse[key]) for key, pt in distinct.items()
         }
         self._pass: dict[int, PassWeights] = {}  # the last pass's weights, per ProgramTensors
+        self._first: FirstTouch = first_touch(self.fused, self._arrays[id(self.fused)], self.out_row)
 
     def _pass_weights(self, pt: ProgramTensors, key: str, logw_ext: torch.Tensor) -> PassWeights:
         """The weights of every partition of this pass, gathered at its first partition and kept
@@ -188,7 +190,7 @@ class CpuExecutor(TorchExecutor):
             table = family(part.dist).log_table(part, params)
         if table is None or table.dtype != torch.float32:
             return super()._input_rows(k, part, params, x_int, x_real, out)
-        lookup_rows(self.lib, part, table.contiguous(), run_codes(part, x_int), out)
+        lookup_rows(self.lib, part, table.contiguous(), run_codes(self.lib, part, x_int), out)
 
     def input_block(self, part, params: dict, vars_t, x_int, x_real) -> torch.Tensor:
         """Table families' rows and gradients in the kernels (TableLookup); others as the
@@ -233,12 +235,32 @@ class CpuExecutor(TorchExecutor):
             _tiny(torch.float32), _threads(),
         )  # fmt: skip
 
+    def _new_flows(self, mars: torch.Tensor, reuse: bool) -> torch.Tensor:
+        """Where the kernels run the backward, a buffer left unzeroed: each row's first flow is
+        stored (first_touch), and only the rows no partition writes are zeroed (NaN everywhere
+        first when poisoned, so that a row read before it is written shows)."""
+        if not self._kernel_backward(mars):
+            return super()._new_flows(mars, reuse)
+        if reuse:
+            flows = self._workspace("flows", mars.shape[0], mars.shape[1], mars.dtype, mars.device)
+        else:
+            flows = torch.empty_like(mars)
+        if self.poison:
+            flows.fill_(float("nan"))
+        return flows.index_fill_(0, self._first.untouched, 0.0)
+
+    def _kernel_backward(self, mars: torch.Tensor) -> bool:
+        """Whether the kernels run every partition of a backward over this value buffer (its
+        flows and weight flows take mars's dtype, device and layout)."""
+        return self._runs_here(mars)
+
     def _product_backward(self, pt: ProgramTensors, key: str, flows: torch.Tensor) -> None:
         if not self._runs_here(flows):
             return super()._product_backward(pt, key, flows)
         a, rows = self._arrays[id(pt)][key]
+        (first,) = self._first.flags[key]
         self.lib.pc_product_backward(
-            _ptr(flows), flows.shape[1], a.shape[0], a.shape[1], _ptr(a), _ptr(rows), _threads()
+            _ptr(flows), flows.shape[1], a.shape[0], a.shape[1], _ptr(a), _ptr(rows), _ptr(first), _threads()
         )
 
     def _sum_backward(self, pt: ProgramTensors, key: str, mars, flows, grad_logw, logw_ext) -> None:
@@ -251,14 +273,15 @@ class CpuExecutor(TorchExecutor):
         pw = self._pass_weights(pt, key, logw_ext)
         lw, w = pw.of(key)
         grad = (_ptr(grad_logw), _threads())
+        first, first_b = (_ptr(t) for t in self._first.flags[key])
         if blocks is not None:
             self.lib.pc_sparse_backward(
                 _ptr(mars), _ptr(flows), mars.shape[1], sl.groups, sl.group_size, *sl.child_args()[:4], _ptr(sl.rows),
-                *_block_ptrs(blocks), _ptr(w), _ptr(lw), lw.shape[0], blocks.group_edges, _tiny(torch.float32),
+                *_block_ptrs(blocks), _ptr(w), _ptr(lw), lw.shape[0], blocks.group_edges, _tiny(torch.float32), first,
                 *pw.flow_args(key), *grad,
             )  # fmt: skip
             return
         self.lib.pc_sum_backward(
             _ptr(mars), _ptr(flows), mars.shape[1], sl.groups, sl.group_size, *sl.child_args(), _ptr(sl.rows),
-            _ptr(w), _ptr(lw), _tiny(torch.float32), *pw.flow_args(key), *grad,
+            _ptr(w), _ptr(lw), _tiny(torch.float32), first, first_b, *pw.flow_args(key), *grad,
         )  # fmt: skip

@@ -15,6 +15,7 @@ from pccompile.ir.families import Categorical, family
 from pccompile.ir.families.counts import CountsFamily
 
 _RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CODES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # part -> (x_int, its version, codes)
 
 
 def variable_runs(part) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,10 +30,28 @@ def variable_runs(part) -> tuple[torch.Tensor, torch.Tensor]:
     return _RUNS[part]
 
 
-def run_codes(part, x_int: torch.Tensor) -> torch.Tensor:
-    """[runs, B] the value of each run's variable, a missing one coded as K = part.num_cats."""
-    xv = x_int[:, variable_runs(part)[1]].T
-    return torch.where(xv < 0, part.num_cats, xv).contiguous()
+def run_codes(lib, part, x_int: torch.Tensor) -> torch.Tensor:
+    """[runs, B] the value of each run's variable, a missing one coded as K = part.num_cats: the
+    codes kernel on a contiguous int64 batch, else torch. Kept per partition while x_int is the
+    same unchanged tensor (its version counter), so that a step's forward pass and its counts
+    share them."""
+    kept = _CODES.get(part)
+    inference = x_int.is_inference()
+    if kept is not None and not inference and kept[0] is x_int and kept[1] == x_int._version:
+        return kept[2]
+    var = variable_runs(part)[1]
+    if x_int.device.type == "cpu" and x_int.dtype == torch.int64 and x_int.is_contiguous() and x_int.dim() == 2:
+        codes = torch.empty(var.numel(), x_int.shape[0], dtype=torch.int64)
+        lib.pc_run_codes(
+            codes.data_ptr(), x_int.data_ptr(), x_int.shape[0], x_int.shape[1], var.numel(), var.data_ptr(),
+            part.num_cats, torch.get_num_threads(),
+        )  # fmt: skip
+    else:
+        xv = x_int[:, var].T
+        codes = torch.where(xv < 0, part.num_cats, xv).contiguous()
+    if not inference:
+        _CODES[part] = (x_int, x_int._version, codes)
+    return codes
 
 
 def lookup_rows(lib, part, table: torch.Tensor, codes: torch.Tensor, out: torch.Tensor) -> None:
@@ -69,7 +88,7 @@ def _table_counts(lib, part, vars_t, f: torch.Tensor, x_int) -> dict | None:
     if f.device.type != "cpu" or f.dtype != torch.float32 or not f.is_contiguous() or x_int.device.type != "cpu":
         return None
     K = part.num_cats
-    res = count_at_codes(lib, part, f, run_codes(part, x_int), K)
+    res = count_at_codes(lib, part, f, run_codes(lib, part, x_int), K)
     return {"counts": res[:, :K], "missing": res[:, K]}
 
 
@@ -97,7 +116,7 @@ class TableLookup(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, table, lib, part, x_int):
-        codes = run_codes(part, x_int)
+        codes = run_codes(lib, part, x_int)
         t = table.detach().contiguous()
         out = torch.empty(part.size, x_int.shape[0], dtype=t.dtype)
         lookup_rows(lib, part, t, codes, out)

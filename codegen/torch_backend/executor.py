@@ -171,10 +171,7 @@ class TorchExecutor(ProgramOrderDecoder, nn.Module):
         Returns (flows [rows, B], param_flows [P]): flows[r, b] = d out_b / d mars[r, b]
         times grad_root[b]; param_flows[p] = sum_b d out_b / d logw[p] times grad_root[b]."""
         pt = self.fused
-        if reuse:
-            flows = self._workspace("flows", mars.shape[0], mars.shape[1], mars.dtype, mars.device).zero_()
-        else:
-            flows = torch.zeros_like(mars)
+        flows = self._new_flows(mars, reuse)
         flows[self.out_row] = grad_root.to(mars.dtype)
         logw_ext = pt.extend_logw(logw, mars.dtype)
         grad_logw = torch.zeros(logw_ext.shape[0], dtype=mars.dtype, device=mars.device)
@@ -187,6 +184,12 @@ class TorchExecutor(ProgramOrderDecoder, nn.Module):
         flows[ZERO_ROW] = 0
         flows[ONE_ROW] = 0
         return flows, grad_logw[:-1]
+
+    def _new_flows(self, mars: torch.Tensor, reuse: bool) -> torch.Tensor:
+        """The backward's flows buffer, zeroed: the layers add into it (`reuse`: the kept one)."""
+        if reuse:
+            return self._workspace("flows", mars.shape[0], mars.shape[1], mars.dtype, mars.device).zero_()
+        return torch.zeros_like(mars)
 
     def _product_backward(self, pt: ProgramTensors, key: str, flows: torch.Tensor) -> None:
         """Each factor row of one product partition gets the product's flow."""

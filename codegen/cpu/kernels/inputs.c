@@ -1,6 +1,22 @@
 /* Input partitions of families over K values: the table lookup, the categorical M-step and the
  * EM counts. */
 
+/* codes[r][b] = x[b][var[r]] for runs r < R, or K where the value is missing (negative): each
+ * run's variable's column of the [B, V] batch as one row, which the lookup and counting kernels
+ * read (a transposing gather in torch took 1.5-4 ms at MNIST's 784 x 512). */
+void pc_run_codes(int64_t *codes, const int64_t *x, int64_t B, int64_t V, int64_t R, const int64_t *var, int64_t K,
+                  int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < R; r++) {
+        const int64_t *col = x + var[r];
+        int64_t *out = codes + r * B;
+        for (int64_t b = 0; b < B; b++) {
+            const int64_t v = col[b * V];
+            out[b] = v < 0 ? K : v;
+        }
+    }
+}
+
 /* Input rows of a family over K values: out[r][b] = table[r][codes[run[r]][b]], 0 (log 1:
  * marginalised) where the code is K (missing). Rows come in runs per variable (an HCLT's node
  * vectors, of any lengths); codes [runs][B] holds each run's variable's values. */

@@ -93,12 +93,14 @@ static int64_t group_edge_count(const int64_t *group_start, const int64_t *count
 /* The flows of a sparse partition. Each thread takes a range of samples (as the dense backward)
  * and keeps, for the group at hand, one vector per edge of sum_b a_r e_k over its tiles; their
  * horizontal sums (times w, into the thread's weight flows) wait for the group's last tile; the
- * flows go to grad at the edges' ids, as in pc_sum_backward. */
+ * flows go to grad at the edges' ids, and child flows are stored where `first` flags a row's
+ * first, as in pc_sum_backward. */
 void pc_sparse_backward(const float *mars, float *flows, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F,
                         const int64_t *comp, const int64_t *nf, const int64_t *rows, const int64_t *group_start,
                         const int64_t *brows, const int64_t *count, const int64_t *col_start, const int64_t *cols,
                         const int64_t *w_start, const float *w, const float *logw, int64_t edges, int64_t group_edges,
-                        float tiny, const int64_t *ids, int64_t pad, int unique, float *grad, int threads) {
+                        float tiny, const uint8_t *first, const int64_t *ids, int64_t pad, int unique, float *grad,
+                        int threads) {
     const int64_t tiles = (B + TB - 1) / TB;
     float *acc_all = calloc((size_t)threads * edges, sizeof(float));
 #pragma omp parallel num_threads(threads)
@@ -117,7 +119,10 @@ void pc_sparse_backward(const float *mars, float *flows, int64_t B, int64_t g, i
                 const int64_t b0 = t * TB, nb = min64(TB, B - b0);
                 int any = 0;
                 for (int64_t i = 0; i < G && !any; i++) any = any_flow(flows + rows[j * G + i] * B + b0, nb);
-                if (!any) continue;
+                if (!any) {
+                    zero_first_rows(flows, B, b0, nb, comp + j * K * F, nf + j * K, K, F, first ? first + j * K * F : NULL);
+                    continue;
+                }
                 if (!touched) memset(dots, 0, sizeof(vf) * (size_t)ne);
                 touched = 1;
                 child_tile(mars, B, comp + j * K * F, nf + j * K, K, F, b0, nb, c, e, m);
@@ -162,7 +167,8 @@ void pc_sparse_backward(const float *mars, float *flows, int64_t B, int64_t g, i
                         }
                     }
                 }
-                scatter_child_flows(flows, B, b0, nb, comp + j * K * F, nf + j * K, K, F, cf, t + 1 < t_hi);
+                scatter_child_flows(flows, B, b0, nb, comp + j * K * F, nf + j * K, K, F, cf, t + 1 < t_hi,
+                                    first ? first + j * K * F : NULL);
             }
             if (touched) sum_dots(my + e0, w + e0, dots, ne);
         }

@@ -148,37 +148,57 @@ static int flow_scale(const float *f, const float *n, const float *m, vf *a, int
     return bad;
 }
 
-/* dst[b] += src[b] for b < nb, with the next tile of dst prefetched when there is one. */
-static void add_tile(float *dst, const vf *src, int64_t nb, int prefetch) {
+/* dst[b] += src[b] for b < nb (dst[b] = src[b] where `store`: the row's first flow, see
+ * first_touch.py), with the next tile of dst prefetched when there is one. */
+static void add_tile(float *dst, const vf *src, int64_t nb, int prefetch, int store) {
     if (prefetch) {
         __builtin_prefetch(dst + TB, 1);
         __builtin_prefetch(dst + TB + 16, 1);
     }
     if (nb == TB) {
-        for (int v = 0; v < NV; v++) storeu(dst + v * VL, loadu(dst + v * VL) + src[v]);
+        for (int v = 0; v < NV; v++) storeu(dst + v * VL, store ? src[v] : loadu(dst + v * VL) + src[v]);
         return;
     }
     const float *sf = (const float *)src;
-    for (int64_t b = 0; b < nb; b++) dst[b] += sf[b];
+    for (int64_t b = 0; b < nb; b++) dst[b] = store ? sf[b] : dst[b] + sf[b];
 }
 
-/* The child flows of one tile into the factor rows they came from: flows[row] += cf[k]. */
+/* The child flows of one tile into the factor rows they came from: flows[row] += cf[k], stored
+ * instead where first[k][q] is set (first: shaped as cj; NULL: add everywhere). */
 static void scatter_child_flows(float *flows, int64_t B, int64_t b0, int64_t nb, const int64_t *cj, const int64_t *nj,
-                                int64_t K, int64_t F, const float *cf, int prefetch) {
+                                int64_t K, int64_t F, const float *cf, int prefetch, const uint8_t *first) {
     for (int64_t k = 0; k < K; k++)
-        for (int64_t q = 0; q < nj[k]; q++) add_tile(flows + cj[k * F + q] * B + b0, (const vf *)(cf + k * TB), nb, prefetch);
+        for (int64_t q = 0; q < nj[k]; q++)
+            add_tile(flows + cj[k * F + q] * B + b0, (const vf *)(cf + k * TB), nb, prefetch, first && first[k * F + q]);
+}
+
+/* A tile no flow reaches still writes the rows it is the first to reach: zeros. */
+static void zero_first_rows(float *flows, int64_t B, int64_t b0, int64_t nb, const int64_t *cj, const int64_t *nj,
+                            int64_t K, int64_t F, const uint8_t *first) {
+    for (int64_t k = 0; first && k < K; k++)
+        for (int64_t q = 0; q < nj[k]; q++)
+            if (first[k * F + q]) memset(flows + cj[k * F + q] * B + b0, 0, sizeof(float) * (size_t)nb);
 }
 
 /* Group j's child flows cf [K][TB] into the rows they came from. An outer product's child i Kb + l
  * sends its flow to a_i and to b_l: a's flows are cf's row sums, b's its column sums, formed in ab
- * (whose values are no longer needed). */
+ * (whose values are no longer needed). first, first_b: the first-flow flags of comp and comp_b
+ * (NULL: none); cf NULL: a tile no flow reaches, which only zeroes the rows it is first in. */
 static void scatter_group_flows(const children *kd, float *flows, int64_t B, int64_t j, int64_t b0, int64_t nb,
-                                const float *cf, float *ab, int prefetch) {
-    if (kd->Kb == 0) {
-        scatter_child_flows(flows, B, b0, nb, kd->comp + j * kd->K * kd->F, kd->nf + j * kd->K, kd->K, kd->F, cf, prefetch);
+                                const float *cf, float *ab, int prefetch, const uint8_t *first,
+                                const uint8_t *first_b) {
+    const int64_t Ka = kd->Ka, Kb = kd->Kb, F = kd->F, Fb = kd->Fb;
+    const int64_t *ca = kd->comp + j * Ka * F, *na = kd->nf + j * Ka, *cb = kd->comp_b + j * Kb * Fb;
+    const uint8_t *fa = first ? first + j * Ka * F : NULL, *fb = first_b ? first_b + j * Kb * Fb : NULL;
+    if (cf == NULL) {
+        zero_first_rows(flows, B, b0, nb, ca, na, Ka, F, fa);
+        if (Kb > 0) zero_first_rows(flows, B, b0, nb, cb, kd->nf_b + j * Kb, Kb, Fb, fb);
         return;
     }
-    const int64_t Ka = kd->Ka, Kb = kd->Kb;
+    if (Kb == 0) {
+        scatter_child_flows(flows, B, b0, nb, ca, na, Ka, F, cf, prefetch, fa);
+        return;
+    }
     vf *FA = (vf *)ab, *FB = (vf *)(ab + Ka * TB);
     const vf *CF = (const vf *)cf;
     for (int64_t k = 0; k < (Ka + Kb) * NV; k++) FA[k] = vsplat(0.0f);
@@ -189,9 +209,8 @@ static void scatter_group_flows(const children *kd, float *flows, int64_t B, int
                 FA[i * NV + v] += x;
                 FB[l * NV + v] += x;
             }
-    scatter_child_flows(flows, B, b0, nb, kd->comp + j * Ka * kd->F, kd->nf + j * Ka, Ka, kd->F, (const float *)FA, prefetch);
-    scatter_child_flows(flows, B, b0, nb, kd->comp_b + j * Kb * kd->Fb, kd->nf_b + j * Kb, Kb, kd->Fb, (const float *)FB,
-                        prefetch);
+    scatter_child_flows(flows, B, b0, nb, ca, na, Ka, F, (const float *)FA, prefetch, fa);
+    scatter_child_flows(flows, B, b0, nb, cb, kd->nf_b + j * Kb, Kb, Fb, (const float *)FB, prefetch, fb);
 }
 
 /* cf[k] *= e[k] over K tiles. */
@@ -408,13 +427,15 @@ static int group_flow_scale(const float *mars, const float *flows, int64_t B, in
     return bad;
 }
 
-/* The child flows are w transposed times the nodes' f / s; each weight's flow goes to grad at its
- * id (ids [g G K], `pad` the padding slot, `unique`: no id repeats). The children are read as by
- * pc_sum_forward (Kb > 0: an outer product). */
+/* The child flows are w transposed times the nodes' f / s, stored into a row where first (and
+ * first_b, for comp_b) flags the row's first flow, else added; each weight's flow goes to grad at
+ * its id (ids [g G K], `pad` the padding slot, `unique`: no id repeats). The children are read as
+ * by pc_sum_forward (Kb > 0: an outer product). */
 void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F,
                      const int64_t *comp, const int64_t *nf, int64_t Kb, int64_t Fb, const int64_t *comp_b,
                      const int64_t *nf_b, const int64_t *rows, const float *w, const float *logw, float tiny,
-                     const int64_t *ids, int64_t pad, int unique, float *grad, int threads) {
+                     const uint8_t *first, const uint8_t *first_b, const int64_t *ids, int64_t pad, int unique,
+                     float *grad, int threads) {
     const children kd = make_children(comp, nf, K, F, comp_b, nf_b, Kb, Fb);
     const int64_t KK = kd.K, tiles = (B + TB - 1) / TB, P = g * G * KK;
     float *acc = calloc((size_t)threads * P, sizeof(float));
@@ -438,7 +459,10 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
                 const int64_t b0 = t * TB, nb = min64(TB, B - b0);
                 int any = 0;
                 for (int64_t i = 0; i < G && !any; i++) any = any_flow(flows + rows[j * G + i] * B + b0, nb);
-                if (!any) continue;
+                if (!any) {
+                    scatter_group_flows(&kd, flows, B, j, b0, nb, NULL, ab, 0, first, first_b);
+                    continue;
+                }
                 if (!touched && big) memset(un, 0, sizeof(float) * (size_t)(G * KK));
                 if (!touched && !big) memset(dots, 0, sizeof(vf) * (size_t)(G * KK));
                 touched = 1;
@@ -456,7 +480,7 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
                     outer_values(&kd, ab, c);
                     exact_group_flows(mars, flows, B, j, G, KK, rows, logw, c, m, b0, nb, logtiny, cf, my);
                 }
-                scatter_group_flows(&kd, flows, B, j, b0, nb, cf, ab, t + 1 < t_hi);
+                scatter_group_flows(&kd, flows, B, j, b0, nb, cf, ab, t + 1 < t_hi, first, first_b);
             }
             if (touched && big) add_weighted(my + j * G * KK, w + j * G * KK, un, G * KK);
             if (touched && !big) sum_dots(my + j * G * KK, w + j * G * KK, dots, G * KK);
@@ -488,10 +512,11 @@ void pc_product_forward(float *mars, int64_t B, int64_t m, int64_t F, const int6
     }
 }
 
-/* Every factor row gets its product's flow; each thread takes a range of samples (factors may be
- * shared between rows, so rows cannot be split). */
+/* Every factor row gets its product's flow (stored where first [m][F] flags the row's first; NULL:
+ * added everywhere); each thread takes a range of samples (factors may be shared between rows, so
+ * rows cannot be split). */
 void pc_product_backward(float *flows, int64_t B, int64_t m, int64_t F, const int64_t *child, const int64_t *rows,
-                         int threads) {
+                         const uint8_t *first, int threads) {
 #pragma omp parallel num_threads(threads)
     {
         const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
@@ -500,7 +525,10 @@ void pc_product_backward(float *flows, int64_t B, int64_t m, int64_t F, const in
             const float *src = flows + rows[r] * B;
             for (int64_t f = 0; f < F; f++) {
                 float *dst = flows + child[r * F + f] * B;
-                for (int64_t b = lo; b < hi; b++) dst[b] += src[b];
+                if (first && first[r * F + f])
+                    for (int64_t b = lo; b < hi; b++) dst[b] = src[b];
+                else
+                    for (int64_t b = lo; b < hi; b++) dst[b] += src[b];
             }
         }
     }
