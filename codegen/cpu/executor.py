@@ -24,7 +24,7 @@ from ..layers.children import ChildFactors, ChildOuter
 from ..torch_backend.executor import TorchExecutor, _tiny
 from .build import load_library
 from .first_touch import FirstTouch, first_touch
-from .inputs import cpu_counts, cpu_m_step, lookup_rows, run_codes, table_block
+from .inputs import cpu_counts, cpu_m_step, cpu_rows, lookup_rows, run_codes, table_block
 from .sparse import SparseBlocks, sparse_blocks
 from .weights import PassWeights, WeightLayout, weight_layout
 
@@ -167,9 +167,7 @@ class CpuExecutor(TorchExecutor):
         distinct = {id(pt): pt for pt in (self.tensors, self.fused)}  # one object when nothing is fused
         self._arrays = {key: launch_arrays(pt) for key, pt in distinct.items()}
         self._sparse = {key: sparse_partitions(pt, sparse_density) for key, pt in distinct.items()}
-        self._layouts: dict[int, WeightLayout] = {
-            key: weight_layout(pt, self._sparse[key]) for key, pt in distinct.items()
-        }
+        self._layouts: dict[int, WeightLayout] = {}  # per ProgramTensors, at its first pass
         self._pass: dict[int, PassWeights] = {}  # the last pass's weights, per ProgramTensors
         self._first: FirstTouch = first_touch(self.fused, self._arrays[id(self.fused)], self.out_row)
 
@@ -178,16 +176,21 @@ class CpuExecutor(TorchExecutor):
         while logw_ext is unchanged (the backward of a step reuses its forward's)."""
         pw = self._pass.get(id(pt))
         if pw is None or not pw.matches(logw_ext):
+            if id(pt) not in self._layouts:
+                self._layouts[id(pt)] = weight_layout(pt, self._sparse[id(pt)])
             pw = self._pass[id(pt)] = PassWeights(self._layouts[id(pt)], logw_ext)
         return pw
 
     def _input_rows(self, k: int, part, params: dict, x_int, x_real, out: torch.Tensor) -> None:
-        """Families over K values: the table of log-probabilities from torch, its lookup at the
-        batch's codes in the kernel (no padded table copy, no [m, B] index; rows in runs per
-        variable read one row of codes per run); others as the torch backend."""
-        table = None
-        if self._runs_here(out) and x_int.device.type == "cpu":
-            table = family(part.dist).log_table(part, params)
+        """Families over K values: their own rows kernel (cpu_rows: categorical), else the table
+        of log-probabilities from torch and its lookup at the batch's codes in the kernel (no
+        padded table copy, no [m, B] index; rows in runs per variable read one row of codes per
+        run); others as the torch backend."""
+        here = self._runs_here(out) and x_int.device.type == "cpu"
+        rows = cpu_rows(part.dist) if here else None
+        if rows is not None and rows(self.lib, part, params, x_int, out):
+            return
+        table = family(part.dist).log_table(part, params) if here else None
         if table is None or table.dtype != torch.float32:
             return super()._input_rows(k, part, params, x_int, x_real, out)
         lookup_rows(self.lib, part, table.contiguous(), run_codes(self.lib, part, x_int), out)

@@ -107,7 +107,7 @@ class ProgramTensors(nn.Module):
         starts = self.weight_blocks.get(key)
         if starts is None:
             return logw_ext[self.param_ids(key)]
-        g, G, K = self._shape(key)
+        g, G, K = self.sum_shape(key)
         if len(starts) == 1:
             return logw_ext[starts[0] : starts[0] + g * G * K].view(g, G, K)
         return torch.cat([logw_ext[a : a + G * K] for a in starts]).view(g, G, K)
@@ -122,7 +122,8 @@ class ProgramTensors(nn.Module):
         for a, v in zip(starts, flat):
             grad_logw[a : a + v.shape[0]] += v
 
-    def _shape(self, key: str) -> tuple[int, int, int]:
+    def sum_shape(self, key: str) -> tuple[int, int, int]:
+        """(g, G, K) of a sum partition: groups, nodes per group, children per group."""
         g = getattr(self, key + "_pstart").shape[0]
         return g, getattr(self, key + "_rows").shape[0] // g, self.widths[key]
 

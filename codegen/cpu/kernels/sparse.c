@@ -99,8 +99,8 @@ void pc_sparse_backward(const float *mars, float *flows, int64_t B, int64_t g, i
                         const int64_t *comp, const int64_t *nf, const int64_t *rows, const int64_t *group_start,
                         const int64_t *brows, const int64_t *count, const int64_t *col_start, const int64_t *cols,
                         const int64_t *w_start, const float *w, const float *logw, int64_t edges, int64_t group_edges,
-                        float tiny, const uint8_t *first, const int64_t *ids, int64_t pad, int unique, float *grad,
-                        int threads) {
+                        float tiny, const uint8_t *first, const int64_t *ids, int64_t base, int64_t pad, int unique,
+                        float *grad, int threads) {
     const int64_t tiles = (B + TB - 1) / TB;
     float *acc_all = calloc((size_t)threads * edges, sizeof(float));
 #pragma omp parallel num_threads(threads)
@@ -177,5 +177,5 @@ void pc_sparse_backward(const float *mars, float *flows, int64_t B, int64_t g, i
         free(cf);
         free(dots);
     }
-    reduce_thread_flows(acc_all, edges, threads, ids, pad, unique, grad);
+    reduce_thread_flows(acc_all, edges, threads, ids, base, pad, unique, grad);
 }

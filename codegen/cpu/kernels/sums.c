@@ -375,16 +375,18 @@ void pc_sum_forward(float *mars, int64_t B, int64_t g, int64_t G, int64_t K, int
     }
 }
 
-/* grad[ids[p]] += the threads' own weight flows acc[q][p] (q < threads), summed, except at the
- * padding slot `pad`; frees acc. Ids repeat only where weights are tied (`unique` = 0), and
+/* grad[id] += the threads' own weight flows acc[q][p] (q < threads), summed, where the id of
+ * weight p is ids[p] (ids NULL: base + p, a partition whose weights are one block), except at
+ * the padding slot `pad`; frees acc. Ids repeat only where weights are tied (`unique` = 0), and
  * then one thread adds them all. */
-static void reduce_thread_flows(float *acc, int64_t P, int threads, const int64_t *ids, int64_t pad, int unique,
-                                float *grad) {
+static void reduce_thread_flows(float *acc, int64_t P, int threads, const int64_t *ids, int64_t base, int64_t pad,
+                                int unique, float *grad) {
 #pragma omp parallel for num_threads(unique ? threads : 1) schedule(static)
     for (int64_t p = 0; p < P; p++) {
         float v = 0.0f;
         for (int q = 0; q < threads; q++) v += acc[(int64_t)q * P + p];
-        if (ids[p] != pad) grad[ids[p]] += v;
+        const int64_t id = ids ? ids[p] : base + p;
+        if (id != pad) grad[id] += v;
     }
     free(acc);
 }
@@ -429,13 +431,14 @@ static int group_flow_scale(const float *mars, const float *flows, int64_t B, in
 
 /* The child flows are w transposed times the nodes' f / s, stored into a row where first (and
  * first_b, for comp_b) flags the row's first flow, else added; each weight's flow goes to grad at
- * its id (ids [g G K], `pad` the padding slot, `unique`: no id repeats). The children are read as
+ * its id (ids [g G K], or base + p where ids is NULL; `pad` the padding slot, `unique`: no id
+ * repeats). The children are read as
  * by pc_sum_forward (Kb > 0: an outer product). */
 void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F,
                      const int64_t *comp, const int64_t *nf, int64_t Kb, int64_t Fb, const int64_t *comp_b,
                      const int64_t *nf_b, const int64_t *rows, const float *w, const float *logw, float tiny,
-                     const uint8_t *first, const uint8_t *first_b, const int64_t *ids, int64_t pad, int unique,
-                     float *grad, int threads) {
+                     const uint8_t *first, const uint8_t *first_b, const int64_t *ids, int64_t base, int64_t pad,
+                     int unique, float *grad, int threads) {
     const children kd = make_children(comp, nf, K, F, comp_b, nf_b, Kb, Fb);
     const int64_t KK = kd.K, tiles = (B + TB - 1) / TB, P = g * G * KK;
     float *acc = calloc((size_t)threads * P, sizeof(float));
@@ -494,7 +497,7 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
         free(et);
         free(un);
     }
-    reduce_thread_flows(acc, P, threads, ids, pad, unique, grad);
+    reduce_thread_flows(acc, P, threads, ids, base, pad, unique, grad);
 }
 
 /* out row r = sum of its F factor rows (log space). */

@@ -1,0 +1,109 @@
+"""Two ways of the CPU target's executor taking turns in one process, on bench/cpu_step.py's
+MNIST HCLT: each switch turns one of its parts back to what it replaced.
+
+    python bench/cpu_switch_ab.py --switch first_touch --latents 32 --threads 2 --rounds 7
+
+Switches:
+- `first_touch`: the backward's flows buffer zeroed first and every flow added (the kernels'
+  first-flow flags all 0), against each row's first flow stored (codegen/cpu/first_touch.py);
+- `categorical_rows`: a categorical partition's input rows through its table of log-probabilities
+  (torch's log-softmax) and the lookup kernel, against the logits read by one kernel.
+
+Each round times an EM step, a forward pass and a backward pass (flows from the kept buffers)
+with the switch off (the old way) and then on; the table gives the medians over rounds and each
+way's fastest round. Sequential processes on this machine differ by up to 15% for the same
+code, so a change is measured here, in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from cpu_step import tree_and_batch
+from pccompile.codegen.cpu import inputs
+from pccompile.codegen.cpu.first_touch import FirstTouch
+from pccompile.codegen.torch_backend.executor import TorchExecutor
+
+import pccompile as pc
+from pccompile.learn.em import em_step
+from pccompile.structures import hclt_from_tree
+
+
+def first_touch(ex, on: bool) -> None:
+    if not hasattr(ex, "_first_on"):
+        ex._first_on = ex._first
+        flags = {k: tuple(torch.zeros_like(t) for t in v) for k, v in ex._first.flags.items()}
+        ex._first_off = FirstTouch(flags, ex._first.untouched)
+    ex._first = ex._first_on if on else ex._first_off
+    if on:
+        ex.__dict__.pop("_new_flows", None)
+    else:
+        ex._new_flows = lambda mars, reuse: TorchExecutor._new_flows(ex, mars, reuse)
+
+
+def categorical_rows(ex, on: bool) -> None:
+    if not hasattr(categorical_rows, "saved"):
+        categorical_rows.saved = dict(inputs.CPU_ROWS)
+    inputs.CPU_ROWS.clear()
+    if on:
+        inputs.CPU_ROWS.update(categorical_rows.saved)
+
+
+SWITCHES = {"first_touch": first_touch, "categorical_rows": categorical_rows}
+
+
+def seconds(fn, calls: int) -> float:
+    fn()
+    t = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t) / calls
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--switch", choices=list(SWITCHES), required=True)
+    ap.add_argument("--latents", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--calls", type=int, default=3, help="calls per timing")
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--mnist", type=Path, default=Path("../shared/data/mnist"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    parent, x = tree_and_batch(args.mnist, 784, args.batch)
+    model = pc.compile(pc.build(hclt_from_tree(parent, 256, args.latents)), backend="cpu")
+    ex, switch = model.executor, SWITCHES[args.switch]
+    xi, xr = model.encode(x)
+    logw = model.sum_log_weights(padded=True).detach()
+    root = torch.ones(args.batch)
+    with torch.no_grad():
+        mars = model.node_values(xi, xr, logw).clone()
+    parts = {
+        "EM step": lambda: em_step(model, xi, xr, 0.1, 0.1),
+        "forward": lambda: model.node_values(xi, xr, logw, reuse=True),
+        "backward": lambda: ex.backward_flows(mars, logw, root, reuse=True),
+    }
+    times = {(way, part): [] for way in ("off", "on") for part in parts}
+    with torch.no_grad():
+        for _ in range(args.rounds):
+            for way in ("off", "on"):
+                switch(ex, way == "on")
+                for part, fn in parts.items():
+                    times[way, part].append(seconds(fn, args.calls) * 1e3)
+    print(
+        f"| {args.switch}, MNIST HCLT latents {args.latents} | off: median ms | on | on / off | off: fastest | on: fastest |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for part in parts:
+        off, on = times["off", part], times["on", part]
+        a, b = statistics.median(off), statistics.median(on)
+        print(f"| {part} | {a:.1f} | {b:.1f} | {b / a:.2f} | {min(off):.1f} | {min(on):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
