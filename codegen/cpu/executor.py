@@ -167,7 +167,9 @@ class CpuExecutor(TorchExecutor):
         distinct = {id(pt): pt for pt in (self.tensors, self.fused)}  # one object when nothing is fused
         self._arrays = {key: launch_arrays(pt) for key, pt in distinct.items()}
         self._sparse = {key: sparse_partitions(pt, sparse_density) for key, pt in distinct.items()}
-        self._layouts: dict[int, WeightLayout] = {}  # per ProgramTensors, at its first pass
+        self._layouts: dict[int, WeightLayout] = {
+            key: weight_layout(pt, self._sparse[key]) for key, pt in distinct.items()
+        }
         self._pass: dict[int, PassWeights] = {}  # the last pass's weights, per ProgramTensors
         self._first: FirstTouch = first_touch(self.fused, self._arrays[id(self.fused)], self.out_row)
 
@@ -176,9 +178,7 @@ class CpuExecutor(TorchExecutor):
         while logw_ext is unchanged (the backward of a step reuses its forward's)."""
         pw = self._pass.get(id(pt))
         if pw is None or not pw.matches(logw_ext):
-            if id(pt) not in self._layouts:
-                self._layouts[id(pt)] = weight_layout(pt, self._sparse[id(pt)])
-            pw = self._pass[id(pt)] = PassWeights(self._layouts[id(pt)], logw_ext)
+            pw = self._pass[id(pt)] = PassWeights(pt, self._layouts[id(pt)], logw_ext)
         return pw
 
     def _input_rows(self, k: int, part, params: dict, x_int, x_real, out: torch.Tensor) -> None:
@@ -226,7 +226,8 @@ class CpuExecutor(TorchExecutor):
             return super()._sum_layer(pt, key, mars, logw_ext)
         sl = self._arrays[id(pt)][key]
         blocks = self._sparse[id(pt)].get(key)
-        lw, w = self._pass_weights(pt, key, logw_ext).of(key)
+        pw = self._pass_weights(pt, key, logw_ext).of(key)
+        lw, w = pw.lw, pw.w
         if blocks is not None:
             self.lib.pc_sparse_forward(
                 _ptr(mars), mars.shape[1], sl.groups, sl.group_size, *sl.child_args()[:4], _ptr(sl.rows),
@@ -273,18 +274,20 @@ class CpuExecutor(TorchExecutor):
             return super()._sum_backward(pt, key, mars, flows, grad_logw, logw_ext)
         sl = self._arrays[id(pt)][key]
         blocks = self._sparse[id(pt)].get(key)
-        pw = self._pass_weights(pt, key, logw_ext)
-        lw, w = pw.of(key)
-        grad = (_ptr(grad_logw), _threads())
+        pw = self._pass_weights(pt, key, logw_ext).of(key, backward=True)
+        lw, w = pw.lw, pw.w
+        grad = (*pw.flow_args(self._layouts[id(pt)].pad, grad_logw), _threads())
         first, first_b = (_ptr(t) for t in self._first.flags[key])
         if blocks is not None:
             self.lib.pc_sparse_backward(
                 _ptr(mars), _ptr(flows), mars.shape[1], sl.groups, sl.group_size, *sl.child_args()[:4], _ptr(sl.rows),
                 *_block_ptrs(blocks), _ptr(w), _ptr(lw), lw.shape[0], blocks.group_edges, _tiny(torch.float32), first,
-                *pw.flow_args(key), *grad,
+                *grad,
             )  # fmt: skip
-            return
-        self.lib.pc_sum_backward(
-            _ptr(mars), _ptr(flows), mars.shape[1], sl.groups, sl.group_size, *sl.child_args(), _ptr(sl.rows),
-            _ptr(w), _ptr(lw), _tiny(torch.float32), first, first_b, *pw.flow_args(key), *grad,
-        )  # fmt: skip
+        else:
+            self.lib.pc_sum_backward(
+                _ptr(mars), _ptr(flows), mars.shape[1], sl.groups, sl.group_size, *sl.child_args(), _ptr(sl.rows),
+                _ptr(w), _ptr(lw), _tiny(torch.float32), first, first_b, *grad,
+            )  # fmt: skip
+        if pw.buffer is not None:
+            pt.add_weight_flows(key, grad_logw, pw.buffer)
