@@ -170,12 +170,24 @@ class CpuExecutor(TorchExecutor):
         self._layouts: dict[int, WeightLayout] = {
             key: weight_layout(pt, self._sparse[key]) for key, pt in distinct.items()
         }
-        self._pass: dict[int, PassWeights] = {}  # the last pass's weights, per ProgramTensors
+        self._pass: dict[int, PassWeights] = {}  # the running pass's weights, per ProgramTensors
         self._first: FirstTouch = first_touch(self.fused, self._arrays[id(self.fused)], self.out_row)
 
+    def _layers(self, pt: ProgramTensors, mars: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
+        try:
+            return super()._layers(pt, mars, logw)
+        finally:
+            self._pass.clear()  # nothing of the weights' size outlives its pass
+
+    def backward_flows(self, mars: torch.Tensor, logw: torch.Tensor, grad_root: torch.Tensor, reuse: bool = False):
+        try:
+            return super().backward_flows(mars, logw, grad_root, reuse)
+        finally:
+            self._pass.clear()
+
     def _pass_weights(self, pt: ProgramTensors, key: str, logw_ext: torch.Tensor) -> PassWeights:
-        """The weights of every partition of this pass, gathered at its first partition and kept
-        while logw_ext is unchanged (the backward of a step reuses its forward's)."""
+        """The weights of every partition of this pass, from one exp at its first partition,
+        kept to the pass's end while logw_ext is unchanged."""
         pw = self._pass.get(id(pt))
         if pw is None or not pw.matches(logw_ext):
             pw = self._pass[id(pt)] = PassWeights(pt, self._layouts[id(pt)], logw_ext)

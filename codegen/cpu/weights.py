@@ -88,9 +88,10 @@ class PartitionWeights:
 @dataclass
 class PassWeights:
     """One pass's weights from `logw_ext` (the padded flat log-weights): w_ext, its exp, and the
-    sparse partitions' gathered edges. `matches` says whether they are still those of a given
-    logw_ext (the same tensor, unchanged since: its version counter), so that a backward pass
-    reuses the forward's. It holds logw_ext, so that no other tensor can take its identity."""
+    sparse partitions' gathered edges, formed at the pass's first partition and dropped at its
+    end. `matches` says whether they are still those of a given logw_ext (the same tensor,
+    unchanged since: its version counter). It holds logw_ext, so that no other tensor can take
+    its identity while it is kept."""
 
     pt: ProgramTensors
     layout: WeightLayout
