@@ -499,35 +499,6 @@ def test_tied_sums_in_one_partition_add_their_weight_flows_to_the_one_weight(rng
 
 
 @needs_compiler
-def test_a_pass_forms_the_weights_once_and_keeps_nothing_after_it(rng, monkeypatch):
-    from pccompile.codegen.cpu import executor as cpu_executor
-
-    circuit = pc.to_circuit(hclt_from_tree(np.array([-1, 0, 0, 1]), 3, latents=4))
-    ref, cpu = _pair(circuit)
-    x = _data(circuit, rng, 40)
-    made = []
-    real = cpu_executor.PassWeights
-
-    def counted(*args):
-        made.append(real(*args))
-        return made[-1]
-
-    monkeypatch.setattr(cpu_executor, "PassWeights", counted)
-    with torch.no_grad():
-        logw = cpu.sum_log_weights(padded=True)
-        mars = cpu.node_values(*cpu.encode(x), logw)
-        assert len(made) == 1 and not cpu.executor._pass  # one per pass, released at its end
-        cpu.executor.backward_flows(mars, logw, torch.ones(40))
-        assert len(made) == 2 and not cpu.executor._pass
-        assert made[0].matches(logw)
-        logw[0] -= 1.0  # in place: the version counter moves, so kept weights would not match
-        assert not made[0].matches(logw)
-        mars = cpu.node_values(*cpu.encode(x), logw)
-        ref_mars = ref.node_values(*ref.encode(x), logw)
-    torch.testing.assert_close(mars[ref.executor.out_row], ref_mars[ref.executor.out_row], **TOL)
-
-
-@needs_compiler
 def test_run_codes_match_the_batch_and_follow_changes_to_it(rng):
     from pccompile.codegen.cpu.inputs import run_codes, variable_runs
 

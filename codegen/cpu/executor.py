@@ -26,7 +26,7 @@ from .build import load_library
 from .first_touch import FirstTouch, first_touch
 from .inputs import cpu_counts, cpu_m_step, cpu_rows, lookup_rows, run_codes, table_block
 from .sparse import SparseBlocks, sparse_blocks
-from .weights import PassWeights, WeightLayout, weight_layout
+from .weights import WeightLayout, partition_weights, weight_layout
 
 
 @dataclass(frozen=True)
@@ -170,28 +170,10 @@ class CpuExecutor(TorchExecutor):
         self._layouts: dict[int, WeightLayout] = {
             key: weight_layout(pt, self._sparse[key]) for key, pt in distinct.items()
         }
-        self._pass: dict[int, PassWeights] = {}  # the running pass's weights, per ProgramTensors
         self._first: FirstTouch = first_touch(self.fused, self._arrays[id(self.fused)], self.out_row)
 
-    def _layers(self, pt: ProgramTensors, mars: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
-        try:
-            return super()._layers(pt, mars, logw)
-        finally:
-            self._pass.clear()  # nothing of the weights' size outlives its pass
-
-    def backward_flows(self, mars: torch.Tensor, logw: torch.Tensor, grad_root: torch.Tensor, reuse: bool = False):
-        try:
-            return super().backward_flows(mars, logw, grad_root, reuse)
-        finally:
-            self._pass.clear()
-
-    def _pass_weights(self, pt: ProgramTensors, key: str, logw_ext: torch.Tensor) -> PassWeights:
-        """The weights of every partition of this pass, from one exp at its first partition,
-        kept to the pass's end while logw_ext is unchanged."""
-        pw = self._pass.get(id(pt))
-        if pw is None or not pw.matches(logw_ext):
-            pw = self._pass[id(pt)] = PassWeights(pt, self._layouts[id(pt)], logw_ext)
-        return pw
+    def _weights(self, pt: ProgramTensors, key: str, logw_ext: torch.Tensor, backward: bool = False):
+        return partition_weights(self._layouts[id(pt)], pt, key, logw_ext, backward)
 
     def _input_rows(self, k: int, part, params: dict, x_int, x_real, out: torch.Tensor) -> None:
         """Families over K values: their own rows kernel (cpu_rows: categorical), else the table
@@ -238,7 +220,7 @@ class CpuExecutor(TorchExecutor):
             return super()._sum_layer(pt, key, mars, logw_ext)
         sl = self._arrays[id(pt)][key]
         blocks = self._sparse[id(pt)].get(key)
-        pw = self._pass_weights(pt, key, logw_ext).of(key)
+        pw = self._weights(pt, key, logw_ext)
         lw, w = pw.lw, pw.w
         if blocks is not None:
             self.lib.pc_sparse_forward(
@@ -286,7 +268,7 @@ class CpuExecutor(TorchExecutor):
             return super()._sum_backward(pt, key, mars, flows, grad_logw, logw_ext)
         sl = self._arrays[id(pt)][key]
         blocks = self._sparse[id(pt)].get(key)
-        pw = self._pass_weights(pt, key, logw_ext).of(key, backward=True)
+        pw = self._weights(pt, key, logw_ext, backward=True)
         lw, w = pw.lw, pw.w
         grad = (*pw.flow_args(self._layouts[id(pt)].pad, grad_logw), _threads())
         first, first_b = (_ptr(t) for t in self._first.flags[key])

@@ -1,21 +1,19 @@
-"""The sum weights of one pass as the CPU kernels read them.
+"""The sum weights as the CPU kernels read them, and where their flows go.
 
 Every kernel-run sum partition reads its [g, G, K] log-weights and weights (a sparse one, its
 live edges in block order), and its backward adds each weight's flow at the weight's id. Per
-partition and pass, gathering them took an index, an exp and a copy of torch's (a [g, G, K]
-weight-id tensor rebuilt each time where the weights are not one block), and the weight flows
-a zeroed buffer and an index_add: about 60 microseconds of a 100 microsecond partition at an
-MNIST HCLT's latents 32. Here one exp of the flat vector per pass serves all partitions: a
-partition whose weights are one block of it (the usual case) reads views, and its kernels add
-the flows at the block's offset. A sparse partition gathers its edges once per pass and adds
-its flows at their ids. The rest keep what they did, so that nothing of their size is held
-between passes: a dense partition of scattered blocks copies them per call and takes its flows
-back through a buffer, a padded one gathers by ids formed per call.
+partition and call, the torch backend's way took a [g, G, K] weight-id tensor rebuilt each time
+where the weights are not one block, a transposed copy of the weights, a zeroed flow buffer and
+an index_add: about 60 microseconds of a 100 microsecond partition at an MNIST HCLT's latents
+32. Here a partition whose weights are one block of the flat vector (the usual case) reads a
+view, and its kernels add the flows at the block's offset; a sparse partition adds at its
+edges' ids, kept with its blocks; the others keep what they did (a dense partition of scattered
+blocks copies them and takes its flows back through a buffer, a padded one gathers by ids).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -85,44 +83,18 @@ class PartitionWeights:
         return ids, self.base, pad, int(self.unique), grad.data_ptr()
 
 
-@dataclass
-class PassWeights:
-    """One pass's weights from `logw_ext` (the padded flat log-weights): w_ext, its exp, and the
-    sparse partitions' gathered edges, formed at the pass's first partition and dropped at its
-    end. `matches` says whether they are still those of a given logw_ext (the same tensor,
-    unchanged since: its version counter). It holds logw_ext, so that no other tensor can take
-    its identity while it is kept."""
-
-    pt: ProgramTensors
-    layout: WeightLayout
-    logw_ext: torch.Tensor
-    w_ext: torch.Tensor = field(init=False)
-    version: int = field(init=False)
-    _edges: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(init=False, default_factory=dict)
-
-    def __post_init__(self):
-        self.w_ext = self.logw_ext.exp()
-        self.version = -1 if self.logw_ext.is_inference() else self.logw_ext._version
-
-    def matches(self, logw_ext: torch.Tensor) -> bool:
-        """Inference tensors keep no version, so they never match: gathered again each time."""
-        return self.version >= 0 and logw_ext is self.logw_ext and logw_ext._version == self.version
-
-    def of(self, key: str, backward: bool = False) -> PartitionWeights:
-        """One partition's weights (`backward`: with a flow buffer where it needs one)."""
-        lay = self.layout
-        if key in lay.blocks:
-            a, n = lay.blocks[key]
-            return PartitionWeights(self.logw_ext[a : a + n], self.w_ext[a : a + n], None, a, True)
-        if key in lay.sparse:
-            ids = lay.sparse[key]
-            if key not in self._edges:
-                self._edges[key] = (self.logw_ext.index_select(0, ids), self.w_ext.index_select(0, ids))
-            return PartitionWeights(*self._edges[key], ids, 0, lay.unique[key])
-        if key in lay.scattered:
-            lw = self.pt.log_weights(key, self.logw_ext).reshape(-1)
-            buffer = torch.zeros_like(lw) if backward else None
-            return PartitionWeights(lw, lw.exp(), None, 0, True, buffer)
-        ids = self.pt.param_ids(key).reshape(-1)
-        lw = self.logw_ext.index_select(0, ids)
-        return PartitionWeights(lw, lw.exp(), ids, 0, lay.unique[key])
+def partition_weights(
+    layout: WeightLayout, pt: ProgramTensors, key: str, logw_ext: torch.Tensor, backward: bool = False
+) -> PartitionWeights:
+    """One partition's weights from the padded flat log-weights (`backward`: with a flow buffer
+    where it needs one). Formed per call: nothing of the weights' size outlives it."""
+    if key in layout.blocks:
+        a, n = layout.blocks[key]
+        lw = logw_ext[a : a + n]
+        return PartitionWeights(lw, lw.exp(), None, a, True)
+    if key in layout.scattered:
+        lw = pt.log_weights(key, logw_ext).reshape(-1)
+        return PartitionWeights(lw, lw.exp(), None, 0, True, torch.zeros_like(lw) if backward else None)
+    ids = layout.sparse[key] if key in layout.sparse else pt.param_ids(key).reshape(-1)
+    lw = logw_ext.index_select(0, ids)
+    return PartitionWeights(lw, lw.exp(), ids, 0, layout.unique[key])
