@@ -5,9 +5,7 @@ MNIST HCLT: each switch turns one of its parts back to what it replaced.
 
 Switches:
 - `first_touch`: the backward's flows buffer zeroed first and every flow added (the kernels'
-  first-flow flags all 0), against each row's first flow stored (codegen/cpu/first_touch.py);
-- `categorical_rows`: a categorical partition's input rows through its table of log-probabilities
-  (torch's log-softmax) and the lookup kernel, against the logits read by one kernel.
+  first-flow flags all 0), against each row's first flow stored (codegen/cpu/first_touch.py).
 
 Each round times an EM step, a forward pass and a backward pass (flows from the kept buffers)
 with the switch off (the old way) and then on; the table gives the medians over rounds and each
@@ -24,7 +22,6 @@ from pathlib import Path
 
 import torch
 from cpu_step import tree_and_batch
-from pccompile.codegen.cpu import inputs
 from pccompile.codegen.cpu.first_touch import FirstTouch
 from pccompile.codegen.torch_backend.executor import TorchExecutor
 
@@ -45,15 +42,7 @@ def first_touch(ex, on: bool) -> None:
         ex._new_flows = lambda mars, reuse: TorchExecutor._new_flows(ex, mars, reuse)
 
 
-def categorical_rows(ex, on: bool) -> None:
-    if not hasattr(categorical_rows, "saved"):
-        categorical_rows.saved = dict(inputs.CPU_ROWS)
-    inputs.CPU_ROWS.clear()
-    if on:
-        inputs.CPU_ROWS.update(categorical_rows.saved)
-
-
-SWITCHES = {"first_touch": first_touch, "categorical_rows": categorical_rows}
+SWITCHES = {"first_touch": first_touch}
 
 
 def seconds(fn, calls: int) -> float:

@@ -38,7 +38,6 @@ SIGNATURES = {
     + [_f32p, _f32p, _i64, _i64, ctypes.c_float, _u8p]
     + _WEIGHT_FLOWS,
     "pc_run_codes": [_i64p, _i64p, _i64, _i64, _i64, _i64p, _i64, ctypes.c_int],
-    "pc_categorical_inputs": [_f32p, _i64, _i64, _i64p, _i64, _f32p, _i64p, ctypes.c_int],
     "pc_table_inputs": [_f32p, _i64, _i64, _i64p, _i64, _f32p, _i64p, ctypes.c_int],
     "pc_table_counts": [_f32p, _f32p, _i64, _i64, _i64p, _i64, _i64p, ctypes.c_int],
     "pc_categorical_m_step": [_f32p, _i64, _i64, _f32p, _i64, _f32p, ctypes.c_float, ctypes.c_float, ctypes.c_int],

@@ -24,7 +24,7 @@ from ..layers.children import ChildFactors, ChildOuter
 from ..torch_backend.executor import TorchExecutor, _tiny
 from .build import load_library
 from .first_touch import FirstTouch, first_touch
-from .inputs import cpu_counts, cpu_m_step, cpu_rows, lookup_rows, run_codes, table_block
+from .inputs import cpu_counts, cpu_m_step, lookup_rows, run_codes, table_block
 from .sparse import SparseBlocks, sparse_blocks
 from .weights import WeightLayout, partition_weights, weight_layout
 
@@ -176,15 +176,12 @@ class CpuExecutor(TorchExecutor):
         return partition_weights(self._layouts[id(pt)], pt, key, logw_ext, backward)
 
     def _input_rows(self, k: int, part, params: dict, x_int, x_real, out: torch.Tensor) -> None:
-        """Families over K values: their own rows kernel (cpu_rows: categorical), else the table
-        of log-probabilities from torch and its lookup at the batch's codes in the kernel (no
-        padded table copy, no [m, B] index; rows in runs per variable read one row of codes per
-        run); others as the torch backend."""
-        here = self._runs_here(out) and x_int.device.type == "cpu"
-        rows = cpu_rows(part.dist) if here else None
-        if rows is not None and rows(self.lib, part, params, x_int, out):
-            return
-        table = family(part.dist).log_table(part, params) if here else None
+        """Families over K values: the table of log-probabilities from torch, its lookup at the
+        batch's codes in the kernel (no padded table copy, no [m, B] index; rows in runs per
+        variable read one row of codes per run); others as the torch backend."""
+        table = None
+        if self._runs_here(out) and x_int.device.type == "cpu":
+            table = family(part.dist).log_table(part, params)
         if table is None or table.dtype != torch.float32:
             return super()._input_rows(k, part, params, x_int, x_real, out)
         lookup_rows(self.lib, part, table.contiguous(), run_codes(self.lib, part, x_int), out)

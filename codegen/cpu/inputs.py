@@ -108,25 +108,6 @@ def _categorical_m_step(lib, part, h, stats: dict, step: float, pseudocount: flo
 CPU_M_STEPS = {Categorical: _categorical_m_step}
 
 
-def _categorical_rows(lib, part, params: dict, x_int, out: torch.Tensor) -> bool:
-    """A categorical partition's input rows from its logits in one kernel (the log-softmax folded
-    into the lookup); False where it does not apply (another dtype or layout)."""
-    logits = params["logits"]
-    if logits.device.type != "cpu" or logits.dtype != torch.float32 or not logits.is_contiguous():
-        return False
-    codes, run = run_codes(lib, part, x_int), variable_runs(part)[0]
-    lib.pc_categorical_inputs(
-        out.data_ptr(), out.shape[1], part.size, run.data_ptr(), logits.shape[1], logits.data_ptr(), codes.data_ptr(),
-        torch.get_num_threads(),
-    )  # fmt: skip
-    return True
-
-
-# Families whose input rows have a kernel of their own (no table of log-values formed first),
-# keyed by family class; the others go through their `log_table` and the lookup kernel.
-CPU_ROWS = {Categorical: _categorical_rows}
-
-
 class TableLookup(torch.autograd.Function):
     """[m, B] input rows of a family with a table of log-values [m, K]: table[r][code] by the
     lookup kernel, 0 where the value is missing. The table's gradient is the counting kernel's
@@ -164,11 +145,6 @@ def table_block(lib, part, params: dict, x_int) -> torch.Tensor | None:
 def cpu_counts(name: str):
     """The counting kernel of the family `name`, or None (it keeps its own statistics)."""
     return _table_counts if isinstance(family(name), CountsFamily) else None
-
-
-def cpu_rows(name: str):
-    """The input-rows kernel of the family `name`, or None (its table and the lookup)."""
-    return CPU_ROWS.get(type(family(name)))
 
 
 def cpu_m_step(name: str):

@@ -17,52 +17,6 @@ void pc_run_codes(int64_t *codes, const int64_t *x, int64_t B, int64_t V, int64_
     }
 }
 
-/* The max of a row of K floats, and sum_k exp(x_k - mx) with each term written to th (when not
- * NULL): a row's softmax, shared by the categorical lookup and M-step. */
-static float row_max(const float *x, int64_t K) {
-    const int64_t KV = K / VL * VL;
-    vf vmx = vsplat(-INFINITY);
-    for (int64_t k = 0; k < KV; k += VL) vmx = vmax(vmx, loadu(x + k));
-    float mx = -INFINITY;
-    for (int v = 0; v < VL; v++) mx = vmx[v] > mx ? vmx[v] : mx;
-    for (int64_t k = KV; k < K; k++) mx = x[k] > mx ? x[k] : mx;
-    return mx;
-}
-
-static float row_exp_sum(const float *x, int64_t K, float mx, float *th) {
-    const int64_t KV = K / VL * VL;
-    vf vz = vsplat(0.0f);
-    for (int64_t k = 0; k < KV; k += VL) {
-        const vf o = v_exp(loadu(x + k) - mx);
-        if (th) storeu(th + k, o);
-        vz += o;
-    }
-    float z = 0.0f;
-    for (int v = 0; v < VL; v++) z += vz[v];
-    for (int64_t k = KV; k < K; k++) {
-        const float o = pc_exp(x[k] - mx);
-        if (th) th[k] = o;
-        z += o;
-    }
-    return z;
-}
-
-/* The input rows of a categorical partition straight from its logits: out[r][b] =
- * logits[r][code] - log sum_k exp(logits[r][k]), 0 where the code is K (missing): the
- * log-softmax folded into the lookup, so that the [m, K] table of log-probabilities is never
- * written and read back (codes and runs as in pc_table_inputs). */
-void pc_categorical_inputs(float *out, int64_t B, int64_t m, const int64_t *run, int64_t K, const float *logits,
-                           const int64_t *codes, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r = 0; r < m; r++) {
-        const float *l = logits + r * K;
-        const float mx = row_max(l, K), lse = mx + logf(row_exp_sum(l, K, mx, NULL));
-        const int64_t *code = codes + run[r] * B;
-        float *o = out + r * B;
-        for (int64_t b = 0; b < B; b++) o[b] = code[b] >= K ? 0.0f : l[code[b]] - lse;
-    }
-}
-
 /* Input rows of a family over K values: out[r][b] = table[r][codes[run[r]][b]], 0 (log 1:
  * marginalised) where the code is K (missing). Rows come in runs per variable (an HCLT's node
  * vectors, of any lengths); codes [runs][B] holds each run's variable's values. */
@@ -90,12 +44,27 @@ void pc_categorical_m_step(float *logits, int64_t m, int64_t K, const float *cou
         for (int64_t r = 0; r < m; r++) {
             float *l = logits + r * K, *th = old;
             const float *c = counts + r * ld;
-            const float mx = row_max(l, K), z = row_exp_sum(l, K, mx, th);
-            vf vt = vsplat(0.0f);
-            for (int64_t k = 0; k < KV; k += VL) vt += loadu(c + k);
-            float total = 0.0f;
-            for (int v = 0; v < VL; v++) total += vt[v];
-            for (int64_t k = KV; k < K; k++) total += c[k];
+            vf vmx = vsplat(-INFINITY), vz = vsplat(0.0f), vt = vsplat(0.0f);
+            for (int64_t k = 0; k < KV; k += VL) vmx = vmax(vmx, loadu(l + k));
+            float mx = -INFINITY;
+            for (int v = 0; v < VL; v++) mx = vmx[v] > mx ? vmx[v] : mx;
+            for (int64_t k = KV; k < K; k++) mx = l[k] > mx ? l[k] : mx;
+            for (int64_t k = 0; k < KV; k += VL) {
+                const vf o = v_exp(loadu(l + k) - mx);
+                storeu(th + k, o);
+                vz += o;
+                vt += loadu(c + k);
+            }
+            float z = 0.0f, total = 0.0f;
+            for (int v = 0; v < VL; v++) {
+                z += vz[v];
+                total += vt[v];
+            }
+            for (int64_t k = KV; k < K; k++) {
+                th[k] = pc_exp(l[k] - mx);
+                z += th[k];
+                total += c[k];
+            }
             const float miss = missing[r], denom = total + miss + pc, inv = 1.0f / z, prior = pc / (float)K;
             const float keep = denom > 0.0f ? 1.0f - a : 1.0f, scale = denom > 0.0f ? a / denom : 0.0f;
             /* theta = (1 - a) o + a (c + prior + miss o) / denom, o = th / z; a zero or subnormal
