@@ -479,8 +479,8 @@ def test_table_inputs_on_the_autograd_path_use_the_kernels_and_match_torch_gradi
 @needs_compiler
 @pytest.mark.parametrize("masked", [False, True])
 def test_tied_sums_in_one_partition_add_their_weight_flows_to_the_one_weight(rng, masked):
-    """Unmasked, the tied layer is one block twice (its flows through a buffer, added per
-    block); masked, it is padded and adds at ids that repeat (on one thread)."""
+    """Unmasked, the tied layer is one block twice; masked, it is padded: either way its flows
+    go to ids that repeat (added on one thread)."""
     mask = np.array([[True, False], [True, True]]) if masked else None
     x = [pc.inputs(i, 2, pc.Categorical(3)) for i in range(4)]
     s1 = pc.summate(pc.multiply(x[0], x[1]), size=2, mask=mask)
@@ -490,10 +490,8 @@ def test_tied_sums_in_one_partition_add_their_weight_flows_to_the_one_weight(rng
     data = torch.as_tensor(rng.integers(0, 3, (200, 4)), dtype=torch.float32)
     _compare_likelihoods_and_gradients(ref, cpu, data)
     for layout in cpu.executor._layouts.values():  # the unfused and the fused layout
-        if masked:
-            assert list(layout.unique.values()) == [False]
-        else:
-            assert set(layout.scattered) == {"l2p0"}
+        assert layout.unique["l2p0"] is False
+        assert set(layout.scattered) == (set() if masked else {"l2p0"})
     fr, fc = batch_flows(ref, data), batch_flows(cpu, data)
     torch.testing.assert_close(fc.sum_flows, fr.sum_flows, rtol=1e-4, atol=1e-4)
 

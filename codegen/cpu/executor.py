@@ -172,8 +172,8 @@ class CpuExecutor(TorchExecutor):
         }
         self._first: FirstTouch = first_touch(self.fused, self._arrays[id(self.fused)], self.out_row)
 
-    def _weights(self, pt: ProgramTensors, key: str, logw_ext: torch.Tensor, backward: bool = False):
-        return partition_weights(self._layouts[id(pt)], pt, key, logw_ext, backward)
+    def _weights(self, pt: ProgramTensors, key: str, logw_ext: torch.Tensor):
+        return partition_weights(self._layouts[id(pt)], pt, key, logw_ext)
 
     def _input_rows(self, k: int, part, params: dict, x_int, x_real, out: torch.Tensor) -> None:
         """Families over K values: the table of log-probabilities from torch, its lookup at the
@@ -265,7 +265,7 @@ class CpuExecutor(TorchExecutor):
             return super()._sum_backward(pt, key, mars, flows, grad_logw, logw_ext)
         sl = self._arrays[id(pt)][key]
         blocks = self._sparse[id(pt)].get(key)
-        pw = self._weights(pt, key, logw_ext, backward=True)
+        pw = self._weights(pt, key, logw_ext)
         lw, w = pw.lw, pw.w
         grad = (*pw.flow_args(self._layouts[id(pt)].pad, grad_logw), _threads())
         first, first_b = (_ptr(t) for t in self._first.flags[key])
@@ -280,5 +280,3 @@ class CpuExecutor(TorchExecutor):
                 _ptr(mars), _ptr(flows), mars.shape[1], sl.groups, sl.group_size, *sl.child_args(), _ptr(sl.rows),
                 _ptr(w), _ptr(lw), _tiny(torch.float32), first, first_b, *grad,
             )  # fmt: skip
-        if pw.buffer is not None:
-            pt.add_weight_flows(key, grad_logw, pw.buffer)
