@@ -53,9 +53,9 @@ class BuildError(RuntimeError):
 
 
 # The kernels' source files, in the order they are joined into one translation unit: the tiles'
-# vector types and exp/log, then the sum and product partitions, which the input, sparse and
-# signed kernels build on.
-KERNEL_FILES = ("common.c", "sums.c", "inputs.c", "sparse.c", "signed.c")
+# vector types and exp/log, then the sum and product partitions (forward, then backward), which the
+# input, sparse and signed kernels build on.
+KERNEL_FILES = ("common.c", "sums.c", "backward.c", "inputs.c", "sparse.c", "signed.c")
 
 
 def kernel_source() -> str:

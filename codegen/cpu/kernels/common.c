@@ -16,8 +16,8 @@
  * follow each other, so its rows are read in order.
  *
  * The kernels are the files of codegen/cpu/kernels/, joined into one source in the order of
- * build.KERNEL_FILES: this one (the tiles' vector types, exp and log), sums.c, inputs.c,
- * sparse.c, signed.c.
+ * build.KERNEL_FILES: this one (the tiles' vector types, exp and log), sums.c, backward.c,
+ * inputs.c, sparse.c, signed.c.
  */
 #include <math.h>
 #include <omp.h>

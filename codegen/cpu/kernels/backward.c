@@ -1,0 +1,334 @@
+/* The backward passes of sum and product partitions: each node's f / s from its stored value,
+ * the child flows into their factor rows (each row's first stored, see first_touch.py), and
+ * the weight flows, added into the gradient at the weights' ids. */
+
+/* Whether one of a tile's nb flows is nonzero (a tile no flow reaches is skipped). */
+static int any_flow(const float *f, int64_t nb) {
+    if (nb == TB) {
+        vi nz = {0};
+        for (int v = 0; v < NV; v++) nz |= loadu(f + v * VL) != 0.0f;
+        return any_lane(nz);
+    }
+    for (int64_t b = 0; b < nb; b++)
+        if (f[b] != 0.0f) return 1;
+    return 0;
+}
+
+/* Whether the node value n at one sample came from the exact path: its sum was under tiny. */
+static inline int underflowed(float n, float m, float logtiny) { return !(n - m >= logtiny); }
+
+/* a = f / s for one node's tile, with s read back from the node's stored value n = m + log s
+ * (a = f exp(m - n): one exp per node where recomputing s would take the group's matrix product
+ * again); 0 where n - m < log tiny (the sum underflowed, and the exact path takes the node) and
+ * beyond nb. Returns whether a nonzero flow met such a node. */
+static int flow_scale(const float *f, const float *n, const float *m, vf *a, int64_t nb, float logtiny) {
+    if (nb == TB) {
+        vi bad = {0};
+        for (int v = 0; v < NV; v++) {
+            const vf fv = loadu(f + v * VL), d = loadu(n + v * VL) - loadu(m + v * VL);
+            const vi under = ~(d >= logtiny); /* NaN-free: d is -inf where the node is 0 */
+            a[v] = pick(under, vsplat(0.0f), fv * v_exp(-d));
+            bad |= under & (fv != 0.0f);
+        }
+        return any_lane(bad);
+    }
+    float *af = (float *)a;
+    int bad = 0;
+    for (int64_t b = 0; b < TB; b++) af[b] = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const int under = underflowed(n[b], m[b], logtiny);
+        af[b] = under ? 0.0f : f[b] * pc_exp(m[b] - n[b]);
+        bad |= under && f[b] != 0.0f;
+    }
+    return bad;
+}
+
+/* dst[b] += src[b] for b < nb (dst[b] = src[b] where `store`: the row's first flow, see
+ * first_touch.py), with the next tile of dst prefetched when there is one. */
+static void add_tile(float *dst, const vf *src, int64_t nb, int prefetch, int store) {
+    if (prefetch) {
+        __builtin_prefetch(dst + TB, 1);
+        __builtin_prefetch(dst + TB + 16, 1);
+    }
+    if (nb == TB) {
+        for (int v = 0; v < NV; v++) storeu(dst + v * VL, store ? src[v] : loadu(dst + v * VL) + src[v]);
+        return;
+    }
+    const float *sf = (const float *)src;
+    for (int64_t b = 0; b < nb; b++) dst[b] = store ? sf[b] : dst[b] + sf[b];
+}
+
+/* The child flows of one tile into the factor rows they came from: flows[row] += cf[k], stored
+ * instead where first[k][q] is set (first: shaped as cj; NULL: add everywhere). */
+static void scatter_child_flows(float *flows, int64_t B, int64_t b0, int64_t nb, const int64_t *cj, const int64_t *nj,
+                                int64_t K, int64_t F, const float *cf, int prefetch, const uint8_t *first) {
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t q = 0; q < nj[k]; q++)
+            add_tile(flows + cj[k * F + q] * B + b0, (const vf *)(cf + k * TB), nb, prefetch, first && first[k * F + q]);
+}
+
+/* A tile no flow reaches still writes the rows it is the first to reach: zeros. */
+static void zero_first_rows(float *flows, int64_t B, int64_t b0, int64_t nb, const int64_t *cj, const int64_t *nj,
+                            int64_t K, int64_t F, const uint8_t *first) {
+    for (int64_t k = 0; first && k < K; k++)
+        for (int64_t q = 0; q < nj[k]; q++)
+            if (first[k * F + q]) memset(flows + cj[k * F + q] * B + b0, 0, sizeof(float) * (size_t)nb);
+}
+
+/* Group j's child flows cf [K][TB] into the rows they came from. An outer product's child i Kb + l
+ * sends its flow to a_i and to b_l: a's flows are cf's row sums, b's its column sums, formed in ab
+ * (whose values are no longer needed). first, first_b: the first-flow flags of comp and comp_b
+ * (NULL: none); cf NULL: a tile no flow reaches, which only zeroes the rows it is first in. */
+static void scatter_group_flows(const children *kd, float *flows, int64_t B, int64_t j, int64_t b0, int64_t nb,
+                                const float *cf, float *ab, int prefetch, const uint8_t *first,
+                                const uint8_t *first_b) {
+    const int64_t Ka = kd->Ka, Kb = kd->Kb, F = kd->F, Fb = kd->Fb;
+    const int64_t *ca = kd->comp + j * Ka * F, *na = kd->nf + j * Ka, *cb = kd->comp_b + j * Kb * Fb;
+    const uint8_t *fa = first ? first + j * Ka * F : NULL, *fb = first_b ? first_b + j * Kb * Fb : NULL;
+    if (cf == NULL) {
+        zero_first_rows(flows, B, b0, nb, ca, na, Ka, F, fa);
+        if (Kb > 0) zero_first_rows(flows, B, b0, nb, cb, kd->nf_b + j * Kb, Kb, Fb, fb);
+        return;
+    }
+    if (Kb == 0) {
+        scatter_child_flows(flows, B, b0, nb, ca, na, Ka, F, cf, prefetch, fa);
+        return;
+    }
+    vf *FA = (vf *)ab, *FB = (vf *)(ab + Ka * TB);
+    const vf *CF = (const vf *)cf;
+    for (int64_t k = 0; k < (Ka + Kb) * NV; k++) FA[k] = vsplat(0.0f);
+    for (int64_t i = 0; i < Ka; i++)
+        for (int64_t l = 0; l < Kb; l++)
+            for (int v = 0; v < NV; v++) {
+                const vf x = CF[(i * Kb + l) * NV + v];
+                FA[i * NV + v] += x;
+                FB[l * NV + v] += x;
+            }
+    scatter_child_flows(flows, B, b0, nb, ca, na, Ka, F, (const float *)FA, prefetch, fa);
+    scatter_child_flows(flows, B, b0, nb, cb, kd->nf_b + j * Kb, Kb, Fb, (const float *)FB, prefetch, fb);
+}
+
+/* cf[k] *= e[k] over K tiles. */
+static void scale_tiles(float *cf, const float *e, int64_t K) {
+    vf *C = (vf *)cf;
+    const vf *E = (const vf *)e;
+    for (int64_t k = 0; k < K * NV; k++) C[k] *= E[k];
+}
+
+/* dots[i][k] += A[i] E[k], lane by lane, for i < M, k < K: the weight flows' products of one tile
+ * as VL partial sums per edge, summed across lanes once per group (sum_dots). MR rows of A stay
+ * in registers while every child's tile streams past them. */
+static inline __attribute__((always_inline)) void dot_rows(const int R, int64_t K, const vf *A, const vf *E, vf *dots) {
+    vf a[MR][NV];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) a[r][v] = A[r * NV + v];
+    for (int64_t k = 0; k < K; k++) {
+        const vf *ek = E + k * NV;
+        for (int r = 0; r < R; r++) {
+            vf d = a[r][0] * ek[0];
+            for (int v = 1; v < NV; v++) d += a[r][v] * ek[v];
+            dots[r * K + k] += d;
+        }
+    }
+}
+
+static void weight_dots(int64_t M, int64_t K, const vf *A, const vf *E, vf *dots) {
+    int64_t i = 0;
+    for (; i + MR <= M; i += MR) dot_rows(MR, K, A + i * NV, E, dots + i * K);
+    for (; i < M; i++) dot_rows(1, K, A + i * NV, E, dots + i * K);
+}
+
+/* The weight flows' products of one tile for groups too large for per-lane dots (G K VL floats
+ * over DOTS_MAX, which would stream through memory every tile: 8 MB for a Tucker layer at
+ * K = 64): un[i][k] += sum_b A[i][b] E[k][b], with E transposed into et [TB][KP] (KP: K rounded
+ * up to KC, zeros beyond K) so that MR rows of A by KC children add up in registers over the
+ * tile's samples, and each tile adds G K sums into un instead of G K VL lanes into dots. KP is
+ * padded by 16 more: with a power-of-two stride every row of et falls into the same cache sets. */
+#define DOTS_MAX (1 << 16)
+#define KC 32
+static void transpose_tile(const float *e, int64_t K, int64_t KP, float *et) {
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t b = 0; b < TB; b++) et[b * KP + k] = e[k * TB + b];
+}
+
+static void weight_flow_tile(int64_t M, int64_t K, int64_t KP, const float *A, const float *et, float *un) {
+    for (int64_t k0 = 0; k0 < K; k0 += KC) { /* one block of et (TB x KC) in cache for every row block */
+        for (int64_t i0 = 0; i0 < M; i0 += MR) {
+            const int64_t rows = min64(MR, M - i0);
+            vf s[MR][KC / VL] = {{0}};
+            for (int64_t b = 0; b < TB; b++)
+                for (int r = 0; r < MR; r++) {
+                    const float ab = r < rows ? A[(i0 + r) * TB + b] : 0.0f;
+                    for (int u = 0; u < KC / VL; u++) s[r][u] += ab * loadu(et + b * KP + k0 + u * VL);
+                }
+            for (int64_t r = 0; r < rows; r++) {
+                float *dst = un + (i0 + r) * K + k0;
+                if (k0 + KC <= K)
+                    for (int u = 0; u < KC / VL; u++) storeu(dst + u * VL, loadu(dst + u * VL) + s[r][u]);
+                else
+                    for (int64_t k = k0; k < K; k++) dst[k - k0] += s[r][(k - k0) / VL][(k - k0) % VL];
+            }
+        }
+    }
+}
+
+/* acc[p] += w[p] un[p], p < n. */
+static void add_weighted(float *acc, const float *w, const float *un, int64_t n) {
+    for (int64_t p = 0; p < n; p++) acc[p] += w[p] * un[p];
+}
+
+/* acc[p] += w[p] (the lanes of dots[p] summed), p < n: one group's weight flows. */
+static void sum_dots(float *acc, const float *w, const vf *dots, int64_t n) {
+    for (int64_t p = 0; p < n; p++) {
+        float s = 0.0f;
+        for (int v = 0; v < VL; v++) s += dots[p][v];
+        acc[p] += w[p] * s;
+    }
+}
+
+/* grad[id] += the threads' own weight flows acc[q][p] (q < threads), summed, where the id of
+ * weight p is ids[p] (ids NULL: base + p, a partition whose weights are one block), except at
+ * the padding slot `pad`; frees acc. Ids repeat only where weights are tied (`unique` = 0), and
+ * then one thread adds them all. */
+static void reduce_thread_flows(float *acc, int64_t P, int threads, const int64_t *ids, int64_t base, int64_t pad,
+                                int unique, float *grad) {
+#pragma omp parallel for num_threads(unique ? threads : 1) schedule(static)
+    for (int64_t p = 0; p < P; p++) {
+        float v = 0.0f;
+        for (int q = 0; q < threads; q++) v += acc[(int64_t)q * P + p];
+        const int64_t id = ids ? ids[p] : base + p;
+        if (id != pad) grad[id] += v;
+    }
+    free(acc);
+}
+
+/* The exact path of one group's underflowed sums in one tile: each edge's flow f exp(logw + c -
+ * node) in libm precision, into the child flows cf (after their scaling by e) and the weight
+ * flows acc. */
+static void exact_group_flows(const float *mars, const float *flows, int64_t B, int64_t j, int64_t G, int64_t K,
+                              const int64_t *rows, const float *logw, const float *c, const float *m, int64_t b0,
+                              int64_t nb, float logtiny, float *cf, float *acc) {
+    for (int64_t i = 0; i < G; i++) {
+        const int64_t node = j * G + i;
+        const float *f = flows + rows[node] * B + b0, *n = mars + rows[node] * B + b0;
+        for (int64_t b = 0; b < nb; b++) {
+            if (!(underflowed(n[b], m[b], logtiny) && f[b] != 0.0f && isfinite(n[b]))) continue;
+            for (int64_t k = 0; k < K; k++) {
+                float ef = f[b] * expf(logw[node * K + k] + c[k * TB + b] - n[b]);
+                cf[k * TB + b] += ef;
+                acc[node * K + k] += ef;
+            }
+        }
+    }
+}
+
+/* a[i] = f_i / s_i for group j's G nodes in one tile (flow_scale), with each node's next tile
+ * prefetched when the thread has one; returns whether some nonzero flow met an underflowed sum. */
+static int group_flow_scale(const float *mars, const float *flows, int64_t B, int64_t j, int64_t G, const int64_t *rows,
+                            const float *m, int64_t b0, int64_t nb, float logtiny, int prefetch, float *a) {
+    int bad = 0;
+    for (int64_t i = 0; i < G; i++) {
+        const int64_t r = rows[j * G + i] * B + b0;
+        if (prefetch) { /* the node's next tile, as child_tile does for the children */
+            __builtin_prefetch(flows + r + TB);
+            __builtin_prefetch(flows + r + TB + 16);
+            __builtin_prefetch(mars + r + TB);
+            __builtin_prefetch(mars + r + TB + 16);
+        }
+        bad |= flow_scale(flows + r, mars + r, m, (vf *)(a + i * TB), nb, logtiny);
+    }
+    return bad;
+}
+
+/* The child flows are w transposed times the nodes' f / s, stored into a row where first (and
+ * first_b, for comp_b) flags the row's first flow, else added; each weight's flow goes to grad at
+ * its id (ids [g G K], or base + p where ids is NULL; `pad` the padding slot, `unique`: no id
+ * repeats). The children are read as
+ * by pc_sum_forward (Kb > 0: an outer product). */
+void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F,
+                     const int64_t *comp, const int64_t *nf, int64_t Kb, int64_t Fb, const int64_t *comp_b,
+                     const int64_t *nf_b, const int64_t *rows, const float *w, const float *logw, float tiny,
+                     const uint8_t *first, const uint8_t *first_b, const int64_t *ids, int64_t base, int64_t pad,
+                     int unique, float *grad, int threads) {
+    const children kd = make_children(comp, nf, K, F, comp_b, nf_b, Kb, Fb);
+    const int64_t KK = kd.K, tiles = (B + TB - 1) / TB, P = g * G * KK;
+    float *acc = calloc((size_t)threads * P, sizeof(float));
+#pragma omp parallel num_threads(threads)
+    {
+        float *my = acc + (int64_t)omp_get_thread_num() * P;
+        float *c = tile_alloc(KK * TB), *e = tile_alloc(KK * TB), *cf = tile_alloc(KK * TB), *ab = outer_scratch(&kd);
+        float *a = tile_alloc(G * TB);
+        const int big = G * KK * VL > DOTS_MAX; /* weight flows: per-lane dots, or sums through et */
+        const int64_t KP = (KK + KC - 1) / KC * KC + 16; /* +16: et's rows off a power-of-two stride (cache sets) */
+        vf *dots = big ? NULL : tile_alloc(G * KK * VL);
+        float *et = big ? tile_alloc(KP * TB) : NULL, *un = big ? tile_alloc(G * KK) : NULL;
+        if (big) memset(et, 0, sizeof(float) * (size_t)(KP * TB));
+        const float logtiny = logf(tiny);
+        float m[TB];
+        const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
+        const int64_t t_lo = tiles * q / nq, t_hi = tiles * (q + 1) / nq; /* this thread's samples */
+        for (int64_t j = 0; j < g; j++) {
+            int touched = 0;
+            for (int64_t t = t_lo; t < t_hi; t++) { /* a group's rows read in order: prefetchable */
+                const int64_t b0 = t * TB, nb = min64(TB, B - b0);
+                int any = 0;
+                for (int64_t i = 0; i < G && !any; i++) any = any_flow(flows + rows[j * G + i] * B + b0, nb);
+                if (!any) {
+                    scatter_group_flows(&kd, flows, B, j, b0, nb, NULL, ab, 0, first, first_b);
+                    continue;
+                }
+                if (!touched && big) memset(un, 0, sizeof(float) * (size_t)(G * KK));
+                if (!touched && !big) memset(dots, 0, sizeof(vf) * (size_t)(G * KK));
+                touched = 1;
+                group_tile(&kd, mars, B, j, b0, nb, c, e, m, ab);
+                const int bad = group_flow_scale(mars, flows, B, j, G, rows, m, b0, nb, logtiny, t + 1 < t_hi, a);
+                mm_tile(w + j * G * KK, 1, KK, KK, G, (const vf *)a, (vf *)cf); /* w transposed */
+                if (big) {
+                    transpose_tile(e, KK, KP, et);
+                    weight_flow_tile(G, KK, KP, a, et, un);
+                } else {
+                    weight_dots(G, KK, (const vf *)a, (const vf *)e, dots);
+                }
+                scale_tiles(cf, e, KK);
+                if (bad) {
+                    outer_values(&kd, ab, c);
+                    exact_group_flows(mars, flows, B, j, G, KK, rows, logw, c, m, b0, nb, logtiny, cf, my);
+                }
+                scatter_group_flows(&kd, flows, B, j, b0, nb, cf, ab, t + 1 < t_hi, first, first_b);
+            }
+            if (touched && big) add_weighted(my + j * G * KK, w + j * G * KK, un, G * KK);
+            if (touched && !big) sum_dots(my + j * G * KK, w + j * G * KK, dots, G * KK);
+        }
+        free(c);
+        free(e);
+        free(cf);
+        free(ab);
+        free(a);
+        free(dots);
+        free(et);
+        free(un);
+    }
+    reduce_thread_flows(acc, P, threads, ids, base, pad, unique, grad);
+}
+
+/* Every factor row gets its product's flow (stored where first [m][F] flags the row's first; NULL:
+ * added everywhere); each thread takes a range of samples (factors may be shared between rows, so
+ * rows cannot be split). */
+void pc_product_backward(float *flows, int64_t B, int64_t m, int64_t F, const int64_t *child, const int64_t *rows,
+                         const uint8_t *first, int threads) {
+#pragma omp parallel num_threads(threads)
+    {
+        const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
+        const int64_t lo = B * q / nq, hi = B * (q + 1) / nq;
+        for (int64_t r = 0; r < m; r++) {
+            const float *src = flows + rows[r] * B;
+            for (int64_t f = 0; f < F; f++) {
+                float *dst = flows + child[r * F + f] * B;
+                if (first && first[r * F + f])
+                    for (int64_t b = lo; b < hi; b++) dst[b] = src[b];
+                else
+                    for (int64_t b = lo; b < hi; b++) dst[b] += src[b];
+            }
+        }
+    }
+}
