@@ -48,8 +48,7 @@ def weight_layout(pt: ProgramTensors, sparse: dict[str, SparseBlocks]) -> Weight
             starts = pt.weight_blocks.get(key)
             if key in sparse:
                 edges[key] = sparse[key].param_ids
-                live = edges[key][edges[key] != pt.num_params]
-                unique[key] = bool(torch.unique(live).numel() == live.numel())
+                unique[key] = _no_repeats(edges[key], pt.num_params)
             elif starts is not None:
                 g, G, K = pt.sum_shape(key)
                 if len(starts) == 1:
@@ -58,10 +57,14 @@ def weight_layout(pt: ProgramTensors, sparse: dict[str, SparseBlocks]) -> Weight
                     scattered[key] = (torch.as_tensor(starts, dtype=torch.int64), G * K)
                 unique[key] = len(set(starts)) == len(starts)  # a tied block appears twice
             else:
-                live = pt.param_ids(key)
-                live = live[live != pt.num_params]
-                unique[key] = bool(torch.unique(live).numel() == live.numel())
+                unique[key] = _no_repeats(pt.param_ids(key), pt.num_params)
     return WeightLayout(blocks, scattered, edges, unique, pt.num_params)
+
+
+def _no_repeats(ids: torch.Tensor, pad: int) -> bool:
+    """Whether no id but the padding slot occurs twice."""
+    live = ids[ids != pad]
+    return bool(torch.unique(live).numel() == live.numel())
 
 
 @dataclass(frozen=True)

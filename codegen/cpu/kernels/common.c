@@ -46,57 +46,9 @@ static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 typedef float vf __attribute__((vector_size(VL * 4)));
 #define NV (TB / VL)
 
-/* exp(x) for a vectorising compiler: x = n ln 2 + r, |r| <= ln 2 / 2, a degree-6 polynomial for
- * exp(r) (Cephes' expf coefficients), scaled by 2^n through the exponent bits. Below -87.3 the
- * result would be subnormal and is 0; -inf gives 0. */
-static inline float pc_exp(float x) {
-    float under = x < -87.3f ? 0.0f : 1.0f;
-    x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-    float n = __builtin_rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } scale;
-    scale.i = ((int32_t)n + 127) << 23;
-    return p * scale.f * under;
-}
-
-/* log(x) for a normal positive x (the sums reach it only when >= tiny): x = 2^e m with
- * m in [sqrt(1/2), sqrt(2)), a polynomial in m - 1 (Cephes' logf coefficients). */
-static inline float pc_log(float x) {
-    union { int32_t i; float f; } u;
-    u.f = x;
-    float fe = (float)(((u.i >> 23) & 0xff) - 126);
-    u.i = (u.i & 0x807fffff) | 0x3f000000; /* m in [0.5, 1) */
-    float m = u.f;
-    float small = m < 0.707106781186547524f ? 1.0f : 0.0f;
-    fe -= small;
-    m = m + small * m - 1.0f;
-    float z = m * m;
-    float y = 7.0376836292e-2f;
-    y = y * m - 1.1514610310e-1f;
-    y = y * m + 1.1676998740e-1f;
-    y = y * m - 1.2420140846e-1f;
-    y = y * m + 1.4249322787e-1f;
-    y = y * m - 1.6668057665e-1f;
-    y = y * m + 2.0000714765e-1f;
-    y = y * m - 2.4999993993e-1f;
-    y = y * m + 3.3333331174e-1f;
-    y = y * m * z;
-    y += -2.12194440e-4f * fe;
-    y += -0.5f * z;
-    return m + y + 0.693359375f * fe;
-}
-
-/* The same two functions on whole vectors, written with vector operations so that they do not
- * depend on the compiler's auto-vectoriser (which leaves the scalar forms' loops scalar on some
- * targets). Comparisons give lane masks of all ones or zeros; `pick` selects by them. */
+/* exp and log on whole vectors, written with vector operations so that they do not depend on the
+ * compiler's auto-vectoriser (which leaves scalar loops of them scalar on some targets).
+ * Comparisons give lane masks of all ones or zeros; `pick` selects by them. */
 typedef int32_t vi __attribute__((vector_size(VL * 4)));
 
 static inline vf vsplat(float x) { return (vf){0} + x; }
@@ -114,6 +66,9 @@ static inline int any_lane(vi mask) {
     return any != 0;
 }
 
+/* exp(x): x = n ln 2 + r, |r| <= ln 2 / 2, a degree-6 polynomial for exp(r) (Cephes' expf
+ * coefficients), scaled by 2^n through the exponent bits. Below -87.3 the result would be
+ * subnormal and is 0; -inf gives 0. */
 static inline vf v_exp(vf x) {
     const vi under = x < -87.3f;
     x = pick(x < -87.3f, vsplat(-87.3f), x);
@@ -133,6 +88,8 @@ static inline vf v_exp(vf x) {
     return (vf)((vi)(p * (vf)scale) & ~under);
 }
 
+/* log(x) for a normal positive x (the sums reach it only when >= tiny): x = 2^e m with m in
+ * [sqrt(1/2), sqrt(2)), a polynomial in m - 1 (Cephes' logf coefficients). */
 static inline vf v_log(vf x) {
     vi u = (vi)x;
     vf fe = __builtin_convertvector(((u >> 23) & 0xff) - 126, vf);
@@ -156,5 +113,10 @@ static inline vf v_log(vf x) {
     y += -0.5f * z;
     return m + y + 0.693359375f * fe;
 }
+
+/* The same on one value (a partial tile's lanes, a row's remainder): the vector forms on a
+ * splatted lane, so that each polynomial is written once. */
+static inline float pc_exp(float x) { return v_exp(vsplat(x))[0]; }
+static inline float pc_log(float x) { return v_log(vsplat(x))[0]; }
 
 static void *tile_alloc(int64_t floats) { return aligned_alloc(64, (size_t)((floats + 15) / 16) * 64); } /* 64-byte lines */
