@@ -47,6 +47,13 @@ def tree_and_batch(mnist: Path, V: int, B: int) -> tuple[np.ndarray, torch.Tenso
     return parent, torch.as_tensor(rng.integers(0, 256, (B, V)))
 
 
+def mnist_hclt(mnist: Path, B: int, latents: int):
+    """(the HCLT over MNIST's pixels as categorical(256) on tree_and_batch's tree, its batch of
+    B images): the circuit the one-process A/B scripts time."""
+    parent, x = tree_and_batch(mnist, 784, B)
+    return hclt_from_tree(parent, 256, latents), x
+
+
 def mm_rate() -> float:
     """FLOP/s of torch.mm on 2048 x 2048 matrices: what this machine's matrix product reaches."""
     a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)

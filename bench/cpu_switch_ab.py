@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
-from cpu_step import tree_and_batch
+from cpu_step import mnist_hclt
 from pccompile.codegen.cpu.first_touch import FirstTouch
 from pccompile.codegen.torch_backend.executor import TorchExecutor
+from timing import mean_seconds
 
 import pccompile as pc
 from pccompile.learn.em import em_step
-from pccompile.structures import hclt_from_tree
 
 
 def first_touch(ex, on: bool) -> None:
@@ -45,14 +44,6 @@ def first_touch(ex, on: bool) -> None:
 SWITCHES = {"first_touch": first_touch}
 
 
-def seconds(fn, calls: int) -> float:
-    fn()
-    t = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - t) / calls
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--switch", choices=list(SWITCHES), required=True)
@@ -64,8 +55,8 @@ def main():
     ap.add_argument("--mnist", type=Path, default=Path("../shared/data/mnist"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    parent, x = tree_and_batch(args.mnist, 784, args.batch)
-    model = pc.compile(pc.build(hclt_from_tree(parent, 256, args.latents)), backend="cpu")
+    spec, x = mnist_hclt(args.mnist, args.batch, args.latents)
+    model = pc.compile(pc.build(spec), backend="cpu")
     ex, switch = model.executor, SWITCHES[args.switch]
     xi, xr = model.encode(x)
     logw = model.sum_log_weights(padded=True).detach()
@@ -83,7 +74,7 @@ def main():
             for way in ("off", "on"):
                 switch(ex, way == "on")
                 for part, fn in parts.items():
-                    times[way, part].append(seconds(fn, args.calls) * 1e3)
+                    times[way, part].append(mean_seconds(fn, args.calls) * 1e3)
     print(
         f"| {args.switch}, MNIST HCLT latents {args.latents} | off: median ms | on | on / off | off: fastest | on: fastest |"
     )

@@ -19,17 +19,17 @@ import argparse
 import json
 import statistics
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from cpu_step import tree_and_batch
+from cpu_step import mnist_hclt
 from pccompile.codegen.cpu.build import KERNEL_FILES, build_library, kernel_source
+from timing import mean_seconds
 
 import pccompile as pc
 from pccompile.learn.em import em_step
-from pccompile.structures import hclt_from_tree, rat_spn
+from pccompile.structures import rat_spn
 
 
 def base_source(rev: str) -> str:
@@ -50,13 +50,6 @@ def base_source(rev: str) -> str:
     return "\n".join(p.stdout for p in parts if p.returncode == 0)  # files split off later are absent
 
 
-def seconds(fn, calls: int) -> float:
-    t = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - t) / calls
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", default="HEAD", help="git revision (or C file) to compare with")
@@ -72,8 +65,7 @@ def main():
     torch.set_num_threads(args.threads)
     libs = {"base": build_library(base_source(args.base)), "current": build_library(kernel_source())}
     if args.structure == "hclt":
-        parent, x = tree_and_batch(args.mnist, 784, args.batch)
-        spec = hclt_from_tree(parent, 256, args.latents)
+        spec, x = mnist_hclt(args.mnist, args.batch, args.latents)
     else:  # plants-sized: 69 binary variables, random values
         x = torch.as_tensor(np.random.default_rng(0).integers(0, 2, (args.batch, 69)))
         spec = rat_spn(69, 2, depth=3, repetitions=4, num_sums=args.latents, num_inputs=args.latents)
@@ -107,7 +99,7 @@ def main():
             for name, lib in libs.items():
                 ex.lib = lib
                 for part, fn in parts.items():
-                    times[name, part].append(seconds(fn, args.calls))
+                    times[name, part].append(mean_seconds(fn, args.calls, warm=False))
     row = {
         "structure": args.structure,
         "latents": args.latents,

@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 import torch
-from cpu_step import tree_and_batch
+from cpu_step import mnist_hclt
 from pccompile.codegen.torch_backend import TorchExecutor
 
 import pccompile as pc
-from pccompile.structures import hclt_from_tree
 
 
 def main():
@@ -33,8 +32,8 @@ def main():
     ap.add_argument("--mnist", type=Path, default=Path("../shared/data/mnist"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    parent, x = tree_and_batch(args.mnist, 784, args.batch)
-    model = pc.compile(pc.build(hclt_from_tree(parent, 256, args.latents)), backend="cpu")
+    spec, x = mnist_hclt(args.mnist, args.batch, args.latents)
+    model = pc.compile(pc.build(spec), backend="cpu")
     ex = model.executor
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     ways = {"torch gather": TorchExecutor.input_block, "kernels": type(ex).input_block}

@@ -15,3 +15,13 @@ def median_seconds(fn, repeats: int = 5) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def mean_seconds(fn, calls: int, warm: bool = True) -> float:
+    """Seconds per call over `calls` calls in a row (after one untimed call when `warm`)."""
+    if warm:
+        fn()
+    t = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t) / calls
