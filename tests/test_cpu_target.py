@@ -544,3 +544,29 @@ def test_flows_are_written_without_zeroing_where_whole_tiles_get_no_flow(rng, st
     assert torch.all(fc[:, :32] == 0)
     torch.testing.assert_close(fc, fr, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(wc, wr, rtol=1e-4, atol=1e-5)
+
+
+@needs_compiler
+@pytest.mark.parametrize("batch", [5, 37, 512])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_the_counting_kernel_matches_counts_by_enumeration(rng, batch, threads):
+    """Runs of 1 to 9 rows; codes where one value dominates (counted by whole vectors), where
+    none does, and where the dominant one is the missing code K; batches shorter than a vector
+    and not a multiple of one; an output buffer full of NaN (the kernel zeroes its rows)."""
+    lib = build.load_library()
+    K = 6
+    lengths = rng.integers(1, 10, size=12)
+    run = torch.as_tensor(np.repeat(np.arange(lengths.size), lengths))
+    m = run.numel()
+    codes = rng.integers(0, K + 1, size=(lengths.size, batch))
+    dominant = rng.random(codes.shape) < 0.8
+    codes[0::3][dominant[0::3]] = 2
+    codes[1::3][dominant[1::3]] = K  # mostly missing
+    codes = torch.as_tensor(codes)
+    f = torch.rand(m, batch)
+    out = torch.full((m, K + 1), float("nan"))
+    lib.pc_table_counts(out.data_ptr(), f.data_ptr(), batch, m, run.data_ptr(), K, codes.data_ptr(), threads)
+    expected = np.zeros((m, K + 1))
+    for r in range(m):
+        np.add.at(expected[r], codes[run[r]].numpy(), f[r].double().numpy())
+    torch.testing.assert_close(out.double(), torch.as_tensor(expected), rtol=1e-5, atol=1e-5)

@@ -68,7 +68,7 @@ def count_at_codes(lib, part, f: torch.Tensor, codes: torch.Tensor, K: int) -> t
     """[m, K + 1]: the sum of each row's f [m, B] (contiguous float32) at each of its codes, the
     missing ones in column K: the counting kernel."""
     run = variable_runs(part)[0]
-    res = torch.zeros(part.size, K + 1, dtype=f.dtype)
+    res = torch.empty(part.size, K + 1, dtype=f.dtype)  # the kernel zeroes it
     lib.pc_table_counts(
         res.data_ptr(),
         f.data_ptr(),

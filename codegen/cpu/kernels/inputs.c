@@ -96,30 +96,85 @@ void pc_categorical_m_step(float *logits, int64_t m, int64_t K, const float *cou
 }
 
 /* EM counts of a family over K values: counts[r][code] += f[r][b] at the batch's code of the
- * row's variable (code K: missing; codes and runs as in pc_table_inputs). counts [m][K + 1] is
- * zeroed by the caller. Four rows at a time, so that four additions per sample are in flight
- * instead of one chain through the same counter (most pixels share one value). */
+ * row's variable (code K: missing; codes and runs as in pc_table_inputs), into counts [m][K + 1],
+ * which need not be zeroed (each thread zeroes its rows as it reaches them, while they are in
+ * cache, where a zeroed tensor of the caller's would be written once more). The rows of a run share their codes, and one code usually dominates (most
+ * of an image's pixels are background, most binary variables take one value): per run the most
+ * frequent code is found once, each row's flows at it are summed by whole vectors, and only the
+ * other samples are added one by one, four rows at a time so that four additions are in flight. */
+typedef struct {
+    int64_t run, mode, n_rest;
+    int32_t *hist;
+    int64_t *rest; /* the samples whose code is not the mode */
+    vi *at_mode;   /* lane masks over the batch's vectors: code == mode */
+} run_codes_split;
+
+static void split_run(run_codes_split *sp, const int64_t *code, int64_t B, int64_t K) {
+    memset(sp->hist, 0, sizeof(int32_t) * (size_t)(K + 1));
+    for (int64_t b = 0; b < B; b++) sp->hist[code[b]]++;
+    int64_t mode = 0;
+    for (int64_t k = 1; k <= K; k++) mode = sp->hist[k] > sp->hist[mode] ? k : mode;
+    sp->mode = mode;
+    sp->n_rest = 0;
+    for (int64_t b = 0; b < B; b++)
+        if (code[b] != mode) sp->rest[sp->n_rest++] = b;
+    for (int64_t v = 0; v < B / VL; v++) {
+        vi mk;
+        for (int l = 0; l < VL; l++) mk[l] = code[v * VL + l] == mode ? -1 : 0;
+        sp->at_mode[v] = mk;
+    }
+}
+
+/* The sum of f[b] over the samples at the run's mode (whole vectors, then the batch's remainder). */
+static float sum_at_mode(const run_codes_split *sp, const float *f, const int64_t *code, int64_t B) {
+    vf acc = vsplat(0.0f);
+    const int64_t BV = B / VL;
+    for (int64_t v = 0; v < BV; v++) acc += pick(sp->at_mode[v], loadu(f + v * VL), vsplat(0.0f));
+    float s = 0.0f;
+    for (int l = 0; l < VL; l++) s += acc[l];
+    for (int64_t b = BV * VL; b < B; b++) s += code[b] == sp->mode ? f[b] : 0.0f;
+    return s;
+}
+
 void pc_table_counts(float *counts, const float *f, int64_t B, int64_t m, const int64_t *run, int64_t K,
                      const int64_t *codes, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r0 = 0; r0 < m; r0 += 4) {
-        if (r0 + 4 <= m) {
-            const int64_t *c0 = codes + run[r0] * B, *c1 = codes + run[r0 + 1] * B;
-            const int64_t *c2 = codes + run[r0 + 2] * B, *c3 = codes + run[r0 + 3] * B;
-            float *h0 = counts + r0 * (K + 1), *h1 = h0 + (K + 1), *h2 = h1 + (K + 1), *h3 = h2 + (K + 1);
-            const float *f0 = f + r0 * B, *f1 = f0 + B, *f2 = f1 + B, *f3 = f2 + B;
-            for (int64_t b = 0; b < B; b++) {
-                h0[c0[b]] += f0[b];
-                h1[c1[b]] += f1[b];
-                h2[c2[b]] += f2[b];
-                h3[c3[b]] += f3[b];
+#pragma omp parallel num_threads(threads)
+    {
+        run_codes_split sp = {-1, 0, 0, malloc(sizeof(int32_t) * (size_t)(K + 1)), malloc(sizeof(int64_t) * (size_t)B),
+                              tile_alloc((B / VL + 1) * VL)};
+        const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
+        const int64_t lo = m * q / nq, hi = m * (q + 1) / nq; /* this thread's rows */
+        for (int64_t r0 = lo; r0 < hi;) {
+            const int64_t *code = codes + run[r0] * B;
+            if (run[r0] != sp.run) {
+                split_run(&sp, code, B, K);
+                sp.run = run[r0];
             }
-            continue;
+            int64_t n = 1; /* rows of this run taken together, at most four */
+            while (n < 4 && r0 + n < hi && run[r0 + n] == sp.run) n++;
+            memset(counts + r0 * (K + 1), 0, sizeof(float) * (size_t)(n * (K + 1)));
+            for (int64_t i = 0; i < n; i++) counts[(r0 + i) * (K + 1) + sp.mode] += sum_at_mode(&sp, f + (r0 + i) * B, code, B);
+            const int64_t *rest = sp.rest, nr = sp.n_rest;
+            float *h0 = counts + r0 * (K + 1);
+            const float *f0 = f + r0 * B;
+            if (n == 4) {
+                float *h1 = h0 + (K + 1), *h2 = h1 + (K + 1), *h3 = h2 + (K + 1);
+                const float *f1 = f0 + B, *f2 = f1 + B, *f3 = f2 + B;
+                for (int64_t i = 0; i < nr; i++) {
+                    const int64_t b = rest[i], c = code[b];
+                    h0[c] += f0[b];
+                    h1[c] += f1[b];
+                    h2[c] += f2[b];
+                    h3[c] += f3[b];
+                }
+            } else {
+                for (int64_t k = 0; k < n; k++)
+                    for (int64_t i = 0; i < nr; i++) h0[k * (K + 1) + code[rest[i]]] += f0[k * B + rest[i]];
+            }
+            r0 += n;
         }
-        for (int64_t r = r0; r < m; r++) {
-            const int64_t *c = codes + run[r] * B;
-            float *h = counts + r * (K + 1);
-            for (int64_t b = 0; b < B; b++) h[c[b]] += f[r * B + b];
-        }
+        free(sp.hist);
+        free(sp.rest);
+        free(sp.at_mode);
     }
 }
