@@ -101,10 +101,10 @@ def test_the_hand_written_backward_matches_finite_differences(rng):
 def test_both_targets_write_every_row_and_agree(rng, monkeypatch, target):
     """The CPU target's signed kernels and the torch pass, over buffers poisoned with NaN, on
     random signed circuits: the same values and signs, against float64 enumeration too."""
-    from pccompile.codegen.cpu.build import build_error
+    from pccompile.codegen.cpu.build import compiler
 
-    if target == "cpu" and build_error() is not None:
-        pytest.skip(build_error())
+    if target == "cpu" and compiler() is None:
+        pytest.skip("no C compiler here")
     monkeypatch.setattr("pccompile.signed.program.SignedProgram.poison", True)
     for _ in range(8):
         c = _signed(random_circuit(rng, int(rng.integers(2, 5))), rng)

@@ -115,75 +115,59 @@ static void scale_tiles(float *cf, const float *e, int64_t K) {
     for (int64_t k = 0; k < K * NV; k++) C[k] *= E[k];
 }
 
-/* dots[i][k] += A[i] E[k], lane by lane, for i < M, k < K: the weight flows' products of one tile
- * as VL partial sums per edge, summed across lanes once per group (sum_dots). MR rows of A stay
- * in registers while every child's tile streams past them. */
-static inline __attribute__((always_inline)) void dot_rows(const int R, int64_t K, const vf *A, const vf *E, vf *dots) {
-    vf a[MR][NV];
-    for (int r = 0; r < R; r++)
-        for (int v = 0; v < NV; v++) a[r][v] = A[r * NV + v];
-    for (int64_t k = 0; k < K; k++) {
-        const vf *ek = E + k * NV;
-        for (int r = 0; r < R; r++) {
-            vf d = a[r][0] * ek[0];
-            for (int v = 1; v < NV; v++) d += a[r][v] * ek[v];
-            dots[r * K + k] += d;
+/* The weight flows' products of one tile: ut[k][i] += sum_b A[i][b] E[k][b], a matrix product
+ * over the tile's samples, whose vectors run along the nodes: A is transposed into at [TB][GP]
+ * (G rounded up to whole vectors, zeros beyond G), a G x TB tile where E is K x TB (4096 x 32 for
+ * a Tucker layer at K = 64, which a transpose of E would move every tile), and each of E's
+ * entries is broadcast. R vectors of nodes by NR children add up in registers over the tile's
+ * samples; ut [K][GP] holds a group's sums over the thread's tiles. (Per-lane dot products
+ * accumulated across tiles, G K VL floats, were as fast only for the smallest groups.) */
+#define NR 4
+static void transpose_rows(const float *a, int64_t G, int64_t GP, float *at) {
+    for (int64_t b = 0; b < TB; b++) {
+        for (int64_t i = 0; i < G; i++) at[b * GP + i] = a[i * TB + b];
+        for (int64_t i = G; i < GP; i++) at[b * GP + i] = 0.0f;
+    }
+}
+
+static inline __attribute__((always_inline)) void flow_block(const int R, const int C, const float *at, int64_t GP,
+                                                            const float *e, float *ut) {
+    vf s[MR][NR];
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++) s[r][c] = loadu(ut + c * GP + r * VL);
+    for (int64_t b = 0; b < TB; b++) {
+        vf x[MR];
+        for (int r = 0; r < R; r++) x[r] = loadu(at + b * GP + r * VL);
+        for (int c = 0; c < C; c++) {
+            const float eb = e[c * TB + b];
+            for (int r = 0; r < R; r++) s[r][c] += x[r] * eb;
+        }
+    }
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++) storeu(ut + c * GP + r * VL, s[r][c]);
+}
+
+static void weight_flow_tile(int64_t GP, int64_t K, const float *at, const float *e, float *ut) {
+    const int64_t nv = GP / VL;
+    for (int64_t k = 0; k < K; k += NR) {
+        const int64_t c = min64(NR, K - k);
+        const float *ek = e + k * TB;
+        float *uk = ut + k * GP;
+        int64_t v = 0;
+        if (c == NR) {
+            for (; v + MR <= nv; v += MR) flow_block(MR, NR, at + v * VL, GP, ek, uk + v * VL);
+            for (; v < nv; v++) flow_block(1, NR, at + v * VL, GP, ek, uk + v * VL);
+        } else {
+            for (int64_t q = 0; q < c; q++)
+                for (v = 0; v < nv; v++) flow_block(1, 1, at + v * VL, GP, ek + q * TB, uk + q * GP + v * VL);
         }
     }
 }
 
-static void weight_dots(int64_t M, int64_t K, const vf *A, const vf *E, vf *dots) {
-    int64_t i = 0;
-    for (; i + MR <= M; i += MR) dot_rows(MR, K, A + i * NV, E, dots + i * K);
-    for (; i < M; i++) dot_rows(1, K, A + i * NV, E, dots + i * K);
-}
-
-/* The weight flows' products of one tile for groups too large for per-lane dots (G K VL floats
- * over DOTS_MAX, which would stream through memory every tile: 8 MB for a Tucker layer at
- * K = 64): un[i][k] += sum_b A[i][b] E[k][b], with E transposed into et [TB][KP] (KP: K rounded
- * up to KC, zeros beyond K) so that MR rows of A by KC children add up in registers over the
- * tile's samples, and each tile adds G K sums into un instead of G K VL lanes into dots. KP is
- * padded by 16 more: with a power-of-two stride every row of et falls into the same cache sets. */
-#define DOTS_MAX (1 << 16)
-#define KC 32
-static void transpose_tile(const float *e, int64_t K, int64_t KP, float *et) {
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t b = 0; b < TB; b++) et[b * KP + k] = e[k * TB + b];
-}
-
-static void weight_flow_tile(int64_t M, int64_t K, int64_t KP, const float *A, const float *et, float *un) {
-    for (int64_t k0 = 0; k0 < K; k0 += KC) { /* one block of et (TB x KC) in cache for every row block */
-        for (int64_t i0 = 0; i0 < M; i0 += MR) {
-            const int64_t rows = min64(MR, M - i0);
-            vf s[MR][KC / VL] = {{0}};
-            for (int64_t b = 0; b < TB; b++)
-                for (int r = 0; r < MR; r++) {
-                    const float ab = r < rows ? A[(i0 + r) * TB + b] : 0.0f;
-                    for (int u = 0; u < KC / VL; u++) s[r][u] += ab * loadu(et + b * KP + k0 + u * VL);
-                }
-            for (int64_t r = 0; r < rows; r++) {
-                float *dst = un + (i0 + r) * K + k0;
-                if (k0 + KC <= K)
-                    for (int u = 0; u < KC / VL; u++) storeu(dst + u * VL, loadu(dst + u * VL) + s[r][u]);
-                else
-                    for (int64_t k = k0; k < K; k++) dst[k - k0] += s[r][(k - k0) / VL][(k - k0) % VL];
-            }
-        }
-    }
-}
-
-/* acc[p] += w[p] un[p], p < n. */
-static void add_weighted(float *acc, const float *w, const float *un, int64_t n) {
-    for (int64_t p = 0; p < n; p++) acc[p] += w[p] * un[p];
-}
-
-/* acc[p] += w[p] (the lanes of dots[p] summed), p < n: one group's weight flows. */
-static void sum_dots(float *acc, const float *w, const vf *dots, int64_t n) {
-    for (int64_t p = 0; p < n; p++) {
-        float s = 0.0f;
-        for (int v = 0; v < VL; v++) s += dots[p][v];
-        acc[p] += w[p] * s;
-    }
+/* acc[i K + k] += w[i K + k] ut[k GP + i] over one group's G x K edges. */
+static void add_weighted(float *acc, const float *w, const float *ut, int64_t G, int64_t K, int64_t GP) {
+    for (int64_t i = 0; i < G; i++)
+        for (int64_t k = 0; k < K; k++) acc[i * K + k] += w[i * K + k] * ut[k * GP + i];
 }
 
 /* grad[id] += the threads' own weight flows acc[q][p] (q < threads), summed, where the id of
@@ -258,11 +242,8 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
         float *my = acc + (int64_t)omp_get_thread_num() * P;
         float *c = tile_alloc(KK * TB), *e = tile_alloc(KK * TB), *cf = tile_alloc(KK * TB), *ab = outer_scratch(&kd);
         float *a = tile_alloc(G * TB);
-        const int big = G * KK * VL > DOTS_MAX; /* weight flows: per-lane dots, or sums through et */
-        const int64_t KP = (KK + KC - 1) / KC * KC + 16; /* +16: et's rows off a power-of-two stride (cache sets) */
-        vf *dots = big ? NULL : tile_alloc(G * KK * VL);
-        float *et = big ? tile_alloc(KP * TB) : NULL, *un = big ? tile_alloc(G * KK) : NULL;
-        if (big) memset(et, 0, sizeof(float) * (size_t)(KP * TB));
+        const int64_t GP = (G + VL - 1) / VL * VL; /* the weight flows' product: at [TB][GP], un [KK][GP] */
+        float *at = tile_alloc(TB * GP), *un = tile_alloc(KK * GP);
         const float logtiny = logf(tiny);
         float m[TB];
         const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
@@ -277,18 +258,13 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
                     scatter_group_flows(&kd, flows, B, j, b0, nb, NULL, ab, 0, first, first_b);
                     continue;
                 }
-                if (!touched && big) memset(un, 0, sizeof(float) * (size_t)(G * KK));
-                if (!touched && !big) memset(dots, 0, sizeof(vf) * (size_t)(G * KK));
+                if (!touched) memset(un, 0, sizeof(float) * (size_t)(KK * GP));
                 touched = 1;
                 group_tile(&kd, mars, B, j, b0, nb, c, e, m, ab);
                 const int bad = group_flow_scale(mars, flows, B, j, G, rows, m, b0, nb, logtiny, t + 1 < t_hi, a);
                 mm_tile(w + j * G * KK, 1, KK, KK, G, (const vf *)a, (vf *)cf); /* w transposed */
-                if (big) {
-                    transpose_tile(e, KK, KP, et);
-                    weight_flow_tile(G, KK, KP, a, et, un);
-                } else {
-                    weight_dots(G, KK, (const vf *)a, (const vf *)e, dots);
-                }
+                transpose_rows(a, G, GP, at);
+                weight_flow_tile(GP, KK, at, e, un);
                 scale_tiles(cf, e, KK);
                 if (bad) {
                     outer_values(&kd, ab, c);
@@ -296,16 +272,14 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
                 }
                 scatter_group_flows(&kd, flows, B, j, b0, nb, cf, ab, t + 1 < t_hi, first, first_b);
             }
-            if (touched && big) add_weighted(my + j * G * KK, w + j * G * KK, un, G * KK);
-            if (touched && !big) sum_dots(my + j * G * KK, w + j * G * KK, dots, G * KK);
+            if (touched) add_weighted(my + j * G * KK, w + j * G * KK, un, G, KK, GP);
         }
         free(c);
         free(e);
         free(cf);
         free(ab);
         free(a);
-        free(dots);
-        free(et);
+        free(at);
         free(un);
     }
     reduce_thread_flows(acc, P, threads, ids, base, pad, unique, grad);

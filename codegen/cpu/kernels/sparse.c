@@ -90,6 +90,15 @@ static int64_t group_edge_count(const int64_t *group_start, const int64_t *count
     return w_start[last] + count[last] * (col_start[last + 1] - col_start[last]) - w_start[group_start[j]];
 }
 
+/* acc[p] += w[p] (the lanes of dots[p] summed), p < n: one group's weight flows. */
+static void sum_dots(float *acc, const float *w, const vf *dots, int64_t n) {
+    for (int64_t p = 0; p < n; p++) {
+        float s = 0.0f;
+        for (int v = 0; v < VL; v++) s += dots[p][v];
+        acc[p] += w[p] * s;
+    }
+}
+
 /* The flows of a sparse partition. Each thread takes a range of samples (as the dense backward)
  * and keeps, for the group at hand, one vector per edge of sum_b a_r e_k over its tiles; their
  * horizontal sums (times w, into the thread's weight flows) wait for the group's last tile; the
