@@ -26,10 +26,11 @@ FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=f
 _i64, _f32p, _i64p, _u8p = ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p
 _CHILDREN = [_i64, _i64, _i64p, _i64p, _i64, _i64, _i64p, _i64p]  # K, F, comp, nf, Kb, Fb, comp_b, nf_b
 _WEIGHT_FLOWS = [_i64p, _i64, _i64, ctypes.c_int, _f32p, ctypes.c_int]  # ids, base, pad, unique, grad; threads
+_GROUP_WEIGHTS = [_f32p, _i64p]  # the log-weights and each group's offset in them
 SIGNATURES = {
-    "pc_sum_forward": [_f32p, _i64, _i64, _i64, *_CHILDREN, _i64p, _f32p, _f32p, ctypes.c_float, ctypes.c_int],
-    "pc_sum_backward": [_f32p, _f32p, _i64, _i64, _i64, *_CHILDREN, _i64p, _f32p, _f32p, ctypes.c_float]
-    + [_u8p, _u8p, *_WEIGHT_FLOWS],
+    "pc_sum_forward": [_f32p, _i64, _i64, _i64, *_CHILDREN, _i64p, *_GROUP_WEIGHTS, ctypes.c_float, ctypes.c_int],
+    "pc_sum_backward": [_f32p, _f32p, _i64, _i64, _i64, *_CHILDREN, _i64p, *_GROUP_WEIGHTS, ctypes.c_float]
+    + [_u8p, _u8p, _i64p, _i64, ctypes.c_int, _f32p, ctypes.c_int],  # first, first_b; ids, pad, unique, grad; threads
     "pc_sparse_forward": [_f32p, _i64, _i64, _i64, _i64, _i64, _i64p, _i64p, _i64p]
     + [_i64p] * 6
     + [_f32p, _f32p, ctypes.c_float, ctypes.c_int],

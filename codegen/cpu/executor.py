@@ -218,15 +218,15 @@ class CpuExecutor(TorchExecutor):
         sl = self._arrays[id(pt)][key]
         blocks = self._sparse[id(pt)].get(key)
         pw = self._weights(pt, key, logw_ext)
-        lw, w = pw.lw, pw.w
         if blocks is not None:
+            w = pw.lw.exp()  # held until the kernel returns
             self.lib.pc_sparse_forward(
                 _ptr(mars), mars.shape[1], sl.groups, sl.group_size, *sl.child_args()[:4], _ptr(sl.rows),
-                *_block_ptrs(blocks), _ptr(w), _ptr(lw), _tiny(torch.float32), _threads(),
+                *_block_ptrs(blocks), _ptr(w), _ptr(pw.lw), _tiny(torch.float32), _threads(),
             )  # fmt: skip
             return
         self.lib.pc_sum_forward(
-            _ptr(mars), mars.shape[1], sl.groups, sl.group_size, *sl.child_args(), _ptr(sl.rows), _ptr(w), _ptr(lw),
+            _ptr(mars), mars.shape[1], sl.groups, sl.group_size, *sl.child_args(), _ptr(sl.rows), *pw.group_args(),
             _tiny(torch.float32), _threads(),
         )  # fmt: skip
 
@@ -266,17 +266,18 @@ class CpuExecutor(TorchExecutor):
         sl = self._arrays[id(pt)][key]
         blocks = self._sparse[id(pt)].get(key)
         pw = self._weights(pt, key, logw_ext)
-        lw, w = pw.lw, pw.w
-        grad = (*pw.flow_args(self._layouts[id(pt)].pad, grad_logw), _threads())
+        pad = self._layouts[id(pt)].pad
         first, first_b = (_ptr(t) for t in self._first.flags[key])
         if blocks is not None:
+            ids, _, unique, grad = pw.flow_args(pad, grad_logw)
+            lw, w = pw.lw, pw.lw.exp()  # held until the kernel returns
             self.lib.pc_sparse_backward(
                 _ptr(mars), _ptr(flows), mars.shape[1], sl.groups, sl.group_size, *sl.child_args()[:4], _ptr(sl.rows),
-                *_block_ptrs(blocks), _ptr(w), _ptr(lw), lw.shape[0], blocks.group_edges, _tiny(torch.float32), first,
-                *grad,
+                *_block_ptrs(blocks), _ptr(w), _ptr(lw), lw.shape[0], blocks.group_edges, _tiny(torch.float32),
+                first, ids, 0, pad, unique, grad, _threads(),
             )  # fmt: skip
         else:
             self.lib.pc_sum_backward(
                 _ptr(mars), _ptr(flows), mars.shape[1], sl.groups, sl.group_size, *sl.child_args(), _ptr(sl.rows),
-                _ptr(w), _ptr(lw), _tiny(torch.float32), first, first_b, *grad,
+                *pw.group_args(), _tiny(torch.float32), first, first_b, *pw.flow_args(pad, grad_logw), _threads(),
             )  # fmt: skip

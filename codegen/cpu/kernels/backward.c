@@ -171,16 +171,16 @@ static void add_weighted(float *acc, const float *w, const float *ut, int64_t G,
 }
 
 /* grad[id] += the threads' own weight flows acc[q][p] (q < threads), summed, where the id of
- * weight p is ids[p] (ids NULL: base + p, a partition whose weights are one block), except at
- * the padding slot `pad`; frees acc. Ids repeat only where weights are tied (`unique` = 0), and
- * then one thread adds them all. */
-static void reduce_thread_flows(float *acc, int64_t P, int threads, const int64_t *ids, int64_t base, int64_t pad,
-                                int unique, float *grad) {
+ * weight p is ids[p]; where ids is NULL, woff[p / n] + p % n (groups of n weights at offsets
+ * woff), or base + p where woff is NULL too; except at the padding slot `pad`. Frees acc. Ids
+ * repeat only where weights are tied (`unique` = 0), and then one thread adds them all. */
+static void reduce_thread_flows(float *acc, int64_t P, int threads, const int64_t *ids, const int64_t *woff, int64_t n,
+                                int64_t base, int64_t pad, int unique, float *grad) {
 #pragma omp parallel for num_threads(unique ? threads : 1) schedule(static)
     for (int64_t p = 0; p < P; p++) {
         float v = 0.0f;
         for (int q = 0; q < threads; q++) v += acc[(int64_t)q * P + p];
-        const int64_t id = ids ? ids[p] : base + p;
+        const int64_t id = ids ? ids[p] : woff ? woff[p / n] + p % n : base + p;
         if (id != pad) grad[id] += v;
     }
     free(acc);
@@ -188,19 +188,19 @@ static void reduce_thread_flows(float *acc, int64_t P, int threads, const int64_
 
 /* The exact path of one group's underflowed sums in one tile: each edge's flow f exp(logw + c -
  * node) in libm precision, into the child flows cf (after their scaling by e) and the weight
- * flows acc. */
+ * flows accj (lwj, accj: the group's log-weights and weight flows, G x K). */
 static void exact_group_flows(const float *mars, const float *flows, int64_t B, int64_t j, int64_t G, int64_t K,
-                              const int64_t *rows, const float *logw, const float *c, const float *m, int64_t b0,
-                              int64_t nb, float logtiny, float *cf, float *acc) {
+                              const int64_t *rows, const float *lwj, const float *c, const float *m, int64_t b0,
+                              int64_t nb, float logtiny, float *cf, float *accj) {
     for (int64_t i = 0; i < G; i++) {
         const int64_t node = j * G + i;
         const float *f = flows + rows[node] * B + b0, *n = mars + rows[node] * B + b0;
         for (int64_t b = 0; b < nb; b++) {
             if (!(underflowed(n[b], m[b], logtiny) && f[b] != 0.0f && isfinite(n[b]))) continue;
             for (int64_t k = 0; k < K; k++) {
-                float ef = f[b] * expf(logw[node * K + k] + c[k * TB + b] - n[b]);
+                float ef = f[b] * expf(lwj[i * K + k] + c[k * TB + b] - n[b]);
                 cf[k * TB + b] += ef;
-                acc[node * K + k] += ef;
+                accj[i * K + k] += ef;
             }
         }
     }
@@ -226,14 +226,14 @@ static int group_flow_scale(const float *mars, const float *flows, int64_t B, in
 
 /* The child flows are w transposed times the nodes' f / s, stored into a row where first (and
  * first_b, for comp_b) flags the row's first flow, else added; each weight's flow goes to grad at
- * its id (ids [g G K], or base + p where ids is NULL; `pad` the padding slot, `unique`: no id
- * repeats). The children are read as
- * by pc_sum_forward (Kb > 0: an outer product). */
+ * its id (ids [g G K]; where ids is NULL, the weight's place in logw, woff[j] + p; `pad` the
+ * padding slot, `unique`: no id repeats). The children and weights are read as by
+ * pc_sum_forward (Kb > 0: an outer product; group j's log-weights at logw + woff[j]). */
 void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F,
                      const int64_t *comp, const int64_t *nf, int64_t Kb, int64_t Fb, const int64_t *comp_b,
-                     const int64_t *nf_b, const int64_t *rows, const float *w, const float *logw, float tiny,
-                     const uint8_t *first, const uint8_t *first_b, const int64_t *ids, int64_t base, int64_t pad,
-                     int unique, float *grad, int threads) {
+                     const int64_t *nf_b, const int64_t *rows, const float *logw, const int64_t *woff, float tiny,
+                     const uint8_t *first, const uint8_t *first_b, const int64_t *ids, int64_t pad, int unique,
+                     float *grad, int threads) {
     const children kd = make_children(comp, nf, K, F, comp_b, nf_b, Kb, Fb);
     const int64_t KK = kd.K, tiles = (B + TB - 1) / TB, P = g * G * KK;
     float *acc = calloc((size_t)threads * P, sizeof(float));
@@ -241,7 +241,7 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
     {
         float *my = acc + (int64_t)omp_get_thread_num() * P;
         float *c = tile_alloc(KK * TB), *e = tile_alloc(KK * TB), *cf = tile_alloc(KK * TB), *ab = outer_scratch(&kd);
-        float *a = tile_alloc(G * TB);
+        float *a = tile_alloc(G * TB), *w = tile_alloc(G * KK);
         const int64_t GP = (G + VL - 1) / VL * VL; /* the weight flows' product: at [TB][GP], un [KK][GP] */
         float *at = tile_alloc(TB * GP), *un = tile_alloc(KK * GP);
         const float logtiny = logf(tiny);
@@ -258,21 +258,25 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
                     scatter_group_flows(&kd, flows, B, j, b0, nb, NULL, ab, 0, first, first_b);
                     continue;
                 }
-                if (!touched) memset(un, 0, sizeof(float) * (size_t)(KK * GP));
+                if (!touched) {
+                    memset(un, 0, sizeof(float) * (size_t)(KK * GP));
+                    group_weights(logw, woff, j, G * KK, w);
+                }
                 touched = 1;
                 group_tile(&kd, mars, B, j, b0, nb, c, e, m, ab);
                 const int bad = group_flow_scale(mars, flows, B, j, G, rows, m, b0, nb, logtiny, t + 1 < t_hi, a);
-                mm_tile(w + j * G * KK, 1, KK, KK, G, (const vf *)a, (vf *)cf); /* w transposed */
+                mm_tile(w, 1, KK, KK, G, (const vf *)a, (vf *)cf); /* w transposed */
                 transpose_rows(a, G, GP, at);
                 weight_flow_tile(GP, KK, at, e, un);
                 scale_tiles(cf, e, KK);
                 if (bad) {
                     outer_values(&kd, ab, c);
-                    exact_group_flows(mars, flows, B, j, G, KK, rows, logw, c, m, b0, nb, logtiny, cf, my);
+                    exact_group_flows(mars, flows, B, j, G, KK, rows, logw + woff[j], c, m, b0, nb, logtiny, cf,
+                                      my + j * G * KK);
                 }
                 scatter_group_flows(&kd, flows, B, j, b0, nb, cf, ab, t + 1 < t_hi, first, first_b);
             }
-            if (touched) add_weighted(my + j * G * KK, w + j * G * KK, un, G, KK, GP);
+            if (touched) add_weighted(my + j * G * KK, w, un, G, KK, GP);
         }
         free(c);
         free(e);
@@ -281,8 +285,9 @@ void pc_sum_backward(const float *mars, float *flows, int64_t B, int64_t g, int6
         free(a);
         free(at);
         free(un);
+        free(w);
     }
-    reduce_thread_flows(acc, P, threads, ids, base, pad, unique, grad);
+    reduce_thread_flows(acc, P, threads, ids, woff, G * KK, 0, pad, unique, grad);
 }
 
 /* Every factor row gets its product's flow (stored where first [m][F] flags the row's first; NULL:

@@ -186,5 +186,5 @@ void pc_sparse_backward(const float *mars, float *flows, int64_t B, int64_t g, i
         free(cf);
         free(dots);
     }
-    reduce_thread_flows(acc_all, edges, threads, ids, base, pad, unique, grad);
+    reduce_thread_flows(acc_all, edges, threads, ids, NULL, 1, base, pad, unique, grad);
 }

@@ -153,24 +153,38 @@ static float exact_node(const float *logw, const float *c, int64_t K, int64_t b)
     return (float)log(s) + mx;
 }
 
+/* Group j's weights: its G x K block of the flat log-weights, at woff[j], exponentiated into w.
+ * The kernels read the weights where they lie (one block, or blocks scattered over the vector, as
+ * a Tucker layer's are) and each thread forms the weights of the groups it reaches: K exps per
+ * node, against the K B multiply-adds that use them. */
+static void group_weights(const float *logw, const int64_t *woff, int64_t j, int64_t n, float *w) {
+    const float *l = logw + woff[j];
+    int64_t p = 0;
+    for (; p + VL <= n; p += VL) storeu(w + p, v_exp(loadu(l + p)));
+    for (; p < n; p++) w[p] = pc_exp(l[p]);
+}
+
 /* Kb > 0: the children are an outer product (see `children`); K and F are then a's, Kb and Fb
- * b's, and comp_b, nf_b b's factor rows. */
+ * b's, and comp_b, nf_b b's factor rows. Group j's log-weights are logw[woff[j]..] (G x K K_b). */
 void pc_sum_forward(float *mars, int64_t B, int64_t g, int64_t G, int64_t K, int64_t F, const int64_t *comp,
                     const int64_t *nf, int64_t Kb, int64_t Fb, const int64_t *comp_b, const int64_t *nf_b,
-                    const int64_t *rows, const float *w, const float *logw, float tiny, int threads) {
+                    const int64_t *rows, const float *logw, const int64_t *woff, float tiny, int threads) {
     const int64_t tiles = (B + TB - 1) / TB;
     const children kd = make_children(comp, nf, K, F, comp_b, nf_b, Kb, Fb);
     const int64_t KK = kd.K;
 #pragma omp parallel num_threads(threads)
     {
         float *c = tile_alloc(KK * TB), *e = tile_alloc(KK * TB), *s = tile_alloc(G * TB), *ab = outer_scratch(&kd);
-        float m[TB];
+        float *w = tile_alloc(G * KK), m[TB];
+        int64_t have_w = -1; /* the group whose weights w holds: a thread's (group, tile) pairs are consecutive */
 #pragma omp for collapse(2) schedule(static)
         for (int64_t j = 0; j < g; j++) {
             for (int64_t t = 0; t < tiles; t++) {
                 const int64_t b0 = t * TB, nb = min64(TB, B - b0);
+                if (have_w != j) group_weights(logw, woff, j, G * KK, w);
+                have_w = j;
                 group_tile(&kd, mars, B, j, b0, nb, c, e, m, ab);
-                mm_tile(w + j * G * KK, KK, 1, G, KK, (const vf *)e, (vf *)s);
+                mm_tile(w, KK, 1, G, KK, (const vf *)e, (vf *)s);
                 int have_values = kd.Kb == 0;
                 for (int64_t i = 0; i < G; i++) {
                     const int64_t node = j * G + i;
@@ -180,7 +194,7 @@ void pc_sum_forward(float *mars, int64_t B, int64_t g, int64_t G, int64_t K, int
                     if (!have_values) outer_values(&kd, ab, c);
                     have_values = 1;
                     for (int64_t b = 0; b < nb; b++)
-                        if (si[b] < tiny) out[b] = exact_node(logw + node * KK, c, KK, b);
+                        if (si[b] < tiny) out[b] = exact_node(logw + woff[j] + i * KK, c, KK, b);
                 }
             }
         }
@@ -188,6 +202,7 @@ void pc_sum_forward(float *mars, int64_t B, int64_t g, int64_t G, int64_t K, int
         free(e);
         free(s);
         free(ab);
+        free(w);
     }
 }
 
