@@ -8,7 +8,7 @@ built beside the working tree's (both with the same flags, cached as usual). The
 `--structure rat_spn` a RAT-SPN over 69 binary variables (depth 3, 4 repetitions, Tucker layers
 of `--latents` sums). Each round
 times, with the base library and then with the current one, an EM step, a forward pass and a
-backward pass (flows from the kept buffers); the table gives the medians over rounds,
+backward pass (flows from the kept buffers), the two in turn first; the table gives the medians over rounds,
 current / base, and each library's fastest round (the steadier figure on a shared machine). Only the kernels differ: the Python around them is the working tree's, so the
 kernels' signatures must not have changed between the two.
 """
@@ -95,8 +95,8 @@ def main():
             ex.lib = lib
             for fn in parts.values():
                 fn()
-        for _ in range(args.rounds):
-            for name, lib in libs.items():
+        for r in range(args.rounds):  # the order alternates: the second of a pair runs in the first's wake
+            for name, lib in list(libs.items())[:: 1 if r % 2 == 0 else -1]:
                 ex.lib = lib
                 for part, fn in parts.items():
                     times[name, part].append(mean_seconds(fn, args.calls, warm=False))

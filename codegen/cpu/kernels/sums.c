@@ -117,11 +117,17 @@ static inline __attribute__((always_inline)) void mm_rows(const int R, const flo
     if (add)
         for (int r = 0; r < R; r++)
             for (int v = 0; v < NV; v++) a[r][v] = out[r * NV + v];
-    for (int64_t l = 0; l < L; l++, W += cs)
+    for (int64_t l = 0; l < L; l++, W += cs) {
+        vf x[NV];
         for (int v = 0; v < NV; v++) {
-            const vf x = X[l * NV + v];
-            for (int r = 0; r < R; r++) a[r][v] += W[r * rs] * x;
+            x[v] = X[l * NV + v];
+            __asm__("" : "+v"(x[v])); /* held in a register: GCC would load it again for every row */
         }
+        for (int r = 0; r < R; r++) {
+            const float wr = W[r * rs];
+            for (int v = 0; v < NV; v++) a[r][v] += wr * x[v];
+        }
+    }
     for (int r = 0; r < R; r++)
         for (int v = 0; v < NV; v++) out[r * NV + v] = a[r][v];
 }
