@@ -550,23 +550,27 @@ def test_flows_are_written_without_zeroing_where_whole_tiles_get_no_flow(rng, st
     torch.testing.assert_close(wc, wr, rtol=1e-4, atol=1e-5)
 
 
-@needs_compiler
-@pytest.mark.parametrize("batch", [5, 37, 512])
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_the_counting_kernel_matches_counts_by_enumeration(rng, batch, threads):
-    """Runs of 1 to 9 rows; codes where one value dominates (counted by whole vectors), where
-    none does, and where the dominant one is the missing code K; batches shorter than a vector
-    and not a multiple of one; an output buffer full of NaN (the kernel zeroes its rows)."""
-    lib = build.load_library()
-    K = 6
+def _runs_and_codes(rng, batch: int, K: int):
+    """Runs of 1 to 9 rows and their codes: where one value dominates (taken by whole vectors),
+    where none does, and where the dominant one is the missing code K."""
     lengths = rng.integers(1, 10, size=12)
     run = torch.as_tensor(np.repeat(np.arange(lengths.size), lengths))
-    m = run.numel()
     codes = rng.integers(0, K + 1, size=(lengths.size, batch))
     dominant = rng.random(codes.shape) < 0.8
     codes[0::3][dominant[0::3]] = 2
     codes[1::3][dominant[1::3]] = K  # mostly missing
-    codes = torch.as_tensor(codes)
+    return run, torch.as_tensor(codes)
+
+
+@needs_compiler
+@pytest.mark.parametrize("batch", [5, 37, 512])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_the_counting_kernel_matches_counts_by_enumeration(rng, batch, threads):
+    """Batches shorter than a vector and not a multiple of one; an output buffer full of NaN
+    (the kernel zeroes its rows)."""
+    lib, K = build.load_library(), 6
+    run, codes = _runs_and_codes(rng, batch, K)
+    m = run.numel()
     f = torch.rand(m, batch)
     out = torch.full((m, K + 1), float("nan"))
     lib.pc_table_counts(out.data_ptr(), f.data_ptr(), batch, m, run.data_ptr(), K, codes.data_ptr(), threads)
@@ -577,12 +581,28 @@ def test_the_counting_kernel_matches_counts_by_enumeration(rng, batch, threads):
 
 
 @needs_compiler
+@pytest.mark.parametrize("batch", [5, 37, 512])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_the_lookup_kernel_matches_the_table_at_every_code(rng, batch, threads):
+    """Every entry of a NaN-poisoned output is its row's table entry at the sample's code, 0 (log
+    1) where the code is K (missing)."""
+    lib, K = build.load_library(), 6
+    run, codes = _runs_and_codes(rng, batch, K)
+    m = run.numel()
+    table = torch.randn(m, K)
+    out = torch.full((m, batch), float("nan"))
+    lib.pc_table_inputs(out.data_ptr(), batch, m, run.data_ptr(), K, table.data_ptr(), codes.data_ptr(), threads)
+    padded = torch.cat([table, torch.zeros(m, 1)], 1)
+    expected = torch.gather(padded, 1, codes[run])
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+@needs_compiler
 @pytest.mark.parametrize("rows", [37, 70])
-def test_large_groups_take_the_weight_flow_product_and_match_the_torch_backend(rng, rows):
-    """A Tucker layer of 20 sums over 29 x 29 products: G K = 16,820 edges per group, over the
-    per-lane dots' limit on every vector width (G K VL floats > DOTS_MAX), so its weight flows
-    take the product through the transposed f / s; 20 nodes and 841 children are not whole
-    vectors or blocks of it, and 37 and 70 rows end in a partial tile."""
+def test_large_groups_match_the_torch_backend(rng, rows):
+    """A Tucker layer of 20 sums over 29 x 29 products: groups of 16,820 edges, whose 20 nodes and
+    841 children are neither whole vectors nor whole register blocks of the weight flows'
+    product; 37 and 70 rows end in a partial tile."""
     circuit = pc.to_circuit(rat_spn(4, 3, depth=2, repetitions=1, num_sums=20, num_inputs=29))
     ref, cpu = _pair(circuit)
     sizes = {sl.group_size * sl.comp.shape[1] * max(sl.comp_b.shape[1], 1) for a in cpu.executor._arrays.values()

@@ -17,17 +17,88 @@ void pc_run_codes(int64_t *codes, const int64_t *x, int64_t B, int64_t V, int64_
     }
 }
 
+/* A run's codes split by its most frequent one (the mode): the rows of a run share their codes,
+ * and one value usually dominates (most of an image's pixels are background, most binary
+ * variables take one value), so the lookup fills a row with the mode's entry by whole vectors
+ * and the counts sum the mode's samples the same way; only the other samples are taken one by
+ * one. */
+typedef struct {
+    int64_t run, mode, n_rest;
+    int32_t *hist;
+    int64_t *rest; /* the samples whose code is not the mode */
+    vi *at_mode;   /* lane masks over the batch's vectors: code == mode */
+} run_codes_split;
+
+static void split_run(run_codes_split *sp, const int64_t *code, int64_t B, int64_t K) {
+    memset(sp->hist, 0, sizeof(int32_t) * (size_t)(K + 1));
+    for (int64_t b = 0; b < B; b++) sp->hist[code[b]]++;
+    int64_t mode = 0;
+    for (int64_t k = 1; k <= K; k++) mode = sp->hist[k] > sp->hist[mode] ? k : mode;
+    sp->mode = mode;
+    sp->n_rest = 0;
+    for (int64_t b = 0; b < B; b++)
+        if (code[b] != mode) sp->rest[sp->n_rest++] = b;
+    for (int64_t v = 0; v < B / VL; v++) {
+        vi mk;
+        for (int l = 0; l < VL; l++) mk[l] = code[v * VL + l] == mode ? -1 : 0;
+        sp->at_mode[v] = mk;
+    }
+}
+
+/* The sum of f[b] over the samples at the run's mode (whole vectors, then the batch's remainder). */
+static float sum_at_mode(const run_codes_split *sp, const float *f, const int64_t *code, int64_t B) {
+    vf acc = vsplat(0.0f);
+    const int64_t BV = B / VL;
+    for (int64_t v = 0; v < BV; v++) acc += pick(sp->at_mode[v], loadu(f + v * VL), vsplat(0.0f));
+    float s = 0.0f;
+    for (int l = 0; l < VL; l++) s += acc[l];
+    for (int64_t b = BV * VL; b < B; b++) s += code[b] == sp->mode ? f[b] : 0.0f;
+    return s;
+}
+
+static run_codes_split new_split(int64_t B, int64_t K) {
+    run_codes_split sp = {-1, 0, 0, malloc(sizeof(int32_t) * (size_t)(K + 1)), malloc(sizeof(int64_t) * (size_t)B),
+                          tile_alloc((B / VL + 1) * VL)};
+    return sp;
+}
+
+static void free_split(run_codes_split *sp) {
+    free(sp->hist);
+    free(sp->rest);
+    free(sp->at_mode);
+}
+
+/* The split of run `run` (codes its row of codes), formed when the thread reaches a new run. */
+static void reach_run(run_codes_split *sp, int64_t run, const int64_t *code, int64_t B, int64_t K) {
+    if (run == sp->run) return;
+    split_run(sp, code, B, K);
+    sp->run = run;
+}
+
 /* Input rows of a family over K values: out[r][b] = table[r][codes[run[r]][b]], 0 (log 1:
  * marginalised) where the code is K (missing). Rows come in runs per variable (an HCLT's node
  * vectors, of any lengths); codes [runs][B] holds each run's variable's values. */
 void pc_table_inputs(float *out, int64_t B, int64_t m, const int64_t *run, int64_t K, const float *table,
                      const int64_t *codes, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r = 0; r < m; r++) {
-        const float *t = table + r * K;
-        const int64_t *code = codes + run[r] * B;
-        float *o = out + r * B;
-        for (int64_t b = 0; b < B; b++) o[b] = code[b] >= K ? 0.0f : t[code[b]];
+#pragma omp parallel num_threads(threads)
+    {
+        run_codes_split sp = new_split(B, K);
+        const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
+        for (int64_t r = m * q / nq; r < m * (q + 1) / nq; r++) {
+            const int64_t *code = codes + run[r] * B;
+            reach_run(&sp, run[r], code, B, K);
+            const float *t = table + r * K;
+            float *o = out + r * B;
+            const vf at_mode = vsplat(sp.mode >= K ? 0.0f : t[sp.mode]);
+            int64_t b = 0;
+            for (; b + VL <= B; b += VL) storeu(o + b, at_mode);
+            for (; b < B; b++) o[b] = at_mode[0];
+            for (int64_t i = 0; i < sp.n_rest; i++) {
+                const int64_t rb = sp.rest[i], c = code[rb];
+                o[rb] = c >= K ? 0.0f : t[c];
+            }
+        }
+        free_split(&sp);
     }
 }
 
@@ -98,58 +169,19 @@ void pc_categorical_m_step(float *logits, int64_t m, int64_t K, const float *cou
 /* EM counts of a family over K values: counts[r][code] += f[r][b] at the batch's code of the
  * row's variable (code K: missing; codes and runs as in pc_table_inputs), into counts [m][K + 1],
  * which need not be zeroed (each thread zeroes its rows as it reaches them, while they are in
- * cache, where a zeroed tensor of the caller's would be written once more). The rows of a run share their codes, and one code usually dominates (most
- * of an image's pixels are background, most binary variables take one value): per run the most
- * frequent code is found once, each row's flows at it are summed by whole vectors, and only the
- * other samples are added one by one, four rows at a time so that four additions are in flight. */
-typedef struct {
-    int64_t run, mode, n_rest;
-    int32_t *hist;
-    int64_t *rest; /* the samples whose code is not the mode */
-    vi *at_mode;   /* lane masks over the batch's vectors: code == mode */
-} run_codes_split;
-
-static void split_run(run_codes_split *sp, const int64_t *code, int64_t B, int64_t K) {
-    memset(sp->hist, 0, sizeof(int32_t) * (size_t)(K + 1));
-    for (int64_t b = 0; b < B; b++) sp->hist[code[b]]++;
-    int64_t mode = 0;
-    for (int64_t k = 1; k <= K; k++) mode = sp->hist[k] > sp->hist[mode] ? k : mode;
-    sp->mode = mode;
-    sp->n_rest = 0;
-    for (int64_t b = 0; b < B; b++)
-        if (code[b] != mode) sp->rest[sp->n_rest++] = b;
-    for (int64_t v = 0; v < B / VL; v++) {
-        vi mk;
-        for (int l = 0; l < VL; l++) mk[l] = code[v * VL + l] == mode ? -1 : 0;
-        sp->at_mode[v] = mk;
-    }
-}
-
-/* The sum of f[b] over the samples at the run's mode (whole vectors, then the batch's remainder). */
-static float sum_at_mode(const run_codes_split *sp, const float *f, const int64_t *code, int64_t B) {
-    vf acc = vsplat(0.0f);
-    const int64_t BV = B / VL;
-    for (int64_t v = 0; v < BV; v++) acc += pick(sp->at_mode[v], loadu(f + v * VL), vsplat(0.0f));
-    float s = 0.0f;
-    for (int l = 0; l < VL; l++) s += acc[l];
-    for (int64_t b = BV * VL; b < B; b++) s += code[b] == sp->mode ? f[b] : 0.0f;
-    return s;
-}
-
+ * cache, where a zeroed tensor of the caller's would be written once more). Each row's flows at
+ * its run's mode are summed by whole vectors (run_codes_split); the other samples are added one
+ * by one, four rows at a time so that four additions are in flight. */
 void pc_table_counts(float *counts, const float *f, int64_t B, int64_t m, const int64_t *run, int64_t K,
                      const int64_t *codes, int threads) {
 #pragma omp parallel num_threads(threads)
     {
-        run_codes_split sp = {-1, 0, 0, malloc(sizeof(int32_t) * (size_t)(K + 1)), malloc(sizeof(int64_t) * (size_t)B),
-                              tile_alloc((B / VL + 1) * VL)};
+        run_codes_split sp = new_split(B, K);
         const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
         const int64_t lo = m * q / nq, hi = m * (q + 1) / nq; /* this thread's rows */
         for (int64_t r0 = lo; r0 < hi;) {
             const int64_t *code = codes + run[r0] * B;
-            if (run[r0] != sp.run) {
-                split_run(&sp, code, B, K);
-                sp.run = run[r0];
-            }
+            reach_run(&sp, run[r0], code, B, K);
             int64_t n = 1; /* rows of this run taken together, at most four */
             while (n < 4 && r0 + n < hi && run[r0 + n] == sp.run) n++;
             memset(counts + r0 * (K + 1), 0, sizeof(float) * (size_t)(n * (K + 1)));
@@ -173,8 +205,6 @@ void pc_table_counts(float *counts, const float *f, int64_t B, int64_t m, const 
             }
             r0 += n;
         }
-        free(sp.hist);
-        free(sp.rest);
-        free(sp.at_mode);
+        free_split(&sp);
     }
 }
