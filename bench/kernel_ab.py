@@ -6,11 +6,16 @@ same buffers, the two libraries taking turns call by call.
 `--base` is a git revision whose CPU kernels (codegen/cpu/kernels/, or a path to one C file) are
 built beside the working tree's (both with the same flags, cached as usual). The circuit is bench/cpu_step.py's MNIST HCLT, or with
 `--structure rat_spn` a RAT-SPN over 69 binary variables (depth 3, 4 repetitions, Tucker layers
-of `--latents` sums). Each round
-times, with the base library and then with the current one, an EM step, a forward pass and a
-backward pass (flows from the kept buffers), the two in turn first; the table gives the medians over rounds,
-current / base, and each library's fastest round (the steadier figure on a shared machine). Only the kernels differ: the Python around them is the working tree's, so the
-kernels' signatures must not have changed between the two.
+of `--latents` sums); `--grown 0.75` prunes it by flow and grows it (bench/cpu_step.py), so that
+its masked sums run as sparse blocks. Each round
+times, with the base library and then with the current one (the two in turn first), the parts
+`--parts` names: an EM step, a forward pass and a backward pass (flows from the kept buffers),
+and apart the input layer's kernels: the table lookup (`inputs`) and the EM counts over the kept
+flows (`statistics`). The table gives the medians over rounds, current / base, and each
+library's fastest round (the steadier figure on a shared machine). Only the kernels differ: the
+Python around them is the working tree's, so the signatures of the kernels a part calls must not
+have changed between the two (`--parts inputs statistics` compares table kernels across a change
+of the sum kernels' arguments).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from timing import mean_seconds
 import pccompile as pc
 from pccompile.learn.em import em_step
 from pccompile.structures import rat_spn
+
+PARTS = ("em_step", "forward", "backward", "inputs", "statistics")
 
 
 def base_source(rev: str) -> str:
@@ -61,6 +68,8 @@ def main():
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--mnist", type=Path, default=Path("../shared/data/mnist"))
     ap.add_argument("--json", default=None, help="append the result row to this file")
+    ap.add_argument("--grown", type=float, default=None, help="prune this fraction by flow, then grow x2")
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS[:3]), help="what to time")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     libs = {"base": build_library(base_source(args.base)), "current": build_library(kernel_source())}
@@ -69,7 +78,11 @@ def main():
     else:  # plants-sized: 69 binary variables, random values
         x = torch.as_tensor(np.random.default_rng(0).integers(0, 2, (args.batch, 69)))
         spec = rat_spn(69, 2, depth=3, repetitions=4, num_sums=args.latents, num_inputs=args.latents)
-    model = pc.compile(pc.build(spec), backend="cpu")
+    spec = pc.build(spec)
+    if args.grown is not None:  # a prune-grow round's circuit: masked sums, run as sparse blocks
+        start = pc.compile(spec, passes="init").to_circuit()
+        spec = pc.run_passes(start, f"prune{{fraction={args.grown}}}, grow{{factor=2}}", data=x.numpy())
+    model = pc.compile(spec, backend="cpu")
     ex = model.executor
     xi, xr = model.encode(x)
     saved = [p.detach().clone() for p in model.parameters()]
@@ -84,11 +97,30 @@ def main():
             for p, v in zip(model.parameters(), saved):
                 p.copy_(v)
 
-    parts = {
+    with torch.no_grad():
+        flows, _ = ex.backward_flows(mars, logw, grad)
+    params = model.input_params()
+    tables = [
+        (k, part, h, params[k], slice(part.start, part.start + part.size))
+        for k, (part, h) in enumerate(zip(model.program.input_partitions, model.inputs))
+    ]
+
+    def inputs():
+        for k, part, _, p, rows in tables:
+            ex._input_rows(k, part, p, xi, xr, mars[rows])
+
+    def statistics_():
+        for _, part, h, _, rows in tables:
+            ex.input_stats(part, h.vars, flows[rows], xi, xr)
+
+    every = {
         "em_step": step,
         "forward": lambda: model.node_values(xi, xr, logw, reuse=True),
         "backward": lambda: ex.backward_flows(mars, logw, grad, reuse=True),
+        "inputs": inputs,
+        "statistics": statistics_,
     }
+    parts = {name: every[name] for name in args.parts}
     times = {(lib, part): [] for lib in libs for part in parts}
     with torch.no_grad():
         for lib in libs.values():  # warm-up: first touches, caches

@@ -21,7 +21,11 @@ static inline __attribute__((always_inline)) void block_rows(const int R, int64_
             }
     }
     for (; p < n; p++) {
-        const vf *x = E + cols[p] * NV;
+        vf x[NV];
+        for (int v = 0; v < NV; v++) {
+            x[v] = E[cols[p] * NV + v];
+            __asm__("" : "+v"(x[v])); /* in a register across the rows, as in mm_rows */
+        }
         for (int r = 0; r < R; r++)
             for (int v = 0; v < NV; v++) a[r][v] += w[p * S + r] * x[v];
     }
