@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ def tree_and_batch(mnist: Path, V: int, B: int) -> tuple[np.ndarray, torch.Tenso
         train = np.frombuffer(gzip.open(images).read(), np.uint8, offset=16).reshape(-1, 784)
         _, parent = chow_liu_tree(train // 16, 16, max_rows=5000)  # 5,000 rows drawn from all of them
         return parent, torch.as_tensor(train[:B].astype(np.int64))
+    print(f"no MNIST images at {images}: timing a random tree over random values", file=sys.stderr)
     rng = np.random.default_rng(0)
     parent = np.array([-1] + [int(rng.integers(0, i)) for i in range(1, V)])
     return parent, torch.as_tensor(rng.integers(0, 256, (B, V)))
@@ -94,7 +96,7 @@ def phases(model, xi, xr) -> dict:
         for part, h in parts:
             f = flows[part.start : part.start + part.size]
             if ex.input_stats(part, h.vars, f, xi, xr) is None:
-                family(part.dist).stats(part, h.vars, f, xi, xr)
+                family(part.dist).stats(part, dict(h.named_parameters()), h.vars, f, xi, xr)
 
     timed = {
         "normalise": lambda: model.sum_log_weights(padded=True),
@@ -138,7 +140,8 @@ def main():
             spec = run(start, f"prune{{fraction={args.grown}}}, grow{{factor=2}}", data=x.numpy())
         runs = [(b, d) for b in args.backends for d in (args.sparse_density if b == "cpu" else [None])]
         for backend, density in runs:
-            model = pc.compile(spec, backend=backend, cpu={} if density is None else {"sparse_density": density})
+            options = {} if density is None else {"cpu": {"sparse_density": density}}  # none: runs on older checkouts
+            model = pc.compile(spec, backend=backend, **options)
             xi, xr = model.encode(x)
             edges = model.program.num_sum_params
             input_rows = sum(p.size for p in model.program.input_partitions)

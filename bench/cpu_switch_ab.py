@@ -52,7 +52,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=3, help="calls per timing")
     ap.add_argument("--batch", type=int, default=512)
-    ap.add_argument("--mnist", type=Path, default=Path("../shared/data/mnist"))
+    ap.add_argument("--mnist", type=Path, default=Path(__file__).resolve().parents[1] / "../shared/data/mnist")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     spec, x = mnist_hclt(args.mnist, args.batch, args.latents)

@@ -66,7 +66,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=3, help="calls per timing")
     ap.add_argument("--batch", type=int, default=512)
-    ap.add_argument("--mnist", type=Path, default=Path("../shared/data/mnist"))
+    ap.add_argument("--mnist", type=Path, default=Path(__file__).resolve().parents[1] / "../shared/data/mnist")
     ap.add_argument("--json", default=None, help="append the result row to this file")
     ap.add_argument("--grown", type=float, default=None, help="prune this fraction by flow, then grow x2")
     ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS[:3]), help="what to time")
