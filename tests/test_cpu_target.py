@@ -22,6 +22,8 @@ from pccompile.structures import hclt_from_tree, hmm, pd, rat_spn
 # Skipped only where there is no C compiler: where there is one, kernels that fail to build fail
 # these tests instead of skipping them.
 needs_compiler = pytest.mark.skipif(build.compiler() is None, reason="no C compiler here")
+
+
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
@@ -329,33 +331,6 @@ def test_pruned_and_grown_hclts_match_the_torch_backend(rng, tmp_path, granulari
 
 
 @needs_compiler
-def test_table_kernels_read_runs_of_unequal_length(rng, tmp_path):
-    """After prune and trim, an HCLT's input vectors have different sizes per variable (no single
-    run length): the counting kernel still applies (it returned None for such partitions and
-    left them to torch) and gives torch's counts; the lookup gives torch's log-probabilities."""
-    from pccompile.ir import family
-
-    from pccompile import run_passes as run
-
-    x = pc.datasets.load_builtin("builtin:digits")[:200, :12]
-    np.save(tmp_path / "x.npy", x)
-    src = f'var px[12] : categorical(17)\nroot = hclt(px, latents=8, data="{tmp_path / "x.npy"}")\n'
-    pruned = run(pc.compile(src, passes="init").to_circuit(), "prune{fraction=0.8}", data=x)
-    ref, cpu = _pair(pruned)
-    part, h = cpu.program.input_partitions[0], cpu.inputs[0]
-    assert part.run_length is None and len(set(np.unique(part.vars, return_counts=True)[1])) > 1
-    data = _data(pruned, rng, 40)
-    xi, xr = cpu.encode(data)
-    f = torch.rand(part.size, xi.shape[0])
-    counted = cpu.executor.input_stats(part, h.vars, f, xi, xr)
-    assert counted is not None
-    expect = family(part.dist).stats(part, dict(h.named_parameters()), h.vars, f, xi, xr)
-    for key in expect:
-        torch.testing.assert_close(counted[key], expect[key], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(cpu(data), ref(data), **TOL)
-
-
-@needs_compiler
 def test_random_sparse_circuits_run_as_sparse_blocks_match_the_torch_backend(rng):
     for _ in range(3):
         circuit = random_circuit(rng, num_vars=6, sparse=True, tie=True)
@@ -368,6 +343,8 @@ def test_random_sparse_circuits_run_as_sparse_blocks_match_the_torch_backend(rng
 
 # Node 0 of s reads children 0 and 1 but weighs only child 0, 5,000 nats below child 1 at h = 100:
 # its factored sum underflows. The mask makes s a masked group, so the sparse kernels run it.
+
+
 SPARSE_UNDERFLOW_CIRCUIT = """var h : real
 lh[3] = gaussian(h, mean=[0, 100, 50], std=[1, 1, 1])
 s[2] = sum(lh, mask=[[1, 1, 0], [0, 1, 1]], weights=[[1, 0, 0], [0, 0.5, 0.5]])
@@ -413,24 +390,6 @@ def test_sparse_blocks_group_rows_with_the_same_live_columns():
     assert blocks.group_edges == 10 and blocks.density == pytest.approx(15 / 30)
 
 
-@needs_compiler
-def test_the_categorical_m_step_keeps_zero_probabilities_at_minus_inf():
-    """A value no row shows, with pseudocount 0 and probability 0 before: theta 0, logit -inf,
-    on both backends (the kernel's row with a zero takes libm's log)."""
-    src = "var a : categorical(3)\nvar b : binary\nla[2] = categorical(a, probs=[[0.5, 0.5, 0], [0.2, 0.8, 0]])\n"
-    src += "lb[2] = bernoulli(b)\np[2] = product(la, lb)\nroot = sum(p)\n"
-    ref, cpu = _pair(src)
-    x = torch.tensor([[0, 1], [1, 0], [1, 1], [0, 0]])
-    em_update(ref, batch_flows(ref, x), 1.0, 0.0)
-    em_update(cpu, batch_flows(cpu, x), 1.0, 0.0)
-    logits = cpu.inputs[0].logits
-    assert torch.isinf(logits[:, 2]).all() and torch.isfinite(logits[:, :2]).all()
-    torch.testing.assert_close(torch.softmax(logits, 1), torch.softmax(ref.inputs[0].logits, 1), rtol=1e-5, atol=1e-6)
-
-
-# s0 weighs only the children of la0, 5,000 nats below la1 at h = 100: its factored sum over the
-# outer product of la and lb underflows, and the outer-product kernels' exact path must take it,
-# forward and backward (the root's flow all goes to s0).
 OUTER_UNDERFLOW_CIRCUIT = """var h : real
 var u : real
 la[2] = gaussian(h, mean=[0, 100], std=[1, 1])
@@ -465,20 +424,6 @@ def test_outer_products_are_read_as_two_vectors_and_underflow_exactly(rows):
 
 
 @needs_compiler
-def test_table_inputs_on_the_autograd_path_use_the_kernels_and_match_torch_gradients(rng):
-    """An HCLT's categorical rows through TableLookup (lookup kernel forward, counting kernel
-    backward), with missing values: the logits' gradients equal the torch backend's gather."""
-    parent = np.array([-1, 0, 0, 1, 1, 2])
-    ref, cpu = _pair(pc.build(hclt_from_tree(parent, 5, 4)))
-    x = _data(ref.circuit, rng, 45)
-    xi, xr = cpu.encode(x)
-    part, h = cpu.program.input_partitions[0], cpu.inputs[0]
-    block = cpu.executor.input_block(part, dict(h.named_parameters()), h.vars, xi, xr)
-    assert type(block.grad_fn).__name__ == "TableLookupBackward"
-    _compare_likelihoods_and_gradients(ref, cpu, x)
-
-
-@needs_compiler
 @pytest.mark.parametrize("masked", [False, True])
 def test_tied_sums_in_one_partition_add_their_weight_flows_to_the_one_weight(rng, masked):
     """Unmasked, the tied layer is one block twice; masked, it is padded: either way its flows
@@ -498,29 +443,6 @@ def test_tied_sums_in_one_partition_add_their_weight_flows_to_the_one_weight(rng
             assert layout.in_place["l2p0"].tolist() == [layout.in_place["l2p0"][0]] * 2
     fr, fc = batch_flows(ref, data), batch_flows(cpu, data)
     torch.testing.assert_close(fc.sum_flows, fr.sum_flows, rtol=1e-4, atol=1e-4)
-
-
-@needs_compiler
-def test_run_codes_match_the_batch_and_follow_changes_to_it(rng):
-    from pccompile.codegen.cpu.inputs import run_codes, variable_runs
-
-    circuit = pc.to_circuit(hclt_from_tree(np.array([-1, 0, 0, 1, 1]), 4, latents=3))
-    cpu = pc.compile(circuit, backend="cpu")
-    part = cpu.program.input_partitions[0]
-    x = torch.as_tensor(rng.integers(-1, 4, (37, 5)))  # -1: missing
-    var = variable_runs(part)[1]
-    expected = torch.where(x[:, var] < 0, part.num_cats, x[:, var]).T
-    codes = run_codes(cpu.executor.lib, part, x)
-    torch.testing.assert_close(codes, expected)
-    assert run_codes(cpu.executor.lib, part, x) is codes  # the same batch: kept
-    x[0, int(var[0])] = (int(x[0, int(var[0])]) + 1) % 4  # in place: gathered again
-    assert int(run_codes(cpu.executor.lib, part, x)[0, 0]) == int(x[0, int(var[0])])
-    y = x.clone()
-    assert run_codes(cpu.executor.lib, part, y) is not codes
-    strided = torch.as_tensor(rng.integers(-1, 4, (5, 37))).T  # not contiguous: the torch path
-    torch.testing.assert_close(
-        run_codes(cpu.executor.lib, part, strided), torch.where(strided[:, var] < 0, part.num_cats, strided[:, var]).T
-    )
 
 
 @needs_compiler
@@ -548,53 +470,6 @@ def test_flows_are_written_without_zeroing_where_whole_tiles_get_no_flow(rng, st
     assert torch.all(fc[:, :32] == 0)
     torch.testing.assert_close(fc, fr, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(wc, wr, rtol=1e-4, atol=1e-5)
-
-
-def _runs_and_codes(rng, batch: int, K: int):
-    """Runs of 1 to 9 rows and their codes: where one value dominates (taken by whole vectors),
-    where none does, and where the dominant one is the missing code K."""
-    lengths = rng.integers(1, 10, size=12)
-    run = torch.as_tensor(np.repeat(np.arange(lengths.size), lengths))
-    codes = rng.integers(0, K + 1, size=(lengths.size, batch))
-    dominant = rng.random(codes.shape) < 0.8
-    codes[0::3][dominant[0::3]] = 2
-    codes[1::3][dominant[1::3]] = K  # mostly missing
-    return run, torch.as_tensor(codes)
-
-
-@needs_compiler
-@pytest.mark.parametrize("batch", [5, 37, 512])
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_the_counting_kernel_matches_counts_by_enumeration(rng, batch, threads):
-    """Batches shorter than a vector and not a multiple of one; an output buffer full of NaN
-    (the kernel zeroes its rows)."""
-    lib, K = build.load_library(), 6
-    run, codes = _runs_and_codes(rng, batch, K)
-    m = run.numel()
-    f = torch.rand(m, batch)
-    out = torch.full((m, K + 1), float("nan"))
-    lib.pc_table_counts(out.data_ptr(), f.data_ptr(), batch, m, run.data_ptr(), K, codes.data_ptr(), threads)
-    expected = np.zeros((m, K + 1))
-    for r in range(m):
-        np.add.at(expected[r], codes[run[r]].numpy(), f[r].double().numpy())
-    torch.testing.assert_close(out.double(), torch.as_tensor(expected), rtol=1e-5, atol=1e-5)
-
-
-@needs_compiler
-@pytest.mark.parametrize("batch", [5, 37, 512])
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_the_lookup_kernel_matches_the_table_at_every_code(rng, batch, threads):
-    """Every entry of a NaN-poisoned output is its row's table entry at the sample's code, 0 (log
-    1) where the code is K (missing)."""
-    lib, K = build.load_library(), 6
-    run, codes = _runs_and_codes(rng, batch, K)
-    m = run.numel()
-    table = torch.randn(m, K)
-    out = torch.full((m, batch), float("nan"))
-    lib.pc_table_inputs(out.data_ptr(), batch, m, run.data_ptr(), K, table.data_ptr(), codes.data_ptr(), threads)
-    padded = torch.cat([table, torch.zeros(m, 1)], 1)
-    expected = torch.gather(padded, 1, codes[run])
-    torch.testing.assert_close(out, expected, rtol=0, atol=0)
 
 
 @needs_compiler
