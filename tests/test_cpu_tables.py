@@ -145,3 +145,28 @@ def test_the_lookup_kernel_matches_the_table_at_every_code(rng, batch, threads):
     padded = torch.cat([table, torch.zeros(m, 1)], 1)
     expected = torch.gather(padded, 1, codes[run])
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+@needs_compiler
+@pytest.mark.parametrize("pseudocount", [0.0, 0.1])
+def test_the_sum_weights_m_step_kernel_matches_the_runtimes_update(rng, pseudocount):
+    """The dense blocks' M-step kernel against the runtime's torch update, on rows of 37 weights
+    (not whole vectors), a row without flow (kept as it was where pseudocount is 0) and, at step
+    1, weights without flow (log 0 = -inf where pseudocount is 0)."""
+    parent = np.array([-1, 0, 0, 1, 1, 2])
+    cpu = pc.compile(pc.build(hclt_from_tree(parent, 3, 37)), backend="cpu")
+    rows = cpu.sum_rows
+    assert {k for _, _, k in rows.blocks} >= {37} and cpu.executor._dense_blocks.numel()
+    logw = cpu.sum_log_weights(padded=True)[: cpu.program.num_sum_params].contiguous()
+    flows = torch.as_tensor(rng.random(logw.shape[0]), dtype=torch.float32)
+    flows[torch.as_tensor(rng.random(logw.shape[0]) < 0.3)] = 0.0
+    a, b, k = rows.blocks[0]
+    flows[a : a + k] = 0.0  # one row without flow
+    for step in (0.3, 1.0):
+        expect, got = cpu.sum_logits.detach().clone(), cpu.sum_logits.detach().clone()
+        rows.em_update(expect, logw, flows, step, pseudocount)
+        assert cpu.executor.em_dense_blocks(got, logw, flows, step, pseudocount)
+        rows.em_update(got, logw, flows, step, pseudocount, blocks=False)  # the masked rows, if any
+        torch.testing.assert_close(got, expect, rtol=1e-5, atol=1e-5)
+        assert torch.equal(torch.isinf(got), torch.isinf(expect))
+        assert bool(torch.isinf(expect).any()) == (step == 1.0 and pseudocount == 0.0)

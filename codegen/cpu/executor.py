@@ -171,6 +171,7 @@ class CpuExecutor(TorchExecutor):
             key: weight_layout(pt, self._sparse[key]) for key, pt in distinct.items()
         }
         self._first: FirstTouch = first_touch(self.fused, self._arrays[id(self.fused)], self.out_row)
+        self._dense_blocks = torch.tensor(program.dense_blocks, dtype=torch.int64).reshape(-1, 3)
 
     def _weights(self, pt: ProgramTensors, key: str, logw_ext: torch.Tensor):
         return partition_weights(self._layouts[id(pt)], pt, key, logw_ext)
@@ -196,6 +197,22 @@ class CpuExecutor(TorchExecutor):
         """A family with a counting kernel (codegen.cpu.inputs) counts there; others: None."""
         kernel = cpu_counts(part.dist)
         return None if kernel is None else kernel(self.lib, part, vars_t, flows, x_int)
+
+    def em_dense_blocks(self, logits, logw, flows, step, pseudocount: float) -> bool:
+        """The dense blocks' M-step in the kernel (pc_sum_m_step), in place on the logits; the
+        runtime updates the masked rows. Other dtypes or devices: False (the runtime does all)."""
+        if not all(self._flat_here(t) for t in (logits, logw, flows)) or not self._dense_blocks.numel():
+            return False
+        step = float(step)  # a scalar tensor on the CPU costs no wait
+        self.lib.pc_sum_m_step(
+            _ptr(logits), _ptr(logw), _ptr(flows), _ptr(self._dense_blocks), self._dense_blocks.shape[0], step,
+            float(pseudocount), _threads(),
+        )  # fmt: skip
+        return True
+
+    @staticmethod
+    def _flat_here(t: torch.Tensor) -> bool:
+        return t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
 
     def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
         """A family with an M-step kernel (codegen.cpu.inputs) runs it in place; others: False."""

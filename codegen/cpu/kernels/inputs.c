@@ -208,3 +208,59 @@ void pc_table_counts(float *counts, const float *f, int64_t B, int64_t m, const 
         free_split(&sp);
     }
 }
+
+/* The M-step of the dense sum weights, in place on their logits: per row of k weights (blocks
+ * [a, b) of the flat vector, [nb][3] = a, b, k), old = exp(logw) (normalised), theta <- (1 - s)
+ * old + s (F + pc / k) / (F_row + pc), or old where F_row + pc is 0; logits <- log theta (the
+ * runtime's SumRows.em_update, which does the masked rows). A zero or subnormal theta takes
+ * libm's log (log 0 = -inf); as everywhere in the kernels, exp below -87.3 is 0, not subnormal. */
+void pc_sum_m_step(float *logits, const float *logw, const float *flows, const int64_t *blocks, int64_t nb, float s,
+                   float pc, int threads) {
+#pragma omp parallel num_threads(threads)
+    {
+        float *th = NULL;
+        int64_t cap = 0;
+        for (int64_t q = 0; q < nb; q++) {
+            const int64_t a = blocks[3 * q], k = blocks[3 * q + 2], rows = (blocks[3 * q + 1] - a) / k;
+            if (k > cap) {
+                free(th);
+                th = tile_alloc(k);
+                cap = k;
+            }
+            const int64_t KV = k / VL * VL;
+#pragma omp for schedule(static) nowait
+            for (int64_t r = 0; r < rows; r++) {
+                const float *lw = logw + a + r * k, *f = flows + a + r * k;
+                float *l = logits + a + r * k;
+                vf vt = vsplat(0.0f);
+                for (int64_t i = 0; i < KV; i += VL) vt += loadu(f + i);
+                float total = 0.0f;
+                for (int v = 0; v < VL; v++) total += vt[v];
+                for (int64_t i = KV; i < k; i++) total += f[i];
+                const float denom = total + pc, prior = pc / (float)k;
+                const float keep = denom > 0.0f ? 1.0f - s : 1.0f, scale = denom > 0.0f ? s / denom : 0.0f;
+                vi vsmall = {0};
+                for (int64_t i = 0; i < KV; i += VL) {
+                    const vf old = v_exp(loadu(lw + i));
+                    vf theta = keep * old + scale * (loadu(f + i) + prior);
+                    theta = pick(theta > 0.0f, theta, vsplat(0.0f));
+                    vsmall |= theta < 1.17549435e-38f;
+                    storeu(th + i, theta);
+                }
+                int small = any_lane(vsmall);
+                for (int64_t i = KV; i < k; i++) {
+                    const float theta = keep * pc_exp(lw[i]) + scale * (f[i] + prior);
+                    th[i] = theta > 0.0f ? theta : 0.0f;
+                    small |= th[i] < 1.17549435e-38f;
+                }
+                if (small) {
+                    for (int64_t i = 0; i < k; i++) l[i] = logf(th[i]);
+                    continue;
+                }
+                for (int64_t i = 0; i < KV; i += VL) storeu(l + i, v_log(loadu(th + i)));
+                for (int64_t i = KV; i < k; i++) l[i] = pc_log(th[i]);
+            }
+        }
+        free(th);
+    }
+}
