@@ -6,6 +6,8 @@ MNIST HCLT: each switch turns one of its parts back to what it replaced.
 Switches:
 - `first_touch`: the backward's flows buffer zeroed first and every flow added (the kernels'
   first-flow flags all 0), against each row's first flow stored (codegen/cpu/first_touch.py).
+- `sum_m_step`: the dense sum weights' M-step by the runtime's torch update, against the
+  kernel (`em_dense_blocks`); only the EM step differs.
 
 Each round times an EM step, a forward pass and a backward pass (flows from the kept buffers)
 with the switch off (the old way) and then on; the table gives the medians over rounds and each
@@ -41,7 +43,14 @@ def first_touch(ex, on: bool) -> None:
         ex._new_flows = lambda mars, reuse: TorchExecutor._new_flows(ex, mars, reuse)
 
 
-SWITCHES = {"first_touch": first_touch}
+def sum_m_step(ex, on: bool) -> None:
+    if on:
+        ex.__dict__.pop("em_dense_blocks", None)
+    else:
+        ex.em_dense_blocks = lambda *args: TorchExecutor.em_dense_blocks(ex, *args)
+
+
+SWITCHES = {"first_touch": first_touch, "sum_m_step": sum_m_step}
 
 
 def main():

@@ -201,7 +201,7 @@ class CpuExecutor(TorchExecutor):
     def em_dense_blocks(self, logits, logw, flows, step, pseudocount: float) -> bool:
         """The dense blocks' M-step in the kernel (pc_sum_m_step), in place on the logits; the
         runtime updates the masked rows. Other dtypes or devices: False (the runtime does all)."""
-        if not all(self._flat_here(t) for t in (logits, logw, flows)) or not self._dense_blocks.numel():
+        if not all(self._runs_here(t) for t in (logits, logw, flows)) or not self._dense_blocks.numel():
             return False
         step = float(step)  # a scalar tensor on the CPU costs no wait
         self.lib.pc_sum_m_step(
@@ -209,10 +209,6 @@ class CpuExecutor(TorchExecutor):
             float(pseudocount), _threads(),
         )  # fmt: skip
         return True
-
-    @staticmethod
-    def _flat_here(t: torch.Tensor) -> bool:
-        return t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
 
     def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
         """A family with an M-step kernel (codegen.cpu.inputs) runs it in place; others: False."""
