@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pcc_run import commit
 from timing import median_seconds
 
 import pccompile as pc
@@ -168,6 +169,7 @@ def main():
                 row["phases_ms"] = phases(model, xi, xr)
             print(json.dumps(row), flush=True)
             if args.json:
+                row |= {"command": "python bench/cpu_step.py " + " ".join(sys.argv[1:]), "commit": commit()}
                 with open(args.json, "a") as fh:
                     fh.write(json.dumps(row) + "\n")
 

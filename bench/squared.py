@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from pcc_run import commit
 from pccompile.ir import Circuit, Variable
 from pccompile.ir.distributions import REAL
 
@@ -33,12 +33,8 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "twenty_
 RESULTS = Path(__file__).with_name("results_squared.jsonl")
 
 
-def _commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-
-
 def _record(row: dict) -> None:
-    row = {**row, "command": "python bench/squared.py " + " ".join(sys.argv[1:]), "commit": _commit()}
+    row = {**row, "command": "python bench/squared.py " + " ".join(sys.argv[1:]), "commit": commit()}
     with RESULTS.open("a") as f:
         f.write(json.dumps(row) + "\n")
     print(json.dumps(row))
