@@ -102,6 +102,29 @@ void pc_table_inputs(float *out, int64_t B, int64_t m, const int64_t *run, int64
     }
 }
 
+/* l[k] = log th[k] for one row of K probabilities, each clamped at 0 first (in th): the vector
+ * log, or libm's for the whole row where some theta is zero or subnormal (log 0 = -inf). */
+static void store_log_probs(float *l, float *th, int64_t K) {
+    const int64_t KV = K / VL * VL;
+    vi vsmall = {0};
+    for (int64_t k = 0; k < KV; k += VL) {
+        const vf theta = loadu(th + k), t = pick(theta > 0.0f, theta, vsplat(0.0f));
+        vsmall |= t < 1.17549435e-38f;
+        storeu(th + k, t);
+    }
+    int small = any_lane(vsmall);
+    for (int64_t k = KV; k < K; k++) {
+        th[k] = th[k] > 0.0f ? th[k] : 0.0f;
+        small |= th[k] < 1.17549435e-38f;
+    }
+    if (small) {
+        for (int64_t k = 0; k < K; k++) l[k] = logf(th[k]);
+        return;
+    }
+    for (int64_t k = 0; k < KV; k += VL) storeu(l + k, v_log(loadu(th + k)));
+    for (int64_t k = KV; k < K; k++) l[k] = pc_log(th[k]);
+}
+
 /* The categorical M-step of m rows over K values, in place on the logits: theta_k <- (1 - a) old_k
  * + a (F_k + pc / K + F_miss old_k) / (F + F_miss + pc), old = softmax(logits), logits <- log theta
  * (the formula of pccompile.statistics). counts has row stride ld. */
@@ -138,29 +161,16 @@ void pc_categorical_m_step(float *logits, int64_t m, int64_t K, const float *cou
             }
             const float miss = missing[r], denom = total + miss + pc, inv = 1.0f / z, prior = pc / (float)K;
             const float keep = denom > 0.0f ? 1.0f - a : 1.0f, scale = denom > 0.0f ? a / denom : 0.0f;
-            /* theta = (1 - a) o + a (c + prior + miss o) / denom, o = th / z; a zero or subnormal
-             * theta sends the row to libm's log (log 0 = -inf) */
-            vi vsmall = {0};
+            /* theta = (1 - a) o + a (c + prior + miss o) / denom, o = th / z */
             for (int64_t k = 0; k < KV; k += VL) {
                 const vf o = loadu(th + k) * inv;
-                vf theta = keep * o + scale * (loadu(c + k) + prior + miss * o);
-                theta = pick(theta > 0.0f, theta, vsplat(0.0f));
-                vsmall |= theta < 1.17549435e-38f;
-                storeu(th + k, theta);
+                storeu(th + k, keep * o + scale * (loadu(c + k) + prior + miss * o));
             }
-            int small = any_lane(vsmall);
             for (int64_t k = KV; k < K; k++) {
                 const float o = th[k] * inv;
-                const float theta = keep * o + scale * (c[k] + prior + miss * o);
-                th[k] = theta > 0.0f ? theta : 0.0f;
-                small |= th[k] < 1.17549435e-38f;
+                th[k] = keep * o + scale * (c[k] + prior + miss * o);
             }
-            if (small) {
-                for (int64_t k = 0; k < K; k++) l[k] = logf(th[k]);
-                continue;
-            }
-            for (int64_t k = 0; k < KV; k += VL) storeu(l + k, v_log(loadu(th + k)));
-            for (int64_t k = KV; k < K; k++) l[k] = pc_log(th[k]);
+            store_log_probs(l, th, K);
         }
         free(old);
     }
@@ -212,8 +222,8 @@ void pc_table_counts(float *counts, const float *f, int64_t B, int64_t m, const 
 /* The M-step of the dense sum weights, in place on their logits: per row of k weights (blocks
  * [a, b) of the flat vector, [nb][3] = a, b, k), old = exp(logw) (normalised), theta <- (1 - s)
  * old + s (F + pc / k) / (F_row + pc), or old where F_row + pc is 0; logits <- log theta (the
- * runtime's SumRows.em_update, which does the masked rows). A zero or subnormal theta takes
- * libm's log (log 0 = -inf); as everywhere in the kernels, exp below -87.3 is 0, not subnormal. */
+ * runtime's SumRows.em_update, which does the masked rows), logged by store_log_probs; as
+ * everywhere in the kernels, exp below -87.3 is 0, not subnormal. */
 void pc_sum_m_step(float *logits, const float *logw, const float *flows, const int64_t *blocks, int64_t nb, float s,
                    float pc, int threads) {
 #pragma omp parallel num_threads(threads)
@@ -239,26 +249,10 @@ void pc_sum_m_step(float *logits, const float *logw, const float *flows, const i
                 for (int64_t i = KV; i < k; i++) total += f[i];
                 const float denom = total + pc, prior = pc / (float)k;
                 const float keep = denom > 0.0f ? 1.0f - s : 1.0f, scale = denom > 0.0f ? s / denom : 0.0f;
-                vi vsmall = {0};
-                for (int64_t i = 0; i < KV; i += VL) {
-                    const vf old = v_exp(loadu(lw + i));
-                    vf theta = keep * old + scale * (loadu(f + i) + prior);
-                    theta = pick(theta > 0.0f, theta, vsplat(0.0f));
-                    vsmall |= theta < 1.17549435e-38f;
-                    storeu(th + i, theta);
-                }
-                int small = any_lane(vsmall);
-                for (int64_t i = KV; i < k; i++) {
-                    const float theta = keep * pc_exp(lw[i]) + scale * (f[i] + prior);
-                    th[i] = theta > 0.0f ? theta : 0.0f;
-                    small |= th[i] < 1.17549435e-38f;
-                }
-                if (small) {
-                    for (int64_t i = 0; i < k; i++) l[i] = logf(th[i]);
-                    continue;
-                }
-                for (int64_t i = 0; i < KV; i += VL) storeu(l + i, v_log(loadu(th + i)));
-                for (int64_t i = KV; i < k; i++) l[i] = pc_log(th[i]);
+                for (int64_t i = 0; i < KV; i += VL)
+                    storeu(th + i, keep * v_exp(loadu(lw + i)) + scale * (loadu(f + i) + prior));
+                for (int64_t i = KV; i < k; i++) th[i] = keep * pc_exp(lw[i]) + scale * (f[i] + prior);
+                store_log_probs(l, th, k);
             }
         }
         free(th);
