@@ -47,8 +47,8 @@ def weight_layout(pt: ProgramTensors, sparse: dict[str, SparseBlocks]) -> Weight
                 edges[key] = sparse[key].param_ids
                 unique[key] = _no_repeats(edges[key], pt.num_params)
                 continue
-            start, fan = _starts(pt, key)
-            if start is not None and bool((fan == pt.widths[key]).all()):
+            start = pt.group_starts(key)
+            if start is not None:
                 in_place[key] = start.to(torch.int64).contiguous()
                 unique[key] = int(torch.unique(start).numel()) == start.numel()  # a tied block appears twice
             else:
@@ -57,14 +57,6 @@ def weight_layout(pt: ProgramTensors, sparse: dict[str, SparseBlocks]) -> Weight
                 padded[key] = torch.arange(g, dtype=torch.int64) * (G * K)
                 unique[key] = _no_repeats(ids, pt.num_params)
     return WeightLayout(in_place, padded, edges, unique, pt.num_params)
-
-
-def _starts(pt: ProgramTensors, key: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """(each group's first weight id, its fan-in) of a partition whose ids follow from them, else
-    (None, None): a partition with ids of its own (param_ids)."""
-    if hasattr(pt, key + "_pid") or not hasattr(pt, key + "_pstart"):
-        return None, None
-    return getattr(pt, key + "_pstart"), getattr(pt, key + "_fanin")
 
 
 def _no_repeats(ids: torch.Tensor, pad: int) -> bool:

@@ -122,6 +122,15 @@ class ProgramTensors(nn.Module):
         for a, v in zip(starts, flat):
             grad_logw[a : a + v.shape[0]] += v
 
+    def group_starts(self, key: str) -> torch.Tensor | None:
+        """[g] each group's first weight id, for a dense sum partition whose groups all have their
+        K children (each group's weights one row-major [G, K] block of the flat vector, the
+        blocks consecutive or not); None for padded and masked partitions."""
+        if key not in self.widths:
+            return None
+        full = bool((getattr(self, key + "_fanin") == self.widths[key]).all())
+        return getattr(self, key + "_pstart") if full else None
+
     def sum_shape(self, key: str) -> tuple[int, int, int]:
         """(g, G, K) of a sum partition: groups, nodes per group, children per group."""
         g = getattr(self, key + "_pstart").shape[0]
