@@ -57,6 +57,13 @@ def mnist_hclt(mnist: Path, B: int, latents: int):
     return hclt_from_tree(parent, 256, latents), x
 
 
+def grown(spec, fraction: float, x: torch.Tensor):
+    """A prune-grow round's circuit from `spec`: `fraction` of its sum edges pruned by flow on the
+    batch x, every vector grown to twice its size (masked sums at about 1 - fraction density)."""
+    start = pc.compile(spec, passes="init").to_circuit()
+    return pc.run_passes(start, f"prune{{fraction={fraction}}}, grow{{factor=2}}", data=x.numpy())
+
+
 def mm_rate() -> float:
     """FLOP/s of torch.mm on 2048 x 2048 matrices: what this machine's matrix product reaches."""
     a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
@@ -135,10 +142,7 @@ def main():
             else pc.build(hclt_from_tree(parent, 256, L))
         )
         if args.grown is not None:
-            from pccompile import run_passes as run
-
-            start = pc.compile(spec, passes="init").to_circuit()
-            spec = run(start, f"prune{{fraction={args.grown}}}, grow{{factor=2}}", data=x.numpy())
+            spec = grown(spec, args.grown, x)
         runs = [(b, d) for b in args.backends for d in (args.sparse_density if b == "cpu" else [None])]
         for backend, density in runs:
             options = {} if density is None else {"cpu": {"sparse_density": density}}  # none: runs on older checkouts

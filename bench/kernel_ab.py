@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cpu_step import mnist_hclt
+from cpu_step import grown, mnist_hclt
 from pccompile.codegen.cpu.build import KERNEL_FILES, build_library, kernel_source
 from timing import mean_seconds
 
@@ -79,9 +79,8 @@ def main():
         x = torch.as_tensor(np.random.default_rng(0).integers(0, 2, (args.batch, 69)))
         spec = rat_spn(69, 2, depth=3, repetitions=4, num_sums=args.latents, num_inputs=args.latents)
     spec = pc.build(spec)
-    if args.grown is not None:  # a prune-grow round's circuit: masked sums, run as sparse blocks
-        start = pc.compile(spec, passes="init").to_circuit()
-        spec = pc.run_passes(start, f"prune{{fraction={args.grown}}}, grow{{factor=2}}", data=x.numpy())
+    if args.grown is not None:  # masked sums, run as sparse blocks
+        spec = grown(spec, args.grown, x)
     model = pc.compile(spec, backend="cpu")
     ex = model.executor
     xi, xr = model.encode(x)
