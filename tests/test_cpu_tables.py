@@ -170,3 +170,32 @@ def test_the_sum_weights_m_step_kernel_matches_the_runtimes_update(rng, pseudoco
         torch.testing.assert_close(got, expect, rtol=1e-5, atol=1e-5)
         assert torch.equal(torch.isinf(got), torch.isinf(expect))
         assert bool(torch.isinf(expect).any()) == (step == 1.0 and pseudocount == 0.0)
+
+
+@needs_compiler
+def test_the_forward_after_a_categorical_m_step_reads_its_logits_until_they_change(rng):
+    """After the M-step kernel the forward's table is the logits themselves (no log-softmax). A
+    change in place through torch is seen: a constant added to every logit (which leaves the
+    distribution as it was, and would shift every stale row by it), then load_state_dict (of
+    normalised logits: found so, and read as they are); the likelihoods stay the torch backend's
+    throughout."""
+    from pccompile.codegen.cpu.inputs import log_table, normalised
+
+    ref, cpu = _pair(pc.build(hclt_from_tree(np.array([-1, 0, 0, 1, 1, 2]), 5, 4)))
+    x = _data(ref.circuit, rng, 64)
+    part, h = cpu.program.input_partitions[0], cpu.inputs[0]
+    assert log_table(part, dict(h.named_parameters())).data_ptr() != h.logits.data_ptr()  # not yet
+    for model in (ref, cpu):
+        em_update(model, batch_flows(model, x), 0.5, 0.1)
+    assert log_table(part, dict(h.named_parameters())).data_ptr() == h.logits.data_ptr()
+    assert normalised(h.logits, h.logits.log_softmax(1))  # as a resumed run finds them
+    with torch.no_grad():
+        torch.testing.assert_close(cpu(x), ref(x), **TOL)
+        for model in (ref, cpu):
+            model.inputs[0].logits.add_(3.0)
+        torch.testing.assert_close(cpu(x), ref(x), **TOL)
+        for model in (ref, cpu):  # normalised again (cpu's by its kernel), then cpu's replaced by ref's
+            em_update(model, batch_flows(model, x), 0.5, 0.1)
+        cpu.load_state_dict(ref.state_dict())
+        torch.testing.assert_close(cpu(x), ref(x), **TOL)
+        assert log_table(part, dict(h.named_parameters())).data_ptr() == h.logits.data_ptr()  # checked, normalised

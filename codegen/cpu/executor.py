@@ -17,14 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from pccompile.ir import ONE_ROW, Program, family
+from pccompile.ir import ONE_ROW, Program
 
 from ..layers import ProgramTensors
 from ..layers.children import ChildFactors, ChildOuter
 from ..torch_backend.executor import TorchExecutor, _tiny
 from .build import load_library
 from .first_touch import FirstTouch, first_touch
-from .inputs import cpu_counts, cpu_m_step, lookup_rows, run_codes, table_block
+from .inputs import cpu_counts, cpu_m_step, log_table, lookup_rows, run_codes, table_block
 from .sparse import SparseBlocks, sparse_blocks
 from .weights import WeightLayout, partition_weights, weight_layout
 
@@ -177,12 +177,12 @@ class CpuExecutor(TorchExecutor):
         return partition_weights(self._layouts[id(pt)], pt, key, logw_ext)
 
     def _input_rows(self, k: int, part, params: dict, x_int, x_real, out: torch.Tensor) -> None:
-        """Families over K values: the table of log-probabilities from torch, its lookup at the
-        batch's codes in the kernel (no padded table copy, no [m, B] index; rows in runs per
+        """Families over K values: the table of log-probabilities (inputs.log_table: torch's, or
+        the logits an M-step kernel left normalised), its lookup at the batch's codes in the kernel (no padded table copy, no [m, B] index; rows in runs per
         variable read one row of codes per run); others as the torch backend."""
         table = None
         if self._runs_here(out) and x_int.device.type == "cpu":
-            table = family(part.dist).log_table(part, params)
+            table = log_table(part, params)
         if table is None or table.dtype != torch.float32:
             return super()._input_rows(k, part, params, x_int, x_real, out)
         lookup_rows(self.lib, part, table.contiguous(), run_codes(self.lib, part, x_int), out)

@@ -16,6 +16,7 @@ from pccompile.ir.families.counts import CountsFamily
 
 _RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CODES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # part -> (x_int, its version, codes)
+_NORMALISED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # part -> (its logits, their version)
 
 
 def variable_runs(part) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +103,43 @@ def _categorical_m_step(lib, part, h, stats: dict, step: float, pseudocount: flo
         logits.data_ptr(), logits.shape[0], logits.shape[1], counts.data_ptr(), counts.stride(0), missing.data_ptr(),
         step, pseudocount, torch.get_num_threads(),
     )  # fmt: skip
+    _NORMALISED[part] = (weakref.ref(h.logits), h.logits._version)  # writes through data_ptr keep the version
     return True
+
+
+def log_table(part, params: dict) -> torch.Tensor | None:
+    """The family's table of log-values [m, K], as `Family.log_table`, except where a
+    categorical's logits are normalised log-probabilities already: then the logits themselves, so
+    that the forward pass after an EM step skips a log-softmax over [m, K] (6.4 M values on an
+    MNIST HCLT at latents 32: about 2.5 ms of a 70 ms step). The M-step kernel leaves them so;
+    other logits (a loaded model's, a resumed run's) are checked once (`normalised`), so that a
+    run resumed from a checkpoint reads the same table as the run it continues. The version
+    counter says whether anything changed them since (an optimiser's step, load_state_dict, an
+    update of the torch backend's: all in place through torch)."""
+    logits = params.get("logits")
+    if not isinstance(family(part.dist), Categorical) or logits is None:
+        return family(part.dist).log_table(part, params)
+    kept = _NORMALISED.get(part)
+    if kept is not None and kept[0]() is logits and kept[1] == logits._version:
+        return logits.detach()
+    table = family(part.dist).log_table(part, params)
+    if not normalised(logits, table):
+        return table
+    _NORMALISED[part] = (weakref.ref(logits), logits._version)
+    return logits.detach()
+
+
+# |log sum_k p_k| of a row: the M-step kernel's rows reach 2e-6 (mean 3e-7) on an MNIST HCLT, and
+# a resumed run must find its checkpoint's rows normalised as the run it continues did.
+NORMALISED_TOLERANCE = 1e-5
+
+
+def normalised(logits: torch.Tensor, table: torch.Tensor) -> bool:
+    """Whether every row of logits is its log-softmax (table) to NORMALISED_TOLERANCE: the two
+    differ by the row's log-sum-exp."""
+    with torch.no_grad():
+        shift = torch.where(torch.isfinite(table), logits - table, 0.0)
+        return bool(shift.abs().amax() <= NORMALISED_TOLERANCE) if shift.numel() else True
 
 
 CPU_M_STEPS = {Categorical: _categorical_m_step}
