@@ -21,6 +21,9 @@
  */
 #include <math.h>
 #include <omp.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,8 +70,27 @@ static inline int any_lane(vi mask) {
 }
 
 /* exp(x): x = n ln 2 + r, |r| <= ln 2 / 2, a degree-6 polynomial for exp(r) (Cephes' expf
- * coefficients), scaled by 2^n through the exponent bits. Below -87.3 the result would be
- * subnormal and is 0; -inf gives 0. */
+ * coefficients), scaled by 2^n. Below -87.3 the result would be subnormal and is 0; -inf gives
+ * 0, NaN NaN. With AVX-512 the rounding, the scaling and the zeroing are one instruction each
+ * (vrndscaleps, vscalefps, a zeroing mask); elsewhere they go through the exponent bits. */
+static inline vf exp_poly(vf r) {
+    vf p = vsplat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    return p * r * r + r + 1.0f;
+}
+#if VL == 16
+static inline vf v_exp(vf x) {
+    const __mmask16 keep = _mm512_cmp_ps_mask((__m512)x, _mm512_set1_ps(-87.3f), _CMP_NLT_UQ); /* NaN kept */
+    x = (vf)_mm512_min_ps(_mm512_set1_ps(88.7f), (__m512)x);                                      /* NaN passes */
+    const vf n = (vf)_mm512_roundscale_ps((__m512)(x * 1.44269504088896341f), _MM_FROUND_TO_NEAREST_INT);
+    const vf r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    return (vf)_mm512_maskz_scalef_ps(keep, (__m512)exp_poly(r), (__m512)n);
+}
+#else
 static inline vf v_exp(vf x) {
     const vi under = x < -87.3f;
     x = pick(x < -87.3f, vsplat(-87.3f), x);
@@ -77,24 +99,25 @@ static inline vf v_exp(vf x) {
     vf n = (x * 1.44269504088896341f + round) - round;
     vf r = x - n * 0.693359375f;
     r = r + n * 2.12194440e-4f;
-    vf p = vsplat(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
     const vi scale = (__builtin_convertvector(n, vi) + 127) << 23;
-    return (vf)((vi)(p * (vf)scale) & ~under);
+    return (vf)((vi)(exp_poly(r) * (vf)scale) & ~under);
 }
+#endif
 
 /* log(x) for a normal positive x (the sums reach it only when >= tiny): x = 2^e m with m in
- * [sqrt(1/2), sqrt(2)), a polynomial in m - 1 (Cephes' logf coefficients). */
+ * [sqrt(1/2), sqrt(2)), a polynomial in m - 1 (Cephes' logf coefficients). With AVX-512 the
+ * exponent and the mantissa in [1/2, 1) come from one instruction each (vgetexpps, vgetmantps);
+ * elsewhere from the bits. */
 static inline vf v_log(vf x) {
+#if VL == 16
+    vf fe = (vf)_mm512_getexp_ps((__m512)x) + 1.0f;
+    vf m = (vf)_mm512_getmant_ps((__m512)x, _MM_MANT_NORM_p5_1, _MM_MANT_SIGN_src);
+#else
     vi u = (vi)x;
     vf fe = __builtin_convertvector(((u >> 23) & 0xff) - 126, vf);
     u = (u & 0x807fffff) | 0x3f000000;
     vf m = (vf)u;
+#endif
     const vf small = (vf)((m < 0.707106781186547524f) & (vi)vsplat(1.0f));
     fe -= small;
     m = m + small * m - 1.0f;
