@@ -214,10 +214,10 @@ static int group_flow_scale(const float *mars, const float *flows, int64_t B, in
     for (int64_t i = 0; i < G; i++) {
         const int64_t r = rows[j * G + i] * B + b0;
         if (prefetch) { /* the node's next tile, as child_tile does for the children */
-            __builtin_prefetch(flows + r + TB);
-            __builtin_prefetch(flows + r + TB + 16);
-            __builtin_prefetch(mars + r + TB);
-            __builtin_prefetch(mars + r + TB + 16);
+            __builtin_prefetch(flows + r + TB, 0, 2);
+            __builtin_prefetch(flows + r + TB + 16, 0, 2);
+            __builtin_prefetch(mars + r + TB, 0, 2);
+            __builtin_prefetch(mars + r + TB + 16, 0, 2);
         }
         bad |= flow_scale(flows + r, mars + r, m, (vf *)(a + i * TB), nb, logtiny);
     }
