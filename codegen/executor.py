@@ -9,6 +9,7 @@ of tensors per partition (pccompile.runtime.params names them), normalised log-w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -62,7 +63,7 @@ class Executor(Protocol):
         """Apply the EM update to the dense weight blocks in place if this backend has a kernel
         for it, and say so; False leaves every weight to the runtime's update."""
 
-    def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
+    def em_inputs(self, part, h, stats: Mapping[str, torch.Tensor], step, pseudocount: float) -> bool:
         """Apply the M-step to one input partition's tensors `h` in place from its statistics if
         this backend has a kernel for its family, and say so; False leaves it to the family's
         own update (Family.m_step)."""
@@ -71,9 +72,13 @@ class Executor(Protocol):
         """One input partition's [m, B] log-probabilities for the autograd path (gradients flow
         back to `params`); a backend may compute them, and their gradients, in kernels."""
 
-    def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
+    def input_stats(
+        self, part, vars_t, flows: torch.Tensor, x_int, x_real, deferred: bool = False
+    ) -> Mapping[str, torch.Tensor] | None:
         """One input partition's EM statistics from its flows [m, B] if this backend has a kernel
-        for its family (the same keys as Family.stats gives), else None."""
+        for its family (the same keys as Family.stats gives), else None. `deferred`: the caller
+        hands them to em_inputs before this executor's next pass (a mini-batch EM step), so a
+        backend may leave them unformed until then and form them in its M-step."""
 
 
 class ProgramOrderDecoder:

@@ -199,3 +199,29 @@ def test_the_forward_after_a_categorical_m_step_reads_its_logits_until_they_chan
         cpu.load_state_dict(ref.state_dict())
         torch.testing.assert_close(cpu(x), ref(x), **TOL)
         assert log_table(part, dict(h.named_parameters())).data_ptr() == h.logits.data_ptr()  # checked, normalised
+
+
+@needs_compiler
+@pytest.mark.parametrize("step", [1.0, 0.3])
+def test_an_em_step_counts_and_updates_in_one_pass_as_in_two(rng, step):
+    """em_step defers the categorical counts to the M-step kernel (pc_categorical_em): the logits
+    are bit for bit those of the counting kernel then the M-step kernel (an identity `reduce`
+    asks for formed counts), and the torch backend's to 1e-5; with missing values, and runs of
+    rows of unequal length (after prune)."""
+    from pccompile.codegen.cpu.inputs import DeferredCounts
+
+    from pccompile.learn.em import e_step, em_step
+
+    x = pc.datasets.load_builtin("builtin:digits")[:300, :10]
+    start = pc.compile(pc.build(hclt_from_tree(np.array([-1, 0, 0, 1, 1, 2, 2, 3, 4, 5]), 17, 6)), passes="init")
+    pruned = pc.run_passes(start.to_circuit(), "prune{fraction=0.5}", data=x)
+    ref, fused, split = (pc.compile(pruned, backend=b) for b in ("torch", "cpu", "cpu"))
+    assert fused.program.input_partitions[0].run_length is None
+    assert isinstance(e_step(fused, *fused.encode(_data(pruned, rng, 8)), deferred=True).inputs[0], DeferredCounts)
+    for _ in range(2):
+        data = _data(pruned, rng, 70)
+        for model, reduce in ((ref, None), (fused, None), (split, lambda s: s)):
+            em_step(model, *model.encode(data), step, 0.1, reduce=reduce)
+    a, b, c = (m.inputs[0].logits.detach() for m in (ref, fused, split))
+    assert torch.equal(b, c)
+    torch.testing.assert_close(torch.softmax(b, 1), torch.softmax(a, 1), rtol=1e-5, atol=1e-6)

@@ -42,6 +42,7 @@ SIGNATURES = {
     "pc_table_inputs": [_f32p, _i64, _i64, _i64p, _i64, _f32p, _i64p, ctypes.c_int],
     "pc_table_counts": [_f32p, _f32p, _i64, _i64, _i64p, _i64, _i64p, ctypes.c_int],
     "pc_categorical_m_step": [_f32p, _i64, _i64, _f32p, _i64, _f32p, ctypes.c_float, ctypes.c_float, ctypes.c_int],
+    "pc_categorical_em": [_f32p, _f32p, _i64, _i64, _i64p, _i64, _i64p, ctypes.c_float, ctypes.c_float, ctypes.c_int],
     "pc_sum_m_step": [_f32p, _f32p, _f32p, _i64p, _i64, ctypes.c_float, ctypes.c_float, ctypes.c_int],
     "pc_product_forward": [_f32p, _i64, _i64, _i64, _i64p, _i64p, ctypes.c_int],
     "pc_product_backward": [_f32p, _i64, _i64, _i64, _i64p, _i64p, _u8p, ctypes.c_int],

@@ -193,10 +193,11 @@ class CpuExecutor(TorchExecutor):
         block = table_block(self.lib, part, params, x_int)
         return super().input_block(part, params, vars_t, x_int, x_real) if block is None else block
 
-    def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
-        """A family with a counting kernel (codegen.cpu.inputs) counts there; others: None."""
+    def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real, deferred: bool = False):
+        """A family with a counting kernel (codegen.cpu.inputs) counts there (`deferred`: later,
+        in the categorical M-step's pass, or when read); others: None."""
         kernel = cpu_counts(part.dist)
-        return None if kernel is None else kernel(self.lib, part, vars_t, flows, x_int)
+        return None if kernel is None else kernel(self.lib, part, vars_t, flows, x_int, deferred)
 
     def em_dense_blocks(self, logits, logw, flows, step, pseudocount: float) -> bool:
         """The dense blocks' M-step in the kernel (pc_sum_m_step), in place on the logits; the
@@ -210,7 +211,7 @@ class CpuExecutor(TorchExecutor):
         )  # fmt: skip
         return True
 
-    def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
+    def em_inputs(self, part, h, stats, step, pseudocount: float) -> bool:
         """A family with an M-step kernel (codegen.cpu.inputs) runs it in place; others: False."""
         kernel = cpu_m_step(part.dist)
         return kernel is not None and kernel(self.lib, part, h, stats, float(step), float(pseudocount))

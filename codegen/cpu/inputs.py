@@ -8,6 +8,7 @@ pass serves every family with a `log_table` and needs no entry."""
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -83,26 +84,68 @@ def count_at_codes(lib, part, f: torch.Tensor, codes: torch.Tensor, K: int) -> t
     return res
 
 
-def _table_counts(lib, part, vars_t, f: torch.Tensor, x_int) -> dict | None:
+def _table_counts(lib, part, vars_t, f: torch.Tensor, x_int, deferred: bool = False) -> Mapping | None:
     """{"counts" [m, K], "missing" [m]} as Family.stats gives them, or None where the
-    kernel does not apply (another dtype or device)."""
+    kernel does not apply (another dtype or device); `deferred`: a DeferredCounts instead."""
     if f.device.type != "cpu" or f.dtype != torch.float32 or not f.is_contiguous() or x_int.device.type != "cpu":
         return None
+    if deferred:
+        return DeferredCounts(lib, part, f, run_codes(lib, part, x_int))
+    return _counts(lib, part, f, run_codes(lib, part, x_int))
+
+
+def _counts(lib, part, f: torch.Tensor, codes: torch.Tensor) -> dict:
     K = part.num_cats
-    res = count_at_codes(lib, part, f, run_codes(lib, part, x_int), K)
+    res = count_at_codes(lib, part, f, codes, K)
     return {"counts": res[:, :K], "missing": res[:, K]}
 
 
-def _categorical_m_step(lib, part, h, stats: dict, step: float, pseudocount: float) -> bool:
-    logits, counts, missing = h.logits.data, stats["counts"], stats["missing"]
-    usable = logits.device.type == "cpu" and logits.dtype == torch.float32 and logits.is_contiguous()
-    if not usable or counts.dtype != torch.float32 or counts.stride(1) != 1 or missing.dtype != torch.float32:
+class DeferredCounts(Mapping):
+    """A table family's counts not formed yet: the flows [m, B] and codes they come from. The
+    categorical M-step kernel counts and updates in one pass from them (pc_categorical_em);
+    reading a key forms the counts (the counting kernel) as Family.stats would have. The flows
+    are a view of the executor's kept buffer, so they must be used before its next pass: only
+    a mini-batch EM step, which updates at once, asks for them (Executor.input_stats)."""
+
+    def __init__(self, lib, part, flows: torch.Tensor, codes: torch.Tensor):
+        self.lib, self.part, self.flows, self.codes = lib, part, flows, codes
+        self._formed: dict | None = None
+
+    def _form(self) -> dict:
+        if self._formed is None:
+            self._formed = _counts(self.lib, self.part, self.flows, self.codes)
+        return self._formed
+
+    def __getitem__(self, key):
+        return self._form()[key]
+
+    def __iter__(self):
+        return iter(("counts", "missing"))
+
+    def __len__(self) -> int:
+        return 2
+
+
+def _categorical_m_step(lib, part, h, stats: Mapping, step: float, pseudocount: float) -> bool:
+    logits = h.logits.data
+    if logits.device.type != "cpu" or logits.dtype != torch.float32 or not logits.is_contiguous():
         return False
-    missing = missing.contiguous()
-    lib.pc_categorical_m_step(
-        logits.data_ptr(), logits.shape[0], logits.shape[1], counts.data_ptr(), counts.stride(0), missing.data_ptr(),
-        step, pseudocount, torch.get_num_threads(),
-    )  # fmt: skip
+    if isinstance(stats, DeferredCounts) and stats._formed is None:  # counts and update in one pass
+        run = variable_runs(part)[0]
+        f = stats.flows
+        lib.pc_categorical_em(
+            logits.data_ptr(), f.data_ptr(), f.shape[1], part.size, run.data_ptr(), part.num_cats,
+            stats.codes.data_ptr(), step, pseudocount, torch.get_num_threads(),
+        )  # fmt: skip
+    else:
+        counts, missing = stats["counts"], stats["missing"]
+        if counts.dtype != torch.float32 or counts.stride(1) != 1 or missing.dtype != torch.float32:
+            return False
+        missing = missing.contiguous()
+        lib.pc_categorical_m_step(
+            logits.data_ptr(), logits.shape[0], logits.shape[1], counts.data_ptr(), counts.stride(0),
+            missing.data_ptr(), step, pseudocount, torch.get_num_threads(),
+        )  # fmt: skip
     _NORMALISED[part] = (weakref.ref(h.logits), h.logits._version)  # writes through data_ptr keep the version
     return True
 

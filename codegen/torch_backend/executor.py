@@ -155,11 +155,11 @@ class TorchExecutor(ProgramOrderDecoder, nn.Module):
         """No kernel of its own: the runtime's update (SumRows) does every weight."""
         return False
 
-    def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
+    def em_inputs(self, part, h, stats, step, pseudocount: float) -> bool:
         """No kernel of its own: each family's M-step (Family.m_step) runs."""
         return False
 
-    def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
+    def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real, deferred: bool = False) -> dict | None:
         """No kernel of its own: each family's statistics (Family.stats) are computed."""
         return None
 

@@ -190,11 +190,11 @@ class TritonExecutor(ProgramOrderDecoder, nn.Module):
         )
         return True
 
-    def em_inputs(self, part, h, stats: dict, step, pseudocount: float) -> bool:
+    def em_inputs(self, part, h, stats, step, pseudocount: float) -> bool:
         """No input kernel: its family's M-step runs."""
         return False
 
-    def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real) -> dict | None:
+    def input_stats(self, part, vars_t, flows: torch.Tensor, x_int, x_real, deferred: bool = False) -> dict | None:
         """No input kernel: its family computes the statistics."""
         return None
 

@@ -43,10 +43,12 @@ def batch_flows(model, x, missing=None) -> FlowStats:
 
 
 @torch.no_grad()
-def encoded_flows(model, x_int, x_real, input_logp: torch.Tensor | None = None) -> FlowStats:
+def encoded_flows(model, x_int, x_real, input_logp: torch.Tensor | None = None, deferred: bool = False) -> FlowStats:
     """Flows of an encoded batch. Nothing here waits for the device (no .item(), no boolean
     indexing, no data-dependent shapes), so a training step can be captured as a CUDA graph.
-    `input_logp` [R_in, B]: input log-values to use instead of the model's (softened evidence)."""
+    `input_logp` [R_in, B]: input log-values to use instead of the model's (softened evidence).
+    `deferred`: the input statistics go straight to em_update, before the model's next pass, so
+    a backend may form them in its M-step (Executor.input_stats)."""
     ex = model.executor
     logw = model.sum_log_weights(padded=True)
     if input_logp is None:  # the executor's kept buffers: nothing returned here points into them
@@ -58,16 +60,16 @@ def encoded_flows(model, x_int, x_real, input_logp: torch.Tensor | None = None) 
     grad = ok.to(mars.dtype)
     flows, sum_flows = ex.backward_flows(mars, logw, grad, reuse=True)
     stats = [
-        _input_stats(ex, part, h, flows[part.start : part.start + part.size], x_int, x_real)
+        _input_stats(ex, part, h, flows[part.start : part.start + part.size], x_int, x_real, deferred)
         for part, h in zip(model.program.input_partitions, model.inputs)
     ]
     ll = torch.where(ok, root, torch.zeros_like(root)).double().sum()
     return FlowStats(sum_flows, stats, ll, int(x_int.shape[0]), logw)
 
 
-def _input_stats(ex, part, h, f, x_int, x_real) -> dict:
+def _input_stats(ex, part, h, f, x_int, x_real, deferred: bool = False):
     """A partition's statistics from the backend's kernel where it has one, else its family's."""
-    stats = ex.input_stats(part, h.vars, f, x_int, x_real)
+    stats = ex.input_stats(part, h.vars, f, x_int, x_real, deferred)
     if stats is None:
         stats = family(part.dist).stats(part, dict(h.named_parameters()), h.vars, f, x_int, x_real)
     return stats

@@ -49,10 +49,15 @@ def em_update(
         family(part.dist).m_step(part, h, s, a, pc, model.dtype, entropy=b)
 
 
-def e_step(model, x_int: torch.Tensor, x_real: torch.Tensor | None, reg: Regularization | None = None) -> FlowStats:
+def e_step(
+    model, x_int: torch.Tensor, x_real: torch.Tensor | None, reg: Regularization | None = None, deferred: bool = False
+) -> FlowStats:
     """The E-step of a batch: its expected counts (flows) and log-likelihood (of the softened
-    data when `reg` softens)."""
-    return encoded_flows(model, x_int, x_real) if reg is None else reg.e_step(model, x_int, x_real)
+    data when `reg` softens). `deferred`: the statistics go straight to em_update (see
+    encoded_flows)."""
+    if reg is not None:
+        return reg.e_step(model, x_int, x_real)
+    return encoded_flows(model, x_int, x_real, deferred=deferred)
 
 
 def em_step(
@@ -75,7 +80,7 @@ def em_step(
     pc = float(pseudocount)
 
     def step_fn(xi, xr, a):
-        stats = e_step(model, xi, xr, reg)
+        stats = e_step(model, xi, xr, reg, deferred=reduce is None)  # updated at once, unless combined first
         if reduce is not None:
             stats = reduce(stats)
         em_update(model, stats, a, pc, reg)

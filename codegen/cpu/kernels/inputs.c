@@ -125,63 +125,95 @@ static void store_log_probs(float *l, float *th, int64_t K) {
     for (int64_t k = KV; k < K; k++) l[k] = pc_log(th[k]);
 }
 
-/* The categorical M-step of m rows over K values, in place on the logits: theta_k <- (1 - a) old_k
- * + a (F_k + pc / K + F_miss old_k) / (F + F_miss + pc), old = softmax(logits), logits <- log theta
- * (the formula of pccompile.statistics). counts has row stride ld. */
+/* The categorical M-step of one row of K logits l, in place: theta_k <- (1 - a) old_k + a (F_k +
+ * pc / K + F_miss old_k) / (F + F_miss + pc), old = softmax(l), l <- log theta (the formula of
+ * pccompile.statistics), from the row's counts c and missing count miss; th: K floats of
+ * scratch. */
+static void categorical_row_m_step(float *l, int64_t K, const float *c, float miss, float a, float pc, float *th) {
+    const int64_t KV = K / VL * VL; /* the row's whole vectors; the rest lane by lane */
+    vf vmx = vsplat(-INFINITY), vz = vsplat(0.0f), vt = vsplat(0.0f);
+    for (int64_t k = 0; k < KV; k += VL) vmx = vmax(vmx, loadu(l + k));
+    float mx = -INFINITY;
+    for (int v = 0; v < VL; v++) mx = vmx[v] > mx ? vmx[v] : mx;
+    for (int64_t k = KV; k < K; k++) mx = l[k] > mx ? l[k] : mx;
+    for (int64_t k = 0; k < KV; k += VL) {
+        const vf o = v_exp(loadu(l + k) - mx);
+        storeu(th + k, o);
+        vz += o;
+        vt += loadu(c + k);
+    }
+    float z = 0.0f, total = 0.0f;
+    for (int v = 0; v < VL; v++) {
+        z += vz[v];
+        total += vt[v];
+    }
+    for (int64_t k = KV; k < K; k++) {
+        th[k] = pc_exp(l[k] - mx);
+        z += th[k];
+        total += c[k];
+    }
+    const float denom = total + miss + pc, inv = 1.0f / z, prior = pc / (float)K;
+    const float keep = denom > 0.0f ? 1.0f - a : 1.0f, scale = denom > 0.0f ? a / denom : 0.0f;
+    /* theta = (1 - a) o + a (c + prior + miss o) / denom, o = th / z */
+    for (int64_t k = 0; k < KV; k += VL) {
+        const vf o = loadu(th + k) * inv;
+        storeu(th + k, keep * o + scale * (loadu(c + k) + prior + miss * o));
+    }
+    for (int64_t k = KV; k < K; k++) {
+        const float o = th[k] * inv;
+        th[k] = keep * o + scale * (c[k] + prior + miss * o);
+    }
+    store_log_probs(l, th, K);
+}
+
+/* The categorical M-step of m rows over K values, in place on the logits, from counts (row
+ * stride ld) and missing counts. */
 void pc_categorical_m_step(float *logits, int64_t m, int64_t K, const float *counts, int64_t ld, const float *missing,
                            float a, float pc, int threads) {
-    const int64_t KV = K / VL * VL; /* the row's whole vectors; the rest lane by lane */
 #pragma omp parallel num_threads(threads)
     {
-        float *old = tile_alloc(K);
+        float *th = tile_alloc(K);
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < m; r++) {
-            float *l = logits + r * K, *th = old;
-            const float *c = counts + r * ld;
-            vf vmx = vsplat(-INFINITY), vz = vsplat(0.0f), vt = vsplat(0.0f);
-            for (int64_t k = 0; k < KV; k += VL) vmx = vmax(vmx, loadu(l + k));
-            float mx = -INFINITY;
-            for (int v = 0; v < VL; v++) mx = vmx[v] > mx ? vmx[v] : mx;
-            for (int64_t k = KV; k < K; k++) mx = l[k] > mx ? l[k] : mx;
-            for (int64_t k = 0; k < KV; k += VL) {
-                const vf o = v_exp(loadu(l + k) - mx);
-                storeu(th + k, o);
-                vz += o;
-                vt += loadu(c + k);
-            }
-            float z = 0.0f, total = 0.0f;
-            for (int v = 0; v < VL; v++) {
-                z += vz[v];
-                total += vt[v];
-            }
-            for (int64_t k = KV; k < K; k++) {
-                th[k] = pc_exp(l[k] - mx);
-                z += th[k];
-                total += c[k];
-            }
-            const float miss = missing[r], denom = total + miss + pc, inv = 1.0f / z, prior = pc / (float)K;
-            const float keep = denom > 0.0f ? 1.0f - a : 1.0f, scale = denom > 0.0f ? a / denom : 0.0f;
-            /* theta = (1 - a) o + a (c + prior + miss o) / denom, o = th / z */
-            for (int64_t k = 0; k < KV; k += VL) {
-                const vf o = loadu(th + k) * inv;
-                storeu(th + k, keep * o + scale * (loadu(c + k) + prior + miss * o));
-            }
-            for (int64_t k = KV; k < K; k++) {
-                const float o = th[k] * inv;
-                th[k] = keep * o + scale * (c[k] + prior + miss * o);
-            }
-            store_log_probs(l, th, K);
-        }
-        free(old);
+        for (int64_t r = 0; r < m; r++) categorical_row_m_step(logits + r * K, K, counts + r * ld, missing[r], a, pc, th);
+        free(th);
     }
+}
+
+/* The counts h [n][K + 1] of n <= 4 rows of one run (flows f [n][B], the run's split sp and codes),
+ * zeroed first: each row's flows at the mode summed by whole vectors, the other samples added one
+ * by one, four rows at a time so that four additions are in flight. */
+static void count_rows(float *h0, const float *f0, int64_t n, int64_t B, int64_t K, const run_codes_split *sp,
+                       const int64_t *code) {
+    memset(h0, 0, sizeof(float) * (size_t)(n * (K + 1)));
+    for (int64_t i = 0; i < n; i++) h0[i * (K + 1) + sp->mode] += sum_at_mode(sp, f0 + i * B, code, B);
+    const int64_t *rest = sp->rest, nr = sp->n_rest;
+    if (n == 4) {
+        float *h1 = h0 + (K + 1), *h2 = h1 + (K + 1), *h3 = h2 + (K + 1);
+        const float *f1 = f0 + B, *f2 = f1 + B, *f3 = f2 + B;
+        for (int64_t i = 0; i < nr; i++) {
+            const int64_t b = rest[i], c = code[b];
+            h0[c] += f0[b];
+            h1[c] += f1[b];
+            h2[c] += f2[b];
+            h3[c] += f3[b];
+        }
+        return;
+    }
+    for (int64_t k = 0; k < n; k++)
+        for (int64_t i = 0; i < nr; i++) h0[k * (K + 1) + code[rest[i]]] += f0[k * B + rest[i]];
+}
+
+/* How many rows from r0 (at most four, below hi) share r0's run: the rows count_rows takes. */
+static int64_t run_rows(const int64_t *run, int64_t r0, int64_t hi) {
+    int64_t n = 1;
+    while (n < 4 && r0 + n < hi && run[r0 + n] == run[r0]) n++;
+    return n;
 }
 
 /* EM counts of a family over K values: counts[r][code] += f[r][b] at the batch's code of the
  * row's variable (code K: missing; codes and runs as in pc_table_inputs), into counts [m][K + 1],
  * which need not be zeroed (each thread zeroes its rows as it reaches them, while they are in
- * cache, where a zeroed tensor of the caller's would be written once more). Each row's flows at
- * its run's mode are summed by whole vectors (run_codes_split); the other samples are added one
- * by one, four rows at a time so that four additions are in flight. */
+ * cache, where a zeroed tensor of the caller's would be written once more). */
 void pc_table_counts(float *counts, const float *f, int64_t B, int64_t m, const int64_t *run, int64_t K,
                      const int64_t *codes, int threads) {
 #pragma omp parallel num_threads(threads)
@@ -190,31 +222,37 @@ void pc_table_counts(float *counts, const float *f, int64_t B, int64_t m, const 
         const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
         const int64_t lo = m * q / nq, hi = m * (q + 1) / nq; /* this thread's rows */
         for (int64_t r0 = lo; r0 < hi;) {
-            const int64_t *code = codes + run[r0] * B;
+            const int64_t *code = codes + run[r0] * B, n = run_rows(run, r0, hi);
             reach_run(&sp, run[r0], code, B, K);
-            int64_t n = 1; /* rows of this run taken together, at most four */
-            while (n < 4 && r0 + n < hi && run[r0 + n] == sp.run) n++;
-            memset(counts + r0 * (K + 1), 0, sizeof(float) * (size_t)(n * (K + 1)));
-            for (int64_t i = 0; i < n; i++) counts[(r0 + i) * (K + 1) + sp.mode] += sum_at_mode(&sp, f + (r0 + i) * B, code, B);
-            const int64_t *rest = sp.rest, nr = sp.n_rest;
-            float *h0 = counts + r0 * (K + 1);
-            const float *f0 = f + r0 * B;
-            if (n == 4) {
-                float *h1 = h0 + (K + 1), *h2 = h1 + (K + 1), *h3 = h2 + (K + 1);
-                const float *f1 = f0 + B, *f2 = f1 + B, *f3 = f2 + B;
-                for (int64_t i = 0; i < nr; i++) {
-                    const int64_t b = rest[i], c = code[b];
-                    h0[c] += f0[b];
-                    h1[c] += f1[b];
-                    h2[c] += f2[b];
-                    h3[c] += f3[b];
-                }
-            } else {
-                for (int64_t k = 0; k < n; k++)
-                    for (int64_t i = 0; i < nr; i++) h0[k * (K + 1) + code[rest[i]]] += f0[k * B + rest[i]];
-            }
+            count_rows(counts + r0 * (K + 1), f + r0 * B, n, B, K, &sp, code);
             r0 += n;
         }
+        free_split(&sp);
+    }
+}
+
+/* The counts and the categorical M-step in one pass (a mini-batch EM step's, whose counts serve
+ * nothing else): each thread counts up to four rows into scratch that stays in cache and updates
+ * their logits from it at once, so the [m, K + 1] counts are never written and read back. The
+ * same arithmetic, in the same order, as pc_table_counts then pc_categorical_m_step. */
+void pc_categorical_em(float *logits, const float *f, int64_t B, int64_t m, const int64_t *run, int64_t K,
+                       const int64_t *codes, float a, float pc, int threads) {
+#pragma omp parallel num_threads(threads)
+    {
+        run_codes_split sp = new_split(B, K);
+        float *h = tile_alloc(4 * (K + 1)), *th = tile_alloc(K);
+        const int64_t q = omp_get_thread_num(), nq = omp_get_num_threads();
+        const int64_t lo = m * q / nq, hi = m * (q + 1) / nq;
+        for (int64_t r0 = lo; r0 < hi;) {
+            const int64_t *code = codes + run[r0] * B, n = run_rows(run, r0, hi);
+            reach_run(&sp, run[r0], code, B, K);
+            count_rows(h, f + r0 * B, n, B, K, &sp, code);
+            for (int64_t i = 0; i < n; i++)
+                categorical_row_m_step(logits + (r0 + i) * K, K, h + i * (K + 1), h[i * (K + 1) + K], a, pc, th);
+            r0 += n;
+        }
+        free(h);
+        free(th);
         free_split(&sp);
     }
 }
