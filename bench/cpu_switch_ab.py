@@ -8,8 +8,12 @@ Switches:
   first-flow flags all 0), against each row's first flow stored (codegen/cpu/first_touch.py).
 - `sum_m_step`: the dense sum weights' M-step by the runtime's torch update, against the
   kernel (`em_dense_blocks`); only the EM step differs.
+- `normalised_tables`: every forward takes the categorical tables' log-softmax, against reading
+  the logits an M-step left normalised (codegen/cpu/inputs.py: log_table).
+- `fused_m_step`: the EM step's categorical counts formed, then the M-step kernel, against both
+  in one pass (pc_categorical_em); only the EM step differs.
 
-Each round times an EM step, a forward pass and a backward pass (flows from the kept buffers)
+The model starts from the parameters after one EM step, as training sees them. Each round times an EM step, a forward pass and a backward pass (flows from the kept buffers)
 with the switch off (the old way) and then on; the table gives the medians over rounds and each
 way's fastest round. Sequential processes on this machine differ by up to 15% for the same
 code, so a change is measured here, in one process.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from pathlib import Path
 
 import torch
@@ -50,7 +55,24 @@ def sum_m_step(ex, on: bool) -> None:
         ex.em_dense_blocks = lambda *args: TorchExecutor.em_dense_blocks(ex, *args)
 
 
-SWITCHES = {"first_touch": first_touch, "sum_m_step": sum_m_step}
+def normalised_tables(ex, on: bool) -> None:
+    from pccompile.codegen.cpu import inputs
+    from pccompile.ir import family
+
+    module = sys.modules[type(ex).__module__]  # where the executor looks its tables up
+    module.log_table = inputs.log_table if on else (lambda part, params: family(part.dist).log_table(part, params))
+
+
+def fused_m_step(ex, on: bool) -> None:
+    ex._bench_reduce = None if on else (lambda stats: stats)  # a reduce asks for formed counts
+
+
+SWITCHES = {
+    "first_touch": first_touch,
+    "sum_m_step": sum_m_step,
+    "normalised_tables": normalised_tables,
+    "fused_m_step": fused_m_step,
+}
 
 
 def main():
@@ -68,12 +90,13 @@ def main():
     model = pc.compile(pc.build(spec), backend="cpu")
     ex, switch = model.executor, SWITCHES[args.switch]
     xi, xr = model.encode(x)
+    em_step(model, xi, xr, 1.0, 0.1)  # a fresh model's random parameters double the forward's time
     logw = model.sum_log_weights(padded=True).detach()
     root = torch.ones(args.batch)
     with torch.no_grad():
         mars = model.node_values(xi, xr, logw).clone()
     parts = {
-        "EM step": lambda: em_step(model, xi, xr, 0.1, 0.1),
+        "EM step": lambda: em_step(model, xi, xr, 0.1, 0.1, reduce=getattr(ex, "_bench_reduce", None)),
         "forward": lambda: model.node_values(xi, xr, logw, reuse=True),
         "backward": lambda: ex.backward_flows(mars, logw, root, reuse=True),
     }
