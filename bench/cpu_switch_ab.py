@@ -13,9 +13,10 @@ Switches:
 - `fused_m_step`: the EM step's categorical counts formed, then the M-step kernel, against both
   in one pass (pc_categorical_em); only the EM step differs.
 
-The model starts from the parameters after one EM step, as training sees them. Each round times an EM step, a forward pass and a backward pass (flows from the kept buffers)
-with the switch off (the old way) and then on; the table gives the medians over rounds and each
-way's fastest round. Sequential processes on this machine differ by up to 15% for the same
+The model starts from the parameters after one EM step, as training sees them. Each round
+times an EM step, a forward pass and a backward pass (flows from the kept buffers) with the
+switch off (the old way) and then on; the table gives the medians over rounds and each way's
+fastest round. Sequential processes on this machine differ by up to 15% for the same
 code, so a change is measured here, in one process.
 """
 

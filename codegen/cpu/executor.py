@@ -178,8 +178,9 @@ class CpuExecutor(TorchExecutor):
 
     def _input_rows(self, k: int, part, params: dict, x_int, x_real, out: torch.Tensor) -> None:
         """Families over K values: the table of log-probabilities (inputs.log_table: torch's, or
-        the logits an M-step kernel left normalised), its lookup at the batch's codes in the kernel (no padded table copy, no [m, B] index; rows in runs per
-        variable read one row of codes per run); others as the torch backend."""
+        the logits an M-step kernel left normalised), its lookup at the batch's codes in the
+        kernel (no padded table copy, no [m, B] index; rows in runs per variable read one row of
+        codes per run); others as the torch backend."""
         table = None
         if self._runs_here(out) and x_int.device.type == "cpu":
             table = log_table(part, params)

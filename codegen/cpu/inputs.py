@@ -89,9 +89,8 @@ def _table_counts(lib, part, vars_t, f: torch.Tensor, x_int, deferred: bool = Fa
     kernel does not apply (another dtype or device); `deferred`: a DeferredCounts instead."""
     if f.device.type != "cpu" or f.dtype != torch.float32 or not f.is_contiguous() or x_int.device.type != "cpu":
         return None
-    if deferred:
-        return DeferredCounts(lib, part, f, run_codes(lib, part, x_int))
-    return _counts(lib, part, f, run_codes(lib, part, x_int))
+    codes = run_codes(lib, part, x_int)
+    return DeferredCounts(lib, part, f, codes) if deferred else _counts(lib, part, f, codes)
 
 
 def _counts(lib, part, f: torch.Tensor, codes: torch.Tensor) -> dict:
@@ -160,13 +159,13 @@ def log_table(part, params: dict) -> torch.Tensor | None:
     run it continues, and the batches of an evaluation pay for the check once. The version
     counter says whether anything changed them since (an optimiser's step, load_state_dict, an
     update of the torch backend's: all in place through torch)."""
-    logits = params.get("logits")
-    if not isinstance(family(part.dist), Categorical) or logits is None:
-        return family(part.dist).log_table(part, params)
+    fam, logits = family(part.dist), params.get("logits")
+    if not isinstance(fam, Categorical) or logits is None:
+        return fam.log_table(part, params)
     kept = _NORMALISED.get(part)
     if kept is not None and kept[0]() is logits and kept[1] == logits._version:
-        return logits.detach() if kept[2] else family(part.dist).log_table(part, params)
-    table = family(part.dist).log_table(part, params)
+        return logits.detach() if kept[2] else fam.log_table(part, params)
+    table = fam.log_table(part, params)
     found = normalised(logits, table)
     _NORMALISED[part] = (weakref.ref(logits), logits._version, found)  # checked once per version either way
     return logits.detach() if found else table
